@@ -1,0 +1,3 @@
+//! The CPU reference backend.
+
+pub mod ops;

@@ -1,0 +1,1 @@
+//! The wgpu backend: hand-written WGSL kernels (see `shaders/`).

@@ -1,0 +1,1 @@
+//! Model resolution: Hugging Face cache -> hub download -> offline CTranslate2 packages.

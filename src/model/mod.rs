@@ -1,0 +1,36 @@
+//! Whisper checkpoints: where they come from (Hugging Face cache, hub, offline CTranslate2
+//! packages), what they contain (config, safetensors, tokenizer).
+
+pub mod config;
+pub mod ct2;
+pub mod hub;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+/// The files of one resolved checkpoint: a directory holding `config.json`,
+/// `model.safetensors`, `tokenizer.json` and optionally `generation_config.json`.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// What the user asked for, for messages (alias, repo id or path).
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl ModelFiles {
+    pub fn new(name: impl Into<String>, dir: impl AsRef<Path>) -> Self {
+        ModelFiles { name: name.into(), dir: dir.as_ref().to_path_buf() }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+    pub fn tokenizer(&self) -> PathBuf {
+        self.dir.join("tokenizer.json")
+    }
+}
+
+/// The model used when `--model` is not given.
+pub const DEFAULT_MODEL: &str = "tiny.en";
