@@ -10,5 +10,8 @@ pub const SAMPLE_RATE: u32 = 16_000;
 
 /// Read `path` and return mono samples at [`SAMPLE_RATE`], in [-1, 1].
 pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
-    Err(Error::audio(path, "audio decoding is not implemented in this build"))
+    Err(Error::audio(
+        path,
+        "audio decoding is not implemented in this build",
+    ))
 }

@@ -27,8 +27,14 @@ struct View {
     cs: isize,
 }
 
-const ROW_MAJOR: fn(usize) -> View = |cols| View { rs: cols as isize, cs: 1 };
-const TRANSPOSED: fn(usize) -> View = |cols| View { rs: 1, cs: cols as isize };
+const ROW_MAJOR: fn(usize) -> View = |cols| View {
+    rs: cols as isize,
+    cs: 1,
+};
+const TRANSPOSED: fn(usize) -> View = |cols| View {
+    rs: 1,
+    cs: cols as isize,
+};
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]` (overwriting `dst`), with explicit strides.
 #[allow(clippy::too_many_arguments)]
@@ -45,7 +51,9 @@ fn gemm_strided(
     par: Parallelism,
 ) {
     // Bounds: the last element each operand touches must be inside its slice.
-    let last = |v: View, r: usize, c: usize| (r.saturating_sub(1) as isize * v.rs + c.saturating_sub(1) as isize * v.cs) as usize;
+    let last = |v: View, r: usize, c: usize| {
+        (r.saturating_sub(1) as isize * v.rs + c.saturating_sub(1) as isize * v.cs) as usize
+    };
     if m == 0 || n == 0 {
         return;
     }
@@ -83,13 +91,43 @@ fn gemm_strided(
 
 /// `out[m, n] = a[m, k] · b[k, n]`.
 pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
-    gemm_strided(m, n, k, out, ROW_MAJOR(n), a, ROW_MAJOR(k), b, ROW_MAJOR(n), parallelism(m, n, k));
+    gemm_strided(
+        m,
+        n,
+        k,
+        out,
+        ROW_MAJOR(n),
+        a,
+        ROW_MAJOR(k),
+        b,
+        ROW_MAJOR(n),
+        parallelism(m, n, k),
+    );
 }
 
 /// A fully connected layer: `out[m, n] = x[m, k] · wᵀ + bias`, with `w` as `[n, k]`.
-pub fn linear(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     debug_assert_eq!(w.len(), n * k);
-    gemm_strided(m, n, k, out, ROW_MAJOR(n), x, ROW_MAJOR(k), w, TRANSPOSED(k), parallelism(m, n, k));
+    gemm_strided(
+        m,
+        n,
+        k,
+        out,
+        ROW_MAJOR(n),
+        x,
+        ROW_MAJOR(k),
+        w,
+        TRANSPOSED(k),
+        parallelism(m, n, k),
+    );
     if let Some(b) = bias {
         for row in out[..m * n].chunks_exact_mut(n) {
             for (o, b) in row.iter_mut().zip(b) {
@@ -215,9 +253,15 @@ pub fn attention(
                 &mut scores,
                 ROW_MAJOR(n_kv),
                 q_h,
-                View { rs: d as isize, cs: 1 },
+                View {
+                    rs: d as isize,
+                    cs: 1,
+                },
                 k_h,
-                View { rs: 1, cs: d as isize },
+                View {
+                    rs: 1,
+                    cs: d as isize,
+                },
                 Parallelism::None,
             );
             for (i, row) in scores.chunks_exact_mut(n_kv).enumerate() {
@@ -241,7 +285,10 @@ pub fn attention(
                 &scores,
                 ROW_MAJOR(n_kv),
                 v_h,
-                View { rs: d as isize, cs: 1 },
+                View {
+                    rs: d as isize,
+                    cs: 1,
+                },
                 Parallelism::None,
             );
             o
@@ -266,7 +313,14 @@ pub fn argmax(x: &[f32]) -> usize {
 }
 
 /// Token embedding plus learned position embedding: `out[i] = tokens[ids[i]] + positions[pos0 + i]`.
-pub fn embed(table: &[f32], positions: &[f32], d: usize, ids: &[u32], pos0: usize, out: &mut [f32]) {
+pub fn embed(
+    table: &[f32],
+    positions: &[f32],
+    d: usize,
+    ids: &[u32],
+    pos0: usize,
+    out: &mut [f32],
+) {
     for (i, &id) in ids.iter().enumerate() {
         let t = &table[id as usize * d..(id as usize + 1) * d];
         let p = &positions[(pos0 + i) * d..(pos0 + i + 1) * d];
