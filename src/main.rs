@@ -12,7 +12,11 @@ use dattavani_asr::transcribe::{DeviceChoice, Transcriber};
 use dattavani_asr::Error;
 
 #[derive(Parser)]
-#[command(name = "dattavani-asr", version, about = "Whisper speech recognition: WGSL on any GPU, or the CPU")]
+#[command(
+    name = "dattavani-asr",
+    version,
+    about = "Whisper speech recognition: WGSL on any GPU, or the CPU"
+)]
 struct Cli {
     /// Only print warnings and errors on stderr.
     #[arg(long, short, global = true)]
@@ -80,8 +84,10 @@ struct TranscribeArgs {
 
 fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DATTAVANI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,dattavani_asr={default}")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DATTAVANI_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("warn,dattavani_asr={default}"))
+        });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -97,12 +103,17 @@ fn main() -> ExitCode {
     init_logging(cli.quiet);
     let result = match cli.command {
         Command::Transcribe(args) => transcribe(args),
-        Command::Models { command: ModelsCommand::Import { dir, name } } => {
-            hub::import(&dir, &name).map(|files| {
-                println!("imported {} as {} ({})", dir.display(), name, files.dir.display());
-                0
-            })
-        }
+        Command::Models {
+            command: ModelsCommand::Import { dir, name },
+        } => hub::import(&dir, &name).map(|files| {
+            println!(
+                "imported {} as {} ({})",
+                dir.display(),
+                name,
+                files.dir.display()
+            );
+            0
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

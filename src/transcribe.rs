@@ -64,7 +64,11 @@ impl Transcriber {
         Self::from_files(&files, device, options)
     }
 
-    pub fn from_files(files: &ModelFiles, device: DeviceChoice, options: DecodeOptions) -> Result<Self> {
+    pub fn from_files(
+        files: &ModelFiles,
+        device: DeviceChoice,
+        options: DecodeOptions,
+    ) -> Result<Self> {
         let t0 = Instant::now();
         let config = ModelConfig::from_dir(&files.dir)?;
         let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)?;
@@ -87,7 +91,12 @@ impl Transcriber {
             backend.device_name(),
             t0.elapsed().as_secs_f64() * 1e3
         );
-        Ok(Transcriber { backend, tokenizer, config, options })
+        Ok(Transcriber {
+            backend,
+            tokenizer,
+            config,
+            options,
+        })
     }
 
     pub fn backend(&mut self) -> &mut dyn Backend {
@@ -153,6 +162,10 @@ impl Transcriber {
             (Some(l), _) => l.clone(),
             _ => "en".to_string(),
         };
-        Ok(Transcript { text, language, segments })
+        Ok(Transcript {
+            text,
+            language,
+            segments,
+        })
     }
 }

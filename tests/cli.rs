@@ -19,7 +19,11 @@ fn root() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin().args(args).current_dir(root()).output().expect("binary runs")
+    bin()
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("binary runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -33,7 +37,10 @@ fn assert_clean_error(o: &Output, code: i32, needle: &str) {
     assert!(!err.contains("panicked"), "panic: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert!(!lines.is_empty(), "no error line: {err}");
-    assert!(lines.iter().any(|l| l.contains(needle)), "no error line names {needle:?}: {err}");
+    assert!(
+        lines.iter().any(|l| l.contains(needle)),
+        "no error line names {needle:?}: {err}"
+    );
 }
 
 #[test]
@@ -58,11 +65,15 @@ fn writes_json_into_output_dir_and_reports_failed_files() {
     ]);
     assert_clean_error(&o, 1, "missing.wav");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("jfk.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("jfk.json")).unwrap())
+            .unwrap();
     assert_eq!(json["text"].as_str().unwrap().trim(), JFK);
     assert_eq!(json["segments"].as_array().unwrap().len(), 1);
     // No temporary files left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("jfk.json")]);
 }
 
@@ -75,7 +86,12 @@ fn bad_audio_files_give_one_line_each() {
         p
     };
     let empty = write("empty.wav", b"");
-    let noise = write("noise.wav", &(0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>());
+    let noise = write(
+        "noise.wav",
+        &(0..4000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    );
     let jfk = std::fs::read(root().join("samples/jfk.wav")).unwrap();
     let truncated = write("truncated.wav", &jfk[..20]);
     // A valid 44-byte header that declares zero samples.
@@ -83,7 +99,12 @@ fn bad_audio_files_give_one_line_each() {
     header[40..44].copy_from_slice(&0u32.to_le_bytes());
     header[4..8].copy_from_slice(&36u32.to_le_bytes());
     let zero = write("zero.wav", &header);
-    for (path, name) in [(&empty, "empty.wav"), (&noise, "noise.wav"), (&truncated, "truncated.wav"), (&zero, "zero.wav")] {
+    for (path, name) in [
+        (&empty, "empty.wav"),
+        (&noise, "noise.wav"),
+        (&truncated, "truncated.wav"),
+        (&zero, "zero.wav"),
+    ] {
         let o = run(&["transcribe", path.to_str().unwrap()]);
         assert_clean_error(&o, 1, name);
     }
@@ -99,7 +120,12 @@ fn gpu_device_is_not_silently_replaced() {
 fn spoiled_model(spoil: impl FnOnce(&Path)) -> tempfile::TempDir {
     let real = hub::resolve("tiny.en").unwrap().dir;
     let dir = tempfile::tempdir().unwrap();
-    for name in ["config.json", "generation_config.json", "tokenizer.json", "model.safetensors"] {
+    for name in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "model.safetensors",
+    ] {
         if real.join(name).exists() {
             std::fs::copy(real.join(name), dir.path().join(name)).unwrap();
         }
@@ -115,7 +141,9 @@ fn bad_models_give_one_line_and_exit_3() {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     });
-    let garbage = spoiled_model(|d| std::fs::write(d.join("model.safetensors"), b"not a safetensors file").unwrap());
+    let garbage = spoiled_model(|d| {
+        std::fs::write(d.join("model.safetensors"), b"not a safetensors file").unwrap()
+    });
     let wrong_dims = spoiled_model(|d| {
         let p = d.join("config.json");
         let text = std::fs::read_to_string(&p).unwrap();
@@ -130,7 +158,12 @@ fn bad_models_give_one_line_and_exit_3() {
         (&wrong_dims, "shape"),
         (&no_tokenizer, "tokenizer.json"),
     ] {
-        let o = run(&["transcribe", "samples/jfk.wav", "--model", dir.path().to_str().unwrap()]);
+        let o = run(&[
+            "transcribe",
+            "samples/jfk.wav",
+            "--model",
+            dir.path().to_str().unwrap(),
+        ]);
         assert_clean_error(&o, 3, needle);
     }
 }

@@ -22,7 +22,11 @@ fn cpu_encoder_matches_reference_on_jfk() {
     let (shape, want) = npy::read_npy_f32("tests/data/reference/jfk_encoder.npy");
     assert_eq!(shape, vec![1500, 384]);
     assert_eq!(got.len(), want.len());
-    let max_err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     println!("encoder max abs error vs reference: {max_err:.2e}");
     assert!(max_err <= 1e-3, "encoder max abs error {max_err}");
 }

@@ -27,7 +27,13 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { task: Task::Transcribe, language: None, suppress_blank: true, suppress_tokens: Vec::new(), sample_len: None }
+        DecodeOptions {
+            task: Task::Transcribe,
+            language: None,
+            suppress_blank: true,
+            suppress_tokens: Vec::new(),
+            sample_len: None,
+        }
     }
 }
 
@@ -68,10 +74,17 @@ impl<'a> Decoder<'a> {
         let mut suppress: Vec<u32> = checkpoint_suppress.to_vec();
         suppress.extend_from_slice(&options.suppress_tokens);
         // OpenAI's `_get_suppress_tokens`: task, start and no-speech markers are never text.
-        suppress.extend([tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.no_speech]);
+        suppress.extend([
+            tokenizer.transcribe,
+            tokenizer.translate,
+            tokenizer.sot,
+            tokenizer.sot_prev,
+            tokenizer.no_speech,
+        ]);
         // Without timestamps, timestamp tokens have no meaning in the output.
         suppress.extend(tokenizer.no_timestamps..n_vocab as u32);
-        let mut filters: Vec<Box<dyn LogitFilter>> = vec![Box::new(SuppressTokens::new(suppress, n_vocab))];
+        let mut filters: Vec<Box<dyn LogitFilter>> =
+            vec![Box::new(SuppressTokens::new(suppress, n_vocab))];
         if options.suppress_blank {
             let mut blank = begin_suppress.to_vec();
             if blank.is_empty() {
@@ -80,12 +93,19 @@ impl<'a> Decoder<'a> {
             }
             filters.push(Box::new(SuppressBlank::new(blank)));
         }
-        Ok(Decoder { tokenizer, options, filters, logits: vec![0.0; n_vocab] })
+        Ok(Decoder {
+            tokenizer,
+            options,
+            filters,
+            logits: vec![0.0; n_vocab],
+        })
     }
 
     /// The prompt of every window: start-of-transcript (+ language, task) + `<|notimestamps|>`.
     pub fn prompt(&self) -> Result<Vec<u32>> {
-        let mut p = self.tokenizer.sot_sequence(self.options.language.as_deref(), self.options.task)?;
+        let mut p = self
+            .tokenizer
+            .sot_sequence(self.options.language.as_deref(), self.options.task)?;
         p.push(self.tokenizer.no_timestamps);
         Ok(p)
     }
@@ -107,12 +127,19 @@ impl<'a> Decoder<'a> {
     pub fn decode_greedy(&mut self, backend: &mut dyn Backend) -> Result<DecodingResult> {
         let prompt = self.prompt()?;
         let n_ctx = backend.dims().n_text_ctx;
-        let sample_len = self.options.sample_len.unwrap_or(n_ctx).min(n_ctx - prompt.len());
+        let sample_len = self
+            .options
+            .sample_len
+            .unwrap_or(n_ctx)
+            .min(n_ctx - prompt.len());
         backend.reset_decoder();
 
         // The no-speech probability is read at the start-of-transcript position, so the prompt is
         // fed in two parts: up to and including `<|startoftranscript|>`, then the rest.
-        let sot_index = prompt.iter().position(|&t| t == self.tokenizer.sot).unwrap_or(0);
+        let sot_index = prompt
+            .iter()
+            .position(|&t| t == self.tokenizer.sot)
+            .unwrap_or(0);
         backend.decode(&prompt[..=sot_index], &mut self.logits)?;
         let no_speech_prob = softmax_at(&self.logits, self.tokenizer.no_speech as usize);
         backend.decode(&prompt[sot_index + 1..], &mut self.logits)?;
@@ -168,7 +195,8 @@ pub fn compression_ratio(text: &str) -> f32 {
         return 0.0;
     }
     let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(text.as_bytes()).expect("writing to a Vec cannot fail");
+    enc.write_all(text.as_bytes())
+        .expect("writing to a Vec cannot fail");
     let compressed = enc.finish().expect("writing to a Vec cannot fail");
     text.len() as f32 / compressed.len() as f32
 }

@@ -14,5 +14,8 @@ pub fn resolve(spec: &str) -> Result<ModelFiles> {
 
 /// Import a CTranslate2 directory into the cache as `name` (interim: not yet available).
 pub fn import(dir: &std::path::Path, name: &str) -> Result<ModelFiles> {
-    Err(Error::resolve(name, format!("cannot import {}: importer not built yet", dir.display())))
+    Err(Error::resolve(
+        name,
+        format!("cannot import {}: importer not built yet", dir.display()),
+    ))
 }

@@ -49,7 +49,10 @@ pub fn render(t: &Transcript, format: OutputFormat) -> String {
 
 /// `dir/<stem of input>.<ext>`.
 pub fn output_path(dir: &Path, input: &Path, format: OutputFormat) -> PathBuf {
-    let stem = input.file_stem().map(|s| s.to_os_string()).unwrap_or_else(|| "output".into());
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_os_string())
+        .unwrap_or_else(|| "output".into());
     let mut name = stem;
     name.push(".");
     name.push(format.extension());
@@ -58,7 +61,10 @@ pub fn output_path(dir: &Path, input: &Path, format: OutputFormat) -> PathBuf {
 
 /// Write `contents` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".dattavani-")
