@@ -386,7 +386,43 @@ fn bad_inputs_are_clear_errors() {
     std::fs::write(p("alaw.wav"), &alaw).unwrap();
     expect_err(&p("alaw.wav"), "unsupported WAV encoding");
 
+    // A corrupt sample rate (2 Hz).
+    let mut slow = good.clone();
+    slow[24..28].copy_from_slice(&2u32.to_le_bytes());
+    std::fs::write(p("slow.wav"), &slow).unwrap();
+    expect_err(&p("slow.wav"), "unsupported sample rate 2 Hz");
+
     // A directory named like a WAV.
     std::fs::create_dir(p("dir.wav")).unwrap();
     expect_err(&p("dir.wav"), "cannot read");
+}
+
+#[test]
+fn no_panic_on_any_truncation_or_header_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("src.wav");
+    for (bits, tag, ext) in [(16u16, 1u16, false), (24, 1, true), (64, 3, true)] {
+        write_wav(
+            &path,
+            22050,
+            bits,
+            tag,
+            ext,
+            &[sine(22050, 0.01, FREQ, AMP), sine(22050, 0.01, FREQ, AMP)],
+        );
+        let good = std::fs::read(&path).unwrap();
+        for cut in 0..good.len() {
+            let _ = dattavani_asr::audio::decode_wav_bytes(&good[..cut]);
+        }
+        // Every header byte set to a few awkward values.
+        for i in 0..80.min(good.len()) {
+            for v in [0u8, 1, 0x7F, 0x80, 0xFF] {
+                let mut b = good.clone();
+                b[i] = v;
+                if let Ok(d) = dattavani_asr::audio::decode_wav_bytes(&b) {
+                    assert!(!d.samples.is_empty());
+                }
+            }
+        }
+    }
 }

@@ -130,12 +130,60 @@ fn filterbank_structure() {
     let width_hz = mel_step * 200.0 / 3.0;
     let enorm = 2.0 / (2.0 * width_hz);
     // Row 0: centre at width_hz Hz, bin k at 40k Hz -> weight (1 - |40k - c| / width) * enorm.
-    for k in 1..4 {
+    for (k, &got) in f.iter().enumerate().take(4).skip(1) {
         let want = (1.0 - (40.0 * k as f64 - width_hz).abs() / width_hz).max(0.0) * enorm;
         assert!(
-            (f[k] as f64 - want).abs() < 1e-6,
-            "row 0 bin {k}: {} vs {want}",
-            f[k]
+            (got as f64 - want).abs() < 1e-6,
+            "row 0 bin {k}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn filterbank_matches_librosa() {
+    // librosa 0.11.0 `filters.mel(sr=16000, n_fft=400, n_mels)` (float32), sampled entries
+    // (row, bin, value) and the sum of all weights. The full matrices were compared once:
+    // max abs difference 3.7e-9 (1 ulp).
+    type Case = (usize, f64, &'static [(usize, usize, f64)]);
+    let cases: [Case; 2] = [
+        (
+            80,
+            1.9990241527557373,
+            &[
+                (0, 1, 0.02486259490251541),
+                (0, 2, 0.0),
+                (10, 12, 0.0),
+                (40, 43, 0.014735566452145576),
+                (79, 192, 0.0031647118739783764),
+                (79, 200, 0.0),
+            ],
+        ),
+        (
+            128,
+            3.190985679626465,
+            &[
+                (0, 1, 0.012373986653983593),
+                (0, 2, 0.0),
+                (10, 12, 0.0),
+                (64, 43, 0.018091518431901932),
+                (127, 195, 0.005041601601988077),
+                (127, 200, 0.0),
+            ],
+        ),
+    ];
+    for (n_mels, sum, entries) in cases {
+        let f = mel_filters(n_mels);
+        for &(r, k, want) in entries {
+            let got = f[r * 201 + k] as f64;
+            assert!(
+                (got - want).abs() <= 1e-8,
+                "{n_mels} mels [{r}, {k}]: {got} vs librosa {want}"
+            );
+        }
+        let total: f64 = f.iter().map(|&x| x as f64).sum();
+        assert!(
+            (total - sum).abs() < 1e-5,
+            "{n_mels} mels: sum {total} vs librosa {sum}"
         );
     }
 }

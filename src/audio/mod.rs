@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-pub use wav::decode_wav_bytes;
+pub use wav::{decode_wav_bytes, DecodedWav};
 
 /// Whisper's input sample rate.
 pub const SAMPLE_RATE: u32 = 16_000;

@@ -18,6 +18,11 @@ const WAVE_FORMAT_PCM: u16 = 0x0001;
 const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
 const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 
+/// Sample rates outside this range are almost certainly a corrupt header, and resampling them
+/// to 16 kHz would be absurd (1 Hz -> 16 kHz multiplies the length by 16000).
+const MIN_RATE: u32 = 1_000;
+const MAX_RATE: u32 = 1_536_000;
+
 const SUPPORTED: &str = "PCM 8/16/24/32-bit integer or 32/64-bit float samples";
 
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +189,11 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
     }
     if sample_rate == 0 {
         return Err("malformed WAV: header says sample rate 0 Hz".into());
+    }
+    if !(MIN_RATE..=MAX_RATE).contains(&sample_rate) {
+        return Err(format!(
+            "unsupported sample rate {sample_rate} Hz (supported: {MIN_RATE} to {MAX_RATE} Hz)"
+        ));
     }
     if block_align == 0 || block_align % channels as usize != 0 {
         return Err(format!(
