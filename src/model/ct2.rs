@@ -1001,6 +1001,20 @@ pub(crate) fn convert_to_temp(
     Ok(tmp)
 }
 
+/// Give `file` the permissions a plain `File::create` in its directory gets (0666 less the
+/// umask): temporary-file helpers create 0600 files, which would hide a shared cache from other
+/// users.
+pub(crate) fn default_permissions(file: &Path) -> Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".tmp-perm-probe-{}", std::process::id()));
+    let perms = File::create(&probe)
+        .and_then(|f| f.metadata())
+        .map(|m| m.permissions())
+        .map_err(|e| Error::io(&probe, e));
+    let _ = std::fs::remove_file(&probe);
+    std::fs::set_permissions(file, perms?).map_err(|e| Error::io(file, e))
+}
+
 /// What to do when the destination of [`place_dir`] already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
@@ -1039,6 +1053,8 @@ pub(crate) fn place_dir(tmp: tempfile::TempDir, dest: &Path, how: Placement) -> 
 }
 
 fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
+    // The model first: a truncated or incomplete model.bin is the more telling error.
+    let model = Ct2Model::open_parts(parts)?;
     let tok_src = ct2_dir.join("tokenizer.json");
     if !tok_src.is_file() {
         return Err(Error::model(
@@ -1058,7 +1074,6 @@ fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
         json!({})
     };
 
-    let model = Ct2Model::open_parts(parts)?;
     if let Some(spec) = &model.spec_name {
         if spec != "WhisperSpec" {
             return Err(Error::model(
@@ -1142,6 +1157,7 @@ fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
         &st_path,
     )
     .map_err(|e| Error::model(&st_path, format!("cannot write safetensors: {e}")))?;
+    default_permissions(&st_path)?;
     drop(tensors);
     drop(model);
 
