@@ -971,7 +971,8 @@ pub fn convert(ct2_dir: &Path, out_dir: &Path) -> Result<()> {
         ));
     }
     let parts = model_bin_parts(ct2_dir)?;
-    let tmp = convert_to_temp(ct2_dir, &parts, out_dir)?;
+    let source = format!("CTranslate2 {}", ct2_dir.display());
+    let tmp = convert_to_temp(ct2_dir, &parts, out_dir, &source)?;
     match place_dir(tmp, out_dir, Placement::KeepExisting)? {
         true => Ok(()),
         false => Err(Error::model(
@@ -987,6 +988,7 @@ pub(crate) fn convert_to_temp(
     ct2_dir: &Path,
     parts: &[PathBuf],
     dest: &Path,
+    source: &str,
 ) -> Result<tempfile::TempDir> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -997,7 +999,7 @@ pub(crate) fn convert_to_temp(
         .prefix(".tmp-convert-")
         .tempdir_in(&parent)
         .map_err(|e| Error::io(&parent, e))?;
-    write_hf(ct2_dir, parts, tmp.path())?;
+    write_hf(ct2_dir, parts, tmp.path(), source)?;
     Ok(tmp)
 }
 
@@ -1052,7 +1054,7 @@ pub(crate) fn place_dir(tmp: tempfile::TempDir, dest: &Path, how: Placement) -> 
     }
 }
 
-fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
+fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path, source: &str) -> Result<()> {
     // The model first: a truncated or incomplete model.bin is the more telling error.
     let model = Ct2Model::open_parts(parts)?;
     let tok_src = ct2_dir.join("tokenizer.json");
@@ -1163,7 +1165,7 @@ fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
 
     let d = &dims;
     let config = json!({
-        "_name_or_path": format!("converted from CTranslate2 {}", ct2_dir.display()),
+        "_name_or_path": format!("converted from {source}"),
         "model_type": "whisper",
         "architectures": ["WhisperForConditionalGeneration"],
         "d_model": d.d_model,

