@@ -177,7 +177,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
     if x < -87.3 {
@@ -253,6 +253,7 @@ pub fn conv1d_out_len(t_in: usize, stride: usize) -> usize {
 /// 1-D convolution, kernel 3, padding 1, as Whisper's encoder stem.
 /// `input` is `[c_in, t_in]` (channels first, as the mel is); the result is written transposed,
 /// `[t_out, c_out]`, because the transformer that follows wants time-major rows.
+#[allow(clippy::too_many_arguments)]
 pub fn conv1d_k3(
     input: &[f32],
     c_in: usize,
