@@ -145,6 +145,9 @@ struct TranscribeArgs {
     /// Seed of the sampler used at temperatures above 0.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Word-level timestamps (in json: `words` per segment, with probabilities).
+    #[arg(long)]
+    word_timestamps: bool,
 }
 
 impl TranscribeArgs {
@@ -205,6 +208,7 @@ impl TranscribeArgs {
             } else {
                 MelPadding::Zeros
             },
+            word_timestamps: self.word_timestamps,
         })
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{cpu::CpuModel, Backend};
+use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
 use crate::decode::{self, language, DecodeOptions, DecodingResult, TIME_PRECISION};
 use crate::error::{Error, Result};
@@ -50,6 +51,8 @@ pub struct TranscribeOptions {
     pub seed: u64,
     /// What fills a window past the end of the audio.
     pub mel_padding: MelPadding,
+    /// Word-level timestamps from the alignment heads' cross-attention.
+    pub word_timestamps: bool,
 }
 
 /// What fills the mel frames of a window that lie past the end of the audio.
@@ -80,6 +83,7 @@ impl Default for TranscribeOptions {
             initial_prompt: None,
             seed: 0,
             mel_padding: MelPadding::Zeros,
+            word_timestamps: false,
         }
     }
 }
@@ -101,6 +105,7 @@ impl TranscribeOptions {
             initial_prompt: None,
             seed: 0,
             mel_padding: MelPadding::Floor,
+            word_timestamps: false,
         }
     }
 }
@@ -119,6 +124,9 @@ pub struct Segment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
+    /// Word timings, with `--word-timestamps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<Word>>,
 }
 
 /// openai-whisper's `transcribe()` result, plus the detected language's probability.
@@ -296,6 +304,7 @@ impl Transcriber {
         let mut prompt_reset_since = 0;
         let mut segments: Vec<Segment> = Vec::new();
         let mut seek = 0usize;
+        let mut last_speech_timestamp = 0.0f64;
         while seek < content_frames {
             let time_offset = seek as f64 * frame_secs;
             let segment_size = N_FRAMES.min(content_frames - seek);
@@ -389,7 +398,45 @@ impl Transcriber {
                 seek += segment_size;
             }
 
-            for (start, end, seg_tokens) in current {
+            let mut words: Vec<Vec<Word>> = vec![Vec::new(); current.len()];
+            if self.options.word_timestamps {
+                let sot = self
+                    .tokenizer
+                    .sot_sequence(decode_opts.language.as_deref(), decode_opts.task)?;
+                let mut spans: Vec<SegmentSpan> = current
+                    .iter_mut()
+                    .zip(words.iter_mut())
+                    .map(|((start, end, tokens), words)| SegmentSpan {
+                        start,
+                        end,
+                        tokens,
+                        words,
+                    })
+                    .collect();
+                alignment::add_word_timestamps(
+                    self.backend.as_mut(),
+                    &self.tokenizer,
+                    &self.config,
+                    &sot,
+                    &mut spans,
+                    time_offset,
+                    segment_size,
+                    &language,
+                    &mut last_speech_timestamp,
+                )?;
+                if !single_timestamp_ending {
+                    // Resume right after the last word the window finished.
+                    if let Some(last_word_end) =
+                        words.iter().rev().find_map(|w| w.last()).map(|w| w.end)
+                    {
+                        if last_word_end > time_offset {
+                            seek = (last_word_end * 100.0).round() as usize;
+                        }
+                    }
+                }
+            }
+
+            for ((start, end, seg_tokens), words) in current.into_iter().zip(words) {
                 let text = self.tokenizer.decode(&seg_tokens)?;
                 // An instantaneous or empty segment carries nothing.
                 if start == end || text.trim().is_empty() {
@@ -407,6 +454,7 @@ impl Transcriber {
                     avg_logprob: result.avg_logprob,
                     compression_ratio: result.compression_ratio,
                     no_speech_prob: result.no_speech_prob,
+                    words: self.options.word_timestamps.then_some(words),
                 });
             }
             if !self.options.condition_on_previous_text || result.temperature > 0.5 {

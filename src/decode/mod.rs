@@ -2,6 +2,7 @@
 //! [`Backend`], logit filters, greedy / sampling / beam search, and the window's result. Nothing
 //! here knows which device ran.
 
+pub mod alignment;
 pub mod filters;
 pub mod language;
 pub mod search;

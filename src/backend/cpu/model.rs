@@ -474,6 +474,9 @@ impl Backend for CpuModel {
     }
 }
 
+/// Where `forward_decoder` writes cross-attention weights: the (layer, head) pairs and the output.
+type AttentionCapture<'a> = (&'a [(usize, usize)], &'a mut Vec<f32>);
+
 impl CpuModel {
     /// OpenAI `TextDecoder.forward` with a KV cache: only the new tokens of each sequence are
     /// computed. With `capture`, the cross-attention weights of the listed heads are written out
@@ -482,7 +485,7 @@ impl CpuModel {
         &mut self,
         tokens: &[u32],
         logits: &mut [f32],
-        mut capture: Option<(&[(usize, usize)], &mut Vec<f32>)>,
+        mut capture: Option<AttentionCapture<'_>>,
     ) -> Result<()> {
         let dims = &self.dims;
         let (d, n_head, n_vocab) = (dims.n_text_state, dims.n_text_head, dims.n_vocab);
