@@ -849,7 +849,7 @@ pub fn remove_in(cache: &Path, name: &str) -> Result<u64> {
         return Err(Error::resolve(
             name,
             format!(
-                "in use by a running process (it holds {}); not removed",
+                "in use by a running process (it holds a lock on {}); not removed",
                 lock_path(cache, &repo, "use").display()
             ),
         ));
