@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dattavani_asr::decode::DecodeOptions;
-use dattavani_asr::model::{hub, DEFAULT_MODEL};
+use dattavani_asr::model::cli::{models_command, ModelsCommand};
+use dattavani_asr::model::DEFAULT_MODEL;
 use dattavani_asr::output::{self, OutputFormat};
 use dattavani_asr::tokenizer::Task;
 use dattavani_asr::transcribe::{DeviceChoice, Transcriber};
@@ -35,18 +36,6 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum ModelsCommand {
-    /// Import a CTranslate2 (faster-whisper) model directory into the Hugging Face cache.
-    Import {
-        /// Directory holding model.bin (or its split parts), config.json and tokenizer.json.
-        dir: PathBuf,
-        /// Name to import it as: an alias (tiny.en, base, ...) or a repo id (org/name).
-        #[arg(long = "as")]
-        name: String,
     },
 }
 
@@ -234,17 +223,7 @@ fn main() -> ExitCode {
     init_logging(cli.quiet);
     let result = match cli.command {
         Command::Transcribe(args) => transcribe(args, cli.quiet),
-        Command::Models {
-            command: ModelsCommand::Import { dir, name },
-        } => hub::import(&dir, &name).map(|files| {
-            println!(
-                "imported {} as {} ({})",
-                dir.display(),
-                name,
-                files.dir.display()
-            );
-            0
-        }),
+        Command::Models { command } => models_command(command),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -148,6 +148,8 @@ pub struct Transcriber {
     tokenizer: WhisperTokenizer,
     config: ModelConfig,
     options: TranscribeOptions,
+    /// Keeps the checkpoint's "in use" lock while the model is loaded (no eviction meanwhile).
+    _model_lock: Option<std::sync::Arc<crate::model::cache::UseLock>>,
 }
 
 impl Transcriber {
@@ -189,6 +191,7 @@ impl Transcriber {
             tokenizer,
             config,
             options,
+            _model_lock: files.lock.clone(),
         })
     }
 

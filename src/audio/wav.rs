@@ -195,7 +195,7 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
             "unsupported sample rate {sample_rate} Hz (supported: {MIN_RATE} to {MAX_RATE} Hz)"
         ));
     }
-    if block_align == 0 || block_align % channels as usize != 0 {
+    if block_align == 0 || !block_align.is_multiple_of(channels as usize) {
         return Err(format!(
             "malformed WAV: block align {block_align} does not fit {channels} channels"
         ));

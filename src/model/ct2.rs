@@ -460,7 +460,7 @@ impl Ct2Model {
         if scales.len() == 1 {
             return Ok(q.into_iter().map(|x| x / scales[0]).collect());
         }
-        if scales.len() != rows || q.len() % rows != 0 {
+        if scales.len() != rows || !q.len().is_multiple_of(rows) {
             return Err(Error::model(
                 &self.path,
                 format!(
@@ -621,7 +621,7 @@ fn heads(m: &Ct2Model, side: &str, d_model: usize) -> Result<usize> {
         Some(h) => return Err(Error::model(&m.path, format!("{side}/num_heads is {h}"))),
         None => d_model / 64,
     };
-    if h == 0 || d_model % h != 0 {
+    if h == 0 || !d_model.is_multiple_of(h) {
         return Err(Error::model(
             &m.path,
             format!("d_model {d_model} is not divisible by {side} head count {h}"),

