@@ -191,3 +191,11 @@ fn bad_models_give_one_line_and_exit_3() {
         assert_clean_error(&o, 3, needle);
     }
 }
+
+#[test]
+fn english_only_model_rejects_translate_and_other_languages() {
+    for args in [["--task", "translate"], ["--language", "de"]] {
+        let o = run(&["transcribe", "samples/jfk.wav", args[0], args[1]]);
+        assert_clean_error(&o, 2, "English-only");
+    }
+}

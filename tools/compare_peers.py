@@ -14,7 +14,7 @@ is the setting of the peer figures in shared/data/README.md. --plain runs ours w
 timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well. Our wall time is the whole process (start, model load, all clips); faster-whisper's is
 the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
 corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
-(all real clips with --long).
+(all real clips with --long; long_concat.wav, made of the others, is left out).
 """
 import argparse
 import json
@@ -129,7 +129,8 @@ def main():
     args = ap.parse_args()
 
     rows = [l.split("\t") for l in (args.data / "refs.tsv").read_text().splitlines() if l and not l.startswith("#")]
-    clips = [(args.data / r[0], r[1]) for r in rows if r[4].strip() == "real"]
+    # long_concat.wav joins other clips of the set: counting it would count them twice.
+    clips = [(args.data / r[0], r[1]) for r in rows if r[4].strip() == "real" and r[0] != "long_concat.wav"]
     clips = [(f, r) for f, r in clips if f.exists() and (args.long or duration(f) <= 30.0)]
     files = [f for f, _ in clips]
     refs = [r for _, r in clips]

@@ -21,5 +21,7 @@ export NODEVICE_SELECT=1   # silences Mesa's device-select layer warning
 
 # Fetch the default model once, before tests run in parallel (a smoke run of the main job too).
 cargo run --release --quiet -- transcribe samples/jfk.wav
+# The multilingual checkpoint the language tests use.
+cargo run --release --quiet -- models pull base
 
 cargo test --release "$@"

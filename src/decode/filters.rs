@@ -120,16 +120,9 @@ impl LogitFilter for ApplyTimestampRules {
         }
         // If the timestamps together are likelier than any single text token, take a timestamp.
         let (text, ts) = logits.split_at(tb);
-        let lse = |xs: &[f32]| -> f64 {
-            let m = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            if m == f64::NEG_INFINITY {
-                return m;
-            }
-            m + xs.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln()
-        };
         // Both sides share log_softmax's normaliser, so raw logits compare the same way.
-        let timestamp_logprob = lse(ts);
-        let max_text = text.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let timestamp_logprob = crate::backend::cpu::ops::log_sum_exp(ts);
+        let max_text = text.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if timestamp_logprob > max_text {
             mask(&mut logits[..tb]);
         }

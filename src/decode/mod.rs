@@ -229,7 +229,7 @@ impl<'a> DecodingTask<'a> {
                 self.tokenizer.eot,
                 o.patience.unwrap_or(1.0),
             )),
-            None => Box::new(Sampler::new(n_group, o.temperature, self.tokenizer.eot)),
+            None => Box::new(Sampler::new(o.temperature, self.tokenizer.eot)),
         };
 
         let mut logits = vec![0.0f32; n_group * self.n_vocab];
@@ -308,11 +308,9 @@ impl<'a> DecodingTask<'a> {
     }
 }
 
-/// `log_softmax(x)[i]`, computed stably in f64.
+/// `log_softmax(x)[i]`.
 pub fn log_softmax_at(x: &[f32], i: usize) -> f32 {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
-    (x[i] as f64 - max - sum.ln()) as f32
+    x[i] - crate::backend::cpu::ops::log_sum_exp(x)
 }
 
 pub fn softmax_at(x: &[f32], i: usize) -> f32 {

@@ -67,21 +67,16 @@ impl Rng {
     }
 }
 
-/// Greedy at temperature 0, else sampling from `softmax(logits / T)`, for `n` independent
+/// Greedy at temperature 0, else sampling from `softmax(logits / T)`, for independent
 /// sequences (best-of). A sequence that ended keeps receiving end-of-text.
 pub struct Sampler {
     temperature: f32,
     eot: u32,
-    logprobs: Vec<f64>,
 }
 
 impl Sampler {
-    pub fn new(_n: usize, temperature: f32, eot: u32) -> Self {
-        Sampler {
-            temperature,
-            eot,
-            logprobs: Vec::new(),
-        }
+    pub fn new(temperature: f32, eot: u32) -> Self {
+        Sampler { temperature, eot }
     }
 }
 
@@ -105,8 +100,8 @@ impl TokenSearch for Sampler {
             } else {
                 sample(row, self.temperature, rng)
             };
-            log_softmax(row, &mut self.logprobs);
-            sum_logprobs[i] += self.logprobs[next as usize];
+            sum_logprobs[i] +=
+                (row[next as usize] - crate::backend::cpu::ops::log_sum_exp(row)) as f64;
             seq.push(next);
         }
         let completed = sampled.iter().all(|s| s.last() == Some(&self.eot));

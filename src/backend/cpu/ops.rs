@@ -227,6 +227,25 @@ pub fn softmax_rows(x: &mut [f32], cols: usize) {
     }
 }
 
+/// `ln Σ exp(x)`, stable (the max is factored out); −∞ for an empty or all −∞ input. Vectorised:
+/// it runs over the whole vocabulary at every decoding step.
+pub fn log_sum_exp(x: &[f32]) -> f32 {
+    let max = lanes_reduce(x, f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += exp(c[i] - max);
+        }
+    }
+    let sum = acc.iter().sum::<f32>() + tail.iter().map(|&v| exp(v - max)).sum::<f32>();
+    max + sum.ln()
+}
+
 /// Reduce `x` with `f` over 8 independent lanes, then across them: the same association a SIMD
 /// reduction uses, which lets the compiler vectorise it (a single accumulator cannot be).
 fn lanes_reduce(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
