@@ -46,16 +46,28 @@ pub enum Error {
 
 impl Error {
     pub fn audio(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::Audio { path: path.as_ref().to_path_buf(), msg: msg.into() }
+        Error::Audio {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
     }
     pub fn model(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::Model { path: path.as_ref().to_path_buf(), msg: msg.into() }
+        Error::Model {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
     }
     pub fn resolve(name: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::ModelResolve { name: name.into(), msg: msg.into() }
+        Error::ModelResolve {
+            name: name.into(),
+            msg: msg.into(),
+        }
     }
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// The process exit code documented in README ("Exit codes").

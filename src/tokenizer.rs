@@ -1,1 +1,167 @@
-//! Tokenizer
+//! Whisper's tokenizer: the byte-level BPE of `tokenizer.json` (via `tokenizers`) plus the
+//! special tokens the decoder is driven with, looked up by their text so that English-only and
+//! multilingual vocabularies (whose ids differ) go through one code path.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+#[rustfmt::skip]
+/// Language codes in Whisper's token order (OpenAI `whisper/tokenizer.py` LANGUAGES), with names.
+pub const LANGUAGES: &[(&str, &str)] = &[
+    ("en", "english"), ("zh", "chinese"), ("de", "german"), ("es", "spanish"), ("ru", "russian"),
+    ("ko", "korean"), ("fr", "french"), ("ja", "japanese"), ("pt", "portuguese"), ("tr", "turkish"),
+    ("pl", "polish"), ("ca", "catalan"), ("nl", "dutch"), ("ar", "arabic"), ("sv", "swedish"),
+    ("it", "italian"), ("id", "indonesian"), ("hi", "hindi"), ("fi", "finnish"), ("vi", "vietnamese"),
+    ("he", "hebrew"), ("uk", "ukrainian"), ("el", "greek"), ("ms", "malay"), ("cs", "czech"),
+    ("ro", "romanian"), ("da", "danish"), ("hu", "hungarian"), ("ta", "tamil"), ("no", "norwegian"),
+    ("th", "thai"), ("ur", "urdu"), ("hr", "croatian"), ("bg", "bulgarian"), ("lt", "lithuanian"),
+    ("la", "latin"), ("mi", "maori"), ("ml", "malayalam"), ("cy", "welsh"), ("sk", "slovak"),
+    ("te", "telugu"), ("fa", "persian"), ("lv", "latvian"), ("bn", "bengali"), ("sr", "serbian"),
+    ("az", "azerbaijani"), ("sl", "slovenian"), ("kn", "kannada"), ("et", "estonian"),
+    ("mk", "macedonian"), ("br", "breton"), ("eu", "basque"), ("is", "icelandic"),
+    ("hy", "armenian"), ("ne", "nepali"), ("mn", "mongolian"), ("bs", "bosnian"), ("kk", "kazakh"),
+    ("sq", "albanian"), ("sw", "swahili"), ("gl", "galician"), ("mr", "marathi"), ("pa", "punjabi"),
+    ("si", "sinhala"), ("km", "khmer"), ("sn", "shona"), ("yo", "yoruba"), ("so", "somali"),
+    ("af", "afrikaans"), ("oc", "occitan"), ("ka", "georgian"), ("be", "belarusian"),
+    ("tg", "tajik"), ("sd", "sindhi"), ("gu", "gujarati"), ("am", "amharic"), ("yi", "yiddish"),
+    ("lo", "lao"), ("uz", "uzbek"), ("fo", "faroese"), ("ht", "haitian creole"), ("ps", "pashto"),
+    ("tk", "turkmen"), ("nn", "nynorsk"), ("mt", "maltese"), ("sa", "sanskrit"),
+    ("lb", "luxembourgish"), ("my", "myanmar"), ("bo", "tibetan"), ("tl", "tagalog"),
+    ("mg", "malagasy"), ("as", "assamese"), ("tt", "tatar"), ("haw", "hawaiian"),
+    ("ln", "lingala"), ("ha", "hausa"), ("ba", "bashkir"), ("jw", "javanese"), ("su", "sundanese"),
+    ("yue", "cantonese"),
+];
+
+/// What the decoder is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Transcribe,
+    Translate,
+}
+
+pub struct WhisperTokenizer {
+    inner: tokenizers::Tokenizer,
+    pub eot: u32,
+    pub sot: u32,
+    pub sot_prev: u32,
+    pub transcribe: u32,
+    pub translate: u32,
+    /// `<|nospeech|>` (`<|nocaptions|>` in older vocabularies).
+    pub no_speech: u32,
+    pub no_timestamps: u32,
+    /// The first timestamp token, `<|0.00|>`; every id above it is a later timestamp.
+    pub timestamp_begin: u32,
+    /// (code, token id) of every language the vocabulary has, in Whisper's order.
+    pub languages: Vec<(&'static str, u32)>,
+    /// True for multilingual checkpoints (vocabulary of at least 51,865).
+    pub multilingual: bool,
+}
+
+impl WhisperTokenizer {
+    /// Load `tokenizer.json` for a model whose logits are `n_vocab` wide.
+    pub fn from_file(path: &Path, n_vocab: usize) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::Tokenizer {
+                path: path.to_path_buf(),
+                msg: "file not found".into(),
+            });
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let id = |text: &str| -> Result<u32> {
+            inner.token_to_id(text).ok_or_else(|| Error::Tokenizer {
+                path: path.to_path_buf(),
+                msg: format!("lacks the special token {text}"),
+            })
+        };
+        let no_speech = id("<|nospeech|>").or_else(|_| id("<|nocaptions|>"))?;
+        let no_timestamps = id("<|notimestamps|>")?;
+        let languages = LANGUAGES
+            .iter()
+            .filter_map(|(code, _)| {
+                inner
+                    .token_to_id(&format!("<|{code}|>"))
+                    .map(|t| (*code, t))
+            })
+            .collect();
+        let tok = WhisperTokenizer {
+            eot: id("<|endoftext|>")?,
+            sot: id("<|startoftranscript|>")?,
+            sot_prev: id("<|startofprev|>")?,
+            transcribe: id("<|transcribe|>")?,
+            translate: id("<|translate|>")?,
+            no_speech,
+            no_timestamps,
+            timestamp_begin: no_timestamps + 1,
+            languages,
+            multilingual: n_vocab >= 51865,
+            inner,
+        };
+        if tok.timestamp_begin as usize >= n_vocab {
+            return Err(Error::Tokenizer {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "timestamp tokens start at {} but the model has only {n_vocab} logits",
+                    tok.timestamp_begin
+                ),
+            });
+        }
+        Ok(tok)
+    }
+
+    /// Text of `ids`, with special and timestamp tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let text_ids: Vec<u32> = ids.iter().copied().filter(|&t| t < self.eot).collect();
+        self.inner
+            .decode(&text_ids, false)
+            .map_err(|e| Error::Internal(format!("token decode: {e}")))
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Internal(format!("token encode: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn language_token(&self, code: &str) -> Option<u32> {
+        self.languages
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, t)| *t)
+    }
+
+    pub fn language_code(&self, token: u32) -> Option<&'static str> {
+        self.languages
+            .iter()
+            .find(|(_, t)| *t == token)
+            .map(|(c, _)| *c)
+    }
+
+    /// The prompt that starts every window: `<|startoftranscript|>`, then on multilingual models
+    /// the language and task tokens.
+    pub fn sot_sequence(&self, language: Option<&str>, task: Task) -> Result<Vec<u32>> {
+        let mut seq = vec![self.sot];
+        if self.multilingual {
+            let code = language.unwrap_or("en");
+            let lang = self
+                .language_token(code)
+                .ok_or_else(|| Error::Usage(format!("unknown language code '{code}'")))?;
+            seq.push(lang);
+            seq.push(match task {
+                Task::Transcribe => self.transcribe,
+                Task::Translate => self.translate,
+            });
+        } else if task == Task::Translate || language.is_some_and(|l| l != "en") {
+            return Err(Error::Usage(
+                "this model is English-only: it cannot translate or transcribe other languages; use a multilingual model (e.g. --model base)".into(),
+            ));
+        }
+        Ok(seq)
+    }
+}

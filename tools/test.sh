@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, with its own set-up: system packages (Vulkan software driver for the GPU
+# tests), the default model (fetched into the Hugging Face cache on first use), then
+# `cargo test --release` (optimized build: the model tests run real networks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# lavapipe: a real Vulkan driver that runs our WGSL on the CPU where there is no GPU.
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need_apt+=(mesa-vulkan-drivers)
+ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_apt+=(libvulkan1)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing ${need_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: ${need_apt[*]} missing and cannot be installed here; GPU tests will skip" >&2
+  fi
+fi
+export NODEVICE_SELECT=1   # silences Mesa's device-select layer warning
+
+# Fetch the default model once, before tests run in parallel (a smoke run of the main job too).
+cargo run --release --quiet -- transcribe samples/jfk.wav
+
+cargo test --release "$@"
