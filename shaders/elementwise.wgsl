@@ -51,3 +51,15 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>) {
         a[i] = a[i] + b[i];
     }
 }
+
+// Transpose: a = out [cols, rows], b = inp [rows, cols]; p.n = rows * cols,
+// p._p0 = rows, p._p1 = cols. One thread per output element (out row-major [cols, rows]).
+@compute @workgroup_size(EW_WG, 1, 1)
+fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i < p.n) {
+        let c = i / p._p0;
+        let r = i % p._p0;
+        a[i] = b[r * p._p1 + c];
+    }
+}

@@ -483,3 +483,57 @@ fn device_errors_become_error_values_not_panics() {
     assert!(matches!(e, Error::Device(_)), "{e}");
     assert!(!e.to_string().contains('\n'), "one line: {e}");
 }
+
+/// Model level: the GPU encoder and the first decoder steps against the CPU forward pass on
+/// tiny.en and the reference jfk mel. Four pre-LN blocks of f32 GEMMs in different summation
+/// orders: the CPU path itself is within ~6e-5 of CTranslate2; we allow 1e-3 (the bound
+/// for the encoder) and 2e-3 on logits (magnitudes ~10-30, relative ~1e-4).
+#[test]
+fn gpu_model_matches_cpu_model_on_jfk() {
+    use dattavani_asr::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
+    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    let Some(ctx) = gpu() else { return };
+    let Ok(files) = hub::resolve("tiny.en") else {
+        eprintln!("skipped: tiny.en not in the model cache");
+        return;
+    };
+    let config = ModelConfig::from_dir(&files.dir).unwrap();
+    let weights = Weights::open(&files.weights()).unwrap();
+    let mut cpu = CpuModel::load(&weights, &config.dims).unwrap();
+    let mut gpu = GpuModel::load(ctx, &weights, &config.dims).unwrap();
+    #[path = "common/npy.rs"]
+    mod npy;
+    let (_, mel) = npy::read_npy_f32("tests/data/reference/jfk_mel.npy");
+    cpu.encode(&mel).unwrap();
+    let t = std::time::Instant::now();
+    gpu.encode(&mel).unwrap();
+    eprintln!("gpu encoder: {:.2} s", t.elapsed().as_secs_f64());
+    let a = gpu.encoder_output().unwrap();
+    let b = cpu.encoder_output().unwrap();
+    let e = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    eprintln!("encoder max abs diff gpu vs cpu: {e:.2e}");
+    assert!(e <= 1e-3, "encoder diff {e}");
+    let n_vocab = config.dims.n_vocab;
+    let (mut lg, mut lc) = (vec![0.0; n_vocab], vec![0.0; n_vocab]);
+    // <|startoftranscript|><|notimestamps|> for tiny.en, then greedy steps
+    let mut tokens = vec![50257u32, 50362];
+    for step in 0..4 {
+        gpu.decode(&tokens, &mut lg).unwrap();
+        cpu.decode(&tokens, &mut lc).unwrap();
+        let e = lg
+            .iter()
+            .zip(&lc)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        eprintln!("step {step}: logits max abs diff {e:.2e}");
+        assert!(e <= 2e-3, "step {step}: logits diff {e}");
+        let next = dattavani_asr::backend::cpu::ops::argmax(&lc) as u32;
+        assert_eq!(dattavani_asr::backend::cpu::ops::argmax(&lg) as u32, next);
+        tokens = vec![next];
+    }
+    assert_eq!(gpu.cached_len(), cpu.cached_len());
+}

@@ -178,6 +178,7 @@ pub struct Kernels {
     layernorm: wgpu::ComputePipeline,
     gelu: wgpu::ComputePipeline,
     add: wgpu::ComputePipeline,
+    transpose: wgpu::ComputePipeline,
     softmax: wgpu::ComputePipeline,
     attn_tiled: wgpu::ComputePipeline,
     attn_split: wgpu::ComputePipeline,
@@ -374,6 +375,7 @@ impl Kernels {
             layernorm: pipeline(&ln, "layer_norm", &l_3ro_rw),
             gelu: pipeline(&ew, "gelu", &l_rw_ro),
             add: pipeline(&ew, "add", &l_rw_ro),
+            transpose: pipeline(&ew, "transpose", &l_rw_ro),
             softmax: pipeline(&sm, "softmax", &l_rw),
             attn_tiled: pipeline(&at, "attn_tiled", &l_3ro_rw),
             attn_split: pipeline(&at, "attn_split", &l_3ro_rw),
@@ -669,6 +671,32 @@ impl Kernels {
         let p = self.param([n as u32, 0, 0, 0, 0, 0, 0, 0])?;
         let wg = Self::grid(groups(n, self.config.elementwise_wg) as usize);
         self.dispatch(enc, &self.add, &self.l_rw_ro, &[whole(a), whole(b), p], wg)
+    }
+
+    /// `out[cols, rows] = inp[rows, cols]ᵀ` (time-major conv1 output -> channels-first conv2 input).
+    pub fn transpose(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        out: &wgpu::Buffer,
+        inp: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let n = rows * cols;
+        if n == 0 {
+            return Ok(());
+        }
+        need(out, n, "transpose out")?;
+        need(inp, n, "transpose in")?;
+        let p = self.param([n as u32, rows as u32, cols as u32, 0, 0, 0, 0, 0])?;
+        let wg = Self::grid(groups(n, self.config.elementwise_wg) as usize);
+        self.dispatch(
+            enc,
+            &self.transpose,
+            &self.l_rw_ro,
+            &[whole(out), whole(inp), p],
+            wg,
+        )
     }
 
     /// Stable softmax of each row of `x [rows, cols]` in place; with `causal = Some(p)` row i

@@ -9,7 +9,9 @@
 
 pub mod context;
 pub mod kernels;
+pub mod model;
 pub mod oneshot;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
 pub use kernels::{KernelConfig, Kernels, MatmulTile, MatmulVariant, HEAD_DIM};
+pub use model::GpuModel;
