@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dattavani_asr::decode::DecodeOptions;
 use dattavani_asr::model::{hub, DEFAULT_MODEL};
 use dattavani_asr::output::{self, OutputFormat};
+use dattavani_asr::tokenizer::Task;
 use dattavani_asr::transcribe::{DeviceChoice, Transcriber};
+use dattavani_asr::transcribe::{MelPadding, TranscribeOptions, Transcript};
 use dattavani_asr::Error;
 
 #[derive(Parser)]
@@ -55,10 +57,20 @@ enum Device {
     Gpu,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Txt,
+    Srt,
+    Vtt,
+    Tsv,
     Json,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Transcribe,
+    Translate,
 }
 
 #[derive(clap::Args)]
@@ -72,14 +84,129 @@ struct TranscribeArgs {
     /// Compute device.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
-    #[arg(long, value_enum, default_value = "txt")]
+    /// Output format(s); `all` writes every format (needs --output-dir).
+    #[arg(long, short = 'f', value_enum, default_value = "txt")]
     output_format: Format,
     /// Write `<stem>.<format>` here instead of printing to stdout.
-    #[arg(long)]
+    #[arg(long, short = 'o')]
     output_dir: Option<PathBuf>,
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Spoken language (code such as en, de, fr), or `auto` to detect it (multilingual models).
+    #[arg(long, default_value = "auto")]
+    language: String,
+    /// Transcribe in the spoken language, or translate to English.
+    #[arg(long, value_enum, default_value = "transcribe")]
+    task: TaskArg,
+    /// First temperature; 0 decodes deterministically (beam search or greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Step added to the temperature on each fallback; 0 disables fallback.
+    #[arg(long, default_value_t = 0.2)]
+    temperature_increment_on_fallback: f32,
+    /// Candidates sampled at temperatures above 0.
+    #[arg(long, default_value_t = 5)]
+    best_of: usize,
+    /// Beams at temperature 0; 1 is greedy decoding.
+    #[arg(long, default_value_t = 5)]
+    beam_size: usize,
+    /// Beam search keeps going until beam_size * patience candidates have finished.
+    #[arg(long)]
+    patience: Option<f32>,
+    /// Length penalty alpha for ranking candidates (default: plain length normalisation).
+    #[arg(long)]
+    length_penalty: Option<f32>,
+    /// Comma-separated token ids never sampled; -1 means the checkpoint's non-speech list.
+    #[arg(long, default_value = "-1", allow_hyphen_values = true)]
+    suppress_tokens: String,
+    /// Text that primes the first window (names, spelling, style).
+    #[arg(long)]
+    initial_prompt: Option<String>,
+    /// Feed each window's text to the next as a prompt.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    condition_on_previous_text: bool,
+    /// Retry hotter when the text's gzip compression ratio is above this.
+    #[arg(long, default_value_t = 2.4)]
+    compression_ratio_threshold: f32,
+    /// Retry hotter when the average log-probability is below this.
+    #[arg(long, default_value_t = -1.0, allow_hyphen_values = true)]
+    logprob_threshold: f32,
+    /// Treat a window as silence when <|nospeech|> is likelier than this (and the log-probability
+    /// is below --logprob-threshold).
+    #[arg(long, default_value_t = 0.6)]
+    no_speech_threshold: f32,
+    /// Plain text without timestamp tokens: consecutive 30-s windows, one segment each.
+    #[arg(long)]
+    without_timestamps: bool,
+    /// Latest allowed first timestamp of a window, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    max_initial_timestamp: f32,
+    /// Seed of the sampler used at temperatures above 0.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl TranscribeArgs {
+    fn options(&self) -> Result<TranscribeOptions, Error> {
+        let mut temperatures = vec![self.temperature];
+        if self.temperature_increment_on_fallback > 0.0 {
+            let mut t = self.temperature + self.temperature_increment_on_fallback;
+            while t <= 1.0 + 1e-6 {
+                temperatures.push((t * 1000.0).round() / 1000.0);
+                t += self.temperature_increment_on_fallback;
+            }
+        }
+        let mut suppress = Vec::new();
+        for part in self
+            .suppress_tokens
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            // -1 stands for the checkpoint's own list, which is always applied.
+            if part != "-1" {
+                suppress.push(part.parse::<u32>().map_err(|_| {
+                    Error::Usage(format!("--suppress-tokens: '{part}' is not a token id"))
+                })?);
+            }
+        }
+        if self.beam_size == 0 || self.best_of == 0 {
+            return Err(Error::Usage(
+                "--beam-size and --best-of must be at least 1".into(),
+            ));
+        }
+        let decode = DecodeOptions {
+            task: match self.task {
+                TaskArg::Transcribe => Task::Transcribe,
+                TaskArg::Translate => Task::Translate,
+            },
+            language: (self.language != "auto").then(|| self.language.to_lowercase()),
+            beam_size: Some(self.beam_size),
+            best_of: Some(self.best_of),
+            patience: self.patience,
+            length_penalty: self.length_penalty,
+            suppress_tokens: suppress,
+            without_timestamps: self.without_timestamps,
+            max_initial_timestamp: Some(self.max_initial_timestamp),
+            ..DecodeOptions::default()
+        };
+        Ok(TranscribeOptions {
+            decode,
+            temperatures,
+            compression_ratio_threshold: Some(self.compression_ratio_threshold),
+            logprob_threshold: Some(self.logprob_threshold),
+            no_speech_threshold: Some(self.no_speech_threshold),
+            condition_on_previous_text: self.condition_on_previous_text,
+            initial_prompt: self.initial_prompt.clone(),
+            seed: self.seed,
+            mel_padding: if self.without_timestamps {
+                MelPadding::Floor
+            } else {
+                MelPadding::Zeros
+            },
+        })
+    }
 }
 
 fn init_logging(quiet: bool) {
@@ -102,7 +229,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
     let result = match cli.command {
-        Command::Transcribe(args) => transcribe(args),
+        Command::Transcribe(args) => transcribe(args, cli.quiet),
         Command::Models {
             command: ModelsCommand::Import { dir, name },
         } => hub::import(&dir, &name).map(|files| {
@@ -125,7 +252,7 @@ fn main() -> ExitCode {
 }
 
 /// Returns the exit code: 0, or 1 when some files failed (the others are still transcribed).
-fn transcribe(args: TranscribeArgs) -> Result<i32, Error> {
+fn transcribe(args: TranscribeArgs, quiet: bool) -> Result<i32, Error> {
     if let Some(n) = args.threads {
         if n == 0 {
             return Err(Error::Usage("--threads must be at least 1".into()));
@@ -140,30 +267,41 @@ fn transcribe(args: TranscribeArgs) -> Result<i32, Error> {
         Device::Cpu => DeviceChoice::Cpu,
         Device::Gpu => DeviceChoice::Gpu,
     };
-    let format = match args.output_format {
-        Format::Txt => OutputFormat::Txt,
-        Format::Json => OutputFormat::Json,
+    let formats: Vec<OutputFormat> = match args.output_format {
+        Format::Txt => vec![OutputFormat::Txt],
+        Format::Srt => vec![OutputFormat::Srt],
+        Format::Vtt => vec![OutputFormat::Vtt],
+        Format::Tsv => vec![OutputFormat::Tsv],
+        Format::Json => vec![OutputFormat::Json],
+        Format::All => OutputFormat::ALL.to_vec(),
     };
-    let mut transcriber = Transcriber::new(&args.model, device, DecodeOptions::default())?;
+    if formats.len() > 1 && args.output_dir.is_none() {
+        return Err(Error::Usage(
+            "--output-format all needs --output-dir".into(),
+        ));
+    }
+    let options = args.options()?;
+    let mut transcriber = Transcriber::new(&args.model, device, options)?;
     let mut failed = 0;
     for file in &args.files {
-        let result = transcriber.transcribe_file(file).and_then(|t| {
-            let rendered = output::render(&t, format);
-            match &args.output_dir {
-                Some(dir) => {
-                    let path = output::output_path(dir, file, format);
-                    output::write_atomic(&path, rendered.as_bytes())?;
-                    tracing::info!("{} -> {}", file.display(), path.display());
-                    Ok(())
-                }
-                None => {
-                    print!("{rendered}");
-                    if format == OutputFormat::Json {
-                        println!();
+        let result = transcribe_one(&mut transcriber, file, quiet).and_then(|t| {
+            for &format in &formats {
+                let rendered = output::render(&t, format);
+                match &args.output_dir {
+                    Some(dir) => {
+                        let path = output::output_path(dir, file, format);
+                        output::write_atomic(&path, rendered.as_bytes())?;
+                        tracing::info!("{} -> {}", file.display(), path.display());
                     }
-                    Ok(())
+                    None => {
+                        print!("{rendered}");
+                        if format == OutputFormat::Json {
+                            println!();
+                        }
+                    }
                 }
             }
+            Ok(())
         });
         if let Err(e) = result {
             eprintln!("error: {e}");
@@ -171,4 +309,46 @@ fn transcribe(args: TranscribeArgs) -> Result<i32, Error> {
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// One file, with a progress bar on stderr for audio longer than one window (hidden when stderr
+/// is not a terminal, or with --quiet).
+fn transcribe_one(
+    t: &mut Transcriber,
+    file: &std::path::Path,
+    quiet: bool,
+) -> Result<Transcript, Error> {
+    use std::io::IsTerminal;
+    let samples = dattavani_asr::audio::load_audio(file)?;
+    let secs = samples.len() as f64 / dattavani_asr::audio::SAMPLE_RATE as f64;
+    let show = !quiet && std::io::stderr().is_terminal() && secs > 30.0;
+    let bar = if show {
+        let bar = indicatif::ProgressBar::new((secs * 100.0) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}<{eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let result = t.transcribe_samples(&samples, &mut |done, _total| {
+        if let Some(b) = &bar {
+            b.set_position((done * 100.0) as u64);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result.map_err(|e| match e {
+        // Name the file on errors that arise inside the pipeline.
+        Error::Internal(msg) => Error::Internal(format!("{}: {msg}", file.display())),
+        other => other,
+    })
 }

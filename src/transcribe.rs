@@ -1,5 +1,6 @@
-//! The pipeline driver: audio file -> samples -> log-mel -> windows -> encoder -> decoder ->
-//! segments. `Transcriber` is the library's public entry point.
+//! The pipeline driver (OpenAI's `transcribe()`): audio -> log-mel -> the seek loop over 30-s
+//! windows (decode with temperature fallback, cut segments at timestamp pairs, advance to the
+//! last complete timestamp) -> segments. `Transcriber` is the library's public entry point.
 
 use std::path::Path;
 use std::time::Instant;
@@ -7,9 +8,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backend::{cpu::CpuModel, Backend};
-use crate::decode::{DecodeOptions, Decoder};
+use crate::decode::search::Rng;
+use crate::decode::{self, language, DecodeOptions, DecodingResult, TIME_PRECISION};
 use crate::error::{Error, Result};
-use crate::mel::{self, N_FRAMES};
+use crate::mel::{self, HOP_LENGTH, N_FRAMES};
 use crate::model::config::ModelConfig;
 use crate::model::weights::Weights;
 use crate::model::{hub, ModelFiles};
@@ -25,11 +27,89 @@ pub enum DeviceChoice {
     Gpu,
 }
 
+/// Everything `transcribe()` takes besides the audio (OpenAI's CLI options and defaults).
+#[derive(Debug, Clone)]
+pub struct TranscribeOptions {
+    /// Per-window decoding options (language, task, beam size, best-of, ...). Its `temperature`
+    /// and `prompt` are set by the seek loop.
+    pub decode: DecodeOptions,
+    /// Temperatures tried in order until a decode passes the thresholds below.
+    pub temperatures: Vec<f32>,
+    /// A decode whose text compresses better than this (gzip) is repetitive: retry hotter.
+    pub compression_ratio_threshold: Option<f32>,
+    /// A decode whose average log-probability is below this is unreliable: retry hotter.
+    pub logprob_threshold: Option<f32>,
+    /// A window whose `<|nospeech|>` probability is above this and whose average log-probability
+    /// is below `logprob_threshold` is silence: skipped.
+    pub no_speech_threshold: Option<f32>,
+    /// Feed the previous window's text as the prompt of the next one.
+    pub condition_on_previous_text: bool,
+    /// Text to prime the first window with (spelling, names, style).
+    pub initial_prompt: Option<String>,
+    /// Seed of the sampler used at temperatures above 0.
+    pub seed: u64,
+    /// What fills a window past the end of the audio.
+    pub mel_padding: MelPadding,
+}
+
+/// What fills the mel frames of a window that lie past the end of the audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MelPadding {
+    /// Zeros, as OpenAI's `transcribe()` pads each mel segment (`pad_or_trim`).
+    Zeros,
+    /// The log-mel of silence (the spectrogram's floor), as decoding a 30-s-padded clip gives
+    /// (OpenAI's `decode()` on `log_mel_spectrogram(pad_or_trim(audio))`, CTranslate2's tests).
+    Floor,
+}
+
+impl Default for TranscribeOptions {
+    /// OpenAI's CLI defaults: beam 5, best-of 5, fallback 0.0..1.0 by 0.2, thresholds
+    /// 2.4 / -1.0 / 0.6, conditioning on previous text, timestamps on.
+    fn default() -> Self {
+        TranscribeOptions {
+            decode: DecodeOptions {
+                beam_size: Some(5),
+                best_of: Some(5),
+                ..DecodeOptions::default()
+            },
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: Some(2.4),
+            logprob_threshold: Some(-1.0),
+            no_speech_threshold: Some(0.6),
+            condition_on_previous_text: true,
+            initial_prompt: None,
+            seed: 0,
+            mel_padding: MelPadding::Zeros,
+        }
+    }
+}
+
+impl TranscribeOptions {
+    /// Greedy, no timestamps, no fallback: one plain decode per consecutive 30-s window (the
+    /// setting the token-level reference transcripts were made with).
+    pub fn greedy_plain() -> Self {
+        TranscribeOptions {
+            decode: DecodeOptions {
+                without_timestamps: true,
+                ..DecodeOptions::default()
+            },
+            temperatures: vec![0.0],
+            compression_ratio_threshold: None,
+            logprob_threshold: None,
+            no_speech_threshold: None,
+            condition_on_previous_text: false,
+            initial_prompt: None,
+            seed: 0,
+            mel_padding: MelPadding::Floor,
+        }
+    }
+}
+
 /// One decoded span of audio, shaped as openai-whisper's result segments.
 #[derive(Debug, Clone, Serialize)]
 pub struct Segment {
     pub id: usize,
-    /// Start of the window, in mel frames (10 ms each).
+    /// Start of the window this segment was decoded in, in mel frames (10 ms each).
     pub seek: usize,
     pub start: f64,
     pub end: f64,
@@ -41,12 +121,17 @@ pub struct Segment {
     pub no_speech_prob: f32,
 }
 
-/// openai-whisper's `transcribe()` result.
+/// openai-whisper's `transcribe()` result, plus the detected language's probability.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transcript {
     pub text: String,
     pub language: String,
+    /// Probability of `language` when it was detected; absent when given or English-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language_probability: Option<f32>,
     pub segments: Vec<Segment>,
+    /// Audio duration, seconds.
+    pub duration: f64,
 }
 
 /// A loaded model, ready to transcribe any number of files.
@@ -54,12 +139,12 @@ pub struct Transcriber {
     backend: Box<dyn Backend>,
     tokenizer: WhisperTokenizer,
     config: ModelConfig,
-    options: DecodeOptions,
+    options: TranscribeOptions,
 }
 
 impl Transcriber {
     /// Resolve `model` (alias, repo id or directory) and load it on `device`.
-    pub fn new(model: &str, device: DeviceChoice, options: DecodeOptions) -> Result<Self> {
+    pub fn new(model: &str, device: DeviceChoice, options: TranscribeOptions) -> Result<Self> {
         let files = hub::resolve(model)?;
         Self::from_files(&files, device, options)
     }
@@ -67,13 +152,13 @@ impl Transcriber {
     pub fn from_files(
         files: &ModelFiles,
         device: DeviceChoice,
-        options: DecodeOptions,
+        options: TranscribeOptions,
     ) -> Result<Self> {
         let t0 = Instant::now();
         let config = ModelConfig::from_dir(&files.dir)?;
         let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)?;
         // Fail on a bad language/task request now, not at the first window.
-        tokenizer.sot_sequence(options.language.as_deref(), options.task)?;
+        tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
         let backend: Box<dyn Backend> = match device {
             DeviceChoice::Gpu => {
                 return Err(Error::Device(
@@ -111,61 +196,243 @@ impl Transcriber {
         &self.config
     }
 
+    pub fn options(&self) -> &TranscribeOptions {
+        &self.options
+    }
+
+    pub fn set_options(&mut self, options: TranscribeOptions) {
+        self.options = options;
+    }
+
     /// Transcribe an audio file.
     pub fn transcribe_file(&mut self, path: &Path) -> Result<Transcript> {
         let samples = crate::audio::load_audio(path)?;
-        self.transcribe_samples(&samples)
+        self.transcribe_samples(&samples, &mut |_, _| {})
     }
 
-    /// Transcribe 16 kHz mono samples: consecutive 30-s windows, one segment each.
-    pub fn transcribe_samples(&mut self, samples: &[f32]) -> Result<Transcript> {
-        let mel = mel::log_mel_spectrogram(samples, self.config.dims.n_mels);
-        let mut decoder = Decoder::new(
-            &self.tokenizer,
-            self.config.dims.n_vocab,
-            &self.config.suppress_tokens,
-            &self.config.begin_suppress_tokens,
-            self.options.clone(),
-        )?;
-        let content_frames = mel.content_frames();
-        let frame_secs = mel::HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;
-        let mut segments = Vec::new();
-        for w in 0..mel.n_windows() {
-            let seek = w * N_FRAMES;
-            let window = mel.window(seek);
-            let t = Instant::now();
-            self.backend.encode(&window)?;
-            let enc_ms = t.elapsed().as_secs_f64() * 1e3;
-            let t = Instant::now();
-            let result = decoder.decode_greedy(self.backend.as_mut())?;
-            tracing::debug!(
-                "window {w}: encoder {enc_ms:.0} ms, decoder {:.0} ms for {} tokens",
-                t.elapsed().as_secs_f64() * 1e3,
-                result.tokens.len()
-            );
-            let end_frame = (seek + N_FRAMES).min(content_frames.max(seek));
-            segments.push(Segment {
-                id: segments.len(),
-                seek,
-                start: seek as f64 * frame_secs,
-                end: end_frame as f64 * frame_secs,
-                text: result.text,
-                tokens: result.tokens,
-                temperature: result.temperature,
-                avg_logprob: result.avg_logprob,
-                compression_ratio: result.compression_ratio,
-                no_speech_prob: result.no_speech_prob,
-            });
+    /// Decode the encoded window with temperature fallback (OpenAI's `decode_with_fallback`).
+    fn decode_with_fallback(
+        &mut self,
+        decode: &DecodeOptions,
+        rng: &mut Rng,
+    ) -> Result<DecodingResult> {
+        let o = &self.options;
+        let mut result = None;
+        for &t in &o.temperatures {
+            let mut opts = decode.clone();
+            opts.temperature = t;
+            if t > 0.0 {
+                opts.beam_size = None;
+                opts.patience = None;
+            } else {
+                opts.best_of = None;
+            }
+            let r = decode::decode_window(
+                self.backend.as_mut(),
+                &self.tokenizer,
+                &self.config,
+                &opts,
+                rng,
+            )?;
+            let too_repetitive = o
+                .compression_ratio_threshold
+                .is_some_and(|c| r.compression_ratio > c);
+            let too_unlikely = o.logprob_threshold.is_some_and(|l| r.avg_logprob < l);
+            let silence =
+                o.no_speech_threshold.is_some_and(|n| r.no_speech_prob > n) && too_unlikely;
+            let retry = (too_repetitive || too_unlikely) && !silence;
+            if retry {
+                tracing::debug!(
+                    "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
+                    r.compression_ratio,
+                    r.avg_logprob
+                );
+            }
+            result = Some(r);
+            if !retry {
+                break;
+            }
         }
-        let text = segments.iter().map(|s| s.text.as_str()).collect::<String>();
-        let language = match (&self.options.language, self.tokenizer.multilingual) {
-            (Some(l), _) => l.clone(),
-            _ => "en".to_string(),
+        result.ok_or_else(|| Error::Usage("no temperatures to decode with".into()))
+    }
+
+    /// Transcribe 16 kHz mono samples. `progress(done_s, total_s)` is called after each window.
+    pub fn transcribe_samples(
+        &mut self,
+        samples: &[f32],
+        progress: &mut dyn FnMut(f64, f64),
+    ) -> Result<Transcript> {
+        let mel = mel::log_mel_spectrogram(samples, self.config.dims.n_mels);
+        let content_frames = mel.content_frames();
+        let frame_secs = HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;
+        let total_s = content_frames as f64 * frame_secs;
+        // Encoder frames per timestamp step: 3000 mel frames -> 1500 positions.
+        let input_stride = N_FRAMES / self.config.dims.n_audio_ctx;
+
+        let mut decode_opts = self.options.decode.clone();
+        let mut language_probability = None;
+        // Window start (mel frame) of what the backend holds encoded.
+        let mut last_encoded: Option<usize> = None;
+        if decode_opts.language.is_none() && self.tokenizer.multilingual {
+            self.backend.encode(&mel.window(0))?;
+            last_encoded = Some(0);
+            let probs = language::detect_language(self.backend.as_mut(), &self.tokenizer)?;
+            let (code, p) = probs[0];
+            tracing::info!("detected language: {code} (p = {p:.2})");
+            decode_opts.language = Some(code.to_string());
+            language_probability = Some(p);
+        }
+        let language = decode_opts
+            .language
+            .clone()
+            .unwrap_or_else(|| "en".to_string());
+
+        let mut rng = Rng::new(self.options.seed);
+        let initial_prompt_tokens = match &self.options.initial_prompt {
+            Some(p) => self.tokenizer.encode(&format!(" {}", p.trim()))?,
+            None => Vec::new(),
         };
+        let mut all_tokens: Vec<u32> = initial_prompt_tokens.clone();
+        let mut prompt_reset_since = 0;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut seek = 0usize;
+        while seek < content_frames {
+            let time_offset = seek as f64 * frame_secs;
+            let segment_size = N_FRAMES.min(content_frames - seek);
+            let segment_duration = segment_size as f64 * frame_secs;
+            // The window: mel frames [seek, seek + segment_size), padded to 3000 frames.
+            let mut window = mel.window(seek);
+            let zero_padded =
+                segment_size < N_FRAMES && self.options.mel_padding == MelPadding::Zeros;
+            if zero_padded {
+                for row in window.chunks_exact_mut(N_FRAMES) {
+                    row[segment_size..].fill(0.0);
+                }
+            }
+            // Language detection may already have encoded this very window.
+            if last_encoded != Some(seek) || zero_padded {
+                let t = Instant::now();
+                self.backend.encode(&window)?;
+                tracing::debug!(
+                    "window at {time_offset:.2} s: encoder {:.0} ms",
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+            }
+            last_encoded = Some(seek);
+
+            decode_opts.prompt = all_tokens[prompt_reset_since..].to_vec();
+            let t = Instant::now();
+            let result = self.decode_with_fallback(&decode_opts, &mut rng)?;
+            tracing::debug!(
+                "window at {time_offset:.2} s: {} tokens in {:.0} ms (T={})",
+                result.tokens.len(),
+                t.elapsed().as_secs_f64() * 1e3,
+                result.temperature
+            );
+
+            if let Some(threshold) = self.options.no_speech_threshold {
+                let mut skip = result.no_speech_prob > threshold;
+                if self
+                    .options
+                    .logprob_threshold
+                    .is_some_and(|l| result.avg_logprob > l)
+                {
+                    // Confident text despite the no-speech probability: keep it.
+                    skip = false;
+                }
+                if skip {
+                    seek += segment_size;
+                    progress(seek.min(content_frames) as f64 * frame_secs, total_s);
+                    continue;
+                }
+            }
+
+            let tokens = &result.tokens;
+            let tb = self.tokenizer.timestamp_begin;
+            let is_ts: Vec<bool> = tokens.iter().map(|&t| t >= tb).collect();
+            let single_timestamp_ending =
+                is_ts.len() >= 2 && !is_ts[is_ts.len() - 2] && is_ts[is_ts.len() - 1];
+            let mut consecutive: Vec<usize> = (1..tokens.len())
+                .filter(|&i| is_ts[i - 1] && is_ts[i])
+                .collect();
+            let mut current: Vec<(f64, f64, Vec<u32>)> = Vec::new();
+            if !consecutive.is_empty() {
+                // Segments between timestamp pairs.
+                if single_timestamp_ending {
+                    consecutive.push(tokens.len());
+                }
+                let mut last_slice = 0;
+                for &cut in &consecutive {
+                    let sliced = &tokens[last_slice..cut];
+                    let start = (sliced[0].saturating_sub(tb)) as f64 * TIME_PRECISION as f64;
+                    let end = (sliced[sliced.len() - 1].saturating_sub(tb)) as f64
+                        * TIME_PRECISION as f64;
+                    current.push((time_offset + start, time_offset + end, sliced.to_vec()));
+                    last_slice = cut;
+                }
+                if single_timestamp_ending {
+                    // No speech after the last timestamp: the window is done.
+                    seek += segment_size;
+                } else {
+                    // Re-decode the unfinished last segment from its start in the next window.
+                    let last_timestamp_pos = (tokens[last_slice - 1] - tb) as usize;
+                    seek += last_timestamp_pos * input_stride;
+                }
+            } else {
+                let mut duration = segment_duration;
+                if let Some(&last) = tokens.iter().rev().find(|&&t| t >= tb) {
+                    if last != tb {
+                        duration = (last - tb) as f64 * TIME_PRECISION as f64;
+                    }
+                }
+                current.push((time_offset, time_offset + duration, tokens.clone()));
+                seek += segment_size;
+            }
+
+            for (start, end, seg_tokens) in current {
+                let text = self.tokenizer.decode(&seg_tokens)?;
+                // An instantaneous or empty segment carries nothing.
+                if start == end || text.trim().is_empty() {
+                    continue;
+                }
+                all_tokens.extend_from_slice(&seg_tokens);
+                segments.push(Segment {
+                    id: segments.len(),
+                    seek: seek_of(time_offset, frame_secs),
+                    start: round2(start),
+                    end: round2(end.min(total_s.max(start))),
+                    text,
+                    tokens: seg_tokens,
+                    temperature: result.temperature,
+                    avg_logprob: result.avg_logprob,
+                    compression_ratio: result.compression_ratio,
+                    no_speech_prob: result.no_speech_prob,
+                });
+            }
+            if !self.options.condition_on_previous_text || result.temperature > 0.5 {
+                // A hot decode is not a trustworthy prompt for the next window.
+                prompt_reset_since = all_tokens.len();
+            }
+            progress(seek.min(content_frames) as f64 * frame_secs, total_s);
+        }
+        let text = self
+            .tokenizer
+            .decode(&all_tokens[initial_prompt_tokens.len()..])?;
         Ok(Transcript {
             text,
             language,
+            language_probability,
             segments,
+            duration: samples.len() as f64 / crate::audio::SAMPLE_RATE as f64,
         })
     }
+}
+
+fn seek_of(time_offset: f64, frame_secs: f64) -> usize {
+    (time_offset / frame_secs).round() as usize
+}
+
+/// Times are reported to the centisecond, as the timestamp tokens resolve 20 ms.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }

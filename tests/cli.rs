@@ -43,11 +43,32 @@ fn assert_clean_error(o: &Output, code: i32, needle: &str) {
     );
 }
 
+/// Greedy, no timestamps: the decode CTranslate2's reference tokens were made with.
 #[test]
-fn transcribes_jfk_to_stdout() {
-    let o = run(&["transcribe", "samples/jfk.wav", "--device", "cpu"]);
+fn transcribes_jfk_to_stdout_greedy_plain() {
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "--device",
+        "cpu",
+        "--beam-size",
+        "1",
+        "--without-timestamps",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), JFK);
+}
+
+/// OpenAI's defaults (beam 5, timestamps): one line per segment. faster-whisper 1.2.1 gives the
+/// same two segments (0.0-8.0 s, 8.0-11.0 s) and texts on the same weights.
+#[test]
+fn transcribes_jfk_with_default_settings_as_segments() {
+    let o = run(&["transcribe", "samples/jfk.wav"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "And so, my fellow Americans ask not what your country can do for you\nask what you can do for your country.\n"
+    );
 }
 
 #[test]
@@ -58,6 +79,9 @@ fn writes_json_into_output_dir_and_reports_failed_files() {
         "transcribe",
         missing.to_str().unwrap(),
         "samples/jfk.wav",
+        "--beam-size",
+        "1",
+        "--without-timestamps",
         "--output-format",
         "json",
         "--output-dir",

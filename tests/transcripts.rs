@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use dattavani_asr::decode::{DecodeOptions, Decoder};
+use dattavani_asr::decode::DecodingTask;
 use dattavani_asr::mel;
 use dattavani_asr::model::hub;
-use dattavani_asr::transcribe::{DeviceChoice, Transcriber};
+use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,7 +33,7 @@ fn reference_clips() -> Vec<(String, Vec<u32>, String)> {
 
 fn transcriber() -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
-    Transcriber::from_files(&files, DeviceChoice::Cpu, DecodeOptions::default())
+    Transcriber::from_files(&files, DeviceChoice::Cpu, TranscribeOptions::greedy_plain())
         .expect("tiny.en loads")
 }
 
@@ -46,26 +46,17 @@ fn tie_gap(t: &mut Transcriber, audio: &Path, ours: &[u32], reference: &[u32]) -
         .take_while(|(a, b)| a == b)
         .count();
     let samples = dattavani_asr::audio::load_audio(audio).unwrap();
-    let m = mel::log_mel_spectrogram(&samples, t.config().dims.n_mels);
-    let window = m.window(0);
-    let cfg = t.config().clone();
-    let n_vocab = cfg.dims.n_vocab;
-    let tok = dattavani_asr::tokenizer::WhisperTokenizer::from_file(
+    let window = mel::log_mel_spectrogram(&samples, t.config().dims.n_mels).window(0);
+    let (config, options) = (t.config().clone(), t.options().decode.clone());
+    let tokenizer = dattavani_asr::tokenizer::WhisperTokenizer::from_file(
         &hub::resolve("tiny.en").unwrap().tokenizer(),
-        n_vocab,
+        config.dims.n_vocab,
     )
     .unwrap();
-    let mut dec = Decoder::new(
-        &tok,
-        n_vocab,
-        &cfg.suppress_tokens,
-        &cfg.begin_suppress_tokens,
-        DecodeOptions::default(),
-    )
-    .unwrap();
+    let task = DecodingTask::new(&tokenizer, &config, &options).unwrap();
     t.backend().encode(&window).unwrap();
-    let logits = dec.logits_after(t.backend(), &reference[..at]).unwrap();
-    let ref_next = reference.get(at).copied().unwrap_or(tok.eot) as usize;
+    let logits = task.logits_after(t.backend(), &reference[..at]).unwrap();
+    let ref_next = reference.get(at).copied().unwrap_or(tokenizer.eot) as usize;
     let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     (at, best - logits[ref_next])
 }

@@ -9,10 +9,11 @@ use crate::model::config::ModelDims;
 
 /// A loaded Whisper model on some device.
 ///
-/// The lifecycle per 30-s window is: `encode` once (which also computes the cross-attention K/V
-/// that every decoder step reuses), then `reset_decoder` + a series of `decode` calls that append
-/// tokens to the self-attention KV cache. Several decoding passes (temperature fallback) may run
-/// over one encoded window.
+/// Per 30-s window: `encode` once (which also computes the cross-attention K/V every decoder
+/// step reuses), then one or more decoding passes (temperature fallback), each `begin_decode`
+/// followed by `decode` calls. A pass decodes `n_seq` sequences in lockstep (beam search and
+/// best-of sampling keep several); `reorder` re-indexes them (and may change their number),
+/// e.g. fanning one decoded prompt out to five beams.
 pub trait Backend {
     fn dims(&self) -> &ModelDims;
 
@@ -20,20 +21,35 @@ pub trait Backend {
     fn device_name(&self) -> String;
 
     /// Encode one window of log-mel, `n_mels` rows of `2 * n_audio_ctx` frames, row-major.
-    /// Keeps the encoder output and the cross-attention K/V for the following `decode` calls
-    /// and clears the self-attention cache.
+    /// Keeps the encoder output and the cross-attention K/V for the following decoding passes.
     fn encode(&mut self, mel: &[f32]) -> Result<()>;
 
     /// The last encoder output, `[n_audio_ctx, n_audio_state]` row-major (tests and alignment).
     fn encoder_output(&self) -> Result<Vec<f32>>;
 
-    /// Forget all decoded tokens of the current window (a new pass over the same window).
-    fn reset_decoder(&mut self);
+    /// Start a decoding pass over the encoded window with `n_seq` empty sequences.
+    fn begin_decode(&mut self, n_seq: usize) -> Result<()>;
 
-    /// Number of tokens currently held in the self-attention cache.
+    /// Tokens held per sequence in the self-attention cache.
     fn cached_len(&self) -> usize;
 
-    /// Append `tokens` to the sequence and write the logits of the last position into `logits`
-    /// (`n_vocab` long).
+    /// Number of sequences in the current pass.
+    fn n_seq(&self) -> usize;
+
+    /// Append `tokens.len() / n_seq` tokens to every sequence (`tokens` is sequence-major) and
+    /// write each sequence's last-position logits into `logits` (`n_seq * n_vocab`).
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()>;
+
+    /// Continue with sequences `src` (new sequence `i` is old sequence `src[i]`); `src.len()`
+    /// becomes the new `n_seq`.
+    fn reorder(&mut self, src: &[usize]) -> Result<()>;
+
+    /// Cross-attention weights of the given (layer, head) pairs when the decoder reads `tokens`
+    /// from an empty cache: `[heads.len(), tokens.len(), n_audio_ctx]`, each row a softmax.
+    /// Used for word timestamps; ends the current decoding pass.
+    fn cross_attention_weights(
+        &mut self,
+        tokens: &[u32],
+        heads: &[(usize, usize)],
+    ) -> Result<Vec<f32>>;
 }

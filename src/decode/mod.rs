@@ -1,28 +1,51 @@
-//! Decoding one 30-s window: the token loop over a [`Backend`], logit filters, and the
-//! per-window result (tokens, text, confidence). Nothing here knows which device ran.
+//! Decoding one 30-s window (OpenAI's `DecodingTask`): the prompt, the token loop over a
+//! [`Backend`], logit filters, greedy / sampling / beam search, and the window's result. Nothing
+//! here knows which device ran.
 
 pub mod filters;
+pub mod language;
+pub mod search;
 
 use std::io::Write;
 
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::config::ModelConfig;
 use crate::tokenizer::{Task, WhisperTokenizer};
-use filters::{LogitFilter, SuppressBlank, SuppressTokens};
+use filters::{ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens};
+use search::{BeamSearch, Rng, Sampler, TokenSearch};
 
-/// How to decode one window (OpenAI's `DecodingOptions`, the parts implemented so far).
+/// How to decode one window (OpenAI's `DecodingOptions`).
 #[derive(Debug, Clone)]
 pub struct DecodeOptions {
     pub task: Task,
-    /// Language code for multilingual models; `None` means English.
+    /// Language code; `None` means English on English-only models (multilingual models detect
+    /// it before decoding: see `transcribe`).
     pub language: Option<String>,
+    /// 0 picks the likeliest token (greedy or beam search); above 0 samples.
+    pub temperature: f32,
+    /// Most tokens sampled per window (OpenAI: `n_text_ctx / 2`).
+    pub sample_len: Option<usize>,
+    /// Independent samples at temperature > 0, the best kept.
+    pub best_of: Option<usize>,
+    /// Beam search at temperature 0 (`None` or 1: greedy).
+    pub beam_size: Option<usize>,
+    /// Beam search keeps looking until `beam_size * patience` candidates finished.
+    pub patience: Option<f32>,
+    /// `None`: rank candidates by log-probability / length; `Some(a)`: Google NMT's
+    /// `((5 + length) / 6) ^ a`.
+    pub length_penalty: Option<f32>,
+    /// Previous-context tokens, placed after `<|startofprev|>`.
+    pub prompt: Vec<u32>,
     /// Suppress `" "` and end-of-text as the first sampled token.
     pub suppress_blank: bool,
     /// Extra ids never sampled, on top of the checkpoint's `suppress_tokens` and the special
     /// tokens OpenAI always suppresses.
     pub suppress_tokens: Vec<u32>,
-    /// Most tokens sampled per window; `None` fills the text context (448 minus the prompt).
-    pub sample_len: Option<usize>,
+    /// `<|notimestamps|>` mode: plain text, no timestamp tokens.
+    pub without_timestamps: bool,
+    /// Latest allowed first timestamp, seconds.
+    pub max_initial_timestamp: Option<f32>,
 }
 
 impl Default for DecodeOptions {
@@ -30,9 +53,17 @@ impl Default for DecodeOptions {
         DecodeOptions {
             task: Task::Transcribe,
             language: None,
+            temperature: 0.0,
+            sample_len: None,
+            best_of: None,
+            beam_size: None,
+            patience: None,
+            length_penalty: None,
+            prompt: Vec::new(),
             suppress_blank: true,
             suppress_tokens: Vec::new(),
-            sample_len: None,
+            without_timestamps: false,
+            max_initial_timestamp: Some(1.0),
         }
     }
 }
@@ -40,40 +71,93 @@ impl Default for DecodeOptions {
 /// The outcome of decoding one window.
 #[derive(Debug, Clone)]
 pub struct DecodingResult {
-    /// Sampled tokens, end-of-text excluded.
+    /// Sampled tokens (timestamps included), end-of-text excluded.
     pub tokens: Vec<u32>,
     pub text: String,
-    /// Sum of the sampled tokens' log-probabilities (end-of-text included) over `tokens.len() + 1`,
-    /// as OpenAI computes it.
+    /// Sum of the chosen sequence's log-probabilities (end-of-text included) over
+    /// `tokens.len() + 1`, as OpenAI computes it.
     pub avg_logprob: f32,
+    pub sum_logprob: f64,
     /// Probability of `<|nospeech|>` at the start-of-transcript position.
     pub no_speech_prob: f32,
     pub temperature: f32,
     pub compression_ratio: f32,
 }
 
-/// Decodes windows with one backend and tokenizer; holds the filters and the logits buffer so
-/// the token loop allocates nothing per step.
-pub struct Decoder<'a> {
-    tokenizer: &'a WhisperTokenizer,
-    options: DecodeOptions,
-    filters: Vec<Box<dyn LogitFilter>>,
-    logits: Vec<f32>,
+/// Seconds per timestamp step (the encoder's frame: 2 mel frames of 10 ms).
+pub const TIME_PRECISION: f32 = 0.02;
+
+/// Decode the window the backend has encoded.
+pub fn decode_window(
+    backend: &mut dyn Backend,
+    tokenizer: &WhisperTokenizer,
+    config: &ModelConfig,
+    options: &DecodeOptions,
+    rng: &mut Rng,
+) -> Result<DecodingResult> {
+    DecodingTask::new(tokenizer, config, options)?.run(backend, rng)
 }
 
-impl<'a> Decoder<'a> {
-    /// `checkpoint_suppress` is the model's `suppress_tokens`; `begin_suppress` its
-    /// `begin_suppress_tokens` (used when `options.suppress_blank`).
+/// One window's decoding: built from the options, run once.
+pub struct DecodingTask<'a> {
+    tokenizer: &'a WhisperTokenizer,
+    options: &'a DecodeOptions,
+    n_vocab: usize,
+    n_ctx: usize,
+    initial_tokens: Vec<u32>,
+    sot_index: usize,
+    sample_len: usize,
+    filters: Vec<Box<dyn LogitFilter>>,
+}
+
+impl<'a> DecodingTask<'a> {
     pub fn new(
         tokenizer: &'a WhisperTokenizer,
-        n_vocab: usize,
-        checkpoint_suppress: &[u32],
-        begin_suppress: &[u32],
-        options: DecodeOptions,
+        config: &ModelConfig,
+        options: &'a DecodeOptions,
     ) -> Result<Self> {
-        let mut suppress: Vec<u32> = checkpoint_suppress.to_vec();
+        let n_vocab = config.dims.n_vocab;
+        let n_ctx = config.dims.n_text_ctx;
+        if options.beam_size.is_some_and(|b| b > 1) && options.best_of.is_some_and(|b| b > 1) {
+            return Err(Error::Usage(
+                "beam_size and best_of can't be given together".into(),
+            ));
+        }
+        if options.temperature == 0.0 && options.best_of.is_some_and(|b| b > 1) {
+            return Err(Error::Usage(
+                "best_of with greedy sampling (T=0) is not compatible".into(),
+            ));
+        }
+        if options.patience.is_some() && options.beam_size.is_none() {
+            return Err(Error::Usage(
+                "patience requires beam_size to be given".into(),
+            ));
+        }
+
+        // Initial tokens: [<|startofprev|> prompt...] <|startoftranscript|> [lang task] [<|notimestamps|>]
+        let mut initial_tokens = Vec::new();
+        if !options.prompt.is_empty() {
+            initial_tokens.push(tokenizer.sot_prev);
+            let keep = (n_ctx / 2 - 1).min(options.prompt.len());
+            initial_tokens.extend_from_slice(&options.prompt[options.prompt.len() - keep..]);
+        }
+        let sot_index = initial_tokens.len();
+        initial_tokens.extend(tokenizer.sot_sequence(options.language.as_deref(), options.task)?);
+        if options.without_timestamps {
+            initial_tokens.push(tokenizer.no_timestamps);
+        }
+        let sample_len = options.sample_len.unwrap_or(n_ctx / 2);
+
+        let mut filters: Vec<Box<dyn LogitFilter>> = Vec::new();
+        if options.suppress_blank {
+            let mut blank = tokenizer.encode(" ")?;
+            blank.push(tokenizer.eot);
+            filters.push(Box::new(SuppressBlank::new(blank)));
+        }
+        // OpenAI's `_get_suppress_tokens`: the checkpoint's non-speech list plus the task, start
+        // and no-speech markers, which are never text.
+        let mut suppress: Vec<u32> = config.suppress_tokens.clone();
         suppress.extend_from_slice(&options.suppress_tokens);
-        // OpenAI's `_get_suppress_tokens`: task, start and no-speech markers are never text.
         suppress.extend([
             tokenizer.transcribe,
             tokenizer.translate,
@@ -81,100 +165,146 @@ impl<'a> Decoder<'a> {
             tokenizer.sot_prev,
             tokenizer.no_speech,
         ]);
-        // Without timestamps, timestamp tokens have no meaning in the output.
-        suppress.extend(tokenizer.no_timestamps..n_vocab as u32);
-        let mut filters: Vec<Box<dyn LogitFilter>> =
-            vec![Box::new(SuppressTokens::new(suppress, n_vocab))];
-        if options.suppress_blank {
-            let mut blank = begin_suppress.to_vec();
-            if blank.is_empty() {
-                blank = tokenizer.encode(" ")?;
-                blank.push(tokenizer.eot);
-            }
-            filters.push(Box::new(SuppressBlank::new(blank)));
+        if options.without_timestamps {
+            // Timestamp tokens have no meaning in a plain-text decode.
+            suppress.extend(tokenizer.no_timestamps..n_vocab as u32);
         }
-        Ok(Decoder {
+        filters.push(Box::new(SuppressTokens::new(suppress, n_vocab)));
+        if !options.without_timestamps {
+            let max_initial = options
+                .max_initial_timestamp
+                .map(|s| (s / TIME_PRECISION).round() as u32);
+            filters.push(Box::new(ApplyTimestampRules::new(tokenizer, max_initial)));
+        }
+        Ok(DecodingTask {
             tokenizer,
             options,
+            n_vocab,
+            n_ctx,
+            sot_index,
+            initial_tokens,
+            sample_len,
             filters,
-            logits: vec![0.0; n_vocab],
         })
     }
 
-    /// The prompt of every window: start-of-transcript (+ language, task) + `<|notimestamps|>`.
-    pub fn prompt(&self) -> Result<Vec<u32>> {
-        let mut p = self
-            .tokenizer
-            .sot_sequence(self.options.language.as_deref(), self.options.task)?;
-        p.push(self.tokenizer.no_timestamps);
-        Ok(p)
+    pub fn initial_tokens(&self) -> &[u32] {
+        &self.initial_tokens
     }
 
-    /// The filtered logits for the position after `prompt + sampled` (teacher forcing), for
-    /// tests and diagnostics: e.g. showing that a token where two decoders differ is a near-tie.
-    pub fn logits_after(&mut self, backend: &mut dyn Backend, sampled: &[u32]) -> Result<&[f32]> {
-        let mut seq = self.prompt()?;
-        seq.extend_from_slice(sampled);
-        backend.reset_decoder();
-        backend.decode(&seq, &mut self.logits)?;
-        for f in &self.filters {
-            f.apply(sampled, &mut self.logits);
+    /// Feed the initial tokens to one sequence; return (no-speech probability, logits of the
+    /// last position) with the backend ready for sampling.
+    fn feed_prompt(&self, backend: &mut dyn Backend, logits: &mut [f32]) -> Result<f32> {
+        backend.begin_decode(1)?;
+        // The no-speech probability is read at the start-of-transcript position, so the prompt
+        // is fed in two parts when tokens follow it.
+        let (head, tail) = self.initial_tokens.split_at(self.sot_index + 1);
+        backend.decode(head, logits)?;
+        let no_speech_prob = softmax_at(&logits[..self.n_vocab], self.tokenizer.no_speech as usize);
+        if !tail.is_empty() {
+            backend.decode(tail, logits)?;
         }
-        Ok(&self.logits)
+        Ok(no_speech_prob)
     }
 
-    /// Greedy decoding of the window the backend has encoded.
-    pub fn decode_greedy(&mut self, backend: &mut dyn Backend) -> Result<DecodingResult> {
-        let prompt = self.prompt()?;
-        let n_ctx = backend.dims().n_text_ctx;
-        let sample_len = self
-            .options
-            .sample_len
-            .unwrap_or(n_ctx)
-            .min(n_ctx - prompt.len());
-        backend.reset_decoder();
-
-        // The no-speech probability is read at the start-of-transcript position, so the prompt is
-        // fed in two parts: up to and including `<|startoftranscript|>`, then the rest.
-        let sot_index = prompt
-            .iter()
-            .position(|&t| t == self.tokenizer.sot)
-            .unwrap_or(0);
-        backend.decode(&prompt[..=sot_index], &mut self.logits)?;
-        let no_speech_prob = softmax_at(&self.logits, self.tokenizer.no_speech as usize);
-        backend.decode(&prompt[sot_index + 1..], &mut self.logits)?;
-
-        let mut tokens: Vec<u32> = Vec::with_capacity(sample_len);
-        let mut sum_logprob = 0.0f64;
-        loop {
+    /// Filter each sequence's logits in place.
+    fn apply_filters(&self, sampled: &[Vec<u32>], logits: &mut [f32]) {
+        for (seq, row) in sampled.iter().zip(logits.chunks_exact_mut(self.n_vocab)) {
             for f in &self.filters {
-                f.apply(&tokens, &mut self.logits);
+                f.apply(seq, row);
             }
-            let next = argmax(&self.logits);
-            sum_logprob += log_softmax_at(&self.logits, next as usize) as f64;
-            if next == self.tokenizer.eot {
-                break;
-            }
-            tokens.push(next);
-            if tokens.len() >= sample_len || backend.cached_len() >= n_ctx {
-                break;
-            }
-            backend.decode(&[next], &mut self.logits)?;
         }
-        let text = self.tokenizer.decode(&tokens)?;
+    }
+
+    pub fn run(&self, backend: &mut dyn Backend, rng: &mut Rng) -> Result<DecodingResult> {
+        let o = self.options;
+        let beam = o.beam_size.filter(|&b| b > 1 && o.temperature == 0.0);
+        let n_group = beam
+            .or(o.best_of.filter(|_| o.temperature > 0.0))
+            .unwrap_or(1);
+        let mut search: Box<dyn TokenSearch> = match beam {
+            Some(b) => Box::new(BeamSearch::new(
+                b,
+                self.tokenizer.eot,
+                o.patience.unwrap_or(1.0),
+            )),
+            None => Box::new(Sampler::new(n_group, o.temperature, self.tokenizer.eot)),
+        };
+
+        let mut logits = vec![0.0f32; n_group * self.n_vocab];
+        let no_speech_prob = self.feed_prompt(backend, &mut logits[..self.n_vocab])?;
+        // Fan the decoded prompt out to the group: every sequence starts from the same state.
+        if n_group > 1 {
+            backend.reorder(&vec![0; n_group])?;
+            let (first, rest) = logits.split_at_mut(self.n_vocab);
+            for row in rest.chunks_exact_mut(self.n_vocab) {
+                row.copy_from_slice(first);
+            }
+        }
+        let mut sampled: Vec<Vec<u32>> = vec![Vec::new(); n_group];
+        let mut sum_logprobs = vec![0.0f64; n_group];
+        let mut feed = vec![0u32; n_group];
+        for _ in 0..self.sample_len {
+            self.apply_filters(&sampled, &mut logits);
+            let step = search.update(&mut sampled, &logits, self.n_vocab, &mut sum_logprobs, rng);
+            if let Some(src) = &step.reorder {
+                backend.reorder(src)?;
+            }
+            if step.completed || self.initial_tokens.len() + sampled[0].len() > self.n_ctx {
+                break;
+            }
+            // Feed every sequence its newest token (finished ones keep getting end-of-text).
+            feed.resize(sampled.len(), 0);
+            for (f, s) in feed.iter_mut().zip(&sampled) {
+                *f = *s.last().expect("a step samples one token per sequence");
+            }
+            backend.decode(&feed, &mut logits[..feed.len() * self.n_vocab])?;
+        }
+        let candidates = search.finalize(&sampled, &sum_logprobs);
+
+        // Rank (OpenAI's MaximumLikelihoodRanker): sum log-probability over a length penalty.
+        let score = |c: &search::Candidate| {
+            let len = c.tokens.len() as f64;
+            let penalty = match o.length_penalty {
+                None => len,
+                Some(a) => ((5.0 + len) / 6.0).powf(a as f64),
+            };
+            c.sum_logprob / penalty
+        };
+        let best = candidates
+            .iter()
+            .enumerate()
+            .fold(None::<(usize, f64)>, |acc, (i, c)| match acc {
+                Some((_, s)) if s >= score(c) => acc,
+                _ => Some((i, score(c))),
+            })
+            .map(|(i, _)| i)
+            .ok_or_else(|| Error::Internal("decoding produced no candidate".into()))?;
+        let chosen = &candidates[best];
+        let text = self.tokenizer.decode(&chosen.tokens)?;
         Ok(DecodingResult {
-            avg_logprob: (sum_logprob / (tokens.len() + 1) as f64) as f32,
+            avg_logprob: (chosen.sum_logprob / (chosen.tokens.len() + 1) as f64) as f32,
+            sum_logprob: chosen.sum_logprob,
             compression_ratio: compression_ratio(&text),
-            tokens,
+            tokens: chosen.tokens.clone(),
             text,
             no_speech_prob,
-            temperature: 0.0,
+            temperature: o.temperature,
         })
     }
-}
 
-fn argmax(x: &[f32]) -> u32 {
-    crate::backend::cpu::ops::argmax(x) as u32
+    /// The filtered logits for the position after `initial tokens + sampled` (teacher forcing),
+    /// for tests and diagnostics: e.g. showing that a token where two decoders differ is a
+    /// near-tie.
+    pub fn logits_after(&self, backend: &mut dyn Backend, sampled: &[u32]) -> Result<Vec<f32>> {
+        let mut seq = self.initial_tokens.clone();
+        seq.extend_from_slice(sampled);
+        let mut logits = vec![0.0; self.n_vocab];
+        backend.begin_decode(1)?;
+        backend.decode(&seq, &mut logits)?;
+        self.apply_filters(&[sampled.to_vec()], &mut logits);
+        Ok(logits)
+    }
 }
 
 /// `log_softmax(x)[i]`, computed stably in f64.

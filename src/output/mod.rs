@@ -1,4 +1,5 @@
-//! Writers: a transcript rendered as txt or json, written atomically (temp file in the target
+//! Writers: a transcript rendered as txt, srt, vtt, tsv or json (openai-whisper's formats),
+//! written atomically (temp file in the target
 //! directory, then rename), so a crash never leaves a half-written file where the user's was.
 
 use std::io::Write;
@@ -10,16 +11,96 @@ use crate::transcribe::Transcript;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     Txt,
+    Srt,
+    Vtt,
+    Tsv,
     Json,
 }
 
 impl OutputFormat {
+    pub const ALL: [OutputFormat; 5] = [
+        OutputFormat::Txt,
+        OutputFormat::Vtt,
+        OutputFormat::Srt,
+        OutputFormat::Tsv,
+        OutputFormat::Json,
+    ];
+
     pub fn extension(self) -> &'static str {
         match self {
             OutputFormat::Txt => "txt",
+            OutputFormat::Srt => "srt",
+            OutputFormat::Vtt => "vtt",
+            OutputFormat::Tsv => "tsv",
             OutputFormat::Json => "json",
         }
     }
+}
+
+/// `HH:MM:SS,mmm` (SRT: hours always, comma) or `[HH:]MM:SS.mmm` (VTT: hours when non-zero,
+/// dot), as openai-whisper's `format_timestamp`.
+pub fn format_timestamp(seconds: f64, always_include_hours: bool, decimal_marker: char) -> String {
+    let mut ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    let hours = ms / 3_600_000;
+    ms -= hours * 3_600_000;
+    let minutes = ms / 60_000;
+    ms -= minutes * 60_000;
+    let secs = ms / 1000;
+    ms -= secs * 1000;
+    let hours_marker = if always_include_hours || hours > 0 {
+        format!("{hours:02}:")
+    } else {
+        String::new()
+    };
+    format!("{hours_marker}{minutes:02}:{secs:02}{decimal_marker}{ms:03}")
+}
+
+/// A segment's text as a subtitle cue: stripped, and never containing the cue arrow.
+fn cue_text(text: &str) -> String {
+    text.trim().replace("-->", "->")
+}
+
+/// SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`.
+pub fn render_srt(t: &Transcript) -> String {
+    let mut out = String::new();
+    for (i, s) in t.segments.iter().enumerate() {
+        out.push_str(&format!(
+            "{}\n{} --> {}\n{}\n\n",
+            i + 1,
+            format_timestamp(s.start, true, ','),
+            format_timestamp(s.end, true, ','),
+            cue_text(&s.text)
+        ));
+    }
+    out
+}
+
+/// WebVTT: `WEBVTT` header, then `MM:SS.mmm --> MM:SS.mmm` cues.
+pub fn render_vtt(t: &Transcript) -> String {
+    let mut out = String::from("WEBVTT\n\n");
+    for s in &t.segments {
+        out.push_str(&format!(
+            "{} --> {}\n{}\n\n",
+            format_timestamp(s.start, false, '.'),
+            format_timestamp(s.end, false, '.'),
+            cue_text(&s.text)
+        ));
+    }
+    out
+}
+
+/// Tab-separated `start`, `end` (integer milliseconds), `text`.
+pub fn render_tsv(t: &Transcript) -> String {
+    let mut out = String::from("start\tend\ttext\n");
+    for s in &t.segments {
+        out.push_str(&format!(
+            "{}\t{}\t{}\n",
+            (s.start * 1000.0).round() as u64,
+            (s.end * 1000.0).round() as u64,
+            s.text.trim().replace('\t', " ")
+        ));
+    }
+    out
 }
 
 /// Plain text as openai-whisper's txt writer: one stripped segment per line.
@@ -43,6 +124,9 @@ pub fn render_json(t: &Transcript) -> String {
 pub fn render(t: &Transcript, format: OutputFormat) -> String {
     match format {
         OutputFormat::Txt => render_txt(t),
+        OutputFormat::Srt => render_srt(t),
+        OutputFormat::Vtt => render_vtt(t),
+        OutputFormat::Tsv => render_tsv(t),
         OutputFormat::Json => render_json(t),
     }
 }

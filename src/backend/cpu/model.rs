@@ -144,23 +144,83 @@ impl Block {
     }
 }
 
-/// Self-attention keys and values of every decoded position, per decoder layer, allocated once
-/// at `n_text_ctx` rows.
+/// Self-attention keys and values of every decoded position, per decoder layer, for up to
+/// `capacity` sequences of `n_text_ctx` rows each. Grows only when a pass needs more sequences
+/// than any before it; `spare` is the target of `reorder` (swapped in, so nothing is allocated).
 pub struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    spare_k: Vec<Vec<f32>>,
+    spare_v: Vec<Vec<f32>>,
+    capacity: usize,
+    n_seq: usize,
     len: usize,
 }
 
-/// Scratch space for a decoder call of up to `n_text_ctx` tokens, allocated once per model so
-/// that a decoder step allocates nothing.
+impl KvCache {
+    fn new(n_layer: usize) -> Self {
+        KvCache {
+            k: vec![Vec::new(); n_layer],
+            v: vec![Vec::new(); n_layer],
+            spare_k: vec![Vec::new(); n_layer],
+            spare_v: vec![Vec::new(); n_layer],
+            capacity: 0,
+            n_seq: 0,
+            len: 0,
+        }
+    }
+
+    /// Make room for `n_seq` sequences of `seq_len` floats, keeping the first `keep` sequences.
+    fn ensure(&mut self, n_seq: usize, seq_len: usize) {
+        if n_seq > self.capacity {
+            for buf in self
+                .k
+                .iter_mut()
+                .chain(&mut self.v)
+                .chain(&mut self.spare_k)
+                .chain(&mut self.spare_v)
+            {
+                buf.resize(n_seq * seq_len, 0.0);
+            }
+            self.capacity = n_seq;
+        }
+    }
+}
+
+/// Scratch space for decoder calls, grown to the largest call seen (rows = sequences x new
+/// tokens), so that steady-state decoder steps allocate nothing.
+#[derive(Default)]
 struct DecoderScratch {
     x: Vec<f32>,
     h: Vec<f32>,
     q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
     a: Vec<f32>,
     o: Vec<f32>,
     hidden: Vec<f32>,
+    last: Vec<f32>,
+}
+
+impl DecoderScratch {
+    fn ensure(&mut self, rows: usize, d: usize, ffn: usize) {
+        for buf in [
+            &mut self.x,
+            &mut self.h,
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.a,
+            &mut self.o,
+        ] {
+            if buf.len() < rows * d {
+                buf.resize(rows * d, 0.0);
+            }
+        }
+        if self.hidden.len() < rows * ffn {
+            self.hidden.resize(rows * ffn, 0.0);
+        }
+    }
 }
 
 pub struct CpuModel {
@@ -248,19 +308,8 @@ impl CpuModel {
             encoder_out: Vec::new(),
             cross_k: vec![Vec::new(); dims.n_text_layer],
             cross_v: vec![Vec::new(); dims.n_text_layer],
-            cache: KvCache {
-                k: vec![vec![0.0; ctx * d]; dims.n_text_layer],
-                v: vec![vec![0.0; ctx * d]; dims.n_text_layer],
-                len: 0,
-            },
-            scratch: DecoderScratch {
-                x: vec![0.0; ctx * d],
-                h: vec![0.0; ctx * d],
-                q: vec![0.0; ctx * d],
-                a: vec![0.0; ctx * d],
-                o: vec![0.0; ctx * d],
-                hidden: vec![0.0; ctx * dims.n_text_ffn],
-            },
+            cache: KvCache::new(dims.n_text_layer),
+            scratch: DecoderScratch::default(),
             dims: dims.clone(),
         })
     }
@@ -350,6 +399,8 @@ impl Backend for CpuModel {
             self.cross_k[i] = k;
             self.cross_v[i] = v;
         }
+        // A new window: the next pass must call begin_decode.
+        self.cache.n_seq = 0;
         self.cache.len = 0;
         Ok(())
     }
@@ -358,109 +409,212 @@ impl Backend for CpuModel {
         Ok(self.encoder_out.clone())
     }
 
-    fn reset_decoder(&mut self) {
+    fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
+        if self.encoder_out.is_empty() {
+            return Err(Error::Internal("begin_decode called before encode".into()));
+        }
+        if n_seq == 0 {
+            return Err(Error::Internal(
+                "a decoding pass needs at least one sequence".into(),
+            ));
+        }
+        self.cache
+            .ensure(n_seq, self.dims.n_text_ctx * self.dims.n_text_state);
+        self.cache.n_seq = n_seq;
         self.cache.len = 0;
+        Ok(())
     }
 
     fn cached_len(&self) -> usize {
         self.cache.len
     }
 
-    /// OpenAI `TextDecoder.forward` with a KV cache: only the new tokens are computed.
+    fn n_seq(&self) -> usize {
+        self.cache.n_seq
+    }
+
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
-        let dims = &self.dims;
-        let (d, n_head) = (dims.n_text_state, dims.n_text_head);
-        let (n, pos0) = (tokens.len(), self.cache.len);
-        if n == 0 || pos0 + n > dims.n_text_ctx {
+        self.forward_decoder(tokens, logits, None)
+    }
+
+    fn reorder(&mut self, src: &[usize]) -> Result<()> {
+        let c = &mut self.cache;
+        if src.is_empty() || src.iter().any(|&i| i >= c.n_seq) {
             return Err(Error::Internal(format!(
-                "decoder given {n} tokens at position {pos0}, context is {}",
+                "reorder {src:?} of {} sequences",
+                c.n_seq
+            )));
+        }
+        let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
+        c.ensure(src.len(), seq_len);
+        let used = c.len * self.dims.n_text_state;
+        for layer in 0..c.k.len() {
+            for (dst, &from) in src.iter().enumerate() {
+                let (a, b) = (from * seq_len, dst * seq_len);
+                c.spare_k[layer][b..b + used].copy_from_slice(&c.k[layer][a..a + used]);
+                c.spare_v[layer][b..b + used].copy_from_slice(&c.v[layer][a..a + used]);
+            }
+        }
+        std::mem::swap(&mut c.k, &mut c.spare_k);
+        std::mem::swap(&mut c.v, &mut c.spare_v);
+        c.n_seq = src.len();
+        Ok(())
+    }
+
+    fn cross_attention_weights(
+        &mut self,
+        tokens: &[u32],
+        heads: &[(usize, usize)],
+    ) -> Result<Vec<f32>> {
+        self.begin_decode(1)?;
+        let mut logits = vec![0.0; self.dims.n_vocab];
+        let mut weights = vec![0.0; heads.len() * tokens.len() * self.dims.n_audio_ctx];
+        self.forward_decoder(tokens, &mut logits, Some((heads, &mut weights)))?;
+        Ok(weights)
+    }
+}
+
+impl CpuModel {
+    /// OpenAI `TextDecoder.forward` with a KV cache: only the new tokens of each sequence are
+    /// computed. With `capture`, the cross-attention weights of the listed heads are written out
+    /// (`[heads, rows, n_audio_ctx]`, for one sequence).
+    fn forward_decoder(
+        &mut self,
+        tokens: &[u32],
+        logits: &mut [f32],
+        mut capture: Option<(&[(usize, usize)], &mut Vec<f32>)>,
+    ) -> Result<()> {
+        let dims = &self.dims;
+        let (d, n_head, n_vocab) = (dims.n_text_state, dims.n_text_head, dims.n_vocab);
+        let (n_seq, pos0) = (self.cache.n_seq, self.cache.len);
+        if n_seq == 0 {
+            return Err(Error::Internal("decode called before begin_decode".into()));
+        }
+        let n = tokens.len() / n_seq;
+        if n == 0 || n * n_seq != tokens.len() || pos0 + n > dims.n_text_ctx {
+            return Err(Error::Internal(format!(
+                "decoder given {} tokens for {n_seq} sequences at position {pos0}, context is {}",
+                tokens.len(),
                 dims.n_text_ctx
             )));
         }
-        if self.encoder_out.is_empty() {
-            return Err(Error::Internal("decode called before encode".into()));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= dims.n_vocab) {
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(Error::Internal(format!(
-                "token id {bad} outside the vocabulary of {}",
-                dims.n_vocab
+                "token id {bad} outside the vocabulary of {n_vocab}"
             )));
         }
+        if logits.len() < n_seq * n_vocab {
+            return Err(Error::Internal(
+                "logits buffer smaller than n_seq x n_vocab".into(),
+            ));
+        }
         let n_kv = pos0 + n;
+        let rows = n_seq * n;
+        let seq_len = dims.n_text_ctx * d;
+        self.scratch.ensure(rows, d, dims.n_text_ffn);
         let s = &mut self.scratch;
-        let rows = n * d;
-        ops::embed(
-            &self.tok_emb,
-            &self.dec_pos,
-            d,
-            tokens,
-            pos0,
-            &mut s.x[..rows],
-        );
-        for (i, block) in self.dec_blocks.iter().enumerate() {
-            // Causal self-attention: new K/V rows go into the cache, queries see the cache.
-            block.attn_ln.forward(&s.x[..rows], &mut s.h);
-            block.attn.query.forward(&s.h, n, &mut s.q);
-            block
-                .attn
-                .key
-                .forward(&s.h, n, &mut self.cache.k[i][pos0 * d..]);
-            block
-                .attn
-                .value
-                .forward(&s.h, n, &mut self.cache.v[i][pos0 * d..]);
-            ops::attention(
-                &s.q[..rows],
-                &self.cache.k[i][..n_kv * d],
-                &self.cache.v[i][..n_kv * d],
-                n,
-                n_kv,
+        let cache = &mut self.cache;
+        let x = &mut s.x[..rows * d];
+        for (seq, ids) in tokens.chunks_exact(n).enumerate() {
+            ops::embed(
+                &self.tok_emb,
+                &self.dec_pos,
                 d,
-                n_head,
-                Some(pos0),
-                &mut s.a[..rows],
+                ids,
+                pos0,
+                &mut x[seq * n * d..(seq + 1) * n * d],
             );
-            block.attn.out.forward(&s.a, n, &mut s.o);
-            ops::add_assign(&mut s.x[..rows], &s.o[..rows]);
+        }
+        for (i, block) in self.dec_blocks.iter().enumerate() {
+            // Causal self-attention: each sequence's new K/V rows go into its cache, and its
+            // queries see its cache.
+            block.attn_ln.forward(x, &mut s.h);
+            block.attn.query.forward(&s.h, rows, &mut s.q);
+            block.attn.key.forward(&s.h, rows, &mut s.k);
+            block.attn.value.forward(&s.h, rows, &mut s.v);
+            for seq in 0..n_seq {
+                let base = seq * seq_len;
+                let new = seq * n * d..(seq + 1) * n * d;
+                cache.k[i][base + pos0 * d..base + n_kv * d].copy_from_slice(&s.k[new.clone()]);
+                cache.v[i][base + pos0 * d..base + n_kv * d].copy_from_slice(&s.v[new.clone()]);
+                ops::attention(
+                    &s.q[new.clone()],
+                    &cache.k[i][base..base + n_kv * d],
+                    &cache.v[i][base..base + n_kv * d],
+                    n,
+                    n_kv,
+                    d,
+                    n_head,
+                    Some(pos0),
+                    &mut s.a[new],
+                );
+            }
+            block.attn.out.forward(&s.a, rows, &mut s.o);
+            ops::add_assign(x, &s.o[..rows * d]);
 
-            // Cross-attention over this window's encoder output.
+            // Cross-attention over this window's encoder output: no mask, so the queries of
+            // every sequence go through together.
             let (cross_ln, cross) = (
                 block.cross_ln.as_ref().unwrap(),
                 block.cross.as_ref().unwrap(),
             );
-            cross_ln.forward(&s.x[..rows], &mut s.h);
-            cross.query.forward(&s.h, n, &mut s.q);
+            cross_ln.forward(x, &mut s.h);
+            cross.query.forward(&s.h, rows, &mut s.q);
+            let (ck, cv) = (&self.cross_k[i], &self.cross_v[i]);
             ops::attention(
-                &s.q[..rows],
-                &self.cross_k[i],
-                &self.cross_v[i],
-                n,
+                &s.q[..rows * d],
+                ck,
+                cv,
+                rows,
                 dims.n_audio_ctx,
                 d,
                 n_head,
                 None,
-                &mut s.a[..rows],
+                &mut s.a[..rows * d],
             );
-            cross.out.forward(&s.a, n, &mut s.o);
-            ops::add_assign(&mut s.x[..rows], &s.o[..rows]);
+            if let Some((heads, out)) = capture.as_mut() {
+                let hd = d / n_head;
+                for (slot, &(layer, head)) in heads.iter().enumerate() {
+                    if layer == i {
+                        let w = &mut out
+                            [slot * rows * dims.n_audio_ctx..(slot + 1) * rows * dims.n_audio_ctx];
+                        ops::attention_weights(
+                            &s.q[..rows * d],
+                            ck,
+                            rows,
+                            dims.n_audio_ctx,
+                            d,
+                            head * hd,
+                            hd,
+                            w,
+                        );
+                    }
+                }
+            }
+            cross.out.forward(&s.a, rows, &mut s.o);
+            ops::add_assign(x, &s.o[..rows * d]);
 
-            block.mlp_ln.forward(&s.x[..rows], &mut s.h);
-            block.mlp.forward(&s.h, n, &mut s.hidden, &mut s.o);
-            ops::add_assign(&mut s.x[..rows], &s.o[..rows]);
+            block.mlp_ln.forward(x, &mut s.h);
+            block.mlp.forward(&s.h, rows, &mut s.hidden, &mut s.o);
+            ops::add_assign(x, &s.o[..rows * d]);
         }
-        self.cache.len = n_kv;
-        // Only the last position's logits are needed: final LN of one row, then the tied
+        cache.len = n_kv;
+        // Only each sequence's last position is needed: final LN of those rows, then the tied
         // output projection (token embedding transposed).
-        let last = &s.x[(n - 1) * d..rows];
-        self.dec_ln.forward(last, &mut s.h[..d]);
+        s.last.resize(n_seq * d, 0.0);
+        for seq in 0..n_seq {
+            let row = (seq * n + n - 1) * d;
+            self.dec_ln
+                .forward(&x[row..row + d], &mut s.last[seq * d..(seq + 1) * d]);
+        }
         ops::linear(
-            &s.h[..d],
-            1,
+            &s.last,
+            n_seq,
             d,
             &self.tok_emb,
-            dims.n_vocab,
+            n_vocab,
             None,
-            &mut logits[..dims.n_vocab],
+            &mut logits[..n_seq * n_vocab],
         );
         Ok(())
     }

@@ -367,6 +367,45 @@ pub fn attention(
     }
 }
 
+/// The attention probabilities of one head: `softmax(q_h · k_hᵀ / √head_dim)` for the head whose
+/// columns start at `col` (`head_dim` wide), no mask. `out` is `[n_q, n_kv]`. Word timestamps
+/// read these from the alignment heads.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_weights(
+    q: &[f32],
+    k: &[f32],
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    col: usize,
+    head_dim: usize,
+    out: &mut [f32],
+) {
+    gemm_strided(
+        n_q,
+        n_kv,
+        head_dim,
+        out,
+        ROW_MAJOR(n_kv),
+        &q[col..],
+        View {
+            rs: d as isize,
+            cs: 1,
+        },
+        &k[col..],
+        View {
+            rs: 1,
+            cs: d as isize,
+        },
+        Parallelism::None,
+    );
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    for v in out[..n_q * n_kv].iter_mut() {
+        *v *= scale;
+    }
+    softmax_rows(&mut out[..n_q * n_kv], n_kv);
+}
+
 /// Index of the largest value (the first one on ties), as the GPU argmax kernel returns.
 pub fn argmax(x: &[f32]) -> usize {
     let mut best = 0;
