@@ -48,19 +48,23 @@ fn time_cpu(mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// Seconds per dispatch: `reps` dispatches per command buffer, submit + wait, median.
+/// Seconds per dispatch: `reps` dispatches in one compute pass, submit + wait, median.
 fn time_gpu(
     ctx: &GpuContext,
     k: &Kernels,
     reps: usize,
-    record: impl Fn(&mut wgpu::CommandEncoder),
+    record: impl Fn(&mut wgpu::ComputePass<'_>),
 ) -> f64 {
     let run = || {
         k.begin();
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        for _ in 0..reps {
-            record(&mut enc);
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                record(&mut pass);
+            }
         }
+        k.flush_params();
         ctx.submit_wait(enc).expect("gpu run");
     };
     run();

@@ -5,6 +5,11 @@
 // (64 for every Whisper size). With causal = 1, query i sits at absolute position offset + i and
 // sees keys 0 ..= offset + i (the decoder's self-attention over its KV cache).
 //
+// Batched: workgroup_id.z is a sequence; its queries are rows z * n_q .. of q / out and its keys
+// rows z * kv_stride .. of k / v (the decoder's per-sequence self-attention caches; kv_stride = 0
+// lets every sequence read the same keys, the cross-attention over one window). Unbatched
+// dispatches have z = 0.
+//
 // Bounds: key rows are clamped to n_kv - 1 for loads (masked keys get score -inf-like and weight
 // exactly 0), query rows past n_q compute on a clamped row and are not stored.
 
@@ -16,7 +21,7 @@ struct Params {
     causal: u32,
     offset: u32,
     scale: f32,
-    _p0: u32,
+    kv_stride: u32, // rows between sequences in k / v (batched dispatch, workgroup_id.z)
 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
@@ -49,11 +54,13 @@ fn attn_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let h = wid.y;
     let qi = wid.x * AT_BQ + tid;
     let qrow = min(qi, p.n_q - 1u);
+    let q0 = wid.z * p.n_q * p.d4;
+    let k0 = wid.z * p.kv_stride * p.d4;
     let col = h * AT_HD4;
     var qv: array<vec4<f32>, AT_HD4>;
     var acc: array<vec4<f32>, AT_HD4>;
     for (var c = 0u; c < AT_HD4; c++) {
-        qv[c] = q[qrow * p.d4 + col + c] * p.scale;
+        qv[c] = q[q0 + qrow * p.d4 + col + c] * p.scale;
         acc[c] = vec4<f32>(0.0);
     }
     var m = NEG;
@@ -65,7 +72,7 @@ fn attn_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     for (var kb = 0u; kb < kv_end; kb += AT_BK) {
         for (var e = tid; e < AT_BK * AT_HD4; e += AT_BQ) {
             let key = min(kb + e / AT_HD4, p.n_kv - 1u);
-            let src = key * p.d4 + col + e % AT_HD4;
+            let src = k0 + key * p.d4 + col + e % AT_HD4;
             ks[e] = k[src];
             vs[e] = v[src];
         }
@@ -102,7 +109,7 @@ fn attn_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     if (qi < p.n_q) {
         let inv = 1.0 / l;
         for (var c = 0u; c < AT_HD4; c++) {
-            out[qi * p.d4 + col + c] = acc[c] * inv;
+            out[q0 + qi * p.d4 + col + c] = acc[c] * inv;
         }
     }
 }
@@ -122,18 +129,20 @@ fn attn_split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let h = wid.x;
     let qi = wid.y;
     let qrow = min(qi, p.n_q - 1u);
+    let q0 = wid.z * p.n_q * p.d4;
+    let k0 = wid.z * p.kv_stride * p.d4;
     let col = h * AT_HD4;
     var qv: array<vec4<f32>, AT_HD4>;
     var acc: array<vec4<f32>, AT_HD4>;
     for (var c = 0u; c < AT_HD4; c++) {
-        qv[c] = q[qrow * p.d4 + col + c] * p.scale;
+        qv[c] = q[q0 + qrow * p.d4 + col + c] * p.scale;
         acc[c] = vec4<f32>(0.0);
     }
     var m = NEG;
     var l = 0.0;
     let mine = keys_visible(qrow);
     for (var j = tid; j < mine; j += AD_WG) {
-        let base = j * p.d4 + col;
+        let base = k0 + j * p.d4 + col;
         var d = vec4<f32>(0.0);
         for (var c = 0u; c < AT_HD4; c++) {
             d += qv[c] * k[base + c];
@@ -169,7 +178,8 @@ fn attn_split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
             s += dacc[t * AT_HD4 + c] * exp(dm[t] - gm);
         }
         if (qi < p.n_q) {
-            out[qi * p.d4 + col + c] = s * inv;
+            out[q0 + qi * p.d4 + col + c] = s * inv;
         }
     }
 }
+

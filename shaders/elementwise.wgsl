@@ -63,3 +63,17 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
         a[i] = b[r * p._p1 + c];
     }
 }
+
+// Append new K or V rows to per-sequence caches: a = cache [n_seq, ctx, d], b = the new rows
+// [n_seq, n_new, d] (sequence-major). p.n = n_seq * n_new * d, p._p0 = n_new * d (per
+// sequence), p._p1 = ctx * d (cache stride between sequences), p._p2 = pos0 * d (where the new
+// rows go). One thread per new value.
+@compute @workgroup_size(EW_WG, 1, 1)
+fn kv_append(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i < p.n) {
+        let s = i / p._p0;
+        let r = i % p._p0;
+        a[s * p._p1 + p._p2 + r] = b[i];
+    }
+}

@@ -1,5 +1,6 @@
 // Token embedding + learned positions: out[i, :] = table[ids[i] - row_base, :] + pos[pos0 + i, :]
-// for the tokens whose id lies in [row_base, row_base + table_rows).
+// for the tokens whose id lies in [row_base, row_base + table_rows). Batched: the tokens are
+// n_tok / per_seq sequences of per_seq each, all starting at position pos0.
 // The table binding may be one row range of a larger table (whisper-small's f32 token table is
 // 159 MB, more than lavapipe's 128 MiB storage binding): the host records one dispatch per range
 // and every token is written by exactly the one dispatch whose range holds it.
@@ -11,7 +12,7 @@ struct Params {
     pos0: u32,
     row_base: u32,
     table_rows: u32,
-    _p0: u32,
+    per_seq: u32,  // tokens per sequence: token i sits at position pos0 + i % per_seq
     _p1: u32,
     _p2: u32,
 }
@@ -34,5 +35,5 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r = id - p.row_base;
-    out[i * p.d + c] = table[r * p.d + c] + pos[(p.pos0 + i) * p.d + c];
+    out[i * p.d + c] = table[r * p.d + c] + pos[(p.pos0 + i % p.per_seq) * p.d + c];
 }

@@ -3,13 +3,14 @@
 // One workgroup per row (workgroup_id.x + workgroup_id.y * 65535, so any row count fits the
 // dispatch limits); LN_WG threads stride over the columns and reduce in workgroup memory
 // (LN_WG must be a power of two). out may alias x only through separate buffers (it is bound
-// separately), so the kernel is out-of-place.
+// separately), so the kernel is out-of-place. With in_step / in_first it normalises a strided
+// subset of the input rows into consecutive output rows (the decoder's last row per sequence).
 
 struct Params {
     rows: u32,
     cols: u32,
-    _p0: u32,
-    _p1: u32,
+    in_step: u32,  // output row r reads input row r * in_step + in_first (1 and 0: every row)
+    in_first: u32,
     _p2: u32,
     _p3: u32,
     _p4: u32,
@@ -43,7 +44,8 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let row = wid.x + wid.y * 65535u;
     let tid = lid.x;
     // Rows past the end still run the reductions (uniform control flow) but read row 0.
-    let base = select(0u, row * p.cols, row < p.rows);
+    let base = select(0u, (row * p.in_step + p.in_first) * p.cols, row < p.rows);
+    let obase = row * p.cols;
     var s = 0.0;
     for (var c = tid; c < p.cols; c += LN_WG) {
         s += x[base + c];
@@ -58,7 +60,7 @@ fn layer_norm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let inv = 1.0 / sqrt(var_ + 1e-5);
     if (row < p.rows) {
         for (var c = tid; c < p.cols; c += LN_WG) {
-            out[base + c] = (x[base + c] - mean) * inv * gamma[c] + beta[c];
+            out[obase + c] = (x[base + c] - mean) * inv * gamma[c] + beta[c];
         }
     }
 }

@@ -456,13 +456,16 @@ fn device_errors_become_error_values_not_panics() {
     // shape checks on the host
     let small = ctx.storage("small", 16);
     let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let mut pass = enc.begin_compute_pass(&Default::default());
     let e = kern
-        .linear(&mut enc, &small, &small, None, &small, 4, 4, 4, false)
+        .linear(&mut pass, &small, &small, None, &small, 4, 4, 4, false)
         .unwrap_err();
     assert!(matches!(e, Error::Device(_)), "{e}");
     let e = kern
-        .linear(&mut enc, &small, &small, None, &small, 1, 1, 3, false)
+        .linear(&mut pass, &small, &small, None, &small, 1, 1, 3, false)
         .unwrap_err();
+    drop(pass);
+    drop(enc);
     assert!(e.to_string().contains("multiple of 4"), "{e}");
     // a real wgpu validation error (a buffer without STORAGE usage bound as storage), caught by
     // the error scope
@@ -475,7 +478,11 @@ fn device_errors_become_error_values_not_panics() {
     let r = ctx.scoped("bad binding", || {
         kern.begin();
         let mut enc = ctx.device.create_command_encoder(&Default::default());
-        kern.add(&mut enc, &not_storage, &small, 4)?;
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            kern.add(&mut pass, &not_storage, &small, 4)?;
+        }
+        kern.flush_params();
         ctx.queue.submit([enc.finish()]);
         Ok(())
     });
@@ -519,21 +526,47 @@ fn gpu_model_matches_cpu_model_on_jfk() {
     assert!(e <= 1e-3, "encoder diff {e}");
     let n_vocab = config.dims.n_vocab;
     let (mut lg, mut lc) = (vec![0.0; n_vocab], vec![0.0; n_vocab]);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
     // <|startoftranscript|><|notimestamps|> for tiny.en, then greedy steps
+    gpu.begin_decode(1).unwrap();
+    cpu.begin_decode(1).unwrap();
     let mut tokens = vec![50257u32, 50362];
     for step in 0..4 {
         gpu.decode(&tokens, &mut lg).unwrap();
         cpu.decode(&tokens, &mut lc).unwrap();
-        let e = lg
-            .iter()
-            .zip(&lc)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let e = max_diff(&lg, &lc);
         eprintln!("step {step}: logits max abs diff {e:.2e}");
         assert!(e <= 2e-3, "step {step}: logits diff {e}");
         let next = dattavani_asr::backend::cpu::ops::argmax(&lc) as u32;
         assert_eq!(dattavani_asr::backend::cpu::ops::argmax(&lg) as u32, next);
         tokens = vec![next];
     }
+    assert_eq!(gpu.cached_len(), cpu.cached_len());
+    // Batched: fan out to 3 sequences, feed each a different token, reorder (dropping one,
+    // duplicating another), feed two tokens each.
+    for m in [&mut gpu as &mut dyn Backend, &mut cpu] {
+        m.reorder(&[0, 0, 0]).unwrap();
+    }
+    let (mut lg, mut lc) = (vec![0.0; 3 * n_vocab], vec![0.0; 3 * n_vocab]);
+    for (feed, src) in [
+        (vec![262u32, 11, 13], Some(vec![2usize, 0, 2])),
+        (vec![1, 2, 3, 4, 5, 6], None),
+    ] {
+        gpu.decode(&feed, &mut lg).unwrap();
+        cpu.decode(&feed, &mut lc).unwrap();
+        let e = max_diff(&lg, &lc);
+        eprintln!("batched step: logits max abs diff {e:.2e}");
+        assert!(e <= 2e-3, "batched logits diff {e}");
+        if let Some(src) = src {
+            gpu.reorder(&src).unwrap();
+            cpu.reorder(&src).unwrap();
+        }
+    }
+    assert_eq!(gpu.n_seq(), 3);
     assert_eq!(gpu.cached_len(), cpu.cached_len());
 }

@@ -25,14 +25,18 @@ impl Kernels {
         &self,
         ctx: &GpuContext,
         what: &str,
-        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+        record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
     ) -> Result<()> {
         ctx.scoped(what, || {
             self.begin();
             let mut enc = ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-            record(&mut enc)?;
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                record(&mut pass)?;
+            }
+            self.flush_params();
             ctx.submit_wait(enc)
         })
     }
