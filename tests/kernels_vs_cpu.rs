@@ -172,9 +172,31 @@ fn linear_split_over_row_ranges_matches_cpu() {
 #[test]
 fn gemv_logits_projection_matches_cpu() {
     let Some(ctx) = gpu() else { return };
-    let kern = kernels(&ctx);
-    let mut rng = Lcg(4);
-    check_linear(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
+    // the GEMV kernel itself (CPU adapters default to the register matmul for every row count),
+    // one thread and 32 threads per output
+    for (lanes, rows) in [(1, 64), (32, 8)] {
+        let cfg = KernelConfig {
+            gemv_max_rows: 4,
+            gemv_lanes: lanes,
+            gemv_rows: rows,
+            ..KernelConfig::for_adapter(&ctx)
+        };
+        let kern = Kernels::new(&ctx, cfg).unwrap();
+        let mut rng = Lcg(4);
+        check_linear(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
+        check_linear(&ctx, &kern, &mut rng, 3, 385, 70, true, true);
+    }
+    // and the default path for one row
+    check_linear(
+        &ctx,
+        &kernels(&ctx),
+        &mut Lcg(5),
+        1,
+        384,
+        51864,
+        false,
+        false,
+    );
 }
 
 #[test]

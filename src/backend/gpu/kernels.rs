@@ -134,6 +134,9 @@ impl KernelConfig {
             gemv_lanes: 1,
             gemv_rows: 64,
             layernorm_wg: 8,
+            // The register matmul even for one row: 42 vs 64 ms per tiny.en decoder step (the
+            // logits projection dominates; the GEMV's per-thread rows become gathers there).
+            gemv_max_rows: 0,
             ..Self::gpu()
         }
     }
