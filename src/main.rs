@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Transcribe audio files to text.
     Transcribe(TranscribeArgs),
+    /// List the GPU adapters (the indices `--adapter` takes) and what each supports.
+    Devices,
     /// Manage model checkpoints.
     Models {
         #[command(subcommand)]
@@ -70,9 +72,13 @@ struct TranscribeArgs {
     /// Model: alias (tiny, tiny.en, base, ..., large-v3-turbo), Hugging Face repo id, or directory.
     #[arg(long, short, default_value = DEFAULT_MODEL)]
     model: String,
-    /// Compute device.
+    /// Compute device: auto takes a hardware GPU if there is one, else the CPU; gpu takes any
+    /// adapter, a software one (lavapipe / llvmpipe) included.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
+    #[arg(long, value_name = "N|NAME")]
+    adapter: Option<String>,
     /// Output format(s); `all` writes every format (needs --output-dir).
     #[arg(long, short = 'f', value_enum, default_value = "txt")]
     output_format: Format,
@@ -224,6 +230,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transcribe(args) => transcribe(args, cli.quiet),
         Command::Models { command } => models_command(command),
+        Command::Devices => {
+            devices();
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -231,6 +241,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+/// `devices`: every adapter on the Vulkan / Metal / DX12 backends; none is not an error.
+fn devices() {
+    let adapters = dattavani_asr::backend::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapters found: no Vulkan, Metal or DX12 driver answered (on Linux, install \
+             mesa-vulkan-drivers for the lavapipe software adapter); --device auto uses the CPU"
+        );
+    }
+    for a in adapters {
+        println!("{a}");
     }
 }
 
@@ -264,7 +288,8 @@ fn transcribe(args: TranscribeArgs, quiet: bool) -> Result<i32, Error> {
         ));
     }
     let options = args.options()?;
-    let mut transcriber = Transcriber::new(&args.model, device, options)?;
+    let mut transcriber =
+        Transcriber::new_on(&args.model, device, args.adapter.as_deref(), options)?;
     let mut failed = 0;
     for file in &args.files {
         let result = transcribe_one(&mut transcriber, file, quiet).and_then(|t| {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::backend::gpu::{AdapterSelector, GpuContext, GpuModel};
 use crate::backend::{cpu::CpuModel, Backend};
 use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
@@ -142,6 +143,19 @@ pub struct Transcript {
     pub duration: f64,
 }
 
+/// Why `--device auto` fell back to the CPU, for its one log line.
+fn auto_reason(e: &Error) -> String {
+    let m = match e {
+        Error::Device(m) => m.clone(),
+        other => other.to_string(),
+    };
+    if m.starts_with("no hardware GPU adapter") {
+        format!("{m}; software adapters run only with --device gpu")
+    } else {
+        m
+    }
+}
+
 /// A loaded model, ready to transcribe any number of files.
 pub struct Transcriber {
     backend: Box<dyn Backend>,
@@ -155,8 +169,18 @@ pub struct Transcriber {
 impl Transcriber {
     /// Resolve `model` (alias, repo id or directory) and load it on `device`.
     pub fn new(model: &str, device: DeviceChoice, options: TranscribeOptions) -> Result<Self> {
+        Self::new_on(model, device, None, options)
+    }
+
+    /// `new` with an adapter choice for the GPU (`--adapter N|NAME`, see `from_files_on`).
+    pub fn new_on(
+        model: &str,
+        device: DeviceChoice,
+        adapter: Option<&str>,
+        options: TranscribeOptions,
+    ) -> Result<Self> {
         let files = hub::resolve(model)?;
-        Self::from_files(&files, device, options)
+        Self::from_files_on(&files, device, adapter, options)
     }
 
     pub fn from_files(
@@ -164,20 +188,52 @@ impl Transcriber {
         device: DeviceChoice,
         options: TranscribeOptions,
     ) -> Result<Self> {
+        Self::from_files_on(files, device, None, options)
+    }
+
+    /// Load on `device`. `adapter` (an index into `dattavani-asr devices` or part of a name)
+    /// picks the GPU adapter and implies the GPU; without it, `Gpu` takes the best adapter,
+    /// software ones included, and `Auto` a hardware adapter if there is one, else the CPU.
+    pub fn from_files_on(
+        files: &ModelFiles,
+        device: DeviceChoice,
+        adapter: Option<&str>,
+        options: TranscribeOptions,
+    ) -> Result<Self> {
         let t0 = Instant::now();
         let config = ModelConfig::from_dir(&files.dir)?;
         let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)?;
         // Fail on a bad language/task request now, not at the first window.
         tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
-        let backend: Box<dyn Backend> = match device {
-            DeviceChoice::Gpu => {
-                return Err(Error::Device(
-                    "the GPU backend is not available yet in this build; use --device cpu".into(),
+        let weights = Weights::open(&files.weights())?;
+        let backend: Box<dyn Backend> = match (device, adapter) {
+            (DeviceChoice::Cpu, Some(_)) => {
+                return Err(Error::Usage(
+                    "--adapter selects a GPU: not with --device cpu".into(),
                 ))
             }
-            DeviceChoice::Auto | DeviceChoice::Cpu => {
-                let weights = Weights::open(&files.weights())?;
-                Box::new(CpuModel::load(&weights, &config.dims)?)
+            (DeviceChoice::Cpu, None) => Box::new(CpuModel::load(&weights, &config.dims)?),
+            (DeviceChoice::Gpu, _) | (DeviceChoice::Auto, Some(_)) => {
+                let sel =
+                    adapter.map_or(AdapterSelector::AnyGpu, AdapterSelector::from_adapter_arg);
+                let ctx = GpuContext::new(&sel)?;
+                Box::new(GpuModel::load(ctx, &weights, &config.dims)?)
+            }
+            (DeviceChoice::Auto, None) => {
+                let gpu = GpuContext::new(&AdapterSelector::Auto).and_then(|ctx| {
+                    let name = ctx.describe();
+                    Ok((name, GpuModel::load(ctx, &weights, &config.dims)?))
+                });
+                match gpu {
+                    Ok((name, model)) => {
+                        tracing::info!("device: gpu {name} (a hardware adapter)");
+                        Box::new(model)
+                    }
+                    Err(e) => {
+                        tracing::info!("device: cpu ({})", auto_reason(&e));
+                        Box::new(CpuModel::load(&weights, &config.dims)?)
+                    }
+                }
             }
         };
         tracing::info!(

@@ -134,9 +134,17 @@ fn bad_audio_files_give_one_line_each() {
     }
 }
 
+/// A GPU request that cannot be met is a device error (exit 4), never a silent CPU run.
 #[test]
 fn gpu_device_is_not_silently_replaced() {
-    let o = run(&["transcribe", "samples/jfk.wav", "--device", "gpu"]);
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "--device",
+        "gpu",
+        "--adapter",
+        "no-such-adapter",
+    ]);
     assert_clean_error(&o, 4, "device");
 }
 

@@ -1,1 +1,17 @@
-//! The wgpu backend: hand-written WGSL kernels (see `shaders/`).
+//! The wgpu backend: hand-written WGSL kernels (see `shaders/`), one file per kernel family.
+//!
+//! - `context`: adapter selection (`--device auto|gpu`, `--adapter N|NAME`), `devices` report,
+//!   the device with the adapter's own limits, error scopes turning device errors into
+//!   `Error::Device`, upload / read-back helpers.
+//! - `kernels`: pipelines built once per device (`Kernels`), tile sizes as parameters
+//!   (`KernelConfig`), one function per kernel recording a dispatch into a command encoder.
+//! - `oneshot`: upload, run one kernel, read back (tests, benchmarks).
+
+pub mod context;
+pub mod kernels;
+pub mod model;
+pub mod oneshot;
+
+pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
+pub use kernels::{KernelConfig, Kernels, MatmulTile, MatmulVariant, HEAD_DIM};
+pub use model::GpuModel;

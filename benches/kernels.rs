@@ -1,0 +1,337 @@
+//! Kernel benchmarks: GFLOP/s or GB/s per kernel and shape, GPU (whatever adapter `--device gpu`
+//! would take) and the CPU reference ops side by side. Plain timing loop: one warm-up, then the
+//! median of `BENCH_ITERS` (default 5) runs. A GPU run is `reps` dispatches recorded into one
+//! command buffer, submitted and waited for, divided by `reps` (so small kernels are not all
+//! submit overhead). Run: `cargo bench --bench kernels`.
+
+use std::time::Instant;
+
+use dattavani_asr::backend::cpu::ops;
+use dattavani_asr::backend::gpu::{
+    AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant,
+};
+
+fn rand_vec(seed: &mut u64, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn iters() -> usize {
+    std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Seconds per call of `f`, median.
+fn time_cpu(mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..iters())
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// Seconds per dispatch: `reps` dispatches in one compute pass, submit + wait, median.
+fn time_gpu(
+    ctx: &GpuContext,
+    k: &Kernels,
+    reps: usize,
+    record: impl Fn(&mut wgpu::ComputePass<'_>),
+) -> f64 {
+    let run = || {
+        k.begin();
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                record(&mut pass);
+            }
+        }
+        k.flush_params();
+        ctx.submit_wait(enc).expect("gpu run");
+    };
+    run();
+    median(
+        (0..iters())
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed().as_secs_f64() / reps as f64
+            })
+            .collect(),
+    )
+}
+
+fn row(kernel: &str, shape: &str, unit: &str, work: f64, gpu: &[(&str, f64)], cpu: f64) {
+    let rate = |s: f64| work / s / 1e9;
+    let g: Vec<String> = gpu
+        .iter()
+        .map(|(n, s)| format!("{n} {:.2} {unit} ({:.2} ms)", rate(*s), s * 1e3))
+        .collect();
+    println!(
+        "| {kernel} | {shape} | {} | {:.2} {unit} ({:.2} ms) |",
+        g.join("; "),
+        rate(cpu),
+        cpu * 1e3
+    );
+}
+
+fn main() {
+    let ctx = match GpuContext::new(&AdapterSelector::AnyGpu) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: no GPU adapter ({e})");
+            return;
+        }
+    };
+    println!("adapter: {}", ctx.describe());
+    // Tuning knobs: BENCH_REG_TILE="wg_x,wg_y,tm,tn", BENCH_LN_WG=n override the defaults.
+    let mut base = KernelConfig::for_adapter(&ctx);
+    if let Ok(s) = std::env::var("BENCH_REG_TILE") {
+        let v: Vec<u32> = s
+            .split(',')
+            .map(|x| x.trim().parse().expect("BENCH_REG_TILE"))
+            .collect();
+        base.register = dattavani_asr::backend::gpu::MatmulTile {
+            wg_x: v[0],
+            wg_y: v[1],
+            tm: v[2],
+            tn: v[3],
+            bk4: 4,
+        };
+    }
+    if let Ok(s) = std::env::var("BENCH_LN_WG") {
+        base.layernorm_wg = s.parse().expect("BENCH_LN_WG");
+    }
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let reg = Kernels::new(
+        &ctx,
+        KernelConfig {
+            matmul: MatmulVariant::Register,
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    let tiled = Kernels::new(
+        &ctx,
+        KernelConfig {
+            matmul: MatmulVariant::Tiled,
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    let checked = Kernels::new(
+        &ctx,
+        KernelConfig {
+            trusted: false,
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    let gpu_defaults = Kernels::new(&ctx, KernelConfig::gpu()).unwrap();
+    let dflt = &reg;
+    let mut seed = 42u64;
+    println!("| kernel | shape | GPU | CPU (ops.rs) |");
+    println!("|---|---|---|---|");
+
+    let want = |name: &str| only.is_empty() || only.contains(name);
+    for &(m, k, n) in &[(1500usize, 384usize, 1536usize), (1500, 512, 2048)] {
+        if !want("linear") {
+            break;
+        }
+        let x = rand_vec(&mut seed, m * k);
+        let w = rand_vec(&mut seed, n * k);
+        let b = rand_vec(&mut seed, n);
+        let (xb, wb, bb) = (
+            ctx.upload("x", &x),
+            ctx.upload("w", &w),
+            ctx.upload("b", &b),
+        );
+        let ob = ctx.storage("o", (m * n * 4) as u64);
+        let t = |kk: &Kernels| {
+            time_gpu(&ctx, kk, 1, |enc| {
+                kk.linear(enc, &xb, &wb, Some(&bb), &ob, m, n, k, false)
+                    .unwrap()
+            })
+        };
+        let gpu = [
+            ("register", t(&reg)),
+            ("tiled", t(&tiled)),
+            ("register checked", t(&checked)),
+        ];
+        let mut o = vec![0.0; m * n];
+        let cpu = time_cpu(|| ops::linear(&x, m, k, &w, n, Some(&b), &mut o));
+        row(
+            "linear (+bias)",
+            &format!("{m}x{k}x{n}"),
+            "GFLOP/s",
+            2.0 * (m * n * k) as f64,
+            &gpu,
+            cpu,
+        );
+    }
+
+    if want("gemv") {
+        let (m, k, n) = (1usize, 384usize, 51864usize);
+        let x = rand_vec(&mut seed, m * k);
+        let w = rand_vec(&mut seed, n * k);
+        let (xb, wb) = (ctx.upload("x", &x), ctx.upload("w", &w));
+        let ob = ctx.storage("o", (m * n * 4) as u64);
+        let t = |kk: &Kernels| {
+            time_gpu(&ctx, kk, 1, |enc| {
+                kk.linear(enc, &xb, &wb, None, &ob, m, n, k, false).unwrap()
+            })
+        };
+        let gpu = [
+            ("1 lane/output", t(dflt)),
+            ("32 lanes/output", t(&gpu_defaults)),
+            ("checked", t(&checked)),
+        ];
+        let mut o = vec![0.0; m * n];
+        let cpu = time_cpu(|| ops::linear(&x, m, k, &w, n, None, &mut o));
+        row(
+            "GEMV (logits)",
+            "1x384x51864",
+            "GB/s",
+            (n * k * 4) as f64,
+            &gpu,
+            cpu,
+        );
+    }
+
+    for &(n_q, n_kv, n_head) in &[(1500usize, 1500usize, 6usize), (1, 1500, 6), (1, 100, 6)] {
+        if !want("attention") {
+            break;
+        }
+        let d = n_head * 64;
+        let q = rand_vec(&mut seed, n_q * d);
+        let kv = rand_vec(&mut seed, n_kv * d);
+        let (qb, kb) = (ctx.upload("q", &q), ctx.upload("kv", &kv));
+        let ob = ctx.storage("o", (n_q * d * 4) as u64);
+        let causal = (n_kv == 100).then_some(99);
+        let reps = if n_q == 1 { 20 } else { 1 };
+        let g = time_gpu(&ctx, dflt, reps, |enc| {
+            dflt.attention(enc, &qb, &kb, &kb, &ob, n_q, n_kv, d, n_head, causal)
+                .unwrap()
+        });
+        let mut o = vec![0.0; n_q * d];
+        let cpu = time_cpu(|| ops::attention(&q, &kv, &kv, n_q, n_kv, d, n_head, causal, &mut o));
+        row(
+            "attention",
+            &format!(
+                "{n_q}x{n_kv}, {n_head}x64{}",
+                if causal.is_some() { " causal" } else { "" }
+            ),
+            "GFLOP/s",
+            4.0 * (n_q * n_kv * d) as f64,
+            &[("fused", g)],
+            cpu,
+        );
+    }
+
+    for &(c_in, t_in, c_out, stride) in
+        &[(80usize, 3000usize, 384usize, 1usize), (384, 3000, 384, 2)]
+    {
+        if !want("conv") {
+            break;
+        }
+        let x = rand_vec(&mut seed, c_in * t_in);
+        let w = rand_vec(&mut seed, c_out * c_in * 3);
+        let b = rand_vec(&mut seed, c_out);
+        let t_out = ops::conv1d_out_len(t_in, stride);
+        let (xb, wb, bb) = (
+            ctx.upload("x", &x),
+            ctx.upload("w", &w),
+            ctx.upload("b", &b),
+        );
+        let ob = ctx.storage("o", (t_out * c_out * 4) as u64);
+        let g = time_gpu(&ctx, dflt, 1, |enc| {
+            dflt.conv1d_k3(enc, &xb, &wb, &bb, &ob, c_in, t_in, c_out, stride, true)
+                .unwrap()
+        });
+        let mut o = vec![0.0; t_out * c_out];
+        let cpu = time_cpu(|| {
+            ops::conv1d_k3(&x, c_in, t_in, &w, &b, c_out, stride, &mut o);
+            ops::gelu(&mut o);
+        });
+        row(
+            "conv1d k3 + GELU",
+            &format!("{c_in}->{c_out}, t {t_in}, stride {stride}"),
+            "GFLOP/s",
+            2.0 * (t_out * c_out * c_in * 3) as f64,
+            &[("direct", g)],
+            cpu,
+        );
+    }
+
+    if want("layernorm") {
+        let (rows, cols) = (1500usize, 384usize);
+        let x = rand_vec(&mut seed, rows * cols);
+        let gm = rand_vec(&mut seed, cols);
+        let bt = rand_vec(&mut seed, cols);
+        let (xb, gb, bb) = (
+            ctx.upload("x", &x),
+            ctx.upload("g", &gm),
+            ctx.upload("b", &bt),
+        );
+        let ob = ctx.storage("o", (rows * cols * 4) as u64);
+        let g = time_gpu(&ctx, dflt, 20, |enc| {
+            dflt.layer_norm(enc, &xb, &gb, &bb, &ob, rows, cols)
+                .unwrap()
+        });
+        let mut o = vec![0.0; rows * cols];
+        let cpu = time_cpu(|| ops::layer_norm(&x, cols, &gm, &bt, &mut o));
+        row(
+            "layer norm",
+            "1500x384",
+            "GB/s",
+            (2 * rows * cols * 4) as f64,
+            &[("", g)],
+            cpu,
+        );
+        let g = time_gpu(&ctx, dflt, 20, |enc| {
+            dflt.gelu(enc, &ob, rows * cols).unwrap()
+        });
+        let mut o2 = x.clone();
+        let cpu = time_cpu(|| ops::gelu(&mut o2));
+        row(
+            "GELU",
+            "1500x384",
+            "GB/s",
+            (2 * rows * cols * 4) as f64,
+            &[("", g)],
+            cpu,
+        );
+    }
+
+    {
+        let n = 51864usize;
+        let x = rand_vec(&mut seed, n);
+        let xb = ctx.upload("x", &x);
+        let ob = ctx.storage("o", 4);
+        let g = time_gpu(&ctx, dflt, 20, |enc| {
+            dflt.argmax(enc, &xb, &ob, 1, n).unwrap()
+        });
+        let cpu = time_cpu(|| {
+            std::hint::black_box(ops::argmax(&x));
+        });
+        row("argmax", "51864", "GB/s", (n * 4) as f64, &[("", g)], cpu);
+    }
+}

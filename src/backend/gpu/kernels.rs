@@ -1,0 +1,1147 @@
+//! Compute pipelines (created once per device), a uniform-parameter arena, and one host function
+//! per kernel that records a dispatch into a caller's `wgpu::CommandEncoder`, so a whole forward
+//! pass can go into one command buffer. `oneshot.rs` builds "upload, run one kernel, read back"
+//! on top of these for tests and benchmarks.
+//!
+//! Tile sizes are parameters (`KernelConfig`), prepended to each WGSL file as `const`s, so they can
+//! be tuned per adapter without touching the shaders.
+//!
+//! Oversize tensors: a storage binding is limited to `max_storage_buffer_binding_size` (128 MiB
+//! on lavapipe) while a buffer may be larger (2 GiB there). Linear weights `[n, k]` larger than
+//! one binding (whisper-small's 159 MB f32 token embedding used as the logits projection) are
+//! processed as row ranges: `linear` records one dispatch per range, binding the weight (and the
+//! bias) at a byte offset and writing that range's output columns. The embedding gather does the
+//! same (`embed`). Ranges are multiples of 64 rows so every offset is 256-byte aligned.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+use super::context::GpuContext;
+
+/// Which matrix-multiply kernel `linear` uses for more than `gemv_max_rows` rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// Shared-memory tiling (`matmul_tiled`): the design for real GPUs.
+    Tiled,
+    /// Register blocking without workgroup memory or barriers (`matmul_reg`): for CPU-type
+    /// adapters (lavapipe), where barriers cost more than the reuse they buy.
+    Register,
+}
+
+/// Workgroup shape and per-thread tile of a matmul kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulTile {
+    pub wg_x: u32,
+    pub wg_y: u32,
+    /// Output rows per thread.
+    pub tm: u32,
+    /// Output columns per thread.
+    pub tn: u32,
+    /// K-tile depth in vec4s (shared-memory kernel only).
+    pub bk4: u32,
+}
+
+/// Every tunable of the kernels. `for_adapter` picks defaults per adapter type.
+#[derive(Clone, Debug)]
+pub struct KernelConfig {
+    pub matmul: MatmulVariant,
+    pub tiled: MatmulTile,
+    pub register: MatmulTile,
+    /// `linear` uses the GEMV kernel up to this many rows.
+    pub gemv_max_rows: usize,
+    /// GEMV: threads per output along K (power of two) and outputs per workgroup.
+    pub gemv_lanes: u32,
+    pub gemv_rows: u32,
+    /// conv1d: workgroup (x = channel blocks, y = time blocks), time steps and channels per thread.
+    pub conv_wg: (u32, u32),
+    pub conv_tt: u32,
+    pub conv_tc: u32,
+    /// Workgroup sizes (powers of two where they reduce).
+    pub layernorm_wg: u32,
+    pub softmax_wg: u32,
+    pub elementwise_wg: u32,
+    pub embed_wg: u32,
+    pub argmax_wg: u32,
+    /// Attention: queries per workgroup, keys per staged block, threads of the few-query kernel.
+    pub attn_bq: u32,
+    pub attn_bk: u32,
+    pub attn_split_wg: u32,
+    /// The few-query attention kernel is used up to this many queries.
+    pub attn_split_max_q: usize,
+    /// Compile without naga's runtime bounds checks. Sound because every kernel clamps or guards
+    /// each index against its shape parameters (see the comments in `shaders/`) and every record
+    /// function below checks each buffer's size against those parameters before dispatching.
+    pub trusted: bool,
+    /// Pretend the storage-binding limit is this many bytes (tests of the row-range split).
+    pub max_binding_override: Option<u64>,
+}
+
+impl KernelConfig {
+    /// Defaults for real GPUs.
+    pub fn gpu() -> Self {
+        KernelConfig {
+            matmul: MatmulVariant::Tiled,
+            tiled: MatmulTile {
+                wg_x: 16,
+                wg_y: 16,
+                tm: 4,
+                tn: 4,
+                bk4: 4,
+            },
+            register: MatmulTile {
+                wg_x: 8,
+                wg_y: 8,
+                tm: 8,
+                tn: 4,
+                bk4: 4,
+            },
+            gemv_max_rows: 4,
+            gemv_lanes: 32,
+            gemv_rows: 8,
+            conv_wg: (16, 8),
+            conv_tt: 4,
+            conv_tc: 4,
+            layernorm_wg: 128,
+            softmax_wg: 128,
+            elementwise_wg: 256,
+            embed_wg: 64,
+            argmax_wg: 256,
+            attn_bq: 64,
+            attn_bk: 16,
+            attn_split_wg: 32,
+            attn_split_max_q: 4,
+            trusted: true,
+            max_binding_override: None,
+        }
+    }
+
+    /// Defaults for CPU-type adapters (lavapipe): no-barrier kernels, one thread per GEMV output.
+    pub fn software() -> Self {
+        // Measured on lavapipe (2 cores, noisy): 8x8 register tiles beat 8x4 (8.9-12 vs 7-9
+        // GFLOP/s); 8-thread layer-norm workgroups beat 128 (13 vs 25 ms at 1500x384).
+        KernelConfig {
+            matmul: MatmulVariant::Register,
+            register: MatmulTile {
+                wg_x: 8,
+                wg_y: 8,
+                tm: 8,
+                tn: 8,
+                bk4: 4,
+            },
+            gemv_lanes: 1,
+            gemv_rows: 64,
+            layernorm_wg: 8,
+            // The register matmul even for one row: 42 vs 64 ms per tiny.en decoder step (the
+            // logits projection dominates; the GEMV's per-thread rows become gathers there).
+            gemv_max_rows: 0,
+            ..Self::gpu()
+        }
+    }
+
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if ctx.is_software() {
+            Self::software()
+        } else {
+            Self::gpu()
+        }
+    }
+}
+
+/// Size of every kernel's parameter block (8 × 32-bit words).
+const PARAM_BYTES: u64 = 32;
+/// Parameter slots per arena (one per dispatch between two `begin` calls).
+const PARAM_SLOTS: u32 = 4096;
+
+/// The head dimension the attention kernels are compiled for (every Whisper size uses 64).
+pub const HEAD_DIM: usize = 64;
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Ro,
+    Rw,
+    Uniform,
+}
+
+/// Pipelines and layouts for one device.
+pub struct Kernels {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pub config: KernelConfig,
+    max_binding: u64,
+    align: u64,
+    l_3ro_rw: wgpu::BindGroupLayout,
+    l_rw_ro: wgpu::BindGroupLayout,
+    l_rw: wgpu::BindGroupLayout,
+    l_ro_rw: wgpu::BindGroupLayout,
+    matmul_tiled: wgpu::ComputePipeline,
+    matmul_reg: wgpu::ComputePipeline,
+    gemv: wgpu::ComputePipeline,
+    conv1d: wgpu::ComputePipeline,
+    layernorm: wgpu::ComputePipeline,
+    gelu: wgpu::ComputePipeline,
+    add: wgpu::ComputePipeline,
+    transpose: wgpu::ComputePipeline,
+    softmax: wgpu::ComputePipeline,
+    attn_tiled: wgpu::ComputePipeline,
+    attn_split: wgpu::ComputePipeline,
+    attn_scores: wgpu::ComputePipeline,
+    kv_append: wgpu::ComputePipeline,
+    embed: wgpu::ComputePipeline,
+    argmax: wgpu::ComputePipeline,
+    params: wgpu::Buffer,
+    param_stride: u64,
+    next_slot: AtomicU32,
+    /// Host copy of the parameter arena (`param_stride` bytes per slot, as u32 words).
+    host_params: Mutex<Vec<u32>>,
+    cache_bind_groups: bool,
+    bind_cache: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    max_workgroups: u32,
+    dummy: wgpu::Buffer,
+}
+
+/// Most bindings of any kernel.
+const MAX_BINDINGS: usize = 5;
+
+/// A bind group's identity: its layout and each binding's (buffer, offset, size).
+type BindKey = (
+    wgpu::BindGroupLayout,
+    [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS],
+);
+
+fn header(consts: &[(&str, u32)]) -> String {
+    let mut s = String::from("// generated by kernels.rs\n");
+    for (k, v) in consts {
+        s.push_str(&format!("const {k}: u32 = {v}u;\n"));
+    }
+    s
+}
+
+fn groups(n: usize, per: u32) -> u32 {
+    n.div_ceil(per as usize) as u32
+}
+
+impl Kernels {
+    /// Compiles every kernel for `ctx`'s device (inside an error scope: a shader or pipeline the
+    /// driver rejects becomes `Error::Device`).
+    pub fn new(ctx: &GpuContext, config: KernelConfig) -> Result<Self> {
+        ctx.scoped("compiling kernels", || Self::build(ctx, config))
+    }
+
+    fn build(ctx: &GpuContext, c: KernelConfig) -> Result<Self> {
+        let device = &ctx.device;
+        for (name, v) in [
+            ("gemv_lanes", c.gemv_lanes),
+            ("layernorm_wg", c.layernorm_wg),
+            ("softmax_wg", c.softmax_wg),
+            ("argmax_wg", c.argmax_wg),
+        ] {
+            if !v.is_power_of_two() {
+                return Err(Error::Device(format!(
+                    "kernel config: {name} = {v} must be a power of two"
+                )));
+            }
+        }
+        let layout = |label: &str, slots: &[Slot]| {
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| wgpu::BindGroupLayoutEntry {
+                    binding: i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: match s {
+                        Slot::Ro => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: true },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        Slot::Rw => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: false },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        Slot::Uniform => wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Uniform,
+                            has_dynamic_offset: false,
+                            min_binding_size: wgpu::BufferSize::new(PARAM_BYTES),
+                        },
+                    },
+                    count: None,
+                })
+                .collect();
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &entries,
+            })
+        };
+        use Slot::*;
+        let l_3ro_rw = layout("3ro+rw+u", &[Ro, Ro, Ro, Rw, Uniform]);
+        let l_rw_ro = layout("rw+ro+u", &[Rw, Ro, Uniform]);
+        let l_rw = layout("rw+u", &[Rw, Uniform]);
+        let l_ro_rw = layout("ro+rw+u", &[Ro, Rw, Uniform]);
+
+        let module = |label: &str, consts: &[(&str, u32)], src: &str| {
+            let code = format!("{}\n{}", header(consts), src);
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            };
+            if c.trusted {
+                // SAFETY: every kernel clamps or guards each index against its shape parameters,
+                // and the record functions check buffer sizes against those parameters (see
+                // `KernelConfig::trusted`).
+                unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            } else {
+                device.create_shader_module(desc)
+            }
+        };
+        let pipeline = |m: &wgpu::ShaderModule, entry: &str, l: &wgpu::BindGroupLayout| {
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(entry),
+                bind_group_layouts: &[Some(l)],
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: m,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let mm_consts = |t: &MatmulTile| {
+            vec![
+                ("MM_WG_X", t.wg_x),
+                ("MM_WG_Y", t.wg_y),
+                ("MM_TM", t.tm),
+                ("MM_TN", t.tn),
+                ("MM_BK4", t.bk4),
+                ("GV_LANES", c.gemv_lanes),
+                ("GV_ROWS", c.gemv_rows),
+            ]
+        };
+        let mm_src = include_str!("../../../shaders/matmul.wgsl");
+        let mm_t = module("matmul (tiled)", &mm_consts(&c.tiled), mm_src);
+        let mm_r = module("matmul (register)", &mm_consts(&c.register), mm_src);
+        let conv = module(
+            "conv1d",
+            &[
+                ("CV_WG_X", c.conv_wg.0),
+                ("CV_WG_Y", c.conv_wg.1),
+                ("CV_TT", c.conv_tt),
+                ("CV_TC", c.conv_tc),
+            ],
+            include_str!("../../../shaders/conv1d.wgsl"),
+        );
+        let ln = module(
+            "layernorm",
+            &[("LN_WG", c.layernorm_wg)],
+            include_str!("../../../shaders/layernorm.wgsl"),
+        );
+        let ew = module(
+            "elementwise",
+            &[("EW_WG", c.elementwise_wg)],
+            include_str!("../../../shaders/elementwise.wgsl"),
+        );
+        let sm = module(
+            "softmax",
+            &[("SM_WG", c.softmax_wg)],
+            include_str!("../../../shaders/softmax.wgsl"),
+        );
+        let at = module(
+            "attention",
+            &[
+                ("AT_BQ", c.attn_bq),
+                ("AT_BK", c.attn_bk),
+                ("AT_HD4", (HEAD_DIM / 4) as u32),
+                ("AD_WG", c.attn_split_wg),
+            ],
+            include_str!("../../../shaders/attention.wgsl"),
+        );
+        let sc = module(
+            "attn_scores",
+            &[("AT_HD4", (HEAD_DIM / 4) as u32)],
+            include_str!("../../../shaders/attn_scores.wgsl"),
+        );
+        let em = module(
+            "embed",
+            &[("EM_WG", c.embed_wg)],
+            include_str!("../../../shaders/embed.wgsl"),
+        );
+        let am = module(
+            "argmax",
+            &[("AM_WG", c.argmax_wg)],
+            include_str!("../../../shaders/argmax.wgsl"),
+        );
+
+        let align = ctx
+            .limits
+            .min_uniform_buffer_offset_alignment
+            .max(PARAM_BYTES as u32) as u64;
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel params"),
+            size: align * PARAM_SLOTS as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let max_binding = c
+            .max_binding_override
+            .unwrap_or(ctx.limits.max_storage_buffer_binding_size);
+        Ok(Kernels {
+            matmul_tiled: pipeline(&mm_t, "matmul_tiled", &l_3ro_rw),
+            matmul_reg: pipeline(&mm_r, "matmul_reg", &l_3ro_rw),
+            gemv: pipeline(&mm_t, "gemv", &l_3ro_rw),
+            conv1d: pipeline(&conv, "conv1d_k3", &l_3ro_rw),
+            layernorm: pipeline(&ln, "layer_norm", &l_3ro_rw),
+            gelu: pipeline(&ew, "gelu", &l_rw_ro),
+            add: pipeline(&ew, "add", &l_rw_ro),
+            transpose: pipeline(&ew, "transpose", &l_rw_ro),
+            softmax: pipeline(&sm, "softmax", &l_rw),
+            attn_tiled: pipeline(&at, "attn_tiled", &l_3ro_rw),
+            attn_split: pipeline(&at, "attn_split", &l_3ro_rw),
+            attn_scores: pipeline(&sc, "attn_scores", &l_3ro_rw),
+            kv_append: pipeline(&ew, "kv_append", &l_rw_ro),
+            embed: pipeline(&em, "embed", &l_3ro_rw),
+            argmax: pipeline(&am, "argmax", &l_ro_rw),
+            device: device.clone(),
+            queue: ctx.queue.clone(),
+            max_binding,
+            align: ctx.limits.min_storage_buffer_offset_alignment as u64,
+            l_3ro_rw,
+            l_rw_ro,
+            l_rw,
+            l_ro_rw,
+            params,
+            param_stride: align,
+            next_slot: AtomicU32::new(0),
+            host_params: Mutex::new(vec![0; (align * PARAM_SLOTS as u64 / 4) as usize]),
+            cache_bind_groups: false,
+            bind_cache: Mutex::new(HashMap::new()),
+            max_workgroups: ctx.limits.max_compute_workgroups_per_dimension,
+            dummy: ctx.storage("dummy", 16),
+            config: c,
+        })
+    }
+
+    /// Starts a new command buffer's worth of dispatches: parameter slots are reused from here.
+    /// Call it before recording, and `flush_params` then submit what was recorded before calling
+    /// it again.
+    pub fn begin(&self) {
+        self.next_slot.store(0, Ordering::Relaxed);
+    }
+
+    /// Uploads the parameters of every dispatch recorded since `begin` (one `write_buffer`).
+    /// Call it after recording and before submitting.
+    pub fn flush_params(&self) {
+        let used = self.next_slot.load(Ordering::Relaxed).min(PARAM_SLOTS) as usize;
+        if used == 0 {
+            return;
+        }
+        let host = self.host_params.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = (used - 1) * self.param_stride as usize + PARAM_BYTES as usize;
+        self.queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&host[..bytes / 4]));
+    }
+
+    /// Keep every bind group this instance creates, keyed by its layout and bindings, and reuse
+    /// it when a later dispatch binds the same buffer ranges and parameter slot (a model's
+    /// buffers are fixed, and its passes record the same dispatches in the same order, so after
+    /// the first encoder run and decoder step nothing is created). Only for an instance whose
+    /// buffers live long: the cache holds them until `clear_bind_cache`.
+    pub fn enable_bind_cache(&mut self) {
+        self.cache_bind_groups = true;
+    }
+
+    /// Drops the cached bind groups (after replacing buffers they bind).
+    pub fn clear_bind_cache(&self) {
+        self.bind_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Writes one dispatch's parameters into the next arena slot (host copy, uploaded by
+    /// `flush_params`) and returns its binding.
+    fn param(&self, words: [u32; 8]) -> Result<wgpu::BufferBinding<'_>> {
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        if slot >= PARAM_SLOTS {
+            return Err(Error::Device(format!(
+                "more than {PARAM_SLOTS} dispatches recorded without Kernels::begin()"
+            )));
+        }
+        let offset = slot as u64 * self.param_stride;
+        {
+            let mut host = self.host_params.lock().unwrap_or_else(|p| p.into_inner());
+            let w0 = (offset / 4) as usize;
+            host[w0..w0 + 8].copy_from_slice(&words);
+        }
+        Ok(wgpu::BufferBinding {
+            buffer: &self.params,
+            offset,
+            size: wgpu::BufferSize::new(PARAM_BYTES),
+        })
+    }
+
+    fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipeline: &wgpu::ComputePipeline,
+        layout: &wgpu::BindGroupLayout,
+        bindings: &[wgpu::BufferBinding<'_>],
+        wg: (u32, u32, u32),
+    ) -> Result<()> {
+        if wg.0 == 0 || wg.1 == 0 || wg.2 == 0 {
+            return Ok(());
+        }
+        let max = self.max_workgroups;
+        if wg.0 > max || wg.1 > max || wg.2 > max {
+            return Err(Error::Device(format!(
+                "dispatch {wg:?} exceeds {max} workgroups per dimension"
+            )));
+        }
+        // Only on a cache miss (or without the cache): the Vec is not on the steady-state path.
+        let make = || {
+            let entries: Vec<wgpu::BindGroupEntry> = bindings
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: wgpu::BindingResource::Buffer(b.clone()),
+                })
+                .collect();
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout,
+                entries: &entries,
+            })
+        };
+        pass.set_pipeline(pipeline);
+        if self.cache_bind_groups {
+            let mut key: BindKey = (layout.clone(), Default::default());
+            for (i, b) in bindings.iter().enumerate() {
+                key.1[i] = Some((b.buffer.clone(), b.offset, b.size.map_or(0, |s| s.get())));
+            }
+            let mut cache = self.bind_cache.lock().unwrap_or_else(|p| p.into_inner());
+            let bg = cache.entry(key).or_insert_with(make);
+            pass.set_bind_group(0, &*bg, &[]);
+        } else {
+            pass.set_bind_group(0, &make(), &[]);
+        }
+        pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+        Ok(())
+    }
+
+    /// 2-D dispatch shape for a 1-D grid of `n` workgroups (x ≤ 65535, y = the rest).
+    fn grid(n: usize) -> (u32, u32, u32) {
+        let n = n.max(1);
+        if n <= 65535 {
+            (n as u32, 1, 1)
+        } else {
+            (65535, n.div_ceil(65535) as u32, 1)
+        }
+    }
+
+    /// Rows of a `[rows, row_bytes]` tensor that fit one binding, a multiple of 64 (so offsets
+    /// stay 256-byte aligned).
+    fn rows_per_binding(&self, row_bytes: u64) -> usize {
+        let rows = (self.max_binding / row_bytes.max(1)) as usize;
+        let step = (self.align / 4).max(64) as usize;
+        (rows / step * step).max(step)
+    }
+
+    /// `out[m, n] = act(x[m, k] · wᵀ + bias)`, w PyTorch's `[n, k]`, k a multiple of 4 (zero-pad
+    /// rows otherwise). GEMV for `m ≤ gemv_max_rows`, else the configured matmul variant.
+    /// Weights larger than one storage binding are processed in row ranges (see module docs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
+        m: usize,
+        n: usize,
+        k: usize,
+        gelu: bool,
+    ) -> Result<()> {
+        if k % 4 != 0 {
+            return Err(Error::Device(format!(
+                "linear: k = {k} is not a multiple of 4 (zero-pad the rows)"
+            )));
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        need(x, m * k, "linear x")?;
+        need(w, n * k, "linear w")?;
+        need(out, m * n, "linear out")?;
+        if let Some(b) = bias {
+            need(b, n, "linear bias")?;
+        }
+        let c = &self.config;
+        let use_gemv = m <= c.gemv_max_rows;
+        let chunk = self.rows_per_binding((k * 4) as u64).min(n);
+        let mut n0 = 0;
+        while n0 < n {
+            let rows = chunk.min(n - n0);
+            let flags = bias.is_some() as u32 | ((gelu as u32) << 1);
+            let p = self.param([
+                m as u32,
+                rows as u32,
+                (k / 4) as u32,
+                flags,
+                n as u32,
+                n0 as u32,
+                0,
+                0,
+            ])?;
+            let wb = binding(w, (n0 * k * 4) as u64, (rows * k * 4) as u64);
+            let bb = match bias {
+                Some(b) => binding(b, (n0 * 4) as u64, (rows * 4) as u64),
+                None => whole(&self.dummy),
+            };
+            let binds = [whole(x), wb, bb, whole(out), p];
+            if use_gemv {
+                self.dispatch(
+                    pass,
+                    &self.gemv,
+                    &self.l_3ro_rw,
+                    &binds,
+                    (groups(rows, c.gemv_rows), m as u32, 1),
+                )?;
+            } else {
+                match c.matmul {
+                    MatmulVariant::Tiled => {
+                        let t = c.tiled;
+                        let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
+                        self.dispatch(pass, &self.matmul_tiled, &self.l_3ro_rw, &binds, wg)?;
+                    }
+                    MatmulVariant::Register => {
+                        let t = c.register;
+                        let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
+                        self.dispatch(pass, &self.matmul_reg, &self.l_3ro_rw, &binds, wg)?;
+                    }
+                }
+            }
+            n0 += rows;
+        }
+        Ok(())
+    }
+
+    /// Kernel-3, padding-1 convolution: input `[c_in, t_in]`, weight `[c_out, c_in, 3]`,
+    /// out `[t_out, c_out]` (time-major), optional GELU; as `ops::conv1d_k3`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d_k3(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        input: &wgpu::Buffer,
+        weight: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        c_in: usize,
+        t_in: usize,
+        c_out: usize,
+        stride: usize,
+        gelu: bool,
+    ) -> Result<()> {
+        if stride == 0 || t_in == 0 || c_in == 0 || c_out == 0 {
+            return Err(Error::Device("conv1d: empty shape or zero stride".into()));
+        }
+        let t_out = crate::backend::cpu::ops::conv1d_out_len(t_in, stride);
+        need(input, c_in * t_in, "conv1d input")?;
+        need(weight, c_out * c_in * 3, "conv1d weight")?;
+        need(bias, c_out, "conv1d bias")?;
+        need(out, t_out * c_out, "conv1d out")?;
+        let c = &self.config;
+        let p = self.param([
+            c_in as u32,
+            t_in as u32,
+            c_out as u32,
+            t_out as u32,
+            stride as u32,
+            gelu as u32,
+            0,
+            0,
+        ])?;
+        let wg = (
+            groups(c_out, c.conv_wg.0 * c.conv_tc),
+            groups(t_out, c.conv_wg.1 * c.conv_tt),
+            1,
+        );
+        self.dispatch(
+            pass,
+            &self.conv1d,
+            &self.l_3ro_rw,
+            &[whole(input), whole(weight), whole(bias), whole(out), p],
+            wg,
+        )
+    }
+
+    /// Layer norm of each `cols`-wide row (eps 1e-5), out-of-place; as `ops::layer_norm`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        gamma: &wgpu::Buffer,
+        beta: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        self.layer_norm_rows(pass, x, gamma, beta, out, rows, cols, 1, 0)
+    }
+
+    /// Layer norm of input rows `first + r * step` (r < `rows`) into output rows r: the
+    /// decoder's last position of each sequence (`step` = tokens per sequence).
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_rows(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        gamma: &wgpu::Buffer,
+        beta: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        step: usize,
+        first: usize,
+    ) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        need(x, ((rows - 1) * step + first + 1) * cols, "layer_norm x")?;
+        need(out, rows * cols, "layer_norm out")?;
+        need(gamma, cols, "layer_norm gamma")?;
+        need(beta, cols, "layer_norm beta")?;
+        let p = self.param([
+            rows as u32,
+            cols as u32,
+            step as u32,
+            first as u32,
+            0,
+            0,
+            0,
+            0,
+        ])?;
+        self.dispatch(
+            pass,
+            &self.layernorm,
+            &self.l_3ro_rw,
+            &[whole(x), whole(gamma), whole(beta), whole(out), p],
+            Self::grid(rows),
+        )
+    }
+
+    /// Appends `n_new` rows per sequence of `src [n_seq, n_new, d]` to the per-sequence caches
+    /// `cache [.., ctx, d]` at row `pos0` of each sequence.
+    #[allow(clippy::too_many_arguments)]
+    pub fn kv_append(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        cache: &wgpu::Buffer,
+        src: &wgpu::Buffer,
+        n_seq: usize,
+        n_new: usize,
+        d: usize,
+        ctx: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        let n = n_seq * n_new * d;
+        if n == 0 {
+            return Ok(());
+        }
+        if pos0 + n_new > ctx {
+            return Err(Error::Device(format!(
+                "kv_append: rows {pos0}..{} past the context of {ctx}",
+                pos0 + n_new
+            )));
+        }
+        need(src, n, "kv_append src")?;
+        need(cache, n_seq * ctx * d, "kv_append cache")?;
+        let p = self.param([
+            n as u32,
+            (n_new * d) as u32,
+            (ctx * d) as u32,
+            (pos0 * d) as u32,
+            0,
+            0,
+            0,
+            0,
+        ])?;
+        let wg = Self::grid(groups(n, self.config.elementwise_wg) as usize);
+        self.dispatch(
+            pass,
+            &self.kv_append,
+            &self.l_rw_ro,
+            &[whole(cache), whole(src), p],
+            wg,
+        )
+    }
+
+    /// Scaled scores `q_h · k_hᵀ / √head_dim` of head `head` for `n_q` queries against `n_kv`
+    /// keys into rows `out_row0 ..` of `out [.., n_kv]` (softmax them with `softmax`): the
+    /// cross-attention weights, as `ops::attention_weights`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_scores(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        head: usize,
+        out_row0: usize,
+    ) -> Result<()> {
+        if d % HEAD_DIM != 0 || (head + 1) * HEAD_DIM > d {
+            return Err(Error::Device(format!(
+                "attn_scores: head {head} of d = {d} with head_dim {HEAD_DIM}"
+            )));
+        }
+        if n_q == 0 || n_kv == 0 {
+            return Ok(());
+        }
+        need(q, n_q * d, "attn_scores q")?;
+        need(k, n_kv * d, "attn_scores k")?;
+        need(out, (out_row0 + n_q) * n_kv, "attn_scores out")?;
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        let p = self.param([
+            n_q as u32,
+            n_kv as u32,
+            (d / 4) as u32,
+            head as u32,
+            out_row0 as u32,
+            scale.to_bits(),
+            0,
+            0,
+        ])?;
+        self.dispatch(
+            pass,
+            &self.attn_scores,
+            &self.l_3ro_rw,
+            &[whole(q), whole(k), whole(&self.dummy), whole(out), p],
+            (groups(n_kv, 64), n_q as u32, 1),
+        )
+    }
+
+    /// `a = gelu(a)` over the first `n` values (erf form, see `shaders/elementwise.wgsl`).
+    pub fn gelu(&self, pass: &mut wgpu::ComputePass<'_>, a: &wgpu::Buffer, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        need(a, n, "gelu")?;
+        let p = self.param([n as u32, 0, 0, 0, 0, 0, 0, 0])?;
+        let wg = Self::grid(groups(n, self.config.elementwise_wg) as usize);
+        self.dispatch(
+            pass,
+            &self.gelu,
+            &self.l_rw_ro,
+            &[whole(a), whole(&self.dummy), p],
+            wg,
+        )
+    }
+
+    /// `a += b` over the first `n` values (the residual add).
+    pub fn add(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        n: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        need(a, n, "add a")?;
+        need(b, n, "add b")?;
+        let p = self.param([n as u32, 0, 0, 0, 0, 0, 0, 0])?;
+        let wg = Self::grid(groups(n, self.config.elementwise_wg) as usize);
+        self.dispatch(pass, &self.add, &self.l_rw_ro, &[whole(a), whole(b), p], wg)
+    }
+
+    /// `out[cols, rows] = inp[rows, cols]ᵀ` (time-major conv1 output -> channels-first conv2 input).
+    pub fn transpose(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        out: &wgpu::Buffer,
+        inp: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let n = rows * cols;
+        if n == 0 {
+            return Ok(());
+        }
+        need(out, n, "transpose out")?;
+        need(inp, n, "transpose in")?;
+        let p = self.param([n as u32, rows as u32, cols as u32, 0, 0, 0, 0, 0])?;
+        let wg = Self::grid(groups(n, self.config.elementwise_wg) as usize);
+        self.dispatch(
+            pass,
+            &self.transpose,
+            &self.l_rw_ro,
+            &[whole(out), whole(inp), p],
+            wg,
+        )
+    }
+
+    /// Stable softmax of each row of `x [rows, cols]` in place; with `causal = Some(p)` row i
+    /// keeps columns `0..=p + i` and the rest become 0.
+    pub fn softmax(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        causal: Option<usize>,
+    ) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        need(x, rows * cols, "softmax")?;
+        let p = self.param([
+            rows as u32,
+            cols as u32,
+            causal.is_some() as u32,
+            causal.unwrap_or(0) as u32,
+            0,
+            0,
+            0,
+            0,
+        ])?;
+        self.dispatch(
+            pass,
+            &self.softmax,
+            &self.l_rw,
+            &[whole(x), p],
+            Self::grid(rows),
+        )
+    }
+
+    /// Fused multi-head attention, as `ops::attention` (head_dim must be `HEAD_DIM`). The
+    /// few-query kernel serves `n_q ≤ attn_split_max_q` (decoder steps), the tiled one the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+        causal: Option<usize>,
+    ) -> Result<()> {
+        self.attention_batched(pass, q, k, v, out, n_q, n_kv, d, n_head, causal, 1, 0)
+    }
+
+    /// `attention` for `n_seq` sequences in one dispatch: sequence s has query rows
+    /// `s * n_q ..` of q / out and key / value rows `s * kv_stride ..` of k / v (`kv_stride` 0:
+    /// all sequences attend to the same keys).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_batched(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+        causal: Option<usize>,
+        n_seq: usize,
+        kv_stride: usize,
+    ) -> Result<()> {
+        if n_head == 0 || d != n_head * HEAD_DIM {
+            return Err(Error::Device(format!(
+                "attention: d = {d} with {n_head} heads; the kernels are compiled for head_dim {HEAD_DIM}"
+            )));
+        }
+        if n_q == 0 || n_seq == 0 {
+            return Ok(());
+        }
+        if n_kv == 0 {
+            return Err(Error::Device("attention: no keys".into()));
+        }
+        if n_seq > 1 && kv_stride != 0 && kv_stride < n_kv {
+            return Err(Error::Device(format!(
+                "attention: sequences {kv_stride} rows apart hold {n_kv} keys"
+            )));
+        }
+        need(q, n_seq * n_q * d, "attention q")?;
+        need(k, ((n_seq - 1) * kv_stride + n_kv) * d, "attention k")?;
+        need(v, ((n_seq - 1) * kv_stride + n_kv) * d, "attention v")?;
+        need(out, n_seq * n_q * d, "attention out")?;
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        let p = self.param([
+            n_q as u32,
+            n_kv as u32,
+            (d / 4) as u32,
+            n_head as u32,
+            causal.is_some() as u32,
+            causal.unwrap_or(0) as u32,
+            scale.to_bits(),
+            kv_stride as u32,
+        ])?;
+        let binds = [whole(q), whole(k), whole(v), whole(out), p];
+        if n_q <= self.config.attn_split_max_q {
+            self.dispatch(
+                pass,
+                &self.attn_split,
+                &self.l_3ro_rw,
+                &binds,
+                (n_head as u32, n_q as u32, n_seq as u32),
+            )
+        } else {
+            self.dispatch(
+                pass,
+                &self.attn_tiled,
+                &self.l_3ro_rw,
+                &binds,
+                (
+                    groups(n_q, self.config.attn_bq),
+                    n_head as u32,
+                    n_seq as u32,
+                ),
+            )
+        }
+    }
+
+    /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
+    /// is `[vocab, d]` and may exceed one binding (one dispatch per row range).
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        ids: &wgpu::Buffer,
+        table: &wgpu::Buffer,
+        pos: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_tok: usize,
+        d: usize,
+        vocab: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        self.embed_batched(pass, ids, table, pos, out, n_tok, d, vocab, pos0, n_tok)
+    }
+
+    /// `embed` of `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed_batched(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        ids: &wgpu::Buffer,
+        table: &wgpu::Buffer,
+        pos: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_tok: usize,
+        d: usize,
+        vocab: usize,
+        pos0: usize,
+        per_seq: usize,
+    ) -> Result<()> {
+        if n_tok == 0 || d == 0 {
+            return Ok(());
+        }
+        if per_seq == 0 || n_tok % per_seq != 0 {
+            return Err(Error::Device(format!(
+                "embed: {n_tok} tokens are not sequences of {per_seq}"
+            )));
+        }
+        need(ids, n_tok, "embed ids")?;
+        need(table, vocab * d, "embed table")?;
+        need(pos, (pos0 + per_seq) * d, "embed positions")?;
+        need(out, n_tok * d, "embed out")?;
+        let chunk = self.rows_per_binding((d * 4) as u64).min(vocab);
+        let mut r0 = 0;
+        while r0 < vocab {
+            let rows = chunk.min(vocab - r0);
+            let p = self.param([
+                n_tok as u32,
+                d as u32,
+                pos0 as u32,
+                r0 as u32,
+                rows as u32,
+                per_seq as u32,
+                0,
+                0,
+            ])?;
+            let tb = binding(table, (r0 * d * 4) as u64, (rows * d * 4) as u64);
+            let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
+            self.dispatch(
+                pass,
+                &self.embed,
+                &self.l_3ro_rw,
+                &[whole(ids), tb, whole(pos), whole(out), p],
+                wg,
+            )?;
+            r0 += rows;
+        }
+        Ok(())
+    }
+
+    /// Index of the maximum of each row of `x [rows, n]` (first on ties) into `out[rows]` (u32).
+    pub fn argmax(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        rows: usize,
+        n: usize,
+    ) -> Result<()> {
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        need(x, rows * n, "argmax x")?;
+        need(out, rows, "argmax out")?;
+        let p = self.param([n as u32, rows as u32, 0, 0, 0, 0, 0, 0])?;
+        self.dispatch(
+            pass,
+            &self.argmax,
+            &self.l_ro_rw,
+            &[whole(x), whole(out), p],
+            (rows as u32, 1, 1),
+        )
+    }
+}
+
+fn whole(b: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer: b,
+        offset: 0,
+        size: None,
+    }
+}
+
+fn binding(b: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer: b,
+        offset,
+        size: wgpu::BufferSize::new(size.max(4)),
+    }
+}
+
+/// The buffer must hold at least `elems` 4-byte values (what the kernels index up to).
+fn need(b: &wgpu::Buffer, elems: usize, what: &str) -> Result<()> {
+    let bytes = elems as u64 * 4;
+    if b.size() < bytes {
+        return Err(Error::Device(format!(
+            "{what}: buffer of {} bytes, the shape needs {bytes}",
+            b.size()
+        )));
+    }
+    Ok(())
+}

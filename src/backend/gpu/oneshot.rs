@@ -1,0 +1,198 @@
+//! "Upload the inputs, run one kernel, read the result back": the path tests and benchmarks use
+//! to compare each kernel with its CPU twin. Every call allocates its buffers and waits; the
+//! model uses the record functions in `kernels.rs` on buffers it allocated once.
+
+use crate::error::Result;
+
+use super::context::GpuContext;
+use super::kernels::Kernels;
+
+/// Copies `[rows, cols]` into `[rows, cols.next_multiple_of(4)]` with zero padding.
+pub fn pad_cols(x: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
+    let padded = cols.next_multiple_of(4);
+    if padded == cols {
+        return (x[..rows * cols].to_vec(), cols);
+    }
+    let mut out = vec![0.0; rows * padded];
+    for r in 0..rows {
+        out[r * padded..r * padded + cols].copy_from_slice(&x[r * cols..(r + 1) * cols]);
+    }
+    (out, padded)
+}
+
+impl Kernels {
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        what: &str,
+        record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
+    ) -> Result<()> {
+        ctx.scoped(what, || {
+            self.begin();
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                record(&mut pass)?;
+            }
+            self.flush_params();
+            ctx.submit_wait(enc)
+        })
+    }
+
+    /// `x[m, k] · wᵀ + bias` (w `[n, k]`), GELU optional; any k (rows are zero-padded to a
+    /// multiple of 4 here).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_linear(
+        &self,
+        ctx: &GpuContext,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[f32],
+        n: usize,
+        bias: Option<&[f32]>,
+        gelu: bool,
+    ) -> Result<Vec<f32>> {
+        let (xp, kp) = pad_cols(x, m, k);
+        let (wp, _) = pad_cols(w, n, k);
+        let xb = ctx.upload("x", &xp);
+        let wb = ctx.upload("w", &wp);
+        let bb = bias.map(|b| ctx.upload("bias", b));
+        let ob = ctx.storage("out", (m * n * 4) as u64);
+        self.run(ctx, "linear", |enc| {
+            self.linear(enc, &xb, &wb, bb.as_ref(), &ob, m, n, kp, gelu)
+        })?;
+        ctx.read(&ob, m * n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_conv1d_k3(
+        &self,
+        ctx: &GpuContext,
+        input: &[f32],
+        c_in: usize,
+        t_in: usize,
+        weight: &[f32],
+        bias: &[f32],
+        c_out: usize,
+        stride: usize,
+        gelu: bool,
+    ) -> Result<Vec<f32>> {
+        let t_out = crate::backend::cpu::ops::conv1d_out_len(t_in, stride);
+        let ib = ctx.upload("input", input);
+        let wb = ctx.upload("weight", weight);
+        let bb = ctx.upload("bias", bias);
+        let ob = ctx.storage("out", (t_out * c_out * 4) as u64);
+        self.run(ctx, "conv1d", |enc| {
+            self.conv1d_k3(enc, &ib, &wb, &bb, &ob, c_in, t_in, c_out, stride, gelu)
+        })?;
+        ctx.read(&ob, t_out * c_out)
+    }
+
+    pub fn run_layer_norm(
+        &self,
+        ctx: &GpuContext,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+        gamma: &[f32],
+        beta: &[f32],
+    ) -> Result<Vec<f32>> {
+        let xb = ctx.upload("x", x);
+        let gb = ctx.upload("gamma", gamma);
+        let bb = ctx.upload("beta", beta);
+        let ob = ctx.storage("out", (rows * cols * 4) as u64);
+        self.run(ctx, "layer_norm", |enc| {
+            self.layer_norm(enc, &xb, &gb, &bb, &ob, rows, cols)
+        })?;
+        ctx.read(&ob, rows * cols)
+    }
+
+    pub fn run_gelu(&self, ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>> {
+        let xb = ctx.upload("x", x);
+        self.run(ctx, "gelu", |enc| self.gelu(enc, &xb, x.len()))?;
+        ctx.read(&xb, x.len())
+    }
+
+    pub fn run_add(&self, ctx: &GpuContext, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+        let ab = ctx.upload("a", a);
+        let bb = ctx.upload("b", b);
+        self.run(ctx, "add", |enc| self.add(enc, &ab, &bb, a.len()))?;
+        ctx.read(&ab, a.len())
+    }
+
+    pub fn run_softmax(
+        &self,
+        ctx: &GpuContext,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+        causal: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let xb = ctx.upload("x", x);
+        self.run(ctx, "softmax", |enc| {
+            self.softmax(enc, &xb, rows, cols, causal)
+        })?;
+        ctx.read(&xb, rows * cols)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_attention(
+        &self,
+        ctx: &GpuContext,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+        causal: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let qb = ctx.upload("q", q);
+        let kb = ctx.upload("k", k);
+        let vb = ctx.upload("v", v);
+        let ob = ctx.storage("out", (n_q * d * 4) as u64);
+        self.run(ctx, "attention", |enc| {
+            self.attention(enc, &qb, &kb, &vb, &ob, n_q, n_kv, d, n_head, causal)
+        })?;
+        ctx.read(&ob, n_q * d)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_embed(
+        &self,
+        ctx: &GpuContext,
+        table: &[f32],
+        positions: &[f32],
+        d: usize,
+        ids: &[u32],
+        pos0: usize,
+    ) -> Result<Vec<f32>> {
+        let vocab = table.len() / d.max(1);
+        let ib = ctx.upload("ids", ids);
+        let tb = ctx.upload("table", table);
+        let pb = ctx.upload("positions", positions);
+        let ob = ctx.storage("out", (ids.len() * d * 4) as u64);
+        self.run(ctx, "embed", |enc| {
+            self.embed(enc, &ib, &tb, &pb, &ob, ids.len(), d, vocab, pos0)
+        })?;
+        ctx.read(&ob, ids.len() * d)
+    }
+
+    /// Argmax of each `n`-long row of `x`.
+    pub fn run_argmax(
+        &self,
+        ctx: &GpuContext,
+        x: &[f32],
+        rows: usize,
+        n: usize,
+    ) -> Result<Vec<u32>> {
+        let xb = ctx.upload("x", x);
+        let ob = ctx.storage("out", (rows * 4) as u64);
+        self.run(ctx, "argmax", |enc| self.argmax(enc, &xb, &ob, rows, n))?;
+        ctx.read(&ob, rows)
+    }
+}
