@@ -225,6 +225,15 @@ fn init_logging(quiet: bool) {
 }
 
 fn main() -> ExitCode {
+    // Mesa's device-select Vulkan layer prints "error: XDG_RUNTIME_DIR is invalid" on every
+    // start where that variable is unset (containers, CI), which reads like our own error line.
+    // The layer only reorders adapters, and we choose adapters by type ourselves.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        // SAFETY: at the top of main, before any thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let cli = Cli::parse();
     init_logging(cli.quiet);
     let result = match cli.command {
