@@ -10,6 +10,16 @@ pub struct Candidate {
     pub sum_logprob: f64,
 }
 
+impl Candidate {
+    /// A candidate from a sampled sequence: its tokens up to the first end-of-text.
+    fn new(sampled: &[u32], sum_logprob: f64, eot: u32) -> Self {
+        Candidate {
+            tokens: sampled.iter().copied().take_while(|&t| t != eot).collect(),
+            sum_logprob,
+        }
+    }
+}
+
 /// What one search step did besides appending a token to every sequence.
 pub struct Step {
     /// The sequences were re-indexed (beam search): the backend's caches must follow.
@@ -115,10 +125,7 @@ impl TokenSearch for Sampler {
         sampled
             .iter()
             .zip(sum_logprobs)
-            .map(|(s, &lp)| Candidate {
-                tokens: s.iter().copied().take_while(|&t| t != self.eot).collect(),
-                sum_logprob: lp,
-            })
+            .map(|(s, &lp)| Candidate::new(s, lp, self.eot))
             .collect()
     }
 }
@@ -241,10 +248,7 @@ impl TokenSearch for BeamSearch {
         }
         self.finished
             .iter()
-            .map(|(seq, lp)| Candidate {
-                tokens: seq.iter().copied().take_while(|&t| t != self.eot).collect(),
-                sum_logprob: *lp,
-            })
+            .map(|(seq, lp)| Candidate::new(seq, *lp, self.eot))
             .collect()
     }
 }

@@ -1,5 +1,6 @@
 //! Synthetic Whisper checkpoints for tests: a CTranslate2 `model.bin` writer and a tiny
-//! Whisper-shaped model (d_model 8, one layer each side). Copied from tests/model_import.rs.
+//! Whisper-shaped model (d_model 8, one layer each side), shared by tests/model_import.rs and
+//! tests/models_cache.rs.
 //!
 //! Use with `#[path = "common/synth.rs"] mod synth;`.
 
@@ -15,16 +16,16 @@ pub const I16: u8 = 2;
 pub const F16: u8 = 4;
 
 pub struct Var {
-    name: String,
-    shape: Vec<u32>,
-    dtype: u8,
-    data: Vec<u8>,
+    pub name: String,
+    pub shape: Vec<u32>,
+    pub dtype: u8,
+    pub data: Vec<u8>,
 }
 
 #[derive(Default)]
 pub struct Writer {
-    vars: Vec<Var>,
-    aliases: Vec<(String, String)>,
+    pub vars: Vec<Var>,
+    pub aliases: Vec<(String, String)>,
 }
 
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
