@@ -52,4 +52,25 @@ pub trait Backend {
         tokens: &[u32],
         heads: &[(usize, usize)],
     ) -> Result<Vec<f32>>;
+
+    /// Greedy decoding's step for one sequence: like `decode`, but the backend masks the
+    /// `suppress` ids (sorted) and returns only the likeliest token and its log-probability
+    /// under the masked distribution. A device backend thus reads back two numbers per token
+    /// instead of the vocabulary's logits. This default reads the logits back.
+    fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
+        let mut logits = vec![0.0f32; self.dims().n_vocab];
+        self.decode(tokens, &mut logits)?;
+        Ok(masked_argmax(&mut logits, suppress))
+    }
+}
+
+/// Mask `suppress` to −∞, then (argmax, its log-softmax): what a greedy step needs.
+pub fn masked_argmax(logits: &mut [f32], suppress: &[u32]) -> (u32, f32) {
+    for &t in suppress {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    let best = cpu::ops::argmax(logits);
+    (best as u32, logits[best] - cpu::ops::log_sum_exp(logits))
 }

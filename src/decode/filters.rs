@@ -21,6 +21,11 @@ impl SuppressTokens {
         ids.dedup();
         SuppressTokens { ids }
     }
+
+    /// The suppressed ids, sorted.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
 }
 
 impl LogitFilter for SuppressTokens {

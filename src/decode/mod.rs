@@ -9,7 +9,7 @@ pub mod search;
 
 use std::io::Write;
 
-use crate::backend::Backend;
+use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::tokenizer::{Task, WhisperTokenizer};
@@ -109,6 +109,11 @@ pub struct DecodingTask<'a> {
     sot_index: usize,
     sample_len: usize,
     filters: Vec<Box<dyn LogitFilter>>,
+    /// Without timestamps the filters are plain suppressions: these ids (sorted) at the first
+    /// sampled position and at every later one. Greedy decoding then lets the backend choose
+    /// the token (`Backend::decode_greedy`).
+    suppress_first: Vec<u32>,
+    suppress_rest: Vec<u32>,
 }
 
 impl<'a> DecodingTask<'a> {
@@ -150,10 +155,11 @@ impl<'a> DecodingTask<'a> {
         let sample_len = options.sample_len.unwrap_or(n_ctx / 2);
 
         let mut filters: Vec<Box<dyn LogitFilter>> = Vec::new();
+        let mut blank = Vec::new();
         if options.suppress_blank {
-            let mut blank = tokenizer.encode(" ")?;
+            blank = tokenizer.encode(" ")?;
             blank.push(tokenizer.eot);
-            filters.push(Box::new(SuppressBlank::new(blank)));
+            filters.push(Box::new(SuppressBlank::new(blank.clone())));
         }
         // OpenAI's `_get_suppress_tokens`: the checkpoint's non-speech list plus the task, start
         // and no-speech markers, which are never text.
@@ -170,7 +176,12 @@ impl<'a> DecodingTask<'a> {
             // Timestamp tokens have no meaning in a plain-text decode.
             suppress.extend(tokenizer.no_timestamps..n_vocab as u32);
         }
-        filters.push(Box::new(SuppressTokens::new(suppress, n_vocab)));
+        let suppress_tokens = SuppressTokens::new(suppress, n_vocab);
+        let suppress_rest = suppress_tokens.ids().to_vec();
+        let mut suppress_first: Vec<u32> = suppress_rest.iter().chain(&blank).copied().collect();
+        suppress_first.sort_unstable();
+        suppress_first.dedup();
+        filters.push(Box::new(suppress_tokens));
         if !options.without_timestamps {
             let max_initial = options
                 .max_initial_timestamp
@@ -186,6 +197,8 @@ impl<'a> DecodingTask<'a> {
             initial_tokens,
             sample_len,
             filters,
+            suppress_first,
+            suppress_rest,
         })
     }
 
@@ -217,8 +230,52 @@ impl<'a> DecodingTask<'a> {
         }
     }
 
+    /// Greedy decoding without timestamps: the backend picks each token (on a GPU, one integer
+    /// and one log-probability come back per step instead of the vocabulary's logits).
+    fn run_greedy_plain(&self, backend: &mut dyn Backend) -> Result<DecodingResult> {
+        let mut logits = vec![0.0f32; self.n_vocab];
+        backend.begin_decode(1)?;
+        let (head, tail) = self.initial_tokens.split_at(self.sot_index + 1);
+        backend.decode(head, &mut logits)?;
+        let no_speech_prob = softmax_at(&logits, self.tokenizer.no_speech as usize);
+        let (mut next, mut logprob) = if tail.is_empty() {
+            backend::masked_argmax(&mut logits, &self.suppress_first)
+        } else {
+            backend.decode_greedy(tail, &self.suppress_first)?
+        };
+        let mut tokens = Vec::new();
+        let mut sum_logprob = 0.0f64;
+        loop {
+            sum_logprob += logprob as f64;
+            if next == self.tokenizer.eot {
+                break;
+            }
+            tokens.push(next);
+            if tokens.len() >= self.sample_len
+                || self.initial_tokens.len() + tokens.len() > self.n_ctx
+            {
+                break;
+            }
+            (next, logprob) = backend.decode_greedy(&[next], &self.suppress_rest)?;
+        }
+        let text = self.tokenizer.decode(&tokens)?;
+        Ok(DecodingResult {
+            avg_logprob: (sum_logprob / (tokens.len() + 1) as f64) as f32,
+            sum_logprob,
+            compression_ratio: compression_ratio(&text),
+            tokens,
+            text,
+            no_speech_prob,
+            temperature: 0.0,
+        })
+    }
+
     pub fn run(&self, backend: &mut dyn Backend, rng: &mut Rng) -> Result<DecodingResult> {
         let o = self.options;
+        let greedy = o.temperature == 0.0 && o.beam_size.unwrap_or(1) <= 1;
+        if greedy && o.without_timestamps {
+            return self.run_greedy_plain(backend);
+        }
         let beam = o.beam_size.filter(|&b| b > 1 && o.temperature == 0.0);
         let n_group = beam
             .or(o.best_of.filter(|_| o.temperature > 0.0))

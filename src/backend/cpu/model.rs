@@ -243,6 +243,8 @@ pub struct CpuModel {
     cross_v: Vec<Vec<f32>>,
     cache: KvCache,
     scratch: DecoderScratch,
+    /// The logits row of `decode_greedy`.
+    greedy_logits: Vec<f32>,
 }
 
 impl CpuModel {
@@ -310,6 +312,7 @@ impl CpuModel {
             cross_v: vec![Vec::new(); dims.n_text_layer],
             cache: KvCache::new(dims.n_text_layer),
             scratch: DecoderScratch::default(),
+            greedy_logits: Vec::new(),
             dims: dims.clone(),
         })
     }
@@ -435,6 +438,16 @@ impl Backend for CpuModel {
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
         self.forward_decoder(tokens, logits, None)
+    }
+
+    fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
+        // The logits row lives in the model so the step allocates nothing.
+        let mut logits = std::mem::take(&mut self.greedy_logits);
+        logits.resize(self.dims.n_vocab, 0.0);
+        let result = self.forward_decoder(tokens, &mut logits, None);
+        let choice = crate::backend::masked_argmax(&mut logits, suppress);
+        self.greedy_logits = logits;
+        result.map(|()| choice)
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
