@@ -56,3 +56,66 @@ fn argmax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         out[row] = select(bi[0], 0u, bi[0] == 0xffffffffu);
     }
 }
+
+// Greedy decoding's token choice, for one row: the argmax of x with the ids whose bit is set in
+// `mask` excluded, and its log-probability under the masked distribution,
+// x[best] - log(sum(exp(x[i]))) over unmasked i. Each thread keeps (value, index) and an online
+// (max, sum of exp) over its strided elements; the tree reduction merges both. Writes
+// out[0] = index, out[1] = bitcast<u32>(log-probability): two numbers come back per token
+// instead of the vocabulary's logits. p._p0 is the mask row's first word.
+@group(0) @binding(3) var<storage, read> mask: array<u32>;
+
+var<workgroup> bm: array<f32, AM_WG>;
+var<workgroup> bs: array<f32, AM_WG>;
+
+@compute @workgroup_size(AM_WG, 1, 1)
+fn greedy_pick(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let tid = lid.x;
+    var best = -3.4028235e38;
+    var idx = 0xffffffffu;
+    var m = -3.4028235e38;
+    var s = 0.0;
+    for (var i = tid; i < p.n; i += AM_WG) {
+        if (((mask[p._p0 + i / 32u] >> (i % 32u)) & 1u) != 0u) {
+            continue;
+        }
+        let v = x[i];
+        if (v > best || (idx == 0xffffffffu && v == best)) {
+            best = v;
+            idx = i;
+        }
+        if (v > m) {
+            s = s * exp(m - v) + 1.0;
+            m = v;
+        } else {
+            s += exp(v - m);
+        }
+    }
+    bv[tid] = best;
+    bi[tid] = idx;
+    bm[tid] = m;
+    bs[tid] = s;
+    workgroupBarrier();
+    for (var w = AM_WG / 2u; w > 0u; w /= 2u) {
+        if (tid < w) {
+            let ov = bv[tid + w];
+            let oi = bi[tid + w];
+            let mv = bv[tid];
+            let mi = bi[tid];
+            if (oi != 0xffffffffu && (mi == 0xffffffffu || ov > mv || (ov == mv && oi < mi))) {
+                bv[tid] = ov;
+                bi[tid] = oi;
+            }
+            let m1 = bm[tid];
+            let m2 = bm[tid + w];
+            let mx = max(m1, m2);
+            bs[tid] = bs[tid] * exp(m1 - mx) + bs[tid + w] * exp(m2 - mx);
+            bm[tid] = mx;
+        }
+        workgroupBarrier();
+    }
+    if (tid == 0u) {
+        out[0] = select(bi[0], 0u, bi[0] == 0xffffffffu);
+        out[1] = bitcast<u32>(bv[0] - (bm[0] + log(bs[0])));
+    }
+}

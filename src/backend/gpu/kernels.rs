@@ -176,6 +176,7 @@ pub struct Kernels {
     l_rw_ro: wgpu::BindGroupLayout,
     l_rw: wgpu::BindGroupLayout,
     l_ro_rw: wgpu::BindGroupLayout,
+    l_ro_rw_ro: wgpu::BindGroupLayout,
     matmul_tiled: wgpu::ComputePipeline,
     matmul_reg: wgpu::ComputePipeline,
     gemv: wgpu::ComputePipeline,
@@ -191,6 +192,7 @@ pub struct Kernels {
     kv_append: wgpu::ComputePipeline,
     embed: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
+    greedy_pick: wgpu::ComputePipeline,
     params: wgpu::Buffer,
     param_stride: u64,
     next_slot: AtomicU32,
@@ -281,6 +283,7 @@ impl Kernels {
         let l_rw_ro = layout("rw+ro+u", &[Rw, Ro, Uniform]);
         let l_rw = layout("rw+u", &[Rw, Uniform]);
         let l_ro_rw = layout("ro+rw+u", &[Ro, Rw, Uniform]);
+        let l_ro_rw_ro = layout("ro+rw+u+ro", &[Ro, Rw, Uniform, Ro]);
 
         let module = |label: &str, consts: &[(&str, u32)], src: &str| {
             let code = format!("{}\n{}", header(consts), src);
@@ -409,6 +412,7 @@ impl Kernels {
             kv_append: pipeline(&ew, "kv_append", &l_rw_ro),
             embed: pipeline(&em, "embed", &l_3ro_rw),
             argmax: pipeline(&am, "argmax", &l_ro_rw),
+            greedy_pick: pipeline(&am, "greedy_pick", &l_ro_rw_ro),
             device: device.clone(),
             queue: ctx.queue.clone(),
             max_binding,
@@ -417,6 +421,7 @@ impl Kernels {
             l_rw_ro,
             l_rw,
             l_ro_rw,
+            l_ro_rw_ro,
             params,
             param_stride: align,
             next_slot: AtomicU32::new(0),
@@ -1114,6 +1119,31 @@ impl Kernels {
             &self.l_ro_rw,
             &[whole(x), whole(out), p],
             (rows as u32, 1, 1),
+        )
+    }
+
+    /// Greedy token choice over one row of `n` logits (see `greedy_pick` in argmax.wgsl):
+    /// `mask` holds bitsets of suppressed ids, the row used starting at word `mask_word`;
+    /// `out` receives (index, log-probability bits).
+    pub fn greedy_pick(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        mask: &wgpu::Buffer,
+        mask_word: usize,
+        out: &wgpu::Buffer,
+        n: usize,
+    ) -> Result<()> {
+        need(x, n, "greedy_pick x")?;
+        need(mask, mask_word + n.div_ceil(32), "greedy_pick mask")?;
+        need(out, 2, "greedy_pick out")?;
+        let p = self.param([n as u32, 1, mask_word as u32, 0, 0, 0, 0, 0])?;
+        self.dispatch(
+            pass,
+            &self.greedy_pick,
+            &self.l_ro_rw_ro,
+            &[whole(x), whole(out), p, whole(mask)],
+            (1, 1, 1),
         )
     }
 }

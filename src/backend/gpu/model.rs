@@ -247,6 +247,63 @@ pub struct GpuModel {
     /// Cross-attention weights of `cross_attention_weights` (grown on demand).
     attn_w: Buffer,
     encoded: bool,
+    greedy: GreedyPick,
+}
+
+/// Suppression bitsets resident on the device for `decode_greedy` (a greedy pass uses two: the
+/// first step's and the rest's), and the two-word result it reads back.
+struct GreedyPick {
+    /// `MASK_ROWS` rows of `ceil(n_vocab / 32)` words.
+    mask: Buffer,
+    /// The id list each row holds (compared per call: a few hundred ids).
+    rows: Vec<Vec<u32>>,
+    next: usize,
+    /// (token, log-probability bits).
+    out: Buffer,
+}
+
+const MASK_ROWS: usize = 4;
+
+impl GreedyPick {
+    fn new(ctx: &GpuContext, n_vocab: usize) -> Self {
+        GreedyPick {
+            mask: ctx.storage(
+                "suppress masks",
+                (MASK_ROWS * n_vocab.div_ceil(32) * 4) as u64,
+            ),
+            rows: Vec::new(),
+            next: 0,
+            out: ctx.storage("greedy pick", 8),
+        }
+    }
+
+    /// The row holding `suppress` as a bitset, uploading it (into the least recently written
+    /// row) when it is not resident yet.
+    fn row_for(&mut self, ctx: &GpuContext, suppress: &[u32], n_vocab: usize) -> usize {
+        if let Some(i) = self.rows.iter().position(|r| r.as_slice() == suppress) {
+            return i;
+        }
+        let words = n_vocab.div_ceil(32);
+        let mut bits = vec![0u32; words];
+        for &t in suppress.iter().filter(|&&t| (t as usize) < n_vocab) {
+            bits[t as usize / 32] |= 1 << (t % 32);
+        }
+        let i = if self.rows.len() < MASK_ROWS {
+            self.rows.push(suppress.to_vec());
+            self.rows.len() - 1
+        } else {
+            let i = self.next;
+            self.next = (self.next + 1) % MASK_ROWS;
+            self.rows[i] = suppress.to_vec();
+            i
+        };
+        ctx.queue.write_buffer(
+            &self.mask,
+            (i * words * 4) as u64,
+            bytemuck::cast_slice(&bits),
+        );
+        i
+    }
 }
 
 impl GpuModel {
@@ -384,6 +441,7 @@ impl GpuModel {
             cross_k,
             cross_v,
             encoded: false,
+            greedy: GreedyPick::new(&ctx, dims.n_vocab),
             dims: dims.clone(),
             k,
             ctx,
@@ -815,6 +873,45 @@ impl Backend for GpuModel {
         self.read_staging(&mut logits[..n_seq * n_vocab])?;
         self.cache.len = pos0 + n;
         Ok(())
+    }
+
+    /// The step's logits stay on the device: `greedy_pick` masks them and reduces to the
+    /// token and its log-probability, and only those 8 bytes are read back.
+    fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
+        if self.cache.n_seq != 1 {
+            return Err(Error::Internal(format!(
+                "decode_greedy needs one sequence, the pass has {}",
+                self.cache.n_seq
+            )));
+        }
+        let n = self.check_decode(tokens)?;
+        let (pos0, n_vocab) = (self.cache.len, self.dims.n_vocab);
+        let row = self.greedy.row_for(&self.ctx, suppress, n_vocab);
+        self.ensure_rows(tokens.len());
+        self.ctx
+            .queue
+            .write_buffer(&self.io.ids, 0, bytemuck::cast_slice(tokens));
+        let words = n_vocab.div_ceil(32);
+        self.submit(
+            "greedy decoder step",
+            true,
+            |pass| {
+                self.record_decoder(pass, 1, n, pos0, None)?;
+                self.k.greedy_pick(
+                    pass,
+                    &self.io.logits,
+                    &self.greedy.mask,
+                    row * words,
+                    &self.greedy.out,
+                    n_vocab,
+                )
+            },
+            |enc| enc.copy_buffer_to_buffer(&self.greedy.out, 0, &self.io.staging, 0, 8),
+        )?;
+        let mut picked = [0.0f32; 2];
+        self.read_staging(&mut picked)?;
+        self.cache.len = pos0 + n;
+        Ok((picked[0].to_bits(), picked[1]))
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
