@@ -52,4 +52,10 @@ pub trait Backend {
         tokens: &[u32],
         heads: &[(usize, usize)],
     ) -> Result<Vec<f32>>;
+
+    /// Bytes of device memory the model holds (weights, activations, caches), for `bench`;
+    /// `None` for backends that run in host memory.
+    fn device_memory_bytes(&self) -> Option<u64> {
+        None
+    }
 }
