@@ -180,8 +180,10 @@ fn main() {
     }
     println!(
         "| stage | CPU{} | GPU{} |",
-        cpu.as_ref().map_or(String::new(), |(n, _)| format!(": {n}")),
-        gpu.as_ref().map_or(String::new(), |(n, _)| format!(": {n}")),
+        cpu.as_ref()
+            .map_or(String::new(), |(n, _)| format!(": {n}")),
+        gpu.as_ref()
+            .map_or(String::new(), |(n, _)| format!(": {n}")),
     );
     println!("|---|---|---|");
     for r in rows {
