@@ -179,11 +179,9 @@ fn main() {
         });
     }
     println!(
-        "| stage | CPU{} | GPU{} |",
-        cpu.as_ref()
-            .map_or(String::new(), |(n, _)| format!(": {n}")),
-        gpu.as_ref()
-            .map_or(String::new(), |(n, _)| format!(": {n}")),
+        "| stage | {} | {} |",
+        cpu.as_ref().map_or("CPU".into(), |(n, _)| n.clone()),
+        gpu.as_ref().map_or("GPU".into(), |(n, _)| n.clone()),
     );
     println!("|---|---|---|");
     for r in rows {
