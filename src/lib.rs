@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod backend;
+pub mod bench;
 pub mod decode;
 pub mod error;
 pub mod mel;

@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Transcribe audio files to text.
     Transcribe(TranscribeArgs),
+    /// Time each stage of a transcription (load, mel, encoder, decoder), peak memory.
+    Bench(dattavani_asr::bench::BenchArgs),
     /// List the GPU adapters (the indices `--adapter` takes) and what each supports.
     Devices,
     /// Manage model checkpoints.
@@ -239,6 +241,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Transcribe(args) => transcribe(args, cli.quiet),
         Command::Models { command } => models_command(command),
+        Command::Bench(args) => dattavani_asr::bench::bench_command(args),
         Command::Devices => {
             devices();
             Ok(0)

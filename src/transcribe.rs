@@ -143,6 +143,123 @@ pub struct Transcript {
     pub duration: f64,
 }
 
+/// Where the last `transcribe_samples` call spent its time (`Transcriber::timings`; the `bench`
+/// command prints it). Filled on every call: a few clock reads per window and per decoder call,
+/// nothing on the hot path.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Log-mel spectrogram of the whole input.
+    pub mel_ms: f64,
+    /// Language detection (multilingual models without `--language`), its encoder run included.
+    pub language_ms: f64,
+    /// One entry per 30-s window decoded (the seek loop's iterations).
+    pub windows: Vec<WindowTimings>,
+    /// The whole call.
+    pub total_ms: f64,
+}
+
+/// One window of [`Timings`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowTimings {
+    /// Encoder plus the cross-attention K/V; 0 when language detection already encoded it.
+    pub encoder_ms: f64,
+    /// All decoding passes of the window (temperature fallback included): the forward passes
+    /// plus the host-side logit filters and search.
+    pub decoder_ms: f64,
+    /// Of `decoder_ms`, the time inside `Backend::decode` (the forward passes, read-back included).
+    pub forward_ms: f64,
+    /// Of `forward_ms`, the time in the one-token-per-sequence steps (the prompt calls excluded).
+    pub step_ms: f64,
+    /// Decoding passes (1 + temperature fallbacks).
+    pub passes: usize,
+    /// `Backend::decode` calls that fed the prompt.
+    pub prompt_calls: usize,
+    /// One-token steps (each feeds one token to every sequence of the pass).
+    pub steps: usize,
+    /// Sequence-tokens those steps computed: `steps` × sequences (beam search: 5 per step).
+    pub seq_tokens: usize,
+    /// Tokens of the kept result.
+    pub tokens: usize,
+    /// Word-timestamp alignment (with `word_timestamps`).
+    pub align_ms: f64,
+}
+
+/// A `Backend` that forwards every call and meters `decode` (for [`WindowTimings`]).
+struct Metered<'a> {
+    inner: &'a mut dyn Backend,
+    t: &'a mut WindowTimings,
+    /// The next `decode` call is the first of a pass (the prompt).
+    first: bool,
+}
+
+impl Metered<'_> {
+    /// Time one forward call of `n_tokens` tokens, counted as a prompt call or a step.
+    fn meter<T>(
+        &mut self,
+        n_tokens: usize,
+        call: impl FnOnce(&mut dyn Backend) -> Result<T>,
+    ) -> Result<T> {
+        let n_seq = self.inner.n_seq();
+        let t = Instant::now();
+        let r = call(&mut *self.inner);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        self.t.forward_ms += ms;
+        if self.first || n_tokens != n_seq {
+            self.t.prompt_calls += 1;
+        } else {
+            self.t.steps += 1;
+            self.t.seq_tokens += n_seq;
+            self.t.step_ms += ms;
+        }
+        self.first = false;
+        r
+    }
+}
+
+impl Backend for Metered<'_> {
+    fn dims(&self) -> &crate::model::config::ModelDims {
+        self.inner.dims()
+    }
+    fn device_name(&self) -> String {
+        self.inner.device_name()
+    }
+    fn encode(&mut self, mel: &[f32]) -> Result<()> {
+        self.inner.encode(mel)
+    }
+    fn encoder_output(&self) -> Result<Vec<f32>> {
+        self.inner.encoder_output()
+    }
+    fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
+        self.first = true;
+        self.inner.begin_decode(n_seq)
+    }
+    fn cached_len(&self) -> usize {
+        self.inner.cached_len()
+    }
+    fn n_seq(&self) -> usize {
+        self.inner.n_seq()
+    }
+    fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
+        self.meter(tokens.len(), |b| b.decode(tokens, logits))
+    }
+    fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
+        self.meter(tokens.len(), |b| b.decode_greedy(tokens, suppress))
+    }
+    fn reorder(&mut self, src: &[usize]) -> Result<()> {
+        self.inner.reorder(src)
+    }
+    fn cross_attention_weights(
+        &mut self,
+        tokens: &[u32],
+        heads: &[(usize, usize)],
+    ) -> Result<Vec<f32>> {
+        self.inner.cross_attention_weights(tokens, heads)
+    }
+    fn device_memory_bytes(&self) -> Option<u64> {
+        self.inner.device_memory_bytes()
+    }
+}
+
 /// Why `--device auto` fell back to the CPU, for its one log line.
 fn auto_reason(e: &Error) -> String {
     let m = match e {
@@ -162,6 +279,7 @@ pub struct Transcriber {
     tokenizer: WhisperTokenizer,
     config: ModelConfig,
     options: TranscribeOptions,
+    timings: Timings,
     /// Keeps the checkpoint's "in use" lock while the model is loaded (no eviction meanwhile).
     _model_lock: Option<std::sync::Arc<crate::model::cache::UseLock>>,
 }
@@ -247,6 +365,7 @@ impl Transcriber {
             tokenizer,
             config,
             options,
+            timings: Timings::default(),
             _model_lock: files.lock.clone(),
         })
     }
@@ -271,6 +390,11 @@ impl Transcriber {
         self.options = options;
     }
 
+    /// Where the last `transcribe_samples` (or `transcribe_file`) call spent its time.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
     /// Transcribe an audio file.
     pub fn transcribe_file(&mut self, path: &Path) -> Result<Transcript> {
         let samples = crate::audio::load_audio(path)?;
@@ -282,6 +406,7 @@ impl Transcriber {
         &mut self,
         decode: &DecodeOptions,
         rng: &mut Rng,
+        timings: &mut WindowTimings,
     ) -> Result<DecodingResult> {
         let o = &self.options;
         let mut result = None;
@@ -294,13 +419,13 @@ impl Transcriber {
             } else {
                 opts.best_of = None;
             }
-            let r = decode::decode_window(
-                self.backend.as_mut(),
-                &self.tokenizer,
-                &self.config,
-                &opts,
-                rng,
-            )?;
+            timings.passes += 1;
+            let mut metered = Metered {
+                inner: self.backend.as_mut(),
+                t: timings,
+                first: true,
+            };
+            let r = decode::decode_window(&mut metered, &self.tokenizer, &self.config, &opts, rng)?;
             let too_repetitive = o
                 .compression_ratio_threshold
                 .is_some_and(|c| r.compression_ratio > c);
@@ -329,7 +454,10 @@ impl Transcriber {
         samples: &[f32],
         progress: &mut dyn FnMut(f64, f64),
     ) -> Result<Transcript> {
+        let start = Instant::now();
+        self.timings = Timings::default();
         let mel = mel::log_mel_spectrogram(samples, self.config.dims.n_mels);
+        self.timings.mel_ms = start.elapsed().as_secs_f64() * 1e3;
         let content_frames = mel.content_frames();
         let frame_secs = HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;
         let total_s = content_frames as f64 * frame_secs;
@@ -341,6 +469,7 @@ impl Transcriber {
         // Window start (mel frame) of what the backend holds encoded.
         let mut last_encoded: Option<usize> = None;
         if decode_opts.language.is_none() && self.tokenizer.multilingual {
+            let t = Instant::now();
             self.backend.encode(&mel.window(0))?;
             last_encoded = Some(0);
             let probs = language::detect_language(self.backend.as_mut(), &self.tokenizer)?;
@@ -348,6 +477,7 @@ impl Transcriber {
             tracing::info!("detected language: {code} (p = {p:.2})");
             decode_opts.language = Some(code.to_string());
             language_probability = Some(p);
+            self.timings.language_ms = t.elapsed().as_secs_f64() * 1e3;
         }
         let language = decode_opts
             .language
@@ -377,26 +507,31 @@ impl Transcriber {
                     row[segment_size..].fill(0.0);
                 }
             }
+            let mut wt = WindowTimings::default();
             // Language detection may already have encoded this very window.
             if last_encoded != Some(seek) || zero_padded {
                 let t = Instant::now();
                 self.backend.encode(&window)?;
+                wt.encoder_ms = t.elapsed().as_secs_f64() * 1e3;
                 tracing::debug!(
                     "window at {time_offset:.2} s: encoder {:.0} ms",
-                    t.elapsed().as_secs_f64() * 1e3
+                    wt.encoder_ms
                 );
             }
             last_encoded = Some(seek);
 
             decode_opts.prompt = all_tokens[prompt_reset_since..].to_vec();
             let t = Instant::now();
-            let result = self.decode_with_fallback(&decode_opts, &mut rng)?;
+            let result = self.decode_with_fallback(&decode_opts, &mut rng, &mut wt)?;
+            wt.decoder_ms = t.elapsed().as_secs_f64() * 1e3;
+            wt.tokens = result.tokens.len();
             tracing::debug!(
                 "window at {time_offset:.2} s: {} tokens in {:.0} ms (T={})",
                 result.tokens.len(),
-                t.elapsed().as_secs_f64() * 1e3,
+                wt.decoder_ms,
                 result.temperature
             );
+            self.timings.windows.push(wt);
 
             if let Some(threshold) = self.options.no_speech_threshold {
                 let mut skip = result.no_speech_prob > threshold;
@@ -472,6 +607,7 @@ impl Transcriber {
                         words,
                     })
                     .collect();
+                let t = Instant::now();
                 alignment::add_word_timestamps(
                     self.backend.as_mut(),
                     &self.tokenizer,
@@ -483,6 +619,9 @@ impl Transcriber {
                     &language,
                     &mut last_speech_timestamp,
                 )?;
+                if let Some(w) = self.timings.windows.last_mut() {
+                    w.align_ms = t.elapsed().as_secs_f64() * 1e3;
+                }
                 if !single_timestamp_ending {
                     // Resume right after the last word the window finished.
                     if let Some(last_word_end) =
@@ -525,6 +664,7 @@ impl Transcriber {
         let text = self
             .tokenizer
             .decode(&all_tokens[initial_prompt_tokens.len()..])?;
+        self.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(Transcript {
             text,
             language,

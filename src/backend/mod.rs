@@ -62,6 +62,12 @@ pub trait Backend {
         self.decode(tokens, &mut logits)?;
         Ok(masked_argmax(&mut logits, suppress))
     }
+
+    /// Bytes of device memory the model holds (weights, activations, caches), for `bench`;
+    /// `None` for backends that run in host memory.
+    fn device_memory_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Mask `suppress` to −∞, then (argmax, its log-softmax): what a greedy step needs.

@@ -1002,4 +1002,13 @@ impl Backend for GpuModel {
         self.cache.len = n;
         self.ctx.read(&self.attn_w, n_w)
     }
+
+    /// What the device's memory allocator holds live (every buffer of this model: weights,
+    /// activations, caches, staging), when the backend reports it (Vulkan, DX12).
+    fn device_memory_bytes(&self) -> Option<u64> {
+        self.ctx
+            .device
+            .generate_allocator_report()
+            .map(|r| r.total_allocated_bytes)
+    }
 }

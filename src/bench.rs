@@ -1,0 +1,412 @@
+//! `dattavani-asr bench`: where the time of one transcription goes, on this machine.
+//!
+//! Loads the model twice (the first load in the process, "cold", and a second, "warm", once the
+//! checkpoint is in the page cache), transcribes the file once to warm up and then `--runs` times,
+//! and reports the median of each figure over the timed runs: mel, encoder per window, decoder
+//! per window, ms per decoder step and per sequence-token, the host-side share of decoding (logit
+//! filters and search), total wall and real-time factor; then peak RSS and, on a GPU, the device
+//! memory the model holds. Figures come from [`Timings`], which every transcription fills.
+//! A table by default, one JSON object with `--json`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::config::ModelDims;
+use crate::model::{hub, DEFAULT_MODEL};
+use crate::transcribe::{DeviceChoice, Timings, TranscribeOptions, Transcriber};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BenchDevice {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Audio file (WAV).
+    #[arg(default_value = "samples/jfk.wav")]
+    file: PathBuf,
+    /// Model: alias, Hugging Face repo id, or directory.
+    #[arg(long, short, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// Compute device (as `transcribe --device`).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: BenchDevice,
+    /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
+    #[arg(long, value_name = "N|NAME")]
+    adapter: Option<String>,
+    /// Weight precision; only f32 is implemented.
+    #[arg(long, default_value = "f32", value_parser = ["f32"])]
+    dtype: String,
+    /// Timed runs after one warm-up run; each figure is the median over them.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Beams (1: greedy). Default 5, as `transcribe`.
+    #[arg(long, default_value_t = 5)]
+    beam_size: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// FLOPs of one encoder window (stem convolutions, attention blocks; multiply-add = 2).
+pub fn encoder_flops(d: &ModelDims) -> f64 {
+    let (n, s, f) = (
+        d.n_audio_ctx as f64,
+        d.n_audio_state as f64,
+        d.n_audio_ffn as f64,
+    );
+    let conv = 2.0 * (2.0 * n) * s * d.n_mels as f64 * 3.0 + 2.0 * n * s * s * 3.0;
+    let block = 8.0 * n * s * s + 4.0 * n * n * s + 4.0 * n * s * f;
+    conv + d.n_audio_layer as f64 * block
+}
+
+/// FLOPs of one decoder token at cache position `pos` (projections, self- and cross-attention,
+/// MLP, the tied logits projection). The cross-attention K/V are per window, not counted here.
+pub fn decoder_token_flops(d: &ModelDims, pos: usize) -> f64 {
+    let (s, f) = (d.n_text_state as f64, d.n_text_ffn as f64);
+    let block = 8.0 * s * s // self q, k, v, out
+        + 4.0 * (pos + 1) as f64 * s // self attention
+        + 4.0 * s * s // cross q, out
+        + 4.0 * d.n_audio_ctx as f64 * s // cross attention
+        + 4.0 * s * f; // MLP
+    d.n_text_layer as f64 * block + 2.0 * s * d.n_vocab as f64
+}
+
+/// Peak and current resident set size, bytes (Linux `/proc/self/status`; `None` elsewhere).
+pub fn rss_bytes() -> (Option<u64>, Option<u64>) {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The 1-minute load average (Linux), to judge how noisy the timings are.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// One run's figures, summed over its windows.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    total_ms: f64,
+    mel_ms: f64,
+    language_ms: f64,
+    windows: usize,
+    windows_encoded: usize,
+    encoder_ms: f64,
+    decoder_ms: f64,
+    forward_ms: f64,
+    step_ms: f64,
+    passes: usize,
+    prompt_calls: usize,
+    steps: usize,
+    seq_tokens: usize,
+    tokens: usize,
+}
+
+impl Run {
+    fn from(t: &Timings) -> Self {
+        let w = &t.windows;
+        let sum = |f: fn(&crate::transcribe::WindowTimings) -> f64| w.iter().map(f).sum::<f64>();
+        let count = |f: fn(&crate::transcribe::WindowTimings) -> usize| w.iter().map(f).sum();
+        Run {
+            total_ms: t.total_ms,
+            mel_ms: t.mel_ms,
+            language_ms: t.language_ms,
+            windows: w.len(),
+            windows_encoded: w.iter().filter(|w| w.encoder_ms > 0.0).count(),
+            encoder_ms: sum(|w| w.encoder_ms),
+            decoder_ms: sum(|w| w.decoder_ms),
+            forward_ms: sum(|w| w.forward_ms),
+            step_ms: sum(|w| w.step_ms),
+            passes: count(|w| w.passes),
+            prompt_calls: count(|w| w.prompt_calls),
+            steps: count(|w| w.steps),
+            seq_tokens: count(|w| w.seq_tokens),
+            tokens: count(|w| w.tokens),
+        }
+    }
+}
+
+/// The report (`--json` prints it as is; times in ms, sizes in bytes; medians over the runs).
+#[derive(Debug, Serialize)]
+struct Report {
+    file: String,
+    audio_s: f64,
+    model: String,
+    device: String,
+    dtype: String,
+    beam_size: usize,
+    threads: usize,
+    runs: usize,
+    load_average: Option<f64>,
+    /// Model resolution (cache look-up, metadata) plus load, first time in this process.
+    load_cold_ms: f64,
+    /// The same again, the checkpoint now in the page cache.
+    load_warm_ms: f64,
+    audio_ms: f64,
+    warmup_total_ms: f64,
+    mel_ms: f64,
+    language_ms: f64,
+    windows: usize,
+    encoder_ms_per_window: f64,
+    encoder_gflops: f64,
+    decoder_ms_per_window: f64,
+    /// Decoder time outside the forward passes: logit filters, search, bookkeeping.
+    decoder_host_ms_per_window: f64,
+    prompt_ms_per_window: f64,
+    passes: usize,
+    tokens: usize,
+    steps: usize,
+    seq_tokens: usize,
+    /// Per decoder step (one token for every sequence of the pass: 5 with beam 5).
+    ms_per_step: f64,
+    /// Per sequence-token: `ms_per_step` over the sequences a step computes.
+    ms_per_seq_token: f64,
+    decoder_step_gflops: f64,
+    total_ms: f64,
+    real_time_factor: f64,
+    peak_rss_bytes: Option<u64>,
+    rss_bytes: Option<u64>,
+    gpu_bytes: Option<u64>,
+    text: String,
+    per_run: Vec<Run>,
+}
+
+/// The `bench` command; returns the exit code.
+pub fn bench_command(args: BenchArgs) -> Result<i32> {
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+    }
+    if args.runs == 0 || args.beam_size == 0 {
+        return Err(Error::Usage(
+            "--runs and --beam-size must be at least 1".into(),
+        ));
+    }
+    let device = match args.device {
+        BenchDevice::Auto => DeviceChoice::Auto,
+        BenchDevice::Cpu => DeviceChoice::Cpu,
+        BenchDevice::Gpu => DeviceChoice::Gpu,
+    };
+    let mut options = TranscribeOptions::default();
+    options.decode.beam_size = Some(args.beam_size);
+
+    let t = Instant::now();
+    let samples = crate::audio::load_audio(&args.file)?;
+    let audio_ms = ms(t);
+    let audio_s = samples.len() as f64 / crate::audio::SAMPLE_RATE as f64;
+
+    let load = || -> Result<Transcriber> {
+        let files = hub::resolve(&args.model)?;
+        Transcriber::from_files_on(&files, device, args.adapter.as_deref(), options.clone())
+    };
+    let t = Instant::now();
+    let first = load()?;
+    let load_cold_ms = ms(t);
+    drop(first);
+    let t = Instant::now();
+    let mut tr = load()?;
+    let load_warm_ms = ms(t);
+
+    let t = Instant::now();
+    let transcript = tr.transcribe_samples(&samples, &mut |_, _| {})?;
+    let warmup_total_ms = ms(t);
+    let mut runs = Vec::new();
+    for _ in 0..args.runs {
+        tr.transcribe_samples(&samples, &mut |_, _| {})?;
+        runs.push(Run::from(tr.timings()));
+    }
+
+    let dims = tr.config().dims.clone();
+    let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let last = runs.last().expect("at least one run").clone();
+    let encoder_ms_per_window = med(|r| per_window(r.encoder_ms, r.windows_encoded));
+    let ms_per_step = med(|r| per_window(r.step_ms, r.steps));
+    let ms_per_seq_token = med(|r| per_window(r.step_ms, r.seq_tokens));
+    // Steps run at cache positions past the prompt; a position of 32 is typical for a window.
+    let step_flops = decoder_token_flops(&dims, 32);
+    let total_ms = med(|r| r.total_ms);
+    let (peak_rss_bytes, rss_bytes) = rss_bytes();
+    let report = Report {
+        file: args.file.display().to_string(),
+        audio_s,
+        model: args.model.clone(),
+        device: tr.backend().device_name(),
+        dtype: args.dtype.clone(),
+        beam_size: args.beam_size,
+        threads: rayon::current_num_threads(),
+        runs: args.runs,
+        load_average: load_average(),
+        load_cold_ms,
+        load_warm_ms,
+        audio_ms,
+        warmup_total_ms,
+        mel_ms: med(|r| r.mel_ms),
+        language_ms: med(|r| r.language_ms),
+        windows: last.windows,
+        encoder_ms_per_window,
+        encoder_gflops: encoder_flops(&dims) / encoder_ms_per_window / 1e6,
+        decoder_ms_per_window: med(|r| per_window(r.decoder_ms, r.windows)),
+        decoder_host_ms_per_window: med(|r| per_window(r.decoder_ms - r.forward_ms, r.windows)),
+        prompt_ms_per_window: med(|r| per_window(r.forward_ms - r.step_ms, r.windows)),
+        passes: last.passes,
+        tokens: last.tokens,
+        steps: last.steps,
+        seq_tokens: last.seq_tokens,
+        ms_per_step,
+        ms_per_seq_token,
+        decoder_step_gflops: step_flops / ms_per_seq_token / 1e6,
+        total_ms,
+        real_time_factor: total_ms / 1e3 / audio_s,
+        peak_rss_bytes,
+        rss_bytes,
+        gpu_bytes: tr.backend().device_memory_bytes(),
+        text: transcript.text.trim().to_string(),
+        per_run: runs,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?
+        );
+    } else {
+        print_table(&report);
+    }
+    Ok(0)
+}
+
+/// `x / n`, NaN when there is nothing to divide by.
+fn per_window(x: f64, n: usize) -> f64 {
+    if n > 0 {
+        x / n as f64
+    } else {
+        f64::NAN
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or("-".into(), |b| {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    })
+}
+
+fn print_table(r: &Report) {
+    let search = if r.beam_size == 1 {
+        "greedy".to_string()
+    } else {
+        format!("beam {}", r.beam_size)
+    };
+    println!(
+        "{} ({:.1} s), {} {} on {}, {search}; median of {} runs; load average {}",
+        r.file,
+        r.audio_s,
+        r.model,
+        r.dtype,
+        r.device,
+        r.runs,
+        r.load_average.map_or("-".into(), |l| format!("{l:.2}")),
+    );
+    let line = |what: &str, v: String, note: String| println!("  {what:<28} {v:>12}  {note}");
+    let f = |x: f64| format!("{x:.1} ms");
+    line(
+        "model load, cold",
+        f(r.load_cold_ms),
+        "first in process".into(),
+    );
+    line("model load, warm", f(r.load_warm_ms), "second".into());
+    line("audio decode", f(r.audio_ms), String::new());
+    line(
+        "first run (warm-up)",
+        f(r.warmup_total_ms),
+        "not in the medians".into(),
+    );
+    line("mel", f(r.mel_ms), String::new());
+    if r.language_ms > 0.0 {
+        line("language detection", f(r.language_ms), String::new());
+    }
+    line(
+        "encoder / window",
+        f(r.encoder_ms_per_window),
+        format!("{} window(s), {:.1} GFLOP/s", r.windows, r.encoder_gflops),
+    );
+    line(
+        "decoder / window",
+        f(r.decoder_ms_per_window),
+        format!(
+            "{} pass(es), {} tokens kept, {} steps x {} seq",
+            r.passes,
+            r.tokens,
+            r.steps,
+            r.seq_tokens.checked_div(r.steps).unwrap_or(0)
+        ),
+    );
+    line(
+        "  prompt / window",
+        f(r.prompt_ms_per_window),
+        String::new(),
+    );
+    line(
+        "  per step",
+        format!("{:.2} ms", r.ms_per_step),
+        "one token for every sequence of the pass".into(),
+    );
+    line(
+        "  per sequence-token",
+        format!("{:.2} ms", r.ms_per_seq_token),
+        format!("~{:.1} GFLOP/s", r.decoder_step_gflops),
+    );
+    line(
+        "  host / window",
+        f(r.decoder_host_ms_per_window),
+        "logit filters, search".into(),
+    );
+    line(
+        "total",
+        f(r.total_ms),
+        format!("real-time factor {:.3}", r.total_ms / 1e3 / r.audio_s),
+    );
+    line("peak RSS", mib(r.peak_rss_bytes), String::new());
+    if r.gpu_bytes.is_some() {
+        line("GPU memory", mib(r.gpu_bytes), "allocator, live".into());
+    }
+    println!("  text: {}", r.text);
+}
