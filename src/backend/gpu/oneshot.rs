@@ -195,4 +195,26 @@ impl Kernels {
         self.run(ctx, "argmax", |enc| self.argmax(enc, &xb, &ob, rows, n))?;
         ctx.read(&ob, rows)
     }
+
+    /// `greedy_pick` over one row with the ids in `suppress` masked: (index, log-probability).
+    pub fn run_greedy_pick(
+        &self,
+        ctx: &GpuContext,
+        x: &[f32],
+        suppress: &[u32],
+    ) -> Result<(u32, f32)> {
+        let n = x.len();
+        let mut bits = vec![0u32; n.div_ceil(32)];
+        for &t in suppress {
+            bits[t as usize / 32] |= 1 << (t % 32);
+        }
+        let xb = ctx.upload("x", x);
+        let mb = ctx.upload("mask", &bits);
+        let ob = ctx.storage("out", 8);
+        self.run(ctx, "greedy_pick", |enc| {
+            self.greedy_pick(enc, &xb, &mb, 0, &ob, n)
+        })?;
+        let out: Vec<u32> = ctx.read(&ob, 2)?;
+        Ok((out[0], f32::from_bits(out[1])))
+    }
 }
