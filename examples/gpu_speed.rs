@@ -1,6 +1,6 @@
 //! tiny.en (or the model named by the first argument) on `--device gpu`'s adapter: encoder
 //! seconds per 30-s window and decoder milliseconds per token (one sequence, and five as beam
-//! search runs), after warm-up. `cargo run --release --example gpu_speed [model]`.
+//! search runs), after warm-up; and the log-mel on the GPU and the CPU. `cargo run --release --example gpu_speed [model]`.
 
 use std::time::Instant;
 
@@ -19,6 +19,19 @@ fn main() -> dattavani_asr::error::Result<()> {
     let dims = config.dims.clone();
     let samples = dattavani_asr::audio::load_audio(std::path::Path::new("samples/jfk.wav"))?;
     let mel = dattavani_asr::mel::log_mel_spectrogram(&samples, dims.n_mels).window(0);
+    // Log-mel of jfk (11 s) and of 30 s, GPU and CPU, after one warm-up call each.
+    let s30: Vec<f32> = samples.iter().cycle().take(30 * 16000).copied().collect();
+    for (what, s) in [("jfk (11 s)", &samples), ("30 s", &s30)] {
+        let _ = m.log_mel(s, dims.n_mels)?;
+        let t = Instant::now();
+        let _ = m.log_mel(s, dims.n_mels)?;
+        let gpu = t.elapsed().as_secs_f64() * 1e3;
+        let _ = dattavani_asr::mel::log_mel_spectrogram(s, dims.n_mels);
+        let t = Instant::now();
+        let _ = dattavani_asr::mel::log_mel_spectrogram(s, dims.n_mels);
+        let cpu = t.elapsed().as_secs_f64() * 1e3;
+        println!("log-mel of {what}: gpu {gpu:.1} ms, cpu {cpu:.1} ms");
+    }
     let mut enc = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();

@@ -13,7 +13,7 @@ use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
 use crate::decode::{self, language, DecodeOptions, DecodingResult, TIME_PRECISION};
 use crate::error::{Error, Result};
-use crate::mel::{self, HOP_LENGTH, N_FRAMES};
+use crate::mel::{HOP_LENGTH, N_FRAMES};
 use crate::model::config::ModelConfig;
 use crate::model::weights::Weights;
 use crate::model::{hub, ModelFiles};
@@ -329,7 +329,7 @@ impl Transcriber {
         samples: &[f32],
         progress: &mut dyn FnMut(f64, f64),
     ) -> Result<Transcript> {
-        let mel = mel::log_mel_spectrogram(samples, self.config.dims.n_mels);
+        let mel = self.backend.log_mel(samples, self.config.dims.n_mels)?;
         let content_frames = mel.content_frames();
         let frame_secs = HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;
         let total_s = content_frames as f64 * frame_secs;

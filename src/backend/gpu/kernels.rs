@@ -14,7 +14,7 @@
 //! same (`embed`). Ranges are multiples of 64 rows so every offset is 256-byte aligned.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -176,6 +176,7 @@ pub struct Kernels {
     l_rw_ro: wgpu::BindGroupLayout,
     l_rw: wgpu::BindGroupLayout,
     l_ro_rw: wgpu::BindGroupLayout,
+    l_ro_2rw: wgpu::BindGroupLayout,
     matmul_tiled: wgpu::ComputePipeline,
     matmul_reg: wgpu::ComputePipeline,
     gemv: wgpu::ComputePipeline,
@@ -191,12 +192,18 @@ pub struct Kernels {
     kv_append: wgpu::ComputePipeline,
     embed: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
+    mel_frames: wgpu::ComputePipeline,
+    mel_power: wgpu::ComputePipeline,
+    mel_log: wgpu::ComputePipeline,
+    mel_norm: wgpu::ComputePipeline,
     params: wgpu::Buffer,
     param_stride: u64,
     next_slot: AtomicU32,
     /// Host copy of the parameter arena (`param_stride` bytes per slot, as u32 words).
     host_params: Mutex<Vec<u32>>,
     cache_bind_groups: bool,
+    /// Set while recording work on short-lived buffers (`without_bind_cache`).
+    cache_suspended: AtomicBool,
     bind_cache: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
     max_workgroups: u32,
     dummy: wgpu::Buffer,
@@ -281,6 +288,7 @@ impl Kernels {
         let l_rw_ro = layout("rw+ro+u", &[Rw, Ro, Uniform]);
         let l_rw = layout("rw+u", &[Rw, Uniform]);
         let l_ro_rw = layout("ro+rw+u", &[Ro, Rw, Uniform]);
+        let l_ro_2rw = layout("ro+2rw+u", &[Ro, Rw, Rw, Uniform]);
 
         let module = |label: &str, consts: &[(&str, u32)], src: &str| {
             let code = format!("{}\n{}", header(consts), src);
@@ -379,6 +387,11 @@ impl Kernels {
             &[("AM_WG", c.argmax_wg)],
             include_str!("../../../shaders/argmax.wgsl"),
         );
+        let mel = module(
+            "mel",
+            &[("MEL_WG", c.elementwise_wg)],
+            include_str!("../../../shaders/mel.wgsl"),
+        );
 
         let align = ctx
             .limits
@@ -409,6 +422,10 @@ impl Kernels {
             kv_append: pipeline(&ew, "kv_append", &l_rw_ro),
             embed: pipeline(&em, "embed", &l_3ro_rw),
             argmax: pipeline(&am, "argmax", &l_ro_rw),
+            mel_frames: pipeline(&mel, "mel_frames", &l_ro_2rw),
+            mel_power: pipeline(&mel, "mel_power", &l_ro_2rw),
+            mel_log: pipeline(&mel, "mel_log", &l_ro_2rw),
+            mel_norm: pipeline(&mel, "mel_norm", &l_ro_2rw),
             device: device.clone(),
             queue: ctx.queue.clone(),
             max_binding,
@@ -417,11 +434,13 @@ impl Kernels {
             l_rw_ro,
             l_rw,
             l_ro_rw,
+            l_ro_2rw,
             params,
             param_stride: align,
             next_slot: AtomicU32::new(0),
             host_params: Mutex::new(vec![0; (align * PARAM_SLOTS as u64 / 4) as usize]),
             cache_bind_groups: false,
+            cache_suspended: AtomicBool::new(false),
             bind_cache: Mutex::new(HashMap::new()),
             max_workgroups: ctx.limits.max_compute_workgroups_per_dimension,
             dummy: ctx.storage("dummy", 16),
@@ -456,6 +475,21 @@ impl Kernels {
     /// buffers live long: the cache holds them until `clear_bind_cache`.
     pub fn enable_bind_cache(&mut self) {
         self.cache_bind_groups = true;
+    }
+
+    /// Runs `f` with the bind-group cache off: for dispatches on buffers that live for one call
+    /// (the mel's), which the cache would otherwise keep alive.
+    pub fn without_bind_cache<T>(&self, f: impl FnOnce() -> T) -> T {
+        let was = self.cache_suspended.swap(true, Ordering::Relaxed);
+        let r = f();
+        self.cache_suspended.store(was, Ordering::Relaxed);
+        r
+    }
+
+    /// Values per binding-range step: ranges start at multiples of this so byte offsets meet
+    /// the storage offset alignment.
+    pub(crate) fn row_step(&self) -> usize {
+        (self.align / 4).max(64) as usize
     }
 
     /// Drops the cached bind groups (after replacing buffers they bind).
@@ -522,7 +556,7 @@ impl Kernels {
             })
         };
         pass.set_pipeline(pipeline);
-        if self.cache_bind_groups {
+        if self.cache_bind_groups && !self.cache_suspended.load(Ordering::Relaxed) {
             let mut key: BindKey = (layout.clone(), Default::default());
             for (i, b) in bindings.iter().enumerate() {
                 key.1[i] = Some((b.buffer.clone(), b.offset, b.size.map_or(0, |s| s.get())));
@@ -549,10 +583,15 @@ impl Kernels {
 
     /// Rows of a `[rows, row_bytes]` tensor that fit one binding, a multiple of 64 (so offsets
     /// stay 256-byte aligned).
-    fn rows_per_binding(&self, row_bytes: u64) -> usize {
+    pub(crate) fn rows_per_binding(&self, row_bytes: u64) -> usize {
         let rows = (self.max_binding / row_bytes.max(1)) as usize;
         let step = (self.align / 4).max(64) as usize;
         (rows / step * step).max(step)
+    }
+
+    /// Bytes one storage binding may span here (the adapter's limit or the test override).
+    pub fn max_binding(&self) -> u64 {
+        self.max_binding
     }
 
     /// `out[m, n] = act(x[m, k] · wᵀ + bias)`, w PyTorch's `[n, k]`, k a multiple of 4 (zero-pad
@@ -1115,6 +1154,176 @@ impl Kernels {
             &[whole(x), whole(out), p],
             (rows as u32, 1, 1),
         )
+    }
+
+    /// A binding of `elems` f32 values of `b` from value `first` (`first · 4` must be a multiple
+    /// of the storage offset alignment; callers start ranges at multiples of 64 values).
+    pub(crate) fn range<'a>(
+        &self,
+        b: &'a wgpu::Buffer,
+        first: usize,
+        elems: usize,
+        what: &str,
+    ) -> Result<wgpu::BufferBinding<'a>> {
+        let (off, bytes) = (first as u64 * 4, elems.max(1) as u64 * 4);
+        need(b, first + elems.max(1), what)?;
+        if off % self.align != 0 || bytes > self.max_binding {
+            return Err(Error::Device(format!(
+                "{what}: range of {bytes} bytes at {off} (alignment {}, binding limit {})",
+                self.align, self.max_binding
+            )));
+        }
+        Ok(binding(b, off, bytes))
+    }
+
+    fn mel_dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipeline: &wgpu::ComputePipeline,
+        src: wgpu::BufferBinding<'_>,
+        dst: wgpu::BufferBinding<'_>,
+        gmax: &wgpu::Buffer,
+        words: [u32; 8],
+        threads: usize,
+    ) -> Result<()> {
+        let p = self.param(words)?;
+        let wg = Self::grid(groups(threads, self.config.elementwise_wg) as usize);
+        self.dispatch(
+            pass,
+            pipeline,
+            &self.l_ro_2rw,
+            &[src, dst, whole(gmax), p],
+            wg,
+        )
+    }
+
+    /// `frames [rows, 400]` of STFT frames `t0 ..` (see `shaders/mel.wgsl`); `samples` binds
+    /// samples `s0 .. s0 + len` of an `n`-sample signal.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mel_frames(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        samples: wgpu::BufferBinding<'_>,
+        frames: &wgpu::Buffer,
+        gmax: &wgpu::Buffer,
+        n: usize,
+        s0: usize,
+        len: usize,
+        t0: usize,
+        rows: usize,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let bound = samples
+            .size
+            .map_or(samples.buffer.size() - samples.offset, |s| s.get());
+        if (len as u64) * 4 > bound {
+            return Err(Error::Device(format!(
+                "mel_frames: {len} samples in a binding of {bound} bytes"
+            )));
+        }
+        need(frames, rows * crate::mel::N_FFT, "mel_frames out")?;
+        let w = [n, s0, len, t0, rows, 0, 0, 0].map(|v| v as u32);
+        self.mel_dispatch(
+            pass,
+            &self.mel_frames,
+            samples,
+            whole(frames),
+            gmax,
+            w,
+            rows * crate::mel::N_FFT,
+        )
+    }
+
+    /// `power [rows, 204] = re² + im²` of `spec [rows, 402]` (zero padding columns).
+    pub fn mel_power(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        spec: &wgpu::Buffer,
+        power: &wgpu::Buffer,
+        gmax: &wgpu::Buffer,
+        rows: usize,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        need(spec, rows * 402, "mel_power spec")?;
+        need(power, rows * 204, "mel_power out")?;
+        let w = [rows as u32, 0, 0, 0, 0, 0, 0, 0];
+        self.mel_dispatch(
+            pass,
+            &self.mel_power,
+            whole(spec),
+            whole(power),
+            gmax,
+            w,
+            rows * 204,
+        )
+    }
+
+    /// `logs[i] = log10(max(mel[i], 1e-10))` for `count` values, folding their maximum into
+    /// `gmax` (an order-preserving u32, initialised by the caller).
+    pub fn mel_log(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        mel: &wgpu::Buffer,
+        logs: wgpu::BufferBinding<'_>,
+        gmax: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        need(mel, count, "mel_log in")?;
+        let bound = logs
+            .size
+            .map_or(logs.buffer.size() - logs.offset, |s| s.get());
+        if (count as u64) * 4 > bound {
+            return Err(Error::Device(format!(
+                "mel_log: {count} values in a binding of {bound} bytes"
+            )));
+        }
+        let w = [count as u32, 0, 0, 0, 0, 0, 0, 0];
+        // 16 values per thread (LOG_PER in the shader).
+        self.mel_dispatch(
+            pass,
+            &self.mel_log,
+            whole(mel),
+            logs,
+            gmax,
+            w,
+            count.div_ceil(16),
+        )
+    }
+
+    /// One output block `out [n_mels, rows]`: normalised log-mel of `rows` frames whose first
+    /// `live` have log10 values in `logs` (frame-major `[live, n_mels]`), the rest silence.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mel_norm(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        logs: wgpu::BufferBinding<'_>,
+        out: wgpu::BufferBinding<'_>,
+        gmax: &wgpu::Buffer,
+        rows: usize,
+        live: usize,
+        n_mels: usize,
+    ) -> Result<()> {
+        if rows == 0 || n_mels == 0 {
+            return Ok(());
+        }
+        let size =
+            |b: &wgpu::BufferBinding<'_>| b.size.map_or(b.buffer.size() - b.offset, |s| s.get());
+        if (live.min(rows) * n_mels * 4) as u64 > size(&logs)
+            || (rows * n_mels * 4) as u64 > size(&out)
+        {
+            return Err(Error::Device(format!(
+                "mel_norm: {rows} x {n_mels} block with {live} live frames exceeds its bindings"
+            )));
+        }
+        let w = [rows, live.min(rows), n_mels, 0, 0, 0, 0, 0].map(|v| v as u32);
+        self.mel_dispatch(pass, &self.mel_norm, logs, out, gmax, w, rows * n_mels)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::model::weights::Weights;
 
 use super::context::GpuContext;
 use super::kernels::{KernelConfig, Kernels, HEAD_DIM};
+use super::mel::GpuMel;
 
 struct Linear {
     w: Buffer,
@@ -247,6 +248,8 @@ pub struct GpuModel {
     /// Cross-attention weights of `cross_attention_weights` (grown on demand).
     attn_w: Buffer,
     encoded: bool,
+    /// The log-mel's DFT matrix and filterbank (created on first use).
+    log_mel: Option<GpuMel>,
 }
 
 impl GpuModel {
@@ -384,6 +387,7 @@ impl GpuModel {
             cross_k,
             cross_v,
             encoded: false,
+            log_mel: None,
             dims: dims.clone(),
             k,
             ctx,
@@ -737,6 +741,13 @@ impl Backend for GpuModel {
 
     fn device_name(&self) -> String {
         format!("gpu: {}", self.ctx.describe())
+    }
+
+    fn log_mel(&mut self, samples: &[f32], n_mels: usize) -> Result<crate::mel::LogMel> {
+        let (ctx, k) = (&self.ctx, &self.k);
+        self.log_mel
+            .get_or_insert_with(|| GpuMel::new(ctx))
+            .compute(ctx, k, samples, n_mels)
     }
 
     fn encode(&mut self, mel: &[f32]) -> Result<()> {
