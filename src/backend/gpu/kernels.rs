@@ -31,6 +31,38 @@ pub enum MatmulVariant {
     Register,
 }
 
+/// Storage type of `linear` weights; arithmetic is f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightType {
+    F32,
+    /// IEEE half, two per u32 (element 2i in the low 16 bits), unpacked with
+    /// `unpack2x16float`: works on every adapter, `shader-f16` not required.
+    F16,
+}
+
+impl WeightType {
+    fn bytes(self) -> usize {
+        match self {
+            WeightType::F32 => 4,
+            WeightType::F16 => 2,
+        }
+    }
+}
+
+/// `[rows, k]` f32 weights (k even) as f16 pairs packed in u32, the layout of `WeightType::F16`
+/// (round to nearest even).
+pub fn pack_f16(w: &[f32]) -> Vec<u32> {
+    w.chunks(2)
+        .map(|p| {
+            let lo = half::f16::from_f32(p[0]).to_bits() as u32;
+            let hi = p
+                .get(1)
+                .map_or(0, |&v| half::f16::from_f32(v).to_bits() as u32);
+            lo | (hi << 16)
+        })
+        .collect()
+}
+
 /// Workgroup shape and per-thread tile of a matmul kernel.
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulTile {
@@ -71,10 +103,25 @@ pub struct KernelConfig {
     pub attn_split_wg: u32,
     /// The few-query attention kernel is used up to this many queries.
     pub attn_split_max_q: usize,
+    /// Run non-causal attention with many queries (the encoder's) unfused, as scores (register
+    /// matmul) -> softmax -> ·V over chunks of `attn_chunk` query rows, instead of the fused
+    /// online-softmax kernel (`attention_unfused`): for CPU-type adapters, where the fused
+    /// kernel's barriers and one-query-per-thread layout run at ~2 GFLOP/s.
+    pub attn_unfused: bool,
+    pub attn_chunk: usize,
+    /// Unfused attention products: workgroup shape, query rows per thread, keys per thread
+    /// (scores) and output vec4 columns per thread (·V).
+    pub attn_mm_wg: (u32, u32),
+    pub attn_mm_tm: u32,
+    pub attn_mm_tn: u32,
+    pub attn_mm_tn4: u32,
     /// Compile without naga's runtime bounds checks. Sound because every kernel clamps or guards
     /// each index against its shape parameters (see the comments in `shaders/`) and every record
     /// function below checks each buffer's size against those parameters before dispatching.
     pub trusted: bool,
+    /// Storage of the models' linear weights (q/k/v/o, fc1, fc2; the token embedding, the
+    /// convolutions and the norms stay f32).
+    pub weights: WeightType,
     /// Pretend the storage-binding limit is this many bytes (tests of the row-range split).
     pub max_binding_override: Option<u64>,
 }
@@ -113,7 +160,14 @@ impl KernelConfig {
             attn_bk: 16,
             attn_split_wg: 32,
             attn_split_max_q: 4,
+            attn_unfused: false,
+            attn_chunk: 256,
+            attn_mm_wg: (8, 8),
+            attn_mm_tm: 8,
+            attn_mm_tn: 8,
+            attn_mm_tn4: 2,
             trusted: true,
+            weights: WeightType::F16,
             max_binding_override: None,
         }
     }
@@ -137,6 +191,11 @@ impl KernelConfig {
             // The register matmul even for one row: 42 vs 64 ms per tiny.en decoder step (the
             // logits projection dominates; the GEMV's per-thread rows become gathers there).
             gemv_max_rows: 0,
+            // Encoder self-attention unfused (1500x1500x6 heads: 570-700 ms vs 1.35-1.6 s fused
+            // in the same runs, a loaded machine), its softmax with 16-thread rows (585 vs 700 ms
+            // with 128).
+            attn_unfused: true,
+            softmax_wg: 16,
             ..Self::gpu()
         }
     }
@@ -180,6 +239,9 @@ pub struct Kernels {
     matmul_tiled: wgpu::ComputePipeline,
     matmul_reg: wgpu::ComputePipeline,
     gemv: wgpu::ComputePipeline,
+    matmul_tiled16: wgpu::ComputePipeline,
+    matmul_reg16: wgpu::ComputePipeline,
+    gemv16: wgpu::ComputePipeline,
     conv1d: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     gelu: wgpu::ComputePipeline,
@@ -189,6 +251,8 @@ pub struct Kernels {
     attn_tiled: wgpu::ComputePipeline,
     attn_split: wgpu::ComputePipeline,
     attn_scores: wgpu::ComputePipeline,
+    attn_qk: wgpu::ComputePipeline,
+    attn_pv: wgpu::ComputePipeline,
     kv_append: wgpu::ComputePipeline,
     embed: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
@@ -335,8 +399,18 @@ impl Kernels {
             ]
         };
         let mm_src = include_str!("../../../shaders/matmul.wgsl");
-        let mm_t = module("matmul (tiled)", &mm_consts(&c.tiled), mm_src);
-        let mm_r = module("matmul (register)", &mm_consts(&c.register), mm_src);
+        let w32 = "@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;\n\
+                   fn wload(i: u32) -> vec4<f32> { return w[i]; }\n";
+        let w16 = "@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;\n\
+                   fn wload(i: u32) -> vec4<f32> {\n\
+                   let u = w[i];\n\
+                   return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));\n}\n";
+        let mm32 = format!("{w32}{mm_src}");
+        let mm16 = format!("{w16}{mm_src}");
+        let mm_t = module("matmul (tiled)", &mm_consts(&c.tiled), &mm32);
+        let mm_r = module("matmul (register)", &mm_consts(&c.register), &mm32);
+        let mm_t16 = module("matmul f16 (tiled)", &mm_consts(&c.tiled), &mm16);
+        let mm_r16 = module("matmul f16 (register)", &mm_consts(&c.register), &mm16);
         let conv = module(
             "conv1d",
             &[
@@ -377,6 +451,18 @@ impl Kernels {
             &[("AT_HD4", (HEAD_DIM / 4) as u32)],
             include_str!("../../../shaders/attn_scores.wgsl"),
         );
+        let amm = module(
+            "attn_mm",
+            &[
+                ("AM_WG_X", c.attn_mm_wg.0),
+                ("AM_WG_Y", c.attn_mm_wg.1),
+                ("AM_TM", c.attn_mm_tm),
+                ("AM_TN", c.attn_mm_tn),
+                ("AM_TN4", c.attn_mm_tn4),
+                ("AT_HD4", (HEAD_DIM / 4) as u32),
+            ],
+            include_str!("../../../shaders/attn_mm.wgsl"),
+        );
         let em = module(
             "embed",
             &[("EM_WG", c.embed_wg)],
@@ -410,6 +496,9 @@ impl Kernels {
             matmul_tiled: pipeline(&mm_t, "matmul_tiled", &l_3ro_rw),
             matmul_reg: pipeline(&mm_r, "matmul_reg", &l_3ro_rw),
             gemv: pipeline(&mm_t, "gemv", &l_3ro_rw),
+            matmul_tiled16: pipeline(&mm_t16, "matmul_tiled", &l_3ro_rw),
+            matmul_reg16: pipeline(&mm_r16, "matmul_reg", &l_3ro_rw),
+            gemv16: pipeline(&mm_t16, "gemv", &l_3ro_rw),
             conv1d: pipeline(&conv, "conv1d_k3", &l_3ro_rw),
             layernorm: pipeline(&ln, "layer_norm", &l_3ro_rw),
             gelu: pipeline(&ew, "gelu", &l_rw_ro),
@@ -419,6 +508,8 @@ impl Kernels {
             attn_tiled: pipeline(&at, "attn_tiled", &l_3ro_rw),
             attn_split: pipeline(&at, "attn_split", &l_3ro_rw),
             attn_scores: pipeline(&sc, "attn_scores", &l_3ro_rw),
+            attn_qk: pipeline(&amm, "attn_qk", &l_3ro_rw),
+            attn_pv: pipeline(&amm, "attn_pv", &l_3ro_rw),
             kv_append: pipeline(&ew, "kv_append", &l_rw_ro),
             embed: pipeline(&em, "embed", &l_3ro_rw),
             argmax: pipeline(&am, "argmax", &l_ro_rw),
@@ -610,6 +701,25 @@ impl Kernels {
         k: usize,
         gelu: bool,
     ) -> Result<()> {
+        self.linear_typed(pass, x, w, WeightType::F32, bias, out, m, n, k, gelu)
+    }
+
+    /// `linear` with the weights stored as `wt` (f16: pairs packed in u32 by `pack_f16`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_typed(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        wt: WeightType,
+        bias: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
+        m: usize,
+        n: usize,
+        k: usize,
+        gelu: bool,
+    ) -> Result<()> {
+        let wbytes = wt.bytes();
         if k % 4 != 0 {
             return Err(Error::Device(format!(
                 "linear: k = {k} is not a multiple of 4 (zero-pad the rows)"
@@ -619,14 +729,15 @@ impl Kernels {
             return Ok(());
         }
         need(x, m * k, "linear x")?;
-        need(w, n * k, "linear w")?;
+        need(w, n * k * wbytes / 4, "linear w")?;
         need(out, m * n, "linear out")?;
         if let Some(b) = bias {
             need(b, n, "linear bias")?;
         }
         let c = &self.config;
         let use_gemv = m <= c.gemv_max_rows;
-        let chunk = self.rows_per_binding((k * 4) as u64).min(n);
+        let chunk = self.rows_per_binding((k * wbytes) as u64).min(n);
+        let f16 = wt == WeightType::F16;
         let mut n0 = 0;
         while n0 < n {
             let rows = chunk.min(n - n0);
@@ -641,7 +752,7 @@ impl Kernels {
                 0,
                 0,
             ])?;
-            let wb = binding(w, (n0 * k * 4) as u64, (rows * k * 4) as u64);
+            let wb = binding(w, (n0 * k * wbytes) as u64, (rows * k * wbytes) as u64);
             let bb = match bias {
                 Some(b) => binding(b, (n0 * 4) as u64, (rows * 4) as u64),
                 None => whole(&self.dummy),
@@ -650,7 +761,7 @@ impl Kernels {
             if use_gemv {
                 self.dispatch(
                     pass,
-                    &self.gemv,
+                    if f16 { &self.gemv16 } else { &self.gemv },
                     &self.l_3ro_rw,
                     &binds,
                     (groups(rows, c.gemv_rows), m as u32, 1),
@@ -660,12 +771,22 @@ impl Kernels {
                     MatmulVariant::Tiled => {
                         let t = c.tiled;
                         let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
-                        self.dispatch(pass, &self.matmul_tiled, &self.l_3ro_rw, &binds, wg)?;
+                        let pl = if f16 {
+                            &self.matmul_tiled16
+                        } else {
+                            &self.matmul_tiled
+                        };
+                        self.dispatch(pass, pl, &self.l_3ro_rw, &binds, wg)?;
                     }
                     MatmulVariant::Register => {
                         let t = c.register;
                         let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
-                        self.dispatch(pass, &self.matmul_reg, &self.l_3ro_rw, &binds, wg)?;
+                        let pl = if f16 {
+                            &self.matmul_reg16
+                        } else {
+                            &self.matmul_reg
+                        };
+                        self.dispatch(pass, pl, &self.l_3ro_rw, &binds, wg)?;
                     }
                 }
             }
@@ -1059,6 +1180,106 @@ impl Kernels {
         }
     }
 
+    /// Whether `attention_unfused` serves this shape under the config (non-causal, many
+    /// queries, n_kv a multiple of 4).
+    pub fn use_unfused_attention(&self, n_q: usize, n_kv: usize, causal: Option<usize>) -> bool {
+        self.config.attn_unfused
+            && causal.is_none()
+            && n_q > self.config.attn_split_max_q
+            && n_kv.is_multiple_of(4)
+    }
+
+    /// Values of the score buffer `attention_unfused` needs.
+    pub fn unfused_scores_len(&self, n_q: usize, n_kv: usize, n_head: usize) -> usize {
+        n_head * self.config.attn_chunk.max(1).min(n_q) * n_kv
+    }
+
+    /// Non-causal multi-head attention as `attention`, unfused: per chunk of `attn_chunk` query
+    /// rows, scores of every head into `scores` (`unfused_scores_len` values), a row softmax,
+    /// then the product with V into the chunk's rows of `out` (see `shaders/attn_mm.wgsl`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_unfused(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        scores: &wgpu::Buffer,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+    ) -> Result<()> {
+        if n_head == 0 || d != n_head * HEAD_DIM {
+            return Err(Error::Device(format!(
+                "attention: d = {d} with {n_head} heads; the kernels are compiled for head_dim {HEAD_DIM}"
+            )));
+        }
+        if n_q == 0 {
+            return Ok(());
+        }
+        if n_kv == 0 || !n_kv.is_multiple_of(4) {
+            return Err(Error::Device(format!(
+                "unfused attention: n_kv = {n_kv} must be a positive multiple of 4"
+            )));
+        }
+        need(q, n_q * d, "attention q")?;
+        need(k, n_kv * d, "attention k")?;
+        need(v, n_kv * d, "attention v")?;
+        need(out, n_q * d, "attention out")?;
+        need(
+            scores,
+            self.unfused_scores_len(n_q, n_kv, n_head),
+            "attention scores",
+        )?;
+        let c = &self.config;
+        let chunk = c.attn_chunk.max(1);
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        let (wx, wy) = c.attn_mm_wg;
+        let mut r0 = 0;
+        while r0 < n_q {
+            let rows = chunk.min(n_q - r0);
+            let words = [
+                rows as u32,
+                n_kv as u32,
+                (d / 4) as u32,
+                r0 as u32,
+                scale.to_bits(),
+                0,
+                0,
+                0,
+            ];
+            let p = self.param(words)?;
+            self.dispatch(
+                pass,
+                &self.attn_qk,
+                &self.l_3ro_rw,
+                &[whole(q), whole(k), whole(&self.dummy), whole(scores), p],
+                (
+                    groups(n_kv, wx * c.attn_mm_tn),
+                    groups(rows, wy * c.attn_mm_tm),
+                    n_head as u32,
+                ),
+            )?;
+            self.softmax(pass, scores, n_head * rows, n_kv, None)?;
+            let p = self.param(words)?;
+            self.dispatch(
+                pass,
+                &self.attn_pv,
+                &self.l_3ro_rw,
+                &[whole(scores), whole(v), whole(&self.dummy), whole(out), p],
+                (
+                    groups(HEAD_DIM / 4, wx * c.attn_mm_tn4),
+                    groups(rows, wy * c.attn_mm_tm),
+                    n_head as u32,
+                ),
+            )?;
+            r0 += rows;
+        }
+        Ok(())
+    }
+
     /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
     /// is `[vocab, d]` and may exceed one binding (one dispatch per row range).
     #[allow(clippy::too_many_arguments)]
@@ -1176,6 +1397,7 @@ impl Kernels {
         Ok(binding(b, off, bytes))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn mel_dispatch(
         &self,
         pass: &mut wgpu::ComputePass<'_>,

@@ -15,6 +15,8 @@ pub mod model;
 pub mod oneshot;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
-pub use kernels::{KernelConfig, Kernels, MatmulTile, MatmulVariant, HEAD_DIM};
+pub use kernels::{
+    pack_f16, KernelConfig, Kernels, MatmulTile, MatmulVariant, WeightType, HEAD_DIM,
+};
 pub use mel::GpuMel;
 pub use model::GpuModel;
