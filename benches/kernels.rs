@@ -102,7 +102,8 @@ fn main() {
         }
     };
     println!("adapter: {}", ctx.describe());
-    // Tuning knobs: BENCH_REG_TILE="wg_x,wg_y,tm,tn", BENCH_LN_WG=n override the defaults.
+    // Tuning knobs: BENCH_REG_TILE="wg_x,wg_y,tm,tn", BENCH_LN_WG=n (and those below) override
+    // the defaults.
     let mut base = KernelConfig::for_adapter(&ctx);
     if let Ok(s) = std::env::var("BENCH_REG_TILE") {
         let v: Vec<u32> = s
@@ -119,6 +120,22 @@ fn main() {
     }
     if let Ok(s) = std::env::var("BENCH_LN_WG") {
         base.layernorm_wg = s.parse().expect("BENCH_LN_WG");
+    }
+    // BENCH_SM_WG=n, BENCH_ATTN_CHUNK=rows, BENCH_ATTN_TILE="wg_x,wg_y,tm,tn,tn4": softmax
+    // workgroup and the unfused attention's chunk and register tiles.
+    if let Ok(s) = std::env::var("BENCH_SM_WG") {
+        base.softmax_wg = s.parse().expect("BENCH_SM_WG");
+    }
+    if let Ok(s) = std::env::var("BENCH_ATTN_CHUNK") {
+        base.attn_chunk = s.parse().expect("BENCH_ATTN_CHUNK");
+    }
+    if let Ok(s) = std::env::var("BENCH_ATTN_TILE") {
+        let v: Vec<u32> = s
+            .split(',')
+            .map(|x| x.trim().parse().expect("BENCH_ATTN_TILE"))
+            .collect();
+        base.attn_mm_wg = (v[0], v[1]);
+        (base.attn_mm_tm, base.attn_mm_tn, base.attn_mm_tn4) = (v[2], v[3], v[4]);
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let reg = Kernels::new(
@@ -231,6 +248,19 @@ fn main() {
             dflt.attention(enc, &qb, &kb, &kb, &ob, n_q, n_kv, d, n_head, causal)
                 .unwrap()
         });
+        let mut variants = vec![("fused", g)];
+        if dflt.use_unfused_attention(n_q, n_kv, causal) || n_q == 1500 {
+            // The unfused chain (scores -> softmax -> ·V per chunk of query rows).
+            let sb = ctx.storage(
+                "scores",
+                (dflt.unfused_scores_len(n_q, n_kv, n_head) * 4) as u64,
+            );
+            let g = time_gpu(&ctx, dflt, 1, |enc| {
+                dflt.attention_unfused(enc, &qb, &kb, &kb, &ob, &sb, n_q, n_kv, d, n_head)
+                    .unwrap()
+            });
+            variants.push(("unfused", g));
+        }
         let mut o = vec![0.0; n_q * d];
         let cpu = time_cpu(|| ops::attention(&q, &kv, &kv, n_q, n_kv, d, n_head, causal, &mut o));
         row(
@@ -241,7 +271,7 @@ fn main() {
             ),
             "GFLOP/s",
             4.0 * (n_q * n_kv * d) as f64,
-            &[("fused", g)],
+            &variants,
             cpu,
         );
     }
@@ -277,6 +307,27 @@ fn main() {
             "GFLOP/s",
             2.0 * (t_out * c_out * c_in * 3) as f64,
             &[("direct", g)],
+            cpu,
+        );
+    }
+
+    if want("mel") {
+        // Whole GPU log-mel of 30 s (upload, dispatch chain, read-back); the rate counts the
+        // DFT product only (3000 frames x 402 x 400 x 2 FLOP).
+        let samples = rand_vec(&mut seed, 30 * 16000);
+        let mut mel = dattavani_asr::backend::gpu::GpuMel::new(&ctx);
+        let g = time_cpu(|| {
+            mel.compute(&ctx, dflt, &samples, 80).unwrap();
+        });
+        let cpu = time_cpu(|| {
+            dattavani_asr::mel::log_mel_spectrogram(&samples, 80);
+        });
+        row(
+            "log-mel (whole)",
+            "30 s, 80 mels",
+            "GFLOP/s",
+            2.0 * 3000.0 * 402.0 * 400.0,
+            &[("DFT as matmul", g)],
             cpu,
         );
     }

@@ -1,6 +1,6 @@
 // Fully connected layer: out[m, col0 + n] = act(x[m, :] · w[n, :] + bias[n]).
 //
-// Layouts: x is [M, K] row-major, w is PyTorch's [N, K] (so this is x·Wᵀ: both operands are
+// Layouts: x is [M, K] row-major, w is PyTorch's [N, K] (f32, or f16 pairs packed in u32) (so this is x·Wᵀ: both operands are
 // contiguous along K, which is what makes vec4 loads along K possible). Rows are bound as
 // vec4<f32>: the host guarantees K % 4 == 0 (callers with odd K zero-pad rows to a multiple of 4;
 // padding contributes 0 to every dot product). out is [M, out_stride] f32, written at columns
@@ -30,7 +30,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+// binding 1, the weights, and `fn wload(i) -> vec4<f32>` (the i-th group of 4 weights along K)
+// are prepended by the host: f32 (`array<vec4<f32>>`) or f16 packed in pairs
+// (`array<vec2<u32>>`, unpacked with unpack2x16float: storage and bandwidth halved, arithmetic
+// in f32), see `kernels.rs`.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -91,7 +94,7 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
         for (var e = tid; e < BN * MM_BK4; e += NT) {
             let c = col0 + e / MM_BK4;
             let kk = kt + e % MM_BK4;
-            let v = w[min(c, p.n - 1u) * p.k4 + min(kk, p.k4 - 1u)];
+            let v = wload(min(c, p.n - 1u) * p.k4 + min(kk, p.k4 - 1u));
             ws[e] = select(zero, v, kk < p.k4);
         }
         workgroupBarrier();
@@ -148,7 +151,7 @@ fn matmul_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var k = 0u; k < p.k4; k++) {
         var b: array<vec4<f32>, MM_TN>;
         for (var j = 0u; j < MM_TN; j++) {
-            b[j] = w[wo[j] + k];
+            b[j] = wload(wo[j] + k);
         }
         for (var i = 0u; i < MM_TM; i++) {
             let a = x[xo[i] + k];
@@ -183,7 +186,7 @@ fn gemv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let xrow = min(m, p.m - 1u) * p.k4;
     var s = vec4<f32>(0.0);
     for (var k = lid.x; k < p.k4; k += GV_LANES) {
-        s += x[xrow + k] * w[wrow + k];
+        s += x[xrow + k] * wload(wrow + k);
     }
     var total = s.x + s.y + s.z + s.w;
     if (GV_LANES > 1u) {

@@ -13,7 +13,7 @@ use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
 use crate::decode::{self, language, DecodeOptions, DecodingResult, TIME_PRECISION};
 use crate::error::{Error, Result};
-use crate::mel::{self, HOP_LENGTH, N_FRAMES};
+use crate::mel::{HOP_LENGTH, N_FRAMES};
 use crate::model::config::ModelConfig;
 use crate::model::weights::Weights;
 use crate::model::{hub, ModelFiles};
@@ -456,7 +456,7 @@ impl Transcriber {
     ) -> Result<Transcript> {
         let start = Instant::now();
         self.timings = Timings::default();
-        let mel = mel::log_mel_spectrogram(samples, self.config.dims.n_mels);
+        let mel = self.backend.log_mel(samples, self.config.dims.n_mels)?;
         self.timings.mel_ms = start.elapsed().as_secs_f64() * 1e3;
         let content_frames = mel.content_frames();
         let frame_secs = HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;

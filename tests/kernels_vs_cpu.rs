@@ -13,7 +13,7 @@
 
 use dattavani_asr::backend::cpu::ops;
 use dattavani_asr::backend::gpu::{
-    AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant,
+    AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
 use dattavani_asr::error::Error;
 
@@ -100,6 +100,71 @@ fn check_linear(
         kern.config.matmul,
         k_tol(k)
     );
+}
+
+/// f16 weights (packed pairs): against the CPU with the same f16-rounded weights, the f32
+/// tolerance (the arithmetic is f32 on both sides); against the original f32 weights, the
+/// rounding of each weight (relative 2^-11) adds at most 2^-11·Σ|x_k w_k|: with |x|, |w| < 1
+/// that worst case is 2^-11·K/4 on average data (0.05 at K = 385), but the rounding errors are
+/// independent and zero-mean, so the typical error is 2^-11·√(Σ (x_k w_k)²) ≈ 2^-11·√(K/9)
+/// ≈ 3e-3 at K = 385; 4·2^-11·√K bounds it with margin (0.04 at K = 385) and still catches
+/// indexing bugs (a wrong or missing weight moves a result by ~0.25).
+fn check_linear_f16(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, m: usize, k: usize, n: usize) {
+    let x = rng.vec(m * k);
+    let w = rng.vec(n * k);
+    let b = rng.vec(n);
+    let got = kern
+        .run_linear_typed(ctx, &x, m, k, &w, WeightType::F16, n, Some(&b), n % 2 == 1)
+        .unwrap();
+    let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    for (weights, tol, what) in [
+        (&w16, k_tol(k), "f16-rounded weights"),
+        (&w, 4.0 * (k as f32).sqrt() / 2048.0, "f32 weights"),
+    ] {
+        let mut want = vec![0.0; m * n];
+        ops::linear(&x, m, k, weights, n, Some(&b), &mut want);
+        if n % 2 == 1 {
+            ops::gelu(&mut want);
+        }
+        let e = max_err(&got, &want);
+        assert!(
+            e <= tol,
+            "f16 linear m={m} k={k} n={n} vs {what} ({:?}): err {e} > {tol}",
+            kern.config.matmul
+        );
+    }
+}
+
+#[test]
+fn linear_f16_weights_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Lcg(13);
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+        for gemv_max_rows in [0, 4] {
+            let kern = Kernels::new(
+                &ctx,
+                KernelConfig {
+                    matmul: variant,
+                    gemv_max_rows,
+                    ..KernelConfig::for_adapter(&ctx)
+                },
+            )
+            .unwrap();
+            for &(m, k, n) in &[(1, 384, 65), (7, 385, 384), (65, 384, 7), (300, 1536, 384)] {
+                check_linear_f16(&ctx, &kern, &mut rng, m, k, n);
+            }
+        }
+    }
+    // Row ranges of a weight larger than one binding (f16 rows are half as many bytes).
+    let kern = Kernels::new(
+        &ctx,
+        KernelConfig {
+            max_binding_override: Some(64 * 384 * 2),
+            ..KernelConfig::for_adapter(&ctx)
+        },
+    )
+    .unwrap();
+    check_linear_f16(&ctx, &kern, &mut rng, 3, 384, 200);
 }
 
 fn linear_suite(ctx: &GpuContext, kern: &Kernels) {
@@ -330,13 +395,30 @@ fn check_attention(
     n_head: usize,
     causal: Option<usize>,
 ) {
+    check_attention_variant(ctx, kern, rng, n_q, n_kv, n_head, causal, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_attention_variant(
+    ctx: &GpuContext,
+    kern: &Kernels,
+    rng: &mut Lcg,
+    n_q: usize,
+    n_kv: usize,
+    n_head: usize,
+    causal: Option<usize>,
+    unfused: bool,
+) {
     let d = n_head * 64;
     let q = rng.vec(n_q * d);
     let k = rng.vec(n_kv * d);
     let v = rng.vec(n_kv * d);
-    let got = kern
-        .run_attention(ctx, &q, &k, &v, n_q, n_kv, d, n_head, causal)
-        .unwrap();
+    let got = if unfused {
+        kern.run_attention_unfused(ctx, &q, &k, &v, n_q, n_kv, d, n_head)
+    } else {
+        kern.run_attention(ctx, &q, &k, &v, n_q, n_kv, d, n_head, causal)
+    }
+    .unwrap();
     let mut want = vec![0.0; n_q * d];
     ops::attention(&q, &k, &v, n_q, n_kv, d, n_head, causal, &mut want);
     // Scores: 64-term dot products (≈ 64·ε·16 ≈ 1e-4 worst case, ~1e-6 typical) then exp and
@@ -350,8 +432,26 @@ fn check_attention(
         .fold(0.0, f32::max);
     assert!(
         e <= tol,
-        "attention n_q={n_q} n_kv={n_kv} heads={n_head} causal {causal:?}: err {e} > {tol}"
+        "attention n_q={n_q} n_kv={n_kv} heads={n_head} causal {causal:?} unfused {unfused}: err {e} > {tol}"
     );
+}
+
+#[test]
+fn attention_unfused_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    // The lavapipe default (chunks of 256 query rows) and 64-row chunks, so that several chunks
+    // and a partial last one run; the same tolerance as the fused kernel (same f32 sums).
+    for chunk in [256, 64] {
+        let config = KernelConfig {
+            attn_chunk: chunk,
+            ..KernelConfig::for_adapter(&ctx)
+        };
+        let kern = Kernels::new(&ctx, config).expect("kernels compile");
+        let mut rng = Lcg(12);
+        for (n_q, n_kv, n_head) in [(300, 300, 6), (65, 1500, 6), (7, 20, 2), (1, 8, 1)] {
+            check_attention_variant(&ctx, &kern, &mut rng, n_q, n_kv, n_head, None, true);
+        }
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod gpu;
 
 use crate::error::Result;
+use crate::mel::LogMel;
 use crate::model::config::ModelDims;
 
 /// A loaded Whisper model on some device.
@@ -19,6 +20,13 @@ pub trait Backend {
 
     /// A human-readable name of the device that runs this backend (for logs and `bench`).
     fn device_name(&self) -> String;
+
+    /// Whisper's log-mel spectrogram of 16 kHz mono `samples` (30 s of silence appended), as
+    /// `crate::mel::log_mel_spectrogram`, which is the default; a device backend computes it
+    /// there.
+    fn log_mel(&mut self, samples: &[f32], n_mels: usize) -> Result<LogMel> {
+        Ok(crate::mel::log_mel_spectrogram(samples, n_mels))
+    }
 
     /// Encode one window of log-mel, `n_mels` rows of `2 * n_audio_ctx` frames, row-major.
     /// Keeps the encoder output and the cross-attention K/V for the following decoding passes.

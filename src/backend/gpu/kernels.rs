@@ -14,7 +14,7 @@
 //! same (`embed`). Ranges are multiples of 64 rows so every offset is 256-byte aligned.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -29,6 +29,38 @@ pub enum MatmulVariant {
     /// Register blocking without workgroup memory or barriers (`matmul_reg`): for CPU-type
     /// adapters (lavapipe), where barriers cost more than the reuse they buy.
     Register,
+}
+
+/// Storage type of `linear` weights; arithmetic is f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightType {
+    F32,
+    /// IEEE half, two per u32 (element 2i in the low 16 bits), unpacked with
+    /// `unpack2x16float`: works on every adapter, `shader-f16` not required.
+    F16,
+}
+
+impl WeightType {
+    fn bytes(self) -> usize {
+        match self {
+            WeightType::F32 => 4,
+            WeightType::F16 => 2,
+        }
+    }
+}
+
+/// `[rows, k]` f32 weights (k even) as f16 pairs packed in u32, the layout of `WeightType::F16`
+/// (round to nearest even).
+pub fn pack_f16(w: &[f32]) -> Vec<u32> {
+    w.chunks(2)
+        .map(|p| {
+            let lo = half::f16::from_f32(p[0]).to_bits() as u32;
+            let hi = p
+                .get(1)
+                .map_or(0, |&v| half::f16::from_f32(v).to_bits() as u32);
+            lo | (hi << 16)
+        })
+        .collect()
 }
 
 /// Workgroup shape and per-thread tile of a matmul kernel.
@@ -71,10 +103,25 @@ pub struct KernelConfig {
     pub attn_split_wg: u32,
     /// The few-query attention kernel is used up to this many queries.
     pub attn_split_max_q: usize,
+    /// Run non-causal attention with many queries (the encoder's) unfused, as scores (register
+    /// matmul) -> softmax -> ·V over chunks of `attn_chunk` query rows, instead of the fused
+    /// online-softmax kernel (`attention_unfused`): for CPU-type adapters, where the fused
+    /// kernel's barriers and one-query-per-thread layout run at ~2 GFLOP/s.
+    pub attn_unfused: bool,
+    pub attn_chunk: usize,
+    /// Unfused attention products: workgroup shape, query rows per thread, keys per thread
+    /// (scores) and output vec4 columns per thread (·V).
+    pub attn_mm_wg: (u32, u32),
+    pub attn_mm_tm: u32,
+    pub attn_mm_tn: u32,
+    pub attn_mm_tn4: u32,
     /// Compile without naga's runtime bounds checks. Sound because every kernel clamps or guards
     /// each index against its shape parameters (see the comments in `shaders/`) and every record
     /// function below checks each buffer's size against those parameters before dispatching.
     pub trusted: bool,
+    /// Storage of the models' linear weights (q/k/v/o, fc1, fc2; the token embedding, the
+    /// convolutions and the norms stay f32).
+    pub weights: WeightType,
     /// Pretend the storage-binding limit is this many bytes (tests of the row-range split).
     pub max_binding_override: Option<u64>,
 }
@@ -113,7 +160,14 @@ impl KernelConfig {
             attn_bk: 16,
             attn_split_wg: 32,
             attn_split_max_q: 4,
+            attn_unfused: false,
+            attn_chunk: 256,
+            attn_mm_wg: (8, 8),
+            attn_mm_tm: 8,
+            attn_mm_tn: 8,
+            attn_mm_tn4: 2,
             trusted: true,
+            weights: WeightType::F16,
             max_binding_override: None,
         }
     }
@@ -137,6 +191,11 @@ impl KernelConfig {
             // The register matmul even for one row: 42 vs 64 ms per tiny.en decoder step (the
             // logits projection dominates; the GEMV's per-thread rows become gathers there).
             gemv_max_rows: 0,
+            // Encoder self-attention unfused (1500x1500x6 heads: 570-700 ms vs 1.35-1.6 s fused
+            // in the same runs, a loaded machine), its softmax with 16-thread rows (585 vs 700 ms
+            // with 128).
+            attn_unfused: true,
+            softmax_wg: 16,
             ..Self::gpu()
         }
     }
@@ -177,9 +236,13 @@ pub struct Kernels {
     l_rw: wgpu::BindGroupLayout,
     l_ro_rw: wgpu::BindGroupLayout,
     l_ro_rw_ro: wgpu::BindGroupLayout,
+    l_ro_2rw: wgpu::BindGroupLayout,
     matmul_tiled: wgpu::ComputePipeline,
     matmul_reg: wgpu::ComputePipeline,
     gemv: wgpu::ComputePipeline,
+    matmul_tiled16: wgpu::ComputePipeline,
+    matmul_reg16: wgpu::ComputePipeline,
+    gemv16: wgpu::ComputePipeline,
     conv1d: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     gelu: wgpu::ComputePipeline,
@@ -189,16 +252,24 @@ pub struct Kernels {
     attn_tiled: wgpu::ComputePipeline,
     attn_split: wgpu::ComputePipeline,
     attn_scores: wgpu::ComputePipeline,
+    attn_qk: wgpu::ComputePipeline,
+    attn_pv: wgpu::ComputePipeline,
     kv_append: wgpu::ComputePipeline,
     embed: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
     greedy_pick: wgpu::ComputePipeline,
+    mel_frames: wgpu::ComputePipeline,
+    mel_power: wgpu::ComputePipeline,
+    mel_log: wgpu::ComputePipeline,
+    mel_norm: wgpu::ComputePipeline,
     params: wgpu::Buffer,
     param_stride: u64,
     next_slot: AtomicU32,
     /// Host copy of the parameter arena (`param_stride` bytes per slot, as u32 words).
     host_params: Mutex<Vec<u32>>,
     cache_bind_groups: bool,
+    /// Set while recording work on short-lived buffers (`without_bind_cache`).
+    cache_suspended: AtomicBool,
     bind_cache: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
     max_workgroups: u32,
     dummy: wgpu::Buffer,
@@ -284,6 +355,7 @@ impl Kernels {
         let l_rw = layout("rw+u", &[Rw, Uniform]);
         let l_ro_rw = layout("ro+rw+u", &[Ro, Rw, Uniform]);
         let l_ro_rw_ro = layout("ro+rw+u+ro", &[Ro, Rw, Uniform, Ro]);
+        let l_ro_2rw = layout("ro+2rw+u", &[Ro, Rw, Rw, Uniform]);
 
         let module = |label: &str, consts: &[(&str, u32)], src: &str| {
             let code = format!("{}\n{}", header(consts), src);
@@ -330,8 +402,18 @@ impl Kernels {
             ]
         };
         let mm_src = include_str!("../../../shaders/matmul.wgsl");
-        let mm_t = module("matmul (tiled)", &mm_consts(&c.tiled), mm_src);
-        let mm_r = module("matmul (register)", &mm_consts(&c.register), mm_src);
+        let w32 = "@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;\n\
+                   fn wload(i: u32) -> vec4<f32> { return w[i]; }\n";
+        let w16 = "@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;\n\
+                   fn wload(i: u32) -> vec4<f32> {\n\
+                   let u = w[i];\n\
+                   return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));\n}\n";
+        let mm32 = format!("{w32}{mm_src}");
+        let mm16 = format!("{w16}{mm_src}");
+        let mm_t = module("matmul (tiled)", &mm_consts(&c.tiled), &mm32);
+        let mm_r = module("matmul (register)", &mm_consts(&c.register), &mm32);
+        let mm_t16 = module("matmul f16 (tiled)", &mm_consts(&c.tiled), &mm16);
+        let mm_r16 = module("matmul f16 (register)", &mm_consts(&c.register), &mm16);
         let conv = module(
             "conv1d",
             &[
@@ -372,6 +454,18 @@ impl Kernels {
             &[("AT_HD4", (HEAD_DIM / 4) as u32)],
             include_str!("../../../shaders/attn_scores.wgsl"),
         );
+        let amm = module(
+            "attn_mm",
+            &[
+                ("AM_WG_X", c.attn_mm_wg.0),
+                ("AM_WG_Y", c.attn_mm_wg.1),
+                ("AM_TM", c.attn_mm_tm),
+                ("AM_TN", c.attn_mm_tn),
+                ("AM_TN4", c.attn_mm_tn4),
+                ("AT_HD4", (HEAD_DIM / 4) as u32),
+            ],
+            include_str!("../../../shaders/attn_mm.wgsl"),
+        );
         let em = module(
             "embed",
             &[("EM_WG", c.embed_wg)],
@@ -381,6 +475,11 @@ impl Kernels {
             "argmax",
             &[("AM_WG", c.argmax_wg)],
             include_str!("../../../shaders/argmax.wgsl"),
+        );
+        let mel = module(
+            "mel",
+            &[("MEL_WG", c.elementwise_wg)],
+            include_str!("../../../shaders/mel.wgsl"),
         );
 
         let align = ctx
@@ -400,6 +499,9 @@ impl Kernels {
             matmul_tiled: pipeline(&mm_t, "matmul_tiled", &l_3ro_rw),
             matmul_reg: pipeline(&mm_r, "matmul_reg", &l_3ro_rw),
             gemv: pipeline(&mm_t, "gemv", &l_3ro_rw),
+            matmul_tiled16: pipeline(&mm_t16, "matmul_tiled", &l_3ro_rw),
+            matmul_reg16: pipeline(&mm_r16, "matmul_reg", &l_3ro_rw),
+            gemv16: pipeline(&mm_t16, "gemv", &l_3ro_rw),
             conv1d: pipeline(&conv, "conv1d_k3", &l_3ro_rw),
             layernorm: pipeline(&ln, "layer_norm", &l_3ro_rw),
             gelu: pipeline(&ew, "gelu", &l_rw_ro),
@@ -409,10 +511,16 @@ impl Kernels {
             attn_tiled: pipeline(&at, "attn_tiled", &l_3ro_rw),
             attn_split: pipeline(&at, "attn_split", &l_3ro_rw),
             attn_scores: pipeline(&sc, "attn_scores", &l_3ro_rw),
+            attn_qk: pipeline(&amm, "attn_qk", &l_3ro_rw),
+            attn_pv: pipeline(&amm, "attn_pv", &l_3ro_rw),
             kv_append: pipeline(&ew, "kv_append", &l_rw_ro),
             embed: pipeline(&em, "embed", &l_3ro_rw),
             argmax: pipeline(&am, "argmax", &l_ro_rw),
             greedy_pick: pipeline(&am, "greedy_pick", &l_ro_rw_ro),
+            mel_frames: pipeline(&mel, "mel_frames", &l_ro_2rw),
+            mel_power: pipeline(&mel, "mel_power", &l_ro_2rw),
+            mel_log: pipeline(&mel, "mel_log", &l_ro_2rw),
+            mel_norm: pipeline(&mel, "mel_norm", &l_ro_2rw),
             device: device.clone(),
             queue: ctx.queue.clone(),
             max_binding,
@@ -422,11 +530,13 @@ impl Kernels {
             l_rw,
             l_ro_rw,
             l_ro_rw_ro,
+            l_ro_2rw,
             params,
             param_stride: align,
             next_slot: AtomicU32::new(0),
             host_params: Mutex::new(vec![0; (align * PARAM_SLOTS as u64 / 4) as usize]),
             cache_bind_groups: false,
+            cache_suspended: AtomicBool::new(false),
             bind_cache: Mutex::new(HashMap::new()),
             max_workgroups: ctx.limits.max_compute_workgroups_per_dimension,
             dummy: ctx.storage("dummy", 16),
@@ -461,6 +571,21 @@ impl Kernels {
     /// buffers live long: the cache holds them until `clear_bind_cache`.
     pub fn enable_bind_cache(&mut self) {
         self.cache_bind_groups = true;
+    }
+
+    /// Runs `f` with the bind-group cache off: for dispatches on buffers that live for one call
+    /// (the mel's), which the cache would otherwise keep alive.
+    pub fn without_bind_cache<T>(&self, f: impl FnOnce() -> T) -> T {
+        let was = self.cache_suspended.swap(true, Ordering::Relaxed);
+        let r = f();
+        self.cache_suspended.store(was, Ordering::Relaxed);
+        r
+    }
+
+    /// Values per binding-range step: ranges start at multiples of this so byte offsets meet
+    /// the storage offset alignment.
+    pub(crate) fn row_step(&self) -> usize {
+        (self.align / 4).max(64) as usize
     }
 
     /// Drops the cached bind groups (after replacing buffers they bind).
@@ -527,7 +652,7 @@ impl Kernels {
             })
         };
         pass.set_pipeline(pipeline);
-        if self.cache_bind_groups {
+        if self.cache_bind_groups && !self.cache_suspended.load(Ordering::Relaxed) {
             let mut key: BindKey = (layout.clone(), Default::default());
             for (i, b) in bindings.iter().enumerate() {
                 key.1[i] = Some((b.buffer.clone(), b.offset, b.size.map_or(0, |s| s.get())));
@@ -554,10 +679,15 @@ impl Kernels {
 
     /// Rows of a `[rows, row_bytes]` tensor that fit one binding, a multiple of 64 (so offsets
     /// stay 256-byte aligned).
-    fn rows_per_binding(&self, row_bytes: u64) -> usize {
+    pub(crate) fn rows_per_binding(&self, row_bytes: u64) -> usize {
         let rows = (self.max_binding / row_bytes.max(1)) as usize;
         let step = (self.align / 4).max(64) as usize;
         (rows / step * step).max(step)
+    }
+
+    /// Bytes one storage binding may span here (the adapter's limit or the test override).
+    pub fn max_binding(&self) -> u64 {
+        self.max_binding
     }
 
     /// `out[m, n] = act(x[m, k] · wᵀ + bias)`, w PyTorch's `[n, k]`, k a multiple of 4 (zero-pad
@@ -576,7 +706,26 @@ impl Kernels {
         k: usize,
         gelu: bool,
     ) -> Result<()> {
-        if k % 4 != 0 {
+        self.linear_typed(pass, x, w, WeightType::F32, bias, out, m, n, k, gelu)
+    }
+
+    /// `linear` with the weights stored as `wt` (f16: pairs packed in u32 by `pack_f16`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_typed(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        wt: WeightType,
+        bias: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
+        m: usize,
+        n: usize,
+        k: usize,
+        gelu: bool,
+    ) -> Result<()> {
+        let wbytes = wt.bytes();
+        if !k.is_multiple_of(4) {
             return Err(Error::Device(format!(
                 "linear: k = {k} is not a multiple of 4 (zero-pad the rows)"
             )));
@@ -585,14 +734,15 @@ impl Kernels {
             return Ok(());
         }
         need(x, m * k, "linear x")?;
-        need(w, n * k, "linear w")?;
+        need(w, n * k * wbytes / 4, "linear w")?;
         need(out, m * n, "linear out")?;
         if let Some(b) = bias {
             need(b, n, "linear bias")?;
         }
         let c = &self.config;
         let use_gemv = m <= c.gemv_max_rows;
-        let chunk = self.rows_per_binding((k * 4) as u64).min(n);
+        let chunk = self.rows_per_binding((k * wbytes) as u64).min(n);
+        let f16 = wt == WeightType::F16;
         let mut n0 = 0;
         while n0 < n {
             let rows = chunk.min(n - n0);
@@ -607,7 +757,7 @@ impl Kernels {
                 0,
                 0,
             ])?;
-            let wb = binding(w, (n0 * k * 4) as u64, (rows * k * 4) as u64);
+            let wb = binding(w, (n0 * k * wbytes) as u64, (rows * k * wbytes) as u64);
             let bb = match bias {
                 Some(b) => binding(b, (n0 * 4) as u64, (rows * 4) as u64),
                 None => whole(&self.dummy),
@@ -616,7 +766,7 @@ impl Kernels {
             if use_gemv {
                 self.dispatch(
                     pass,
-                    &self.gemv,
+                    if f16 { &self.gemv16 } else { &self.gemv },
                     &self.l_3ro_rw,
                     &binds,
                     (groups(rows, c.gemv_rows), m as u32, 1),
@@ -626,12 +776,22 @@ impl Kernels {
                     MatmulVariant::Tiled => {
                         let t = c.tiled;
                         let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
-                        self.dispatch(pass, &self.matmul_tiled, &self.l_3ro_rw, &binds, wg)?;
+                        let pl = if f16 {
+                            &self.matmul_tiled16
+                        } else {
+                            &self.matmul_tiled
+                        };
+                        self.dispatch(pass, pl, &self.l_3ro_rw, &binds, wg)?;
                     }
                     MatmulVariant::Register => {
                         let t = c.register;
                         let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
-                        self.dispatch(pass, &self.matmul_reg, &self.l_3ro_rw, &binds, wg)?;
+                        let pl = if f16 {
+                            &self.matmul_reg16
+                        } else {
+                            &self.matmul_reg
+                        };
+                        self.dispatch(pass, pl, &self.l_3ro_rw, &binds, wg)?;
                     }
                 }
             }
@@ -807,7 +967,7 @@ impl Kernels {
         head: usize,
         out_row0: usize,
     ) -> Result<()> {
-        if d % HEAD_DIM != 0 || (head + 1) * HEAD_DIM > d {
+        if !d.is_multiple_of(HEAD_DIM) || (head + 1) * HEAD_DIM > d {
             return Err(Error::Device(format!(
                 "attn_scores: head {head} of d = {d} with head_dim {HEAD_DIM}"
             )));
@@ -1025,6 +1185,106 @@ impl Kernels {
         }
     }
 
+    /// Whether `attention_unfused` serves this shape under the config (non-causal, many
+    /// queries, n_kv a multiple of 4).
+    pub fn use_unfused_attention(&self, n_q: usize, n_kv: usize, causal: Option<usize>) -> bool {
+        self.config.attn_unfused
+            && causal.is_none()
+            && n_q > self.config.attn_split_max_q
+            && n_kv.is_multiple_of(4)
+    }
+
+    /// Values of the score buffer `attention_unfused` needs.
+    pub fn unfused_scores_len(&self, n_q: usize, n_kv: usize, n_head: usize) -> usize {
+        n_head * self.config.attn_chunk.max(1).min(n_q) * n_kv
+    }
+
+    /// Non-causal multi-head attention as `attention`, unfused: per chunk of `attn_chunk` query
+    /// rows, scores of every head into `scores` (`unfused_scores_len` values), a row softmax,
+    /// then the product with V into the chunk's rows of `out` (see `shaders/attn_mm.wgsl`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_unfused(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        scores: &wgpu::Buffer,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+    ) -> Result<()> {
+        if n_head == 0 || d != n_head * HEAD_DIM {
+            return Err(Error::Device(format!(
+                "attention: d = {d} with {n_head} heads; the kernels are compiled for head_dim {HEAD_DIM}"
+            )));
+        }
+        if n_q == 0 {
+            return Ok(());
+        }
+        if n_kv == 0 || !n_kv.is_multiple_of(4) {
+            return Err(Error::Device(format!(
+                "unfused attention: n_kv = {n_kv} must be a positive multiple of 4"
+            )));
+        }
+        need(q, n_q * d, "attention q")?;
+        need(k, n_kv * d, "attention k")?;
+        need(v, n_kv * d, "attention v")?;
+        need(out, n_q * d, "attention out")?;
+        need(
+            scores,
+            self.unfused_scores_len(n_q, n_kv, n_head),
+            "attention scores",
+        )?;
+        let c = &self.config;
+        let chunk = c.attn_chunk.max(1);
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        let (wx, wy) = c.attn_mm_wg;
+        let mut r0 = 0;
+        while r0 < n_q {
+            let rows = chunk.min(n_q - r0);
+            let words = [
+                rows as u32,
+                n_kv as u32,
+                (d / 4) as u32,
+                r0 as u32,
+                scale.to_bits(),
+                0,
+                0,
+                0,
+            ];
+            let p = self.param(words)?;
+            self.dispatch(
+                pass,
+                &self.attn_qk,
+                &self.l_3ro_rw,
+                &[whole(q), whole(k), whole(&self.dummy), whole(scores), p],
+                (
+                    groups(n_kv, wx * c.attn_mm_tn),
+                    groups(rows, wy * c.attn_mm_tm),
+                    n_head as u32,
+                ),
+            )?;
+            self.softmax(pass, scores, n_head * rows, n_kv, None)?;
+            let p = self.param(words)?;
+            self.dispatch(
+                pass,
+                &self.attn_pv,
+                &self.l_3ro_rw,
+                &[whole(scores), whole(v), whole(&self.dummy), whole(out), p],
+                (
+                    groups(HEAD_DIM / 4, wx * c.attn_mm_tn4),
+                    groups(rows, wy * c.attn_mm_tm),
+                    n_head as u32,
+                ),
+            )?;
+            r0 += rows;
+        }
+        Ok(())
+    }
+
     /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
     /// is `[vocab, d]` and may exceed one binding (one dispatch per row range).
     #[allow(clippy::too_many_arguments)]
@@ -1061,7 +1321,7 @@ impl Kernels {
         if n_tok == 0 || d == 0 {
             return Ok(());
         }
-        if per_seq == 0 || n_tok % per_seq != 0 {
+        if per_seq == 0 || !n_tok.is_multiple_of(per_seq) {
             return Err(Error::Device(format!(
                 "embed: {n_tok} tokens are not sequences of {per_seq}"
             )));
@@ -1145,6 +1405,177 @@ impl Kernels {
             &[whole(x), whole(out), p, whole(mask)],
             (1, 1, 1),
         )
+    }
+
+    /// A binding of `elems` f32 values of `b` from value `first` (`first · 4` must be a multiple
+    /// of the storage offset alignment; callers start ranges at multiples of 64 values).
+    pub(crate) fn range<'a>(
+        &self,
+        b: &'a wgpu::Buffer,
+        first: usize,
+        elems: usize,
+        what: &str,
+    ) -> Result<wgpu::BufferBinding<'a>> {
+        let (off, bytes) = (first as u64 * 4, elems.max(1) as u64 * 4);
+        need(b, first + elems.max(1), what)?;
+        if off % self.align != 0 || bytes > self.max_binding {
+            return Err(Error::Device(format!(
+                "{what}: range of {bytes} bytes at {off} (alignment {}, binding limit {})",
+                self.align, self.max_binding
+            )));
+        }
+        Ok(binding(b, off, bytes))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mel_dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipeline: &wgpu::ComputePipeline,
+        src: wgpu::BufferBinding<'_>,
+        dst: wgpu::BufferBinding<'_>,
+        gmax: &wgpu::Buffer,
+        words: [u32; 8],
+        threads: usize,
+    ) -> Result<()> {
+        let p = self.param(words)?;
+        let wg = Self::grid(groups(threads, self.config.elementwise_wg) as usize);
+        self.dispatch(
+            pass,
+            pipeline,
+            &self.l_ro_2rw,
+            &[src, dst, whole(gmax), p],
+            wg,
+        )
+    }
+
+    /// `frames [rows, 400]` of STFT frames `t0 ..` (see `shaders/mel.wgsl`); `samples` binds
+    /// samples `s0 .. s0 + len` of an `n`-sample signal.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mel_frames(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        samples: wgpu::BufferBinding<'_>,
+        frames: &wgpu::Buffer,
+        gmax: &wgpu::Buffer,
+        n: usize,
+        s0: usize,
+        len: usize,
+        t0: usize,
+        rows: usize,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let bound = samples
+            .size
+            .map_or(samples.buffer.size() - samples.offset, |s| s.get());
+        if (len as u64) * 4 > bound {
+            return Err(Error::Device(format!(
+                "mel_frames: {len} samples in a binding of {bound} bytes"
+            )));
+        }
+        need(frames, rows * crate::mel::N_FFT, "mel_frames out")?;
+        let w = [n, s0, len, t0, rows, 0, 0, 0].map(|v| v as u32);
+        self.mel_dispatch(
+            pass,
+            &self.mel_frames,
+            samples,
+            whole(frames),
+            gmax,
+            w,
+            rows * crate::mel::N_FFT,
+        )
+    }
+
+    /// `power [rows, 204] = re² + im²` of `spec [rows, 402]` (zero padding columns).
+    pub fn mel_power(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        spec: &wgpu::Buffer,
+        power: &wgpu::Buffer,
+        gmax: &wgpu::Buffer,
+        rows: usize,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        need(spec, rows * 402, "mel_power spec")?;
+        need(power, rows * 204, "mel_power out")?;
+        let w = [rows as u32, 0, 0, 0, 0, 0, 0, 0];
+        self.mel_dispatch(
+            pass,
+            &self.mel_power,
+            whole(spec),
+            whole(power),
+            gmax,
+            w,
+            rows * 204,
+        )
+    }
+
+    /// `logs[i] = log10(max(mel[i], 1e-10))` for `count` values, folding their maximum into
+    /// `gmax` (an order-preserving u32, initialised by the caller).
+    pub fn mel_log(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        mel: &wgpu::Buffer,
+        logs: wgpu::BufferBinding<'_>,
+        gmax: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        need(mel, count, "mel_log in")?;
+        let bound = logs
+            .size
+            .map_or(logs.buffer.size() - logs.offset, |s| s.get());
+        if (count as u64) * 4 > bound {
+            return Err(Error::Device(format!(
+                "mel_log: {count} values in a binding of {bound} bytes"
+            )));
+        }
+        let w = [count as u32, 0, 0, 0, 0, 0, 0, 0];
+        // 16 values per thread (LOG_PER in the shader).
+        self.mel_dispatch(
+            pass,
+            &self.mel_log,
+            whole(mel),
+            logs,
+            gmax,
+            w,
+            count.div_ceil(16),
+        )
+    }
+
+    /// One output block `out [n_mels, rows]`: normalised log-mel of `rows` frames whose first
+    /// `live` have log10 values in `logs` (frame-major `[live, n_mels]`), the rest silence.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mel_norm(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        logs: wgpu::BufferBinding<'_>,
+        out: wgpu::BufferBinding<'_>,
+        gmax: &wgpu::Buffer,
+        rows: usize,
+        live: usize,
+        n_mels: usize,
+    ) -> Result<()> {
+        if rows == 0 || n_mels == 0 {
+            return Ok(());
+        }
+        let size =
+            |b: &wgpu::BufferBinding<'_>| b.size.map_or(b.buffer.size() - b.offset, |s| s.get());
+        if (live.min(rows) * n_mels * 4) as u64 > size(&logs)
+            || (rows * n_mels * 4) as u64 > size(&out)
+        {
+            return Err(Error::Device(format!(
+                "mel_norm: {rows} x {n_mels} block with {live} live frames exceeds its bindings"
+            )));
+        }
+        let w = [rows, live.min(rows), n_mels, 0, 0, 0, 0, 0].map(|v| v as u32);
+        self.mel_dispatch(pass, &self.mel_norm, logs, out, gmax, w, rows * n_mels)
     }
 }
 

@@ -5,13 +5,18 @@
 //!   `Error::Device`, upload / read-back helpers.
 //! - `kernels`: pipelines built once per device (`Kernels`), tile sizes as parameters
 //!   (`KernelConfig`), one function per kernel recording a dispatch into a command encoder.
+//! - `mel`: the log-mel spectrogram on the device (`GpuMel`).
 //! - `oneshot`: upload, run one kernel, read back (tests, benchmarks).
 
 pub mod context;
 pub mod kernels;
+pub mod mel;
 pub mod model;
 pub mod oneshot;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
-pub use kernels::{KernelConfig, Kernels, MatmulTile, MatmulVariant, HEAD_DIM};
+pub use kernels::{
+    pack_f16, KernelConfig, Kernels, MatmulTile, MatmulVariant, WeightType, HEAD_DIM,
+};
+pub use mel::GpuMel;
 pub use model::GpuModel;

@@ -20,10 +20,12 @@ use crate::model::config::ModelDims;
 use crate::model::weights::Weights;
 
 use super::context::GpuContext;
-use super::kernels::{KernelConfig, Kernels, HEAD_DIM};
+use super::kernels::{pack_f16, KernelConfig, Kernels, WeightType, HEAD_DIM};
+use super::mel::GpuMel;
 
 struct Linear {
     w: Buffer,
+    wt: WeightType,
     b: Option<Buffer>,
     n_in: usize,
     n_out: usize,
@@ -37,9 +39,15 @@ impl Linear {
         n_in: usize,
         n_out: usize,
         bias: bool,
+        wt: WeightType,
     ) -> Result<Self> {
+        let data = w.f32(&format!("{prefix}.weight"), &[n_out, n_in])?;
         Ok(Linear {
-            w: ctx.upload(prefix, &w.f32(&format!("{prefix}.weight"), &[n_out, n_in])?),
+            w: match wt {
+                WeightType::F32 => ctx.upload(prefix, &data),
+                WeightType::F16 => ctx.upload(prefix, &pack_f16(&data)),
+            },
+            wt,
             b: if bias {
                 Some(ctx.upload(prefix, &w.f32(&format!("{prefix}.bias"), &[n_out])?))
             } else {
@@ -59,10 +67,11 @@ impl Linear {
         out: &Buffer,
         gelu: bool,
     ) -> Result<()> {
-        k.linear(
+        k.linear_typed(
             enc,
             x,
             &self.w,
+            self.wt,
             self.b.as_ref(),
             out,
             rows,
@@ -108,12 +117,12 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(ctx: &GpuContext, w: &Weights, prefix: &str, d: usize) -> Result<Self> {
+    fn load(ctx: &GpuContext, w: &Weights, prefix: &str, d: usize, wt: WeightType) -> Result<Self> {
         Ok(Attention {
-            q: Linear::load(ctx, w, &format!("{prefix}.q_proj"), d, d, true)?,
-            k: Linear::load(ctx, w, &format!("{prefix}.k_proj"), d, d, false)?,
-            v: Linear::load(ctx, w, &format!("{prefix}.v_proj"), d, d, true)?,
-            o: Linear::load(ctx, w, &format!("{prefix}.out_proj"), d, d, true)?,
+            q: Linear::load(ctx, w, &format!("{prefix}.q_proj"), d, d, true, wt)?,
+            k: Linear::load(ctx, w, &format!("{prefix}.k_proj"), d, d, false, wt)?,
+            v: Linear::load(ctx, w, &format!("{prefix}.v_proj"), d, d, true, wt)?,
+            o: Linear::load(ctx, w, &format!("{prefix}.out_proj"), d, d, true, wt)?,
         })
     }
 }
@@ -136,10 +145,11 @@ impl Block {
         d: usize,
         ffn: usize,
         cross: bool,
+        wt: WeightType,
     ) -> Result<Self> {
         Ok(Block {
             attn_ln: LayerNorm::load(ctx, w, &format!("{prefix}.self_attn_layer_norm"), d)?,
-            attn: Attention::load(ctx, w, &format!("{prefix}.self_attn"), d)?,
+            attn: Attention::load(ctx, w, &format!("{prefix}.self_attn"), d, wt)?,
             cross_ln: if cross {
                 Some(LayerNorm::load(
                     ctx,
@@ -156,13 +166,14 @@ impl Block {
                     w,
                     &format!("{prefix}.encoder_attn"),
                     d,
+                    wt,
                 )?)
             } else {
                 None
             },
             mlp_ln: LayerNorm::load(ctx, w, &format!("{prefix}.final_layer_norm"), d)?,
-            fc1: Linear::load(ctx, w, &format!("{prefix}.fc1"), d, ffn, true)?,
-            fc2: Linear::load(ctx, w, &format!("{prefix}.fc2"), ffn, d, true)?,
+            fc1: Linear::load(ctx, w, &format!("{prefix}.fc1"), d, ffn, true, wt)?,
+            fc2: Linear::load(ctx, w, &format!("{prefix}.fc2"), ffn, d, true, wt)?,
         })
     }
 }
@@ -237,6 +248,8 @@ pub struct GpuModel {
     stem1_cf: Buffer,
     enc: Scratch,
     enc_out: Buffer,
+    /// Score chunk of the unfused encoder self-attention (`KernelConfig::attn_unfused`).
+    enc_scores: Buffer,
     cross_k: Vec<Buffer>,
     cross_v: Vec<Buffer>,
     cache: KvCache,
@@ -248,6 +261,8 @@ pub struct GpuModel {
     attn_w: Buffer,
     encoded: bool,
     greedy: GreedyPick,
+    /// The log-mel's DFT matrix and filterbank (created on first use).
+    log_mel: Option<GpuMel>,
 }
 
 /// Suppression bitsets resident on the device for `decode_greedy` (a greedy pass uses two: the
@@ -307,8 +322,20 @@ impl GreedyPick {
 }
 
 impl GpuModel {
-    /// Uploads every tensor (shapes checked against `dims`) and allocates all buffers.
+    /// Uploads every tensor (shapes checked against `dims`) and allocates all buffers, with the
+    /// kernel configuration for the adapter's type.
     pub fn load(ctx: GpuContext, weights: &Weights, dims: &ModelDims) -> Result<Self> {
+        let config = KernelConfig::for_adapter(&ctx);
+        Self::load_with_config(ctx, weights, dims, config)
+    }
+
+    /// `load` with an explicit kernel configuration (benchmarks, tests).
+    pub fn load_with_config(
+        ctx: GpuContext,
+        weights: &Weights,
+        dims: &ModelDims,
+        config: KernelConfig,
+    ) -> Result<Self> {
         let d = dims.n_audio_state;
         if dims.n_text_state != d {
             return Err(Error::model(
@@ -316,14 +343,18 @@ impl GpuModel {
                 "encoder and decoder widths differ",
             ));
         }
-        if d % 4 != 0 || d != dims.n_audio_head * HEAD_DIM || d != dims.n_text_head * HEAD_DIM {
+        if !d.is_multiple_of(4)
+            || d != dims.n_audio_head * HEAD_DIM
+            || d != dims.n_text_head * HEAD_DIM
+        {
             return Err(Error::model(
                 weights.path(),
                 format!("GPU kernels need head_dim {HEAD_DIM} (d = {d})"),
             ));
         }
-        let mut k = Kernels::new(&ctx, KernelConfig::for_adapter(&ctx))?;
+        let mut k = Kernels::new(&ctx, config)?;
         k.enable_bind_cache();
+        let wt = k.config.weights;
         let model = ctx.scoped("uploading the model", || {
             let c = &ctx;
             let enc_blocks = (0..dims.n_audio_layer)
@@ -335,6 +366,7 @@ impl GpuModel {
                         d,
                         dims.n_audio_ffn,
                         false,
+                        wt,
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -347,6 +379,7 @@ impl GpuModel {
                         d,
                         dims.n_text_ffn,
                         true,
+                        wt,
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -422,6 +455,14 @@ impl GpuModel {
             stem1_cf: buf("stem1_cf", t_in * d),
             enc: Scratch::new(&ctx, dims.n_audio_ctx, d, dims.n_audio_ffn),
             enc_out: buf("enc_out", dims.n_audio_ctx * d),
+            enc_scores: buf(
+                "enc_scores",
+                if k.use_unfused_attention(dims.n_audio_ctx, dims.n_audio_ctx, None) {
+                    k.unfused_scores_len(dims.n_audio_ctx, dims.n_audio_ctx, dims.n_audio_head)
+                } else {
+                    1
+                },
+            ),
             dec: Scratch::new(&ctx, dims.n_text_ctx, d, dims.n_text_ffn),
             dec_rows: dims.n_text_ctx,
             attn_w: buf("attn_w", 4),
@@ -442,6 +483,7 @@ impl GpuModel {
             cross_v,
             encoded: false,
             greedy: GreedyPick::new(&ctx, dims.n_vocab),
+            log_mel: None,
             dims: dims.clone(),
             k,
             ctx,
@@ -539,18 +581,33 @@ impl GpuModel {
             b.attn.q.run(k, enc, &s.h, n, &s.q, false)?;
             b.attn.k.run(k, enc, &s.h, n, &s.k, false)?;
             b.attn.v.run(k, enc, &s.h, n, &s.v, false)?;
-            k.attention(
-                enc,
-                &s.q,
-                &s.k,
-                &s.v,
-                &s.a,
-                n,
-                n,
-                d,
-                dims.n_audio_head,
-                None,
-            )?;
+            if k.use_unfused_attention(n, n, None) {
+                k.attention_unfused(
+                    enc,
+                    &s.q,
+                    &s.k,
+                    &s.v,
+                    &s.a,
+                    &self.enc_scores,
+                    n,
+                    n,
+                    d,
+                    dims.n_audio_head,
+                )?;
+            } else {
+                k.attention(
+                    enc,
+                    &s.q,
+                    &s.k,
+                    &s.v,
+                    &s.a,
+                    n,
+                    n,
+                    d,
+                    dims.n_audio_head,
+                    None,
+                )?;
+            }
             b.attn.o.run(k, enc, &s.a, n, &s.o, false)?;
             k.add(enc, &s.x, &s.o, n * d)?;
             b.mlp_ln.run(k, enc, &s.x, &s.h, n)?;
@@ -795,6 +852,13 @@ impl Backend for GpuModel {
 
     fn device_name(&self) -> String {
         format!("gpu: {}", self.ctx.describe())
+    }
+
+    fn log_mel(&mut self, samples: &[f32], n_mels: usize) -> Result<crate::mel::LogMel> {
+        let (ctx, k) = (&self.ctx, &self.k);
+        self.log_mel
+            .get_or_insert_with(|| GpuMel::new(ctx))
+            .compute(ctx, k, samples, n_mels)
     }
 
     fn encode(&mut self, mel: &[f32]) -> Result<()> {

@@ -5,7 +5,7 @@
 use crate::error::Result;
 
 use super::context::GpuContext;
-use super::kernels::Kernels;
+use super::kernels::{pack_f16, Kernels, WeightType};
 
 /// Copies `[rows, cols]` into `[rows, cols.next_multiple_of(4)]` with zero padding.
 pub fn pad_cols(x: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
@@ -55,14 +55,34 @@ impl Kernels {
         bias: Option<&[f32]>,
         gelu: bool,
     ) -> Result<Vec<f32>> {
+        self.run_linear_typed(ctx, x, m, k, w, WeightType::F32, n, bias, gelu)
+    }
+
+    /// `run_linear` with the weights stored on the device as `wt` (converted here).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_linear_typed(
+        &self,
+        ctx: &GpuContext,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[f32],
+        wt: WeightType,
+        n: usize,
+        bias: Option<&[f32]>,
+        gelu: bool,
+    ) -> Result<Vec<f32>> {
         let (xp, kp) = pad_cols(x, m, k);
         let (wp, _) = pad_cols(w, n, k);
         let xb = ctx.upload("x", &xp);
-        let wb = ctx.upload("w", &wp);
+        let wb = match wt {
+            WeightType::F32 => ctx.upload("w", &wp),
+            WeightType::F16 => ctx.upload("w", &pack_f16(&wp)),
+        };
         let bb = bias.map(|b| ctx.upload("bias", b));
         let ob = ctx.storage("out", (m * n * 4) as u64);
         self.run(ctx, "linear", |enc| {
-            self.linear(enc, &xb, &wb, bb.as_ref(), &ob, m, n, kp, gelu)
+            self.linear_typed(enc, &xb, &wb, wt, bb.as_ref(), &ob, m, n, kp, gelu)
         })?;
         ctx.read(&ob, m * n)
     }
@@ -157,6 +177,33 @@ impl Kernels {
         let ob = ctx.storage("out", (n_q * d * 4) as u64);
         self.run(ctx, "attention", |enc| {
             self.attention(enc, &qb, &kb, &vb, &ob, n_q, n_kv, d, n_head, causal)
+        })?;
+        ctx.read(&ob, n_q * d)
+    }
+
+    /// `attention_unfused` (non-causal; n_kv a multiple of 4).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_attention_unfused(
+        &self,
+        ctx: &GpuContext,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+    ) -> Result<Vec<f32>> {
+        let qb = ctx.upload("q", q);
+        let kb = ctx.upload("k", k);
+        let vb = ctx.upload("v", v);
+        let ob = ctx.storage("out", (n_q * d * 4) as u64);
+        let sb = ctx.storage(
+            "scores",
+            (self.unfused_scores_len(n_q, n_kv, n_head) * 4) as u64,
+        );
+        self.run(ctx, "attention (unfused)", |enc| {
+            self.attention_unfused(enc, &qb, &kb, &vb, &ob, &sb, n_q, n_kv, d, n_head)
         })?;
         ctx.read(&ob, n_q * d)
     }
