@@ -468,7 +468,7 @@ fn import_then_resolve_by_name_and_split_parts() {
     assert!(e.contains("bad name!"), "{e}");
 }
 
-fn fake_snapshot(dir: &Path, files: &[&str]) {
+fn snapshot_with_files(dir: &Path, files: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
     for f in files {
         std::fs::write(dir.join(f), b"{}").unwrap();
@@ -482,14 +482,14 @@ fn cache_lookup_requires_complete_snapshots() {
     let repo = hub::repo_cache_dir(cache, "someone/whisper-x");
     assert_eq!(repo, cache.join("models--someone--whisper-x"));
     // refs/main names a snapshot without model.safetensors: not complete.
-    fake_snapshot(
+    snapshot_with_files(
         &repo.join("snapshots/abc"),
         &["config.json", "tokenizer.json"],
     );
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "abc").unwrap();
     // A leftover temp dir with all files is ignored.
-    fake_snapshot(
+    snapshot_with_files(
         &repo.join("snapshots/.tmp-convert-xyz"),
         hub::REQUIRED_FILES,
     );
@@ -497,7 +497,7 @@ fn cache_lookup_requires_complete_snapshots() {
     assert!(!hub::is_complete(&repo.join("snapshots/abc")));
 
     // Complete it: found through refs/main.
-    fake_snapshot(&repo.join("snapshots/abc"), &["model.safetensors"]);
+    snapshot_with_files(&repo.join("snapshots/abc"), &["model.safetensors"]);
     assert_eq!(
         hub::find_in_cache(cache, "someone/whisper-x"),
         Some(repo.join("snapshots/abc"))
@@ -537,7 +537,7 @@ fn repo_names_and_cache_dir() {
 fn local_dir_must_be_complete() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("m");
-    fake_snapshot(&d, &["config.json", "tokenizer.json"]);
+    snapshot_with_files(&d, &["config.json", "tokenizer.json"]);
     let e = hub::resolve_in(d.to_str().unwrap(), tmp.path())
         .unwrap_err()
         .to_string();

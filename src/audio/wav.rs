@@ -133,7 +133,7 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
             b"data" => {
                 if size > avail {
                     // Declared past the end of the file: a truncated file, or a streamed WAV
-                    // written with a placeholder size (0xFFFFFFFF). Use what is there.
+                    // written with an unknown size (0xFFFFFFFF). Use what is there.
                     truncated = size != u32::MAX as usize && size != 0x7FFF_FFFF;
                     data = Some(&bytes[body..]);
                     break;
