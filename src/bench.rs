@@ -40,9 +40,6 @@ pub struct BenchArgs {
     /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
     #[arg(long, value_name = "N|NAME")]
     adapter: Option<String>,
-    /// Weight precision; only f32 is implemented.
-    #[arg(long, default_value = "f32", value_parser = ["f32"])]
-    dtype: String,
     /// Timed runs after one warm-up run; each figure is the median over them.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -267,7 +264,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         audio_s,
         model: args.model.clone(),
         device: tr.backend().device_name(),
-        dtype: args.dtype.clone(),
+        dtype: tr.backend().weights_dtype().to_string(),
         beam_size: args.beam_size,
         threads: rayon::current_num_threads(),
         runs: args.runs,

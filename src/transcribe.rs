@@ -258,6 +258,9 @@ impl Backend for Metered<'_> {
     fn device_memory_bytes(&self) -> Option<u64> {
         self.inner.device_memory_bytes()
     }
+    fn weights_dtype(&self) -> &'static str {
+        self.inner.weights_dtype()
+    }
 }
 
 /// Why `--device auto` fell back to the CPU, for its one log line.

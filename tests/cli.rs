@@ -248,6 +248,7 @@ fn bench_json_reports_every_stage() {
         .as_str()
         .unwrap()
         .contains("ask not what your country can do for you"));
-    let o = run(&["bench", "--dtype", "f16"]);
-    assert_eq!(o.status.code(), Some(2), "only f32 is implemented");
+    assert_eq!(j["dtype"], "f32", "the CPU path holds f32 weights");
+    let o = run(&["bench", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "a bad flag is a usage error");
 }

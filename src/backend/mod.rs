@@ -76,6 +76,11 @@ pub trait Backend {
     fn device_memory_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// How the matrix weights are stored on the device ("f32", "f16"); arithmetic is f32.
+    fn weights_dtype(&self) -> &'static str {
+        "f32"
+    }
 }
 
 /// Mask `suppress` to −∞, then (argmax, its log-softmax): what a greedy step needs.

@@ -1075,4 +1075,11 @@ impl Backend for GpuModel {
             .generate_allocator_report()
             .map(|r| r.total_allocated_bytes)
     }
+
+    fn weights_dtype(&self) -> &'static str {
+        match self.k.config.weights {
+            super::kernels::WeightType::F32 => "f32",
+            super::kernels::WeightType::F16 => "f16",
+        }
+    }
 }
