@@ -1,22 +1,12 @@
 //! The device-side greedy choice (`greedy_pick` in shaders/argmax.wgsl) against its CPU twin
 //! `backend::masked_argmax`, on odd vocabulary sizes, masks and ties.
 
-use dattavani_asr::backend::gpu::context::{AdapterSelector, GpuContext};
 use dattavani_asr::backend::gpu::kernels::{KernelConfig, Kernels};
 use dattavani_asr::backend::masked_argmax;
 
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(&AdapterSelector::AnyGpu) {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            if std::env::var("DATTAVANI_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("DATTAVANI_REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("skipped: no GPU adapter ({e})");
-            None
-        }
-    }
-}
+#[path = "common/gpu.rs"]
+mod gpu_adapter;
+use gpu_adapter::gpu;
 
 /// The index must be identical (first on ties). The log-probability is a log-sum-exp over up to
 /// 51,865 terms summed in a different order (online per thread, then a tree) with the GPU's exp:

@@ -22,24 +22,15 @@ mod npy;
 use std::path::Path;
 
 use dattavani_asr::audio::load_audio;
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext, GpuMel, KernelConfig, Kernels};
+use dattavani_asr::backend::gpu::{GpuMel, KernelConfig, Kernels};
 use dattavani_asr::mel::{log_mel_spectrogram, LogMel};
 
 const TOL_MAX: f32 = 2e-4;
 const TOL_MEAN: f64 = 1e-6;
 
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(&AdapterSelector::AnyGpu) {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            if std::env::var("DATTAVANI_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("DATTAVANI_REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("skipped: no GPU adapter ({e})");
-            None
-        }
-    }
-}
+#[path = "common/gpu.rs"]
+mod gpu_adapter;
+use gpu_adapter::gpu;
 
 /// Largest and mean absolute difference.
 fn errors(got: &[f32], want: &[f32]) -> (f32, f64, usize) {

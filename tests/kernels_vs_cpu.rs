@@ -17,18 +17,9 @@ use dattavani_asr::backend::gpu::{
 };
 use dattavani_asr::error::Error;
 
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(&AdapterSelector::AnyGpu) {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            if std::env::var("DATTAVANI_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("DATTAVANI_REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("skipped: no GPU adapter ({e})");
-            None
-        }
-    }
-}
+#[path = "common/gpu.rs"]
+mod gpu_adapter;
+use gpu_adapter::gpu;
 
 fn kernels(ctx: &GpuContext) -> Kernels {
     Kernels::new(ctx, KernelConfig::for_adapter(ctx)).expect("kernels compile")

@@ -1,0 +1,19 @@
+//! The GPU tests' adapter rule: any adapter (lavapipe in CI). With none, a test prints
+//! "skipped: no GPU adapter" and passes, unless DATTAVANI_REQUIRE_GPU=1 (CI), where it fails.
+//!
+//! Use with `#[path = "common/gpu.rs"] mod gpu_adapter;`.
+
+use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext};
+
+pub fn gpu() -> Option<GpuContext> {
+    match GpuContext::new(&AdapterSelector::AnyGpu) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            if std::env::var("DATTAVANI_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("DATTAVANI_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("skipped: no GPU adapter ({e})");
+            None
+        }
+    }
+}
