@@ -195,6 +195,11 @@ pub fn linear_small_m(
     }
 }
 
+thread_local! {
+    /// Per-thread scratch of `attention` (scores and one head's result).
+    static ATTENTION_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A raw output pointer handed to the tasks of `linear_small_m`, which write disjoint elements.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -543,12 +548,18 @@ pub fn attention(
     use rayon::prelude::*;
     let hd = d / n_head;
     let scale = 1.0 / (hd as f32).sqrt();
-    // One task per head; each computes its [n_q, n_kv] score block single-threaded, so the
-    // heads themselves are the parallelism.
-    let heads: Vec<Vec<f32>> = (0..n_head)
-        .into_par_iter()
-        .map(|h| {
-            let mut scores = vec![0.0f32; n_q * n_kv];
+    assert!(out.len() >= n_q * d, "attention out too small");
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    // One task per head: its [n_q, n_kv] score block and [n_q, head_dim] result live in the
+    // running thread's scratch (grown once, so decoder steps allocate nothing), and the result
+    // is written into the head's own columns of `out`.
+    let run_head = |h: usize| {
+        ATTENTION_SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < n_q * (n_kv + hd) {
+                buf.resize(n_q * (n_kv + hd), 0.0);
+            }
+            let (scores, o) = buf.split_at_mut(n_q * n_kv);
             let q_h = &q[h * hd..];
             let k_h = &k[h * hd..];
             let v_h = &v[h * hd..];
@@ -557,7 +568,7 @@ pub fn attention(
                 n_q,
                 n_kv,
                 hd,
-                &mut scores,
+                scores,
                 ROW_MAJOR(n_kv),
                 q_h,
                 View {
@@ -581,15 +592,15 @@ pub fn attention(
                     }
                 }
             }
-            softmax_rows(&mut scores, n_kv);
-            let mut o = vec![0.0f32; n_q * hd];
+            softmax_rows(scores, n_kv);
+            let o = &mut o[..n_q * hd];
             gemm_strided(
                 n_q,
                 hd,
                 n_kv,
-                &mut o,
+                o,
                 ROW_MAJOR(hd),
-                &scores,
+                scores,
                 ROW_MAJOR(n_kv),
                 v_h,
                 View {
@@ -598,13 +609,23 @@ pub fn attention(
                 },
                 Parallelism::None,
             );
-            o
+            for i in 0..n_q {
+                // SAFETY: row i, columns h*hd..(h+1)*hd of `out` (asserted in bounds above);
+                // each head task writes only its own columns.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        o[i * hd..].as_ptr(),
+                        out_ptr.get().add(i * d + h * hd),
+                        hd,
+                    );
+                }
+            }
         })
-        .collect();
-    for (h, o) in heads.iter().enumerate() {
-        for i in 0..n_q {
-            out[i * d + h * hd..i * d + (h + 1) * hd].copy_from_slice(&o[i * hd..(i + 1) * hd]);
-        }
+    };
+    if n_q * n_kv * hd >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..n_head).into_par_iter().for_each(run_head);
+    } else {
+        (0..n_head).for_each(run_head);
     }
 }
 
