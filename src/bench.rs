@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
     #[arg(long, value_name = "N|NAME")]
     adapter: Option<String>,
+    /// Weight storage: f32, or f16 (GPU; its default there). int8 is not implemented yet.
+    #[arg(long, value_enum)]
+    dtype: Option<crate::transcribe::WeightsDtype>,
     /// Timed runs after one warm-up run; each figure is the median over them.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -222,6 +225,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     };
     let mut options = TranscribeOptions::default();
     options.decode.beam_size = Some(args.beam_size);
+    options.weights_dtype = args.dtype;
 
     let t = Instant::now();
     let samples = crate::audio::load_audio(&args.file)?;

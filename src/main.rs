@@ -11,7 +11,7 @@ use dattavani_asr::model::DEFAULT_MODEL;
 use dattavani_asr::output::{self, OutputFormat};
 use dattavani_asr::tokenizer::Task;
 use dattavani_asr::transcribe::{DeviceChoice, Transcriber};
-use dattavani_asr::transcribe::{MelPadding, TranscribeOptions, Transcript};
+use dattavani_asr::transcribe::{MelPadding, TranscribeOptions, Transcript, WeightsDtype};
 use dattavani_asr::Error;
 
 #[derive(Parser)]
@@ -145,6 +145,9 @@ struct TranscribeArgs {
     /// Word-level timestamps (in json: `words` per segment, with probabilities).
     #[arg(long)]
     word_timestamps: bool,
+    /// Weight storage: f32, or f16 (GPU; its default there). int8 is not implemented yet.
+    #[arg(long, value_enum)]
+    dtype: Option<WeightsDtype>,
 }
 
 impl TranscribeArgs {
@@ -206,6 +209,7 @@ impl TranscribeArgs {
                 MelPadding::Zeros
             },
             word_timestamps: self.word_timestamps,
+            weights_dtype: self.dtype,
         })
     }
 }

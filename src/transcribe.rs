@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backend::gpu::{AdapterSelector, GpuContext, GpuModel};
+use crate::backend::gpu::{AdapterSelector, GpuContext, GpuModel, KernelConfig, WeightType};
 use crate::backend::{cpu::CpuModel, Backend};
 use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
@@ -54,6 +54,18 @@ pub struct TranscribeOptions {
     pub mel_padding: MelPadding,
     /// Word-level timestamps from the alignment heads' cross-attention.
     pub word_timestamps: bool,
+    /// How matrix weights are stored; `None`: the backend's default (f32 on the CPU, f16 on the
+    /// GPU). Arithmetic is f32 either way.
+    pub weights_dtype: Option<WeightsDtype>,
+}
+
+/// Storage precision of the matrix weights (`--dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsDtype {
+    F32,
+    F16,
+    /// Per-row scaled int8 (CTranslate2's layout): not implemented yet.
+    Int8,
 }
 
 /// What fills the mel frames of a window that lie past the end of the audio.
@@ -85,6 +97,7 @@ impl Default for TranscribeOptions {
             seed: 0,
             mel_padding: MelPadding::Zeros,
             word_timestamps: false,
+            weights_dtype: None,
         }
     }
 }
@@ -107,6 +120,7 @@ impl TranscribeOptions {
             seed: 0,
             mel_padding: MelPadding::Floor,
             word_timestamps: false,
+            weights_dtype: None,
         }
     }
 }
@@ -327,23 +341,45 @@ impl Transcriber {
         // Fail on a bad language/task request now, not at the first window.
         tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
         let weights = Weights::open(&files.weights())?;
+        let dtype = options.weights_dtype;
+        if dtype == Some(WeightsDtype::Int8) {
+            return Err(Error::Usage(
+                "--dtype int8 is not implemented yet (f32, f16)".into(),
+            ));
+        }
+        // The GPU stores f16 unless f32 is asked for; the CPU reference path holds f32.
+        let load_gpu = |ctx: GpuContext| {
+            let mut kc = KernelConfig::for_adapter(&ctx);
+            if dtype == Some(WeightsDtype::F32) {
+                kc.weights = WeightType::F32;
+            }
+            GpuModel::load_with_config(ctx, &weights, &config.dims, kc)
+        };
+        let load_cpu = || {
+            if dtype == Some(WeightsDtype::F16) {
+                return Err(Error::Usage(
+                    "--dtype f16 is a GPU storage format; the CPU path holds f32 weights".into(),
+                ));
+            }
+            CpuModel::load(&weights, &config.dims)
+        };
         let backend: Box<dyn Backend> = match (device, adapter) {
             (DeviceChoice::Cpu, Some(_)) => {
                 return Err(Error::Usage(
                     "--adapter selects a GPU: not with --device cpu".into(),
                 ))
             }
-            (DeviceChoice::Cpu, None) => Box::new(CpuModel::load(&weights, &config.dims)?),
+            (DeviceChoice::Cpu, None) => Box::new(load_cpu()?),
             (DeviceChoice::Gpu, _) | (DeviceChoice::Auto, Some(_)) => {
                 let sel =
                     adapter.map_or(AdapterSelector::AnyGpu, AdapterSelector::from_adapter_arg);
                 let ctx = GpuContext::new(&sel)?;
-                Box::new(GpuModel::load(ctx, &weights, &config.dims)?)
+                Box::new(load_gpu(ctx)?)
             }
             (DeviceChoice::Auto, None) => {
                 let gpu = GpuContext::new(&AdapterSelector::Auto).and_then(|ctx| {
                     let name = ctx.describe();
-                    Ok((name, GpuModel::load(ctx, &weights, &config.dims)?))
+                    Ok((name, load_gpu(ctx)?))
                 });
                 match gpu {
                     Ok((name, model)) => {
@@ -352,7 +388,7 @@ impl Transcriber {
                     }
                     Err(e) => {
                         tracing::info!("device: cpu ({})", auto_reason(&e));
-                        Box::new(CpuModel::load(&weights, &config.dims)?)
+                        Box::new(load_cpu()?)
                     }
                 }
             }

@@ -252,3 +252,18 @@ fn bench_json_reports_every_stage() {
     let o = run(&["bench", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2), "a bad flag is a usage error");
 }
+
+#[test]
+fn unsupported_weight_dtypes_are_usage_errors() {
+    let o = run(&["transcribe", "samples/jfk.wav", "--dtype", "int8"]);
+    assert_clean_error(&o, 2, "int8");
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "--device",
+        "cpu",
+        "--dtype",
+        "f16",
+    ]);
+    assert_clean_error(&o, 2, "f16");
+}
