@@ -534,6 +534,8 @@ impl Transcriber {
         let mut seek = 0usize;
         let mut last_speech_timestamp = 0.0f64;
         while seek < content_frames {
+            // The window's first mel frame, kept for its segments' `seek` (the loop moves `seek`).
+            let window_seek = seek;
             let time_offset = seek as f64 * frame_secs;
             let segment_size = N_FRAMES.min(content_frames - seek);
             let segment_duration = segment_size as f64 * frame_secs;
@@ -682,9 +684,9 @@ impl Transcriber {
                 all_tokens.extend_from_slice(&seg_tokens);
                 segments.push(Segment {
                     id: segments.len(),
-                    seek: seek_of(time_offset, frame_secs),
-                    start: round2(start),
-                    end: round2(end.min(total_s.max(start))),
+                    seek: window_seek,
+                    start: decode::round2(start),
+                    end: decode::round2(end.min(total_s.max(start))),
                     text,
                     tokens: seg_tokens,
                     temperature: result.temperature,
@@ -712,13 +714,4 @@ impl Transcriber {
             duration: samples.len() as f64 / crate::audio::SAMPLE_RATE as f64,
         })
     }
-}
-
-fn seek_of(time_offset: f64, frame_secs: f64) -> usize {
-    (time_offset / frame_secs).round() as usize
-}
-
-/// Times are reported to the centisecond, as the timestamp tokens resolve 20 ms.
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }

@@ -414,7 +414,6 @@ pub fn add_word_timestamps(
     }
     merge_punctuations(&mut alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS);
 
-    let round2 = |x: f64| (x * 100.0).round() / 100.0;
     let mut word_index = 0;
     for (segment, text_tokens) in segments.iter_mut().zip(&per_segment) {
         let mut saved = 0;
@@ -424,8 +423,8 @@ pub fn add_word_timestamps(
             if !timing.word.is_empty() {
                 words.push(Word {
                     word: timing.word.clone(),
-                    start: round2(time_offset + timing.start),
-                    end: round2(time_offset + timing.end),
+                    start: super::round2(time_offset + timing.start),
+                    end: super::round2(time_offset + timing.end),
                     probability: timing.probability,
                 });
             }

@@ -365,6 +365,11 @@ impl<'a> DecodingTask<'a> {
     }
 }
 
+/// Times are reported to the centisecond, as the timestamp tokens resolve 20 ms.
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
 /// `log_softmax(x)[i]`.
 pub fn log_softmax_at(x: &[f32], i: usize) -> f32 {
     x[i] - crate::backend::cpu::ops::log_sum_exp(x)
