@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;
+pub mod quant;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

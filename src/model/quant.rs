@@ -1,0 +1,114 @@
+//! Int8 weight storage (`--dtype int8`): each row of a `[n_out, n_in]` matrix scaled by its own
+//! absolute maximum, as CTranslate2 quantizes its int8 checkpoints. One quantizer serves both
+//! backends, so the CPU and GPU int8 paths start from the same integers.
+//!
+//! Row `r` holds `q[r, c] = round(w[r, c] / scale[r])` with `scale[r] = max_c |w[r, c]| / 127`,
+//! rounding half to even, so `w ≈ q · scale` with an error of at most `scale / 2` per element.
+//! An all-zero row gets scale 0 (and zeros), never a division by zero.
+
+/// A row-scaled int8 matrix: `w[r, c] ≈ q[r * cols + c] as f32 * scale[r]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedMatrix {
+    pub q: Vec<i8>,
+    pub scale: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl QuantizedMatrix {
+    /// Quantize `w` (`rows x cols`, row-major) row by row.
+    pub fn quantize(w: &[f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(w.len(), rows * cols, "quantize: matrix is not rows x cols");
+        let mut q = vec![0i8; rows * cols];
+        let mut scale = vec![0.0f32; rows];
+        for ((src, dst), s) in w
+            .chunks_exact(cols.max(1))
+            .zip(q.chunks_exact_mut(cols.max(1)))
+            .zip(scale.iter_mut())
+        {
+            *s = quantize_row(src, dst);
+        }
+        QuantizedMatrix {
+            q,
+            scale,
+            rows,
+            cols,
+        }
+    }
+
+    /// Row `r` back in f32 (`out.len() == cols`): embedding lookups of a quantized table.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let s = self.scale[r];
+        for (o, &v) in out
+            .iter_mut()
+            .zip(&self.q[r * self.cols..(r + 1) * self.cols])
+        {
+            *o = v as f32 * s;
+        }
+    }
+
+    /// The whole matrix back in f32 (tests and CPU twins of the GPU kernels).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows * self.cols];
+        for (r, row) in out.chunks_exact_mut(self.cols.max(1)).enumerate() {
+            self.dequantize_row(r, row);
+        }
+        out
+    }
+
+    /// Bytes held (int8 values and f32 scales).
+    pub fn bytes(&self) -> usize {
+        self.q.len() + 4 * self.scale.len()
+    }
+}
+
+/// Quantize one row into `dst`; returns its scale (`max |x| / 127`, 0 for an all-zero row).
+/// Activations of the CPU int8 matrix products use the same rule per row.
+pub fn quantize_row(src: &[f32], dst: &mut [i8]) -> f32 {
+    let amax = src.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    if amax == 0.0 || !amax.is_finite() {
+        dst.fill(0);
+        return if amax.is_finite() { 0.0 } else { f32::NAN };
+    }
+    let inv = 127.0 / amax;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        // |v * inv| <= 127 up to rounding of the product; the clamp keeps it exact.
+        *d = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    amax / 127.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_within_half_a_step() {
+        let (rows, cols) = (5, 37);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1 + i / cols) as f32)
+            .collect();
+        let m = QuantizedMatrix::quantize(&w, rows, cols);
+        let back = m.dequantize();
+        for r in 0..rows {
+            let row = &w[r * cols..(r + 1) * cols];
+            let amax = row.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+            assert!((m.scale[r] - amax / 127.0).abs() <= f32::EPSILON * amax);
+            for c in 0..cols {
+                let err = (back[r * cols + c] - row[c]).abs();
+                assert!(err <= m.scale[r] * 0.5 + 1e-6, "r{r} c{c}: {err}");
+            }
+            // The largest element maps to ±127 exactly.
+            assert!(m.q[r * cols..(r + 1) * cols]
+                .iter()
+                .any(|&q| q == 127 || q == -127));
+        }
+    }
+
+    #[test]
+    fn zero_row_has_zero_scale() {
+        let m = QuantizedMatrix::quantize(&[0.0; 8], 2, 4);
+        assert_eq!(m.scale, vec![0.0, 0.0]);
+        assert!(m.q.iter().all(|&q| q == 0));
+    }
+}
