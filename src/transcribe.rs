@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::backend::cpu::{model::CpuWeights, CpuModel};
 use crate::backend::gpu::{AdapterSelector, GpuContext, GpuModel, KernelConfig, WeightType};
-use crate::backend::{cpu::CpuModel, Backend};
+use crate::backend::Backend;
 use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
 use crate::decode::{self, language, DecodeOptions, DecodingResult, TIME_PRECISION};
@@ -342,13 +343,13 @@ impl Transcriber {
         tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
         let weights = Weights::open(&files.weights())?;
         let dtype = options.weights_dtype;
-        if dtype == Some(WeightsDtype::Int8) {
-            return Err(Error::Usage(
-                "--dtype int8 is not implemented yet (f32, f16)".into(),
-            ));
-        }
         // The GPU stores f16 unless f32 is asked for; the CPU reference path holds f32.
         let load_gpu = |ctx: GpuContext| {
+            if dtype == Some(WeightsDtype::Int8) {
+                return Err(Error::Usage(
+                    "--dtype int8 is not implemented on the GPU yet (f32, f16)".into(),
+                ));
+            }
             let mut kc = KernelConfig::for_adapter(&ctx);
             if dtype == Some(WeightsDtype::F32) {
                 kc.weights = WeightType::F32;
@@ -361,7 +362,11 @@ impl Transcriber {
                     "--dtype f16 is a GPU storage format; the CPU path holds f32 weights".into(),
                 ));
             }
-            CpuModel::load(&weights, &config.dims)
+            let cpu_dtype = match dtype {
+                Some(WeightsDtype::Int8) => CpuWeights::Int8,
+                _ => CpuWeights::F32,
+            };
+            CpuModel::load_with(&weights, &config.dims, cpu_dtype)
         };
         let backend: Box<dyn Backend> = match (device, adapter) {
             (DeviceChoice::Cpu, Some(_)) => {

@@ -126,6 +126,7 @@ def main():
     ap.add_argument("--long", action="store_true", help="include real clips over 30 s")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beam-size", type=int, default=1)
+    ap.add_argument("--int8", action="store_true", help="also run ours with int8 weights (--dtype int8)")
     ap.add_argument("--plain", action="store_true", help="also run ours without timestamps/fallback")
     ap.add_argument("--gpu", action="store_true", help="also run ours on the GPU (--device gpu; slow on lavapipe)")
     ap.add_argument("--save-transcripts", type=Path, help="write each engine's texts here as TSV")
@@ -150,6 +151,8 @@ def main():
 
     b = args.beam_size
     engines = {"dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b)}
+    if args.int8:
+        engines["dattavani-asr cpu int8"] = lambda: run_ours(files, args.threads, b, ["--dtype", "int8"])
     if args.plain:
         engines["dattavani-asr cpu plain"] = lambda: run_ours(files, args.threads, b, ["--without-timestamps"])
     if args.gpu:

@@ -1,5 +1,6 @@
 //! The CPU reference backend.
 
+pub mod int8;
 pub mod model;
 pub mod ops;
 

@@ -2,24 +2,66 @@
 //! GPU backend is tested against. Weights are held in f32; every matrix product goes through
 //! `ops::linear` / `ops::attention` (the `gemm` crate, multi-threaded).
 
+use crate::backend::cpu::int8::Int8Matrix;
 use crate::backend::cpu::ops;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 use crate::model::weights::Weights;
 
+/// How the CPU path stores matrix weights (`--dtype`): f32 (the reference) or row-scaled int8
+/// (see [`crate::backend::cpu::int8`]). Everything else (norms, biases, convolutions, positions,
+/// attention) stays f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuWeights {
+    #[default]
+    F32,
+    Int8,
+}
+
+/// A weight matrix `[rows, cols]` in either storage.
+enum Matrix {
+    F32(Vec<f32>),
+    Int8(Int8Matrix),
+}
+
+impl Matrix {
+    fn load(w: &Weights, name: &str, rows: usize, cols: usize, dtype: CpuWeights) -> Result<Self> {
+        let f = w.f32(name, &[rows, cols])?;
+        Ok(match dtype {
+            CpuWeights::F32 => Matrix::F32(f),
+            CpuWeights::Int8 => Matrix::Int8(Int8Matrix::quantize(&f, rows, cols)),
+        })
+    }
+
+    /// `out[m, rows] = x[m, cols] · selfᵀ + bias`.
+    fn product(&self, x: &[f32], m: usize, cols: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+        match self {
+            Matrix::F32(w) => ops::linear(x, m, cols, w, w.len() / cols, bias, out),
+            Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
+        }
+    }
+}
+
 /// `y = x · Wᵀ + b`, W as PyTorch's `[n_out, n_in]`.
 struct Linear {
-    w: Vec<f32>,
+    w: Matrix,
     b: Option<Vec<f32>>,
     n_in: usize,
     n_out: usize,
 }
 
 impl Linear {
-    fn load(w: &Weights, prefix: &str, n_in: usize, n_out: usize, bias: bool) -> Result<Self> {
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        n_in: usize,
+        n_out: usize,
+        bias: bool,
+        dtype: CpuWeights,
+    ) -> Result<Self> {
         Ok(Linear {
-            w: w.f32(&format!("{prefix}.weight"), &[n_out, n_in])?,
+            w: Matrix::load(w, &format!("{prefix}.weight"), n_out, n_in, dtype)?,
             b: if bias {
                 Some(w.f32(&format!("{prefix}.bias"), &[n_out])?)
             } else {
@@ -32,12 +74,10 @@ impl Linear {
 
     /// `rows` rows of `x` -> `out` (`rows * n_out`).
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        ops::linear(
+        self.w.product(
             x,
             rows,
             self.n_in,
-            &self.w,
-            self.n_out,
             self.b.as_deref(),
             &mut out[..rows * self.n_out],
         );
@@ -77,12 +117,12 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(w: &Weights, prefix: &str, d: usize) -> Result<Self> {
+    fn load(w: &Weights, prefix: &str, d: usize, dtype: CpuWeights) -> Result<Self> {
         Ok(Attention {
-            query: Linear::load(w, &format!("{prefix}.q_proj"), d, d, true)?,
-            key: Linear::load(w, &format!("{prefix}.k_proj"), d, d, false)?,
-            value: Linear::load(w, &format!("{prefix}.v_proj"), d, d, true)?,
-            out: Linear::load(w, &format!("{prefix}.out_proj"), d, d, true)?,
+            query: Linear::load(w, &format!("{prefix}.q_proj"), d, d, true, dtype)?,
+            key: Linear::load(w, &format!("{prefix}.k_proj"), d, d, false, dtype)?,
+            value: Linear::load(w, &format!("{prefix}.v_proj"), d, d, true, dtype)?,
+            out: Linear::load(w, &format!("{prefix}.out_proj"), d, d, true, dtype)?,
         })
     }
 }
@@ -93,10 +133,10 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(w: &Weights, prefix: &str, d: usize, ffn: usize) -> Result<Self> {
+    fn load(w: &Weights, prefix: &str, d: usize, ffn: usize, dtype: CpuWeights) -> Result<Self> {
         Ok(Mlp {
-            fc1: Linear::load(w, &format!("{prefix}.fc1"), d, ffn, true)?,
-            fc2: Linear::load(w, &format!("{prefix}.fc2"), ffn, d, true)?,
+            fc1: Linear::load(w, &format!("{prefix}.fc1"), d, ffn, true, dtype)?,
+            fc2: Linear::load(w, &format!("{prefix}.fc2"), ffn, d, true, dtype)?,
         })
     }
 
@@ -120,10 +160,17 @@ struct Block {
 }
 
 impl Block {
-    fn load(w: &Weights, prefix: &str, d: usize, ffn: usize, cross: bool) -> Result<Self> {
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        d: usize,
+        ffn: usize,
+        cross: bool,
+        dtype: CpuWeights,
+    ) -> Result<Self> {
         Ok(Block {
             attn_ln: LayerNorm::load(w, &format!("{prefix}.self_attn_layer_norm"), d)?,
-            attn: Attention::load(w, &format!("{prefix}.self_attn"), d)?,
+            attn: Attention::load(w, &format!("{prefix}.self_attn"), d, dtype)?,
             cross_ln: if cross {
                 Some(LayerNorm::load(
                     w,
@@ -134,12 +181,17 @@ impl Block {
                 None
             },
             cross: if cross {
-                Some(Attention::load(w, &format!("{prefix}.encoder_attn"), d)?)
+                Some(Attention::load(
+                    w,
+                    &format!("{prefix}.encoder_attn"),
+                    d,
+                    dtype,
+                )?)
             } else {
                 None
             },
             mlp_ln: LayerNorm::load(w, &format!("{prefix}.final_layer_norm"), d)?,
-            mlp: Mlp::load(w, prefix, d, ffn)?,
+            mlp: Mlp::load(w, prefix, d, ffn, dtype)?,
         })
     }
 }
@@ -232,7 +284,8 @@ pub struct CpuModel {
     enc_pos: Vec<f32>,
     enc_blocks: Vec<Block>,
     enc_ln: LayerNorm,
-    tok_emb: Vec<f32>,
+    /// Token embedding, also the tied output projection.
+    tok_emb: Matrix,
     dec_pos: Vec<f32>,
     dec_blocks: Vec<Block>,
     dec_ln: LayerNorm,
@@ -245,11 +298,17 @@ pub struct CpuModel {
     scratch: DecoderScratch,
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
+    dtype: CpuWeights,
 }
 
 impl CpuModel {
-    /// Load every tensor, checking each one's shape against `dims`.
+    /// Load every tensor in f32, checking each one's shape against `dims`.
     pub fn load(weights: &Weights, dims: &ModelDims) -> Result<Self> {
+        Self::load_with(weights, dims, CpuWeights::F32)
+    }
+
+    /// Load with matrix weights (linear layers, token embedding) stored as `dtype`.
+    pub fn load_with(weights: &Weights, dims: &ModelDims, dtype: CpuWeights) -> Result<Self> {
         let d = dims.n_audio_state;
         if dims.n_text_state != d {
             return Err(Error::model(
@@ -265,6 +324,7 @@ impl CpuModel {
                     d,
                     dims.n_audio_ffn,
                     false,
+                    dtype,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -276,6 +336,7 @@ impl CpuModel {
                     d,
                     dims.n_text_ffn,
                     true,
+                    dtype,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -303,7 +364,13 @@ impl CpuModel {
             )?,
             enc_blocks,
             enc_ln: LayerNorm::load(weights, "model.encoder.layer_norm", d)?,
-            tok_emb: weights.f32("model.decoder.embed_tokens.weight", &[dims.n_vocab, d])?,
+            tok_emb: Matrix::load(
+                weights,
+                "model.decoder.embed_tokens.weight",
+                dims.n_vocab,
+                d,
+                dtype,
+            )?,
             dec_pos: weights.f32("model.decoder.embed_positions.weight", &[ctx, d])?,
             dec_blocks,
             dec_ln: LayerNorm::load(weights, "model.decoder.layer_norm", d)?,
@@ -314,6 +381,7 @@ impl CpuModel {
             scratch: DecoderScratch::default(),
             greedy_logits: Vec::new(),
             dims: dims.clone(),
+            dtype,
         })
     }
 
@@ -384,6 +452,13 @@ impl Backend for CpuModel {
 
     fn device_name(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn weights_dtype(&self) -> &'static str {
+        match self.dtype {
+            CpuWeights::F32 => "f32",
+            CpuWeights::Int8 => "int8",
+        }
     }
 
     fn encode(&mut self, mel: &[f32]) -> Result<()> {
@@ -532,14 +607,16 @@ impl CpuModel {
         let cache = &mut self.cache;
         let x = &mut s.x[..rows * d];
         for (seq, ids) in tokens.chunks_exact(n).enumerate() {
-            ops::embed(
-                &self.tok_emb,
-                &self.dec_pos,
-                d,
-                ids,
-                pos0,
-                &mut x[seq * n * d..(seq + 1) * n * d],
-            );
+            let rows = &mut x[seq * n * d..(seq + 1) * n * d];
+            match &self.tok_emb {
+                Matrix::F32(table) => ops::embed(table, &self.dec_pos, d, ids, pos0, rows),
+                Matrix::Int8(table) => {
+                    for (i, (&id, row)) in ids.iter().zip(rows.chunks_exact_mut(d)).enumerate() {
+                        table.row_f32(id as usize, row);
+                        ops::add_assign(row, &self.dec_pos[(pos0 + i) * d..(pos0 + i + 1) * d]);
+                    }
+                }
+            }
         }
         for (i, block) in self.dec_blocks.iter().enumerate() {
             // Causal self-attention: each sequence's new K/V rows go into its cache, and its
@@ -623,15 +700,8 @@ impl CpuModel {
             self.dec_ln
                 .forward(&x[row..row + d], &mut s.last[seq * d..(seq + 1) * d]);
         }
-        ops::linear(
-            &s.last,
-            n_seq,
-            d,
-            &self.tok_emb,
-            n_vocab,
-            None,
-            &mut logits[..n_seq * n_vocab],
-        );
+        self.tok_emb
+            .product(&s.last, n_seq, d, None, &mut logits[..n_seq * n_vocab]);
         Ok(())
     }
 }

@@ -9,6 +9,31 @@
 
 use gemm::Parallelism;
 
+/// Define `fn` twice, for the baseline instruction set and with AVX2, and pick at run time:
+/// the loops of these element-wise ops vectorise 8 wide instead of 4. Rust never fuses a
+/// multiply and an add on its own, so both versions compute the same bits.
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($a: $t),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($a: $t),*) $(-> $ret)? {
+                    body($($a),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($a),*) };
+                }
+            }
+            body($($a),*)
+        }
+    };
+}
+
 /// Below this many multiply-adds a matrix product runs on one thread: thread hand-off costs more
 /// than it saves.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
@@ -364,6 +389,7 @@ unsafe fn dot_avx(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+with_avx2! {
 /// Layer normalisation over each row of `x` (`cols` wide), eps as PyTorch's default 1e-5.
 pub fn layer_norm(x: &[f32], cols: usize, gamma: &[f32], beta: &[f32], out: &mut [f32]) {
     const EPS: f32 = 1e-5;
@@ -376,12 +402,15 @@ pub fn layer_norm(x: &[f32], cols: usize, gamma: &[f32], beta: &[f32], out: &mut
         }
     }
 }
+}
 
+with_avx2! {
 /// GELU in the erf form OpenAI's Whisper uses (`torch.nn.functional.gelu`, not the tanh form).
 pub fn gelu(x: &mut [f32]) {
     for v in x {
         *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
+}
 }
 
 /// `e^x` in f32, written so the compiler vectorises loops over it (`f32::exp` is a libm call per
@@ -433,13 +462,16 @@ pub fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
+with_avx2! {
 /// `a += b`, elementwise.
 pub fn add_assign(a: &mut [f32], b: &[f32]) {
     for (a, b) in a.iter_mut().zip(b) {
         *a += b;
     }
 }
+}
 
+with_avx2! {
 /// Numerically stable softmax of each `cols`-wide row, in place.
 pub fn softmax_rows(x: &mut [f32], cols: usize) {
     for row in x.chunks_exact_mut(cols) {
@@ -453,7 +485,9 @@ pub fn softmax_rows(x: &mut [f32], cols: usize) {
         }
     }
 }
+}
 
+with_avx2! {
 /// `ln Σ exp(x)`, stable (the max is factored out); −∞ for an empty or all −∞ input. Vectorised:
 /// it runs over the whole vocabulary at every decoding step.
 pub fn log_sum_exp(x: &[f32]) -> f32 {
@@ -471,6 +505,7 @@ pub fn log_sum_exp(x: &[f32]) -> f32 {
     }
     let sum = acc.iter().sum::<f32>() + tail.iter().map(|&v| exp(v - max)).sum::<f32>();
     max + sum.ln()
+}
 }
 
 /// Reduce `x` with `f` over 8 independent lanes, then across them: the same association a SIMD
@@ -549,23 +584,35 @@ pub fn attention(
     let hd = d / n_head;
     let scale = 1.0 / (hd as f32).sqrt();
     assert!(out.len() >= n_q * d, "attention out too small");
+    if n_q <= SMALL_M {
+        attention_few_queries(q, k, v, n_q, n_kv, d, n_head, causal_offset, out);
+        return;
+    }
     let out_ptr = SendPtr(out.as_mut_ptr());
-    // One task per head: its [n_q, n_kv] score block and [n_q, head_dim] result live in the
-    // running thread's scratch (grown once, so decoder steps allocate nothing), and the result
-    // is written into the head's own columns of `out`.
-    let run_head = |h: usize| {
+    // One task per (head, block of queries): its [rows, n_kv] score block and [rows, head_dim]
+    // result live in the running thread's scratch (grown once, so decoder steps allocate
+    // nothing), and the result is written into the head's own columns of `out`. Blocks of
+    // ATTENTION_QUERY_BLOCK queries keep an encoder head's scores (64 x 1500 floats, 384 KiB)
+    // in L2 between the two products, where a whole 1500 x 1500 block (9 MB) would not be.
+    let block = ATTENTION_QUERY_BLOCK.min(n_q.max(1));
+    let n_blocks = n_q.div_ceil(block);
+    let run_task = |task: usize| {
+        let (h, b) = (task / n_blocks, task % n_blocks);
+        let (i0, i1) = (b * block, ((b + 1) * block).min(n_q));
+        let rows = i1 - i0;
         ATTENTION_SCRATCH.with(|cell| {
             let mut buf = cell.borrow_mut();
-            if buf.len() < n_q * (n_kv + hd) {
-                buf.resize(n_q * (n_kv + hd), 0.0);
+            if buf.len() < rows * (n_kv + hd) {
+                buf.resize(rows * (n_kv + hd), 0.0);
             }
-            let (scores, o) = buf.split_at_mut(n_q * n_kv);
-            let q_h = &q[h * hd..];
+            let (scores, o) = buf.split_at_mut(rows * n_kv);
+            let scores = &mut scores[..rows * n_kv];
+            let q_h = &q[i0 * d + h * hd..];
             let k_h = &k[h * hd..];
             let v_h = &v[h * hd..];
             // scores = q_h · k_hᵀ
             gemm_strided(
-                n_q,
+                rows,
                 n_kv,
                 hd,
                 scores,
@@ -582,20 +629,20 @@ pub fn attention(
                 },
                 Parallelism::None,
             );
-            for (i, row) in scores.chunks_exact_mut(n_kv).enumerate() {
+            for (r, row) in scores.chunks_exact_mut(n_kv).enumerate() {
                 for s in row.iter_mut() {
                     *s *= scale;
                 }
                 if let Some(p) = causal_offset {
-                    for s in row.iter_mut().skip(p + i + 1) {
+                    for s in row.iter_mut().skip(p + i0 + r + 1) {
                         *s = f32::NEG_INFINITY;
                     }
                 }
             }
             softmax_rows(scores, n_kv);
-            let o = &mut o[..n_q * hd];
+            let o = &mut o[..rows * hd];
             gemm_strided(
-                n_q,
+                rows,
                 hd,
                 n_kv,
                 o,
@@ -609,13 +656,13 @@ pub fn attention(
                 },
                 Parallelism::None,
             );
-            for i in 0..n_q {
-                // SAFETY: row i, columns h*hd..(h+1)*hd of `out` (asserted in bounds above);
-                // each head task writes only its own columns.
+            for r in 0..rows {
+                // SAFETY: row i0 + r < n_q, columns h*hd..(h+1)*hd of `out` (asserted in
+                // bounds above); each task writes only its own rows of its head's columns.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
-                        o[i * hd..].as_ptr(),
-                        out_ptr.get().add(i * d + h * hd),
+                        o[r * hd..].as_ptr(),
+                        out_ptr.get().add((i0 + r) * d + h * hd),
                         hd,
                     );
                 }
@@ -623,11 +670,101 @@ pub fn attention(
         })
     };
     if n_q * n_kv * hd >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
-        (0..n_head).into_par_iter().for_each(run_head);
+        (0..n_head * n_blocks).into_par_iter().for_each(run_task);
     } else {
-        (0..n_head).for_each(run_head);
+        (0..n_head * n_blocks).for_each(run_task);
     }
 }
+
+/// [`attention`] for a few queries (decoder steps: one row per sequence), without `gemm`, whose
+/// per-call set-up cost more than the work at these sizes: per (query, head), scores are
+/// 64-wide dot products against each visible key row, then a softmax, then the value rows
+/// weighted and summed, reading keys and values once in row order. Masked keys are skipped
+/// (their weight is exactly 0).
+#[allow(clippy::too_many_arguments)]
+fn attention_few_queries(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let hd = d / n_head;
+    let scale = 1.0 / (hd as f32).sqrt();
+    assert!(k.len() >= n_kv * d && v.len() >= n_kv * d && q.len() >= n_q * d);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let run = |task: usize| {
+        let (i, h) = (task / n_head, task % n_head);
+        let visible = causal_offset.map_or(n_kv, |p| (p + i + 1).min(n_kv));
+        ATTENTION_SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < visible + hd {
+                buf.resize(visible + hd, 0.0);
+            }
+            let (scores, o) = buf.split_at_mut(visible);
+            let o = &mut o[..hd];
+            let qh = &q[i * d + h * hd..i * d + (h + 1) * hd];
+            head_scores(qh, k, d, h * hd, scale, scores);
+            softmax_rows(scores, visible);
+            weighted_sum(scores, v, d, h * hd, o);
+            // SAFETY: row i < n_q, columns h*hd..(h+1)*hd of `out` (len >= n_q * d asserted by
+            // the caller); each task writes only its own (row, head) block.
+            unsafe {
+                std::ptr::copy_nonoverlapping(o.as_ptr(), out_ptr.get().add(i * d + h * hd), hd)
+            };
+        })
+    };
+    if n_q * n_kv * d >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..n_q * n_head).into_par_iter().for_each(run);
+    } else {
+        (0..n_q * n_head).for_each(run);
+    }
+}
+
+with_avx2! {
+    /// `scores[j] = (q · k[j, col..col + q.len()]) · scale` for `j < scores.len()` (rows of `k`
+    /// are `d` wide). Each dot product sums in 16 lanes, then across them in a fixed order.
+    fn head_scores(q: &[f32], k: &[f32], d: usize, col: usize, scale: f32, scores: &mut [f32]) {
+        let hd = q.len();
+        for (j, s) in scores.iter_mut().enumerate() {
+            let kr = &k[j * d + col..j * d + col + hd];
+            let mut acc = [0.0f32; 16];
+            let (cq, ck) = (q.chunks_exact(16), kr.chunks_exact(16));
+            let (tq, tk) = (cq.remainder(), ck.remainder());
+            for (a, b) in cq.zip(ck) {
+                for l in 0..16 {
+                    acc[l] += a[l] * b[l];
+                }
+            }
+            let mut sum = acc.iter().sum::<f32>();
+            for (a, b) in tq.iter().zip(tk) {
+                sum += a * b;
+            }
+            *s = sum * scale;
+        }
+    }
+}
+
+with_avx2! {
+    /// `o = Σ_j p[j] · v[j, col..col + o.len()]` (rows of `v` are `d` wide).
+    fn weighted_sum(p: &[f32], v: &[f32], d: usize, col: usize, o: &mut [f32]) {
+        let hd = o.len();
+        o.fill(0.0);
+        for (j, &pj) in p.iter().enumerate() {
+            for (acc, &x) in o.iter_mut().zip(&v[j * d + col..j * d + col + hd]) {
+                *acc += pj * x;
+            }
+        }
+    }
+}
+
+/// Queries per task of [`attention`] (see there).
+const ATTENTION_QUERY_BLOCK: usize = 64;
 
 /// The attention probabilities of one head: `softmax(q_h · k_hᵀ / √head_dim)` for the head whose
 /// columns start at `col` (`head_dim` wide), no mask. `out` is `[n_q, n_kv]`. Word timestamps

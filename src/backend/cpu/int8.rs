@@ -1,0 +1,574 @@
+//! Int8 matrix products of the CPU path (`--dtype int8`), as CTranslate2 runs its int8 models:
+//! weights row-scaled int8 ([`QuantizedMatrix`]), each activation row quantized the same way on
+//! the fly, products summed exactly in i32, then `y = acc · sx · sw + bias` in f32.
+//!
+//! Two kernels compute the same integers, so their outputs are bit-identical:
+//! - `avx512vnni` (x86-64 with AVX-512 VNNI): `vpdpbusd` multiplies unsigned by signed bytes,
+//!   so activations are shifted to `u8` (`x + 128`) and `128 · Σ w` is subtracted after; the
+//!   weights are packed in panels of 64 output columns × 4 inputs per 64-byte vector, and a
+//!   tile of up to 6 activation rows × 64 columns lives in 24 registers;
+//! - portable: plain `i8 × i8 → i32` dot products, which compilers vectorise (e.g. `vpmaddwd`).
+//!
+//! Decoder steps (a few rows) are bound by reading the weights: int8 reads a quarter of f32's
+//! bytes. Encoder products (1500 rows) are bound by arithmetic: one `vpdpbusd` does 64
+//! multiply-adds where an f32 FMA does 16.
+
+use crate::model::quant::QuantizedMatrix;
+use rayon::prelude::*;
+
+/// Output columns per packed panel: four 16-lane i32 vectors.
+const PANEL: usize = 64;
+/// Activation rows per register tile (6 × 4 accumulators + 4 weight vectors + 1 broadcast fit
+/// the 32 vector registers).
+const TILE_ROWS: usize = 6;
+/// Below this many multiply-adds a product stays on one thread.
+const PARALLEL_MIN: usize = 1 << 20;
+
+/// How the int8 values are laid out for the kernel in use.
+#[derive(Debug, Clone)]
+enum Layout {
+    /// `[n, k]` as quantized (portable kernel).
+    Rows,
+    /// Panels of [`PANEL`] columns: element (j, t) at
+    /// `(j / 64) * k4 * 64 + (t / 4) * 256 + (j % 64) * 4 + t % 4`, with `n` padded to a
+    /// multiple of 64 and `k` to a multiple of 4 by zeros (`avx512vnni` kernel).
+    Panels { k4: usize, n_pad: usize },
+}
+
+/// A weight matrix `[n, k]` (PyTorch's `[out, in]`) stored as row-scaled int8 for
+/// [`linear`].
+#[derive(Debug, Clone)]
+pub struct Int8Matrix {
+    n: usize,
+    k: usize,
+    data: Vec<i8>,
+    /// Per output column of the product (row of the weight): `w ≈ q · scale`.
+    scale: Vec<f32>,
+    /// `128 · Σ_t q[j, t]`: what the `u8` shift of the activations adds to column j.
+    shift_comp: Vec<i32>,
+    layout: Layout,
+}
+
+/// Whether this CPU runs the `avx512vnni` kernel.
+pub fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl Int8Matrix {
+    /// Quantize `w` (`[n, k]`) for the fastest kernel this CPU has.
+    pub fn quantize(w: &[f32], n: usize, k: usize) -> Self {
+        Self::from_quantized(QuantizedMatrix::quantize(w, n, k), has_vnni())
+    }
+
+    /// Lay `m` out for the VNNI kernel (`panels`) or the portable one.
+    pub fn from_quantized(m: QuantizedMatrix, panels: bool) -> Self {
+        let (n, k) = (m.rows, m.cols);
+        let shift_comp =
+            m.q.chunks_exact(k.max(1))
+                .map(|row| 128 * row.iter().map(|&v| v as i32).sum::<i32>())
+                .collect();
+        let (data, layout) = if panels {
+            let (k4, n_pad) = (k.div_ceil(4) * 4, n.div_ceil(PANEL) * PANEL);
+            let mut data = vec![0i8; n_pad * k4];
+            for j in 0..n {
+                let panel = (j / PANEL) * k4 * PANEL;
+                for t in 0..k {
+                    data[panel + (t / 4) * PANEL * 4 + (j % PANEL) * 4 + t % 4] = m.q[j * k + t];
+                }
+            }
+            (data, Layout::Panels { k4, n_pad })
+        } else {
+            (m.q, Layout::Rows)
+        };
+        Int8Matrix {
+            n,
+            k,
+            data,
+            scale: m.scale,
+            shift_comp,
+            layout,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() + 4 * (self.scale.len() + self.shift_comp.len())
+    }
+
+    /// Weight row `j` in f32 (`out.len() == k`): embedding lookups of a quantized table.
+    pub fn row_f32(&self, j: usize, out: &mut [f32]) {
+        let s = self.scale[j];
+        match self.layout {
+            Layout::Rows => {
+                for (o, &q) in out.iter_mut().zip(&self.data[j * self.k..(j + 1) * self.k]) {
+                    *o = q as f32 * s;
+                }
+            }
+            Layout::Panels { k4, .. } => {
+                let base = (j / PANEL) * k4 * PANEL + (j % PANEL) * 4;
+                for (t, o) in out.iter_mut().enumerate().take(self.k) {
+                    *o = self.data[base + (t / 4) * PANEL * 4 + t % 4] as f32 * s;
+                }
+            }
+        }
+    }
+}
+
+/// Activations of one call, quantized per row: `x[i] ≈ (q[i] - 128) · scale[i]` for the VNNI
+/// kernel (`u8` shifted), `x[i] ≈ q[i] · scale[i]` (`i8` bits) for the portable one. Rows are
+/// `stride` bytes (`k` rounded up to 4; the padding bytes meet zero weights).
+#[derive(Default)]
+struct QuantizedRows {
+    q: Vec<u8>,
+    scale: Vec<f32>,
+}
+
+thread_local! {
+    static ROWS: std::cell::Cell<QuantizedRows> = std::cell::Cell::new(QuantizedRows::default());
+}
+
+impl QuantizedRows {
+    /// Quantize the `m` rows of `x` (rows in parallel when there are many).
+    fn fill(&mut self, x: &[f32], m: usize, k: usize, stride: usize, shifted: bool) {
+        self.q.clear();
+        self.q.resize(m * stride, if shifted { 128 } else { 0 });
+        self.scale.clear();
+        self.scale.resize(m, 0.0);
+        let one = |(i, (dst, s)): (usize, (&mut [u8], &mut f32))| {
+            let src = &x[i * k..(i + 1) * k];
+            #[cfg(target_arch = "x86_64")]
+            if shifted {
+                // SAFETY: shifted rows are only asked for by the VNNI kernel, which runs only
+                // when the CPU has AVX-512.
+                *s = unsafe { vnni::quantize_row_shifted(src, &mut dst[..k]) };
+                return;
+            }
+            *s = quantize_activation_row(src, &mut dst[..k], shifted);
+        };
+        if m * k >= PARALLEL_MIN / 8 && rayon::current_num_threads() > 1 {
+            self.q
+                .par_chunks_exact_mut(stride)
+                .zip(self.scale.par_iter_mut())
+                .enumerate()
+                .with_min_len(16)
+                .for_each(one);
+        } else {
+            self.q
+                .chunks_exact_mut(stride)
+                .zip(self.scale.iter_mut())
+                .enumerate()
+                .for_each(one);
+        }
+    }
+}
+
+/// [`quantize_row`] into `u8` bits: `x + 128` when `shifted` (VNNI), else the `i8` bits.
+/// Written so the compiler vectorises it: 16 independent maxima, then a branch-free rounding.
+fn quantize_activation_row(src: &[f32], dst: &mut [u8], shifted: bool) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = src.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            lanes[l] = lanes[l].max(c[l].abs());
+        }
+    }
+    let amax = tail
+        .iter()
+        .fold(lanes.iter().fold(0.0f32, |a, &b| a.max(b)), |a, &b| {
+            a.max(b.abs())
+        });
+    if amax == 0.0 || !amax.is_finite() {
+        // Same as `quantize_row`: zeros (NaN scale for non-finite input, which then shows).
+        dst.fill(if shifted { 128 } else { 0 });
+        return if amax.is_finite() { 0.0 } else { f32::NAN };
+    }
+    let inv = 127.0 / amax;
+    let bias = if shifted { 128i32 } else { 0 };
+    // Round half to even by adding and subtracting 1.5 · 2²³ (exact for |y| < 2²²): the same
+    // result as `round_ties_even`, which compiles to a libm call per element instead.
+    const MAGIC: f32 = 12_582_912.0;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let y = ((v * inv).clamp(-127.0, 127.0) + MAGIC) - MAGIC;
+        *d = (y as i32 + bias) as u8;
+    }
+    amax / 127.0
+}
+
+/// `out[m, n] = x[m, k] · wᵀ + bias` with `w` int8 (see the module comment).
+pub fn linear(x: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
+    let (n, k) = (w.n, w.k);
+    assert!(
+        x.len() >= m * k && out.len() >= m * n,
+        "int8 linear: short buffers"
+    );
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "int8 linear: short bias");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallel = m * n * k >= PARALLEL_MIN && rayon::current_num_threads() > 1;
+    // The scratch is taken out of the thread-local for the call, so a rayon task that this
+    // thread runs while waiting can never find it borrowed.
+    let mut rows = ROWS.take();
+    match w.layout {
+        Layout::Rows => {
+            rows.fill(x, m, k, k, false);
+            let xq = &rows;
+            let out_ptr = SendPtr(out.as_mut_ptr());
+            let blocks = n.div_ceil(PANEL);
+            let run = |b: usize| {
+                let (j0, j1) = (b * PANEL, ((b + 1) * PANEL).min(n));
+                for j in j0..j1 {
+                    let wj = &w.data[j * k..(j + 1) * k];
+                    for i in 0..m {
+                        let xi = &xq.q[i * k..(i + 1) * k];
+                        let acc = dot_i8(xi, wj);
+                        let y = epilogue(acc, xq.scale[i], w.scale[j], bias.map_or(0.0, |b| b[j]));
+                        // SAFETY: column j < n of row i < m is in `out` (asserted) and written
+                        // by this block only.
+                        unsafe { *out_ptr.get().add(i * n + j) = y };
+                    }
+                }
+            };
+            if parallel {
+                (0..blocks).into_par_iter().for_each(run);
+            } else {
+                (0..blocks).for_each(run);
+            }
+        }
+        Layout::Panels { k4, n_pad } => {
+            rows.fill(x, m, k, k4, true);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let xq = &rows;
+                let out_ptr = SendPtr(out.as_mut_ptr());
+                let run = |p: usize| {
+                    // SAFETY: VNNI is present (panels are only built when `has_vnni()`); panel p
+                    // writes columns p*64.. of `out` (bounded by n inside) and no other panel
+                    // touches them.
+                    unsafe { vnni::panel(xq, m, k4, w, p, bias, out_ptr.get(), n) }
+                };
+                if parallel {
+                    (0..n_pad / PANEL).into_par_iter().for_each(run);
+                } else {
+                    (0..n_pad / PANEL).for_each(run);
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (k4, n_pad);
+                unreachable!("panel layout is only built on x86-64 with AVX-512 VNNI");
+            }
+        }
+    }
+    ROWS.set(rows);
+}
+
+/// The f32 result of one output: both kernels end with this arithmetic (the VNNI one
+/// lane-wise), so they agree to the bit.
+#[inline(always)]
+fn epilogue(acc: i32, sx: f32, sw: f32, bias: f32) -> f32 {
+    acc as f32 * (sx * sw) + bias
+}
+
+/// `Σ a·b` of `i8` values carried as `u8` bits, exact in i32 (|Σ| ≤ k · 127², fine for k < 2¹⁷).
+#[inline(always)]
+fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 32];
+    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..32 {
+            acc[l] += (x[l] as i8 as i16 * y[l] as i16) as i32;
+        }
+    }
+    let mut s: i32 = acc.iter().sum();
+    for (&x, &y) in ta.iter().zip(tb) {
+        s += x as i8 as i32 * y as i32;
+    }
+    s
+}
+
+/// A raw output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint elements through it (see the callers).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{Int8Matrix, QuantizedRows, PANEL, TILE_ROWS};
+    use std::arch::x86_64::*;
+
+    /// All rows of `xq` times panel `p` of `w`, written to `out` (row stride `n`, columns
+    /// `p*64 .. min(p*64+64, n)`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VNNI; `w` is in panel layout with row stride `k4` bytes in
+    /// `xq`; `out` is valid for `m * n` floats and nobody else touches this panel's columns.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn panel(
+        xq: &QuantizedRows,
+        m: usize,
+        k4: usize,
+        w: &Int8Matrix,
+        p: usize,
+        bias: Option<&[f32]>,
+        out: *mut f32,
+        n: usize,
+    ) {
+        let j0 = p * PANEL;
+        let cols = (n - j0).min(PANEL);
+        let panel = Panel {
+            w: w.data.as_ptr().add(p * k4 * PANEL),
+            k4,
+            comp: w.shift_comp.as_ptr().add(j0),
+            scale: w.scale.as_ptr().add(j0),
+            bias: bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j0)),
+            // Lanes of each of the 4 vectors that hold real columns (the last panel is partial).
+            masks: std::array::from_fn(|v| {
+                let live = cols.saturating_sub(16 * v).min(16);
+                ((1u32 << live) - 1) as u16
+            }),
+        };
+        let mut i = 0;
+        while i < m {
+            let r = (m - i).min(TILE_ROWS);
+            let x = xq.q.as_ptr().add(i * k4);
+            let sx = xq.scale.as_ptr().add(i);
+            let o = out.add(i * n + j0);
+            match r {
+                1 => tile::<1>(x, sx, &panel, o, n),
+                2 => tile::<2>(x, sx, &panel, o, n),
+                3 => tile::<3>(x, sx, &panel, o, n),
+                4 => tile::<4>(x, sx, &panel, o, n),
+                5 => tile::<5>(x, sx, &panel, o, n),
+                _ => tile::<6>(x, sx, &panel, o, n),
+            }
+            i += r;
+        }
+    }
+
+    /// [`super::quantize_activation_row`] with `shifted`, in AVX-512: the same values for
+    /// finite input (max is exact; `cvtps2dq` rounds half to even, as the portable code does).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `dst.len() == src.len()`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize_row_shifted(src: &[f32], dst: &mut [u8]) -> f32 {
+        let n = src.len();
+        let (full, tail) = (n / 16 * 16, n % 16);
+        let tail_mask = ((1u32 << tail) - 1) as u16;
+        let mut m = _mm512_setzero_ps();
+        for c in (0..full).step_by(16) {
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(src.as_ptr().add(c))));
+        }
+        if tail > 0 {
+            let v = _mm512_maskz_loadu_ps(tail_mask, src.as_ptr().add(full));
+            m = _mm512_max_ps(m, _mm512_abs_ps(v));
+        }
+        let amax = _mm512_reduce_max_ps(m);
+        if amax == 0.0 || !amax.is_finite() {
+            dst.fill(128);
+            return if amax.is_finite() { 0.0 } else { f32::NAN };
+        }
+        let inv = _mm512_set1_ps(127.0 / amax);
+        let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+        let shift = _mm512_set1_epi32(128);
+        let q = |v: __m512| {
+            let y = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
+            _mm512_add_epi32(_mm512_cvtps_epi32(y), shift)
+        };
+        for c in (0..full).step_by(16) {
+            let b = _mm512_cvtepi32_epi8(q(_mm512_loadu_ps(src.as_ptr().add(c))));
+            _mm_storeu_si128(dst.as_mut_ptr().add(c) as *mut __m128i, b);
+        }
+        if tail > 0 {
+            let v = _mm512_maskz_loadu_ps(tail_mask, src.as_ptr().add(full));
+            _mm512_mask_cvtepi32_storeu_epi8(
+                dst.as_mut_ptr().add(full) as *mut i8,
+                tail_mask,
+                q(v),
+            );
+        }
+        amax / 127.0
+    }
+
+    /// One 64-column panel of the weights and its epilogue terms (pointers at its first column).
+    struct Panel {
+        w: *const i8,
+        k4: usize,
+        comp: *const i32,
+        scale: *const f32,
+        /// Null without a bias.
+        bias: *const f32,
+        masks: [u16; 4],
+    }
+
+    /// `R` activation rows (`u8`, stride `k4`, scales `sx`) times one panel, written to `out`
+    /// (row stride `n`): 4 accumulators per row, 4 weight vectors per group of 4 inputs, one
+    /// broadcast per row and group; then the epilogue of [`epilogue`] lane-wise (multiply,
+    /// then add: no fused multiply-add, so the portable kernel's rounding is matched).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn tile<const R: usize>(
+        x: *const u8,
+        sx: *const f32,
+        p: &Panel,
+        out: *mut f32,
+        n: usize,
+    ) {
+        let k4 = p.k4;
+        let mut acc = [[_mm512_setzero_si512(); 4]; R];
+        for g in 0..k4 / 4 {
+            let wg = p.w.add(g * PANEL * 4);
+            let w0 = _mm512_loadu_si512(wg as *const __m512i);
+            let w1 = _mm512_loadu_si512(wg.add(64) as *const __m512i);
+            let w2 = _mm512_loadu_si512(wg.add(128) as *const __m512i);
+            let w3 = _mm512_loadu_si512(wg.add(192) as *const __m512i);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_epi32((x.add(r * k4 + g * 4) as *const i32).read_unaligned());
+                a[0] = _mm512_dpbusd_epi32(a[0], xv, w0);
+                a[1] = _mm512_dpbusd_epi32(a[1], xv, w1);
+                a[2] = _mm512_dpbusd_epi32(a[2], xv, w2);
+                a[3] = _mm512_dpbusd_epi32(a[3], xv, w3);
+            }
+        }
+        for v in 0..4 {
+            let mask = p.masks[v];
+            if mask == 0 {
+                break;
+            }
+            // Masked loads: lanes past the last column are never read.
+            let comp = _mm512_maskz_loadu_epi32(mask, p.comp.add(16 * v));
+            let sw = _mm512_maskz_loadu_ps(mask, p.scale.add(16 * v));
+            let b = if p.bias.is_null() {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_maskz_loadu_ps(mask, p.bias.add(16 * v))
+            };
+            for (r, a) in acc.iter().enumerate() {
+                let s = _mm512_mul_ps(_mm512_set1_ps(*sx.add(r)), sw);
+                let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[v], comp));
+                let y = _mm512_add_ps(_mm512_mul_ps(y, s), b);
+                _mm512_mask_storeu_ps(out.add(r * n + 16 * v), mask, y);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::quant::quantize_row;
+
+    fn data(seed: u32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761);
+                (h >> 8) as f32 / (1 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// The exact result of the quantized arithmetic, in f64.
+    fn reference(x: &[f32], m: usize, q: &QuantizedMatrix, bias: &[f32]) -> Vec<f64> {
+        let (n, k) = (q.rows, q.cols);
+        let mut out = vec![0.0; m * n];
+        let mut xq = vec![0i8; k];
+        for i in 0..m {
+            let sx = quantize_row(&x[i * k..(i + 1) * k], &mut xq);
+            for j in 0..n {
+                let acc: i64 = (0..k).map(|t| xq[t] as i64 * q.q[j * k + t] as i64).sum();
+                out[i * n + j] = acc as f64 * sx as f64 * q.scale[j] as f64 + bias[j] as f64;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn both_kernels_give_the_quantized_product_on_odd_shapes() {
+        for &(m, k, n) in &[
+            (1, 384, 384),
+            (5, 385, 7),
+            (7, 6, 65),
+            (13, 384, 130),
+            (1, 1, 1),
+        ] {
+            let (x, w, b) = (data(1, m * k), data(2, n * k), data(3, n));
+            let q = QuantizedMatrix::quantize(&w, n, k);
+            let want = reference(&x, m, &q, &b);
+            let mut layouts = vec![false];
+            if has_vnni() {
+                layouts.push(true);
+            }
+            let mut results = Vec::new();
+            for panels in layouts {
+                let mat = Int8Matrix::from_quantized(q.clone(), panels);
+                let mut out = vec![f32::NAN; m * n];
+                linear(&x, m, &mat, Some(&b), &mut out);
+                for (idx, (&g, &r)) in out.iter().zip(&want).enumerate() {
+                    // Exact integer sums; the f32 epilogue rounds twice (product, bias add).
+                    assert!(
+                        (g as f64 - r).abs() <= 1e-6 * (1.0 + r.abs()),
+                        "{m}x{k}x{n} panels={panels} [{idx}]: {g} vs {r}"
+                    );
+                }
+                // Embedding rows come back from either layout.
+                let mut row = vec![0.0; k];
+                mat.row_f32(n - 1, &mut row);
+                assert_eq!(row, q.dequantize()[(n - 1) * k..n * k]);
+                results.push(out);
+            }
+            // The two kernels agree to the bit.
+            if results.len() == 2 {
+                let bits = |v: &Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&results[0]), bits(&results[1]), "{m}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn close_to_f32_product() {
+        // Quantization error: each product term is off by at most about (|x|·sw + |w|·sx)/2,
+        // so |error| ≲ √k · (amax_x · amax_w / 127) for random signs; check 4× that.
+        let (m, k, n) = (3, 384, 50);
+        let (x, w) = (data(7, m * k), data(8, n * k));
+        let mat = Int8Matrix::quantize(&w, n, k);
+        let mut out = vec![0.0; m * n];
+        linear(&x, m, &mat, None, &mut out);
+        let bound = 4.0 * (k as f32).sqrt() * 0.5 * 0.5 / 127.0;
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f32 = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum();
+                assert!((out[i * n + j] - exact).abs() < bound, "[{i},{j}]");
+            }
+        }
+    }
+}
