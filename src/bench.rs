@@ -40,7 +40,8 @@ pub struct BenchArgs {
     /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
     #[arg(long, value_name = "N|NAME")]
     adapter: Option<String>,
-    /// Weight storage: f32, or f16 (GPU; its default there). int8 is not implemented yet.
+    /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
+    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it)
     #[arg(long, value_enum)]
     dtype: Option<crate::transcribe::WeightsDtype>,
     /// Timed runs after one warm-up run; each figure is the median over them.

@@ -145,7 +145,8 @@ struct TranscribeArgs {
     /// Word-level timestamps (in json: `words` per segment, with probabilities).
     #[arg(long)]
     word_timestamps: bool,
-    /// Weight storage: f32, or f16 (GPU; its default there). int8 is not implemented yet.
+    /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
+    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it)
     #[arg(long, value_enum)]
     dtype: Option<WeightsDtype>,
 }

@@ -65,7 +65,8 @@ pub struct TranscribeOptions {
 pub enum WeightsDtype {
     F32,
     F16,
-    /// Per-row scaled int8 (CTranslate2's layout): not implemented yet.
+    /// Per-row scaled int8 (CTranslate2's layout); on the CPU activations are quantized per row
+    /// too and products summed in i32.
     Int8,
 }
 

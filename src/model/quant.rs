@@ -19,15 +19,15 @@ impl QuantizedMatrix {
     /// Quantize `w` (`rows x cols`, row-major) row by row.
     pub fn quantize(w: &[f32], rows: usize, cols: usize) -> Self {
         assert_eq!(w.len(), rows * cols, "quantize: matrix is not rows x cols");
+        use rayon::prelude::*;
         let mut q = vec![0i8; rows * cols];
         let mut scale = vec![0.0f32; rows];
-        for ((src, dst), s) in w
-            .chunks_exact(cols.max(1))
-            .zip(q.chunks_exact_mut(cols.max(1)))
-            .zip(scale.iter_mut())
-        {
-            *s = quantize_row(src, dst);
-        }
+        // Rows in parallel: model load quantizes every matrix of the checkpoint.
+        w.par_chunks_exact(cols.max(1))
+            .zip(q.par_chunks_exact_mut(cols.max(1)))
+            .zip(scale.par_iter_mut())
+            .with_min_len(64)
+            .for_each(|((src, dst), s)| *s = quantize_row(src, dst));
         QuantizedMatrix {
             q,
             scale,
@@ -71,9 +71,12 @@ pub fn quantize_row(src: &[f32], dst: &mut [i8]) -> f32 {
         return if amax.is_finite() { 0.0 } else { f32::NAN };
     }
     let inv = 127.0 / amax;
+    // Round half to even by adding and subtracting 1.5 · 2²³, exact for |y| < 2²² (what
+    // `round_ties_even` gives, without its libm call per element). |v · inv| <= 127 up to the
+    // product's rounding; the clamp keeps it in range.
+    const MAGIC: f32 = 12_582_912.0;
     for (d, &v) in dst.iter_mut().zip(src) {
-        // |v * inv| <= 127 up to rounding of the product; the clamp keeps it exact.
-        *d = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+        *d = (((v * inv).clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i8;
     }
     amax / 127.0
 }

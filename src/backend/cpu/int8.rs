@@ -79,12 +79,16 @@ impl Int8Matrix {
         let (data, layout) = if panels {
             let (k4, n_pad) = (k.div_ceil(4) * 4, n.div_ceil(PANEL) * PANEL);
             let mut data = vec![0i8; n_pad * k4];
-            for j in 0..n {
-                let panel = (j / PANEL) * k4 * PANEL;
-                for t in 0..k {
-                    data[panel + (t / 4) * PANEL * 4 + (j % PANEL) * 4 + t % 4] = m.q[j * k + t];
-                }
-            }
+            data.par_chunks_exact_mut(k4 * PANEL)
+                .enumerate()
+                .for_each(|(p, panel)| {
+                    for jj in 0..PANEL.min(n.saturating_sub(p * PANEL)) {
+                        let row = &m.q[(p * PANEL + jj) * k..(p * PANEL + jj + 1) * k];
+                        for (t, &v) in row.iter().enumerate() {
+                            panel[(t / 4) * PANEL * 4 + jj * 4 + t % 4] = v;
+                        }
+                    }
+                });
             (data, Layout::Panels { k4, n_pad })
         } else {
             (m.q, Layout::Rows)
