@@ -291,7 +291,8 @@ pub struct CpuModel {
     dec_ln: LayerNorm,
     /// `[n_audio_ctx, d]` of the current window.
     encoder_out: Vec<f32>,
-    /// Cross-attention K and V per decoder layer, computed once per window.
+    /// Cross-attention K and V per decoder layer, computed once per window, head-major
+    /// (`ops::KvLayout::Heads`).
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
     cache: KvCache,
@@ -474,8 +475,9 @@ impl Backend for CpuModel {
             let mut v = vec![0.0; n * d];
             cross.key.forward(&self.encoder_out, n, &mut k);
             cross.value.forward(&self.encoder_out, n, &mut v);
-            self.cross_k[i] = k;
-            self.cross_v[i] = v;
+            let h = self.dims.n_text_head;
+            ops::to_head_major(&k, n, d, h, &mut self.cross_k[i]);
+            ops::to_head_major(&v, n, d, h, &mut self.cross_v[i]);
         }
         // A new window: the next pass must call begin_decode.
         self.cache.n_seq = 0;
@@ -654,10 +656,11 @@ impl CpuModel {
             cross_ln.forward(x, &mut s.h);
             cross.query.forward(&s.h, rows, &mut s.q);
             let (ck, cv) = (&self.cross_k[i], &self.cross_v[i]);
-            ops::attention(
+            ops::attention_in(
                 &s.q[..rows * d],
                 ck,
                 cv,
+                ops::KvLayout::Heads,
                 rows,
                 dims.n_audio_ctx,
                 d,
@@ -671,9 +674,10 @@ impl CpuModel {
                     if layer == i {
                         let w = &mut out
                             [slot * rows * dims.n_audio_ctx..(slot + 1) * rows * dims.n_audio_ctx];
-                        ops::attention_weights(
+                        ops::attention_weights_in(
                             &s.q[..rows * d],
                             ck,
+                            ops::KvLayout::Heads,
                             rows,
                             dims.n_audio_ctx,
                             d,

@@ -580,12 +580,78 @@ pub fn attention(
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) {
+    attention_in(
+        q,
+        k,
+        v,
+        KvLayout::Rows,
+        n_q,
+        n_kv,
+        d,
+        n_head,
+        causal_offset,
+        out,
+    );
+}
+
+/// How keys and values are laid out for [`attention_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvLayout {
+    /// `[n_kv, d]`, heads as column blocks: activations as the projections write them.
+    Rows,
+    /// `[n_head, n_kv, head_dim]`, each head's rows contiguous ([`to_head_major`]): the
+    /// decoder's cross-attention keys and values, computed once per window and streamed at
+    /// every step, read as one sequential block per head instead of a 256-byte slice of every
+    /// 1536-byte row.
+    Heads,
+}
+
+impl KvLayout {
+    /// (offset of head `h`'s first row, distance between its rows).
+    fn head(self, h: usize, n_kv: usize, d: usize, hd: usize) -> (usize, usize) {
+        match self {
+            KvLayout::Rows => (h * hd, d),
+            KvLayout::Heads => (h * n_kv * hd, hd),
+        }
+    }
+}
+
+/// `[n, n_head * head_dim]` rows -> `[n_head, n, head_dim]` ([`KvLayout::Heads`]).
+pub fn to_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec<f32>) {
+    let hd = d / n_head;
+    out.clear();
+    out.reserve(n * d);
+    for h in 0..n_head {
+        for row in x[..n * d].chunks_exact(d) {
+            out.extend_from_slice(&row[h * hd..(h + 1) * hd]);
+        }
+    }
+}
+
+/// [`attention`] with keys and values in `layout` (queries and output are always rows).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_in(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
     use rayon::prelude::*;
     let hd = d / n_head;
     let scale = 1.0 / (hd as f32).sqrt();
     assert!(out.len() >= n_q * d, "attention out too small");
+    assert!(
+        k.len() >= n_kv * d && v.len() >= n_kv * d,
+        "attention keys/values too small"
+    );
     if n_q <= SMALL_M {
-        attention_few_queries(q, k, v, n_q, n_kv, d, n_head, causal_offset, out);
+        attention_few_queries(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
         return;
     }
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -608,8 +674,8 @@ pub fn attention(
             let (scores, o) = buf.split_at_mut(rows * n_kv);
             let scores = &mut scores[..rows * n_kv];
             let q_h = &q[i0 * d + h * hd..];
-            let k_h = &k[h * hd..];
-            let v_h = &v[h * hd..];
+            let (off, rs) = layout.head(h, n_kv, d, hd);
+            let (k_h, v_h) = (&k[off..], &v[off..]);
             // scores = q_h · k_hᵀ
             gemm_strided(
                 rows,
@@ -625,7 +691,7 @@ pub fn attention(
                 k_h,
                 View {
                     rs: 1,
-                    cs: d as isize,
+                    cs: rs as isize,
                 },
                 Parallelism::None,
             );
@@ -651,7 +717,7 @@ pub fn attention(
                 ROW_MAJOR(n_kv),
                 v_h,
                 View {
-                    rs: d as isize,
+                    rs: rs as isize,
                     cs: 1,
                 },
                 Parallelism::None,
@@ -687,6 +753,7 @@ fn attention_few_queries(
     q: &[f32],
     k: &[f32],
     v: &[f32],
+    layout: KvLayout,
     n_q: usize,
     n_kv: usize,
     d: usize,
@@ -710,12 +777,26 @@ fn attention_few_queries(
             let (scores, o) = buf.split_at_mut(n_q * n_kv);
             let o = &mut o[..n_q * hd];
             let col = h * hd;
-            head_scores(q, n_q, k, d, col, hd, scale, n_kv, first_visible, scores);
+            let (off, rs) = layout.head(h, n_kv, d, hd);
+            let (k_h, v_h) = (&k[off..], &v[off..]);
+            head_scores(
+                q,
+                n_q,
+                d,
+                col,
+                k_h,
+                rs,
+                hd,
+                scale,
+                n_kv,
+                first_visible,
+                scores,
+            );
             for i in 0..n_q {
                 let vis = (first_visible + i).min(n_kv);
                 softmax_rows(&mut scores[i * n_kv..i * n_kv + vis], vis);
             }
-            head_weighted_sum(scores, n_q, v, d, col, n_kv, first_visible, o);
+            head_weighted_sum(scores, n_q, v_h, rs, hd, n_kv, first_visible, o);
             for i in 0..n_q {
                 // SAFETY: row i < n_q, columns col..col+hd of `out` (len >= n_q * d asserted by
                 // the caller); each task writes only its own head's columns.
@@ -737,17 +818,18 @@ fn attention_few_queries(
 }
 
 with_avx2! {
-    /// `scores[i, j] = (q[i, col..col + hd] · k[j, col..col + hd]) · scale` for query `i < n_q`
-    /// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q`, `k` are `d` wide,
-    /// of `scores` `n_kv`). Each key slice is loaded once for all queries; each dot product
-    /// sums in 16 lanes, then across them in a fixed order.
+    /// `scores[i, j] = (q[i, col..col + hd] · k[j·rs..j·rs + hd]) · scale` for query `i < n_q`
+    /// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q` are `d` wide, of
+    /// `scores` `n_kv`). Each key slice is loaded once for all queries; each dot product sums
+    /// in 16 lanes, then across them in a fixed order.
     #[allow(clippy::too_many_arguments)]
     fn head_scores(
         q: &[f32],
         n_q: usize,
-        k: &[f32],
         d: usize,
         col: usize,
+        k: &[f32],
+        rs: usize,
         hd: usize,
         scale: f32,
         n_kv: usize,
@@ -756,7 +838,7 @@ with_avx2! {
     ) {
         let last = (first_visible + n_q - 1).min(n_kv);
         for j in 0..last {
-            let kr = &k[j * d + col..j * d + col + hd];
+            let kr = &k[j * rs..j * rs + hd];
             // Queries that see key j: those with first_visible + i > j.
             for i in j.saturating_sub(first_visible.saturating_sub(1))..n_q {
                 if first_visible + i <= j {
@@ -782,24 +864,23 @@ with_avx2! {
 }
 
 with_avx2! {
-    /// `o[i] = Σ_j p[i, j] · v[j, col..col + hd]` over query `i`'s visible keys (see
+    /// `o[i] = Σ_j p[i, j] · v[j·rs..j·rs + hd]` over query `i`'s visible keys (see
     /// [`head_scores`]); each value slice is loaded once for all queries. `o` is `[n_q, hd]`.
     #[allow(clippy::too_many_arguments)]
     fn head_weighted_sum(
         p: &[f32],
         n_q: usize,
         v: &[f32],
-        d: usize,
-        col: usize,
+        rs: usize,
+        hd: usize,
         n_kv: usize,
         first_visible: usize,
         o: &mut [f32],
     ) {
-        let hd = o.len() / n_q;
         o.fill(0.0);
         let last = (first_visible + n_q - 1).min(n_kv);
         for j in 0..last {
-            let vr = &v[j * d + col..j * d + col + hd];
+            let vr = &v[j * rs..j * rs + hd];
             for i in 0..n_q {
                 if first_visible + i <= j {
                     continue;
@@ -830,6 +911,23 @@ pub fn attention_weights(
     head_dim: usize,
     out: &mut [f32],
 ) {
+    attention_weights_in(q, k, KvLayout::Rows, n_q, n_kv, d, col, head_dim, out);
+}
+
+/// [`attention_weights`] with keys in `layout`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_weights_in(
+    q: &[f32],
+    k: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    col: usize,
+    head_dim: usize,
+    out: &mut [f32],
+) {
+    let (off, rs) = layout.head(col / head_dim, n_kv, d, head_dim);
     gemm_strided(
         n_q,
         n_kv,
@@ -841,10 +939,10 @@ pub fn attention_weights(
             rs: d as isize,
             cs: 1,
         },
-        &k[col..],
+        &k[off..],
         View {
             rs: 1,
-            cs: d as isize,
+            cs: rs as isize,
         },
         Parallelism::None,
     );
