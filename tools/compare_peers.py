@@ -96,11 +96,11 @@ def wer(py, refs, hyps):
     return json.loads(out)
 
 
-def run_ours(files, threads, beam, extra=(), device="cpu"):
+def run_ours(files, threads, beam, extra=(), device="cpu", model="tiny.en"):
     binary = ROOT / "target" / "release" / "dattavani-asr"
     with tempfile.TemporaryDirectory() as out_dir:
         t = time.perf_counter()
-        sh(str(binary), "transcribe", "--quiet", "--device", device, "--threads", str(threads),
+        sh(str(binary), "transcribe", "--quiet", "--model", model, "--device", device, "--threads", str(threads),
            "--beam-size", str(beam), *extra,
            "--output-format", "json", "--output-dir", out_dir, *map(str, files))
         wall = time.perf_counter() - t
@@ -126,6 +126,8 @@ def main():
     ap.add_argument("--long", action="store_true", help="include real clips over 30 s")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beam-size", type=int, default=1)
+    ap.add_argument("--model", default="tiny.en",
+                    help="our checkpoint; the peer runs only with tiny.en (the offline CTranslate2 package it loads)")
     ap.add_argument("--int8", action="store_true", help="also run ours with int8 weights (--dtype int8)")
     ap.add_argument("--plain", action="store_true", help="also run ours without timestamps/fallback")
     ap.add_argument("--gpu", action="store_true", help="also run ours on the GPU (--device gpu; slow on lavapipe)")
@@ -146,19 +148,20 @@ def main():
     py = ensure_venv()
     model = ensure_peer_model()
     # Our model: make sure it is in the cache before timing.
-    sh(str(ROOT / "target/release/dattavani-asr"), "transcribe", "--quiet", str(ROOT / "samples/jfk.wav"),
-       stdout=subprocess.DEVNULL)
+    sh(str(ROOT / "target/release/dattavani-asr"), "transcribe", "--quiet", "--model", args.model,
+       str(ROOT / "samples/jfk.wav"), stdout=subprocess.DEVNULL)
 
-    b = args.beam_size
-    engines = {"dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b)}
+    b, m = args.beam_size, args.model
+    engines = {"dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b, model=m)}
     if args.int8:
-        engines["dattavani-asr cpu int8"] = lambda: run_ours(files, args.threads, b, ["--dtype", "int8"])
+        engines["dattavani-asr cpu int8"] = lambda: run_ours(files, args.threads, b, ["--dtype", "int8"], model=m)
     if args.plain:
-        engines["dattavani-asr cpu plain"] = lambda: run_ours(files, args.threads, b, ["--without-timestamps"])
+        engines["dattavani-asr cpu plain"] = lambda: run_ours(files, args.threads, b, ["--without-timestamps"], model=m)
     if args.gpu:
-        engines["dattavani-asr gpu f32"] = lambda: run_ours(files, args.threads, b, device="gpu")
-    engines["faster-whisper int8"] = lambda: run_peer(py, model, "int8", b, files)
-    engines["faster-whisper float32"] = lambda: run_peer(py, model, "float32", b, files)
+        engines["dattavani-asr gpu"] = lambda: run_ours(files, args.threads, b, device="gpu", model=m)
+    if m == "tiny.en":
+        engines["faster-whisper int8"] = lambda: run_peer(py, model, "int8", b, files)
+        engines["faster-whisper float32"] = lambda: run_peer(py, model, "float32", b, files)
     walls = {k: [] for k in engines}
     texts = {}
     for _ in range(args.runs):  # interleaved, so machine load hits every engine alike
@@ -172,8 +175,10 @@ def main():
             slug = name.replace(" ", "_") + f"_beam{b}.tsv"
             lines = [f"{f.name}\t{' '.join(texts[name][str(f)].split())}" for f in files]
             (args.save_transcripts / slug).write_text("\n".join(lines) + "\n")
-    base = sorted(walls["faster-whisper int8"])[len(walls["faster-whisper int8"]) // 2]
-    print(f"\n{'engine':<24} {'WER':>7} {'errors':>7} {'wall s':>8} {'RTF':>7} {'vs fw-int8':>10}")
+    ref = "faster-whisper int8" if "faster-whisper int8" in walls else next(iter(walls))
+    base = sorted(walls[ref])[len(walls[ref]) // 2]
+    print(f"\nmodel {m}; ratios against {ref}")
+    print(f"\n{'engine':<24} {'WER':>7} {'errors':>7} {'wall s':>8} {'RTF':>7} {'ratio':>10}")
     for name in engines:
         w = wer(py, refs, [texts[name][str(f)] for f in files])
         wall = sorted(walls[name])[len(walls[name]) // 2]
