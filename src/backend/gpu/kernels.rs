@@ -298,9 +298,19 @@ fn groups(n: usize, per: u32) -> u32 {
 
 impl Kernels {
     /// Compiles every kernel for `ctx`'s device (inside an error scope: a shader or pipeline the
-    /// driver rejects becomes `Error::Device`).
+    /// driver rejects becomes `Error::Device`), through the context's pipeline cache, which is
+    /// then written back if compiling added to it.
     pub fn new(ctx: &GpuContext, config: KernelConfig) -> Result<Self> {
-        ctx.scoped("compiling kernels", || Self::build(ctx, config))
+        let t = std::time::Instant::now();
+        let k = ctx.scoped("compiling kernels", || Self::build(ctx, config))?;
+        tracing::debug!(
+            "kernels compiled in {:.0} ms (pipeline cache: {})",
+            t.elapsed().as_secs_f64() * 1e3,
+            ctx.pipeline_cache_file()
+                .map_or("off".into(), |p| p.display().to_string())
+        );
+        ctx.save_pipeline_cache();
+        Ok(k)
     }
 
     fn build(ctx: &GpuContext, c: KernelConfig) -> Result<Self> {
@@ -387,7 +397,7 @@ impl Kernels {
                 module: m,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
-                cache: None,
+                cache: ctx.pipeline_cache(),
             })
         };
         let mm_consts = |t: &MatmulTile| {
