@@ -189,8 +189,15 @@ impl GpuContext {
     ) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features =
-            adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::PIPELINE_CACHE);
+        // Timestamps inside passes serve the kernel profile (`Kernels::enable_profiling`), which
+        // is off unless asked for; requesting the features costs nothing until queries are
+        // written.
+        let features = adapter.features()
+            & (wgpu::Features::SHADER_F16
+                | wgpu::Features::PIPELINE_CACHE
+                | wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
         let desc = wgpu::DeviceDescriptor {
             label: Some("dattavani"),
             required_features: features,

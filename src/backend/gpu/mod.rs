@@ -8,6 +8,7 @@
 //! - `mel`: the log-mel spectrogram on the device (`GpuMel`).
 //! - `oneshot`: upload, run one kernel, read back (tests, benchmarks).
 //! - `pipeline_cache`: compiled pipelines kept on disk between runs (`DATTAVANI_PIPELINE_CACHE`).
+//! - `profile`: per-kernel device times from timestamp queries (`bench`'s kernel table).
 
 pub mod context;
 pub mod kernels;
@@ -15,6 +16,7 @@ pub mod mel;
 pub mod model;
 pub mod oneshot;
 pub mod pipeline_cache;
+pub mod profile;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
 pub use kernels::{
@@ -23,3 +25,4 @@ pub use kernels::{
 pub use mel::GpuMel;
 pub use model::GpuModel;
 pub use pipeline_cache::PipelineCacheDir;
+pub use profile::{KernelProfile, KernelTime};
