@@ -6,6 +6,9 @@
 //! per window, ms per decoder step and per sequence-token, the host-side share of decoding (logit
 //! filters and search), total wall and real-time factor; then peak RSS and, on a GPU, the device
 //! memory the model holds. Figures come from [`Timings`], which every transcription fills.
+//! On a GPU whose adapter has timestamp queries inside passes, one more run after the timed ones
+//! (so the medians are not disturbed) records every dispatch's device time: a per-kernel table
+//! (calls, total ms, GFLOP/s, GB/s), largest total first.
 //! A table by default, one JSON object with `--json`.
 
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::backend::gpu::KernelProfile;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 use crate::model::{hub, DEFAULT_MODEL};
@@ -201,6 +205,8 @@ struct Report {
     gpu_bytes: Option<u64>,
     text: String,
     per_run: Vec<Run>,
+    /// Device time per kernel over one extra, profiled run (GPU with timestamp queries).
+    kernel_profile: Option<KernelProfile>,
 }
 
 /// The `bench` command; returns the exit code.
@@ -253,6 +259,15 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         tr.transcribe_samples(&samples, &mut |_, _| {})?;
         runs.push(Run::from(tr.timings()));
     }
+    // After the timed runs: the timestamps and their read-backs slow a run down.
+    let kernel_profile = if tr.backend().set_kernel_profiling(true) {
+        tr.transcribe_samples(&samples, &mut |_, _| {})?;
+        let p = tr.backend().take_kernel_profile()?;
+        tr.backend().set_kernel_profiling(false);
+        p
+    } else {
+        None
+    };
 
     let dims = tr.config().dims.clone();
     let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
@@ -300,6 +315,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         gpu_bytes: tr.backend().device_memory_bytes(),
         text: transcript.text.trim().to_string(),
         per_run: runs,
+        kernel_profile,
     };
     if args.json {
         println!(
@@ -411,4 +427,35 @@ fn print_table(r: &Report) {
         line("GPU memory", mib(r.gpu_bytes), "allocator, live".into());
     }
     println!("  text: {}", r.text);
+    if let Some(p) = &r.kernel_profile {
+        print_kernel_table(p);
+    }
+}
+
+/// The per-kernel table of a profiled run.
+pub fn print_kernel_table(p: &KernelProfile) {
+    println!(
+        "  kernels, one profiled run (device timestamps): {} dispatches, {:.1} ms",
+        p.dispatches, p.total_ms
+    );
+    println!(
+        "    {:<24} {:>7} {:>10} {:>6} {:>9} {:>8}",
+        "kernel", "calls", "total ms", "%", "GFLOP/s", "GB/s"
+    );
+    let rate = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
+    for k in &p.kernels {
+        println!(
+            "    {:<24} {:>7} {:>10.1} {:>6.1} {:>9} {:>8}",
+            k.name,
+            k.calls,
+            k.total_ms,
+            if p.total_ms > 0.0 {
+                100.0 * k.total_ms / p.total_ms
+            } else {
+                0.0
+            },
+            rate(k.gflops()),
+            rate(k.gbytes_per_s()),
+        );
+    }
 }

@@ -243,6 +243,8 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(cli.quiet);
+    // Download, conversion and verification bars follow the transcription bar's rule.
+    dattavani_asr::model::cache::set_progress_bars(!cli.quiet);
     let result = match cli.command {
         Command::Transcribe(args) => transcribe(args, cli.quiet),
         Command::Models { command } => models_command(command),

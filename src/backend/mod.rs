@@ -81,6 +81,17 @@ pub trait Backend {
     fn weights_dtype(&self) -> &'static str {
         "f32"
     }
+
+    /// Turns the per-kernel device profile on or off (`bench`); returns whether it is on. Only
+    /// a GPU whose adapter has timestamp queries inside passes can; the default cannot.
+    fn set_kernel_profiling(&mut self, _on: bool) -> bool {
+        false
+    }
+
+    /// Device time per kernel since profiling was turned on or last taken; `None` when off.
+    fn take_kernel_profile(&mut self) -> Result<Option<gpu::KernelProfile>> {
+        Ok(None)
+    }
 }
 
 /// Mask `suppress` to −∞, then (argmax, its log-softmax): what a greedy step needs.

@@ -668,21 +668,47 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
     Ok(meta)
 }
 
-/// A progress bar with bytes and rate, drawn on stderr only when it is a terminal.
-pub fn byte_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
+/// Whether downloads, imports and verification may draw progress bars (`--quiet` turns them
+/// off; see [`set_progress_bars`]).
+static PROGRESS_BARS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Allows or forbids the progress bars of downloads, conversions and verification in this
+/// process (the CLI forbids them with `--quiet`). Even allowed, they are drawn only on a
+/// terminal.
+pub fn set_progress_bars(on: bool) {
+    PROGRESS_BARS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Progress bars are allowed and stderr is a terminal.
+pub fn progress_bars() -> bool {
     use std::io::IsTerminal;
-    let bar = if std::io::stderr().is_terminal() {
+    PROGRESS_BARS.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
+}
+
+/// A progress bar with bytes and rate, drawn on stderr only when [`progress_bars`] allows.
+pub fn byte_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
+    let bar = if progress_bars() {
         indicatif::ProgressBar::new(len)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    set_byte_style(&bar, len);
     bar.set_message(msg.to_string());
     bar
+}
+
+/// Gives `bar` a total of `len` bytes, or, for 0 (not known yet), a spinner with the bytes so
+/// far and the rate.
+pub fn set_byte_style(bar: &indicatif::ProgressBar, len: u64) {
+    let template = if len > 0 {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+    } else {
+        "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_length(len);
 }
 
 // ---------------------------------------------------------------- locks

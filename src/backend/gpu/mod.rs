@@ -7,12 +7,16 @@
 //!   (`KernelConfig`), one function per kernel recording a dispatch into a command encoder.
 //! - `mel`: the log-mel spectrogram on the device (`GpuMel`).
 //! - `oneshot`: upload, run one kernel, read back (tests, benchmarks).
+//! - `pipeline_cache`: compiled pipelines kept on disk between runs (`DATTAVANI_PIPELINE_CACHE`).
+//! - `profile`: per-kernel device times from timestamp queries (`bench`'s kernel table).
 
 pub mod context;
 pub mod kernels;
 pub mod mel;
 pub mod model;
 pub mod oneshot;
+pub mod pipeline_cache;
+pub mod profile;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
 pub use kernels::{
@@ -20,3 +24,5 @@ pub use kernels::{
 };
 pub use mel::GpuMel;
 pub use model::GpuModel;
+pub use pipeline_cache::PipelineCacheDir;
+pub use profile::{KernelProfile, KernelTime};

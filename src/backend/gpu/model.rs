@@ -1076,6 +1076,19 @@ impl Backend for GpuModel {
             .map(|r| r.total_allocated_bytes)
     }
 
+    fn set_kernel_profiling(&mut self, on: bool) -> bool {
+        if on {
+            self.k.enable_profiling()
+        } else {
+            self.k.disable_profiling();
+            false
+        }
+    }
+
+    fn take_kernel_profile(&mut self) -> Result<Option<super::KernelProfile>> {
+        self.k.take_profile()
+    }
+
     fn weights_dtype(&self) -> &'static str {
         match self.k.config.weights {
             super::kernels::WeightType::F32 => "f32",
