@@ -3,7 +3,7 @@
 //! search runs), after warm-up; and the log-mel on the GPU and the CPU.
 //! `cargo run --release --example gpu_speed [model]`; GPU_SPEED_ATTN=fused|unfused and
 //! GPU_SPEED_ATTN_CHUNK=ROWS override the encoder attention's configuration, GPU_SPEED_WEIGHTS=
-//! f32|f16 the linear weights' storage.
+//! f32|f16|int8 the linear weights' storage.
 
 use std::time::Instant;
 
@@ -46,6 +46,7 @@ fn main() -> dattavani_asr::error::Result<()> {
     match std::env::var("GPU_SPEED_WEIGHTS").as_deref() {
         Ok("f32") => kc.weights = WeightType::F32,
         Ok("f16") => kc.weights = WeightType::F16,
+        Ok("int8") => kc.weights = WeightType::Int8,
         _ => {}
     }
     println!("linear weights: {:?}", kc.weights);

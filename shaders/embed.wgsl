@@ -5,6 +5,11 @@
 // 159 MB, more than lavapipe's 128 MiB storage binding): the host records one dispatch per range
 // and every token is written by exactly the one dispatch whose range holds it.
 // Thread (x = column, y = token); ids outside the range are skipped; indices guarded.
+//
+// The table's binding 1 and `fn tload(r, c) -> f32` (element c of row r of this range) are
+// prepended by the host (see `kernels.rs`): f32 rows of `row_stride` values, or int8 rows of
+// `row_stride` u32 quads with an f32 scale per row (binding 5, bound over the same row range),
+// dequantized as q·scale — the int8 token embedding is also the logits projection's weight.
 
 struct Params {
     n_tok: u32,
@@ -13,12 +18,11 @@ struct Params {
     row_base: u32,
     table_rows: u32,
     per_seq: u32,  // tokens per sequence: token i sits at position pos0 + i % per_seq
-    _p1: u32,
+    row_stride: u32, // 32-bit words per table row (f32: values; int8: quads), >= d (f32) / d/4
     _p2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
 @group(0) @binding(2) var<storage, read> pos: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -35,5 +39,5 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r = id - p.row_base;
-    out[i * p.d + c] = table[r * p.d + c] + pos[(p.pos0 + i % p.per_seq) * p.d + c];
+    out[i * p.d + c] = tload(r, c) + pos[(p.pos0 + i % p.per_seq) * p.d + c];
 }

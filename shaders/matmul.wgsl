@@ -1,6 +1,7 @@
 // Fully connected layer: out[m, col0 + n] = act(x[m, :] · w[n, :] + bias[n]).
 //
-// Layouts: x is [M, K] row-major, w is PyTorch's [N, K] (f32, or f16 pairs packed in u32) (so this is x·Wᵀ: both operands are
+// Layouts: x is [M, K] row-major, w is PyTorch's [N, K] (f32, f16 pairs packed in u32, or int8
+// quads packed in u32 with one f32 scale per row) (so this is x·Wᵀ: both operands are
 // contiguous along K, which is what makes vec4 loads along K possible). Rows are bound as
 // vec4<f32>: the host guarantees K % 4 == 0 (callers with odd K zero-pad rows to a multiple of 4;
 // padding contributes 0 to every dot product). out is [M, out_stride] f32, written at columns
@@ -30,10 +31,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-// binding 1, the weights, and `fn wload(i) -> vec4<f32>` (the i-th group of 4 weights along K)
-// are prepended by the host: f32 (`array<vec4<f32>>`) or f16 packed in pairs
-// (`array<vec2<u32>>`, unpacked with unpack2x16float: storage and bandwidth halved, arithmetic
-// in f32), see `kernels.rs`.
+// binding 1, the weights, `fn wload(i) -> vec4<f32>` (the i-th group of 4 weights along K) and
+// `fn row_scaled(v, n) -> f32` are prepended by the host (see `kernels.rs`): f32
+// (`array<vec4<f32>>`), f16 packed in pairs (`array<vec2<u32>>`, unpacked with unpack2x16float:
+// storage and bandwidth halved), or int8 packed in quads (`array<u32>`, unpacked with
+// unpack4xI8: a quarter of f32) whose row scales (binding 5, bound over the same row range as
+// the weights) multiply the finished K-sum of each output column: x·(q·s) = (x·q)·s. Arithmetic
+// is f32 throughout; for f32 and f16, row_scaled returns its argument.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -49,7 +53,7 @@ fn erf_as(z: f32) -> f32 {
 }
 
 fn epilogue(v: f32, n: u32) -> f32 {
-    var r = v;
+    var r = row_scaled(v, n);
     if ((p.flags & 1u) != 0u) {
         r = r + bias[n];
     }

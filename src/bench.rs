@@ -45,7 +45,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N|NAME")]
     adapter: Option<String>,
     /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
-    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it)
+    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the
+    /// matmul)
     #[arg(long, value_enum)]
     dtype: Option<crate::transcribe::WeightsDtype>,
     /// Timed runs after one warm-up run; each figure is the median over them.

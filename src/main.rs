@@ -146,7 +146,8 @@ struct TranscribeArgs {
     #[arg(long)]
     word_timestamps: bool,
     /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
-    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it)
+    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the
+    /// matmul)
     #[arg(long, value_enum)]
     dtype: Option<WeightsDtype>,
 }

@@ -65,8 +65,9 @@ pub struct TranscribeOptions {
 pub enum WeightsDtype {
     F32,
     F16,
-    /// Per-row scaled int8 (CTranslate2's layout); on the CPU activations are quantized per row
-    /// too and products summed in i32.
+    /// Per-row scaled int8 (CTranslate2's layout, `model::quant`); on the CPU activations are
+    /// quantized per row too and products summed in i32; the GPU dequantizes the weights in its
+    /// matmul kernels and computes in f32.
     Int8,
 }
 
@@ -344,16 +345,13 @@ impl Transcriber {
         tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
         let weights = Weights::open(&files.weights())?;
         let dtype = options.weights_dtype;
-        // The GPU stores f16 unless f32 is asked for; the CPU reference path holds f32.
+        // The GPU stores f16 unless f32 or int8 is asked for; the CPU holds f32 or int8.
         let load_gpu = |ctx: GpuContext| {
-            if dtype == Some(WeightsDtype::Int8) {
-                return Err(Error::Usage(
-                    "--dtype int8 is not implemented on the GPU yet (f32, f16)".into(),
-                ));
-            }
             let mut kc = KernelConfig::for_adapter(&ctx);
-            if dtype == Some(WeightsDtype::F32) {
-                kc.weights = WeightType::F32;
+            match dtype {
+                Some(WeightsDtype::F32) => kc.weights = WeightType::F32,
+                Some(WeightsDtype::Int8) => kc.weights = WeightType::Int8,
+                Some(WeightsDtype::F16) | None => {}
             }
             GpuModel::load_with_config(ctx, &weights, &config.dims, kc)
         };

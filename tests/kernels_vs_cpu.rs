@@ -13,9 +13,10 @@
 
 use dattavani_asr::backend::cpu::ops;
 use dattavani_asr::backend::gpu::{
-    AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant, WeightType,
+    pack_i8, AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
 use dattavani_asr::error::Error;
+use dattavani_asr::model::quant::QuantizedMatrix;
 
 #[path = "common/gpu.rs"]
 mod gpu_adapter;
@@ -156,6 +157,127 @@ fn linear_f16_weights_match_cpu() {
     )
     .unwrap();
     check_linear_f16(&ctx, &kern, &mut rng, 3, 384, 200);
+}
+
+/// Row-scaled int8 weights (`QuantizedMatrix`, four per u32, a scale per row applied after the
+/// K-sum). Against the CPU on the dequantized matrix (`q · scale` in f32): the same products up
+/// to where the scale is multiplied in (per product on the CPU, once per sum on the GPU: one
+/// extra rounding of relative ε/2 per product) and the summation order, so the f32 tolerance
+/// `k_tol` holds. Against the original f32 weights, as a check of the quantization itself: each
+/// weight moves by at most scale/2 = absmax/254 (≈ 1/254 here), uniformly and independently, so
+/// with x uniform in [-1, 1) the error of a result has σ = √K·(1/√3)·(1/(254·√3)) = √K/762
+/// (0.026 at K = 385); √K/127 is 6σ over the ~10⁵ outputs checked. That bound is loose next to
+/// an indexing bug's O(0.25) only for large K, which is why the dequantized comparison is the
+/// one that pins the kernel down.
+#[allow(clippy::too_many_arguments)]
+fn check_linear_int8(
+    ctx: &GpuContext,
+    kern: &Kernels,
+    rng: &mut Lcg,
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: bool,
+    gelu: bool,
+) {
+    let x = rng.vec(m * k);
+    // Rows of different magnitudes (1, 1/2, 1/3, 1/4: still within [-1, 1)), so that a scale
+    // applied to the wrong output column shows.
+    let mut w = rng.vec(n * k);
+    for (r, row) in w.chunks_exact_mut(k).enumerate() {
+        row.iter_mut().for_each(|v| *v /= (1 + r % 4) as f32);
+    }
+    let b = rng.vec(n);
+    let bias = bias.then_some(&b[..]);
+    let got = kern
+        .run_linear_typed(ctx, &x, m, k, &w, WeightType::Int8, n, bias, gelu)
+        .unwrap();
+    let dequantized = QuantizedMatrix::quantize(&w, n, k).dequantize();
+    for (weights, tol, what) in [
+        (&dequantized, k_tol(k), "dequantized weights"),
+        (&w, (k as f32).sqrt() / 127.0, "f32 weights"),
+    ] {
+        let mut want = vec![0.0; m * n];
+        ops::linear(&x, m, k, weights, n, bias, &mut want);
+        if gelu {
+            ops::gelu(&mut want);
+        }
+        let e = max_err(&got, &want);
+        assert!(
+            e <= tol,
+            "int8 linear m={m} k={k} n={n} bias={} gelu={gelu} vs {what} ({:?}, gemv up to {} rows): \
+             err {e} > {tol}",
+            bias.is_some(),
+            kern.config.matmul,
+            kern.config.gemv_max_rows,
+        );
+    }
+}
+
+#[test]
+fn linear_int8_weights_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Lcg(21);
+    // Register (CPU-type adapters' default) and tiled (real GPUs') matmuls, each with and
+    // without the GEMV for few rows, on the odd shapes of `linear_suite`.
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+        for gemv_max_rows in [0, 4] {
+            let kern = Kernels::new(
+                &ctx,
+                KernelConfig {
+                    matmul: variant,
+                    gemv_max_rows,
+                    ..KernelConfig::for_adapter(&ctx)
+                },
+            )
+            .unwrap();
+            for &m in &[1, 7, 63, 65, 300] {
+                for &k in &[384, 385] {
+                    for &n in &[1, 7, 65, 384] {
+                        let (bias, gelu) = ((m + n) % 2 == 1, n == 65);
+                        check_linear_int8(&ctx, &kern, &mut rng, m, k, n, bias, gelu);
+                    }
+                }
+            }
+            check_linear_int8(&ctx, &kern, &mut rng, 300, 1536, 384, true, false);
+            // fc2
+        }
+    }
+    // The real-GPU defaults (32 lanes per GEMV output) and the logits projection's shape.
+    let kern = Kernels::new(&ctx, KernelConfig::gpu()).unwrap();
+    check_linear_int8(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
+    check_linear_int8(&ctx, &kern, &mut rng, 3, 385, 70, true, true);
+    check_linear_int8(&ctx, &kernels(&ctx), &mut rng, 1, 384, 51864, false, false);
+    // With naga's bounds checks (the int8 unpack under them).
+    let kern = Kernels::new(
+        &ctx,
+        KernelConfig {
+            trusted: false,
+            ..KernelConfig::for_adapter(&ctx)
+        },
+    )
+    .unwrap();
+    check_linear_int8(&ctx, &kern, &mut rng, 65, 385, 65, true, true);
+    // Row ranges: 64 rows of 384 int8 per binding, so N = 300 is 5 ranges whose weights and
+    // scales are bound at byte offsets.
+    for base in [KernelConfig::for_adapter(&ctx), KernelConfig::gpu()] {
+        let kern = Kernels::new(
+            &ctx,
+            KernelConfig {
+                max_binding_override: Some(64 * 384),
+                ..base
+            },
+        )
+        .unwrap();
+        check_linear_int8(&ctx, &kern, &mut rng, 1, 384, 300, true, false);
+        check_linear_int8(&ctx, &kern, &mut rng, 65, 384, 300, true, true);
+    }
+}
+
+#[test]
+fn pack_i8_puts_element_0_in_the_low_byte() {
+    assert_eq!(pack_i8(&[1, -1, 127, -127]), vec![0x81_7f_ff_01]);
+    assert_eq!(pack_i8(&[-128, 0, 0, 0, 5]), vec![0x80, 5]);
 }
 
 fn linear_suite(ctx: &GpuContext, kern: &Kernels) {
@@ -489,6 +611,46 @@ fn embed_matches_cpu_including_split_table() {
         let mut want = vec![0.0; ids.len() * d];
         ops::embed(&table, &pos, d, &ids, 5, &mut want);
         assert_eq!(got, want, "embed (binding override {over:?})"); // one addition each: exact
+    }
+}
+
+/// The int8 table (the model's token embedding under `--dtype int8`): each element is
+/// `q · scale + pos`, as the CPU computes it from the dequantized table, except that the device
+/// may fuse the multiply and add (one rounding instead of two): at most ε·(|q·scale| + |pos|)
+/// apart, bounded by 2ε·(1 + |ref|) with values below 2. Also split into row ranges (64 rows of
+/// 96 quads per binding: table and scales bound at offsets).
+#[test]
+fn embed_int8_table_matches_cpu_including_split_table() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Lcg(22);
+    let (vocab, d, n_ctx) = (1000, 384, 448);
+    let mut table = rng.vec(vocab * d);
+    for (r, row) in table.chunks_exact_mut(d).enumerate() {
+        row.iter_mut().for_each(|v| *v /= (1 + r % 4) as f32);
+    }
+    let pos = rng.vec(n_ctx * d);
+    let dequantized = QuantizedMatrix::quantize(&table, vocab, d).dequantize();
+    let mut ids: Vec<u32> = (0..9).map(|_| rng.below(vocab as u32)).collect();
+    ids.extend_from_slice(&[0, 999, 64, 63]);
+    for over in [None, Some(64 * 384)] {
+        let kern = Kernels::new(
+            &ctx,
+            KernelConfig {
+                max_binding_override: over,
+                ..KernelConfig::for_adapter(&ctx)
+            },
+        )
+        .unwrap();
+        let got = kern
+            .run_embed_typed(&ctx, &table, WeightType::Int8, &pos, d, &ids, 5)
+            .unwrap();
+        let mut want = vec![0.0; ids.len() * d];
+        ops::embed(&dequantized, &pos, d, &ids, 5, &mut want);
+        let e = max_err(&got, &want);
+        assert!(
+            e <= 2.0 * f32::EPSILON,
+            "int8 embed (binding override {over:?}): {e}"
+        );
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::model::quant::QuantizedMatrix;
 
 use super::context::GpuContext;
 use super::profile::{self, KernelProfile, KernelTag, Profiler};
@@ -39,13 +40,29 @@ pub enum WeightType {
     /// IEEE half, two per u32 (element 2i in the low 16 bits), unpacked with
     /// `unpack2x16float`: works on every adapter, `shader-f16` not required.
     F16,
+    /// Row-scaled int8 (`crate::model::quant`, CTranslate2's int8 layout): four two's-complement
+    /// bytes per u32 (element 4i in the low byte, `pack_i8`), unpacked with `unpack4xI8`, and an
+    /// f32 scale per row in a second buffer. The kernels sum `x · q` in f32 and multiply by the
+    /// row's scale once, in the epilogue (the scale of output column n is constant along K).
+    Int8,
 }
 
 impl WeightType {
+    /// Bytes per stored weight (scales not counted).
     fn bytes(self) -> usize {
         match self {
             WeightType::F32 => 4,
             WeightType::F16 => 2,
+            WeightType::Int8 => 1,
+        }
+    }
+
+    /// "f32", "f16" or "int8" (as `--dtype` spells them).
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightType::F32 => "f32",
+            WeightType::F16 => "f16",
+            WeightType::Int8 => "int8",
         }
     }
 }
@@ -62,6 +79,129 @@ pub fn pack_f16(w: &[f32]) -> Vec<u32> {
             lo | (hi << 16)
         })
         .collect()
+}
+
+/// int8 values four per u32 (element 4i in the low byte; a short tail is zero-filled), the
+/// layout of `WeightType::Int8` and what WGSL's `unpack4xI8` reads.
+pub fn pack_i8(q: &[i8]) -> Vec<u32> {
+    q.chunks(4)
+        .map(|b| {
+            b.iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &v)| acc | ((v as u8 as u32) << (8 * i)))
+        })
+        .collect()
+}
+
+/// A `[rows, cols]` weight matrix on the device in one storage type: `cols` is the source's
+/// column count rounded up to a multiple of 4 (zero padding, which adds nothing to a dot
+/// product), as the matmul kernels read rows in groups of four. For `Int8`, `scale` holds the
+/// f32 scale of each row.
+pub struct GpuMatrix {
+    pub data: wgpu::Buffer,
+    pub scale: Option<wgpu::Buffer>,
+    pub ty: WeightType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl GpuMatrix {
+    /// Converts `w` (`rows x cols`, row-major f32) to `ty` and uploads it; `Int8` quantizes with
+    /// `QuantizedMatrix::quantize` (per-row absmax / 127), the quantizer the CPU path shares.
+    pub fn upload(
+        ctx: &GpuContext,
+        label: &str,
+        w: &[f32],
+        rows: usize,
+        cols: usize,
+        ty: WeightType,
+    ) -> Self {
+        assert_eq!(w.len(), rows * cols, "{label}: data is not rows x cols");
+        let padded = cols.next_multiple_of(4);
+        // No copy when no padding is needed: the token embedding is tens of MB.
+        let w: std::borrow::Cow<[f32]> = if padded == cols {
+            w.into()
+        } else {
+            crate::backend::gpu::oneshot::pad_cols(w, rows, cols)
+                .0
+                .into()
+        };
+        let (data, scale) = match ty {
+            WeightType::F32 => (ctx.upload(label, &w), None),
+            WeightType::F16 => (ctx.upload(label, &pack_f16(&w)), None),
+            WeightType::Int8 => {
+                let q = QuantizedMatrix::quantize(&w, rows, padded);
+                (
+                    ctx.upload(label, &pack_i8(&q.q)),
+                    Some(ctx.upload(label, &q.scale)),
+                )
+            }
+        };
+        GpuMatrix {
+            data,
+            scale,
+            ty,
+            rows,
+            cols: padded,
+        }
+    }
+
+    /// The view the record functions take.
+    pub fn view(&self) -> MatrixRef<'_> {
+        MatrixRef {
+            data: &self.data,
+            scale: self.scale.as_ref(),
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// Device bytes of the values and scales.
+    pub fn device_bytes(&self) -> u64 {
+        self.data.size() + self.scale.as_ref().map_or(0, |s| s.size())
+    }
+}
+
+/// A `[rows, cols]` weight matrix as `linear_typed` and `embed_batched` read it (cols a
+/// multiple of 4 for `linear_typed`): storage buffer, type, and for `Int8` the row scales.
+#[derive(Clone, Copy)]
+pub struct MatrixRef<'a> {
+    pub data: &'a wgpu::Buffer,
+    pub scale: Option<&'a wgpu::Buffer>,
+    pub ty: WeightType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> MatrixRef<'a> {
+    /// An f32 matrix in `data`.
+    pub fn f32(data: &'a wgpu::Buffer, rows: usize, cols: usize) -> Self {
+        MatrixRef {
+            data,
+            scale: None,
+            ty: WeightType::F32,
+            rows,
+            cols,
+        }
+    }
+
+    /// The row scales of an `Int8` matrix (checked to hold `rows` values), `None` otherwise.
+    fn scales(&self, what: &str) -> Result<Option<&'a wgpu::Buffer>> {
+        match (self.ty, self.scale) {
+            (WeightType::Int8, Some(s)) => {
+                need(s, self.rows, what)?;
+                Ok(Some(s))
+            }
+            (WeightType::Int8, None) => Err(Error::Device(format!("{what}: int8 without scales"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Bytes of one stored row.
+    fn row_bytes(&self) -> usize {
+        self.cols * self.ty.bytes()
+    }
 }
 
 /// Workgroup shape and per-thread tile of a matmul kernel.
@@ -120,8 +260,9 @@ pub struct KernelConfig {
     /// each index against its shape parameters (see the comments in `shaders/`) and every record
     /// function below checks each buffer's size against those parameters before dispatching.
     pub trusted: bool,
-    /// Storage of the models' linear weights (q/k/v/o, fc1, fc2; the token embedding, the
-    /// convolutions and the norms stay f32).
+    /// Storage of the models' linear weights (q/k/v/o, fc1, fc2). The token embedding (also the
+    /// logits projection) is int8 under `Int8` and f32 otherwise; the convolutions, positional
+    /// embeddings and norms stay f32.
     pub weights: WeightType,
     /// Pretend the storage-binding limit is this many bytes (tests of the row-range split).
     pub max_binding_override: Option<u64>,
@@ -238,12 +379,12 @@ pub struct Kernels {
     l_ro_rw: wgpu::BindGroupLayout,
     l_ro_rw_ro: wgpu::BindGroupLayout,
     l_ro_2rw: wgpu::BindGroupLayout,
-    matmul_tiled: wgpu::ComputePipeline,
-    matmul_reg: wgpu::ComputePipeline,
-    gemv: wgpu::ComputePipeline,
-    matmul_tiled16: wgpu::ComputePipeline,
-    matmul_reg16: wgpu::ComputePipeline,
-    gemv16: wgpu::ComputePipeline,
+    /// Matmul and embedding kernels: x / table, w, bias / positions, out, params, row scales.
+    l_weights: wgpu::BindGroupLayout,
+    /// Matmul kernels per weight type (`WeightType as usize`).
+    matmul: [MatmulPipelines; 3],
+    /// Embedding gather for f32 and int8 tables.
+    embed: [wgpu::ComputePipeline; 2],
     conv1d: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     gelu: wgpu::ComputePipeline,
@@ -256,7 +397,6 @@ pub struct Kernels {
     attn_qk: wgpu::ComputePipeline,
     attn_pv: wgpu::ComputePipeline,
     kv_append: wgpu::ComputePipeline,
-    embed: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
     greedy_pick: wgpu::ComputePipeline,
     mel_frames: wgpu::ComputePipeline,
@@ -280,8 +420,15 @@ pub struct Kernels {
     profiler: Option<Mutex<Profiler>>,
 }
 
+/// The three matmul kernels compiled for one weight type.
+struct MatmulPipelines {
+    tiled: wgpu::ComputePipeline,
+    reg: wgpu::ComputePipeline,
+    gemv: wgpu::ComputePipeline,
+}
+
 /// Most bindings of any kernel.
-const MAX_BINDINGS: usize = 5;
+const MAX_BINDINGS: usize = 6;
 
 /// A bind group's identity: its layout and each binding's (buffer, offset, size).
 type BindKey = (
@@ -295,6 +442,50 @@ fn header(consts: &[(&str, u32)]) -> String {
         s.push_str(&format!("const {k}: u32 = {v}u;\n"));
     }
     s
+}
+
+/// What `shaders/matmul.wgsl` expects prepended for weights stored as `ty`: binding 1,
+/// `wload(i)` (the i-th group of 4 weights along K, before any row scale) and `row_scaled(v, n)`
+/// (the K-sum of output column n times its row's scale).
+fn matmul_prelude(ty: WeightType) -> String {
+    let unscaled = "fn row_scaled(v: f32, n: u32) -> f32 { return v; }\n";
+    match ty {
+        WeightType::F32 => format!(
+            "@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;\n\
+             fn wload(i: u32) -> vec4<f32> {{ return w[i]; }}\n{unscaled}"
+        ),
+        WeightType::F16 => format!(
+            "@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;\n\
+             fn wload(i: u32) -> vec4<f32> {{\n\
+             let u = w[i];\n\
+             return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));\n}}\n{unscaled}"
+        ),
+        // Sign-extending unpack (naga emits bit-field extracts where the Int8 capability is
+        // absent), exact conversion to f32 (|q| <= 127); the scale is applied once per output.
+        WeightType::Int8 => "@group(0) @binding(1) var<storage, read> w: array<u32>;\n\
+             @group(0) @binding(5) var<storage, read> w_scale: array<f32>;\n\
+             fn wload(i: u32) -> vec4<f32> { return vec4<f32>(unpack4xI8(w[i])); }\n\
+             fn row_scaled(v: f32, n: u32) -> f32 { return v * w_scale[n]; }\n"
+            .to_string(),
+    }
+}
+
+/// What `shaders/embed.wgsl` expects prepended for a table stored as `ty` (f32 or int8): binding
+/// 1 and `tload(r, c)` (element c of table row r, in f32).
+fn embed_prelude(ty: WeightType) -> &'static str {
+    match ty {
+        WeightType::Int8 => {
+            "@group(0) @binding(1) var<storage, read> table: array<u32>;\n\
+             @group(0) @binding(5) var<storage, read> t_scale: array<f32>;\n\
+             fn tload(r: u32, c: u32) -> f32 {\n\
+             let q = unpack4xI8(table[r * p.row_stride + c / 4u]);\n\
+             return f32(q[c % 4u]) * t_scale[r];\n}\n"
+        }
+        WeightType::F32 | WeightType::F16 => {
+            "@group(0) @binding(1) var<storage, read> table: array<f32>;\n\
+             fn tload(r: u32, c: u32) -> f32 { return table[r * p.row_stride + c]; }\n"
+        }
+    }
 }
 
 fn groups(n: usize, per: u32) -> u32 {
@@ -371,6 +562,7 @@ impl Kernels {
         let l_ro_rw = layout("ro+rw+u", &[Ro, Rw, Uniform]);
         let l_ro_rw_ro = layout("ro+rw+u+ro", &[Ro, Rw, Uniform, Ro]);
         let l_ro_2rw = layout("ro+2rw+u", &[Ro, Rw, Rw, Uniform]);
+        let l_weights = layout("3ro+rw+u+ro", &[Ro, Ro, Ro, Rw, Uniform, Ro]);
 
         // A module with its label. Weight-storage variants are labelled "<family> <storage>
         // (<variant>)", e.g. "matmul f16 (tiled)": the profile names them by that storage word.
@@ -426,18 +618,27 @@ impl Kernels {
             ]
         };
         let mm_src = include_str!("../../../shaders/matmul.wgsl");
-        let w32 = "@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;\n\
-                   fn wload(i: u32) -> vec4<f32> { return w[i]; }\n";
-        let w16 = "@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;\n\
-                   fn wload(i: u32) -> vec4<f32> {\n\
-                   let u = w[i];\n\
-                   return vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y));\n}\n";
-        let mm32 = format!("{w32}{mm_src}");
-        let mm16 = format!("{w16}{mm_src}");
-        let mm_t = module("matmul (tiled)", &mm_consts(&c.tiled), &mm32);
-        let mm_r = module("matmul (register)", &mm_consts(&c.register), &mm32);
-        let mm_t16 = module("matmul f16 (tiled)", &mm_consts(&c.tiled), &mm16);
-        let mm_r16 = module("matmul f16 (register)", &mm_consts(&c.register), &mm16);
+        let matmul_for = |ty: WeightType| {
+            // f32 keeps the plain labels (profile names "matmul_reg", not "... (f32)").
+            let (tiled, reg) = match ty {
+                WeightType::F32 => ("matmul (tiled)", "matmul (register)"),
+                WeightType::F16 => ("matmul f16 (tiled)", "matmul f16 (register)"),
+                WeightType::Int8 => ("matmul int8 (tiled)", "matmul int8 (register)"),
+            };
+            let src = format!("{}{mm_src}", matmul_prelude(ty));
+            let tiled = module(tiled, &mm_consts(&c.tiled), &src);
+            let reg = module(reg, &mm_consts(&c.register), &src);
+            MatmulPipelines {
+                tiled: pipeline(&tiled, "matmul_tiled", &l_weights),
+                reg: pipeline(&reg, "matmul_reg", &l_weights),
+                gemv: pipeline(&tiled, "gemv", &l_weights),
+            }
+        };
+        let matmul = [
+            matmul_for(WeightType::F32),
+            matmul_for(WeightType::F16),
+            matmul_for(WeightType::Int8),
+        ];
         let conv = module(
             "conv1d",
             &[
@@ -490,10 +691,16 @@ impl Kernels {
             ],
             include_str!("../../../shaders/attn_mm.wgsl"),
         );
+        let em_src = include_str!("../../../shaders/embed.wgsl");
         let em = module(
             "embed",
             &[("EM_WG", c.embed_wg)],
-            include_str!("../../../shaders/embed.wgsl"),
+            &format!("{}{em_src}", embed_prelude(WeightType::F32)),
+        );
+        let em8 = module(
+            "embed int8",
+            &[("EM_WG", c.embed_wg)],
+            &format!("{}{em_src}", embed_prelude(WeightType::Int8)),
         );
         let am = module(
             "argmax",
@@ -520,12 +727,11 @@ impl Kernels {
             .max_binding_override
             .unwrap_or(ctx.limits.max_storage_buffer_binding_size);
         let mut k = Kernels {
-            matmul_tiled: pipeline(&mm_t, "matmul_tiled", &l_3ro_rw),
-            matmul_reg: pipeline(&mm_r, "matmul_reg", &l_3ro_rw),
-            gemv: pipeline(&mm_t, "gemv", &l_3ro_rw),
-            matmul_tiled16: pipeline(&mm_t16, "matmul_tiled", &l_3ro_rw),
-            matmul_reg16: pipeline(&mm_r16, "matmul_reg", &l_3ro_rw),
-            gemv16: pipeline(&mm_t16, "gemv", &l_3ro_rw),
+            matmul,
+            embed: [
+                pipeline(&em, "embed", &l_weights),
+                pipeline(&em8, "embed", &l_weights),
+            ],
             conv1d: pipeline(&conv, "conv1d_k3", &l_3ro_rw),
             layernorm: pipeline(&ln, "layer_norm", &l_3ro_rw),
             gelu: pipeline(&ew, "gelu", &l_rw_ro),
@@ -538,7 +744,6 @@ impl Kernels {
             attn_qk: pipeline(&amm, "attn_qk", &l_3ro_rw),
             attn_pv: pipeline(&amm, "attn_pv", &l_3ro_rw),
             kv_append: pipeline(&ew, "kv_append", &l_rw_ro),
-            embed: pipeline(&em, "embed", &l_3ro_rw),
             argmax: pipeline(&am, "argmax", &l_ro_rw),
             greedy_pick: pipeline(&am, "greedy_pick", &l_ro_rw_ro),
             mel_frames: pipeline(&mel, "mel_frames", &l_ro_2rw),
@@ -555,6 +760,7 @@ impl Kernels {
             l_ro_rw,
             l_ro_rw_ro,
             l_ro_2rw,
+            l_weights,
             params,
             param_stride: align,
             next_slot: AtomicU32::new(0),
@@ -570,6 +776,20 @@ impl Kernels {
         };
         k.tags = tags.into_inner();
         Ok(k)
+    }
+
+    /// The matmul kernels for weights stored as `ty`.
+    fn matmul_pipelines(&self, ty: WeightType) -> &MatmulPipelines {
+        &self.matmul[ty as usize]
+    }
+
+    /// The embedding gather for a table stored as `ty` (f32 or int8; `embed_batched` rejects
+    /// other tables before asking).
+    fn embed_pipeline(&self, ty: WeightType) -> &wgpu::ComputePipeline {
+        match ty {
+            WeightType::Int8 => &self.embed[1],
+            WeightType::F32 | WeightType::F16 => &self.embed[0],
+        }
     }
 
     /// Starts a new command buffer's worth of dispatches: parameter slots are reused from here.
@@ -800,25 +1020,24 @@ impl Kernels {
         k: usize,
         gelu: bool,
     ) -> Result<()> {
-        self.linear_typed(pass, x, w, WeightType::F32, bias, out, m, n, k, gelu)
+        self.linear_typed(pass, x, MatrixRef::f32(w, n, k), bias, out, m, gelu)
     }
 
-    /// `linear` with the weights stored as `wt` (f16: pairs packed in u32 by `pack_f16`).
+    /// `linear` with the weights `w` (`[n, k]`, n = `w.rows`, k = `w.cols`) stored in any
+    /// `WeightType` (see `GpuMatrix`).
     #[allow(clippy::too_many_arguments)]
     pub fn linear_typed(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        wt: WeightType,
+        w: MatrixRef<'_>,
         bias: Option<&wgpu::Buffer>,
         out: &wgpu::Buffer,
         m: usize,
-        n: usize,
-        k: usize,
         gelu: bool,
     ) -> Result<()> {
-        let wbytes = wt.bytes();
+        let (n, k) = (w.rows, w.cols);
+        let wbytes = w.ty.bytes();
         if !k.is_multiple_of(4) {
             return Err(Error::Device(format!(
                 "linear: k = {k} is not a multiple of 4 (zero-pad the rows)"
@@ -828,15 +1047,16 @@ impl Kernels {
             return Ok(());
         }
         need(x, m * k, "linear x")?;
-        need(w, n * k * wbytes / 4, "linear w")?;
+        need(w.data, n * k * wbytes / 4, "linear w")?;
         need(out, m * n, "linear out")?;
         if let Some(b) = bias {
             need(b, n, "linear bias")?;
         }
+        let scale = w.scales("linear scales")?;
         let c = &self.config;
         let use_gemv = m <= c.gemv_max_rows;
-        let chunk = self.rows_per_binding((k * wbytes) as u64).min(n);
-        let f16 = wt == WeightType::F16;
+        let chunk = self.rows_per_binding(w.row_bytes() as u64).min(n);
+        let pipes = self.matmul_pipelines(w.ty);
         let mut n0 = 0;
         while n0 < n {
             let rows = chunk.min(n - n0);
@@ -851,44 +1071,31 @@ impl Kernels {
                 0,
                 0,
             ])?;
-            let wb = binding(w, (n0 * k * wbytes) as u64, (rows * k * wbytes) as u64);
+            let wb = binding(w.data, (n0 * k * wbytes) as u64, (rows * k * wbytes) as u64);
+            // Bias and scales of this row range: offsets n0 · 4 bytes, aligned as n0 is a
+            // multiple of `row_step`.
             let bb = match bias {
                 Some(b) => binding(b, (n0 * 4) as u64, (rows * 4) as u64),
                 None => whole(&self.dummy),
             };
-            let binds = [whole(x), wb, bb, whole(out), p];
-            if use_gemv {
-                self.dispatch(
-                    pass,
-                    if f16 { &self.gemv16 } else { &self.gemv },
-                    &self.l_3ro_rw,
-                    &binds,
-                    (groups(rows, c.gemv_rows), m as u32, 1),
-                )?;
+            let sb = match scale {
+                Some(s) => binding(s, (n0 * 4) as u64, (rows * 4) as u64),
+                None => whole(&self.dummy),
+            };
+            let binds = [whole(x), wb, bb, whole(out), p, sb];
+            let (pl, wg) = if use_gemv {
+                (&pipes.gemv, (groups(rows, c.gemv_rows), m as u32, 1))
             } else {
-                match c.matmul {
-                    MatmulVariant::Tiled => {
-                        let t = c.tiled;
-                        let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
-                        let pl = if f16 {
-                            &self.matmul_tiled16
-                        } else {
-                            &self.matmul_tiled
-                        };
-                        self.dispatch(pass, pl, &self.l_3ro_rw, &binds, wg)?;
-                    }
-                    MatmulVariant::Register => {
-                        let t = c.register;
-                        let wg = (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1);
-                        let pl = if f16 {
-                            &self.matmul_reg16
-                        } else {
-                            &self.matmul_reg
-                        };
-                        self.dispatch(pass, pl, &self.l_3ro_rw, &binds, wg)?;
-                    }
-                }
-            }
+                let (pl, t) = match c.matmul {
+                    MatmulVariant::Tiled => (&pipes.tiled, c.tiled),
+                    MatmulVariant::Register => (&pipes.reg, c.register),
+                };
+                (
+                    pl,
+                    (groups(rows, t.wg_x * t.tn), groups(m, t.wg_y * t.tm), 1),
+                )
+            };
+            self.dispatch(pass, pl, &self.l_weights, &binds, wg)?;
             n0 += rows;
         }
         Ok(())
@@ -1380,7 +1587,7 @@ impl Kernels {
     }
 
     /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
-    /// is `[vocab, d]` and may exceed one binding (one dispatch per row range).
+    /// is `[vocab, d]` f32 and may exceed one binding (one dispatch per row range).
     #[allow(clippy::too_many_arguments)]
     pub fn embed(
         &self,
@@ -1394,21 +1601,23 @@ impl Kernels {
         vocab: usize,
         pos0: usize,
     ) -> Result<()> {
-        self.embed_batched(pass, ids, table, pos, out, n_tok, d, vocab, pos0, n_tok)
+        let table = MatrixRef::f32(table, vocab, d);
+        self.embed_batched(pass, ids, table, pos, out, n_tok, d, pos0, n_tok)
     }
 
-    /// `embed` of `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`.
+    /// `embed` of `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
+    /// a table of `table.rows` tokens stored as f32 or int8 (an int8 row is dequantized as it is
+    /// read); the first `d` of its `table.cols` columns are used.
     #[allow(clippy::too_many_arguments)]
     pub fn embed_batched(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         ids: &wgpu::Buffer,
-        table: &wgpu::Buffer,
+        table: MatrixRef<'_>,
         pos: &wgpu::Buffer,
         out: &wgpu::Buffer,
         n_tok: usize,
         d: usize,
-        vocab: usize,
         pos0: usize,
         per_seq: usize,
     ) -> Result<()> {
@@ -1420,11 +1629,32 @@ impl Kernels {
                 "embed: {n_tok} tokens are not sequences of {per_seq}"
             )));
         }
+        let row_stride = match table.ty {
+            WeightType::F32 => table.cols,
+            WeightType::Int8 if table.cols.is_multiple_of(4) => table.cols / 4,
+            ty => {
+                return Err(Error::Device(format!(
+                    "embed: no kernel for a {} table of {} columns",
+                    ty.name(),
+                    table.cols
+                )))
+            }
+        };
+        if d > table.cols {
+            return Err(Error::Device(format!(
+                "embed: d = {d} exceeds the table's {} columns",
+                table.cols
+            )));
+        }
+        let pipeline = self.embed_pipeline(table.ty);
+        let vocab = table.rows;
         need(ids, n_tok, "embed ids")?;
-        need(table, vocab * d, "embed table")?;
+        need(table.data, vocab * table.row_bytes() / 4, "embed table")?;
+        let scale = table.scales("embed scales")?;
         need(pos, (pos0 + per_seq) * d, "embed positions")?;
         need(out, n_tok * d, "embed out")?;
-        let chunk = self.rows_per_binding((d * 4) as u64).min(vocab);
+        let row_bytes = table.row_bytes();
+        let chunk = self.rows_per_binding(row_bytes as u64).min(vocab);
         let mut r0 = 0;
         while r0 < vocab {
             let rows = chunk.min(vocab - r0);
@@ -1435,16 +1665,24 @@ impl Kernels {
                 r0 as u32,
                 rows as u32,
                 per_seq as u32,
-                0,
+                row_stride as u32,
                 0,
             ])?;
-            let tb = binding(table, (r0 * d * 4) as u64, (rows * d * 4) as u64);
+            let tb = binding(
+                table.data,
+                (r0 * row_bytes) as u64,
+                (rows * row_bytes) as u64,
+            );
+            let sb = match scale {
+                Some(s) => binding(s, (r0 * 4) as u64, (rows * 4) as u64),
+                None => whole(&self.dummy),
+            };
             let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
             self.dispatch(
                 pass,
-                &self.embed,
-                &self.l_3ro_rw,
-                &[whole(ids), tb, whole(pos), whole(out), p],
+                pipeline,
+                &self.l_weights,
+                &[whole(ids), tb, whole(pos), whole(out), p, sb],
                 wg,
             )?;
             r0 += rows;

@@ -20,7 +20,8 @@ pub mod profile;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
 pub use kernels::{
-    pack_f16, KernelConfig, Kernels, MatmulTile, MatmulVariant, WeightType, HEAD_DIM,
+    pack_f16, pack_i8, GpuMatrix, KernelConfig, Kernels, MatmulTile, MatmulVariant, MatrixRef,
+    WeightType, HEAD_DIM,
 };
 pub use mel::GpuMel;
 pub use model::GpuModel;

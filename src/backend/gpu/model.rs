@@ -20,15 +20,12 @@ use crate::model::config::ModelDims;
 use crate::model::weights::Weights;
 
 use super::context::GpuContext;
-use super::kernels::{pack_f16, KernelConfig, Kernels, WeightType, HEAD_DIM};
+use super::kernels::{GpuMatrix, KernelConfig, Kernels, WeightType, HEAD_DIM};
 use super::mel::GpuMel;
 
 struct Linear {
-    w: Buffer,
-    wt: WeightType,
+    w: GpuMatrix,
     b: Option<Buffer>,
-    n_in: usize,
-    n_out: usize,
 }
 
 impl Linear {
@@ -43,18 +40,12 @@ impl Linear {
     ) -> Result<Self> {
         let data = w.f32(&format!("{prefix}.weight"), &[n_out, n_in])?;
         Ok(Linear {
-            w: match wt {
-                WeightType::F32 => ctx.upload(prefix, &data),
-                WeightType::F16 => ctx.upload(prefix, &pack_f16(&data)),
-            },
-            wt,
+            w: GpuMatrix::upload(ctx, prefix, &data, n_out, n_in, wt),
             b: if bias {
                 Some(ctx.upload(prefix, &w.f32(&format!("{prefix}.bias"), &[n_out])?))
             } else {
                 None
             },
-            n_in,
-            n_out,
         })
     }
 
@@ -67,18 +58,7 @@ impl Linear {
         out: &Buffer,
         gelu: bool,
     ) -> Result<()> {
-        k.linear_typed(
-            enc,
-            x,
-            &self.w,
-            self.wt,
-            self.b.as_ref(),
-            out,
-            rows,
-            self.n_out,
-            self.n_in,
-            gelu,
-        )
+        k.linear_typed(enc, x, self.w.view(), self.b.as_ref(), out, rows, gelu)
     }
 }
 
@@ -239,7 +219,9 @@ pub struct GpuModel {
     enc_pos: Buffer,
     enc_blocks: Vec<Block>,
     enc_ln: LayerNorm,
-    tok_emb: Buffer,
+    /// The token embedding, also the (tied) logits projection: int8 under `WeightType::Int8`
+    /// (a quarter of the f32 bytes: 20 of tiny's 80 MB), f32 otherwise.
+    tok_emb: GpuMatrix,
     dec_pos: Buffer,
     dec_blocks: Vec<Block>,
     dec_ln: LayerNorm,
@@ -417,14 +399,21 @@ impl GpuModel {
                         &weights.f32("model.encoder.embed_positions.weight", &[na, d])?,
                     ),
                     c.upload(
-                        "tok_emb",
-                        &weights.f32("model.decoder.embed_tokens.weight", &[dims.n_vocab, d])?,
-                    ),
-                    c.upload(
                         "dec_pos",
                         &weights.f32("model.decoder.embed_positions.weight", &[nt, d])?,
                     ),
                 ],
+                GpuMatrix::upload(
+                    c,
+                    "tok_emb",
+                    &weights.f32("model.decoder.embed_tokens.weight", &[dims.n_vocab, d])?,
+                    dims.n_vocab,
+                    d,
+                    match wt {
+                        WeightType::Int8 => WeightType::Int8,
+                        WeightType::F32 | WeightType::F16 => WeightType::F32,
+                    },
+                ),
                 LayerNorm::load(c, weights, "model.encoder.layer_norm", d)?,
                 LayerNorm::load(c, weights, "model.decoder.layer_norm", d)?,
                 (0..dims.n_text_layer)
@@ -438,7 +427,8 @@ impl GpuModel {
         let (
             enc_blocks,
             dec_blocks,
-            [conv1_w, conv1_b, conv2_w, conv2_b, enc_pos, tok_emb, dec_pos],
+            [conv1_w, conv1_b, conv2_w, conv2_b, enc_pos, dec_pos],
+            tok_emb,
             enc_ln,
             dec_ln,
             cross_k,
@@ -650,12 +640,11 @@ impl GpuModel {
         k.embed_batched(
             pass,
             &self.io.ids,
-            &self.tok_emb,
+            self.tok_emb.view(),
             &self.dec_pos,
             &s.x,
             rows,
             d,
-            dims.n_vocab,
             pos0,
             n,
         )?;
@@ -743,15 +732,13 @@ impl GpuModel {
             n,
             n - 1,
         )?;
-        k.linear(
+        k.linear_typed(
             pass,
             &self.io.last_ln,
-            &self.tok_emb,
+            self.tok_emb.view(),
             None,
             &self.io.logits,
             n_seq,
-            dims.n_vocab,
-            d,
             false,
         )
     }
@@ -1090,9 +1077,6 @@ impl Backend for GpuModel {
     }
 
     fn weights_dtype(&self) -> &'static str {
-        match self.k.config.weights {
-            super::kernels::WeightType::F32 => "f32",
-            super::kernels::WeightType::F16 => "f16",
-        }
+        self.k.config.weights.name()
     }
 }

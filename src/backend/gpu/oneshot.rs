@@ -5,7 +5,7 @@
 use crate::error::Result;
 
 use super::context::GpuContext;
-use super::kernels::{pack_f16, Kernels, WeightType};
+use super::kernels::{GpuMatrix, Kernels, WeightType};
 
 /// Copies `[rows, cols]` into `[rows, cols.next_multiple_of(4)]` with zero padding.
 pub fn pad_cols(x: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
@@ -58,7 +58,8 @@ impl Kernels {
         self.run_linear_typed(ctx, x, m, k, w, WeightType::F32, n, bias, gelu)
     }
 
-    /// `run_linear` with the weights stored on the device as `wt` (converted here).
+    /// `run_linear` with the weights stored on the device as `wt` (converted here; int8 by
+    /// `QuantizedMatrix::quantize`, so its CPU twin is `ops::linear` on the dequantized matrix).
     #[allow(clippy::too_many_arguments)]
     pub fn run_linear_typed(
         &self,
@@ -73,16 +74,13 @@ impl Kernels {
         gelu: bool,
     ) -> Result<Vec<f32>> {
         let (xp, kp) = pad_cols(x, m, k);
-        let (wp, _) = pad_cols(w, n, k);
         let xb = ctx.upload("x", &xp);
-        let wb = match wt {
-            WeightType::F32 => ctx.upload("w", &wp),
-            WeightType::F16 => ctx.upload("w", &pack_f16(&wp)),
-        };
+        let wm = GpuMatrix::upload(ctx, "w", &w[..n * k], n, k, wt);
+        debug_assert_eq!(wm.cols, kp);
         let bb = bias.map(|b| ctx.upload("bias", b));
         let ob = ctx.storage("out", (m * n * 4) as u64);
         self.run(ctx, "linear", |enc| {
-            self.linear_typed(enc, &xb, &wb, wt, bb.as_ref(), &ob, m, n, kp, gelu)
+            self.linear_typed(enc, &xb, wm.view(), bb.as_ref(), &ob, m, gelu)
         })?;
         ctx.read(&ob, m * n)
     }
@@ -225,6 +223,30 @@ impl Kernels {
         let ob = ctx.storage("out", (ids.len() * d * 4) as u64);
         self.run(ctx, "embed", |enc| {
             self.embed(enc, &ib, &tb, &pb, &ob, ids.len(), d, vocab, pos0)
+        })?;
+        ctx.read(&ob, ids.len() * d)
+    }
+
+    /// `run_embed` from a table stored as `wt` (f32 or int8; converted here as `GpuMatrix`
+    /// stores model weights).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_embed_typed(
+        &self,
+        ctx: &GpuContext,
+        table: &[f32],
+        wt: WeightType,
+        positions: &[f32],
+        d: usize,
+        ids: &[u32],
+        pos0: usize,
+    ) -> Result<Vec<f32>> {
+        let vocab = table.len() / d.max(1);
+        let ib = ctx.upload("ids", ids);
+        let tm = GpuMatrix::upload(ctx, "table", &table[..vocab * d], vocab, d, wt);
+        let pb = ctx.upload("positions", positions);
+        let ob = ctx.storage("out", (ids.len() * d * 4) as u64);
+        self.run(ctx, "embed", |enc| {
+            self.embed_batched(enc, &ib, tm.view(), &pb, &ob, ids.len(), d, pos0, ids.len())
         })?;
         ctx.read(&ob, ids.len() * d)
     }
