@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use dattavani_asr::backend::cpu::ops;
 use dattavani_asr::backend::gpu::{
-    AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant,
+    AdapterSelector, GpuContext, GpuMatrix, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
 
 fn rand_vec(seed: &mut u64, n: usize) -> Vec<f32> {
@@ -203,6 +203,33 @@ fn main() {
             &gpu,
             cpu,
         );
+        // The same product with the weights stored as the models store them (`--dtype`), at
+        // tiny's fc1 shape.
+        if (m, k, n) != (1500, 384, 1536) {
+            continue;
+        }
+        let typed = |kk: &Kernels, ty: WeightType| {
+            let wm = GpuMatrix::upload(&ctx, "w", &w, n, k, ty);
+            time_gpu(&ctx, kk, 1, |enc| {
+                kk.linear_typed(enc, &xb, wm.view(), Some(&bb), &ob, m, false)
+                    .unwrap()
+            })
+        };
+        let mut gpu = Vec::new();
+        for (name, kk) in [("register", &reg), ("tiled", &tiled)] {
+            for ty in [WeightType::F32, WeightType::F16, WeightType::Int8] {
+                gpu.push((format!("{name} {}", ty.name()), typed(kk, ty)));
+            }
+        }
+        let gpu: Vec<(&str, f64)> = gpu.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        row(
+            "linear (+bias), weight types",
+            &format!("{m}x{k}x{n}"),
+            "GFLOP/s",
+            2.0 * (m * n * k) as f64,
+            &gpu,
+            cpu,
+        );
     }
 
     if want("gemv") {
@@ -227,6 +254,26 @@ fn main() {
             "GEMV (logits)",
             "1x384x51864",
             "GB/s",
+            (n * k * 4) as f64,
+            &gpu,
+            cpu,
+        );
+        // The logits projection as each `--dtype` stores the token table (f16 models keep it
+        // f32; int8 models quantize it): bandwidth counted as f32 bytes, so the rates compare
+        // directly as speed.
+        let mut gpu = Vec::new();
+        for ty in [WeightType::F32, WeightType::F16, WeightType::Int8] {
+            let wm = GpuMatrix::upload(&ctx, "w", &w, n, k, ty);
+            let t = time_gpu(&ctx, dflt, 1, |enc| {
+                dflt.linear_typed(enc, &xb, wm.view(), None, &ob, m, false)
+                    .unwrap()
+            });
+            gpu.push((ty.name(), t));
+        }
+        row(
+            "GEMV (logits), weight types",
+            "1x384x51864",
+            "GB/s (f32 bytes)",
             (n * k * 4) as f64,
             &gpu,
             cpu,

@@ -77,7 +77,7 @@ pub trait Backend {
         None
     }
 
-    /// How the matrix weights are stored on the device ("f32", "f16"); arithmetic is f32.
+    /// How the matrix weights are stored on the device ("f32", "f16", "int8"); arithmetic is f32.
     fn weights_dtype(&self) -> &'static str {
         "f32"
     }
