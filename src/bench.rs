@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// Beams (1: greedy). Default 5, as `transcribe`.
     #[arg(long, default_value_t = 5)]
     beam_size: usize,
+    /// Chunks decoded together (as `transcribe --batch-size`; 1: the sequential seek loop).
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -172,6 +175,7 @@ struct Report {
     device: String,
     dtype: String,
     beam_size: usize,
+    batch_size: usize,
     threads: usize,
     runs: usize,
     load_average: Option<f64>,
@@ -221,9 +225,9 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
             .build_global()
             .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
     }
-    if args.runs == 0 || args.beam_size == 0 {
+    if args.runs == 0 || args.beam_size == 0 || args.batch_size == 0 {
         return Err(Error::Usage(
-            "--runs and --beam-size must be at least 1".into(),
+            "--runs, --beam-size and --batch-size must be at least 1".into(),
         ));
     }
     let device = match args.device {
@@ -234,6 +238,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     let mut options = TranscribeOptions::default();
     options.decode.beam_size = Some(args.beam_size);
     options.weights_dtype = args.dtype;
+    options.batch_size = args.batch_size;
 
     let t = Instant::now();
     let samples = crate::audio::load_audio(&args.file)?;
@@ -287,6 +292,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         device: tr.backend().device_name(),
         dtype: tr.backend().weights_dtype().to_string(),
         beam_size: args.beam_size,
+        batch_size: args.batch_size,
         threads: rayon::current_num_threads(),
         runs: args.runs,
         load_average: load_average(),
@@ -349,11 +355,14 @@ fn mib(b: Option<u64>) -> String {
 }
 
 fn print_table(r: &Report) {
-    let search = if r.beam_size == 1 {
+    let mut search = if r.beam_size == 1 {
         "greedy".to_string()
     } else {
         format!("beam {}", r.beam_size)
     };
+    if r.batch_size > 1 {
+        search.push_str(&format!(", batched by {}", r.batch_size));
+    }
     println!(
         "{} ({:.1} s), {} {} on {}, {search}; median of {} runs; load average {}",
         r.file,

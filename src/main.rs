@@ -150,6 +150,11 @@ struct TranscribeArgs {
     /// matmul)
     #[arg(long, value_enum)]
     dtype: Option<WeightsDtype>,
+    /// 1: OpenAI's sequential 30-s seek loop. N > 1: batched long-form transcription: the audio
+    /// is cut at quiet points into chunks of at most 30 s, decoded independently (no
+    /// conditioning on previous text), N chunks at a time through the encoder and decoder.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
 }
 
 impl TranscribeArgs {
@@ -176,9 +181,9 @@ impl TranscribeArgs {
                 })?);
             }
         }
-        if self.beam_size == 0 || self.best_of == 0 {
+        if self.beam_size == 0 || self.best_of == 0 || self.batch_size == 0 {
             return Err(Error::Usage(
-                "--beam-size and --best-of must be at least 1".into(),
+                "--beam-size, --best-of and --batch-size must be at least 1".into(),
             ));
         }
         let decode = DecodeOptions {
@@ -212,6 +217,7 @@ impl TranscribeArgs {
             },
             word_timestamps: self.word_timestamps,
             weights_dtype: self.dtype,
+            batch_size: self.batch_size,
         })
     }
 }

@@ -1,6 +1,10 @@
 //! The pipeline driver (OpenAI's `transcribe()`): audio -> log-mel -> the seek loop over 30-s
 //! windows (decode with temperature fallback, cut segments at timestamp pairs, advance to the
 //! last complete timestamp) -> segments. `Transcriber` is the library's public entry point.
+//! With `batch_size` > 1 the audio is cut into chunks up front and decoded several at a time
+//! instead ([`batched`]).
+
+pub mod batched;
 
 use std::path::Path;
 use std::time::Instant;
@@ -58,6 +62,10 @@ pub struct TranscribeOptions {
     /// How matrix weights are stored; `None`: the backend's default (f32 on the CPU, f16 on the
     /// GPU). Arithmetic is f32 either way.
     pub weights_dtype: Option<WeightsDtype>,
+    /// 1: OpenAI's sequential seek loop. Above 1: batched long-form transcription (see
+    /// [`batched`]): chunks of at most 30 s cut at quiet points, decoded independently, this
+    /// many at a time (`condition_on_previous_text` does not apply).
+    pub batch_size: usize,
 }
 
 /// Storage precision of the matrix weights (`--dtype`).
@@ -101,6 +109,7 @@ impl Default for TranscribeOptions {
             mel_padding: MelPadding::Zeros,
             word_timestamps: false,
             weights_dtype: None,
+            batch_size: 1,
         }
     }
 }
@@ -124,6 +133,7 @@ impl TranscribeOptions {
             mel_padding: MelPadding::Floor,
             word_timestamps: false,
             weights_dtype: None,
+            batch_size: 1,
         }
     }
 }
@@ -240,8 +250,11 @@ impl Backend for Metered<'_> {
     fn device_name(&self) -> String {
         self.inner.device_name()
     }
-    fn encode(&mut self, mel: &[f32]) -> Result<()> {
-        self.inner.encode(mel)
+    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
+        self.inner.encode_batch(mels)
+    }
+    fn n_windows(&self) -> usize {
+        self.inner.n_windows()
     }
     fn encoder_output(&self) -> Result<Vec<f32>> {
         self.inner.encoder_output()
@@ -249,6 +262,10 @@ impl Backend for Metered<'_> {
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
         self.first = true;
         self.inner.begin_decode(n_seq)
+    }
+    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
+        self.first = true;
+        self.inner.begin_decode_windows(windows)
     }
     fn cached_len(&self) -> usize {
         self.inner.cached_len()
@@ -265,12 +282,13 @@ impl Backend for Metered<'_> {
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
         self.inner.reorder(src)
     }
-    fn cross_attention_weights(
+    fn cross_attention_weights_in(
         &mut self,
+        window: usize,
         tokens: &[u32],
         heads: &[(usize, usize)],
     ) -> Result<Vec<f32>> {
-        self.inner.cross_attention_weights(tokens, heads)
+        self.inner.cross_attention_weights_in(window, tokens, heads)
     }
     fn device_memory_bytes(&self) -> Option<u64> {
         self.inner.device_memory_bytes()
@@ -291,6 +309,69 @@ fn auto_reason(e: &Error) -> String {
     } else {
         m
     }
+}
+
+/// `decode` at temperature `t`: beam search only at 0, best-of sampling only above.
+fn options_at(decode: &DecodeOptions, t: f32) -> DecodeOptions {
+    let mut opts = decode.clone();
+    opts.temperature = t;
+    if t > 0.0 {
+        opts.beam_size = None;
+        opts.patience = None;
+    } else {
+        opts.best_of = None;
+    }
+    opts
+}
+
+/// Whether a decode failed the thresholds and is retried at the next temperature: too
+/// repetitive or too unlikely, unless it is silence (likely no speech and unlikely text).
+fn needs_fallback(o: &TranscribeOptions, r: &DecodingResult) -> bool {
+    let too_repetitive = o
+        .compression_ratio_threshold
+        .is_some_and(|c| r.compression_ratio > c);
+    let too_unlikely = o.logprob_threshold.is_some_and(|l| r.avg_logprob < l);
+    let silence = o.no_speech_threshold.is_some_and(|n| r.no_speech_prob > n) && too_unlikely;
+    (too_repetitive || too_unlikely) && !silence
+}
+
+/// Decode the window the backend has encoded at each of `temperatures` in turn until a result
+/// passes the thresholds (OpenAI's `decode_with_fallback`); the last result otherwise.
+#[allow(clippy::too_many_arguments)]
+fn decode_with_fallback(
+    backend: &mut dyn Backend,
+    tokenizer: &WhisperTokenizer,
+    config: &ModelConfig,
+    o: &TranscribeOptions,
+    decode: &DecodeOptions,
+    temperatures: &[f32],
+    rng: &mut Rng,
+    timings: &mut WindowTimings,
+) -> Result<DecodingResult> {
+    let mut result = None;
+    for &t in temperatures {
+        let opts = options_at(decode, t);
+        timings.passes += 1;
+        let mut metered = Metered {
+            inner: &mut *backend,
+            t: timings,
+            first: true,
+        };
+        let r = decode::decode_window(&mut metered, tokenizer, config, &opts, rng)?;
+        let retry = needs_fallback(o, &r);
+        if retry {
+            tracing::debug!(
+                "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
+                r.compression_ratio,
+                r.avg_logprob
+            );
+        }
+        result = Some(r);
+        if !retry {
+            break;
+        }
+    }
+    result.ok_or_else(|| Error::Usage("no temperatures to decode with".into()))
 }
 
 /// A loaded model, ready to transcribe any number of files.
@@ -451,52 +532,28 @@ impl Transcriber {
         rng: &mut Rng,
         timings: &mut WindowTimings,
     ) -> Result<DecodingResult> {
-        let o = &self.options;
-        let mut result = None;
-        for &t in &o.temperatures {
-            let mut opts = decode.clone();
-            opts.temperature = t;
-            if t > 0.0 {
-                opts.beam_size = None;
-                opts.patience = None;
-            } else {
-                opts.best_of = None;
-            }
-            timings.passes += 1;
-            let mut metered = Metered {
-                inner: self.backend.as_mut(),
-                t: timings,
-                first: true,
-            };
-            let r = decode::decode_window(&mut metered, &self.tokenizer, &self.config, &opts, rng)?;
-            let too_repetitive = o
-                .compression_ratio_threshold
-                .is_some_and(|c| r.compression_ratio > c);
-            let too_unlikely = o.logprob_threshold.is_some_and(|l| r.avg_logprob < l);
-            let silence =
-                o.no_speech_threshold.is_some_and(|n| r.no_speech_prob > n) && too_unlikely;
-            let retry = (too_repetitive || too_unlikely) && !silence;
-            if retry {
-                tracing::debug!(
-                    "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
-                    r.compression_ratio,
-                    r.avg_logprob
-                );
-            }
-            result = Some(r);
-            if !retry {
-                break;
-            }
-        }
-        result.ok_or_else(|| Error::Usage("no temperatures to decode with".into()))
+        decode_with_fallback(
+            self.backend.as_mut(),
+            &self.tokenizer,
+            &self.config,
+            &self.options,
+            decode,
+            &self.options.temperatures,
+            rng,
+            timings,
+        )
     }
 
-    /// Transcribe 16 kHz mono samples. `progress(done_s, total_s)` is called after each window.
+    /// Transcribe 16 kHz mono samples. `progress(done_s, total_s)` is called after each window
+    /// (each batch with `batch_size` > 1).
     pub fn transcribe_samples(
         &mut self,
         samples: &[f32],
         progress: &mut dyn FnMut(f64, f64),
     ) -> Result<Transcript> {
+        if self.options.batch_size > 1 {
+            return self.transcribe_batched(samples, progress);
+        }
         let start = Instant::now();
         self.timings = Timings::default();
         let mel = self.backend.log_mel(samples, self.config.dims.n_mels)?;

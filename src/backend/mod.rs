@@ -15,6 +15,14 @@ use crate::model::config::ModelDims;
 /// followed by `decode` calls. A pass decodes `n_seq` sequences in lockstep (beam search and
 /// best-of sampling keep several); `reorder` re-indexes them (and may change their number),
 /// e.g. fanning one decoded prompt out to five beams.
+///
+/// Batched transcription encodes several windows at once (`encode_batch`) and decodes them in
+/// one pass: `begin_decode_windows` says which window each sequence reads in cross-attention,
+/// and `reorder` carries that along (a window whose sequences are all dropped leaves the pass).
+/// The single-window calls are the batch of one: `encode(mel)` is `encode_batch(&[mel])` and
+/// `begin_decode(n)` puts `n` sequences on window 0. A sequence's logits must not depend on
+/// which other sequences share its call: decoding windows together gives what decoding each
+/// alone gives.
 pub trait Backend {
     fn dims(&self) -> &ModelDims;
 
@@ -30,13 +38,27 @@ pub trait Backend {
 
     /// Encode one window of log-mel, `n_mels` rows of `2 * n_audio_ctx` frames, row-major.
     /// Keeps the encoder output and the cross-attention K/V for the following decoding passes.
-    fn encode(&mut self, mel: &[f32]) -> Result<()>;
+    fn encode(&mut self, mel: &[f32]) -> Result<()> {
+        self.encode_batch(&[mel])
+    }
 
-    /// The last encoder output, `[n_audio_ctx, n_audio_state]` row-major (tests and alignment).
+    /// Encode several windows (each as `encode` takes it), replacing what was encoded before:
+    /// window `i` is `mels[i]`, and each keeps its own cross-attention K/V.
+    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()>;
+
+    /// Windows held encoded (0 before the first `encode`).
+    fn n_windows(&self) -> usize;
+
+    /// The encoder output of window 0, `[n_audio_ctx, n_audio_state]` row-major (tests).
     fn encoder_output(&self) -> Result<Vec<f32>>;
 
-    /// Start a decoding pass over the encoded window with `n_seq` empty sequences.
+    /// Start a decoding pass over encoded window 0 with `n_seq` empty sequences.
     fn begin_decode(&mut self, n_seq: usize) -> Result<()>;
+
+    /// Start a decoding pass with one empty sequence per entry of `windows`: sequence `i`
+    /// attends to encoded window `windows[i]`. A window's sequences are best kept adjacent
+    /// (the backends run cross-attention per run of equal windows).
+    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()>;
 
     /// Tokens held per sequence in the self-attention cache.
     fn cached_len(&self) -> usize;
@@ -48,15 +70,25 @@ pub trait Backend {
     /// write each sequence's last-position logits into `logits` (`n_seq * n_vocab`).
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()>;
 
-    /// Continue with sequences `src` (new sequence `i` is old sequence `src[i]`); `src.len()`
-    /// becomes the new `n_seq`.
+    /// Continue with sequences `src` (new sequence `i` is old sequence `src[i]`, window
+    /// included); `src.len()` becomes the new `n_seq`.
     fn reorder(&mut self, src: &[usize]) -> Result<()>;
 
     /// Cross-attention weights of the given (layer, head) pairs when the decoder reads `tokens`
     /// from an empty cache: `[heads.len(), tokens.len(), n_audio_ctx]`, each row a softmax.
-    /// Used for word timestamps; ends the current decoding pass.
+    /// Used for word timestamps; ends the current decoding pass. Reads window 0.
     fn cross_attention_weights(
         &mut self,
+        tokens: &[u32],
+        heads: &[(usize, usize)],
+    ) -> Result<Vec<f32>> {
+        self.cross_attention_weights_in(0, tokens, heads)
+    }
+
+    /// `cross_attention_weights` over encoded window `window`.
+    fn cross_attention_weights_in(
+        &mut self,
+        window: usize,
         tokens: &[u32],
         heads: &[(usize, usize)],
     ) -> Result<Vec<f32>>;
@@ -91,6 +123,18 @@ pub trait Backend {
     /// Device time per kernel since profiling was turned on or last taken; `None` when off.
     fn take_kernel_profile(&mut self) -> Result<Option<gpu::KernelProfile>> {
         Ok(None)
+    }
+}
+
+/// Runs of equal windows in a sequence -> window map: `(window, first sequence, sequences)`,
+/// in order, into `runs` (cleared first). Backends run cross-attention once per run.
+pub fn window_runs(seq_window: &[usize], runs: &mut Vec<(usize, usize, usize)>) {
+    runs.clear();
+    for (i, &w) in seq_window.iter().enumerate() {
+        match runs.last_mut() {
+            Some((last, _, n)) if *last == w => *n += 1,
+            _ => runs.push((w, i, 1)),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use crate::tokenizer::WhisperTokenizer;
 
 /// A transformation of one sequence's next-token logits, given the tokens it has sampled so far
 /// in this window (the prompt excluded).
-pub trait LogitFilter: Send {
+pub trait LogitFilter: Send + Sync {
     fn apply(&self, sampled: &[u32], logits: &mut [f32]);
 }
 

@@ -270,17 +270,19 @@ impl<'a> DecodingTask<'a> {
         })
     }
 
-    pub fn run(&self, backend: &mut dyn Backend, rng: &mut Rng) -> Result<DecodingResult> {
+    /// Sequences one pass decodes: the beams, the best-of samples, or 1.
+    pub fn n_group(&self) -> usize {
         let o = self.options;
-        let greedy = o.temperature == 0.0 && o.beam_size.unwrap_or(1) <= 1;
-        if greedy && o.without_timestamps {
-            return self.run_greedy_plain(backend);
-        }
         let beam = o.beam_size.filter(|&b| b > 1 && o.temperature == 0.0);
-        let n_group = beam
-            .or(o.best_of.filter(|_| o.temperature > 0.0))
-            .unwrap_or(1);
-        let mut search: Box<dyn TokenSearch> = match beam {
+        beam.or(o.best_of.filter(|_| o.temperature > 0.0))
+            .unwrap_or(1)
+    }
+
+    /// A pass's search state before its first token; `no_speech_prob` read off the prompt.
+    fn begin_pass(&self, no_speech_prob: f32) -> WindowPass<'_, 'a> {
+        let o = self.options;
+        let search: Box<dyn TokenSearch> = match o.beam_size.filter(|&b| b > 1 && o.temperature == 0.0)
+        {
             Some(b) => Box::new(BeamSearch::new(
                 b,
                 self.tokenizer.eot,
@@ -288,9 +290,29 @@ impl<'a> DecodingTask<'a> {
             )),
             None => Box::new(Sampler::new(o.temperature, self.tokenizer.eot)),
         };
+        let n_group = self.n_group();
+        WindowPass {
+            task: self,
+            search,
+            rows_before_step: n_group,
+            sampled: vec![Vec::new(); n_group],
+            sum_logprobs: vec![0.0; n_group],
+            no_speech_prob,
+            steps: 0,
+            done: self.sample_len == 0,
+        }
+    }
 
+    pub fn run(&self, backend: &mut dyn Backend, rng: &mut Rng) -> Result<DecodingResult> {
+        let o = self.options;
+        let greedy = o.temperature == 0.0 && o.beam_size.unwrap_or(1) <= 1;
+        if greedy && o.without_timestamps {
+            return self.run_greedy_plain(backend);
+        }
+        let n_group = self.n_group();
         let mut logits = vec![0.0f32; n_group * self.n_vocab];
         let no_speech_prob = self.feed_prompt(backend, &mut logits[..self.n_vocab])?;
+        let mut pass = self.begin_pass(no_speech_prob);
         // Fan the decoded prompt out to the group: every sequence starts from the same state.
         if n_group > 1 {
             backend.reorder(&vec![0; n_group])?;
@@ -299,28 +321,218 @@ impl<'a> DecodingTask<'a> {
                 row.copy_from_slice(first);
             }
         }
-        let mut sampled: Vec<Vec<u32>> = vec![Vec::new(); n_group];
-        let mut sum_logprobs = vec![0.0f64; n_group];
-        let mut feed = vec![0u32; n_group];
-        for _ in 0..self.sample_len {
-            self.apply_filters(&sampled, &mut logits);
-            let step = search.update(&mut sampled, &logits, self.n_vocab, &mut sum_logprobs, rng);
-            if let Some(src) = &step.reorder {
-                backend.reorder(src)?;
+        let mut feed = Vec::with_capacity(n_group);
+        while !pass.is_done() {
+            if let Some(src) = pass.step(&mut logits, rng) {
+                backend.reorder(&src)?;
             }
-            if step.completed || self.initial_tokens.len() + sampled[0].len() > self.n_ctx {
+            if pass.is_done() {
                 break;
             }
             // Feed every sequence its newest token (finished ones keep getting end-of-text).
-            feed.resize(sampled.len(), 0);
-            for (f, s) in feed.iter_mut().zip(&sampled) {
-                *f = *s.last().expect("a step samples one token per sequence");
-            }
+            feed.clear();
+            feed.extend(pass.last_tokens());
             backend.decode(&feed, &mut logits[..feed.len() * self.n_vocab])?;
         }
-        let candidates = search.finalize(&sampled, &sum_logprobs);
+        pass.finish()
+    }
 
-        // Rank (OpenAI's MaximumLikelihoodRanker): sum log-probability over a length penalty.
+    /// Decode several encoded windows in lockstep, one pass each (`windows[i]`: the backend's
+    /// window of pass `i`): every backend call carries the live sequences of every pass, in
+    /// pass order, and each pass filters and searches its own rows exactly as `run` does. A
+    /// pass that finishes leaves the batch (`Backend::reorder` drops its sequences). With a
+    /// backend whose rows do not depend on each other (the `Backend` contract), each result
+    /// equals decoding that window alone, except at temperatures above 0, where the passes
+    /// draw from the one `rng` in turn. Greedy plain-text passes take the logits path here
+    /// (`run` lets the backend pick their tokens): the same choices from the same logits.
+    pub fn run_windows(
+        &self,
+        backend: &mut dyn Backend,
+        windows: &[usize],
+        rng: &mut Rng,
+    ) -> Result<Vec<DecodingResult>> {
+        let v = self.n_vocab;
+        let (n_win, n_group) = (windows.len(), self.n_group());
+        if n_win == 0 {
+            return Ok(Vec::new());
+        }
+        backend.begin_decode_windows(windows)?;
+        // The prompt, in two parts as in `feed_prompt` (no-speech at start-of-transcript).
+        let (head, tail) = self.initial_tokens.split_at(self.sot_index + 1);
+        let mut logits = vec![0.0f32; n_win * n_group * v];
+        let mut feed: Vec<u32> = Vec::with_capacity(n_win * n_group.max(head.len()));
+        feed.extend((0..n_win).flat_map(|_| head.iter().copied()));
+        backend.decode(&feed, &mut logits[..n_win * v])?;
+        let mut passes: Vec<WindowPass<'_, 'a>> = logits
+            .chunks_exact(v)
+            .take(n_win)
+            .map(|row| self.begin_pass(softmax_at(row, self.tokenizer.no_speech as usize)))
+            .collect();
+        if !tail.is_empty() {
+            feed.clear();
+            feed.extend((0..n_win).flat_map(|_| tail.iter().copied()));
+            backend.decode(&feed, &mut logits[..n_win * v])?;
+        }
+        if n_group > 1 {
+            // Fan each pass's prompt out to its group; rows move back to front so that no
+            // source row is overwritten before it is copied.
+            let src: Vec<usize> = (0..n_win).flat_map(|p| [p].repeat(n_group)).collect();
+            backend.reorder(&src)?;
+            for p in (0..n_win).rev() {
+                for j in (0..n_group).rev() {
+                    logits.copy_within(p * v..(p + 1) * v, (p * n_group + j) * v);
+                }
+            }
+        }
+        let mut live: Vec<usize> = (0..n_win).filter(|&p| !passes[p].is_done()).collect();
+        let mut still_live = Vec::with_capacity(n_win);
+        let mut src = Vec::with_capacity(n_win * n_group);
+        // At temperature 0 no pass draws from `rng`, so the passes' host-side work (filters,
+        // search: a log-softmax of every row in beam search) runs in parallel.
+        let parallel = self.options.temperature == 0.0 && rayon::current_num_threads() > 1;
+        let mut reorders: Vec<Option<Vec<usize>>> = vec![None; n_win];
+        while !live.is_empty() {
+            src.clear();
+            still_live.clear();
+            if parallel && live.len() > 1 {
+                use rayon::prelude::*;
+                // `live` is increasing and holds exactly the passes not done, so the passes
+                // not done, in order, own consecutive row blocks of `logits`.
+                let mut rest = &mut logits[..];
+                let mut work = Vec::with_capacity(live.len());
+                for (pass, reorder) in passes.iter_mut().zip(reorders.iter_mut()) {
+                    if !pass.is_done() {
+                        let (rows, tail) = std::mem::take(&mut rest).split_at_mut(pass.n_seq() * v);
+                        rest = tail;
+                        work.push((pass, reorder, rows));
+                    }
+                }
+                work.into_par_iter().for_each(|(pass, reorder, rows)| {
+                    *reorder = pass.step(rows, &mut Rng::new(0));
+                });
+            } else {
+                let mut row = 0;
+                for &p in &live {
+                    let n = passes[p].n_seq();
+                    reorders[p] = passes[p].step(&mut logits[row * v..(row + n) * v], rng);
+                    row += n;
+                }
+            }
+            let mut changed = false;
+            let mut row = 0;
+            for &p in &live {
+                let pass = &passes[p];
+                // Rows of the pass before this step (the search may change their number).
+                let n = pass.rows_before_step;
+                let reorder = reorders[p].take();
+                if pass.is_done() {
+                    changed = true;
+                } else {
+                    match reorder {
+                        Some(r) => {
+                            changed = true;
+                            src.extend(r.iter().map(|&i| row + i));
+                        }
+                        None => src.extend(row..row + n),
+                    }
+                    still_live.push(p);
+                }
+                row += n;
+            }
+            std::mem::swap(&mut live, &mut still_live);
+            if live.is_empty() {
+                break;
+            }
+            if changed {
+                backend.reorder(&src)?;
+            }
+            feed.clear();
+            for &p in &live {
+                feed.extend(passes[p].last_tokens());
+            }
+            if logits.len() < feed.len() * v {
+                logits.resize(feed.len() * v, 0.0);
+            }
+            backend.decode(&feed, &mut logits[..feed.len() * v])?;
+        }
+        passes.into_iter().map(WindowPass::finish).collect()
+    }
+
+    /// The filtered logits for the position after `initial tokens + sampled` (teacher forcing),
+    /// for tests and diagnostics: e.g. showing that a token where two decoders differ is a
+    /// near-tie.
+    pub fn logits_after(&self, backend: &mut dyn Backend, sampled: &[u32]) -> Result<Vec<f32>> {
+        let mut seq = self.initial_tokens.clone();
+        seq.extend_from_slice(sampled);
+        let mut logits = vec![0.0; self.n_vocab];
+        backend.begin_decode(1)?;
+        backend.decode(&seq, &mut logits)?;
+        self.apply_filters(&[sampled.to_vec()], &mut logits);
+        Ok(logits)
+    }
+}
+
+/// One decoding pass over one window between backend calls: the sequences sampled so far,
+/// their log-probabilities and the search. `DecodingTask::run` drives one; `run_windows` drives
+/// several in lockstep. Each `step` takes the logits of this pass's sequences (one row each).
+pub struct WindowPass<'t, 'a> {
+    task: &'t DecodingTask<'a>,
+    search: Box<dyn TokenSearch>,
+    sampled: Vec<Vec<u32>>,
+    /// Sequences (rows of logits) the last `step` was given.
+    rows_before_step: usize,
+    sum_logprobs: Vec<f64>,
+    no_speech_prob: f32,
+    steps: usize,
+    done: bool,
+}
+
+impl WindowPass<'_, '_> {
+    /// Sequences of the pass now (a row of logits each).
+    pub fn n_seq(&self) -> usize {
+        self.sampled.len()
+    }
+
+    /// No more tokens are wanted (all sequences ended, the sample length or the context is
+    /// reached).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Filter `logits` (one row per sequence, in place) and choose every sequence's next
+    /// token. Returns the re-indexing of the sequences (beam search) that the backend's caches
+    /// must follow, in this pass's own indices.
+    pub fn step(&mut self, logits: &mut [f32], rng: &mut Rng) -> Option<Vec<usize>> {
+        let task = self.task;
+        self.rows_before_step = self.sampled.len();
+        task.apply_filters(&self.sampled, logits);
+        let step = self.search.update(
+            &mut self.sampled,
+            logits,
+            task.n_vocab,
+            &mut self.sum_logprobs,
+            rng,
+        );
+        self.steps += 1;
+        self.done = step.completed
+            || task.initial_tokens.len() + self.sampled[0].len() > task.n_ctx
+            || self.steps >= task.sample_len;
+        step.reorder
+    }
+
+    /// Every sequence's newest token, to feed next (finished ones keep getting end-of-text).
+    pub fn last_tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sampled
+            .iter()
+            .map(|s| *s.last().expect("a step samples one token per sequence"))
+    }
+
+    /// Rank the candidates (OpenAI's MaximumLikelihoodRanker: sum log-probability over a length
+    /// penalty) and return the best as the window's result.
+    pub fn finish(mut self) -> Result<DecodingResult> {
+        let task = self.task;
+        let o = task.options;
+        let candidates = self.search.finalize(&self.sampled, &self.sum_logprobs);
         let score = |c: &search::Candidate| {
             let len = c.tokens.len() as f64;
             let penalty = match o.length_penalty {
@@ -339,29 +551,16 @@ impl<'a> DecodingTask<'a> {
             .map(|(i, _)| i)
             .ok_or_else(|| Error::Internal("decoding produced no candidate".into()))?;
         let chosen = &candidates[best];
-        let text = self.tokenizer.decode(&chosen.tokens)?;
+        let text = task.tokenizer.decode(&chosen.tokens)?;
         Ok(DecodingResult {
             avg_logprob: (chosen.sum_logprob / (chosen.tokens.len() + 1) as f64) as f32,
             sum_logprob: chosen.sum_logprob,
             compression_ratio: compression_ratio(&text),
             tokens: chosen.tokens.clone(),
             text,
-            no_speech_prob,
+            no_speech_prob: self.no_speech_prob,
             temperature: o.temperature,
         })
-    }
-
-    /// The filtered logits for the position after `initial tokens + sampled` (teacher forcing),
-    /// for tests and diagnostics: e.g. showing that a token where two decoders differ is a
-    /// near-tie.
-    pub fn logits_after(&self, backend: &mut dyn Backend, sampled: &[u32]) -> Result<Vec<f32>> {
-        let mut seq = self.initial_tokens.clone();
-        seq.extend_from_slice(sampled);
-        let mut logits = vec![0.0; self.n_vocab];
-        backend.begin_decode(1)?;
-        backend.decode(&seq, &mut logits)?;
-        self.apply_filters(&[sampled.to_vec()], &mut logits);
-        Ok(logits)
     }
 }
 

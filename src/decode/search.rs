@@ -28,7 +28,7 @@ pub struct Step {
     pub completed: bool,
 }
 
-pub trait TokenSearch {
+pub trait TokenSearch: Send {
     /// Choose the next token of every sequence from its (filtered) logits, appending it to
     /// `sampled` and its log-probability to `sum_logprobs`.
     fn update(

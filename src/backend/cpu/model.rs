@@ -41,6 +41,23 @@ impl Matrix {
             Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
         }
     }
+
+    /// `product` where each row's result is what it is in a call of at most `ops::SMALL_M`
+    /// rows, whatever `m`: f32 through `ops::linear_small_m`; int8 as is (its sums are exact
+    /// integers and its activations are quantized per row, so rows never interact).
+    fn product_rowwise(
+        &self,
+        x: &[f32],
+        m: usize,
+        cols: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        match self {
+            Matrix::F32(w) => ops::linear_small_m(x, m, cols, w, w.len() / cols, bias, out),
+            Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
+        }
+    }
 }
 
 /// `y = x · Wᵀ + b`, W as PyTorch's `[n_out, n_in]`.
@@ -81,6 +98,24 @@ impl Linear {
             self.b.as_deref(),
             &mut out[..rows * self.n_out],
         );
+    }
+
+    /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` takes
+    /// `Matrix::product_rowwise` (each row's result as with at most `ops::SMALL_M` rows), else
+    /// `forward`.
+    fn forward_rows(&self, x: &[f32], row0: usize, rows: usize, rowwise: bool, out: &mut [f32]) {
+        let (x, out) = (&x[row0 * self.n_in..], &mut out[row0 * self.n_out..]);
+        if rowwise {
+            self.w.product_rowwise(
+                x,
+                rows,
+                self.n_in,
+                self.b.as_deref(),
+                &mut out[..rows * self.n_out],
+            );
+        } else {
+            self.forward(x, rows, out);
+        }
     }
 }
 
@@ -289,12 +324,18 @@ pub struct CpuModel {
     dec_pos: Vec<f32>,
     dec_blocks: Vec<Block>,
     dec_ln: LayerNorm,
-    /// `[n_audio_ctx, d]` of the current window.
+    /// `[n_audio_ctx, d]` of encoded window 0.
     encoder_out: Vec<f32>,
     /// Cross-attention K and V per decoder layer, computed once per window, head-major
-    /// (`ops::KvLayout::Heads`).
+    /// (`ops::KvLayout::Heads`): `[n_windows, n_head, n_audio_ctx, head_dim]` each.
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
+    n_windows: usize,
+    /// The window each sequence of the pass attends to, and its runs of equal windows
+    /// (`backend::window_runs`); `spare_seq_window` is the target of `reorder`.
+    seq_window: Vec<usize>,
+    spare_seq_window: Vec<usize>,
+    window_runs: Vec<(usize, usize, usize)>,
     cache: KvCache,
     scratch: DecoderScratch,
     /// The logits row of `decode_greedy`.
@@ -378,6 +419,10 @@ impl CpuModel {
             encoder_out: Vec::new(),
             cross_k: vec![Vec::new(); dims.n_text_layer],
             cross_v: vec![Vec::new(); dims.n_text_layer],
+            n_windows: 0,
+            seq_window: Vec::new(),
+            spare_seq_window: Vec::new(),
+            window_runs: Vec::new(),
             cache: KvCache::new(dims.n_text_layer),
             scratch: DecoderScratch::default(),
             greedy_logits: Vec::new(),
@@ -462,27 +507,49 @@ impl Backend for CpuModel {
         }
     }
 
-    fn encode(&mut self, mel: &[f32]) -> Result<()> {
-        self.encoder_out = self.run_encoder(mel)?;
-        let n = self.dims.n_audio_ctx;
-        for (i, block) in self.dec_blocks.iter().enumerate() {
-            let cross = block
-                .cross
-                .as_ref()
-                .expect("decoder blocks have cross-attention");
-            let d = self.dims.n_text_state;
-            let mut k = vec![0.0; n * d];
-            let mut v = vec![0.0; n * d];
-            cross.key.forward(&self.encoder_out, n, &mut k);
-            cross.value.forward(&self.encoder_out, n, &mut v);
-            let h = self.dims.n_text_head;
-            ops::to_head_major(&k, n, d, h, &mut self.cross_k[i]);
-            ops::to_head_major(&v, n, d, h, &mut self.cross_v[i]);
+    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
+        if mels.is_empty() {
+            return Err(Error::Internal("encode_batch given no windows".into()));
         }
-        // A new window: the next pass must call begin_decode.
+        // A new batch: the next pass must call begin_decode.
         self.cache.n_seq = 0;
         self.cache.len = 0;
+        self.n_windows = 0;
+        let (n, d, h) = (
+            self.dims.n_audio_ctx,
+            self.dims.n_text_state,
+            self.dims.n_text_head,
+        );
+        for buf in self.cross_k.iter_mut().chain(&mut self.cross_v) {
+            buf.clear();
+        }
+        let (mut k, mut v) = (vec![0.0; n * d], vec![0.0; n * d]);
+        let mut head_major = Vec::with_capacity(n * d);
+        // Window by window, each exactly as if encoded alone.
+        for (w, mel) in mels.iter().enumerate() {
+            let out = self.run_encoder(mel)?;
+            for (i, block) in self.dec_blocks.iter().enumerate() {
+                let cross = block
+                    .cross
+                    .as_ref()
+                    .expect("decoder blocks have cross-attention");
+                cross.key.forward(&out, n, &mut k);
+                cross.value.forward(&out, n, &mut v);
+                ops::to_head_major(&k, n, d, h, &mut head_major);
+                self.cross_k[i].extend_from_slice(&head_major);
+                ops::to_head_major(&v, n, d, h, &mut head_major);
+                self.cross_v[i].extend_from_slice(&head_major);
+            }
+            if w == 0 {
+                self.encoder_out = out;
+            }
+        }
+        self.n_windows = mels.len();
         Ok(())
+    }
+
+    fn n_windows(&self) -> usize {
+        self.n_windows
     }
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
@@ -490,18 +557,37 @@ impl Backend for CpuModel {
     }
 
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        if self.encoder_out.is_empty() {
+        let mut windows = std::mem::take(&mut self.spare_seq_window);
+        windows.clear();
+        windows.resize(n_seq, 0);
+        let r = self.begin_decode_windows(&windows);
+        self.spare_seq_window = windows;
+        r
+    }
+
+    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
+        if self.n_windows == 0 {
             return Err(Error::Internal("begin_decode called before encode".into()));
         }
-        if n_seq == 0 {
+        if windows.is_empty() {
             return Err(Error::Internal(
                 "a decoding pass needs at least one sequence".into(),
             ));
         }
+        if let Some(&w) = windows.iter().find(|&&w| w >= self.n_windows) {
+            return Err(Error::Internal(format!(
+                "sequence on window {w} of {} encoded",
+                self.n_windows
+            )));
+        }
+        let n_seq = windows.len();
         self.cache
             .ensure(n_seq, self.dims.n_text_ctx * self.dims.n_text_state);
         self.cache.n_seq = n_seq;
         self.cache.len = 0;
+        self.seq_window.clear();
+        self.seq_window.extend_from_slice(windows);
+        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
         Ok(())
     }
 
@@ -548,15 +634,21 @@ impl Backend for CpuModel {
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
         c.n_seq = src.len();
+        self.spare_seq_window.clear();
+        self.spare_seq_window
+            .extend(src.iter().map(|&i| self.seq_window[i]));
+        std::mem::swap(&mut self.seq_window, &mut self.spare_seq_window);
+        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
         Ok(())
     }
 
-    fn cross_attention_weights(
+    fn cross_attention_weights_in(
         &mut self,
+        window: usize,
         tokens: &[u32],
         heads: &[(usize, usize)],
     ) -> Result<Vec<f32>> {
-        self.begin_decode(1)?;
+        self.begin_decode_windows(&[window])?;
         let mut logits = vec![0.0; self.dims.n_vocab];
         let mut weights = vec![0.0; heads.len() * tokens.len() * self.dims.n_audio_ctx];
         self.forward_decoder(tokens, &mut logits, Some((heads, &mut weights)))?;
@@ -566,6 +658,95 @@ impl Backend for CpuModel {
 
 /// Where `forward_decoder` writes cross-attention weights: the (layer, head) pairs and the output.
 type AttentionCapture<'a> = (&'a [(usize, usize)], &'a mut Vec<f32>);
+
+/// How the rows of a decoder call go through a matrix product so that each row gets exactly
+/// what decoding its window alone gives (windows decoded together equal windows decoded one by
+/// one): with one window, all rows at once, as always; with several, all at once through
+/// `Matrix::product_rowwise` when each window alone would have been at most `ops::SMALL_M`
+/// rows (its per-row results do not depend on the row count), else window by window with the
+/// row counts a lone window has.
+#[derive(Clone, Copy)]
+struct RowSplit<'a> {
+    /// `(window, first sequence, sequences)` runs (`backend::window_runs`).
+    runs: &'a [(usize, usize, usize)],
+    rows_per_seq: usize,
+    total_rows: usize,
+}
+
+impl RowSplit<'_> {
+    /// Calls `f(first row, rows, rowwise)` for each group of rows to compute together.
+    fn each(&self, mut f: impl FnMut(usize, usize, bool)) {
+        if self.runs.len() <= 1 {
+            return f(0, self.total_rows, false);
+        }
+        let largest = self.runs.iter().map(|r| r.2).max().unwrap_or(0) * self.rows_per_seq;
+        if largest <= ops::SMALL_M {
+            return f(0, self.total_rows, true);
+        }
+        for &(_, seq0, n_seq) in self.runs {
+            f(seq0 * self.rows_per_seq, n_seq * self.rows_per_seq, false);
+        }
+    }
+
+    fn linear(&self, lin: &Linear, x: &[f32], out: &mut [f32]) {
+        self.each(|row0, rows, rowwise| lin.forward_rows(x, row0, rows, rowwise, out));
+    }
+
+    /// `Mlp::forward` over the groups.
+    fn mlp(&self, mlp: &Mlp, x: &[f32], hidden: &mut [f32], out: &mut [f32]) {
+        self.linear(&mlp.fc1, x, hidden);
+        ops::gelu(&mut hidden[..self.total_rows * mlp.fc1.n_out]);
+        self.linear(&mlp.fc2, hidden, out);
+    }
+}
+
+/// Cross-attention of the query rows `q` (runs of sequences, `rows_per_seq` rows each) over
+/// their windows' keys and values (head-major, `n_ctx · d` values per window) into `out`: one
+/// `ops::attention_in` per run, as a lone window's pass makes it; runs in parallel when they
+/// are the same size.
+#[allow(clippy::too_many_arguments)]
+fn cross_attention_runs(
+    runs: &[(usize, usize, usize)],
+    rows_per_seq: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_ctx: usize,
+    d: usize,
+    n_head: usize,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let kv = |w: usize| w * n_ctx * d..(w + 1) * n_ctx * d;
+    let attend = |&(w, _, n_seq): &(usize, usize, usize), q: &[f32], out: &mut [f32]| {
+        let rows = n_seq * rows_per_seq;
+        let (k, v) = (&k[kv(w)], &v[kv(w)]);
+        ops::attention_in(
+            q,
+            k,
+            v,
+            ops::KvLayout::Heads,
+            rows,
+            n_ctx,
+            d,
+            n_head,
+            None,
+            out,
+        );
+    };
+    let rows = runs[0].2 * rows_per_seq;
+    if runs.len() > 1 && runs.iter().all(|r| r.2 * rows_per_seq == rows) {
+        out.par_chunks_mut(rows * d)
+            .zip(q.par_chunks(rows * d))
+            .zip(runs.par_iter())
+            .for_each(|((out, q), run)| attend(run, q, out));
+    } else {
+        for run in runs {
+            let at = run.1 * rows_per_seq * d..(run.1 + run.2) * rows_per_seq * d;
+            attend(run, &q[at.clone()], &mut out[at]);
+        }
+    }
+}
 
 impl CpuModel {
     /// OpenAI `TextDecoder.forward` with a KV cache: only the new tokens of each sequence are
@@ -604,9 +785,16 @@ impl CpuModel {
         let n_kv = pos0 + n;
         let rows = n_seq * n;
         let seq_len = dims.n_text_ctx * d;
+        let n_audio = dims.n_audio_ctx;
         self.scratch.ensure(rows, d, dims.n_text_ffn);
         let s = &mut self.scratch;
         let cache = &mut self.cache;
+        let runs = &self.window_runs;
+        let split = RowSplit {
+            runs,
+            rows_per_seq: n,
+            total_rows: rows,
+        };
         let x = &mut s.x[..rows * d];
         for (seq, ids) in tokens.chunks_exact(n).enumerate() {
             let rows = &mut x[seq * n * d..(seq + 1) * n * d];
@@ -624,9 +812,9 @@ impl CpuModel {
             // Causal self-attention: each sequence's new K/V rows go into its cache, and its
             // queries see its cache.
             block.attn_ln.forward(x, &mut s.h);
-            block.attn.query.forward(&s.h, rows, &mut s.q);
-            block.attn.key.forward(&s.h, rows, &mut s.k);
-            block.attn.value.forward(&s.h, rows, &mut s.v);
+            split.linear(&block.attn.query, &s.h, &mut s.q);
+            split.linear(&block.attn.key, &s.h, &mut s.k);
+            split.linear(&block.attn.value, &s.h, &mut s.v);
             for seq in 0..n_seq {
                 let base = seq * seq_len;
                 let new = seq * n * d..(seq + 1) * n * d;
@@ -644,32 +832,33 @@ impl CpuModel {
                     &mut s.a[new],
                 );
             }
-            block.attn.out.forward(&s.a, rows, &mut s.o);
+            split.linear(&block.attn.out, &s.a, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
 
-            // Cross-attention over this window's encoder output: no mask, so the queries of
-            // every sequence go through together.
+            // Cross-attention over each sequence's window: no mask, so the queries of every
+            // sequence of a window go through together.
             let (cross_ln, cross) = (
                 block.cross_ln.as_ref().unwrap(),
                 block.cross.as_ref().unwrap(),
             );
             cross_ln.forward(x, &mut s.h);
-            cross.query.forward(&s.h, rows, &mut s.q);
+            split.linear(&cross.query, &s.h, &mut s.q);
             let (ck, cv) = (&self.cross_k[i], &self.cross_v[i]);
-            ops::attention_in(
+            cross_attention_runs(
+                runs,
+                n,
                 &s.q[..rows * d],
                 ck,
                 cv,
-                ops::KvLayout::Heads,
-                rows,
-                dims.n_audio_ctx,
+                n_audio,
                 d,
                 n_head,
-                None,
                 &mut s.a[..rows * d],
             );
             if let Some((heads, out)) = capture.as_mut() {
                 let hd = d / n_head;
+                let w = runs[0].0;
+                let ck = &ck[w * n_audio * d..(w + 1) * n_audio * d];
                 for (slot, &(layer, head)) in heads.iter().enumerate() {
                     if layer == i {
                         let w = &mut out
@@ -688,11 +877,11 @@ impl CpuModel {
                     }
                 }
             }
-            cross.out.forward(&s.a, rows, &mut s.o);
+            split.linear(&cross.out, &s.a, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
 
             block.mlp_ln.forward(x, &mut s.h);
-            block.mlp.forward(&s.h, rows, &mut s.hidden, &mut s.o);
+            split.mlp(&block.mlp, &s.h, &mut s.hidden, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
         }
         cache.len = n_kv;
@@ -704,8 +893,20 @@ impl CpuModel {
             self.dec_ln
                 .forward(&x[row..row + d], &mut s.last[seq * d..(seq + 1) * d]);
         }
-        self.tok_emb
-            .product(&s.last, n_seq, d, None, &mut logits[..n_seq * n_vocab]);
+        let per_seq = RowSplit {
+            rows_per_seq: 1,
+            total_rows: n_seq,
+            ..split
+        };
+        per_seq.each(|row0, m, rowwise| {
+            let (x, out) = (&s.last[row0 * d..], &mut logits[row0 * n_vocab..]);
+            let out = &mut out[..m * n_vocab];
+            if rowwise {
+                self.tok_emb.product_rowwise(x, m, d, None, out);
+            } else {
+                self.tok_emb.product(x, m, d, None, out);
+            }
+        });
         Ok(())
     }
 }

@@ -209,7 +209,8 @@ const SMALL_M_PARALLEL_MIN: usize = 1 << 20;
 ///
 /// Every output is `dot(x[i], w[j]) + bias[j]` summed in the same order whatever `m`, the
 /// thread count or the instruction set, so a sequence's logits do not depend on how many others
-/// share its step.
+/// share its step. Any `m` is accepted (rows beyond [`SMALL_M`] are taken [`SMALL_M`] at a time
+/// per weight block): batched decoding relies on this row independence.
 pub fn linear_small_m(
     x: &[f32],
     m: usize,
@@ -227,9 +228,27 @@ pub fn linear_small_m(
     let out_ptr = SendPtr(out.as_mut_ptr());
     let run = |block: usize| {
         let (j0, j1) = (block * SMALL_M_BLOCK, ((block + 1) * SMALL_M_BLOCK).min(n));
-        // SAFETY: block `block` writes only columns j0..j1 of each of the m rows of `out`
-        // (in bounds: asserted above); blocks are disjoint, so no two tasks write one element.
-        unsafe { small_m_block(x, m, k, w, n, bias, out_ptr.get(), j0, j1) }
+        // More than SMALL_M rows (decoder steps of several windows at once) go through in
+        // groups of SMALL_M against the same weight block, which stays in cache meanwhile.
+        for i0 in (0..m).step_by(SMALL_M) {
+            let rows = SMALL_M.min(m - i0);
+            // SAFETY: block `block` writes only columns j0..j1 of rows i0..i0 + rows of `out`
+            // (in bounds: asserted above); blocks are disjoint, so no two tasks write one
+            // element.
+            unsafe {
+                small_m_block(
+                    &x[i0 * k..],
+                    rows,
+                    k,
+                    w,
+                    n,
+                    bias,
+                    out_ptr.get().add(i0 * n),
+                    j0,
+                    j1,
+                )
+            }
+        }
     };
     let blocks = n.div_ceil(SMALL_M_BLOCK);
     if m * n * k >= SMALL_M_PARALLEL_MIN && rayon::current_num_threads() > 1 {

@@ -1431,6 +1431,31 @@ impl Kernels {
         n_seq: usize,
         kv_stride: usize,
     ) -> Result<()> {
+        self.attention_batched_at(
+            pass, q, k, v, out, 0, n_q, n_kv, d, n_head, causal, n_seq, kv_stride,
+        )
+    }
+
+    /// `attention_batched` on the query / output rows from `row0` on (the cross-attention of
+    /// one window's sequences in a batched pass): q and out are bound from there, so `row0 · d`
+    /// values must be a multiple of the storage offset alignment (d is a multiple of 64).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_batched_at(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        row0: usize,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+        causal: Option<usize>,
+        n_seq: usize,
+        kv_stride: usize,
+    ) -> Result<()> {
         if n_head == 0 || d != n_head * HEAD_DIM {
             return Err(Error::Device(format!(
                 "attention: d = {d} with {n_head} heads; the kernels are compiled for head_dim {HEAD_DIM}"
@@ -1447,10 +1472,10 @@ impl Kernels {
                 "attention: sequences {kv_stride} rows apart hold {n_kv} keys"
             )));
         }
-        need(q, n_seq * n_q * d, "attention q")?;
+        need(q, (row0 + n_seq * n_q) * d, "attention q")?;
         need(k, ((n_seq - 1) * kv_stride + n_kv) * d, "attention k")?;
         need(v, ((n_seq - 1) * kv_stride + n_kv) * d, "attention v")?;
-        need(out, n_seq * n_q * d, "attention out")?;
+        need(out, (row0 + n_seq * n_q) * d, "attention out")?;
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let p = self.param([
             n_q as u32,
@@ -1462,7 +1487,11 @@ impl Kernels {
             scale.to_bits(),
             kv_stride as u32,
         ])?;
-        let binds = [whole(q), whole(k), whole(v), whole(out), p];
+        let rows = |b| match row0 {
+            0 => Ok(whole(b)),
+            _ => self.range(b, row0 * d, n_seq * n_q * d, "attention rows"),
+        };
+        let binds = [rows(q)?, whole(k), whole(v), rows(out)?, p];
         if n_q <= self.config.attn_split_max_q {
             self.dispatch(
                 pass,

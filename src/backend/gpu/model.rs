@@ -232,8 +232,16 @@ pub struct GpuModel {
     enc_out: Buffer,
     /// Score chunk of the unfused encoder self-attention (`KernelConfig::attn_unfused`).
     enc_scores: Buffer,
-    cross_k: Vec<Buffer>,
-    cross_v: Vec<Buffer>,
+    /// Cross-attention K and V per encoded window, per decoder layer (`[window][layer]`,
+    /// `[n_audio_ctx, d]` each); grown when a batch has more windows than any before it.
+    cross_k: Vec<Vec<Buffer>>,
+    cross_v: Vec<Vec<Buffer>>,
+    n_windows: usize,
+    /// The window each sequence of the pass attends to, and its runs of equal windows
+    /// (`backend::window_runs`); `spare_seq_window` is the target of `reorder`.
+    seq_window: Vec<usize>,
+    spare_seq_window: Vec<usize>,
+    window_runs: Vec<(usize, usize, usize)>,
     cache: KvCache,
     /// Decoder activations for `dec_rows` rows (sequences × new tokens of one call).
     dec: Scratch,
@@ -241,7 +249,6 @@ pub struct GpuModel {
     io: StepIo,
     /// Cross-attention weights of `cross_attention_weights` (grown on demand).
     attn_w: Buffer,
-    encoded: bool,
     greedy: GreedyPick,
     /// The log-mel's DFT matrix and filterbank (created on first use).
     log_mel: Option<GpuMel>,
@@ -379,7 +386,6 @@ impl GpuModel {
                 }
             }
             let (na, nt) = (dims.n_audio_ctx, dims.n_text_ctx);
-            let buf = |l: &str, n: usize| c.storage(l, (n * 4) as u64);
             Ok((
                 enc_blocks,
                 dec_blocks,
@@ -416,12 +422,8 @@ impl GpuModel {
                 ),
                 LayerNorm::load(c, weights, "model.encoder.layer_norm", d)?,
                 LayerNorm::load(c, weights, "model.decoder.layer_norm", d)?,
-                (0..dims.n_text_layer)
-                    .map(|_| buf("cross_k", na * d))
-                    .collect::<Vec<_>>(),
-                (0..dims.n_text_layer)
-                    .map(|_| buf("cross_v", na * d))
-                    .collect::<Vec<_>>(),
+                Self::cross_buffers(c, dims, "cross_k"),
+                Self::cross_buffers(c, dims, "cross_v"),
             ))
         })?;
         let (
@@ -469,15 +471,26 @@ impl GpuModel {
             dec_pos,
             dec_blocks,
             dec_ln,
-            cross_k,
-            cross_v,
-            encoded: false,
+            cross_k: vec![cross_k],
+            cross_v: vec![cross_v],
+            n_windows: 0,
+            seq_window: Vec::new(),
+            spare_seq_window: Vec::new(),
+            window_runs: Vec::new(),
             greedy: GreedyPick::new(&ctx, dims.n_vocab),
             log_mel: None,
             dims: dims.clone(),
             k,
             ctx,
         })
+    }
+
+    /// One window's cross-attention K (or V) buffers, one per decoder layer.
+    fn cross_buffers(ctx: &GpuContext, dims: &ModelDims, what: &str) -> Vec<Buffer> {
+        let bytes = (dims.n_audio_ctx * dims.n_text_state * 4) as u64;
+        (0..dims.n_text_layer)
+            .map(|_| ctx.storage(what, bytes))
+            .collect()
     }
 
     fn cache_buffers(ctx: &GpuContext, dims: &ModelDims, cap: usize, what: &str) -> Vec<Buffer> {
@@ -537,7 +550,8 @@ impl GpuModel {
         }
     }
 
-    fn record_encoder(&self, enc: &mut wgpu::ComputePass<'_>) -> Result<()> {
+    /// The encoder over `mel`, then the cross-attention K/V of window `window`.
+    fn record_encoder(&self, enc: &mut wgpu::ComputePass<'_>, window: usize) -> Result<()> {
         let (dims, k, s) = (&self.dims, &self.k, &self.enc);
         let (d, n, t_in) = (dims.n_audio_state, dims.n_audio_ctx, 2 * dims.n_audio_ctx);
         k.conv1d_k3(
@@ -613,10 +627,10 @@ impl GpuModel {
                 .expect("decoder blocks have cross-attention");
             cross
                 .k
-                .run(k, enc, &self.enc_out, n, &self.cross_k[i], false)?;
+                .run(k, enc, &self.enc_out, n, &self.cross_k[window][i], false)?;
             cross
                 .v
-                .run(k, enc, &self.enc_out, n, &self.cross_v[i], false)?;
+                .run(k, enc, &self.enc_out, n, &self.cross_v[window][i], false)?;
         }
         Ok(())
     }
@@ -674,33 +688,37 @@ impl GpuModel {
             b.attn.o.run(k, pass, &s.a, rows, &s.o, false)?;
             k.add(pass, &s.x, &s.o, rows * d)?;
 
-            // Cross-attention over this window's encoder output: every sequence reads the same
-            // keys (stride 0), batched per sequence so that a step's n_seq single queries take
-            // the few-query kernel.
+            // Cross-attention over each sequence's window, one dispatch per run of sequences on
+            // one window: they read the same keys (stride 0), batched per sequence so that a
+            // step's single queries take the few-query kernel.
             let (cross_ln, cross) = (b.cross_ln.as_ref().unwrap(), b.cross.as_ref().unwrap());
             cross_ln.run(k, pass, &s.x, &s.h, rows)?;
             cross.q.run(k, pass, &s.h, rows, &s.q, false)?;
-            k.attention_batched(
-                pass,
-                &s.q,
-                &self.cross_k[i],
-                &self.cross_v[i],
-                &s.a,
-                n,
-                dims.n_audio_ctx,
-                d,
-                h,
-                None,
-                n_seq,
-                0,
-            )?;
+            for &(w, seq0, run_seqs) in &self.window_runs {
+                k.attention_batched_at(
+                    pass,
+                    &s.q,
+                    &self.cross_k[w][i],
+                    &self.cross_v[w][i],
+                    &s.a,
+                    seq0 * n,
+                    n,
+                    dims.n_audio_ctx,
+                    d,
+                    h,
+                    None,
+                    run_seqs,
+                    0,
+                )?;
+            }
             if let Some(heads) = capture {
+                let w = self.window_runs[0].0;
                 for (slot, &(layer, head)) in heads.iter().enumerate() {
                     if layer == i {
                         k.attn_scores(
                             pass,
                             &s.q,
-                            &self.cross_k[i],
+                            &self.cross_k[w][i],
                             &self.attn_w,
                             rows,
                             dims.n_audio_ctx,
@@ -848,29 +866,53 @@ impl Backend for GpuModel {
             .compute(ctx, k, samples, n_mels)
     }
 
-    fn encode(&mut self, mel: &[f32]) -> Result<()> {
+    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
         let dims = &self.dims;
         let t_in = 2 * dims.n_audio_ctx;
-        if mel.len() != dims.n_mels * t_in {
+        if mels.is_empty() {
+            return Err(Error::Internal("encode_batch given no windows".into()));
+        }
+        if let Some(mel) = mels.iter().find(|m| m.len() != dims.n_mels * t_in) {
             return Err(Error::Internal(format!(
                 "mel window has {} values, expected {} x {t_in}",
                 mel.len(),
                 dims.n_mels
             )));
         }
-        self.ctx
-            .queue
-            .write_buffer(&self.mel, 0, bytemuck::cast_slice(mel));
-        self.submit("encoder", true, |pass| self.record_encoder(pass), |_| {})?;
-        // A new window: the next pass must call begin_decode.
+        // A new batch: the next pass must call begin_decode.
         self.cache.n_seq = 0;
         self.cache.len = 0;
-        self.encoded = true;
+        self.n_windows = 0;
+        while self.cross_k.len() < mels.len() {
+            self.cross_k
+                .push(Self::cross_buffers(&self.ctx, &self.dims, "cross_k"));
+            self.cross_v
+                .push(Self::cross_buffers(&self.ctx, &self.dims, "cross_v"));
+        }
+        // One submission per window (the mel and encoder buffers are reused; the queue runs
+        // them in order), the last one waited for. Window 0 goes last, so that the encoder
+        // output buffer holds it (`encoder_output`).
+        for (w, mel) in mels.iter().enumerate().rev() {
+            self.ctx
+                .queue
+                .write_buffer(&self.mel, 0, bytemuck::cast_slice(mel));
+            self.submit(
+                "encoder",
+                w == 0,
+                |pass| self.record_encoder(pass, w),
+                |_| {},
+            )?;
+        }
+        self.n_windows = mels.len();
         Ok(())
     }
 
+    fn n_windows(&self) -> usize {
+        self.n_windows
+    }
+
     fn encoder_output(&self) -> Result<Vec<f32>> {
-        if !self.encoded {
+        if self.n_windows == 0 {
             return Ok(Vec::new());
         }
         self.ctx.read(
@@ -880,17 +922,36 @@ impl Backend for GpuModel {
     }
 
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        if !self.encoded {
+        let mut windows = std::mem::take(&mut self.spare_seq_window);
+        windows.clear();
+        windows.resize(n_seq, 0);
+        let r = self.begin_decode_windows(&windows);
+        self.spare_seq_window = windows;
+        r
+    }
+
+    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
+        if self.n_windows == 0 {
             return Err(Error::Internal("begin_decode called before encode".into()));
         }
-        if n_seq == 0 {
+        if windows.is_empty() {
             return Err(Error::Internal(
                 "a decoding pass needs at least one sequence".into(),
             ));
         }
+        if let Some(&w) = windows.iter().find(|&&w| w >= self.n_windows) {
+            return Err(Error::Internal(format!(
+                "sequence on window {w} of {} encoded",
+                self.n_windows
+            )));
+        }
+        let n_seq = windows.len();
         self.ensure_seqs(n_seq);
         self.cache.n_seq = n_seq;
         self.cache.len = 0;
+        self.seq_window.clear();
+        self.seq_window.extend_from_slice(windows);
+        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
         Ok(())
     }
 
@@ -1002,6 +1063,11 @@ impl Backend for GpuModel {
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
         c.n_seq = src.len();
+        self.spare_seq_window.clear();
+        self.spare_seq_window
+            .extend(src.iter().map(|&i| self.seq_window[i]));
+        std::mem::swap(&mut self.seq_window, &mut self.spare_seq_window);
+        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
         if grow {
             let dims = &self.dims;
             c.spare_k = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_k");
@@ -1013,8 +1079,9 @@ impl Backend for GpuModel {
         Ok(())
     }
 
-    fn cross_attention_weights(
+    fn cross_attention_weights_in(
         &mut self,
+        window: usize,
         tokens: &[u32],
         heads: &[(usize, usize)],
     ) -> Result<Vec<f32>> {
@@ -1028,7 +1095,7 @@ impl Backend for GpuModel {
                 dims.n_text_layer, dims.n_text_head
             )));
         }
-        self.begin_decode(1)?;
+        self.begin_decode_windows(&[window])?;
         let n = self.check_decode(tokens)?;
         let na = self.dims.n_audio_ctx;
         let n_w = heads.len() * n * na;
