@@ -132,7 +132,11 @@ fn decoding_chunks_together_equals_decoding_them_one_by_one() {
             same_result(&format!("{name}, chunk {i} alone"), &together[i], &alone[0]);
             backend.encode(mel).unwrap();
             let sequential = task.run(&mut backend, &mut Rng::new(0)).unwrap();
-            same_result(&format!("{name}, chunk {i} sequential"), &together[i], &sequential);
+            same_result(
+                &format!("{name}, chunk {i} sequential"),
+                &together[i],
+                &sequential,
+            );
         }
         assert!(
             together.iter().all(|r| r.tokens.len() > 10),
@@ -179,7 +183,11 @@ fn references() -> HashMap<String, String> {
 fn assert_sane_timeline(t: &Transcript, name: &str) {
     let mut prev_end = 0.0;
     for s in &t.segments {
-        assert!(s.start <= s.end, "{name}: segment {} ends before it starts", s.id);
+        assert!(
+            s.start <= s.end,
+            "{name}: segment {} ends before it starts",
+            s.id
+        );
         assert!(
             s.start + 1e-6 >= prev_end - 0.02,
             "{name}: segment {} starts at {} before the previous end {prev_end}",
@@ -238,8 +246,16 @@ fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
             );
         }
     }
-    let (b_err, words) = wer::corpus_errors(pairs.iter().map(|(n, b, _)| (refs[*n].as_str(), b.as_str())));
-    let (s_err, _) = wer::corpus_errors(pairs.iter().map(|(n, _, s)| (refs[*n].as_str(), s.as_str())));
+    let (b_err, words) = wer::corpus_errors(
+        pairs
+            .iter()
+            .map(|(n, b, _)| (refs[*n].as_str(), b.as_str())),
+    );
+    let (s_err, _) = wer::corpus_errors(
+        pairs
+            .iter()
+            .map(|(n, _, s)| (refs[*n].as_str(), s.as_str())),
+    );
     println!("batched {b_err}/{words} errors, sequential {s_err}/{words}");
     assert!(
         b_err as f64 <= s_err as f64 + 0.02 * words as f64,

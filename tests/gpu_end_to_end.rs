@@ -408,3 +408,33 @@ fn cli_bench_gpu_int8_reports_int8_and_less_gpu_memory_than_f16() {
     // stored as int8 instead of f32 (3 bytes each): ~75 MB; require half of that.
     assert!(int8 + (35 << 20) < f16, "int8 {int8} vs f16 {f16}");
 }
+
+/// Batched transcription (greedy with timestamps, 4 chunks at a time, continuations included)
+/// on long_concat: the GPU's lockstep passes over several windows give the CPU's segments.
+#[test]
+fn batched_greedy_gives_the_cpu_batched_segments() {
+    if !have_gpu() {
+        return;
+    }
+    let options = || {
+        let mut o = TranscribeOptions::default();
+        o.decode.beam_size = None;
+        o.decode.best_of = None;
+        o.batch_size = 4;
+        o
+    };
+    let clip = data("speech/long_concat.wav");
+    let t = std::time::Instant::now();
+    let g = transcriber(DeviceChoice::Gpu, options())
+        .transcribe_file(&clip)
+        .unwrap();
+    eprintln!(
+        "long_concat: gpu batched {:.1} s, {} segments",
+        t.elapsed().as_secs_f64(),
+        g.segments.len()
+    );
+    let c = transcriber(DeviceChoice::Cpu, options())
+        .transcribe_file(&clip)
+        .unwrap();
+    same_segments("long_concat.wav", &g, &c);
+}

@@ -281,15 +281,15 @@ impl<'a> DecodingTask<'a> {
     /// A pass's search state before its first token; `no_speech_prob` read off the prompt.
     fn begin_pass(&self, no_speech_prob: f32) -> WindowPass<'_, 'a> {
         let o = self.options;
-        let search: Box<dyn TokenSearch> = match o.beam_size.filter(|&b| b > 1 && o.temperature == 0.0)
-        {
-            Some(b) => Box::new(BeamSearch::new(
-                b,
-                self.tokenizer.eot,
-                o.patience.unwrap_or(1.0),
-            )),
-            None => Box::new(Sampler::new(o.temperature, self.tokenizer.eot)),
-        };
+        let search: Box<dyn TokenSearch> =
+            match o.beam_size.filter(|&b| b > 1 && o.temperature == 0.0) {
+                Some(b) => Box::new(BeamSearch::new(
+                    b,
+                    self.tokenizer.eot,
+                    o.patience.unwrap_or(1.0),
+                )),
+                None => Box::new(Sampler::new(o.temperature, self.tokenizer.eot)),
+            };
         let n_group = self.n_group();
         WindowPass {
             task: self,

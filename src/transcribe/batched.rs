@@ -52,7 +52,10 @@ pub fn plan_chunks(samples: &[f32], content_frames: usize) -> Vec<Chunk> {
         .map(|f| {
             let lo = (f * HOP_LENGTH).min(samples.len());
             let hi = ((f + 1) * HOP_LENGTH).min(samples.len());
-            samples[lo..hi].iter().map(|&x| (x as f64) * (x as f64)).sum()
+            samples[lo..hi]
+                .iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum()
         })
         .collect();
     let mut chunks = Vec::new();
@@ -516,7 +519,10 @@ mod tests {
         // 2700..2720 -> stretch 2705..2720 -> cut at 2712).
         assert_eq!(starts, vec![0, 2712, 5512]);
         assert!(chunks.iter().all(|c| c.frames <= N_FRAMES));
-        assert_eq!(chunks.iter().map(|c| c.frames).sum::<usize>(), n / HOP_LENGTH);
+        assert_eq!(
+            chunks.iter().map(|c| c.frames).sum::<usize>(),
+            n / HOP_LENGTH
+        );
     }
 
     #[test]
@@ -525,7 +531,10 @@ mod tests {
         let samples: Vec<f32> = (0..n).map(|i| ((i % 100) as f32 / 100.0) - 0.5).collect();
         let chunks = plan_chunks(&samples, n / HOP_LENGTH);
         assert!(chunks.iter().all(|c| c.frames <= N_FRAMES && c.frames > 0));
-        assert_eq!(chunks.iter().map(|c| c.frames).sum::<usize>(), n / HOP_LENGTH);
+        assert_eq!(
+            chunks.iter().map(|c| c.frames).sum::<usize>(),
+            n / HOP_LENGTH
+        );
         assert!(chunks[0].frames >= N_FRAMES - CUT_SEARCH_FRAMES);
     }
 
