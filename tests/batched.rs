@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use dattavani_asr::backend::cpu::model::CpuWeights;
 use dattavani_asr::backend::cpu::CpuModel;
 use dattavani_asr::backend::Backend;
 use dattavani_asr::decode::search::Rng;
@@ -142,6 +143,42 @@ fn decoding_chunks_together_equals_decoding_them_one_by_one() {
             together.iter().all(|r| r.tokens.len() > 10),
             "{name}: every chunk holds speech"
         );
+    }
+}
+
+/// The same with int8 weights (`--dtype int8`): its products are exact integer sums with
+/// activations quantized per row, so rows never interact whatever their number.
+#[test]
+fn int8_decoding_chunks_together_equals_decoding_them_one_by_one() {
+    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let files = hub::resolve("tiny.en").expect("tiny.en resolves");
+    let config = ModelConfig::from_dir(&files.dir).unwrap();
+    let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab).unwrap();
+    let weights = Weights::open(&files.weights()).unwrap();
+    let mut backend = CpuModel::load_with(&weights, &config.dims, CpuWeights::Int8).unwrap();
+    let windows = chunk_windows(&mut backend, "long_concat.wav", 3);
+    let mels: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+    for options in [
+        DecodeOptions::default(),
+        DecodeOptions {
+            beam_size: Some(5),
+            ..DecodeOptions::default()
+        },
+    ] {
+        let task = DecodingTask::new(&tokenizer, &config, &options).unwrap();
+        backend.encode_batch(&mels).unwrap();
+        let together = task
+            .run_windows(&mut backend, &[0, 1, 2], &mut Rng::new(0))
+            .unwrap();
+        for (i, mel) in mels.iter().enumerate() {
+            backend.encode(mel).unwrap();
+            let alone = task.run(&mut backend, &mut Rng::new(0)).unwrap();
+            same_result(
+                &format!("int8 {:?}, chunk {i}", options.beam_size),
+                &together[i],
+                &alone,
+            );
+        }
     }
 }
 
