@@ -26,8 +26,9 @@ use crate::decode::{self, language, DecodingResult, DecodingTask, TIME_PRECISION
 use crate::error::{Error, Result};
 use crate::mel::{LogMel, HOP_LENGTH, N_FRAMES};
 
-/// Mel frames searched for a cut before the 30-s limit (the last 5 s of a full chunk).
-pub const CUT_SEARCH_FRAMES: usize = 500;
+/// Mel frames searched for a cut before the 30-s limit (the last 10 s of a full chunk): wide
+/// enough to find a pause between sentences, not only between words.
+pub const CUT_SEARCH_FRAMES: usize = 1000;
 
 /// Width of the quiet stretch a cut is placed in the middle of (150 ms).
 pub const CUT_QUIET_FRAMES: usize = 15;
@@ -214,6 +215,13 @@ fn chunk_segments(
             _ => (start, duration),
         };
         segments.push((time_offset + start, time_offset + end, rest.to_vec()));
+    }
+    // The model may place timestamps in the silence that pads the chunk: keep every segment
+    // inside the chunk, so that it never overlaps the next one.
+    let chunk_end = time_offset + duration;
+    for (start, end, _) in &mut segments {
+        *start = start.min(chunk_end);
+        *end = end.min(chunk_end);
     }
     segments
 }
@@ -541,22 +549,28 @@ mod tests {
     #[test]
     fn segments_keep_the_unclosed_tail() {
         let tb = 1000;
+        // Segment times to the centisecond, as the transcript reports them.
+        let times = |s: &(f64, f64, Vec<u32>)| (decode::round2(s.0), decode::round2(s.1));
         // <0.00> a b <1.00> <1.00> c d  (no closing timestamp)
         let tokens = [tb, 1, 2, tb + 50, tb + 50, 3, 4];
         let segs = chunk_segments(&tokens, tb, 10.0, 20.0);
         assert_eq!(segs.len(), 2);
-        assert_eq!((segs[0].0, segs[0].1), (10.0, 11.0));
-        assert_eq!((segs[1].0, segs[1].1), (11.0, 30.0));
+        assert_eq!(times(&segs[0]), (10.0, 11.0));
+        assert_eq!(times(&segs[1]), (11.0, 30.0));
         assert_eq!(segs[1].2, vec![tb + 50, 3, 4]);
         // Closed by a single timestamp: no tail beyond it.
         let tokens = [tb, 1, tb + 50, tb + 50, 3, tb + 100];
         let segs = chunk_segments(&tokens, tb, 0.0, 20.0);
         assert_eq!(segs.len(), 2);
-        assert_eq!((segs[1].0, segs[1].1), (1.0, 2.0));
+        assert_eq!(times(&segs[1]), (1.0, 2.0));
         // No pair: the whole chunk, or up to the last timestamp.
         let segs = chunk_segments(&[tb, 1, 2], tb, 5.0, 20.0);
-        assert_eq!((segs[0].0, segs[0].1), (5.0, 25.0));
+        assert_eq!(times(&segs[0]), (5.0, 25.0));
         let segs = chunk_segments(&[tb, 1, 2, tb + 25], tb, 5.0, 20.0);
-        assert_eq!((segs[0].0, segs[0].1), (5.0, 5.5));
+        assert_eq!(times(&segs[0]), (5.0, 5.5));
+        // Timestamps past the chunk's end (in its padding) are cut back to it.
+        let segs = chunk_segments(&[tb, 1, tb + 150, tb + 150, 2, tb + 300], tb, 0.0, 4.0);
+        assert_eq!(times(&segs[0]), (0.0, 3.0));
+        assert_eq!(times(&segs[1]), (3.0, 4.0));
     }
 }
