@@ -284,3 +284,48 @@ fn weight_dtypes_on_the_cpu() {
     ]);
     assert_clean_error(&o, 2, "f16");
 }
+
+/// `--batch-size`: 0 is a usage error (exit 2); 2 transcribes jfk (one chunk) with timestamps as
+/// segments, and `bench --batch-size` reports it.
+#[test]
+fn batch_size_flag() {
+    let o = run(&["transcribe", "samples/jfk.wav", "--batch-size", "0"]);
+    assert_clean_error(&o, 2, "--batch-size");
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "--device",
+        "cpu",
+        "--beam-size",
+        "1",
+        "--batch-size",
+        "2",
+        "-f",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(
+        text.contains("ask not what your country can do for you"),
+        "{text}"
+    );
+    assert!(json["segments"].as_array().unwrap().len() >= 2);
+    let o = run(&[
+        "bench",
+        "samples/jfk.wav",
+        "--device",
+        "cpu",
+        "--beam-size",
+        "1",
+        "--batch-size",
+        "2",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["batch_size"], 2);
+    assert_eq!(json["windows"], 1);
+}
