@@ -76,25 +76,6 @@ fn gemm_strided(
     rhs_v: View,
     par: Parallelism,
 ) {
-    gemm_strided_scaled(m, n, k, dst, dst_v, lhs, lhs_v, rhs, rhs_v, 1.0, par);
-}
-
-/// [`gemm_strided`] times `scale`, applied to each finished sum (`gemm`'s beta): the same
-/// rounding as scaling afterwards, without another pass over `dst`.
-#[allow(clippy::too_many_arguments)]
-fn gemm_strided_scaled(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_v: View,
-    lhs: &[f32],
-    lhs_v: View,
-    rhs: &[f32],
-    rhs_v: View,
-    scale: f32,
-    par: Parallelism,
-) {
     // Bounds: the last element each operand touches must be inside its slice.
     let last = |v: View, r: usize, c: usize| {
         (r.saturating_sub(1) as isize * v.rs + c.saturating_sub(1) as isize * v.cs) as usize
@@ -125,7 +106,7 @@ fn gemm_strided_scaled(
             rhs_v.cs,
             rhs_v.rs,
             0.0,
-            scale,
+            1.0,
             false,
             false,
             false,
@@ -514,21 +495,10 @@ with_avx2! {
 pub fn softmax_rows(x: &mut [f32], cols: usize) {
     for row in x.chunks_exact_mut(cols) {
         let max = lanes_reduce(row, f32::NEG_INFINITY, f32::max);
-        // exp and sum in one pass, the sum in lanes_reduce's 8 lanes and order.
-        let mut acc = [0.0f32; 8];
-        let mut chunks = row.chunks_exact_mut(8);
-        for c in &mut chunks {
-            for i in 0..8 {
-                c[i] = exp(c[i] - max);
-                acc[i] += c[i];
-            }
-        }
-        let mut sum = acc.into_iter().fold(0.0, |a, b| a + b);
-        for v in chunks.into_remainder() {
+        for v in row.iter_mut() {
             *v = exp(*v - max);
-            sum += *v;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / lanes_reduce(row, 0.0, |a, b| a + b);
         for v in row.iter_mut() {
             *v *= inv;
         }
@@ -559,7 +529,6 @@ pub fn log_sum_exp(x: &[f32]) -> f32 {
 
 /// Reduce `x` with `f` over 8 independent lanes, then across them: the same association a SIMD
 /// reduction uses, which lets the compiler vectorise it (a single accumulator cannot be).
-#[inline(always)]
 fn lanes_reduce(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [init; 8];
     let chunks = x.chunks_exact(8);
@@ -726,8 +695,8 @@ pub fn attention_in(
             let q_h = &q[i0 * d + h * hd..];
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
-            // scores = q_h · k_hᵀ · scale
-            gemm_strided_scaled(
+            // scores = q_h · k_hᵀ
+            gemm_strided(
                 rows,
                 n_kv,
                 hd,
@@ -743,11 +712,13 @@ pub fn attention_in(
                     rs: 1,
                     cs: rs as isize,
                 },
-                scale,
                 Parallelism::None,
             );
-            if let Some(p) = causal_offset {
-                for (r, row) in scores.chunks_exact_mut(n_kv).enumerate() {
+            for (r, row) in scores.chunks_exact_mut(n_kv).enumerate() {
+                for s in row.iter_mut() {
+                    *s *= scale;
+                }
+                if let Some(p) = causal_offset {
                     for s in row.iter_mut().skip(p + i0 + r + 1) {
                         *s = f32::NEG_INFINITY;
                     }
