@@ -515,6 +515,40 @@ impl Transcriber {
     }
 
     /// Where the last `transcribe_samples` (or `transcribe_file`) call spent its time.
+    /// The decoding options of one file and its language: the one asked for, or (multilingual
+    /// checkpoints) the one detected on the first 30 s as OpenAI's `transcribe()` does, with
+    /// its probability; detection leaves window 0 encoded in the backend.
+    fn resolve_language(
+        &mut self,
+        mel: &crate::mel::LogMel,
+    ) -> Result<(DecodeOptions, String, Option<f32>)> {
+        let mut decode_opts = self.options.decode.clone();
+        let mut language_probability = None;
+        if decode_opts.language.is_none() && self.tokenizer.multilingual {
+            let t = Instant::now();
+            self.backend.encode(&mel.window(0))?;
+            let probs = language::detect_language(self.backend.as_mut(), &self.tokenizer)?;
+            let (code, p) = probs[0];
+            tracing::info!("detected language: {code} (p = {p:.2})");
+            decode_opts.language = Some(code.to_string());
+            language_probability = Some(p);
+            self.timings.language_ms = t.elapsed().as_secs_f64() * 1e3;
+        }
+        let language = decode_opts
+            .language
+            .clone()
+            .unwrap_or_else(|| "en".to_string());
+        Ok((decode_opts, language, language_probability))
+    }
+
+    /// `--initial-prompt` as tokens (with the leading space OpenAI adds), empty without one.
+    fn initial_prompt_tokens(&self) -> Result<Vec<u32>> {
+        match &self.options.initial_prompt {
+            Some(p) => self.tokenizer.encode(&format!(" {}", p.trim())),
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub fn timings(&self) -> &Timings {
         &self.timings
     }
@@ -564,31 +598,13 @@ impl Transcriber {
         // Encoder frames per timestamp step: 3000 mel frames -> 1500 positions.
         let input_stride = N_FRAMES / self.config.dims.n_audio_ctx;
 
-        let mut decode_opts = self.options.decode.clone();
-        let mut language_probability = None;
-        // Window start (mel frame) of what the backend holds encoded.
-        let mut last_encoded: Option<usize> = None;
-        if decode_opts.language.is_none() && self.tokenizer.multilingual {
-            let t = Instant::now();
-            self.backend.encode(&mel.window(0))?;
-            last_encoded = Some(0);
-            let probs = language::detect_language(self.backend.as_mut(), &self.tokenizer)?;
-            let (code, p) = probs[0];
-            tracing::info!("detected language: {code} (p = {p:.2})");
-            decode_opts.language = Some(code.to_string());
-            language_probability = Some(p);
-            self.timings.language_ms = t.elapsed().as_secs_f64() * 1e3;
-        }
-        let language = decode_opts
-            .language
-            .clone()
-            .unwrap_or_else(|| "en".to_string());
+        let (mut decode_opts, language, language_probability) = self.resolve_language(&mel)?;
+        // Window start (mel frame) of what the backend holds encoded: language detection
+        // leaves window 0 there.
+        let mut last_encoded: Option<usize> = language_probability.map(|_| 0);
 
         let mut rng = Rng::new(self.options.seed);
-        let initial_prompt_tokens = match &self.options.initial_prompt {
-            Some(p) => self.tokenizer.encode(&format!(" {}", p.trim()))?,
-            None => Vec::new(),
-        };
+        let initial_prompt_tokens = self.initial_prompt_tokens()?;
         let mut all_tokens: Vec<u32> = initial_prompt_tokens.clone();
         let mut prompt_reset_since = 0;
         let mut segments: Vec<Segment> = Vec::new();

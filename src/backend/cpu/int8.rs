@@ -13,7 +13,7 @@
 //! bytes. Encoder products (1500 rows) are bound by arithmetic: one `vpdpbusd` does 64
 //! multiply-adds where an f32 FMA does 16.
 
-use crate::model::quant::QuantizedMatrix;
+use crate::model::quant::{quantize_row_with, QuantizedMatrix};
 use rayon::prelude::*;
 
 /// Output columns per packed panel: four 16-lane i32 vectors.
@@ -44,7 +44,8 @@ pub struct Int8Matrix {
     data: Vec<i8>,
     /// Per output column of the product (row of the weight): `w ≈ q · scale`.
     scale: Vec<f32>,
-    /// `128 · Σ_t q[j, t]`: what the `u8` shift of the activations adds to column j.
+    /// `128 · Σ_t q[j, t]`: what the `u8` shift of the activations adds to column j (panel
+    /// layout only; empty otherwise).
     shift_comp: Vec<i32>,
     layout: Layout,
 }
@@ -72,10 +73,14 @@ impl Int8Matrix {
     /// Lay `m` out for the VNNI kernel (`panels`) or the portable one.
     pub fn from_quantized(m: QuantizedMatrix, panels: bool) -> Self {
         let (n, k) = (m.rows, m.cols);
-        let shift_comp =
+        // Only the VNNI kernel shifts its activations.
+        let shift_comp = if panels {
             m.q.chunks_exact(k.max(1))
                 .map(|row| 128 * row.iter().map(|&v| v as i32).sum::<i32>())
-                .collect();
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (data, layout) = if panels {
             let (k4, n_pad) = (k.div_ceil(4) * 4, n.div_ceil(PANEL) * PANEL);
             let mut data = vec![0i8; n_pad * k4];
@@ -183,37 +188,10 @@ impl QuantizedRows {
     }
 }
 
-/// [`quantize_row`] into `u8` bits: `x + 128` when `shifted` (VNNI), else the `i8` bits.
-/// Written so the compiler vectorises it: 16 independent maxima, then a branch-free rounding.
+/// [`quantize_row_with`] into `u8` bits: `x + 128` when `shifted` (VNNI), else the `i8` bits.
 fn quantize_activation_row(src: &[f32], dst: &mut [u8], shifted: bool) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let chunks = src.chunks_exact(16);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for l in 0..16 {
-            lanes[l] = lanes[l].max(c[l].abs());
-        }
-    }
-    let amax = tail
-        .iter()
-        .fold(lanes.iter().fold(0.0f32, |a, &b| a.max(b)), |a, &b| {
-            a.max(b.abs())
-        });
-    if amax == 0.0 || !amax.is_finite() {
-        // Same as `quantize_row`: zeros (NaN scale for non-finite input, which then shows).
-        dst.fill(if shifted { 128 } else { 0 });
-        return if amax.is_finite() { 0.0 } else { f32::NAN };
-    }
-    let inv = 127.0 / amax;
-    let bias = if shifted { 128i32 } else { 0 };
-    // Round half to even by adding and subtracting 1.5 · 2²³ (exact for |y| < 2²²): the same
-    // result as `round_ties_even`, which compiles to a libm call per element instead.
-    const MAGIC: f32 = 12_582_912.0;
-    for (d, &v) in dst.iter_mut().zip(src) {
-        let y = ((v * inv).clamp(-127.0, 127.0) + MAGIC) - MAGIC;
-        *d = (y as i32 + bias) as u8;
-    }
-    amax / 127.0
+    let bias = if shifted { 128 } else { 0 };
+    quantize_row_with(src, dst, |q| (q + bias) as u8)
 }
 
 /// `out[m, n] = x[m, k] · wᵀ + bias` with `w` int8 (see the module comment).
