@@ -12,6 +12,7 @@ pub mod error;
 pub mod mel;
 pub mod model;
 pub mod output;
+pub mod progress;
 pub mod tokenizer;
 pub mod transcribe;
 
