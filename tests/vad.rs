@@ -118,6 +118,26 @@ fn probabilities_match_onnxruntime() {
     }
 }
 
+#[test]
+fn streaming_in_pieces_equals_one_pass() {
+    let Some(dir) = vad_snapshot() else { return };
+    let model = onnx_model(&dir);
+    let samples = load("tests/data/speech/jfk.wav");
+    let whole = model.speech_probabilities(&samples);
+    let mut state = vad::VadState::default();
+    let mut streamed = Vec::new();
+    let windows = samples.len() / 512;
+    let (mut at, mut piece) = (0, 1);
+    while at < windows {
+        let n = piece.min(windows - at);
+        streamed.extend(model.stream_probabilities(&mut state, &samples[at * 512..(at + n) * 512]));
+        at += n;
+        piece = piece * 3 % 97 + 1; // 1, 4, 13, 40, 24, ... windows at a time
+    }
+    let d = max_diff(&streamed, &whole[..windows]);
+    assert!(d <= 1e-5, "streamed vs one pass: {d}");
+}
+
 /// The option sets of tools/vad_reference.py.
 fn option_set(name: &str) -> VadOptions {
     match name {

@@ -151,3 +151,42 @@ pub fn transcribe_with_vad(
         removed_duration,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(start: f64, end: f64) -> Segment {
+        Segment {
+            id: 0,
+            seek: 0,
+            start,
+            end,
+            text: String::new(),
+            tokens: Vec::new(),
+            temperature: 0.0,
+            avg_logprob: 0.0,
+            compression_ratio: 0.0,
+            no_speech_prob: 0.0,
+            words: None,
+        }
+    }
+
+    #[test]
+    fn times_in_the_padding_move_to_the_detected_speech() {
+        let s = 16_000;
+        // Speech detected at 2-5 s, padded to 1.6-5.4 s.
+        let padded = [SpeechChunk {
+            start: 16 * s / 10,
+            end: 54 * s / 10,
+        }];
+        let detected = [SpeechChunk {
+            start: 2 * s,
+            end: 5 * s,
+        }];
+        let mut segs = vec![segment(1.6, 5.4), segment(2.5, 4.0)];
+        clamp_to_detected(&mut segs, &padded, &detected);
+        assert_eq!((segs[0].start, segs[0].end), (2.0, 5.0));
+        assert_eq!((segs[1].start, segs[1].end), (2.5, 4.0));
+    }
+}
