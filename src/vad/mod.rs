@@ -26,12 +26,13 @@
 //!   `speech_pad_ms`, `--vad-max-speech-duration-s` -> `max_speech_duration_s`; start from
 //!   [`VadOptions::default`] (faster-whisper's defaults). `VadOptions` is serde (a server's
 //!   `chunking_strategy` object deserialises into it; `null` max duration = infinity).
-//! - `--vad --batch-size N`: options from [`VadOptions::batched`]`(30.0)` overridden by the user's
-//!   `--vad-*` flags except the max duration (faster-whisper pins it to the chunk length),
-//!   [`speech_chunks`]`(&samples, &vad, &options)`, then [`merge_segments`]`(&chunks, &options)`:
-//!   each [`MergedChunk`] `start..end` (samples) is one ≤30 s window for the batched transcribe
-//!   entry, decoded without previous-text conditioning; its segment times are offset by
-//!   `start / 16000` s (the speech inside keeps its original spacing, so no map is needed).
+//! - `--vad --batch-size N`: [`batch_spans`]`(&samples, &vad, &options, 30.0)` with options
+//!   [`VadOptions::batched`]`(30.0)` when no `--vad-*` flag is given, else
+//!   [`VadOptions::default`] with the flags applied (faster-whisper's rule; the max duration is
+//!   always the chunk length). Each [`MergedChunk`] `start..end` (samples) is one ≤30 s window
+//!   for the batched transcribe entry, decoded without previous-text conditioning; its segment
+//!   and word times are offset by `start / 16000` s (the audio inside keeps its original
+//!   spacing, so no map is needed).
 //! - `info`'s speech share: `speech_chunks` with [`VadOptions::default`], summing `end - start`.
 
 pub mod fetch;

@@ -79,6 +79,24 @@ pub fn clamp_to_detected(
     }
 }
 
+/// The batch items of the batched `--vad` path: speech found with `options` (its
+/// `max_speech_duration_s` replaced by `chunk_length_s`, as faster-whisper's batched pipeline
+/// does) and packed by [`merge_segments`] into spans of at most `chunk_length_s`.
+///
+/// [`merge_segments`]: super::merge_segments
+pub fn batch_spans(
+    samples: &[f32],
+    vad: &VadModel,
+    options: &VadOptions,
+    chunk_length_s: f32,
+) -> Vec<super::MergedChunk> {
+    let options = VadOptions {
+        max_speech_duration_s: chunk_length_s,
+        ..options.clone()
+    };
+    super::merge_segments(&speech_chunks(samples, vad, &options), &options)
+}
+
 /// Map a transcript of the concatenated speech back to the original timeline, as faster-whisper's
 /// `restore_speech_timestamps`: a segment with words takes its times from its first and last word,
 /// each word mapped within the chunk holding its midpoint; a segment without words maps its start,
@@ -170,6 +188,36 @@ mod tests {
             no_speech_prob: 0.0,
             words: None,
         }
+    }
+
+    #[test]
+    fn restored_times_are_in_the_original_timeline() {
+        let s = 16_000;
+        // Speech at 1-2 s and 10-12 s: 1 s cut before the first, 8 s more before the second.
+        let chunks = [
+            SpeechChunk {
+                start: s,
+                end: 2 * s,
+            },
+            SpeechChunk {
+                start: 10 * s,
+                end: 12 * s,
+            },
+        ];
+        let mut segs = vec![segment(0.2, 1.0), segment(1.0, 2.5)];
+        let mut with_words = segment(1.2, 2.9);
+        with_words.words = Some(vec![crate::decode::alignment::Word {
+            word: " x".into(),
+            start: 1.5,
+            end: 2.0,
+            probability: 1.0,
+        }]);
+        segs.push(with_words);
+        restore_timestamps(&mut segs, &chunks);
+        assert_eq!((segs[0].start, segs[0].end), (1.2, 2.0));
+        assert_eq!((segs[1].start, segs[1].end), (10.0, 11.5));
+        // A segment with words takes its times from them.
+        assert_eq!((segs[2].start, segs[2].end), (10.5, 11.0));
     }
 
     #[test]
