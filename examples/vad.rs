@@ -4,6 +4,7 @@
 //! cargo run --release --example vad -- pull                 # fetch the weights into the cache
 //! cargo run --release --example vad -- segments FILE.wav    # speech segments, seconds
 //! cargo run --release --example vad -- bench FILE.wav [RUNS] # time the forward pass (JSON line)
+//! cargo run --release --example vad -- transcribe MODEL FILE.wav [--no-vad]  # JSON, CPU, greedy
 //! ```
 //! `bench` runs on one thread and prints the best of RUNS (default 3) full passes;
 //! tools/vad_speed.py runs it next to onnxruntime.
@@ -55,7 +56,36 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                 speech
             );
         }
-        _ => return Err("usage: vad pull | vad segments FILE | vad bench FILE [RUNS]".into()),
+        Some("transcribe") if (3..=4).contains(&args.len()) => {
+            use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber};
+            let samples = dattavani_asr::audio::load_audio(Path::new(&args[2]))?;
+            let mut options = TranscribeOptions::default();
+            options.decode.beam_size = None;
+            options.decode.best_of = None;
+            let mut whisper = Transcriber::new(&args[1], DeviceChoice::Cpu, options)?;
+            let t = Instant::now();
+            let json = if args.get(3).map(String::as_str) == Some("--no-vad") {
+                serde_json::to_string(&whisper.transcribe_samples(&samples, &mut |_, _| {})?)?
+            } else {
+                let model = VadModel::load()?;
+                let out = vad::transcribe_with_vad(
+                    &mut whisper,
+                    &samples,
+                    &model,
+                    &VadOptions::default(),
+                    &mut |_, _| {},
+                )?;
+                serde_json::to_string(&out)?
+            };
+            eprintln!("wall {:.1} s", t.elapsed().as_secs_f64());
+            println!("{json}");
+        }
+        _ => {
+            return Err(
+                "usage: vad pull | vad segments FILE | vad bench FILE [RUNS] | vad transcribe MODEL FILE [--no-vad]"
+                    .into(),
+            )
+        }
     }
     Ok(())
 }
