@@ -1,4 +1,4 @@
-//! The Silero VAD v6 network (16 kHz) on the CPU, one 512-sample window at a time.
+//! The Silero VAD v6 network (16 kHz) on the CPU: a speech probability per 512-sample window.
 //!
 //! The graph, as the package's `silero_vad.onnx` (16 kHz branch) and `tinygrad_model.py` run it:
 //! 1. input: 64 samples of context (the end of the previous window, zeros at first) + 512 new
@@ -12,7 +12,8 @@
 //!
 //! Only the LSTM depends on earlier windows (the context is just the previous 64 samples), so
 //! steps 1-3 and the LSTM's input product run for a block of windows at once as matrix products
-//! (the `gemm` crate), and only `weight_hh · h` and the cell update run window by window.
+//! (the `gemm` crate; the STFT by FFT when its filters are a windowed DFT, as in v6), and only
+//! `weight_hh · h` and the cell update run window by window.
 
 use std::path::Path;
 
@@ -556,5 +557,64 @@ impl VadModel {
             out.extend(self.stream_probabilities(&mut state, &last));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Weights with small pseudo-random values and a periodic-Hann-windowed DFT basis.
+    fn synthetic() -> VadWeights {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        VadWeights::from_tensors(|name, shape| {
+            if name == "stft_conv.weight" {
+                let mut basis = vec![0.0f32; 2 * BINS * N_FFT];
+                for k in 0..BINS {
+                    for n in 0..N_FFT {
+                        let t = 2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64;
+                        let w = 0.5 - 0.5 * t.cos();
+                        let phase = t * k as f64;
+                        basis[k * N_FFT + n] = (w * phase.cos()) as f32;
+                        basis[(BINS + k) * N_FFT + n] = (-w * phase.sin()) as f32;
+                    }
+                }
+                return Ok(basis);
+            }
+            Ok((0..shape.iter().product::<usize>())
+                .map(|_| next() * 0.3)
+                .collect())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn fft_and_matrix_stft_agree() {
+        let fft = synthetic();
+        assert!(fft.stft_is_dft);
+        let matrix = VadWeights {
+            stft_is_dft: false,
+            ..fft.clone()
+        };
+        let audio: Vec<f32> = (0..20 * WINDOW_SAMPLES + 100)
+            .map(|i| (i as f32 * 0.05).sin() * 0.3 + ((i * 7919) % 101) as f32 / 1000.0)
+            .collect();
+        let a = VadModel::new(fft).speech_probabilities(&audio);
+        let b = VadModel::new(matrix).speech_probabilities(&audio);
+        assert_eq!(a.len(), 21);
+        // Not saturated: the comparison means something.
+        assert!(a.iter().any(|p| (p - a[0]).abs() > 1e-3), "{a:?}");
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-5, "{d}");
     }
 }
