@@ -15,5 +15,6 @@ pub mod output;
 pub mod progress;
 pub mod tokenizer;
 pub mod transcribe;
+pub mod vad;
 
 pub use error::{Error, Result};
