@@ -458,18 +458,7 @@ pub fn write_meta(repo_dir: &Path, meta: &Meta) -> Result<()> {
     let path = repo_dir.join(META_FILE);
     let text = serde_json::to_string_pretty(meta)
         .map_err(|e| Error::Internal(format!("metadata JSON: {e}")))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-meta-")
-        .tempfile_in(repo_dir)
-        .map_err(|e| Error::io(repo_dir, e))?;
-    std::io::Write::write_all(&mut tmp, (text + "\n").as_bytes())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    crate::model::ct2::default_permissions(tmp.path())?;
-    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-    Ok(())
+    crate::atomic_file::write(&path, (text + "\n").as_bytes())
 }
 
 fn infer_source(snapshot: &Path) -> Source {

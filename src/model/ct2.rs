@@ -1042,20 +1042,6 @@ pub(crate) fn convert_to_temp(
     Ok(tmp)
 }
 
-/// Give `file` the permissions a plain `File::create` in its directory gets (0666 less the
-/// umask): temporary-file helpers create 0600 files, which would hide a shared cache from other
-/// users.
-pub(crate) fn default_permissions(file: &Path) -> Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let probe = dir.join(format!(".tmp-perm-probe-{}", std::process::id()));
-    let perms = File::create(&probe)
-        .and_then(|f| f.metadata())
-        .map(|m| m.permissions())
-        .map_err(|e| Error::io(&probe, e));
-    let _ = std::fs::remove_file(&probe);
-    std::fs::set_permissions(file, perms?).map_err(|e| Error::io(file, e))
-}
-
 /// What to do when the destination of [`place_dir`] already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
@@ -1222,7 +1208,6 @@ fn write_hf(
     });
     written.map_err(|e| Error::model(&st_path, format!("cannot write safetensors: {e}")))?;
     progress.set_position(read + out_bytes);
-    default_permissions(&st_path)?;
     drop(tensors);
     drop(model);
 

@@ -1026,14 +1026,7 @@ fn write_ref(repo_dir: &Path, rev: &str) -> Result<()> {
     if std::fs::read_to_string(&main).is_ok_and(|r| r.trim() == rev) {
         return Ok(());
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-ref-")
-        .tempfile_in(&refs)
-        .map_err(|e| Error::io(&refs, e))?;
-    std::io::Write::write_all(&mut tmp, rev.as_bytes()).map_err(|e| Error::io(tmp.path(), e))?;
-    ct2::default_permissions(tmp.path())?;
-    tmp.persist(&main).map_err(|e| Error::io(&main, e.error))?;
-    Ok(())
+    crate::atomic_file::write(&main, rev.as_bytes())
 }
 
 /// Convert a CTranslate2 directory into the cache so that `--model NAME` finds it: under
