@@ -967,64 +967,6 @@ pub fn enforce_cap(cache: &Path, keep: &str) -> Vec<(String, u64)> {
 
 // ---------------------------------------------------------------- structure check
 
-/// The tensors (name, shape) a Hugging Face Whisper checkpoint with these dimensions holds.
-pub fn expected_tensors(d: &crate::model::config::ModelDims) -> Vec<(String, Vec<usize>)> {
-    let w = d.n_audio_state;
-    let mut out: Vec<(String, Vec<usize>)> = vec![
-        ("model.encoder.conv1.weight".into(), vec![w, d.n_mels, 3]),
-        ("model.encoder.conv1.bias".into(), vec![w]),
-        ("model.encoder.conv2.weight".into(), vec![w, w, 3]),
-        ("model.encoder.conv2.bias".into(), vec![w]),
-        (
-            "model.encoder.embed_positions.weight".into(),
-            vec![d.n_audio_ctx, w],
-        ),
-        ("model.encoder.layer_norm.weight".into(), vec![w]),
-        ("model.encoder.layer_norm.bias".into(), vec![w]),
-        (
-            "model.decoder.embed_tokens.weight".into(),
-            vec![d.n_vocab, w],
-        ),
-        (
-            "model.decoder.embed_positions.weight".into(),
-            vec![d.n_text_ctx, w],
-        ),
-        ("model.decoder.layer_norm.weight".into(), vec![w]),
-        ("model.decoder.layer_norm.bias".into(), vec![w]),
-    ];
-    for (part, layers, ffn) in [
-        ("encoder", d.n_audio_layer, d.n_audio_ffn),
-        ("decoder", d.n_text_layer, d.n_text_ffn),
-    ] {
-        for i in 0..layers {
-            let p = format!("model.{part}.layers.{i}");
-            let mut attns = vec!["self_attn"];
-            if part == "decoder" {
-                attns.push("encoder_attn");
-            }
-            for a in attns {
-                for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                    out.push((format!("{p}.{a}.{proj}.weight"), vec![w, w]));
-                    if proj != "k_proj" {
-                        out.push((format!("{p}.{a}.{proj}.bias"), vec![w]));
-                    }
-                }
-                for t in ["weight", "bias"] {
-                    out.push((format!("{p}.{a}_layer_norm.{t}"), vec![w]));
-                }
-            }
-            out.push((format!("{p}.fc1.weight"), vec![ffn, w]));
-            out.push((format!("{p}.fc1.bias"), vec![ffn]));
-            out.push((format!("{p}.fc2.weight"), vec![w, ffn]));
-            out.push((format!("{p}.fc2.bias"), vec![w]));
-            for t in ["weight", "bias"] {
-                out.push((format!("{p}.final_layer_norm.{t}"), vec![w]));
-            }
-        }
-    }
-    out
-}
-
 /// Check a Hugging Face Whisper directory: its config parses, `model.safetensors` is intact and
 /// holds every tensor the config implies with the right shape, and no extra layers.
 pub fn check_whisper_dir(dir: &Path) -> Result<()> {
@@ -1032,31 +974,24 @@ pub fn check_whisper_dir(dir: &Path) -> Result<()> {
     let weights_path = dir.join("model.safetensors");
     read_header(&weights_path).map_err(|e| Error::model(&weights_path, e))?;
     let weights = crate::model::weights::Weights::open(&weights_path)?;
-    for (name, shape) in expected_tensors(&cfg.dims) {
-        let got = weights.shape(&name).map_err(|_| {
+    for t in crate::model::schema::tensors(&cfg.dims) {
+        let got = weights.shape(&t.name).map_err(|_| {
             Error::model(
                 &weights_path,
-                format!("missing tensor '{name}' (config.json implies it)"),
+                format!("missing tensor '{}' (config.json implies it)", t.name),
             )
         })?;
-        if got != shape {
+        if got != t.shape {
             return Err(Error::model(
                 &weights_path,
-                format!("tensor '{name}' has shape {got:?}, config.json implies {shape:?}"),
+                format!(
+                    "tensor '{}' has shape {got:?}, config.json implies {:?}",
+                    t.name, t.shape
+                ),
             ));
         }
     }
-    for (part, n) in [
-        ("encoder", cfg.dims.n_audio_layer),
-        ("decoder", cfg.dims.n_text_layer),
-    ] {
-        if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
-            return Err(Error::model(
-                &weights_path,
-                format!("checkpoint has more {part} layers than config.json's {n}"),
-            ));
-        }
-    }
+    crate::model::schema::check_no_extra_layers(&weights, &cfg.dims)?;
     if !dir.join("tokenizer.json").is_file() {
         return Err(Error::model(dir, "lacks tokenizer.json"));
     }

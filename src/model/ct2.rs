@@ -19,6 +19,8 @@ use safetensors::{Dtype, View};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::model::config::ModelDims;
+use crate::model::schema;
 
 /// Newest `model.bin` format version this reader understands.
 pub const MAX_BINARY_VERSION: u32 = 6;
@@ -549,21 +551,16 @@ struct OutTensor<'a> {
 }
 
 impl OutTensor<'_> {
-    /// Split along the first axis into `n` equal parts.
-    fn split_rows(&self, n: usize) -> Vec<OutTensor<'static>> {
-        let rows = self.shape[0] / n;
+    /// Row block `i` of `n` equal parts along the first axis.
+    fn row_block(&self, i: usize, n: usize) -> OutTensor<'static> {
+        let mut shape = self.shape.clone();
+        shape[0] /= n;
         let part_len = self.data.len() / n;
-        (0..n)
-            .map(|i| {
-                let mut shape = self.shape.clone();
-                shape[0] = rows;
-                OutTensor {
-                    dtype: self.dtype,
-                    shape,
-                    data: Cow::Owned(self.data[i * part_len..(i + 1) * part_len].to_vec()),
-                }
-            })
-            .collect()
+        OutTensor {
+            dtype: self.dtype,
+            shape,
+            data: Cow::Owned(self.data[i * part_len..(i + 1) * part_len].to_vec()),
+        }
     }
 }
 
@@ -689,53 +686,46 @@ impl Ct2WhisperDims {
         Ok(dims)
     }
 
-    /// CTranslate2 names and shapes of every tensor the conversion reads.
+    /// The same dimensions in the engine's terms.
+    pub fn model_dims(&self) -> ModelDims {
+        ModelDims {
+            n_mels: self.num_mel_bins,
+            n_audio_ctx: self.max_source_positions,
+            n_audio_state: self.d_model,
+            n_audio_head: self.encoder_attention_heads,
+            n_audio_layer: self.encoder_layers,
+            n_audio_ffn: self.encoder_ffn_dim,
+            n_vocab: self.vocab_size,
+            n_text_ctx: self.max_target_positions,
+            n_text_state: self.d_model,
+            n_text_head: self.decoder_attention_heads,
+            n_text_layer: self.decoder_layers,
+            n_text_ffn: self.decoder_ffn_dim,
+        }
+    }
+
+    /// CTranslate2 names and shapes of every tensor the conversion reads: the schema's tensors
+    /// where CTranslate2 keeps them, a fused projection as the whole fused variable (`of` times
+    /// the rows; its key bias, absent in Hugging Face, is zeros of the same length).
     fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let d = self.d_model;
-        let mut v: Vec<(String, Vec<usize>)> = vec![
-            ("encoder/conv1/weight".into(), vec![d, self.num_mel_bins, 3]),
-            ("encoder/conv1/bias".into(), vec![d]),
-            ("encoder/conv2/weight".into(), vec![d, d, 3]),
-            ("encoder/conv2/bias".into(), vec![d]),
-            (
-                "encoder/position_encodings/encodings".into(),
-                vec![self.max_source_positions, d],
-            ),
-            ("encoder/layer_norm/gamma".into(), vec![d]),
-            ("encoder/layer_norm/beta".into(), vec![d]),
-            ("decoder/embeddings/weight".into(), vec![self.vocab_size, d]),
-            (
-                "decoder/position_encodings/encodings".into(),
-                vec![self.max_target_positions, d],
-            ),
-            ("decoder/layer_norm/gamma".into(), vec![d]),
-            ("decoder/layer_norm/beta".into(), vec![d]),
-        ];
-        let ln = |v: &mut Vec<(String, Vec<usize>)>, p: &str| {
-            v.push((format!("{p}/gamma"), vec![d]));
-            v.push((format!("{p}/beta"), vec![d]));
-        };
-        let lin = |v: &mut Vec<(String, Vec<usize>)>, p: &str, out: usize, inp: usize| {
-            v.push((format!("{p}/weight"), vec![out, inp]));
-            v.push((format!("{p}/bias"), vec![out]));
-        };
-        for (side, layers, ffn) in [
-            ("encoder", self.encoder_layers, self.encoder_ffn_dim),
-            ("decoder", self.decoder_layers, self.decoder_ffn_dim),
-        ] {
-            for i in 0..layers {
-                let p = format!("{side}/layer_{i}");
-                lin(&mut v, &format!("{p}/self_attention/linear_0"), 3 * d, d);
-                lin(&mut v, &format!("{p}/self_attention/linear_1"), d, d);
-                ln(&mut v, &format!("{p}/self_attention/layer_norm"));
-                lin(&mut v, &format!("{p}/ffn/linear_0"), ffn, d);
-                lin(&mut v, &format!("{p}/ffn/linear_1"), d, ffn);
-                ln(&mut v, &format!("{p}/ffn/layer_norm"));
-                if side == "decoder" {
-                    lin(&mut v, &format!("{p}/attention/linear_0"), d, d);
-                    lin(&mut v, &format!("{p}/attention/linear_1"), 2 * d, d);
-                    lin(&mut v, &format!("{p}/attention/linear_2"), d, d);
-                    ln(&mut v, &format!("{p}/attention/layer_norm"));
+        let mut seen = BTreeSet::new();
+        let mut v = Vec::new();
+        for m in schema::modules(&self.model_dims()) {
+            for t in m.tensors() {
+                if seen.insert(t.ct2_name.clone()) {
+                    let mut shape = t.shape.clone();
+                    shape[0] *= t.ct2_rows.1;
+                    v.push((t.ct2_name.clone(), shape));
+                }
+            }
+            // A fused projection whose first part has no bias (cross-attention K/V) still has a
+            // fused CTranslate2 bias.
+            if let (None, (_, of)) = (&m.bias, m.weight.ct2_rows) {
+                if of > 1 {
+                    let bias = m.weight.ct2_name.replace("/weight", "/bias");
+                    if seen.insert(bias.clone()) {
+                        v.push((bias, vec![m.weight.shape[0] * of]));
+                    }
                 }
             }
         }
@@ -743,114 +733,27 @@ impl Ct2WhisperDims {
     }
 }
 
-/// Build the Hugging Face tensors from a CTranslate2 Whisper model.
+/// Build the Hugging Face tensors from a CTranslate2 Whisper model, each from where the schema
+/// says CTranslate2 keeps it (a row block of a fused projection split off).
 fn hf_tensors<'m>(m: &'m Ct2Model, dims: &Ct2WhisperDims) -> Result<Vec<(String, OutTensor<'m>)>> {
-    let mut out: Vec<(String, OutTensor<'m>)> = Vec::new();
-    let put = |out: &mut Vec<(String, OutTensor<'m>)>, hf: String, ct2: &str| -> Result<()> {
-        out.push((hf, m.tensor(ct2)?));
-        Ok(())
-    };
-    let lin = |out: &mut Vec<(String, OutTensor<'m>)>, hf: &str, ct2: &str| -> Result<()> {
-        out.push((format!("{hf}.weight"), m.tensor(&format!("{ct2}/weight"))?));
-        out.push((format!("{hf}.bias"), m.tensor(&format!("{ct2}/bias"))?));
-        Ok(())
-    };
-    let ln = |out: &mut Vec<(String, OutTensor<'m>)>, hf: &str, ct2: &str| -> Result<()> {
-        out.push((format!("{hf}.weight"), m.tensor(&format!("{ct2}/gamma"))?));
-        out.push((format!("{hf}.bias"), m.tensor(&format!("{ct2}/beta"))?));
-        Ok(())
-    };
-    // Fused projections: split rows; k_proj has no bias in Hugging Face Whisper (CTranslate2
-    // stores zeros there).
-    let fused = |out: &mut Vec<(String, OutTensor<'m>)>,
-                 hf: &str,
-                 names: &[&str],
-                 ct2: &str|
-     -> Result<()> {
-        let w = m.tensor(&format!("{ct2}/weight"))?.split_rows(names.len());
-        let b = m.tensor(&format!("{ct2}/bias"))?.split_rows(names.len());
-        for ((n, w), b) in names.iter().zip(w).zip(b) {
-            out.push((format!("{hf}.{n}.weight"), w));
-            if *n != "k_proj" {
-                out.push((format!("{hf}.{n}.bias"), b));
+    // A fused variable is read (and dequantized) once and kept until its last block is taken.
+    let mut fused: HashMap<String, OutTensor<'m>> = HashMap::new();
+    let mut out = Vec::new();
+    for t in schema::tensors(&dims.model_dims()) {
+        let (part, of) = t.ct2_rows;
+        let tensor = if of == 1 {
+            m.tensor(&t.ct2_name)?
+        } else {
+            if !fused.contains_key(&t.ct2_name) {
+                fused.insert(t.ct2_name.clone(), m.tensor(&t.ct2_name)?);
             }
-        }
-        Ok(())
-    };
-
-    lin(&mut out, "model.encoder.conv1", "encoder/conv1")?;
-    lin(&mut out, "model.encoder.conv2", "encoder/conv2")?;
-    put(
-        &mut out,
-        "model.encoder.embed_positions.weight".into(),
-        "encoder/position_encodings/encodings",
-    )?;
-    ln(&mut out, "model.encoder.layer_norm", "encoder/layer_norm")?;
-    put(
-        &mut out,
-        "model.decoder.embed_tokens.weight".into(),
-        "decoder/embeddings/weight",
-    )?;
-    put(
-        &mut out,
-        "model.decoder.embed_positions.weight".into(),
-        "decoder/position_encodings/encodings",
-    )?;
-    ln(&mut out, "model.decoder.layer_norm", "decoder/layer_norm")?;
-    for (side, layers) in [
-        ("encoder", dims.encoder_layers),
-        ("decoder", dims.decoder_layers),
-    ] {
-        for i in 0..layers {
-            let c = format!("{side}/layer_{i}");
-            let h = format!("model.{side}.layers.{i}");
-            fused(
-                &mut out,
-                &format!("{h}.self_attn"),
-                &["q_proj", "k_proj", "v_proj"],
-                &format!("{c}/self_attention/linear_0"),
-            )?;
-            lin(
-                &mut out,
-                &format!("{h}.self_attn.out_proj"),
-                &format!("{c}/self_attention/linear_1"),
-            )?;
-            ln(
-                &mut out,
-                &format!("{h}.self_attn_layer_norm"),
-                &format!("{c}/self_attention/layer_norm"),
-            )?;
-            if side == "decoder" {
-                lin(
-                    &mut out,
-                    &format!("{h}.encoder_attn.q_proj"),
-                    &format!("{c}/attention/linear_0"),
-                )?;
-                fused(
-                    &mut out,
-                    &format!("{h}.encoder_attn"),
-                    &["k_proj", "v_proj"],
-                    &format!("{c}/attention/linear_1"),
-                )?;
-                lin(
-                    &mut out,
-                    &format!("{h}.encoder_attn.out_proj"),
-                    &format!("{c}/attention/linear_2"),
-                )?;
-                ln(
-                    &mut out,
-                    &format!("{h}.encoder_attn_layer_norm"),
-                    &format!("{c}/attention/layer_norm"),
-                )?;
+            let block = fused[&t.ct2_name].row_block(part, of);
+            if part + 1 == of {
+                fused.remove(&t.ct2_name);
             }
-            lin(&mut out, &format!("{h}.fc1"), &format!("{c}/ffn/linear_0"))?;
-            lin(&mut out, &format!("{h}.fc2"), &format!("{c}/ffn/linear_1"))?;
-            ln(
-                &mut out,
-                &format!("{h}.final_layer_norm"),
-                &format!("{c}/ffn/layer_norm"),
-            )?;
-        }
+            block
+        };
+        out.push((t.name, tensor));
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod ct2;
 pub mod hub;
 pub mod quant;
+pub mod schema;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,8 @@ use crate::backend::cpu::ops;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
-use crate::model::weights::Weights;
+
+mod load;
 
 /// How the CPU path stores matrix weights (`--dtype`): f32 (the reference) or row-scaled int8
 /// (see [`crate::backend::cpu::int8`]). Everything else (norms, biases, convolutions, positions,
@@ -26,14 +27,6 @@ enum Matrix {
 }
 
 impl Matrix {
-    fn load(w: &Weights, name: &str, rows: usize, cols: usize, dtype: CpuWeights) -> Result<Self> {
-        let f = w.f32(name, &[rows, cols])?;
-        Ok(match dtype {
-            CpuWeights::F32 => Matrix::F32(f),
-            CpuWeights::Int8 => Matrix::Int8(Int8Matrix::quantize(&f, rows, cols)),
-        })
-    }
-
     /// `out[m, rows] = x[m, cols] · selfᵀ + bias`.
     fn product(&self, x: &[f32], m: usize, cols: usize, bias: Option<&[f32]>, out: &mut [f32]) {
         match self {
@@ -69,26 +62,6 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(
-        w: &Weights,
-        prefix: &str,
-        n_in: usize,
-        n_out: usize,
-        bias: bool,
-        dtype: CpuWeights,
-    ) -> Result<Self> {
-        Ok(Linear {
-            w: Matrix::load(w, &format!("{prefix}.weight"), n_out, n_in, dtype)?,
-            b: if bias {
-                Some(w.f32(&format!("{prefix}.bias"), &[n_out])?)
-            } else {
-                None
-            },
-            n_in,
-            n_out,
-        })
-    }
-
     /// `rows` rows of `x` -> `out` (`rows * n_out`).
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         self.w.product(
@@ -125,13 +98,6 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(w: &Weights, prefix: &str, n: usize) -> Result<Self> {
-        Ok(LayerNorm {
-            gamma: w.f32(&format!("{prefix}.weight"), &[n])?,
-            beta: w.f32(&format!("{prefix}.bias"), &[n])?,
-        })
-    }
-
     fn forward(&self, x: &[f32], out: &mut [f32]) {
         ops::layer_norm(
             x,
@@ -151,30 +117,12 @@ struct Attention {
     out: Linear,
 }
 
-impl Attention {
-    fn load(w: &Weights, prefix: &str, d: usize, dtype: CpuWeights) -> Result<Self> {
-        Ok(Attention {
-            query: Linear::load(w, &format!("{prefix}.q_proj"), d, d, true, dtype)?,
-            key: Linear::load(w, &format!("{prefix}.k_proj"), d, d, false, dtype)?,
-            value: Linear::load(w, &format!("{prefix}.v_proj"), d, d, true, dtype)?,
-            out: Linear::load(w, &format!("{prefix}.out_proj"), d, d, true, dtype)?,
-        })
-    }
-}
-
 struct Mlp {
     fc1: Linear,
     fc2: Linear,
 }
 
 impl Mlp {
-    fn load(w: &Weights, prefix: &str, d: usize, ffn: usize, dtype: CpuWeights) -> Result<Self> {
-        Ok(Mlp {
-            fc1: Linear::load(w, &format!("{prefix}.fc1"), d, ffn, true, dtype)?,
-            fc2: Linear::load(w, &format!("{prefix}.fc2"), ffn, d, true, dtype)?,
-        })
-    }
-
     /// `out = fc2(gelu(fc1(x)))`, using `hidden` (`rows * ffn`) as scratch.
     fn forward(&self, x: &[f32], rows: usize, hidden: &mut [f32], out: &mut [f32]) {
         let hidden = &mut hidden[..rows * self.fc1.n_out];
@@ -192,43 +140,6 @@ struct Block {
     cross: Option<Attention>,
     mlp_ln: LayerNorm,
     mlp: Mlp,
-}
-
-impl Block {
-    fn load(
-        w: &Weights,
-        prefix: &str,
-        d: usize,
-        ffn: usize,
-        cross: bool,
-        dtype: CpuWeights,
-    ) -> Result<Self> {
-        Ok(Block {
-            attn_ln: LayerNorm::load(w, &format!("{prefix}.self_attn_layer_norm"), d)?,
-            attn: Attention::load(w, &format!("{prefix}.self_attn"), d, dtype)?,
-            cross_ln: if cross {
-                Some(LayerNorm::load(
-                    w,
-                    &format!("{prefix}.encoder_attn_layer_norm"),
-                    d,
-                )?)
-            } else {
-                None
-            },
-            cross: if cross {
-                Some(Attention::load(
-                    w,
-                    &format!("{prefix}.encoder_attn"),
-                    d,
-                    dtype,
-                )?)
-            } else {
-                None
-            },
-            mlp_ln: LayerNorm::load(w, &format!("{prefix}.final_layer_norm"), d)?,
-            mlp: Mlp::load(w, prefix, d, ffn, dtype)?,
-        })
-    }
 }
 
 /// Self-attention keys and values of every decoded position, per decoder layer, for up to
@@ -344,93 +255,6 @@ pub struct CpuModel {
 }
 
 impl CpuModel {
-    /// Load every tensor in f32, checking each one's shape against `dims`.
-    pub fn load(weights: &Weights, dims: &ModelDims) -> Result<Self> {
-        Self::load_with(weights, dims, CpuWeights::F32)
-    }
-
-    /// Load with matrix weights (linear layers, token embedding) stored as `dtype`.
-    pub fn load_with(weights: &Weights, dims: &ModelDims, dtype: CpuWeights) -> Result<Self> {
-        let d = dims.n_audio_state;
-        if dims.n_text_state != d {
-            return Err(Error::model(
-                weights.path(),
-                "encoder and decoder widths differ",
-            ));
-        }
-        let enc_blocks = (0..dims.n_audio_layer)
-            .map(|i| {
-                Block::load(
-                    weights,
-                    &format!("model.encoder.layers.{i}"),
-                    d,
-                    dims.n_audio_ffn,
-                    false,
-                    dtype,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let dec_blocks = (0..dims.n_text_layer)
-            .map(|i| {
-                Block::load(
-                    weights,
-                    &format!("model.decoder.layers.{i}"),
-                    d,
-                    dims.n_text_ffn,
-                    true,
-                    dtype,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // A checkpoint with more layers than the config names is a config mismatch, not extra data.
-        for (part, n) in [
-            ("encoder", dims.n_audio_layer),
-            ("decoder", dims.n_text_layer),
-        ] {
-            if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
-                return Err(Error::model(
-                    weights.path(),
-                    format!("checkpoint has more {part} layers than config.json's {n}"),
-                ));
-            }
-        }
-        let ctx = dims.n_text_ctx;
-        Ok(CpuModel {
-            conv1_w: weights.f32("model.encoder.conv1.weight", &[d, dims.n_mels, 3])?,
-            conv1_b: weights.f32("model.encoder.conv1.bias", &[d])?,
-            conv2_w: weights.f32("model.encoder.conv2.weight", &[d, d, 3])?,
-            conv2_b: weights.f32("model.encoder.conv2.bias", &[d])?,
-            enc_pos: weights.f32(
-                "model.encoder.embed_positions.weight",
-                &[dims.n_audio_ctx, d],
-            )?,
-            enc_blocks,
-            enc_ln: LayerNorm::load(weights, "model.encoder.layer_norm", d)?,
-            tok_emb: Matrix::load(
-                weights,
-                "model.decoder.embed_tokens.weight",
-                dims.n_vocab,
-                d,
-                dtype,
-            )?,
-            dec_pos: weights.f32("model.decoder.embed_positions.weight", &[ctx, d])?,
-            dec_blocks,
-            dec_ln: LayerNorm::load(weights, "model.decoder.layer_norm", d)?,
-            encoder_out: Vec::new(),
-            cross_k: vec![Vec::new(); dims.n_text_layer],
-            cross_v: vec![Vec::new(); dims.n_text_layer],
-            n_windows: 0,
-            seq_window: Vec::new(),
-            spare_seq_window: Vec::new(),
-            window_runs: Vec::new(),
-            cache: KvCache::new(dims.n_text_layer),
-            scratch: DecoderScratch::default(),
-            greedy_logits: Vec::new(),
-            dims: dims.clone(),
-            dtype,
-        })
-    }
-
     /// OpenAI `AudioEncoder.forward` for one window: mel `[n_mels, 2 * n_audio_ctx]` ->
     /// `[n_audio_ctx, d]`.
     fn run_encoder(&self, mel: &[f32]) -> Result<Vec<f32>> {

@@ -17,11 +17,12 @@ use wgpu::Buffer;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
-use crate::model::weights::Weights;
 
 use super::context::GpuContext;
 use super::kernels::{GpuMatrix, KernelConfig, Kernels, WeightType, HEAD_DIM};
 use super::mel::GpuMel;
+
+mod load;
 
 struct Linear {
     w: GpuMatrix,
@@ -29,26 +30,6 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(
-        ctx: &GpuContext,
-        w: &Weights,
-        prefix: &str,
-        n_in: usize,
-        n_out: usize,
-        bias: bool,
-        wt: WeightType,
-    ) -> Result<Self> {
-        let data = w.f32(&format!("{prefix}.weight"), &[n_out, n_in])?;
-        Ok(Linear {
-            w: GpuMatrix::upload(ctx, prefix, &data, n_out, n_in, wt),
-            b: if bias {
-                Some(ctx.upload(prefix, &w.f32(&format!("{prefix}.bias"), &[n_out])?))
-            } else {
-                None
-            },
-        })
-    }
-
     fn run(
         &self,
         k: &Kernels,
@@ -69,14 +50,6 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(ctx: &GpuContext, w: &Weights, prefix: &str, n: usize) -> Result<Self> {
-        Ok(LayerNorm {
-            g: ctx.upload(prefix, &w.f32(&format!("{prefix}.weight"), &[n])?),
-            b: ctx.upload(prefix, &w.f32(&format!("{prefix}.bias"), &[n])?),
-            n,
-        })
-    }
-
     fn run(
         &self,
         k: &Kernels,
@@ -96,17 +69,6 @@ struct Attention {
     o: Linear,
 }
 
-impl Attention {
-    fn load(ctx: &GpuContext, w: &Weights, prefix: &str, d: usize, wt: WeightType) -> Result<Self> {
-        Ok(Attention {
-            q: Linear::load(ctx, w, &format!("{prefix}.q_proj"), d, d, true, wt)?,
-            k: Linear::load(ctx, w, &format!("{prefix}.k_proj"), d, d, false, wt)?,
-            v: Linear::load(ctx, w, &format!("{prefix}.v_proj"), d, d, true, wt)?,
-            o: Linear::load(ctx, w, &format!("{prefix}.out_proj"), d, d, true, wt)?,
-        })
-    }
-}
-
 struct Block {
     attn_ln: LayerNorm,
     attn: Attention,
@@ -115,47 +77,6 @@ struct Block {
     mlp_ln: LayerNorm,
     fc1: Linear,
     fc2: Linear,
-}
-
-impl Block {
-    fn load(
-        ctx: &GpuContext,
-        w: &Weights,
-        prefix: &str,
-        d: usize,
-        ffn: usize,
-        cross: bool,
-        wt: WeightType,
-    ) -> Result<Self> {
-        Ok(Block {
-            attn_ln: LayerNorm::load(ctx, w, &format!("{prefix}.self_attn_layer_norm"), d)?,
-            attn: Attention::load(ctx, w, &format!("{prefix}.self_attn"), d, wt)?,
-            cross_ln: if cross {
-                Some(LayerNorm::load(
-                    ctx,
-                    w,
-                    &format!("{prefix}.encoder_attn_layer_norm"),
-                    d,
-                )?)
-            } else {
-                None
-            },
-            cross: if cross {
-                Some(Attention::load(
-                    ctx,
-                    w,
-                    &format!("{prefix}.encoder_attn"),
-                    d,
-                    wt,
-                )?)
-            } else {
-                None
-            },
-            mlp_ln: LayerNorm::load(ctx, w, &format!("{prefix}.final_layer_norm"), d)?,
-            fc1: Linear::load(ctx, w, &format!("{prefix}.fc1"), d, ffn, true, wt)?,
-            fc2: Linear::load(ctx, w, &format!("{prefix}.fc2"), ffn, d, true, wt)?,
-        })
-    }
 }
 
 /// Activation buffers of one pass (`rows` × d, hidden `rows` × ffn).
@@ -311,180 +232,6 @@ impl GreedyPick {
 }
 
 impl GpuModel {
-    /// Uploads every tensor (shapes checked against `dims`) and allocates all buffers, with the
-    /// kernel configuration for the adapter's type.
-    pub fn load(ctx: GpuContext, weights: &Weights, dims: &ModelDims) -> Result<Self> {
-        let config = KernelConfig::for_adapter(&ctx);
-        Self::load_with_config(ctx, weights, dims, config)
-    }
-
-    /// `load` with an explicit kernel configuration (benchmarks, tests).
-    pub fn load_with_config(
-        ctx: GpuContext,
-        weights: &Weights,
-        dims: &ModelDims,
-        config: KernelConfig,
-    ) -> Result<Self> {
-        let d = dims.n_audio_state;
-        if dims.n_text_state != d {
-            return Err(Error::model(
-                weights.path(),
-                "encoder and decoder widths differ",
-            ));
-        }
-        if !d.is_multiple_of(4)
-            || d != dims.n_audio_head * HEAD_DIM
-            || d != dims.n_text_head * HEAD_DIM
-        {
-            return Err(Error::model(
-                weights.path(),
-                format!("GPU kernels need head_dim {HEAD_DIM} (d = {d})"),
-            ));
-        }
-        let mut k = Kernels::new(&ctx, config)?;
-        k.enable_bind_cache();
-        let wt = k.config.weights;
-        let model = ctx.scoped("uploading the model", || {
-            let c = &ctx;
-            let enc_blocks = (0..dims.n_audio_layer)
-                .map(|i| {
-                    Block::load(
-                        c,
-                        weights,
-                        &format!("model.encoder.layers.{i}"),
-                        d,
-                        dims.n_audio_ffn,
-                        false,
-                        wt,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let dec_blocks = (0..dims.n_text_layer)
-                .map(|i| {
-                    Block::load(
-                        c,
-                        weights,
-                        &format!("model.decoder.layers.{i}"),
-                        d,
-                        dims.n_text_ffn,
-                        true,
-                        wt,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            // A checkpoint with more layers than the config names is a config mismatch (as
-            // `CpuModel::load`).
-            for (part, n) in [
-                ("encoder", dims.n_audio_layer),
-                ("decoder", dims.n_text_layer),
-            ] {
-                if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
-                    return Err(Error::model(
-                        weights.path(),
-                        format!("checkpoint has more {part} layers than config.json's {n}"),
-                    ));
-                }
-            }
-            let (na, nt) = (dims.n_audio_ctx, dims.n_text_ctx);
-            Ok((
-                enc_blocks,
-                dec_blocks,
-                [
-                    c.upload(
-                        "conv1.w",
-                        &weights.f32("model.encoder.conv1.weight", &[d, dims.n_mels, 3])?,
-                    ),
-                    c.upload("conv1.b", &weights.f32("model.encoder.conv1.bias", &[d])?),
-                    c.upload(
-                        "conv2.w",
-                        &weights.f32("model.encoder.conv2.weight", &[d, d, 3])?,
-                    ),
-                    c.upload("conv2.b", &weights.f32("model.encoder.conv2.bias", &[d])?),
-                    c.upload(
-                        "enc_pos",
-                        &weights.f32("model.encoder.embed_positions.weight", &[na, d])?,
-                    ),
-                    c.upload(
-                        "dec_pos",
-                        &weights.f32("model.decoder.embed_positions.weight", &[nt, d])?,
-                    ),
-                ],
-                GpuMatrix::upload(
-                    c,
-                    "tok_emb",
-                    &weights.f32("model.decoder.embed_tokens.weight", &[dims.n_vocab, d])?,
-                    dims.n_vocab,
-                    d,
-                    match wt {
-                        WeightType::Int8 => WeightType::Int8,
-                        WeightType::F32 | WeightType::F16 => WeightType::F32,
-                    },
-                ),
-                LayerNorm::load(c, weights, "model.encoder.layer_norm", d)?,
-                LayerNorm::load(c, weights, "model.decoder.layer_norm", d)?,
-                Self::cross_buffers(c, dims, "cross_k"),
-                Self::cross_buffers(c, dims, "cross_v"),
-            ))
-        })?;
-        let (
-            enc_blocks,
-            dec_blocks,
-            [conv1_w, conv1_b, conv2_w, conv2_b, enc_pos, dec_pos],
-            tok_emb,
-            enc_ln,
-            dec_ln,
-            cross_k,
-            cross_v,
-        ) = model;
-        let t_in = 2 * dims.n_audio_ctx;
-        let buf = |l: &str, n: usize| ctx.storage(l, (n * 4) as u64);
-        // One sequence and a full-context prompt to start with; beam search grows this once.
-        let cache = Self::new_cache(&ctx, dims, 1);
-        let io = Self::new_io(&ctx, dims, 1, dims.n_text_ctx);
-        Ok(GpuModel {
-            mel: buf("mel", dims.n_mels * t_in),
-            stem1: buf("stem1", t_in * d),
-            stem1_cf: buf("stem1_cf", t_in * d),
-            enc: Scratch::new(&ctx, dims.n_audio_ctx, d, dims.n_audio_ffn),
-            enc_out: buf("enc_out", dims.n_audio_ctx * d),
-            enc_scores: buf(
-                "enc_scores",
-                if k.use_unfused_attention(dims.n_audio_ctx, dims.n_audio_ctx, None) {
-                    k.unfused_scores_len(dims.n_audio_ctx, dims.n_audio_ctx, dims.n_audio_head)
-                } else {
-                    1
-                },
-            ),
-            dec: Scratch::new(&ctx, dims.n_text_ctx, d, dims.n_text_ffn),
-            dec_rows: dims.n_text_ctx,
-            attn_w: buf("attn_w", 4),
-            cache,
-            io,
-            conv1_w,
-            conv1_b,
-            conv2_w,
-            conv2_b,
-            enc_pos,
-            enc_blocks,
-            enc_ln,
-            tok_emb,
-            dec_pos,
-            dec_blocks,
-            dec_ln,
-            cross_k: vec![cross_k],
-            cross_v: vec![cross_v],
-            n_windows: 0,
-            seq_window: Vec::new(),
-            spare_seq_window: Vec::new(),
-            window_runs: Vec::new(),
-            greedy: GreedyPick::new(&ctx, dims.n_vocab),
-            log_mel: None,
-            dims: dims.clone(),
-            k,
-            ctx,
-        })
-    }
-
     /// One window's cross-attention K (or V) buffers, one per decoder layer.
     fn cross_buffers(ctx: &GpuContext, dims: &ModelDims, what: &str) -> Vec<Buffer> {
         let bytes = (dims.n_audio_ctx * dims.n_text_state * 4) as u64;
