@@ -4,7 +4,7 @@
 
 use crate::backend::cpu::int8::Int8Matrix;
 use crate::backend::cpu::ops;
-use crate::backend::Backend;
+use crate::backend::{Backend, DecodePass};
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 
@@ -151,8 +151,6 @@ pub struct KvCache {
     spare_k: Vec<Vec<f32>>,
     spare_v: Vec<Vec<f32>>,
     capacity: usize,
-    n_seq: usize,
-    len: usize,
 }
 
 impl KvCache {
@@ -163,8 +161,6 @@ impl KvCache {
             spare_k: vec![Vec::new(); n_layer],
             spare_v: vec![Vec::new(); n_layer],
             capacity: 0,
-            n_seq: 0,
-            len: 0,
         }
     }
 
@@ -241,12 +237,8 @@ pub struct CpuModel {
     /// (`ops::KvLayout::Heads`): `[n_windows, n_head, n_audio_ctx, head_dim]` each.
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
-    n_windows: usize,
-    /// The window each sequence of the pass attends to, and its runs of equal windows
-    /// (`backend::window_runs`); `spare_seq_window` is the target of `reorder`.
-    seq_window: Vec<usize>,
-    spare_seq_window: Vec<usize>,
-    window_runs: Vec<(usize, usize, usize)>,
+    /// Windows encoded, sequences of the pass, their windows and cached positions.
+    pass: DecodePass,
     cache: KvCache,
     scratch: DecoderScratch,
     /// The logits row of `decode_greedy`.
@@ -336,9 +328,7 @@ impl Backend for CpuModel {
             return Err(Error::Internal("encode_batch given no windows".into()));
         }
         // A new batch: the next pass must call begin_decode.
-        self.cache.n_seq = 0;
-        self.cache.len = 0;
-        self.n_windows = 0;
+        self.pass.set_encoded(0);
         let (n, d, h) = (
             self.dims.n_audio_ctx,
             self.dims.n_text_state,
@@ -368,12 +358,12 @@ impl Backend for CpuModel {
                 self.encoder_out = out;
             }
         }
-        self.n_windows = mels.len();
+        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
     fn n_windows(&self) -> usize {
-        self.n_windows
+        self.pass.n_windows()
     }
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
@@ -381,46 +371,26 @@ impl Backend for CpuModel {
     }
 
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        let mut windows = std::mem::take(&mut self.spare_seq_window);
-        windows.clear();
-        windows.resize(n_seq, 0);
+        let windows = self.pass.on_window_0(n_seq);
         let r = self.begin_decode_windows(&windows);
-        self.spare_seq_window = windows;
+        self.pass.recycle(windows);
         r
     }
 
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        if self.n_windows == 0 {
-            return Err(Error::Internal("begin_decode called before encode".into()));
-        }
-        if windows.is_empty() {
-            return Err(Error::Internal(
-                "a decoding pass needs at least one sequence".into(),
-            ));
-        }
-        if let Some(&w) = windows.iter().find(|&&w| w >= self.n_windows) {
-            return Err(Error::Internal(format!(
-                "sequence on window {w} of {} encoded",
-                self.n_windows
-            )));
-        }
-        let n_seq = windows.len();
+        self.pass.check_begin(windows)?;
         self.cache
-            .ensure(n_seq, self.dims.n_text_ctx * self.dims.n_text_state);
-        self.cache.n_seq = n_seq;
-        self.cache.len = 0;
-        self.seq_window.clear();
-        self.seq_window.extend_from_slice(windows);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+            .ensure(windows.len(), self.dims.n_text_ctx * self.dims.n_text_state);
+        self.pass.begin(windows);
         Ok(())
     }
 
     fn cached_len(&self) -> usize {
-        self.cache.len
+        self.pass.len()
     }
 
     fn n_seq(&self) -> usize {
-        self.cache.n_seq
+        self.pass.n_seq()
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
@@ -438,16 +408,11 @@ impl Backend for CpuModel {
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
+        self.pass.check_reorder(src)?;
         let c = &mut self.cache;
-        if src.is_empty() || src.iter().any(|&i| i >= c.n_seq) {
-            return Err(Error::Internal(format!(
-                "reorder {src:?} of {} sequences",
-                c.n_seq
-            )));
-        }
         let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
         c.ensure(src.len(), seq_len);
-        let used = c.len * self.dims.n_text_state;
+        let used = self.pass.len() * self.dims.n_text_state;
         for layer in 0..c.k.len() {
             for (dst, &from) in src.iter().enumerate() {
                 let (a, b) = (from * seq_len, dst * seq_len);
@@ -457,12 +422,7 @@ impl Backend for CpuModel {
         }
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        c.n_seq = src.len();
-        self.spare_seq_window.clear();
-        self.spare_seq_window
-            .extend(src.iter().map(|&i| self.seq_window[i]));
-        std::mem::swap(&mut self.seq_window, &mut self.spare_seq_window);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+        self.pass.reorder(src);
         Ok(())
     }
 
@@ -584,23 +544,8 @@ impl CpuModel {
     ) -> Result<()> {
         let dims = &self.dims;
         let (d, n_head, n_vocab) = (dims.n_text_state, dims.n_text_head, dims.n_vocab);
-        let (n_seq, pos0) = (self.cache.n_seq, self.cache.len);
-        if n_seq == 0 {
-            return Err(Error::Internal("decode called before begin_decode".into()));
-        }
-        let n = tokens.len() / n_seq;
-        if n == 0 || n * n_seq != tokens.len() || pos0 + n > dims.n_text_ctx {
-            return Err(Error::Internal(format!(
-                "decoder given {} tokens for {n_seq} sequences at position {pos0}, context is {}",
-                tokens.len(),
-                dims.n_text_ctx
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(Error::Internal(format!(
-                "token id {bad} outside the vocabulary of {n_vocab}"
-            )));
-        }
+        let n = self.pass.check_step(tokens, dims)?;
+        let (n_seq, pos0) = (self.pass.n_seq(), self.pass.len());
         if logits.len() < n_seq * n_vocab {
             return Err(Error::Internal(
                 "logits buffer smaller than n_seq x n_vocab".into(),
@@ -613,7 +558,7 @@ impl CpuModel {
         self.scratch.ensure(rows, d, dims.n_text_ffn);
         let s = &mut self.scratch;
         let cache = &mut self.cache;
-        let runs = &self.window_runs;
+        let runs = self.pass.runs();
         let split = RowSplit {
             runs,
             rows_per_seq: n,
@@ -708,7 +653,6 @@ impl CpuModel {
             split.mlp(&block.mlp, &s.h, &mut s.hidden, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
         }
-        cache.len = n_kv;
         // Only each sequence's last position is needed: final LN of those rows, then the tied
         // output projection (token embedding transposed).
         s.last.resize(n_seq * d, 0.0);
@@ -731,6 +675,7 @@ impl CpuModel {
                 self.tok_emb.product(x, m, d, None, out);
             }
         });
+        self.pass.advance(n);
         Ok(())
     }
 }

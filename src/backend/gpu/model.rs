@@ -14,7 +14,7 @@
 
 use wgpu::Buffer;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, DecodePass};
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 
@@ -116,8 +116,6 @@ struct KvCache {
     spare_k: Vec<Buffer>,
     spare_v: Vec<Buffer>,
     cap: usize,
-    n_seq: usize,
-    len: usize,
 }
 
 /// Per-step input / output buffers sized for `cap` sequences: the token ids (`rows` of them),
@@ -157,12 +155,8 @@ pub struct GpuModel {
     /// `[n_audio_ctx, d]` each); grown when a batch has more windows than any before it.
     cross_k: Vec<Vec<Buffer>>,
     cross_v: Vec<Vec<Buffer>>,
-    n_windows: usize,
-    /// The window each sequence of the pass attends to, and its runs of equal windows
-    /// (`backend::window_runs`); `spare_seq_window` is the target of `reorder`.
-    seq_window: Vec<usize>,
-    spare_seq_window: Vec<usize>,
-    window_runs: Vec<(usize, usize, usize)>,
+    /// Windows encoded, sequences of the pass, their windows and cached positions.
+    pass: DecodePass,
     cache: KvCache,
     /// Decoder activations for `dec_rows` rows (sequences × new tokens of one call).
     dec: Scratch,
@@ -254,8 +248,6 @@ impl GpuModel {
             spare_k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
             spare_v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
             cap,
-            n_seq: 0,
-            len: 0,
         }
     }
 
@@ -277,10 +269,7 @@ impl GpuModel {
     /// Room for `n_seq` sequences (cache contents are not kept: the start of a pass).
     fn ensure_seqs(&mut self, n_seq: usize) {
         if n_seq > self.cache.cap {
-            let (n, len) = (self.cache.n_seq, self.cache.len);
             self.cache = Self::new_cache(&self.ctx, &self.dims, n_seq);
-            self.cache.n_seq = n;
-            self.cache.len = len;
             self.io = Self::new_io(&self.ctx, &self.dims, n_seq, self.dec_rows);
             self.k.clear_bind_cache();
         }
@@ -441,7 +430,7 @@ impl GpuModel {
             let (cross_ln, cross) = (b.cross_ln.as_ref().unwrap(), b.cross.as_ref().unwrap());
             cross_ln.run(k, pass, &s.x, &s.h, rows)?;
             cross.q.run(k, pass, &s.h, rows, &s.q, false)?;
-            for &(w, seq0, run_seqs) in &self.window_runs {
+            for &(w, seq0, run_seqs) in self.pass.runs() {
                 k.attention_batched_at(
                     pass,
                     &s.q,
@@ -459,7 +448,7 @@ impl GpuModel {
                 )?;
             }
             if let Some(heads) = capture {
-                let w = self.window_runs[0].0;
+                let w = self.pass.runs()[0].0;
                 for (slot, &(layer, head)) in heads.iter().enumerate() {
                     if layer == i {
                         k.attn_scores(
@@ -544,26 +533,7 @@ impl GpuModel {
     /// Checks shared by `decode` and `cross_attention_weights` (the messages of `CpuModel`);
     /// returns tokens per sequence.
     fn check_decode(&self, tokens: &[u32]) -> Result<usize> {
-        let dims = &self.dims;
-        let (n_seq, pos0) = (self.cache.n_seq, self.cache.len);
-        if n_seq == 0 {
-            return Err(Error::Internal("decode called before begin_decode".into()));
-        }
-        let n = tokens.len() / n_seq;
-        if n == 0 || n * n_seq != tokens.len() || pos0 + n > dims.n_text_ctx {
-            return Err(Error::Internal(format!(
-                "decoder given {} tokens for {n_seq} sequences at position {pos0}, context is {}",
-                tokens.len(),
-                dims.n_text_ctx
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= dims.n_vocab) {
-            return Err(Error::Internal(format!(
-                "token id {bad} outside the vocabulary of {}",
-                dims.n_vocab
-            )));
-        }
-        Ok(n)
+        self.pass.check_step(tokens, &self.dims)
     }
 
     /// Maps the staging buffer and copies its first `out.len()` floats out.
@@ -627,9 +597,7 @@ impl Backend for GpuModel {
             )));
         }
         // A new batch: the next pass must call begin_decode.
-        self.cache.n_seq = 0;
-        self.cache.len = 0;
-        self.n_windows = 0;
+        self.pass.set_encoded(0);
         while self.cross_k.len() < mels.len() {
             self.cross_k
                 .push(Self::cross_buffers(&self.ctx, &self.dims, "cross_k"));
@@ -650,16 +618,16 @@ impl Backend for GpuModel {
                 |_| {},
             )?;
         }
-        self.n_windows = mels.len();
+        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
     fn n_windows(&self) -> usize {
-        self.n_windows
+        self.pass.n_windows()
     }
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
-        if self.n_windows == 0 {
+        if self.pass.n_windows() == 0 {
             return Ok(Vec::new());
         }
         self.ctx.read(
@@ -669,50 +637,30 @@ impl Backend for GpuModel {
     }
 
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        let mut windows = std::mem::take(&mut self.spare_seq_window);
-        windows.clear();
-        windows.resize(n_seq, 0);
+        let windows = self.pass.on_window_0(n_seq);
         let r = self.begin_decode_windows(&windows);
-        self.spare_seq_window = windows;
+        self.pass.recycle(windows);
         r
     }
 
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        if self.n_windows == 0 {
-            return Err(Error::Internal("begin_decode called before encode".into()));
-        }
-        if windows.is_empty() {
-            return Err(Error::Internal(
-                "a decoding pass needs at least one sequence".into(),
-            ));
-        }
-        if let Some(&w) = windows.iter().find(|&&w| w >= self.n_windows) {
-            return Err(Error::Internal(format!(
-                "sequence on window {w} of {} encoded",
-                self.n_windows
-            )));
-        }
-        let n_seq = windows.len();
-        self.ensure_seqs(n_seq);
-        self.cache.n_seq = n_seq;
-        self.cache.len = 0;
-        self.seq_window.clear();
-        self.seq_window.extend_from_slice(windows);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+        self.pass.check_begin(windows)?;
+        self.ensure_seqs(windows.len());
+        self.pass.begin(windows);
         Ok(())
     }
 
     fn cached_len(&self) -> usize {
-        self.cache.len
+        self.pass.len()
     }
 
     fn n_seq(&self) -> usize {
-        self.cache.n_seq
+        self.pass.n_seq()
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
         let n = self.check_decode(tokens)?;
-        let (n_seq, pos0, n_vocab) = (self.cache.n_seq, self.cache.len, self.dims.n_vocab);
+        let (n_seq, pos0, n_vocab) = (self.pass.n_seq(), self.pass.len(), self.dims.n_vocab);
         if logits.len() < n_seq * n_vocab {
             return Err(Error::Internal(
                 "logits buffer smaller than n_seq x n_vocab".into(),
@@ -730,21 +678,21 @@ impl Backend for GpuModel {
             |enc| enc.copy_buffer_to_buffer(&self.io.logits, 0, &self.io.staging, 0, bytes),
         )?;
         self.read_staging(&mut logits[..n_seq * n_vocab])?;
-        self.cache.len = pos0 + n;
+        self.pass.advance(n);
         Ok(())
     }
 
     /// The step's logits stay on the device: `greedy_pick` masks them and reduces to the
     /// token and its log-probability, and only those 8 bytes are read back.
     fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
-        if self.cache.n_seq != 1 {
+        if self.pass.n_seq() != 1 {
             return Err(Error::Internal(format!(
                 "decode_greedy needs one sequence, the pass has {}",
-                self.cache.n_seq
+                self.pass.n_seq()
             )));
         }
         let n = self.check_decode(tokens)?;
-        let (pos0, n_vocab) = (self.cache.len, self.dims.n_vocab);
+        let (pos0, n_vocab) = (self.pass.len(), self.dims.n_vocab);
         let row = self.greedy.row_for(&self.ctx, suppress, n_vocab);
         self.ensure_rows(tokens.len());
         self.ctx
@@ -769,17 +717,12 @@ impl Backend for GpuModel {
         )?;
         let mut picked = [0.0f32; 2];
         self.read_staging(&mut picked)?;
-        self.cache.len = pos0 + n;
+        self.pass.advance(n);
         Ok((picked[0].to_bits(), picked[1]))
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
-        let n_old = self.cache.n_seq;
-        if src.is_empty() || src.iter().any(|&i| i >= n_old) {
-            return Err(Error::Internal(format!(
-                "reorder {src:?} of {n_old} sequences"
-            )));
-        }
+        self.pass.check_reorder(src)?;
         let grow = src.len() > self.cache.cap;
         if grow {
             // The target must hold the new sequences; the source keeps its contents.
@@ -788,7 +731,7 @@ impl Backend for GpuModel {
             self.cache.spare_v = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_v");
         }
         let seq_bytes = (self.dims.n_text_ctx * self.dims.n_text_state * 4) as u64;
-        let used = (self.cache.len * self.dims.n_text_state * 4) as u64;
+        let used = (self.pass.len() * self.dims.n_text_state * 4) as u64;
         if used > 0 {
             let c = &self.cache;
             self.submit(
@@ -809,12 +752,7 @@ impl Backend for GpuModel {
         let c = &mut self.cache;
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        c.n_seq = src.len();
-        self.spare_seq_window.clear();
-        self.spare_seq_window
-            .extend(src.iter().map(|&i| self.seq_window[i]));
-        std::mem::swap(&mut self.seq_window, &mut self.spare_seq_window);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+        self.pass.reorder(src);
         if grow {
             let dims = &self.dims;
             c.spare_k = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_k");
@@ -864,7 +802,7 @@ impl Backend for GpuModel {
             },
             |_| {},
         )?;
-        self.cache.len = n;
+        self.pass.advance(n);
         self.ctx.read(&self.attn_w, n_w)
     }
 

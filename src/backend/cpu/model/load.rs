@@ -5,6 +5,7 @@ use super::{
     Attention, Block, CpuModel, CpuWeights, DecoderScratch, KvCache, LayerNorm, Linear, Matrix, Mlp,
 };
 use crate::backend::cpu::int8::Int8Matrix;
+use crate::backend::DecodePass;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 use crate::model::schema::{self, Module, Part, Side};
@@ -144,10 +145,7 @@ impl CpuModel {
             encoder_out: Vec::new(),
             cross_k: vec![Vec::new(); dims.n_text_layer],
             cross_v: vec![Vec::new(); dims.n_text_layer],
-            n_windows: 0,
-            seq_window: Vec::new(),
-            spare_seq_window: Vec::new(),
-            window_runs: Vec::new(),
+            pass: DecodePass::default(),
             cache: KvCache::new(dims.n_text_layer),
             scratch: DecoderScratch::default(),
             greedy_logits: Vec::new(),

@@ -8,6 +8,7 @@ use super::{
     Attention, Block, GpuContext, GpuMatrix, GpuModel, GreedyPick, KernelConfig, Kernels,
     LayerNorm, Linear, Scratch, WeightType, HEAD_DIM,
 };
+use crate::backend::DecodePass;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 use crate::model::schema::{self, Module, Part, Side};
@@ -222,10 +223,7 @@ impl GpuModel {
             dec_ln,
             cross_k: vec![cross_k],
             cross_v: vec![cross_v],
-            n_windows: 0,
-            seq_window: Vec::new(),
-            spare_seq_window: Vec::new(),
-            window_runs: Vec::new(),
+            pass: DecodePass::default(),
             greedy: GreedyPick::new(&ctx, dims.n_vocab),
             log_mel: None,
             dims: dims.clone(),
