@@ -35,7 +35,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::hub;
+use crate::model::names::{self, lock_path, repo_of_dir_name};
+// Names by the paths callers have always used.
+pub use crate::model::names::{name_of, repo_of};
 
 /// The metadata file, one per checkpoint, in the repo directory.
 pub const META_FILE: &str = "dattavani.json";
@@ -105,14 +107,6 @@ pub struct UseLock {
 
 // ---------------------------------------------------------------- paths and names
 
-/// `{cache}/.locks/models--{org}--{name}/dattavani.{kind}.lock`.
-fn lock_path(cache: &Path, repo: &str, kind: &str) -> PathBuf {
-    cache
-        .join(".locks")
-        .join(format!("models--{}", repo.replace('/', "--")))
-        .join(format!("dattavani.{kind}.lock"))
-}
-
 fn open_lock(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -124,33 +118,6 @@ fn open_lock(path: &Path) -> Result<File> {
         .write(true)
         .open(path)
         .map_err(|e| Error::io(path, e))
-}
-
-/// The repo id a user-facing name stands for: alias or repo id, else `local/NAME`.
-pub fn repo_of(name: &str) -> Option<String> {
-    hub::repo_for(name).or_else(|| hub::valid_local_name(name).then(|| format!("local/{name}")))
-}
-
-/// The short name of a repo id: the alias of `openai/whisper-<alias>`, `NAME` of `local/NAME`,
-/// else the repo id.
-pub fn name_of(repo: &str) -> String {
-    if let Some(a) = repo
-        .strip_prefix("openai/whisper-")
-        .filter(|a| hub::ALIASES.contains(a))
-    {
-        return a.to_string();
-    }
-    if let Some(n) = repo.strip_prefix("local/") {
-        return n.to_string();
-    }
-    repo.to_string()
-}
-
-/// `models--org--name` -> `org/name`.
-fn repo_of_dir_name(dir_name: &str) -> Option<String> {
-    let rest = dir_name.strip_prefix("models--")?;
-    let (org, name) = rest.split_once("--")?;
-    Some(format!("{org}/{}", name.replace("--", "/")))
 }
 
 pub fn now() -> u64 {
@@ -436,7 +403,7 @@ pub fn repair_hint(meta: Option<&Meta>, repo: &str) -> String {
 // ---------------------------------------------------------------- metadata
 
 pub fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
-    hub::repo_cache_dir(cache, repo)
+    names::repo_cache_dir(cache, repo)
 }
 
 pub fn read_meta(repo_dir: &Path) -> Option<Meta> {
@@ -545,16 +512,16 @@ pub fn record_new(
 }
 
 /// The snapshot of `repo` to use: the pinned revision of the metadata when complete, else
-/// [`hub::find_in_cache`].
+/// [`names::find_in_cache`].
 pub fn snapshot_of(cache: &Path, repo: &str) -> Option<PathBuf> {
     let rd = repo_dir(cache, repo);
     if let Some(m) = read_meta(&rd).filter(|m| m.pinned) {
         let dir = rd.join("snapshots").join(&m.revision);
-        if !m.revision.is_empty() && !m.revision.starts_with('.') && hub::is_complete(&dir) {
+        if !m.revision.is_empty() && !m.revision.starts_with('.') && names::is_complete(&dir) {
             return Some(dir);
         }
     }
-    hub::find_in_cache(cache, repo)
+    names::find_in_cache(cache, repo)
 }
 
 /// Check a cached checkpoint before loading it and stamp its `last_used`: the header must agree
@@ -775,7 +742,7 @@ pub fn list_in(cache: &Path) -> Result<Vec<Entry>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(cache, e)),
     };
-    let default_repo = hub::repo_for(crate::model::DEFAULT_MODEL);
+    let default_repo = names::repo_for(crate::model::DEFAULT_MODEL);
     let mut out = Vec::new();
     for e in rd.filter_map(|e| e.ok()) {
         let dir_name = e.file_name().to_string_lossy().into_owned();

@@ -6,8 +6,10 @@ pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;
+pub mod names;
 pub mod quant;
 pub mod schema;
+pub mod source;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
