@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;
+pub mod integrity;
+pub mod locks;
 pub mod names;
 pub mod quant;
 pub mod schema;
