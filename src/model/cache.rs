@@ -387,6 +387,24 @@ pub fn snapshot_of(cache: &Path, repo: &str) -> Option<PathBuf> {
     names::find_in_cache(cache, repo)
 }
 
+/// The metadata recorded for `snapshot` (none when it records another revision) and the
+/// header of its weights, checked; a bad header's error says how to repair the checkpoint.
+fn meta_and_header(rd: &Path, repo: &str, snapshot: &Path) -> Result<(Option<Meta>, HeaderInfo)> {
+    let weights = snapshot.join("model.safetensors");
+    let rev = snapshot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = read_meta(rd).filter(|m| m.revision == rev);
+    let header = read_header(&weights).map_err(|e| {
+        Error::model(
+            &weights,
+            format!("{e}; {}", repair_hint(old.as_ref(), repo)),
+        )
+    })?;
+    Ok((old, header))
+}
+
 /// Check a cached checkpoint before loading it and stamp its `last_used`: the header must agree
 /// with the file length; the sha256 is recomputed only when size or mtime changed since the last
 /// check (or was never known). Metadata is created for checkpoints found without it. Failing to
@@ -394,17 +412,7 @@ pub fn snapshot_of(cache: &Path, repo: &str) -> Option<PathBuf> {
 pub fn check_on_load(cache: &Path, repo: &str, snapshot: &Path) -> Result<Meta> {
     let rd = repo_dir(cache, repo);
     let weights = snapshot.join("model.safetensors");
-    let rev = snapshot
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let old = read_meta(&rd).filter(|m| m.revision == rev);
-    let header = read_header(&weights).map_err(|e| {
-        Error::model(
-            &weights,
-            format!("{e}; {}", repair_hint(old.as_ref(), repo)),
-        )
-    })?;
+    let (old, header) = meta_and_header(&rd, repo, snapshot)?;
     let (len, mtime) = stat_weights(&weights)?;
     let mut meta = match old {
         Some(m) => m,
@@ -449,17 +457,7 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
         .ok_or_else(|| Error::resolve(name, format!("not in the cache {}", cache.display())))?;
     let rd = repo_dir(cache, &repo);
     let weights = snapshot.join("model.safetensors");
-    let rev = snapshot
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let old = read_meta(&rd).filter(|m| m.revision == rev);
-    read_header(&weights).map_err(|e| {
-        Error::model(
-            &weights,
-            format!("{e}; {}", repair_hint(old.as_ref(), &repo)),
-        )
-    })?;
+    let (old, _) = meta_and_header(&rd, &repo, &snapshot)?;
     let mut meta = match old {
         Some(m) => m,
         None => fresh_meta(&repo, &snapshot, false)?,

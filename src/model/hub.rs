@@ -103,6 +103,20 @@ fn open_cached(
     Ok(Some(ModelFiles::new(spec, dir).with_lock(lock.clone())))
 }
 
+/// [`open_cached`] as a resolution, logged with how it was found.
+fn from_cache(
+    spec: &str,
+    repo: &str,
+    cache: &Path,
+    lock: &Option<std::sync::Arc<cache::UseLock>>,
+    how: &str,
+) -> Result<Option<Resolved>> {
+    Ok(open_cached(spec, repo, cache, lock)?.map(|files| {
+        tracing::info!("model {spec}: {how} ({})", files.dir.display());
+        Resolved::cached(files)
+    }))
+}
+
 /// [`resolve_in`], saying whether it fetched and what it evicted. `pull_locked`: the caller
 /// already holds the pull lock of the repo.
 pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> Result<Resolved> {
@@ -127,12 +141,10 @@ pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> R
         let repo = format!("local/{spec}");
         if valid_local_name(spec) {
             let lock = use_lock(cache, &repo);
-            if let Some(files) = open_cached(spec, &repo, cache, &lock)? {
-                tracing::info!(
-                    "model {spec}: imported model from the cache ({})",
-                    files.dir.display()
-                );
-                return Ok(Resolved::cached(files));
+            if let Some(hit) =
+                from_cache(spec, &repo, cache, &lock, "imported model from the cache")?
+            {
+                return Ok(hit);
             }
         }
         return Err(Error::resolve(
@@ -149,12 +161,8 @@ pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> R
     // (b) the Hugging Face cache. The use lock is taken first and kept, so that no `gc` evicts
     // the checkpoint between here and the end of its use (or while it is being fetched).
     let lock = use_lock(cache, &repo);
-    if let Some(files) = open_cached(spec, &repo, cache, &lock)? {
-        tracing::info!(
-            "model {spec}: from Hugging Face cache ({})",
-            files.dir.display()
-        );
-        return Ok(Resolved::cached(files));
+    if let Some(hit) = from_cache(spec, &repo, cache, &lock, "from Hugging Face cache")? {
+        return Ok(hit);
     }
     // One process fetches; a second one waits here and then finds it in the cache.
     let _pull = if pull_locked {
@@ -162,12 +170,14 @@ pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> R
     } else {
         Some(cache::lock_pull(cache, &repo)?)
     };
-    if let Some(files) = open_cached(spec, &repo, cache, &lock)? {
-        tracing::info!(
-            "model {spec}: fetched by another process meanwhile ({})",
-            files.dir.display()
-        );
-        return Ok(Resolved::cached(files));
+    if let Some(hit) = from_cache(
+        spec,
+        &repo,
+        cache,
+        &lock,
+        "fetched by another process meanwhile",
+    )? {
+        return Ok(hit);
     }
     let mut tried = vec![format!(
         "Hugging Face cache ({}: no complete snapshot)",
