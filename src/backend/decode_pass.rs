@@ -41,7 +41,7 @@ impl DecodePass {
     }
 
     /// Positions in each sequence's cache (`Backend::cached_len`).
-    pub fn len(&self) -> usize {
+    pub fn cached_len(&self) -> usize {
         self.len
     }
 
@@ -170,9 +170,9 @@ mod tests {
         p.advance(4);
         assert!(p.check_reorder(&[3]).is_err());
         p.reorder(&[2, 2, 0, 1]);
-        assert_eq!((p.n_seq(), p.len()), (4, 4));
+        assert_eq!((p.n_seq(), p.cached_len()), (4, 4));
         assert_eq!(p.runs(), &[(2, 0, 2), (0, 2, 2)]);
         p.set_encoded(1);
-        assert_eq!((p.n_seq(), p.len()), (0, 0));
+        assert_eq!((p.n_seq(), p.cached_len()), (0, 0));
     }
 }

@@ -386,7 +386,7 @@ impl Backend for CpuModel {
     }
 
     fn cached_len(&self) -> usize {
-        self.pass.len()
+        self.pass.cached_len()
     }
 
     fn n_seq(&self) -> usize {
@@ -412,7 +412,7 @@ impl Backend for CpuModel {
         let c = &mut self.cache;
         let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
         c.ensure(src.len(), seq_len);
-        let used = self.pass.len() * self.dims.n_text_state;
+        let used = self.pass.cached_len() * self.dims.n_text_state;
         for layer in 0..c.k.len() {
             for (dst, &from) in src.iter().enumerate() {
                 let (a, b) = (from * seq_len, dst * seq_len);
@@ -545,7 +545,7 @@ impl CpuModel {
         let dims = &self.dims;
         let (d, n_head, n_vocab) = (dims.n_text_state, dims.n_text_head, dims.n_vocab);
         let n = self.pass.check_step(tokens, dims)?;
-        let (n_seq, pos0) = (self.pass.n_seq(), self.pass.len());
+        let (n_seq, pos0) = (self.pass.n_seq(), self.pass.cached_len());
         if logits.len() < n_seq * n_vocab {
             return Err(Error::Internal(
                 "logits buffer smaller than n_seq x n_vocab".into(),

@@ -651,7 +651,7 @@ impl Backend for GpuModel {
     }
 
     fn cached_len(&self) -> usize {
-        self.pass.len()
+        self.pass.cached_len()
     }
 
     fn n_seq(&self) -> usize {
@@ -660,7 +660,7 @@ impl Backend for GpuModel {
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
         let n = self.check_decode(tokens)?;
-        let (n_seq, pos0, n_vocab) = (self.pass.n_seq(), self.pass.len(), self.dims.n_vocab);
+        let (n_seq, pos0, n_vocab) = (self.pass.n_seq(), self.pass.cached_len(), self.dims.n_vocab);
         if logits.len() < n_seq * n_vocab {
             return Err(Error::Internal(
                 "logits buffer smaller than n_seq x n_vocab".into(),
@@ -692,7 +692,7 @@ impl Backend for GpuModel {
             )));
         }
         let n = self.check_decode(tokens)?;
-        let (pos0, n_vocab) = (self.pass.len(), self.dims.n_vocab);
+        let (pos0, n_vocab) = (self.pass.cached_len(), self.dims.n_vocab);
         let row = self.greedy.row_for(&self.ctx, suppress, n_vocab);
         self.ensure_rows(tokens.len());
         self.ctx
@@ -731,7 +731,7 @@ impl Backend for GpuModel {
             self.cache.spare_v = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_v");
         }
         let seq_bytes = (self.dims.n_text_ctx * self.dims.n_text_state * 4) as u64;
-        let used = (self.pass.len() * self.dims.n_text_state * 4) as u64;
+        let used = (self.pass.cached_len() * self.dims.n_text_state * 4) as u64;
         if used > 0 {
             let c = &self.cache;
             self.submit(
