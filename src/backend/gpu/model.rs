@@ -226,46 +226,6 @@ impl GreedyPick {
 }
 
 impl GpuModel {
-    /// One window's cross-attention K (or V) buffers, one per decoder layer.
-    fn cross_buffers(ctx: &GpuContext, dims: &ModelDims, what: &str) -> Vec<Buffer> {
-        let bytes = (dims.n_audio_ctx * dims.n_text_state * 4) as u64;
-        (0..dims.n_text_layer)
-            .map(|_| ctx.storage(what, bytes))
-            .collect()
-    }
-
-    fn cache_buffers(ctx: &GpuContext, dims: &ModelDims, cap: usize, what: &str) -> Vec<Buffer> {
-        let bytes = (cap * dims.n_text_ctx * dims.n_text_state * 4) as u64;
-        (0..dims.n_text_layer)
-            .map(|_| ctx.storage(what, bytes))
-            .collect()
-    }
-
-    fn new_cache(ctx: &GpuContext, dims: &ModelDims, cap: usize) -> KvCache {
-        KvCache {
-            k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
-            v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
-            spare_k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
-            spare_v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
-            cap,
-        }
-    }
-
-    fn new_io(ctx: &GpuContext, dims: &ModelDims, cap: usize, rows: usize) -> StepIo {
-        let logits_bytes = (cap * dims.n_vocab * 4) as u64;
-        StepIo {
-            ids: ctx.storage("ids", (rows * 4) as u64),
-            last_ln: ctx.storage("last_ln", (cap * dims.n_text_state * 4) as u64),
-            logits: ctx.storage("logits", logits_bytes),
-            staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("logits staging"),
-                size: logits_bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        }
-    }
-
     /// Room for `n_seq` sequences (cache contents are not kept: the start of a pass).
     fn ensure_seqs(&mut self, n_seq: usize) {
         if n_seq > self.cache.cap {

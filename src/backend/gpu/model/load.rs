@@ -5,8 +5,8 @@
 use wgpu::Buffer;
 
 use super::{
-    Attention, Block, GpuContext, GpuMatrix, GpuModel, GreedyPick, KernelConfig, Kernels,
-    LayerNorm, Linear, Scratch, WeightType, HEAD_DIM,
+    Attention, Block, GpuContext, GpuMatrix, GpuModel, GreedyPick, KernelConfig, Kernels, KvCache,
+    LayerNorm, Linear, Scratch, StepIo, WeightType, HEAD_DIM,
 };
 use crate::backend::DecodePass;
 use crate::error::{Error, Result};
@@ -230,5 +230,50 @@ impl GpuModel {
             k,
             ctx,
         })
+    }
+
+    /// One window's cross-attention K (or V) buffers, one per decoder layer.
+    pub(super) fn cross_buffers(ctx: &GpuContext, dims: &ModelDims, what: &str) -> Vec<Buffer> {
+        let bytes = (dims.n_audio_ctx * dims.n_text_state * 4) as u64;
+        (0..dims.n_text_layer)
+            .map(|_| ctx.storage(what, bytes))
+            .collect()
+    }
+
+    pub(super) fn cache_buffers(
+        ctx: &GpuContext,
+        dims: &ModelDims,
+        cap: usize,
+        what: &str,
+    ) -> Vec<Buffer> {
+        let bytes = (cap * dims.n_text_ctx * dims.n_text_state * 4) as u64;
+        (0..dims.n_text_layer)
+            .map(|_| ctx.storage(what, bytes))
+            .collect()
+    }
+
+    pub(super) fn new_cache(ctx: &GpuContext, dims: &ModelDims, cap: usize) -> KvCache {
+        KvCache {
+            k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
+            v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
+            spare_k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
+            spare_v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
+            cap,
+        }
+    }
+
+    pub(super) fn new_io(ctx: &GpuContext, dims: &ModelDims, cap: usize, rows: usize) -> StepIo {
+        let logits_bytes = (cap * dims.n_vocab * 4) as u64;
+        StepIo {
+            ids: ctx.storage("ids", (rows * 4) as u64),
+            last_ln: ctx.storage("last_ln", (cap * dims.n_text_state * 4) as u64),
+            logits: ctx.storage("logits", logits_bytes),
+            staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("logits staging"),
+                size: logits_bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
     }
 }
