@@ -1,5 +1,5 @@
 //! The cache's lock files, in `{cache}/.locks/models--{org}--{name}/` beside the Hugging Face
-//! tools' own (see [`crate::model::cache`] for what each lock guards).
+//! tools' own (the cache module says what each lock guards).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -124,7 +124,7 @@ pub(crate) fn write_ref(repo_dir: &Path, rev: &str) -> Result<()> {
     crate::atomic_file::write(&main, rev.as_bytes())
 }
 
-/// The revision name given to snapshots made by [`crate::model::source::local::import_in`].
+/// The revision name given to snapshots made by `models import` of a CTranslate2 directory.
 pub const IMPORT_REV: &str = "ct2-import";
 
 /// The revision name given to snapshots imported from a Hugging Face directory.
