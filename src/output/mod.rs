@@ -2,10 +2,9 @@
 //! written atomically (temp file in the target
 //! directory, then rename), so a crash never leaves a half-written file where the user's was.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::transcribe::Transcript;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,20 +142,8 @@ pub fn output_path(dir: &Path, input: &Path, format: OutputFormat) -> PathBuf {
     dir.join(name)
 }
 
-/// Write `contents` to `path` through a temporary file in the same directory and a rename.
+/// Write `contents` to `path` atomically, with the permissions of a plain new file (see
+/// [`crate::atomic_file::write`]).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".dattavani-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(contents).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::atomic_file::write(path, contents)
 }

@@ -4,10 +4,11 @@
 
 use crate::backend::cpu::int8::Int8Matrix;
 use crate::backend::cpu::ops;
-use crate::backend::Backend;
+use crate::backend::{Backend, DecodePass};
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
-use crate::model::weights::Weights;
+
+mod load;
 
 /// How the CPU path stores matrix weights (`--dtype`): f32 (the reference) or row-scaled int8
 /// (see [`crate::backend::cpu::int8`]). Everything else (norms, biases, convolutions, positions,
@@ -26,14 +27,6 @@ enum Matrix {
 }
 
 impl Matrix {
-    fn load(w: &Weights, name: &str, rows: usize, cols: usize, dtype: CpuWeights) -> Result<Self> {
-        let f = w.f32(name, &[rows, cols])?;
-        Ok(match dtype {
-            CpuWeights::F32 => Matrix::F32(f),
-            CpuWeights::Int8 => Matrix::Int8(Int8Matrix::quantize(&f, rows, cols)),
-        })
-    }
-
     /// `out[m, rows] = x[m, cols] · selfᵀ + bias`.
     fn product(&self, x: &[f32], m: usize, cols: usize, bias: Option<&[f32]>, out: &mut [f32]) {
         match self {
@@ -69,26 +62,6 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(
-        w: &Weights,
-        prefix: &str,
-        n_in: usize,
-        n_out: usize,
-        bias: bool,
-        dtype: CpuWeights,
-    ) -> Result<Self> {
-        Ok(Linear {
-            w: Matrix::load(w, &format!("{prefix}.weight"), n_out, n_in, dtype)?,
-            b: if bias {
-                Some(w.f32(&format!("{prefix}.bias"), &[n_out])?)
-            } else {
-                None
-            },
-            n_in,
-            n_out,
-        })
-    }
-
     /// `rows` rows of `x` -> `out` (`rows * n_out`).
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         self.w.product(
@@ -125,13 +98,6 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(w: &Weights, prefix: &str, n: usize) -> Result<Self> {
-        Ok(LayerNorm {
-            gamma: w.f32(&format!("{prefix}.weight"), &[n])?,
-            beta: w.f32(&format!("{prefix}.bias"), &[n])?,
-        })
-    }
-
     fn forward(&self, x: &[f32], out: &mut [f32]) {
         ops::layer_norm(
             x,
@@ -151,30 +117,12 @@ struct Attention {
     out: Linear,
 }
 
-impl Attention {
-    fn load(w: &Weights, prefix: &str, d: usize, dtype: CpuWeights) -> Result<Self> {
-        Ok(Attention {
-            query: Linear::load(w, &format!("{prefix}.q_proj"), d, d, true, dtype)?,
-            key: Linear::load(w, &format!("{prefix}.k_proj"), d, d, false, dtype)?,
-            value: Linear::load(w, &format!("{prefix}.v_proj"), d, d, true, dtype)?,
-            out: Linear::load(w, &format!("{prefix}.out_proj"), d, d, true, dtype)?,
-        })
-    }
-}
-
 struct Mlp {
     fc1: Linear,
     fc2: Linear,
 }
 
 impl Mlp {
-    fn load(w: &Weights, prefix: &str, d: usize, ffn: usize, dtype: CpuWeights) -> Result<Self> {
-        Ok(Mlp {
-            fc1: Linear::load(w, &format!("{prefix}.fc1"), d, ffn, true, dtype)?,
-            fc2: Linear::load(w, &format!("{prefix}.fc2"), ffn, d, true, dtype)?,
-        })
-    }
-
     /// `out = fc2(gelu(fc1(x)))`, using `hidden` (`rows * ffn`) as scratch.
     fn forward(&self, x: &[f32], rows: usize, hidden: &mut [f32], out: &mut [f32]) {
         let hidden = &mut hidden[..rows * self.fc1.n_out];
@@ -194,43 +142,6 @@ struct Block {
     mlp: Mlp,
 }
 
-impl Block {
-    fn load(
-        w: &Weights,
-        prefix: &str,
-        d: usize,
-        ffn: usize,
-        cross: bool,
-        dtype: CpuWeights,
-    ) -> Result<Self> {
-        Ok(Block {
-            attn_ln: LayerNorm::load(w, &format!("{prefix}.self_attn_layer_norm"), d)?,
-            attn: Attention::load(w, &format!("{prefix}.self_attn"), d, dtype)?,
-            cross_ln: if cross {
-                Some(LayerNorm::load(
-                    w,
-                    &format!("{prefix}.encoder_attn_layer_norm"),
-                    d,
-                )?)
-            } else {
-                None
-            },
-            cross: if cross {
-                Some(Attention::load(
-                    w,
-                    &format!("{prefix}.encoder_attn"),
-                    d,
-                    dtype,
-                )?)
-            } else {
-                None
-            },
-            mlp_ln: LayerNorm::load(w, &format!("{prefix}.final_layer_norm"), d)?,
-            mlp: Mlp::load(w, prefix, d, ffn, dtype)?,
-        })
-    }
-}
-
 /// Self-attention keys and values of every decoded position, per decoder layer, for up to
 /// `capacity` sequences of `n_text_ctx` rows each. Grows only when a pass needs more sequences
 /// than any before it; `spare` is the target of `reorder` (swapped in, so nothing is allocated).
@@ -240,8 +151,6 @@ pub struct KvCache {
     spare_k: Vec<Vec<f32>>,
     spare_v: Vec<Vec<f32>>,
     capacity: usize,
-    n_seq: usize,
-    len: usize,
 }
 
 impl KvCache {
@@ -252,8 +161,6 @@ impl KvCache {
             spare_k: vec![Vec::new(); n_layer],
             spare_v: vec![Vec::new(); n_layer],
             capacity: 0,
-            n_seq: 0,
-            len: 0,
         }
     }
 
@@ -330,12 +237,8 @@ pub struct CpuModel {
     /// (`ops::KvLayout::Heads`): `[n_windows, n_head, n_audio_ctx, head_dim]` each.
     cross_k: Vec<Vec<f32>>,
     cross_v: Vec<Vec<f32>>,
-    n_windows: usize,
-    /// The window each sequence of the pass attends to, and its runs of equal windows
-    /// (`backend::window_runs`); `spare_seq_window` is the target of `reorder`.
-    seq_window: Vec<usize>,
-    spare_seq_window: Vec<usize>,
-    window_runs: Vec<(usize, usize, usize)>,
+    /// Windows encoded, sequences of the pass, their windows and cached positions.
+    pass: DecodePass,
     cache: KvCache,
     scratch: DecoderScratch,
     /// The logits row of `decode_greedy`.
@@ -344,93 +247,6 @@ pub struct CpuModel {
 }
 
 impl CpuModel {
-    /// Load every tensor in f32, checking each one's shape against `dims`.
-    pub fn load(weights: &Weights, dims: &ModelDims) -> Result<Self> {
-        Self::load_with(weights, dims, CpuWeights::F32)
-    }
-
-    /// Load with matrix weights (linear layers, token embedding) stored as `dtype`.
-    pub fn load_with(weights: &Weights, dims: &ModelDims, dtype: CpuWeights) -> Result<Self> {
-        let d = dims.n_audio_state;
-        if dims.n_text_state != d {
-            return Err(Error::model(
-                weights.path(),
-                "encoder and decoder widths differ",
-            ));
-        }
-        let enc_blocks = (0..dims.n_audio_layer)
-            .map(|i| {
-                Block::load(
-                    weights,
-                    &format!("model.encoder.layers.{i}"),
-                    d,
-                    dims.n_audio_ffn,
-                    false,
-                    dtype,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let dec_blocks = (0..dims.n_text_layer)
-            .map(|i| {
-                Block::load(
-                    weights,
-                    &format!("model.decoder.layers.{i}"),
-                    d,
-                    dims.n_text_ffn,
-                    true,
-                    dtype,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // A checkpoint with more layers than the config names is a config mismatch, not extra data.
-        for (part, n) in [
-            ("encoder", dims.n_audio_layer),
-            ("decoder", dims.n_text_layer),
-        ] {
-            if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
-                return Err(Error::model(
-                    weights.path(),
-                    format!("checkpoint has more {part} layers than config.json's {n}"),
-                ));
-            }
-        }
-        let ctx = dims.n_text_ctx;
-        Ok(CpuModel {
-            conv1_w: weights.f32("model.encoder.conv1.weight", &[d, dims.n_mels, 3])?,
-            conv1_b: weights.f32("model.encoder.conv1.bias", &[d])?,
-            conv2_w: weights.f32("model.encoder.conv2.weight", &[d, d, 3])?,
-            conv2_b: weights.f32("model.encoder.conv2.bias", &[d])?,
-            enc_pos: weights.f32(
-                "model.encoder.embed_positions.weight",
-                &[dims.n_audio_ctx, d],
-            )?,
-            enc_blocks,
-            enc_ln: LayerNorm::load(weights, "model.encoder.layer_norm", d)?,
-            tok_emb: Matrix::load(
-                weights,
-                "model.decoder.embed_tokens.weight",
-                dims.n_vocab,
-                d,
-                dtype,
-            )?,
-            dec_pos: weights.f32("model.decoder.embed_positions.weight", &[ctx, d])?,
-            dec_blocks,
-            dec_ln: LayerNorm::load(weights, "model.decoder.layer_norm", d)?,
-            encoder_out: Vec::new(),
-            cross_k: vec![Vec::new(); dims.n_text_layer],
-            cross_v: vec![Vec::new(); dims.n_text_layer],
-            n_windows: 0,
-            seq_window: Vec::new(),
-            spare_seq_window: Vec::new(),
-            window_runs: Vec::new(),
-            cache: KvCache::new(dims.n_text_layer),
-            scratch: DecoderScratch::default(),
-            greedy_logits: Vec::new(),
-            dims: dims.clone(),
-            dtype,
-        })
-    }
-
     /// OpenAI `AudioEncoder.forward` for one window: mel `[n_mels, 2 * n_audio_ctx]` ->
     /// `[n_audio_ctx, d]`.
     fn run_encoder(&self, mel: &[f32]) -> Result<Vec<f32>> {
@@ -512,9 +328,7 @@ impl Backend for CpuModel {
             return Err(Error::Internal("encode_batch given no windows".into()));
         }
         // A new batch: the next pass must call begin_decode.
-        self.cache.n_seq = 0;
-        self.cache.len = 0;
-        self.n_windows = 0;
+        self.pass.set_encoded(0);
         let (n, d, h) = (
             self.dims.n_audio_ctx,
             self.dims.n_text_state,
@@ -544,12 +358,12 @@ impl Backend for CpuModel {
                 self.encoder_out = out;
             }
         }
-        self.n_windows = mels.len();
+        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
     fn n_windows(&self) -> usize {
-        self.n_windows
+        self.pass.n_windows()
     }
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
@@ -557,46 +371,26 @@ impl Backend for CpuModel {
     }
 
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        let mut windows = std::mem::take(&mut self.spare_seq_window);
-        windows.clear();
-        windows.resize(n_seq, 0);
+        let windows = self.pass.on_window_0(n_seq);
         let r = self.begin_decode_windows(&windows);
-        self.spare_seq_window = windows;
+        self.pass.recycle(windows);
         r
     }
 
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        if self.n_windows == 0 {
-            return Err(Error::Internal("begin_decode called before encode".into()));
-        }
-        if windows.is_empty() {
-            return Err(Error::Internal(
-                "a decoding pass needs at least one sequence".into(),
-            ));
-        }
-        if let Some(&w) = windows.iter().find(|&&w| w >= self.n_windows) {
-            return Err(Error::Internal(format!(
-                "sequence on window {w} of {} encoded",
-                self.n_windows
-            )));
-        }
-        let n_seq = windows.len();
+        self.pass.check_begin(windows)?;
         self.cache
-            .ensure(n_seq, self.dims.n_text_ctx * self.dims.n_text_state);
-        self.cache.n_seq = n_seq;
-        self.cache.len = 0;
-        self.seq_window.clear();
-        self.seq_window.extend_from_slice(windows);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+            .ensure(windows.len(), self.dims.n_text_ctx * self.dims.n_text_state);
+        self.pass.begin(windows);
         Ok(())
     }
 
     fn cached_len(&self) -> usize {
-        self.cache.len
+        self.pass.cached_len()
     }
 
     fn n_seq(&self) -> usize {
-        self.cache.n_seq
+        self.pass.n_seq()
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
@@ -614,16 +408,11 @@ impl Backend for CpuModel {
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
+        self.pass.check_reorder(src)?;
         let c = &mut self.cache;
-        if src.is_empty() || src.iter().any(|&i| i >= c.n_seq) {
-            return Err(Error::Internal(format!(
-                "reorder {src:?} of {} sequences",
-                c.n_seq
-            )));
-        }
         let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
         c.ensure(src.len(), seq_len);
-        let used = c.len * self.dims.n_text_state;
+        let used = self.pass.cached_len() * self.dims.n_text_state;
         for layer in 0..c.k.len() {
             for (dst, &from) in src.iter().enumerate() {
                 let (a, b) = (from * seq_len, dst * seq_len);
@@ -633,12 +422,7 @@ impl Backend for CpuModel {
         }
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        c.n_seq = src.len();
-        self.spare_seq_window.clear();
-        self.spare_seq_window
-            .extend(src.iter().map(|&i| self.seq_window[i]));
-        std::mem::swap(&mut self.seq_window, &mut self.spare_seq_window);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+        self.pass.reorder(src);
         Ok(())
     }
 
@@ -760,23 +544,8 @@ impl CpuModel {
     ) -> Result<()> {
         let dims = &self.dims;
         let (d, n_head, n_vocab) = (dims.n_text_state, dims.n_text_head, dims.n_vocab);
-        let (n_seq, pos0) = (self.cache.n_seq, self.cache.len);
-        if n_seq == 0 {
-            return Err(Error::Internal("decode called before begin_decode".into()));
-        }
-        let n = tokens.len() / n_seq;
-        if n == 0 || n * n_seq != tokens.len() || pos0 + n > dims.n_text_ctx {
-            return Err(Error::Internal(format!(
-                "decoder given {} tokens for {n_seq} sequences at position {pos0}, context is {}",
-                tokens.len(),
-                dims.n_text_ctx
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(Error::Internal(format!(
-                "token id {bad} outside the vocabulary of {n_vocab}"
-            )));
-        }
+        let n = self.pass.check_step(tokens, dims)?;
+        let (n_seq, pos0) = (self.pass.n_seq(), self.pass.cached_len());
         if logits.len() < n_seq * n_vocab {
             return Err(Error::Internal(
                 "logits buffer smaller than n_seq x n_vocab".into(),
@@ -789,7 +558,7 @@ impl CpuModel {
         self.scratch.ensure(rows, d, dims.n_text_ffn);
         let s = &mut self.scratch;
         let cache = &mut self.cache;
-        let runs = &self.window_runs;
+        let runs = self.pass.runs();
         let split = RowSplit {
             runs,
             rows_per_seq: n,
@@ -884,7 +653,6 @@ impl CpuModel {
             split.mlp(&block.mlp, &s.h, &mut s.hidden, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
         }
-        cache.len = n_kv;
         // Only each sequence's last position is needed: final LN of those rows, then the tied
         // output projection (token embedding transposed).
         s.last.resize(n_seq * d, 0.0);
@@ -907,6 +675,7 @@ impl CpuModel {
                 self.tok_emb.product(x, m, d, None, out);
             }
         });
+        self.pass.advance(n);
         Ok(())
     }
 }

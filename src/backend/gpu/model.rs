@@ -14,14 +14,15 @@
 
 use wgpu::Buffer;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, DecodePass};
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
-use crate::model::weights::Weights;
 
 use super::context::GpuContext;
 use super::kernels::{GpuMatrix, KernelConfig, Kernels, WeightType, HEAD_DIM};
 use super::mel::GpuMel;
+
+mod load;
 
 struct Linear {
     w: GpuMatrix,
@@ -29,26 +30,6 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(
-        ctx: &GpuContext,
-        w: &Weights,
-        prefix: &str,
-        n_in: usize,
-        n_out: usize,
-        bias: bool,
-        wt: WeightType,
-    ) -> Result<Self> {
-        let data = w.f32(&format!("{prefix}.weight"), &[n_out, n_in])?;
-        Ok(Linear {
-            w: GpuMatrix::upload(ctx, prefix, &data, n_out, n_in, wt),
-            b: if bias {
-                Some(ctx.upload(prefix, &w.f32(&format!("{prefix}.bias"), &[n_out])?))
-            } else {
-                None
-            },
-        })
-    }
-
     fn run(
         &self,
         k: &Kernels,
@@ -69,14 +50,6 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(ctx: &GpuContext, w: &Weights, prefix: &str, n: usize) -> Result<Self> {
-        Ok(LayerNorm {
-            g: ctx.upload(prefix, &w.f32(&format!("{prefix}.weight"), &[n])?),
-            b: ctx.upload(prefix, &w.f32(&format!("{prefix}.bias"), &[n])?),
-            n,
-        })
-    }
-
     fn run(
         &self,
         k: &Kernels,
@@ -96,17 +69,6 @@ struct Attention {
     o: Linear,
 }
 
-impl Attention {
-    fn load(ctx: &GpuContext, w: &Weights, prefix: &str, d: usize, wt: WeightType) -> Result<Self> {
-        Ok(Attention {
-            q: Linear::load(ctx, w, &format!("{prefix}.q_proj"), d, d, true, wt)?,
-            k: Linear::load(ctx, w, &format!("{prefix}.k_proj"), d, d, false, wt)?,
-            v: Linear::load(ctx, w, &format!("{prefix}.v_proj"), d, d, true, wt)?,
-            o: Linear::load(ctx, w, &format!("{prefix}.out_proj"), d, d, true, wt)?,
-        })
-    }
-}
-
 struct Block {
     attn_ln: LayerNorm,
     attn: Attention,
@@ -115,47 +77,6 @@ struct Block {
     mlp_ln: LayerNorm,
     fc1: Linear,
     fc2: Linear,
-}
-
-impl Block {
-    fn load(
-        ctx: &GpuContext,
-        w: &Weights,
-        prefix: &str,
-        d: usize,
-        ffn: usize,
-        cross: bool,
-        wt: WeightType,
-    ) -> Result<Self> {
-        Ok(Block {
-            attn_ln: LayerNorm::load(ctx, w, &format!("{prefix}.self_attn_layer_norm"), d)?,
-            attn: Attention::load(ctx, w, &format!("{prefix}.self_attn"), d, wt)?,
-            cross_ln: if cross {
-                Some(LayerNorm::load(
-                    ctx,
-                    w,
-                    &format!("{prefix}.encoder_attn_layer_norm"),
-                    d,
-                )?)
-            } else {
-                None
-            },
-            cross: if cross {
-                Some(Attention::load(
-                    ctx,
-                    w,
-                    &format!("{prefix}.encoder_attn"),
-                    d,
-                    wt,
-                )?)
-            } else {
-                None
-            },
-            mlp_ln: LayerNorm::load(ctx, w, &format!("{prefix}.final_layer_norm"), d)?,
-            fc1: Linear::load(ctx, w, &format!("{prefix}.fc1"), d, ffn, true, wt)?,
-            fc2: Linear::load(ctx, w, &format!("{prefix}.fc2"), ffn, d, true, wt)?,
-        })
-    }
 }
 
 /// Activation buffers of one pass (`rows` × d, hidden `rows` × ffn).
@@ -195,8 +116,6 @@ struct KvCache {
     spare_k: Vec<Buffer>,
     spare_v: Vec<Buffer>,
     cap: usize,
-    n_seq: usize,
-    len: usize,
 }
 
 /// Per-step input / output buffers sized for `cap` sequences: the token ids (`rows` of them),
@@ -236,12 +155,8 @@ pub struct GpuModel {
     /// `[n_audio_ctx, d]` each); grown when a batch has more windows than any before it.
     cross_k: Vec<Vec<Buffer>>,
     cross_v: Vec<Vec<Buffer>>,
-    n_windows: usize,
-    /// The window each sequence of the pass attends to, and its runs of equal windows
-    /// (`backend::window_runs`); `spare_seq_window` is the target of `reorder`.
-    seq_window: Vec<usize>,
-    spare_seq_window: Vec<usize>,
-    window_runs: Vec<(usize, usize, usize)>,
+    /// Windows encoded, sequences of the pass, their windows and cached positions.
+    pass: DecodePass,
     cache: KvCache,
     /// Decoder activations for `dec_rows` rows (sequences × new tokens of one call).
     dec: Scratch,
@@ -311,229 +226,10 @@ impl GreedyPick {
 }
 
 impl GpuModel {
-    /// Uploads every tensor (shapes checked against `dims`) and allocates all buffers, with the
-    /// kernel configuration for the adapter's type.
-    pub fn load(ctx: GpuContext, weights: &Weights, dims: &ModelDims) -> Result<Self> {
-        let config = KernelConfig::for_adapter(&ctx);
-        Self::load_with_config(ctx, weights, dims, config)
-    }
-
-    /// `load` with an explicit kernel configuration (benchmarks, tests).
-    pub fn load_with_config(
-        ctx: GpuContext,
-        weights: &Weights,
-        dims: &ModelDims,
-        config: KernelConfig,
-    ) -> Result<Self> {
-        let d = dims.n_audio_state;
-        if dims.n_text_state != d {
-            return Err(Error::model(
-                weights.path(),
-                "encoder and decoder widths differ",
-            ));
-        }
-        if !d.is_multiple_of(4)
-            || d != dims.n_audio_head * HEAD_DIM
-            || d != dims.n_text_head * HEAD_DIM
-        {
-            return Err(Error::model(
-                weights.path(),
-                format!("GPU kernels need head_dim {HEAD_DIM} (d = {d})"),
-            ));
-        }
-        let mut k = Kernels::new(&ctx, config)?;
-        k.enable_bind_cache();
-        let wt = k.config.weights;
-        let model = ctx.scoped("uploading the model", || {
-            let c = &ctx;
-            let enc_blocks = (0..dims.n_audio_layer)
-                .map(|i| {
-                    Block::load(
-                        c,
-                        weights,
-                        &format!("model.encoder.layers.{i}"),
-                        d,
-                        dims.n_audio_ffn,
-                        false,
-                        wt,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let dec_blocks = (0..dims.n_text_layer)
-                .map(|i| {
-                    Block::load(
-                        c,
-                        weights,
-                        &format!("model.decoder.layers.{i}"),
-                        d,
-                        dims.n_text_ffn,
-                        true,
-                        wt,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            // A checkpoint with more layers than the config names is a config mismatch (as
-            // `CpuModel::load`).
-            for (part, n) in [
-                ("encoder", dims.n_audio_layer),
-                ("decoder", dims.n_text_layer),
-            ] {
-                if weights.contains(&format!("model.{part}.layers.{n}.fc1.weight")) {
-                    return Err(Error::model(
-                        weights.path(),
-                        format!("checkpoint has more {part} layers than config.json's {n}"),
-                    ));
-                }
-            }
-            let (na, nt) = (dims.n_audio_ctx, dims.n_text_ctx);
-            Ok((
-                enc_blocks,
-                dec_blocks,
-                [
-                    c.upload(
-                        "conv1.w",
-                        &weights.f32("model.encoder.conv1.weight", &[d, dims.n_mels, 3])?,
-                    ),
-                    c.upload("conv1.b", &weights.f32("model.encoder.conv1.bias", &[d])?),
-                    c.upload(
-                        "conv2.w",
-                        &weights.f32("model.encoder.conv2.weight", &[d, d, 3])?,
-                    ),
-                    c.upload("conv2.b", &weights.f32("model.encoder.conv2.bias", &[d])?),
-                    c.upload(
-                        "enc_pos",
-                        &weights.f32("model.encoder.embed_positions.weight", &[na, d])?,
-                    ),
-                    c.upload(
-                        "dec_pos",
-                        &weights.f32("model.decoder.embed_positions.weight", &[nt, d])?,
-                    ),
-                ],
-                GpuMatrix::upload(
-                    c,
-                    "tok_emb",
-                    &weights.f32("model.decoder.embed_tokens.weight", &[dims.n_vocab, d])?,
-                    dims.n_vocab,
-                    d,
-                    match wt {
-                        WeightType::Int8 => WeightType::Int8,
-                        WeightType::F32 | WeightType::F16 => WeightType::F32,
-                    },
-                ),
-                LayerNorm::load(c, weights, "model.encoder.layer_norm", d)?,
-                LayerNorm::load(c, weights, "model.decoder.layer_norm", d)?,
-                Self::cross_buffers(c, dims, "cross_k"),
-                Self::cross_buffers(c, dims, "cross_v"),
-            ))
-        })?;
-        let (
-            enc_blocks,
-            dec_blocks,
-            [conv1_w, conv1_b, conv2_w, conv2_b, enc_pos, dec_pos],
-            tok_emb,
-            enc_ln,
-            dec_ln,
-            cross_k,
-            cross_v,
-        ) = model;
-        let t_in = 2 * dims.n_audio_ctx;
-        let buf = |l: &str, n: usize| ctx.storage(l, (n * 4) as u64);
-        // One sequence and a full-context prompt to start with; beam search grows this once.
-        let cache = Self::new_cache(&ctx, dims, 1);
-        let io = Self::new_io(&ctx, dims, 1, dims.n_text_ctx);
-        Ok(GpuModel {
-            mel: buf("mel", dims.n_mels * t_in),
-            stem1: buf("stem1", t_in * d),
-            stem1_cf: buf("stem1_cf", t_in * d),
-            enc: Scratch::new(&ctx, dims.n_audio_ctx, d, dims.n_audio_ffn),
-            enc_out: buf("enc_out", dims.n_audio_ctx * d),
-            enc_scores: buf(
-                "enc_scores",
-                if k.use_unfused_attention(dims.n_audio_ctx, dims.n_audio_ctx, None) {
-                    k.unfused_scores_len(dims.n_audio_ctx, dims.n_audio_ctx, dims.n_audio_head)
-                } else {
-                    1
-                },
-            ),
-            dec: Scratch::new(&ctx, dims.n_text_ctx, d, dims.n_text_ffn),
-            dec_rows: dims.n_text_ctx,
-            attn_w: buf("attn_w", 4),
-            cache,
-            io,
-            conv1_w,
-            conv1_b,
-            conv2_w,
-            conv2_b,
-            enc_pos,
-            enc_blocks,
-            enc_ln,
-            tok_emb,
-            dec_pos,
-            dec_blocks,
-            dec_ln,
-            cross_k: vec![cross_k],
-            cross_v: vec![cross_v],
-            n_windows: 0,
-            seq_window: Vec::new(),
-            spare_seq_window: Vec::new(),
-            window_runs: Vec::new(),
-            greedy: GreedyPick::new(&ctx, dims.n_vocab),
-            log_mel: None,
-            dims: dims.clone(),
-            k,
-            ctx,
-        })
-    }
-
-    /// One window's cross-attention K (or V) buffers, one per decoder layer.
-    fn cross_buffers(ctx: &GpuContext, dims: &ModelDims, what: &str) -> Vec<Buffer> {
-        let bytes = (dims.n_audio_ctx * dims.n_text_state * 4) as u64;
-        (0..dims.n_text_layer)
-            .map(|_| ctx.storage(what, bytes))
-            .collect()
-    }
-
-    fn cache_buffers(ctx: &GpuContext, dims: &ModelDims, cap: usize, what: &str) -> Vec<Buffer> {
-        let bytes = (cap * dims.n_text_ctx * dims.n_text_state * 4) as u64;
-        (0..dims.n_text_layer)
-            .map(|_| ctx.storage(what, bytes))
-            .collect()
-    }
-
-    fn new_cache(ctx: &GpuContext, dims: &ModelDims, cap: usize) -> KvCache {
-        KvCache {
-            k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
-            v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
-            spare_k: Self::cache_buffers(ctx, dims, cap, "cache_k"),
-            spare_v: Self::cache_buffers(ctx, dims, cap, "cache_v"),
-            cap,
-            n_seq: 0,
-            len: 0,
-        }
-    }
-
-    fn new_io(ctx: &GpuContext, dims: &ModelDims, cap: usize, rows: usize) -> StepIo {
-        let logits_bytes = (cap * dims.n_vocab * 4) as u64;
-        StepIo {
-            ids: ctx.storage("ids", (rows * 4) as u64),
-            last_ln: ctx.storage("last_ln", (cap * dims.n_text_state * 4) as u64),
-            logits: ctx.storage("logits", logits_bytes),
-            staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("logits staging"),
-                size: logits_bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        }
-    }
-
     /// Room for `n_seq` sequences (cache contents are not kept: the start of a pass).
     fn ensure_seqs(&mut self, n_seq: usize) {
         if n_seq > self.cache.cap {
-            let (n, len) = (self.cache.n_seq, self.cache.len);
             self.cache = Self::new_cache(&self.ctx, &self.dims, n_seq);
-            self.cache.n_seq = n;
-            self.cache.len = len;
             self.io = Self::new_io(&self.ctx, &self.dims, n_seq, self.dec_rows);
             self.k.clear_bind_cache();
         }
@@ -694,7 +390,7 @@ impl GpuModel {
             let (cross_ln, cross) = (b.cross_ln.as_ref().unwrap(), b.cross.as_ref().unwrap());
             cross_ln.run(k, pass, &s.x, &s.h, rows)?;
             cross.q.run(k, pass, &s.h, rows, &s.q, false)?;
-            for &(w, seq0, run_seqs) in &self.window_runs {
+            for &(w, seq0, run_seqs) in self.pass.runs() {
                 k.attention_batched_at(
                     pass,
                     &s.q,
@@ -712,7 +408,7 @@ impl GpuModel {
                 )?;
             }
             if let Some(heads) = capture {
-                let w = self.window_runs[0].0;
+                let w = self.pass.runs()[0].0;
                 for (slot, &(layer, head)) in heads.iter().enumerate() {
                     if layer == i {
                         k.attn_scores(
@@ -797,26 +493,7 @@ impl GpuModel {
     /// Checks shared by `decode` and `cross_attention_weights` (the messages of `CpuModel`);
     /// returns tokens per sequence.
     fn check_decode(&self, tokens: &[u32]) -> Result<usize> {
-        let dims = &self.dims;
-        let (n_seq, pos0) = (self.cache.n_seq, self.cache.len);
-        if n_seq == 0 {
-            return Err(Error::Internal("decode called before begin_decode".into()));
-        }
-        let n = tokens.len() / n_seq;
-        if n == 0 || n * n_seq != tokens.len() || pos0 + n > dims.n_text_ctx {
-            return Err(Error::Internal(format!(
-                "decoder given {} tokens for {n_seq} sequences at position {pos0}, context is {}",
-                tokens.len(),
-                dims.n_text_ctx
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= dims.n_vocab) {
-            return Err(Error::Internal(format!(
-                "token id {bad} outside the vocabulary of {}",
-                dims.n_vocab
-            )));
-        }
-        Ok(n)
+        self.pass.check_step(tokens, &self.dims)
     }
 
     /// Maps the staging buffer and copies its first `out.len()` floats out.
@@ -880,9 +557,7 @@ impl Backend for GpuModel {
             )));
         }
         // A new batch: the next pass must call begin_decode.
-        self.cache.n_seq = 0;
-        self.cache.len = 0;
-        self.n_windows = 0;
+        self.pass.set_encoded(0);
         while self.cross_k.len() < mels.len() {
             self.cross_k
                 .push(Self::cross_buffers(&self.ctx, &self.dims, "cross_k"));
@@ -903,16 +578,16 @@ impl Backend for GpuModel {
                 |_| {},
             )?;
         }
-        self.n_windows = mels.len();
+        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
     fn n_windows(&self) -> usize {
-        self.n_windows
+        self.pass.n_windows()
     }
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
-        if self.n_windows == 0 {
+        if self.pass.n_windows() == 0 {
             return Ok(Vec::new());
         }
         self.ctx.read(
@@ -922,50 +597,30 @@ impl Backend for GpuModel {
     }
 
     fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        let mut windows = std::mem::take(&mut self.spare_seq_window);
-        windows.clear();
-        windows.resize(n_seq, 0);
+        let windows = self.pass.on_window_0(n_seq);
         let r = self.begin_decode_windows(&windows);
-        self.spare_seq_window = windows;
+        self.pass.recycle(windows);
         r
     }
 
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        if self.n_windows == 0 {
-            return Err(Error::Internal("begin_decode called before encode".into()));
-        }
-        if windows.is_empty() {
-            return Err(Error::Internal(
-                "a decoding pass needs at least one sequence".into(),
-            ));
-        }
-        if let Some(&w) = windows.iter().find(|&&w| w >= self.n_windows) {
-            return Err(Error::Internal(format!(
-                "sequence on window {w} of {} encoded",
-                self.n_windows
-            )));
-        }
-        let n_seq = windows.len();
-        self.ensure_seqs(n_seq);
-        self.cache.n_seq = n_seq;
-        self.cache.len = 0;
-        self.seq_window.clear();
-        self.seq_window.extend_from_slice(windows);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+        self.pass.check_begin(windows)?;
+        self.ensure_seqs(windows.len());
+        self.pass.begin(windows);
         Ok(())
     }
 
     fn cached_len(&self) -> usize {
-        self.cache.len
+        self.pass.cached_len()
     }
 
     fn n_seq(&self) -> usize {
-        self.cache.n_seq
+        self.pass.n_seq()
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
         let n = self.check_decode(tokens)?;
-        let (n_seq, pos0, n_vocab) = (self.cache.n_seq, self.cache.len, self.dims.n_vocab);
+        let (n_seq, pos0, n_vocab) = (self.pass.n_seq(), self.pass.cached_len(), self.dims.n_vocab);
         if logits.len() < n_seq * n_vocab {
             return Err(Error::Internal(
                 "logits buffer smaller than n_seq x n_vocab".into(),
@@ -983,21 +638,21 @@ impl Backend for GpuModel {
             |enc| enc.copy_buffer_to_buffer(&self.io.logits, 0, &self.io.staging, 0, bytes),
         )?;
         self.read_staging(&mut logits[..n_seq * n_vocab])?;
-        self.cache.len = pos0 + n;
+        self.pass.advance(n);
         Ok(())
     }
 
     /// The step's logits stay on the device: `greedy_pick` masks them and reduces to the
     /// token and its log-probability, and only those 8 bytes are read back.
     fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
-        if self.cache.n_seq != 1 {
+        if self.pass.n_seq() != 1 {
             return Err(Error::Internal(format!(
                 "decode_greedy needs one sequence, the pass has {}",
-                self.cache.n_seq
+                self.pass.n_seq()
             )));
         }
         let n = self.check_decode(tokens)?;
-        let (pos0, n_vocab) = (self.cache.len, self.dims.n_vocab);
+        let (pos0, n_vocab) = (self.pass.cached_len(), self.dims.n_vocab);
         let row = self.greedy.row_for(&self.ctx, suppress, n_vocab);
         self.ensure_rows(tokens.len());
         self.ctx
@@ -1022,17 +677,12 @@ impl Backend for GpuModel {
         )?;
         let mut picked = [0.0f32; 2];
         self.read_staging(&mut picked)?;
-        self.cache.len = pos0 + n;
+        self.pass.advance(n);
         Ok((picked[0].to_bits(), picked[1]))
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
-        let n_old = self.cache.n_seq;
-        if src.is_empty() || src.iter().any(|&i| i >= n_old) {
-            return Err(Error::Internal(format!(
-                "reorder {src:?} of {n_old} sequences"
-            )));
-        }
+        self.pass.check_reorder(src)?;
         let grow = src.len() > self.cache.cap;
         if grow {
             // The target must hold the new sequences; the source keeps its contents.
@@ -1041,7 +691,7 @@ impl Backend for GpuModel {
             self.cache.spare_v = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_v");
         }
         let seq_bytes = (self.dims.n_text_ctx * self.dims.n_text_state * 4) as u64;
-        let used = (self.cache.len * self.dims.n_text_state * 4) as u64;
+        let used = (self.pass.cached_len() * self.dims.n_text_state * 4) as u64;
         if used > 0 {
             let c = &self.cache;
             self.submit(
@@ -1062,12 +712,7 @@ impl Backend for GpuModel {
         let c = &mut self.cache;
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        c.n_seq = src.len();
-        self.spare_seq_window.clear();
-        self.spare_seq_window
-            .extend(src.iter().map(|&i| self.seq_window[i]));
-        std::mem::swap(&mut self.seq_window, &mut self.spare_seq_window);
-        crate::backend::window_runs(&self.seq_window, &mut self.window_runs);
+        self.pass.reorder(src);
         if grow {
             let dims = &self.dims;
             c.spare_k = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_k");
@@ -1117,7 +762,7 @@ impl Backend for GpuModel {
             },
             |_| {},
         )?;
-        self.cache.len = n;
+        self.pass.advance(n);
         self.ctx.read(&self.attn_w, n_w)
     }
 

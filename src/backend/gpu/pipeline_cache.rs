@@ -14,7 +14,6 @@
 //! Writes go to a temporary file in the same directory that is then renamed over the old one,
 //! so concurrent processes each see a whole file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -154,7 +153,7 @@ impl DiskPipelineCache {
         if *saved == Some(d) {
             return;
         }
-        match write_atomically(&self.path, &wrap_file(&data, &self.driver)) {
+        match crate::atomic_file::write(&self.path, &wrap_file(&data, &self.driver)) {
             Ok(()) => {
                 tracing::debug!(
                     "pipeline cache {}: {} bytes written",
@@ -163,7 +162,8 @@ impl DiskPipelineCache {
                 );
                 *saved = Some(d);
             }
-            Err(e) => tracing::warn!("pipeline cache {}: not saved: {e}", self.path.display()),
+            // `e` names the file.
+            Err(e) => tracing::warn!("pipeline cache not saved: {e}"),
         }
     }
 
@@ -209,18 +209,6 @@ fn unwrap_file<'a>(file: &'a [u8], driver: &str) -> Result<&'a [u8], &'static st
         return Err("written for another driver");
     }
     Ok(&rest[n..])
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]
