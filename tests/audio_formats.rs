@@ -570,3 +570,49 @@ fn spooled_mel_windows_are_bit_identical() {
     assert_eq!(from_file.content_frames(), whole.content_frames());
     assert_eq!(from_file.window(0).unwrap(), whole.window(0));
 }
+
+/// A truncated file with a declared length gives what is readable and says so (the warning the
+/// CLI logs once), for a streamed WAV and a compressed container alike.
+#[test]
+fn truncated_files_give_the_readable_part_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, full) in [("flac_s16_16k.flac", LONG), ("pcm_s16be.aiff", SHORT)] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let path = dir.path().join(format!("half_{name}"));
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let mut stream = AudioStream::open(&path, &OpenOptions::default()).unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = stream.next_chunk().unwrap() {
+            got.extend(c);
+        }
+        assert!(
+            got.len() > full / 4 && got.len() < full,
+            "{name}: {}",
+            got.len()
+        );
+        assert_eq!(
+            got[..],
+            jfk(got.len())[..],
+            "{name}: the readable part is exact"
+        );
+        let why = stream
+            .damage()
+            .unwrap_or_else(|| panic!("{name}: no warning"));
+        assert!(why.contains("truncated"), "{name}: {why}");
+    }
+    // A streamed WAV (through a pipe-like reader) cut mid-data.
+    let wav = std::fs::read(data("speech/jfk.wav")).unwrap();
+    let cut = wav[..wav.len() / 2 + 1].to_vec();
+    let mut stream = AudioStream::from_reader(
+        Box::new(NotSeek(std::io::Cursor::new(cut))),
+        Path::new("-"),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let mut n = 0;
+    while let Some(c) = stream.next_chunk().unwrap() {
+        n += c.len();
+    }
+    assert_eq!(n, (wav.len() / 2 + 1 - 44) / 2);
+    assert!(stream.damage().unwrap().contains("truncated"));
+}

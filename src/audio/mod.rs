@@ -12,6 +12,11 @@
 //! Every failure is an [`Error::Audio`] naming the file, one line, never a panic. A truncated or
 //! damaged stream yields what is readable plus one `tracing` warning.
 //!
+//! Known limits (symphonia 0.5): AAC in MP4 keeps its encoder priming (1024 frames from ffmpeg,
+//! 2112 from Apple: 64-132 ms of leading near-silence), because symphonia does not apply MP4
+//! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length);
+//! MP4 with its index at the end and CAF need a seekable file, not stdin.
+//!
 //! # What the CLI calls (for the merger wiring `src/cli`)
 //! - `transcribe FILE` (short files, today's loop): [`load_audio`]`(path)` as now; it now reads
 //!   every format above. For bounded memory on long files, the seek loop takes
