@@ -616,3 +616,46 @@ fn truncated_files_give_the_readable_part_with_a_warning() {
     assert_eq!(n, (wav.len() / 2 + 1 - 44) / 2);
     assert!(stream.damage().unwrap().contains("truncated"));
 }
+
+/// A WAV whose data chunk comes before its fmt chunk: a file still decodes (whole-file reader),
+/// a stream cannot seek back and says so in one line.
+#[test]
+fn wav_with_data_before_fmt() {
+    let want = jfk(1600);
+    let mut data = Vec::new();
+    for &x in &want {
+        data.extend_from_slice(&((x * 32768.0) as i16).to_le_bytes());
+    }
+    let mut fmt = Vec::new();
+    fmt.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    fmt.extend_from_slice(&1u16.to_le_bytes()); // mono
+    fmt.extend_from_slice(&16_000u32.to_le_bytes());
+    fmt.extend_from_slice(&32_000u32.to_le_bytes());
+    fmt.extend_from_slice(&2u16.to_le_bytes());
+    fmt.extend_from_slice(&16u16.to_le_bytes());
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&((4 + 8 + data.len() + 8 + fmt.len()) as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVE");
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav.extend_from_slice(b"fmt ");
+    wav.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&fmt);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late_fmt.wav");
+    std::fs::write(&path, &wav).unwrap();
+    let streamed = AudioStream::open(&path, &OpenOptions::default())
+        .unwrap()
+        .read_all()
+        .unwrap();
+    assert_eq!(streamed, want);
+    assert_eq!(load_audio(&path).unwrap(), want);
+    let err = from_reader(wav, &OpenOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("-: ") && err.contains("before its 'fmt '"),
+        "{err}"
+    );
+}

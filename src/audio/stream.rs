@@ -59,18 +59,32 @@ impl Read for SyncRead {
     }
 }
 
-/// Open `input` (already past nothing) as a frame source. `name` is for messages.
+/// Open `input` as a frame source; `name` is the path it came from (used in messages, and to
+/// re-read a file whose WAV layout only the whole-file reader handles).
 pub(crate) fn open_source(
     input: Input,
+    name: &Path,
     opts: &OpenOptions,
-) -> std::result::Result<Box<dyn FrameSource>, String> {
+) -> Result<Box<dyn FrameSource>> {
+    match open_source_inner(input, opts).map_err(|m| Error::audio(name, m))? {
+        Some(source) => Ok(source),
+        None => whole_wav_source(name),
+    }
+}
+
+/// The work of [`open_source`]; Ok(None) means "a WAV with its data chunk before its fmt chunk,
+/// from a file": only the whole-file reader handles that.
+fn open_source_inner(
+    input: Input,
+    opts: &OpenOptions,
+) -> std::result::Result<Option<Box<dyn FrameSource>>, String> {
     if let Some(raw) = opts.raw {
         raw.validate()?;
         let reader: Box<dyn Read + Send> = match input {
             Input::File(f) => Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
             Input::Reader(r) => r,
         };
-        return Ok(Box::new(PcmSource::raw(reader, raw)));
+        return Ok(Some(Box::new(PcmSource::raw(reader, raw))));
     }
     match input {
         Input::File(mut file) => {
@@ -83,9 +97,9 @@ pub(crate) fn open_source(
                 let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
                 match read_wav_header(&mut reader)? {
                     WavStart::Pcm { format, data_len } => {
-                        return Ok(Box::new(wav_source(reader, format, data_len)))
+                        return Ok(Some(Box::new(wav_source(reader, format, data_len))))
                     }
-                    WavStart::DataBeforeFmt => return Err(WHOLE_WAV.into()),
+                    WavStart::DataBeforeFmt => return Ok(None),
                     WavStart::Other => {}
                 }
                 file = reader.into_inner();
@@ -94,11 +108,11 @@ pub(crate) fn open_source(
             }
             let mss =
                 MediaSourceStream::new(Box::new(file) as Box<dyn MediaSource>, Default::default());
-            Ok(Box::new(SymphoniaSource::open(
+            Ok(Some(Box::new(SymphoniaSource::open(
                 mss,
                 container,
                 opts.audio_track,
-            )?))
+            )?)))
         }
         Input::Reader(mut reader) => {
             let mut head = vec![0u8; SNIFF_LEN];
@@ -113,7 +127,7 @@ pub(crate) fn open_source(
                 };
                 match read_wav_header(&mut rec)? {
                     WavStart::Pcm { format, data_len } => {
-                        return Ok(Box::new(wav_source(rec.inner, format, data_len)))
+                        return Ok(Some(Box::new(wav_source(rec.inner, format, data_len))))
                     }
                     WavStart::DataBeforeFmt => {
                         return Err("WAV 'data' chunk before its 'fmt ' chunk: \
@@ -123,18 +137,15 @@ pub(crate) fn open_source(
                     WavStart::Other => {
                         let replay: Box<dyn Read + Send> =
                             Box::new(Cursor::new(rec.log).chain(rec.inner));
-                        return symphonia_from_reader(replay, container, opts);
+                        return symphonia_from_reader(replay, container, opts).map(Some);
                     }
                 }
             }
             let replay: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(reader));
-            symphonia_from_reader(replay, container, opts)
+            symphonia_from_reader(replay, container, opts).map(Some)
         }
     }
 }
-
-/// Marker message: the WAV needs the whole-file reader (see [`AudioStream::open`]).
-pub(crate) const WHOLE_WAV: &str = "\u{0}whole-wav";
 
 fn symphonia_from_reader(
     reader: Box<dyn Read + Send>,
@@ -221,28 +232,25 @@ pub(crate) fn open_input(path: &Path) -> Result<Input> {
 /// Open `path` as a frame source, with the whole-file fallback for WAVs whose data chunk comes
 /// before the fmt chunk. Errors name the file.
 pub(crate) fn open_path_source(path: &Path, opts: &OpenOptions) -> Result<Box<dyn FrameSource>> {
-    let input = open_input(path)?;
-    match open_source(input, opts) {
-        Ok(s) => Ok(s),
-        Err(msg) if msg == WHOLE_WAV => {
-            let decoded = super::decode_wav(path)?;
-            let (samples, rate) = decoded;
-            Ok(Box::new(VecSource {
-                format: SourceFormat {
-                    container: "WAV".into(),
-                    codec: "PCM".into(),
-                    sample_rate: rate,
-                    channels: 1,
-                    bits_per_sample: None,
-                    total_frames: Some(samples.len() as u64),
-                },
-                samples,
-                at: 0,
-                damage: None,
-            }))
-        }
-        Err(msg) => Err(Error::audio(path, msg)),
-    }
+    open_source(open_input(path)?, path, opts)
+}
+
+/// A WAV file whose data chunk precedes its fmt chunk, through the whole-file reader.
+fn whole_wav_source(path: &Path) -> Result<Box<dyn FrameSource>> {
+    let (samples, rate) = super::decode_wav(path)?;
+    Ok(Box::new(VecSource {
+        format: SourceFormat {
+            container: "WAV".into(),
+            codec: "PCM (mixed to mono by the whole-file reader)".into(),
+            sample_rate: rate,
+            channels: 1,
+            bits_per_sample: None,
+            total_frames: Some(samples.len() as u64),
+        },
+        samples,
+        at: 0,
+        damage: None,
+    }))
 }
 
 /// A decoded input as a stream of 16 kHz mono f32 chunks (variable length), in bounded memory.
@@ -276,13 +284,7 @@ impl AudioStream {
         name: &Path,
         opts: &OpenOptions,
     ) -> Result<Self> {
-        let source = open_source(Input::Reader(reader), opts).map_err(|m| {
-            if m == WHOLE_WAV {
-                Error::audio(name, "malformed WAV: 'data' chunk before 'fmt ' chunk")
-            } else {
-                Error::audio(name, m)
-            }
-        })?;
+        let source = open_source(Input::Reader(reader), name, opts)?;
         Self::new(name, source)
     }
 
