@@ -659,3 +659,65 @@ fn wav_with_data_before_fmt() {
         "{err}"
     );
 }
+
+/// A pipe fed as audio arrives (the live case): bytes come in pieces.
+struct Pipe {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    left: Vec<u8>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left.is_empty() {
+            match self.rx.recv_timeout(std::time::Duration::from_secs(5)) {
+                Ok(b) => self.left = b,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+                Err(e) => return Err(std::io::Error::other(format!("waited for more: {e}"))),
+            }
+        }
+        let n = buf.len().min(self.left.len());
+        buf[..n].copy_from_slice(&self.left[..n]);
+        self.left.drain(..n);
+        Ok(n)
+    }
+}
+
+/// Raw PCM from a live source comes out as it arrives: 100 ms in gives 100 ms out, before any
+/// more is sent (a decoder that waited for a full block would time out here).
+#[test]
+fn raw_pcm_is_handed_on_as_it_arrives() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opts = OpenOptions {
+        raw: Some(RawPcm {
+            encoding: RawEncoding::S16le,
+            sample_rate: 16_000,
+            channels: 1,
+        }),
+        audio_track: None,
+    };
+    let mut stream = AudioStream::from_reader(
+        Box::new(Pipe {
+            rx,
+            left: Vec::new(),
+        }),
+        Path::new("-"),
+        &opts,
+    )
+    .unwrap();
+    let want = jfk(4800);
+    let bytes: Vec<u8> = want
+        .iter()
+        .flat_map(|&x| ((x * 32768.0) as i16).to_le_bytes())
+        .collect();
+    let mut got = Vec::new();
+    for piece in bytes.chunks(3201) {
+        tx.send(piece.to_vec()).unwrap();
+        got.extend(stream.next_chunk().unwrap().unwrap());
+    }
+    drop(tx);
+    while let Some(c) = stream.next_chunk().unwrap() {
+        got.extend(c);
+    }
+    assert_eq!(got, want);
+    assert!(stream.damage().is_none());
+}

@@ -63,7 +63,10 @@ pub(crate) struct PcmSource<R> {
     channels: usize,
     container: usize,
     remaining: Option<u64>,
+    /// Bytes read and not yet converted (`have` of them: less than one frame between calls).
     bytes: Vec<u8>,
+    have: usize,
+    ended: bool,
     format: SourceFormat,
     damage: Option<String>,
 }
@@ -77,6 +80,8 @@ impl<R: Read + Send> PcmSource<R> {
             container: wav.container,
             remaining: data_len,
             bytes: Vec::new(),
+            have: 0,
+            ended: false,
             format,
             damage: None,
         }
@@ -131,42 +136,68 @@ impl<R: Read + Send> FrameSource for PcmSource<R> {
         self.damage.as_deref()
     }
 
+    /// Returns the whole frames the next `read` brings (at least one), so that a live stream
+    /// (a microphone through a pipe) is handed on as it arrives, not when a block is full.
     fn next_block(&mut self, out: &mut Vec<f32>) -> Result<bool, String> {
         out.clear();
         let block = self.channels * self.container;
-        let mut want = (BLOCK_FRAMES * block) as u64;
-        if let Some(rem) = self.remaining {
-            want = want.min(rem);
-        }
-        if want == 0 {
-            return Ok(false);
-        }
-        self.bytes.resize(want as usize, 0);
-        let got =
-            read_full(&mut self.reader, &mut self.bytes).map_err(|e| format!("read error: {e}"))?;
-        if let Some(rem) = self.remaining.as_mut() {
-            *rem -= got as u64;
-        }
-        let frames = got / block;
-        if got < want as usize {
-            // The input ended early: declared data missing, or a partial last frame.
-            if self.remaining.is_some_and(|r| r > 0) || got % block != 0 {
-                self.damage = Some(
-                    "truncated: the file ends before the audio its header declares; using the \
-                     samples present"
-                        .into(),
-                );
+        let cap = BLOCK_FRAMES * block;
+        self.bytes.resize(cap, 0);
+        loop {
+            if self.have >= block {
+                let frames = self.have / block;
+                out.reserve(frames * self.channels);
+                for i in 0..frames * self.channels {
+                    out.push(sample_at(&self.bytes, i * self.container, self.kind));
+                }
+                // Keep a partial frame for the next read.
+                self.bytes.copy_within(frames * block..self.have, 0);
+                self.have -= frames * block;
+                return Ok(true);
             }
-            self.remaining = Some(0);
+            if self.ended {
+                return Ok(false);
+            }
+            let mut room = cap - self.have;
+            if let Some(rem) = self.remaining {
+                room = room.min(usize::try_from(rem).unwrap_or(usize::MAX));
+            }
+            let n = if room == 0 {
+                0
+            } else {
+                read_some(
+                    &mut self.reader,
+                    &mut self.bytes[self.have..self.have + room],
+                )
+                .map_err(|e| format!("read error: {e}"))?
+            };
+            if n == 0 {
+                // The declared data is all read, or the input ended.
+                self.ended = true;
+                if self.remaining.is_some_and(|r| r > 0) || self.have > 0 {
+                    self.damage = Some(
+                        "truncated: the file ends before the audio its header declares; using \
+                         the samples present"
+                            .into(),
+                    );
+                }
+                continue;
+            }
+            self.have += n;
+            if let Some(rem) = self.remaining.as_mut() {
+                *rem -= n as u64;
+            }
         }
-        if frames == 0 {
-            return Ok(false);
+    }
+}
+
+/// One `read`, retried only when interrupted; 0 is the end of the input.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
         }
-        out.reserve(frames * self.channels);
-        for i in 0..frames * self.channels {
-            out.push(sample_at(&self.bytes, i * self.container, self.kind));
-        }
-        Ok(true)
     }
 }
 
