@@ -160,80 +160,135 @@ fn sparse_filters(n_mels: usize) -> Vec<SparseRow> {
 /// Frames computed per rayon task.
 const FRAMES_PER_TASK: usize = 64;
 
+/// The per-frame half of the log-mel: `log10(max(mel power, 1e-10))` of STFT frames, before the
+/// global-max clamp. Shared by [`log_mel_spectrogram`] and the incremental mel
+/// (`audio::SpooledMel`), so both give bit-identical frames.
+pub struct FrameAnalyzer {
+    n_mels: usize,
+    window: Vec<f64>,
+    filters: Vec<SparseRow>,
+    fft: Arc<dyn Fft<f64>>,
+}
+
+impl FrameAnalyzer {
+    pub fn new(n_mels: usize) -> Self {
+        let window: Vec<f64> = (0..N_FFT)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos())
+            .collect();
+        FrameAnalyzer {
+            n_mels,
+            window,
+            filters: sparse_filters(n_mels),
+            fft: FftPlanner::new().plan_fft_forward(N_FFT),
+        }
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    /// Frames `first..first + out.len() / n_mels` into `out` (frame-major, `n_mels` per frame).
+    ///
+    /// `samples` holds the audio's samples `origin..origin + samples.len()`; the audio is
+    /// `n_known` samples long as far as these frames are concerned (samples at or past it are
+    /// the appended silence). Every sample a frame reads must be in `samples` or past `n_known`
+    /// (frames 0 and 1 reflect samples 1..=200, so those need `origin == 0`).
+    pub fn frames(
+        &self,
+        samples: &[f32],
+        origin: usize,
+        n_known: usize,
+        first: usize,
+        out: &mut [f32],
+    ) {
+        let n_mels = self.n_mels;
+        let pad = N_FFT / 2;
+        let total = n_known + N_SAMPLES;
+        // Sample `i` of the reflect-padded signal (i in [0, total + 2 * pad)).
+        let at = |i: usize| -> f64 {
+            let j = i as isize - pad as isize;
+            let j = if j < 0 {
+                (-j) as usize
+            } else if j as usize >= total {
+                2 * (total - 1) - j as usize
+            } else {
+                j as usize
+            };
+            if j < n_known {
+                samples[j - origin] as f64
+            } else {
+                0.0
+            }
+        };
+        let (window, filters, fft) = (&self.window, &self.filters, &self.fft);
+        out.par_chunks_mut(FRAMES_PER_TASK * n_mels)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let mut buf = vec![Complex::new(0.0f64, 0.0); N_FFT];
+                let mut scratch = vec![Complex::new(0.0f64, 0.0); fft.get_inplace_scratch_len()];
+                let mut power = [0.0f64; N_FREQS];
+                for (f, col) in out.chunks_exact_mut(n_mels).enumerate() {
+                    let t = first + task * FRAMES_PER_TASK + f;
+                    let base = t * HOP_LENGTH;
+                    if base >= pad && base + N_FFT - pad <= n_known {
+                        // Fully inside the audio: no reflection or padding to resolve.
+                        let s = base - pad - origin;
+                        let src = &samples[s..s + N_FFT];
+                        for ((b, &x), &w) in buf.iter_mut().zip(src).zip(window) {
+                            *b = Complex::new(x as f64 * w, 0.0);
+                        }
+                    } else {
+                        for (i, (b, &w)) in buf.iter_mut().zip(window).enumerate() {
+                            *b = Complex::new(at(base + i) * w, 0.0);
+                        }
+                    }
+                    fft.process_with_scratch(&mut buf, &mut scratch);
+                    for (p, c) in power.iter_mut().zip(&buf) {
+                        *p = c.norm_sqr();
+                    }
+                    for (c, row) in col.iter_mut().zip(filters) {
+                        let mel: f64 = row
+                            .weights
+                            .iter()
+                            .zip(&power[row.start..])
+                            .map(|(w, p)| w * p)
+                            .sum();
+                        *c = mel.max(1e-10).log10() as f32;
+                    }
+                }
+            });
+    }
+}
+
+/// Frames that can differ from silence for `n` samples of audio: frame t covers samples
+/// [t*hop - pad, t*hop + pad), so it is nonzero only if that range reaches below n (the
+/// reflection at the right end only mirrors appended zeros).
+pub fn live_frames(n: usize) -> usize {
+    let n_frames = (n + N_SAMPLES) / HOP_LENGTH;
+    (n + N_FFT / 2).div_ceil(HOP_LENGTH).min(n_frames)
+}
+
+/// The log-mel of a silent frame (mel power 0): `log10(1e-10)`.
+pub const SILENT_LOG_MEL: f32 = -10.0;
+
+/// The final normalisation: clamp at `global_max - 8`, then `(x + 4) / 4`.
+#[inline]
+pub fn normalize(x: f32, global_max: f32) -> f32 {
+    (x.max(global_max - 8.0) + 4.0) / 4.0
+}
+
 /// Whisper's log-mel spectrogram of 16 kHz mono `samples`, with 30 s of silence appended.
 pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> LogMel {
     let n = samples.len();
     let total = n + N_SAMPLES; // after appending the silence
     let n_frames = total / HOP_LENGTH; // 1 + total / hop frames, minus the dropped last one
-    let pad = N_FFT / 2;
-
-    // Sample `i` of the reflect-padded signal (i in [0, total + 2 * pad)).
-    let at = |i: usize| -> f64 {
-        let j = i as isize - pad as isize;
-        let j = if j < 0 {
-            (-j) as usize
-        } else if j as usize >= total {
-            2 * (total - 1) - j as usize
-        } else {
-            j as usize
-        };
-        if j < n {
-            samples[j] as f64
-        } else {
-            0.0
-        }
-    };
-
-    // Frame t covers original samples [t*hop - pad, t*hop + pad); it can be nonzero only if that
-    // range reaches below n (the reflection at the right end only mirrors appended zeros).
-    let n_live = (n + pad).div_ceil(HOP_LENGTH).min(n_frames);
-
-    let window: Vec<f64> = (0..N_FFT)
-        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos())
-        .collect();
-    let filters = sparse_filters(n_mels);
-    let fft: Arc<dyn Fft<f64>> = FftPlanner::new().plan_fft_forward(N_FFT);
+    let n_live = live_frames(n);
 
     // log10 mel power of the live frames, frame-major [n_live, n_mels].
     let mut live = vec![0.0f32; n_live * n_mels];
-    live.par_chunks_mut(FRAMES_PER_TASK * n_mels)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let mut buf = vec![Complex::new(0.0f64, 0.0); N_FFT];
-            let mut scratch = vec![Complex::new(0.0f64, 0.0); fft.get_inplace_scratch_len()];
-            let mut power = [0.0f64; N_FREQS];
-            for (f, col) in out.chunks_exact_mut(n_mels).enumerate() {
-                let t = task * FRAMES_PER_TASK + f;
-                let base = t * HOP_LENGTH;
-                if base >= pad && base + N_FFT - pad <= n {
-                    // Fully inside the audio: no reflection or padding to resolve.
-                    let src = &samples[base - pad..base - pad + N_FFT];
-                    for ((b, &x), &w) in buf.iter_mut().zip(src).zip(&window) {
-                        *b = Complex::new(x as f64 * w, 0.0);
-                    }
-                } else {
-                    for (i, (b, &w)) in buf.iter_mut().zip(&window).enumerate() {
-                        *b = Complex::new(at(base + i) * w, 0.0);
-                    }
-                }
-                fft.process_with_scratch(&mut buf, &mut scratch);
-                for (p, c) in power.iter_mut().zip(&buf) {
-                    *p = c.norm_sqr();
-                }
-                for (c, row) in col.iter_mut().zip(&filters) {
-                    let mel: f64 = row
-                        .weights
-                        .iter()
-                        .zip(&power[row.start..])
-                        .map(|(w, p)| w * p)
-                        .sum();
-                    *c = mel.max(1e-10).log10() as f32;
-                }
-            }
-        });
+    FrameAnalyzer::new(n_mels).frames(samples, 0, n, 0, &mut live);
 
-    // Silent frames have mel power 0, so log10(1e-10) = -10.
-    const SILENT: f32 = -10.0;
+    const SILENT: f32 = SILENT_LOG_MEL;
     let global_max = live
         .iter()
         .copied()

@@ -9,6 +9,8 @@ need_apt=()
 # lavapipe: a real Vulkan driver that runs our WGSL on the CPU where there is no GPU.
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need_apt+=(mesa-vulkan-drivers)
 ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_apt+=(libvulkan1)
+# CMake builds libopus from the sources audiopus_sys ships (Opus decoding; see src/audio/opus.rs).
+command -v cmake >/dev/null || need_apt+=(cmake)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing ${need_apt[*]}"

@@ -1,40 +1,116 @@
-//! Audio input: decode a file to mono f32 samples at 16 kHz.
+//! Audio input: any container a user has -> mono f32 samples at 16 kHz, whole or streamed.
 //!
-//! WAV only (RIFF/WAVE): PCM 8/16/24/32-bit integer and IEEE 32/64-bit float, plain or
-//! `WAVE_FORMAT_EXTENSIBLE`, any channel count (averaged to mono), any sample rate (band-limited
-//! sinc resampling to 16 kHz with rubato). The RIFF parser is our own (see [`wav`]) because hound
-//! rejects 64-bit float and cannot recover the readable part of a truncated data chunk.
+//! Formats are chosen by content (the first bytes, [`sniff`]), never by the file name. WAV goes
+//! through our own RIFF reader ([`wav`], [`pcm`]): PCM 8/16/24/32-bit integer and 32/64-bit
+//! float, plain or `WAVE_FORMAT_EXTENSIBLE`, and it keeps the readable part of a truncated file
+//! (hound and symphonia reject those). WAV encodings it does not decode (ADPCM, A-law, mu-law)
+//! and every other container go through symphonia: MP3, AAC, ALAC, FLAC, Vorbis, PCM, ADPCM in
+//! MP4/M4A/MOV, Ogg, MKV/WebM, AIFF, CAF, ADTS. Opus (Ogg, WebM) is decoded by libopus
+//! ([`opus`] says why). Channels are averaged; other rates are resampled with a band-limited
+//! sinc filter (rubato), whole-clip or incrementally with identical output.
 //!
-//! Every failure is an [`Error::Audio`] naming the file, never a panic.
+//! Every failure is an [`Error::Audio`] naming the file, one line, never a panic. A truncated or
+//! damaged stream yields what is readable plus one `tracing` warning.
+//!
+//! Known limits (symphonia 0.5): AAC in MP4 keeps its encoder priming (1024 frames from ffmpeg,
+//! 2112 from Apple: 64-132 ms of leading near-silence), because symphonia does not apply MP4
+//! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length);
+//! MP4 with its index at the end and CAF need a seekable file, not stdin.
+//!
+//! # What the CLI calls (for the merger wiring `src/cli`)
+//! - `transcribe FILE` (short files, today's loop): [`load_audio`]`(path)` as now; it now reads
+//!   every format above. For bounded memory on long files, the seek loop takes
+//!   [`SpooledMel::open`]`(path, &opts, n_mels)` (a [`MelSource`]) instead of samples + mel.
+//! - `transcribe -` (stdin): [`AudioStream::open`]`(Path::new("-"), &opts)` (or
+//!   [`load_audio_with`]`(Path::new("-"), &opts)` for the whole clip; `SpooledMel::open` also
+//!   accepts "-"). stdin is never seeked: MP4 with its index at the end must be a file.
+//! - `--input-format s16le|f32le --input-rate N --input-channels N`: build
+//!   `OpenOptions { raw: Some(RawPcm { encoding: "s16le".parse()?, sample_rate, channels }), .. }`
+//!   ([`RawEncoding`] implements `FromStr` with the one-line error) and pass it to any of the
+//!   functions above. Without `--input-format`, `raw: None` (sniffed).
+//! - `--audio-track N`: `OpenOptions { audio_track: Some(N), .. }` (0-based among audio tracks).
+//! - `info FILE... [--json]`: [`audio_info`]`(path, &opts)` per file -> [`AudioInfo`]
+//!   (`serde::Serialize`; `--json` prints `serde_json::to_string_pretty`, text mode prints
+//!   [`AudioInfo::to_text`]). One failing file is reported and the loop goes on with the next.
+//! - A server or streamer with bytes in hand: [`AudioStream::from_reader`]`(Box::new(reader),
+//!   name, &opts)` then `next_chunk()` for 16 kHz mono chunks; [`SpooledMel::from_stream`].
 
+mod codec;
+mod info;
+mod mel_source;
+mod opus;
+mod pcm;
 mod resample;
+mod sniff;
+mod stream;
 mod wav;
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
+pub use info::{audio_info, AudioInfo};
+pub use mel_source::{MelSource, SpooledMel};
+pub use pcm::{RawEncoding, RawPcm};
+pub use resample::StreamResampler;
+pub use sniff::{sniff, Container};
+pub use stream::{AudioStream, OpenOptions, SourceFormat};
 pub use wav::{decode_wav_bytes, DecodedWav};
 
 /// Whisper's input sample rate.
 pub const SAMPLE_RATE: u32 = 16_000;
 
-/// Read `path` and return mono samples at [`SAMPLE_RATE`], in [-1, 1].
+/// Read `path` (any supported format) and return mono samples at [`SAMPLE_RATE`], in [-1, 1].
 ///
 /// 16 kHz input passes through untouched (16-bit PCM becomes `i16 as f32 / 32768.0`, as in
 /// OpenAI's ffmpeg-based loader); any other rate is resampled with a windowed-sinc filter to
 /// `round(len * 16000 / rate)` time-aligned samples.
 pub fn load_audio(path: &Path) -> Result<Vec<f32>> {
-    let (mono, rate) = decode_wav(path)?;
-    if rate == SAMPLE_RATE {
-        return Ok(mono);
+    load_audio_with(path, &OpenOptions::default())
+}
+
+/// [`load_audio`] with options (raw PCM, audio track); "-" reads standard input.
+pub fn load_audio_with(path: &Path, opts: &OpenOptions) -> Result<Vec<f32>> {
+    if opts.raw.is_none() && path != Path::new("-") && sniff_path(path)? == Container::Wav {
+        // Plain WAV files keep the whole-file reader (unchanged output for every WAV).
+        if let Some(samples) = load_wav(path)? {
+            return Ok(samples);
+        }
     }
-    resample::resample(&mono, rate, SAMPLE_RATE).map_err(|msg| {
-        Error::audio(
-            path,
-            format!("resampling {rate} Hz to {SAMPLE_RATE} Hz failed: {msg}"),
-        )
-    })
+    AudioStream::open(path, opts)?.read_all()
+}
+
+/// The container of the file at `path`, from its first bytes.
+fn sniff_path(path: &Path) -> Result<Container> {
+    let mut head = [0u8; sniff::SNIFF_LEN];
+    let n = match stream::open_input(path)? {
+        stream::Input::File(mut f) => pcm::read_full(&mut f, &mut head)
+            .map_err(|e| Error::audio(path, format!("cannot read audio file: {e}")))?,
+        stream::Input::Reader(_) => unreachable!("open_input gives a reader only for \"-\""),
+    };
+    sniff(&head[..n]).map_err(|m| Error::audio(path, m))
+}
+
+/// A WAV our reader decodes, whole; None when it is a WAV encoding left to symphonia.
+fn load_wav(path: &Path) -> Result<Option<Vec<f32>>> {
+    let (mono, rate) = match decode_wav(path) {
+        Ok(d) => d,
+        Err(Error::Audio { msg, .. }) if msg.starts_with("unsupported WAV encoding") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    if rate == SAMPLE_RATE {
+        return Ok(Some(mono));
+    }
+    resample::resample(&mono, rate, SAMPLE_RATE)
+        .map(Some)
+        .map_err(|msg| {
+            Error::audio(
+                path,
+                format!("resampling {rate} Hz to {SAMPLE_RATE} Hz failed: {msg}"),
+            )
+        })
 }
 
 /// Decode a WAV file to mono f32 samples at the file's own rate. Returns `(samples, rate)`.

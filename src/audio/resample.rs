@@ -1,8 +1,9 @@
-//! Band-limited sinc resampling of a whole mono clip with rubato.
+//! Band-limited sinc resampling with rubato: a whole mono clip at once, or a stream chunk by chunk
+//! (same filter, same alignment, same output).
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{
-    Async, FixedAsync, Resampler, SincInterpolationParameters, SincInterpolationType,
+    Async, FixedAsync, Indexing, Resampler, SincInterpolationParameters, SincInterpolationType,
     WindowFunction,
 };
 
@@ -18,8 +19,42 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
     let target_len =
         ((samples.len() as u128 * to as u128 * 2 + from as u128) / (2 * from as u128)) as usize;
 
-    const SINC_LEN: usize = 256;
-    const OVERSAMPLING: usize = 256;
+    let Plan {
+        mut resampler,
+        pad,
+        extra,
+    } = plan(from, to)?;
+    let inv = from as f64 / to as f64;
+    // Enough trailing zeros that the filter sees the end of the clip and `extra + target_len`
+    // frames come out.
+    let tail = ((extra + 2) as f64 * inv).ceil() as usize + SINC_LEN;
+    let mut padded = vec![0.0f32; pad + samples.len() + tail];
+    padded[pad..pad + samples.len()].copy_from_slice(samples);
+
+    let input = InterleavedSlice::new(&padded[..], 1, padded.len()).map_err(|e| e.to_string())?;
+    let out = resampler
+        .process_all(&input, padded.len(), None)
+        .map_err(|e| e.to_string())?;
+    let out = out.take_data();
+    let mut out: Vec<f32> = out.into_iter().skip(extra).take(target_len).collect();
+    out.resize(target_len, 0.0);
+    Ok(out)
+}
+
+const SINC_LEN: usize = 256;
+const OVERSAMPLING: usize = 256;
+/// Input frames per resampler call.
+const CHUNK: usize = 1024;
+
+/// A resampler and how to align its output: prepend `pad` zeros, then drop `extra` frames on top
+/// of rubato's own output delay.
+struct Plan {
+    resampler: Async<f32>,
+    pad: usize,
+    extra: usize,
+}
+
+fn plan(from: u32, to: u32) -> Result<Plan, String> {
     let params = SincInterpolationParameters {
         sinc_len: SINC_LEN,
         f_cutoff: Some(0.95),
@@ -28,7 +63,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
         window: WindowFunction::BlackmanHarris2,
     };
     let ratio = to as f64 / from as f64;
-    let mut resampler = Async::<f32>::new_sinc(ratio, 1.0, &params, 1024, 1, FixedAsync::Input)
+    let resampler = Async::<f32>::new_sinc(ratio, 1.0, &params, CHUNK, 1, FixedAsync::Input)
         .map_err(|e| e.to_string())?;
 
     // Alignment. rubato's async sinc resampler computes output frame m (counting from the first
@@ -59,20 +94,11 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
         }
     }
     let extra = skip - trim;
-    // Enough trailing zeros that the filter sees the end of the clip and `extra + target_len`
-    // frames come out.
-    let tail = ((extra + 2) as f64 * inv).ceil() as usize + SINC_LEN;
-    let mut padded = vec![0.0f32; pad + samples.len() + tail];
-    padded[pad..pad + samples.len()].copy_from_slice(samples);
-
-    let input = InterleavedSlice::new(&padded[..], 1, padded.len()).map_err(|e| e.to_string())?;
-    let out = resampler
-        .process_all(&input, padded.len(), None)
-        .map_err(|e| e.to_string())?;
-    let out = out.take_data();
-    let mut out: Vec<f32> = out.into_iter().skip(extra).take(target_len).collect();
-    out.resize(target_len, 0.0);
-    Ok(out)
+    Ok(Plan {
+        resampler,
+        pad,
+        extra,
+    })
 }
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
@@ -80,4 +106,113 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
         (a, b) = (b, a % b);
     }
     a
+}
+
+/// Resample a mono stream incrementally, with output identical to [`resample`] on the whole
+/// stream: the same resampler fed the same zero-padded input in the same 1024-frame chunks
+/// (which is what `process_all` does), the same frames dropped at the start, and
+/// `round(len * to / from)` frames in all.
+pub struct StreamResampler {
+    resampler: Async<f32>,
+    from: u32,
+    to: u32,
+    /// Input not yet given to the resampler (starts with the alignment zeros).
+    pending: Vec<f32>,
+    /// Output frames still to drop at the start (rubato's delay plus the alignment `extra`).
+    to_drop: usize,
+    out_buf: Vec<f32>,
+    samples_in: u64,
+    emitted: u64,
+}
+
+impl StreamResampler {
+    pub fn new(from: u32, to: u32) -> Result<Self, String> {
+        if from == 0 || to == 0 {
+            return Err("sample rates must be positive".into());
+        }
+        let Plan {
+            resampler,
+            pad,
+            extra,
+        } = plan(from, to)?;
+        let to_drop = resampler.output_delay() + extra;
+        let out_len = resampler.output_frames_max();
+        Ok(StreamResampler {
+            resampler,
+            from,
+            to,
+            pending: vec![0.0; pad],
+            to_drop,
+            out_buf: vec![0.0; out_len],
+            samples_in: 0,
+            emitted: 0,
+        })
+    }
+
+    /// Frames the whole stream resamples to, for `n` input frames (as [`resample`]).
+    fn target_len(&self, n: u64) -> u64 {
+        ((n as u128 * self.to as u128 * 2 + self.from as u128) / (2 * self.from as u128)) as u64
+    }
+
+    /// Run full chunks while more than one chunk is pending; append kept output to `out`.
+    fn run(&mut self, out: &mut Vec<f32>, limit: u64) -> Result<(), String> {
+        let mut used = 0;
+        while self.pending.len() - used >= CHUNK && self.emitted < limit {
+            let input = InterleavedSlice::new(&self.pending[used..used + CHUNK], 1, CHUNK)
+                .map_err(|e| e.to_string())?;
+            let frames = self.out_buf.len();
+            let mut output = InterleavedSlice::new_mut(&mut self.out_buf[..], 1, frames)
+                .map_err(|e| e.to_string())?;
+            let (n_in, n_out) = self
+                .resampler
+                .process_into_buffer(&input, &mut output, None::<&Indexing>)
+                .map_err(|e| e.to_string())?;
+            used += n_in;
+            let mut produced = &self.out_buf[..n_out];
+            let drop = self.to_drop.min(produced.len());
+            self.to_drop -= drop;
+            produced = &produced[drop..];
+            let room = (limit - self.emitted).min(produced.len() as u64) as usize;
+            out.extend_from_slice(&produced[..room]);
+            self.emitted += room as u64;
+        }
+        self.pending.drain(..used);
+        Ok(())
+    }
+
+    /// Feed input; returns the output that is final already.
+    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<f32>, String> {
+        self.samples_in += samples.len() as u64;
+        self.pending.extend_from_slice(samples);
+        // Output j is final once the input around time j / ratio is in; holding back everything
+        // past round(n * ratio) - 1 also keeps the total at or under the final length.
+        let limit = self.target_len(self.samples_in).saturating_sub(1);
+        let mut out = Vec::new();
+        self.run(&mut out, limit)?;
+        Ok(out)
+    }
+
+    /// The end of the input: returns the rest of the output.
+    pub fn finish(&mut self) -> Result<Vec<f32>, String> {
+        let target = self.target_len(self.samples_in);
+        let mut out = Vec::new();
+        if self.samples_in == 0 {
+            return Ok(out);
+        }
+        // Pad with zeros (as `resample` pads its tail) until all output is out.
+        let mut guard = 0;
+        while self.emitted < target {
+            let fill = CHUNK - self.pending.len() % CHUNK;
+            self.pending.resize(self.pending.len() + fill, 0.0);
+            self.run(&mut out, target)?;
+            guard += 1;
+            if guard > 64 + SINC_LEN {
+                break;
+            }
+        }
+        let missing = target.saturating_sub(self.emitted) as usize;
+        out.resize(out.len() + missing, 0.0);
+        self.emitted += missing as u64;
+        Ok(out)
+    }
 }

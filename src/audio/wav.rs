@@ -26,7 +26,7 @@ const MAX_RATE: u32 = 1_536_000;
 const SUPPORTED: &str = "PCM 8/16/24/32-bit integer or 32/64-bit float samples";
 
 #[derive(Debug, Clone, Copy)]
-enum SampleKind {
+pub(crate) enum SampleKind {
     U8,
     I16,
     I24,
@@ -71,7 +71,7 @@ fn sniff_non_wav(bytes: &[u8]) -> String {
     } else {
         return format!("not a WAV file (no RIFF/WAVE header); this audio format is not supported, only WAV is ({SUPPORTED})");
     };
-    format!("unsupported audio format ({what}); only WAV is supported ({SUPPORTED})")
+    format!("not a WAV file ({what}); `audio::load_audio` reads it")
 }
 
 fn format_name(tag: u16) -> String {
@@ -101,9 +101,7 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
         }
         if &bytes[8..12] != b"WAVE" {
             let kind = String::from_utf8_lossy(&bytes[8..12]).into_owned();
-            return Err(format!(
-                "RIFF file of type '{kind}' is not WAVE audio; only WAV is supported"
-            ));
+            return Err(format!("RIFF file of type '{kind}' is not WAVE audio"));
         }
     } else if bytes.len() < 4 && b"RIFF".starts_with(bytes) {
         return Err(format!("truncated WAV header ({} bytes)", bytes.len()));
@@ -159,6 +157,69 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
             )
         }
     })?;
+    let WavFormat {
+        kind,
+        channels,
+        sample_rate,
+        block_align,
+        container,
+        ..
+    } = parse_fmt(fmt)?;
+
+    let data = data
+        .ok_or_else(|| "truncated WAV: no 'data' chunk (file ends before the audio)".to_string())?;
+    let frames = data.len() / block_align;
+    if frames == 0 {
+        return Err("WAV file contains no audio samples".into());
+    }
+    if data.len() % block_align != 0 {
+        truncated = true;
+    }
+    let data = &data[..frames * block_align];
+
+    let samples = to_mono(data, kind, channels as usize, container);
+    Ok(DecodedWav {
+        samples,
+        sample_rate,
+        channels,
+        truncated,
+    })
+}
+
+/// The sample layout a `fmt ` chunk declares, validated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WavFormat {
+    pub kind: SampleKind,
+    pub channels: u16,
+    pub sample_rate: u32,
+    /// Bytes per frame (all channels).
+    pub block_align: usize,
+    /// Bytes per sample.
+    pub container: usize,
+    /// Significant bits per sample.
+    pub bits: u16,
+}
+
+/// The format tag of a `fmt ` chunk, looking through `WAVE_FORMAT_EXTENSIBLE`.
+pub(crate) fn fmt_tag(fmt: &[u8]) -> Option<u16> {
+    if fmt.len() < 16 {
+        return None;
+    }
+    let tag = u16le(fmt, 0);
+    if tag == WAVE_FORMAT_EXTENSIBLE {
+        (fmt.len() >= 40).then(|| u16le(fmt, 24))
+    } else {
+        Some(tag)
+    }
+}
+
+/// True when our reader decodes this format tag (integer PCM or IEEE float).
+pub(crate) fn tag_is_ours(tag: u16) -> bool {
+    tag == WAVE_FORMAT_PCM || tag == WAVE_FORMAT_IEEE_FLOAT
+}
+
+/// Validate a `fmt ` chunk body. Errors are messages without the file name.
+pub(crate) fn parse_fmt(fmt: &[u8]) -> Result<WavFormat, String> {
     if fmt.len() < 16 {
         return Err(format!(
             "malformed WAV: 'fmt ' chunk is {} bytes, needs at least 16",
@@ -233,29 +294,19 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
         }
     };
 
-    let data = data
-        .ok_or_else(|| "truncated WAV: no 'data' chunk (file ends before the audio)".to_string())?;
-    let frames = data.len() / block_align;
-    if frames == 0 {
-        return Err("WAV file contains no audio samples".into());
-    }
-    if data.len() % block_align != 0 {
-        truncated = true;
-    }
-    let data = &data[..frames * block_align];
-
-    let samples = to_mono(data, kind, channels as usize, container);
-    Ok(DecodedWav {
-        samples,
-        sample_rate,
+    Ok(WavFormat {
+        kind,
         channels,
-        truncated,
+        sample_rate,
+        block_align,
+        container,
+        bits,
     })
 }
 
 /// One sample at byte offset `at`, scaled to [-1, 1] as ffmpeg does (divide by 2^(bits-1)).
 #[inline]
-fn sample_at(d: &[u8], at: usize, kind: SampleKind) -> f32 {
+pub(crate) fn sample_at(d: &[u8], at: usize, kind: SampleKind) -> f32 {
     match kind {
         SampleKind::U8 => (d[at] as f32 - 128.0) / 128.0,
         SampleKind::I16 => i16::from_le_bytes([d[at], d[at + 1]]) as f32 / 32768.0,
