@@ -1,24 +1,12 @@
 //! "Upload the inputs, run one kernel, read the result back": the path tests and benchmarks use
 //! to compare each kernel with its CPU twin. Every call allocates its buffers and waits; the
-//! model uses the record functions in `kernels.rs` on buffers it allocated once.
+//! model uses the record functions in `kernels/` on buffers it allocated once. This module
+//! depends on `kernels`, never the reverse.
 
 use crate::error::Result;
 
 use super::context::GpuContext;
-use super::kernels::{GpuMatrix, Kernels, WeightType};
-
-/// Copies `[rows, cols]` into `[rows, cols.next_multiple_of(4)]` with zero padding.
-pub fn pad_cols(x: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
-    let padded = cols.next_multiple_of(4);
-    if padded == cols {
-        return (x[..rows * cols].to_vec(), cols);
-    }
-    let mut out = vec![0.0; rows * padded];
-    for r in 0..rows {
-        out[r * padded..r * padded + cols].copy_from_slice(&x[r * cols..(r + 1) * cols]);
-    }
-    (out, padded)
-}
+use super::kernels::{pad_cols, GpuMatrix, Kernels, WeightType};
 
 impl Kernels {
     fn run(
