@@ -2,7 +2,7 @@
 //! `shaders/argmax.wgsl`.
 //!
 //! CPU twins: `backend/cpu/ops/argmax.rs` (`ops::argmax`) and `backend::masked_argmax`. Tests:
-//! `tests/kernels/argmax.rs`, `tests/gpu_greedy_pick.rs`.
+//! `tests/kernels_vs_cpu/argmax.rs`, `tests/gpu_greedy_pick.rs`.
 
 use crate::error::Result;
 

@@ -3,7 +3,7 @@
 //! dispatch. The unfused path for CPU-type adapters is `attn_mm.rs`.
 //!
 //! CPU twin: `backend/cpu/ops/attention.rs` (`ops::attention`). Test:
-//! `tests/kernels/attention.rs`.
+//! `tests/kernels_vs_cpu/attention.rs`.
 
 use crate::error::{Error, Result};
 

@@ -3,7 +3,7 @@
 //! then the product with V (`attn_pv`).
 //!
 //! CPU twin: `backend/cpu/ops/attention.rs` (`ops::attention`). Test:
-//! `tests/kernels/attention.rs`.
+//! `tests/kernels_vs_cpu/attention.rs`.
 
 use crate::error::{Error, Result};
 

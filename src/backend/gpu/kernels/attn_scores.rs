@@ -2,7 +2,7 @@
 //! word timestamps align on), `shaders/attn_scores.wgsl`; softmaxed afterwards by `softmax`.
 //!
 //! CPU twin: `backend/cpu/ops/attention.rs` (`ops::attention_weights`). Test:
-//! `tests/kernels/attention.rs`.
+//! `tests/kernels_vs_cpu/attention.rs`.
 
 use crate::error::{Error, Result};
 

@@ -1,6 +1,6 @@
 //! Kernel-3, padding-1 convolution (the encoder stem), `shaders/conv1d.wgsl`.
 //!
-//! CPU twin: `backend/cpu/ops/conv1d.rs` (`ops::conv1d_k3`). Test: `tests/kernels/conv1d.rs`.
+//! CPU twin: `backend/cpu/ops/conv1d.rs` (`ops::conv1d_k3`). Test: `tests/kernels_vs_cpu/conv1d.rs`.
 
 use crate::error::{Error, Result};
 
@@ -23,7 +23,8 @@ super::wgsl_params! {
 
 impl Conv1dParams {
     fn work(&self) -> Work {
-        let [c_in, t_in, c_out, t_out] = [self.c_in, self.t_in, self.c_out, self.t_out].map(f64::from);
+        let [c_in, t_in, c_out, t_out] =
+            [self.c_in, self.t_in, self.c_out, self.t_out].map(f64::from);
         Work {
             flops: 2.0 * 3.0 * c_in * c_out * t_out,
             bytes: 4.0 * (c_in * t_in + 3.0 * c_in * c_out + c_out + t_out * c_out),

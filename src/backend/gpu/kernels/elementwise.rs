@@ -2,7 +2,7 @@
 //! between the two encoder convolutions, and the KV-cache append.
 //!
 //! CPU twins: `backend/cpu/ops/elementwise.rs` (`ops::gelu`, `ops::add_assign`). Test:
-//! `tests/kernels/elementwise.rs` (the transpose and append are covered end to end by
+//! `tests/kernels_vs_cpu/elementwise.rs` (the transpose and append are covered end to end by
 //! `tests/gpu_end_to_end.rs`).
 
 use crate::error::{Error, Result};

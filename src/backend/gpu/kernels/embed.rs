@@ -2,7 +2,7 @@
 //! table (the int8 row dequantized as it is read), in row ranges when the table exceeds one
 //! storage binding.
 //!
-//! CPU twin: `backend/cpu/ops/embed.rs` (`ops::embed`). Test: `tests/kernels/embed.rs`.
+//! CPU twin: `backend/cpu/ops/embed.rs` (`ops::embed`). Test: `tests/kernels_vs_cpu/embed.rs`.
 
 use crate::error::{Error, Result};
 

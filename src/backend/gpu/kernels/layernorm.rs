@@ -1,7 +1,7 @@
 //! Layer norm of rows (eps 1e-5), `shaders/layernorm.wgsl`.
 //!
 //! CPU twin: `backend/cpu/ops/layernorm.rs` (`ops::layer_norm`). Test:
-//! `tests/kernels/layernorm.rs`.
+//! `tests/kernels_vs_cpu/layernorm.rs`.
 
 use crate::error::Result;
 

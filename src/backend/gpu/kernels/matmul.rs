@@ -4,7 +4,7 @@
 //! `gemv` (few rows).
 //!
 //! CPU twin: `backend/cpu/ops/matmul.rs` (`ops::linear`; int8 weights: `backend/cpu/int8.rs`).
-//! Test: `tests/kernels/matmul.rs`.
+//! Test: `tests/kernels_vs_cpu/matmul.rs`.
 
 use crate::error::{Error, Result};
 

@@ -177,7 +177,6 @@ impl<'a> MatrixRef<'a> {
     }
 }
 
-
 /// Copies `[rows, cols]` into `[rows, cols.next_multiple_of(4)]` with zero padding.
 pub fn pad_cols(x: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
     let padded = cols.next_multiple_of(4);

@@ -7,7 +7,7 @@
 //! the family's typed parameter block (`wgsl_params!`, fields named and ordered as the WGSL
 //! `struct Params`), its compile step, its record functions with their shape guards, and its work
 //! model (FLOPs and bytes per dispatch, for the profile). Its doc comment names the CPU twin in
-//! `backend/cpu/ops/` and the test in `tests/kernels/`.
+//! `backend/cpu/ops/` and the test in `tests/kernels_vs_cpu/`.
 //!
 //! | family | WGSL | entry points |
 //! | --- | --- | --- |

@@ -1,7 +1,7 @@
 //! Row softmax in place, optionally causal, `shaders/softmax.wgsl`.
 //!
 //! CPU twin: `backend/cpu/ops/softmax.rs` (`ops::softmax_rows`). Test:
-//! `tests/kernels/softmax.rs`.
+//! `tests/kernels_vs_cpu/softmax.rs`.
 
 use crate::error::Result;
 
