@@ -142,21 +142,22 @@ fn gemm_strided(
     }
 }
 
-/// A raw output pointer handed to the tasks of `linear_small_m`, which write disjoint elements.
+/// A raw output pointer handed to tasks that write disjoint elements (`linear_small_m`,
+/// `attention`, the int8 GEMM).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: see `linear_small_m`: tasks write disjoint elements through it.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
 /// Deterministic data in [-0.5, 0.5) for the unit tests of the ops.
 #[cfg(test)]
-fn test_data(seed: u32, n: usize) -> Vec<f32> {
+pub(crate) fn test_data(seed: u32, n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| {
             let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761);

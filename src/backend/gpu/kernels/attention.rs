@@ -101,36 +101,15 @@ impl Kernels {
         n_head: usize,
         causal: Option<usize>,
     ) -> Result<()> {
-        self.attention_batched(pass, q, k, v, out, n_q, n_kv, d, n_head, causal, 1, 0)
+        self.attention_batched_at(pass, q, k, v, out, 0, n_q, n_kv, d, n_head, causal, 1, 0)
     }
 
-    /// `attention` for `n_seq` sequences in one dispatch: sequence s has query rows
-    /// `s * n_q ..` of q / out and key / value rows `s * kv_stride ..` of k / v (`kv_stride` 0:
-    /// all sequences attend to the same keys).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_batched(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        n_head: usize,
-        causal: Option<usize>,
-        n_seq: usize,
-        kv_stride: usize,
-    ) -> Result<()> {
-        self.attention_batched_at(
-            pass, q, k, v, out, 0, n_q, n_kv, d, n_head, causal, n_seq, kv_stride,
-        )
-    }
-
-    /// `attention_batched` on the query / output rows from `row0` on (the cross-attention of
-    /// one window's sequences in a batched pass): q and out are bound from there, so `row0 · d`
-    /// values must be a multiple of the storage offset alignment (d is a multiple of 64).
+    /// `attention` for `n_seq` sequences in one dispatch, on the query / output rows from `row0`
+    /// on: sequence s has query rows `row0 + s * n_q ..` of q / out and key / value rows
+    /// `s * kv_stride ..` of k / v (`kv_stride` 0: all sequences attend to the same keys). q and
+    /// out are bound from `row0` (the cross-attention of one window's sequences in a batched
+    /// pass), so `row0 · d` values must be a multiple of the storage offset alignment (d is a
+    /// multiple of 64).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_batched_at(
         &self,

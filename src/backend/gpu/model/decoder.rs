@@ -101,12 +101,13 @@ impl GpuModel {
             b.attn.v.run(k, pass, &s.h, rows, &s.v, false)?;
             k.kv_append(pass, &c.k[i], &s.k, n_seq, n, d, ctx, pos0)?;
             k.kv_append(pass, &c.v[i], &s.v, n_seq, n, d, ctx, pos0)?;
-            k.attention_batched(
+            k.attention_batched_at(
                 pass,
                 &s.q,
                 &c.k[i],
                 &c.v[i],
                 &s.a,
+                0,
                 n,
                 n_kv,
                 d,
