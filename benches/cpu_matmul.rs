@@ -9,16 +9,9 @@ use std::time::Instant;
 
 use dattavani_asr::backend::cpu::{int8, ops};
 
-fn rand_vec(seed: &mut u64, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+#[path = "common/rand.rs"]
+mod rand_data;
+use rand_data::rand_vec;
 
 fn seconds(mut f: impl FnMut()) -> f64 {
     let iters = std::env::var("BENCH_ITERS")

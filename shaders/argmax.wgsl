@@ -6,12 +6,12 @@
 struct Params {
     n: u32,
     rows: u32,
+    mask_word: u32, // greedy_pick: the first word of the mask row
     _p0: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
     _p4: u32,
-    _p5: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -62,7 +62,7 @@ fn argmax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
 // x[best] - log(sum(exp(x[i]))) over unmasked i. Each thread keeps (value, index) and an online
 // (max, sum of exp) over its strided elements; the tree reduction merges both. Writes
 // out[0] = index, out[1] = bitcast<u32>(log-probability): two numbers come back per token
-// instead of the vocabulary's logits. p._p0 is the mask row's first word.
+// instead of the vocabulary's logits. p.mask_word is the mask row's first word.
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 
 var<workgroup> bm: array<f32, AM_WG>;
@@ -76,7 +76,7 @@ fn greedy_pick(@builtin(local_invocation_id) lid: vec3<u32>) {
     var m = -3.4028235e38;
     var s = 0.0;
     for (var i = tid; i < p.n; i += AM_WG) {
-        if (((mask[p._p0 + i / 32u] >> (i % 32u)) & 1u) != 0u) {
+        if (((mask[p.mask_word + i / 32u] >> (i % 32u)) & 1u) != 0u) {
             continue;
         }
         let v = x[i];

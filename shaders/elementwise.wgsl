@@ -7,14 +7,14 @@
 // for erf, hence <= 0.75e-7 |x| for GELU, plus a few f32 ulps of rounding in evaluation.
 
 struct Params {
-    n: u32,
+    n: u32,      // values (one thread each)
+    run: u32,    // transpose: rows of inp; kv_append: new values per sequence
+    stride: u32, // transpose: columns of inp; kv_append: values between sequences in the cache
+    offset: u32, // kv_append: where the new values go in each sequence's cache
     _p0: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
-    _p4: u32,
-    _p5: u32,
-    _p6: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
@@ -53,27 +53,27 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // Transpose: a = out [cols, rows], b = inp [rows, cols]; p.n = rows * cols,
-// p._p0 = rows, p._p1 = cols. One thread per output element (out row-major [cols, rows]).
+// p.run = rows, p.stride = cols. One thread per output element (out row-major [cols, rows]).
 @compute @workgroup_size(EW_WG, 1, 1)
 fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if (i < p.n) {
-        let c = i / p._p0;
-        let r = i % p._p0;
-        a[i] = b[r * p._p1 + c];
+        let c = i / p.run;
+        let r = i % p.run;
+        a[i] = b[r * p.stride + c];
     }
 }
 
 // Append new K or V rows to per-sequence caches: a = cache [n_seq, ctx, d], b = the new rows
-// [n_seq, n_new, d] (sequence-major). p.n = n_seq * n_new * d, p._p0 = n_new * d (per
-// sequence), p._p1 = ctx * d (cache stride between sequences), p._p2 = pos0 * d (where the new
-// rows go). One thread per new value.
+// [n_seq, n_new, d] (sequence-major). p.n = n_seq * n_new * d, p.run = n_new * d (per
+// sequence), p.stride = ctx * d (cache stride between sequences), p.offset = pos0 * d (where the
+// new rows go). One thread per new value.
 @compute @workgroup_size(EW_WG, 1, 1)
 fn kv_append(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if (i < p.n) {
-        let s = i / p._p0;
-        let r = i % p._p0;
-        a[s * p._p1 + p._p2 + r] = b[i];
+        let s = i / p.run;
+        let r = i % p.run;
+        a[s * p.stride + p.offset + r] = b[i];
     }
 }

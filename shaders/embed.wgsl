@@ -19,7 +19,7 @@ struct Params {
     table_rows: u32,
     per_seq: u32,  // tokens per sequence: token i sits at position pos0 + i % per_seq
     row_stride: u32, // 32-bit words per table row (f32: values; int8: quads), >= d (f32) / d/4
-    _p2: u32,
+    _p0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> ids: array<u32>;

@@ -11,10 +11,10 @@ struct Params {
     cols: u32,
     in_step: u32,  // output row r reads input row r * in_step + in_first (1 and 0: every row)
     in_first: u32,
+    _p0: u32,
+    _p1: u32,
     _p2: u32,
     _p3: u32,
-    _p4: u32,
-    _p5: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;

@@ -29,15 +29,16 @@ const POWER_COLS: u32 = 204u;
 /// Values per thread in mel_log (one atomic per thread, not per value).
 const LOG_PER: u32 = 16u;
 
+// Each entry point reads the fields named in its comment below; the rest are 0.
 struct Params {
-    a: u32,
-    b: u32,
-    c: u32,
-    d: u32,
-    e: u32,
-    f: u32,
-    g: u32,
-    h: u32,
+    n_samples: u32, // mel_frames: samples of audio
+    s0: u32,        // mel_frames: the first sample the binding holds
+    s_len: u32,     // mel_frames: samples the binding holds
+    t0: u32,        // mel_frames: the first frame
+    rows: u32,      // mel_frames, mel_power, mel_norm: frames of this dispatch
+    live: u32,      // mel_norm: frames of the block with audio
+    n_mels: u32,    // mel_norm: mel bands
+    count: u32,     // mel_log: values
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -63,29 +64,29 @@ fn unord(u: u32) -> f32 {
 // frame t, sample i is original sample j = |t·160 + i − 200| (reflection at the left end;
 // at the right end the signal continues into the 30 s of appended zeros, so every sample at or
 // past n is 0, reflected or not). src is the sample binding holding samples s0 .. s0 + len.
-// p: a = n (samples of audio), b = s0, c = len, d = t0, e = rows.
+// p: n_samples, s0, s_len, t0, rows.
 @compute @workgroup_size(MEL_WG, 1, 1)
 fn mel_frames(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = index(gid);
-    if (e >= p.e * N_FFT) {
+    if (e >= p.rows * N_FFT) {
         return;
     }
     let r = e / N_FFT;
     let i = e % N_FFT;
-    let j = u32(abs(i32((p.d + r) * HOP + i) - PAD));
+    let j = u32(abs(i32((p.t0 + r) * HOP + i) - PAD));
     var v = 0.0;
-    if (j < p.a && j >= p.b && j - p.b < p.c) {
-        v = src[j - p.b];
+    if (j < p.n_samples && j >= p.s0 && j - p.s0 < p.s_len) {
+        v = src[j - p.s0];
     }
     dst[e] = v;
 }
 
 // Power spectrum: dst[r, k] = re² + im² for k < 201, 0 for the padding columns.
-// p: a = rows.
+// p: rows.
 @compute @workgroup_size(MEL_WG, 1, 1)
 fn mel_power(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = index(gid);
-    if (e >= p.a * POWER_COLS) {
+    if (e >= p.rows * POWER_COLS) {
         return;
     }
     let r = e / POWER_COLS;
@@ -100,17 +101,17 @@ fn mel_power(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // dst[i] = log10(max(src[i], 1e-10)) for i < count, and the running maximum in gmax[0].
-// p: a = count.
+// p: count.
 @compute @workgroup_size(MEL_WG, 1, 1)
 fn mel_log(@builtin(global_invocation_id) gid: vec3<u32>) {
     let base = index(gid) * LOG_PER;
-    if (base >= p.a) {
+    if (base >= p.count) {
         return;
     }
     var mx = -3.4e38;
     for (var q = 0u; q < LOG_PER; q++) {
         let e = base + q;
-        if (e < p.a) {
+        if (e < p.count) {
             let v = log2(max(src[e], 1e-10)) * 0.30102999566398120;
             dst[e] = v;
             mx = max(mx, v);
@@ -122,18 +123,18 @@ fn mel_log(@builtin(global_invocation_id) gid: vec3<u32>) {
 // One output block of frames t0 .. t0 + rows: dst[m, t] = (max(x, gmax − 8) + 4) / 4, x the
 // log10 mel of frame t0 + t (src, frame-major [live, n_mels], bound from frame t0) for
 // t < live, and log10(1e-10) = −10 for the frames that hold only appended silence.
-// p: a = rows, b = live (frames of this block with audio), c = n_mels.
+// p: rows, live (frames of this block with audio), n_mels.
 @compute @workgroup_size(MEL_WG, 1, 1)
 fn mel_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = index(gid);
-    if (e >= p.a * p.c) {
+    if (e >= p.rows * p.n_mels) {
         return;
     }
-    let m = e / p.a;
-    let t = e % p.a;
+    let m = e / p.rows;
+    let t = e % p.rows;
     var x = -10.0;
-    if (t < p.b) {
-        x = src[t * p.c + m];
+    if (t < p.live) {
+        x = src[t * p.n_mels + m];
     }
     let floor = unord(atomicLoad(&gmax[0])) - 8.0;
     dst[e] = (max(x, floor) + 4.0) / 4.0;

@@ -28,7 +28,7 @@ fn jfk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/jfk.wav")
 }
 
-/// Whether a GPU adapter exists (the rule of tests/kernels_vs_cpu.rs).
+/// Whether a GPU adapter exists (the rule of tests/kernels_vs_cpu/).
 fn have_gpu() -> bool {
     match GpuContext::new(&AdapterSelector::AnyGpu) {
         Ok(_) => true,
@@ -126,7 +126,7 @@ fn beam_search_with_timestamps_gives_the_cpu_segments() {
 }
 
 /// Tolerance: the GPU and CPU encoder outputs agree to ~1e-4 and the decoder's queries and
-/// cross keys to a few 1e-4 (`kernels_vs_cpu::gpu_model_matches_cpu_model_on_jfk`), so the
+/// cross keys to a few 1e-4 (`kernels_vs_cpu::model::gpu_model_matches_cpu_model_on_jfk`), so the
 /// scaled scores (q·k/8) differ by ~1e-4. A softmax moves each weight by at most
 /// p·(1 - p)·2·max|Δs| ≤ max|Δs|/2, i.e. ~1e-4; we allow 2e-3 (an indexing error — a wrong
 /// head, row or scale — changes weights by O(0.1)). Rows must sum to 1 within 1e-4.

@@ -13,6 +13,7 @@
 //! bytes. Encoder products (1500 rows) are bound by arithmetic: one `vpdpbusd` does 64
 //! multiply-adds where an f32 FMA does 16.
 
+use super::ops::SendPtr;
 use crate::model::quant::{quantize_row_with, QuantizedMatrix};
 use rayon::prelude::*;
 
@@ -290,18 +291,6 @@ fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
     s
 }
 
-/// A raw output pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint elements through it (see the callers).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::{Int8Matrix, QuantizedRows, PANEL, TILE_ROWS};
@@ -468,16 +457,8 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::ops::test_data as data;
     use crate::model::quant::quantize_row;
-
-    fn data(seed: u32, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761);
-                (h >> 8) as f32 / (1 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// The exact result of the quantized arithmetic, in f64.
     fn reference(x: &[f32], m: usize, q: &QuantizedMatrix, bias: &[f32]) -> Vec<f64> {

@@ -22,8 +22,7 @@ use crate::error::{Error, Result};
 use crate::mel::{mel_filters, LogMel, HOP_LENGTH, N_FFT, N_FREQS, N_SAMPLES};
 
 use super::context::GpuContext;
-use super::kernels::Kernels;
-use super::oneshot::pad_cols;
+use super::kernels::{pad_cols, Kernels};
 
 /// Columns of the DFT output: re (k = 0..200), then im.
 const SPEC_COLS: usize = 2 * N_FREQS;

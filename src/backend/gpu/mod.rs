@@ -4,7 +4,8 @@
 //!   the device with the adapter's own limits, error scopes turning device errors into
 //!   `Error::Device`, upload / read-back helpers.
 //! - `kernels`: pipelines built once per device (`Kernels`), tile sizes as parameters
-//!   (`KernelConfig`), one function per kernel recording a dispatch into a command encoder.
+//!   (`KernelConfig`); one module per kernel family (`kernels/<family>.rs` beside
+//!   `shaders/<family>.wgsl`) with its typed parameters, record functions and work model.
 //! - `mel`: the log-mel spectrogram on the device (`GpuMel`).
 //! - `oneshot`: upload, run one kernel, read back (tests, benchmarks).
 //! - `pipeline_cache`: compiled pipelines kept on disk between runs (`DATTAVANI_PIPELINE_CACHE`).
@@ -20,8 +21,8 @@ pub mod profile;
 
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
 pub use kernels::{
-    pack_f16, pack_i8, GpuMatrix, KernelConfig, Kernels, MatmulTile, MatmulVariant, MatrixRef,
-    WeightType, HEAD_DIM,
+    pack_f16, pack_i8, pad_cols, GpuMatrix, KernelConfig, Kernels, MatmulTile, MatmulVariant,
+    MatrixRef, WeightType, HEAD_DIM,
 };
 pub use mel::GpuMel;
 pub use model::GpuModel;

@@ -22,44 +22,23 @@ use super::context::GpuContext;
 use super::kernels::{GpuMatrix, KernelConfig, Kernels, WeightType, HEAD_DIM};
 use super::mel::GpuMel;
 
+mod decoder;
+mod encoder;
 mod load;
+mod pass;
+
+use decoder::GreedyPick;
+use pass::Scratch;
 
 struct Linear {
     w: GpuMatrix,
     b: Option<Buffer>,
 }
 
-impl Linear {
-    fn run(
-        &self,
-        k: &Kernels,
-        enc: &mut wgpu::ComputePass<'_>,
-        x: &Buffer,
-        rows: usize,
-        out: &Buffer,
-        gelu: bool,
-    ) -> Result<()> {
-        k.linear_typed(enc, x, self.w.view(), self.b.as_ref(), out, rows, gelu)
-    }
-}
-
 struct LayerNorm {
     g: Buffer,
     b: Buffer,
     n: usize,
-}
-
-impl LayerNorm {
-    fn run(
-        &self,
-        k: &Kernels,
-        enc: &mut wgpu::ComputePass<'_>,
-        x: &Buffer,
-        out: &Buffer,
-        rows: usize,
-    ) -> Result<()> {
-        k.layer_norm(enc, x, &self.g, &self.b, out, rows, self.n)
-    }
 }
 
 struct Attention {
@@ -77,34 +56,6 @@ struct Block {
     mlp_ln: LayerNorm,
     fc1: Linear,
     fc2: Linear,
-}
-
-/// Activation buffers of one pass (`rows` × d, hidden `rows` × ffn).
-struct Scratch {
-    x: Buffer,
-    h: Buffer,
-    q: Buffer,
-    k: Buffer,
-    v: Buffer,
-    a: Buffer,
-    o: Buffer,
-    hidden: Buffer,
-}
-
-impl Scratch {
-    fn new(ctx: &GpuContext, rows: usize, d: usize, ffn: usize) -> Self {
-        let b = |l: &str, n: usize| ctx.storage(l, (n * 4) as u64);
-        Scratch {
-            x: b("x", rows * d),
-            h: b("h", rows * d),
-            q: b("q", rows * d),
-            k: b("k", rows * d),
-            v: b("v", rows * d),
-            a: b("a", rows * d),
-            o: b("o", rows * d),
-            hidden: b("hidden", rows * ffn),
-        }
-    }
 }
 
 /// Self-attention keys and values of every decoded position, per decoder layer, for up to `cap`
@@ -169,62 +120,6 @@ pub struct GpuModel {
     log_mel: Option<GpuMel>,
 }
 
-/// Suppression bitsets resident on the device for `decode_greedy` (a greedy pass uses two: the
-/// first step's and the rest's), and the two-word result it reads back.
-struct GreedyPick {
-    /// `MASK_ROWS` rows of `ceil(n_vocab / 32)` words.
-    mask: Buffer,
-    /// The id list each row holds (compared per call: a few hundred ids).
-    rows: Vec<Vec<u32>>,
-    next: usize,
-    /// (token, log-probability bits).
-    out: Buffer,
-}
-
-const MASK_ROWS: usize = 4;
-
-impl GreedyPick {
-    fn new(ctx: &GpuContext, n_vocab: usize) -> Self {
-        GreedyPick {
-            mask: ctx.storage(
-                "suppress masks",
-                (MASK_ROWS * n_vocab.div_ceil(32) * 4) as u64,
-            ),
-            rows: Vec::new(),
-            next: 0,
-            out: ctx.storage("greedy pick", 8),
-        }
-    }
-
-    /// The row holding `suppress` as a bitset, uploading it (into the least recently written
-    /// row) when it is not resident yet.
-    fn row_for(&mut self, ctx: &GpuContext, suppress: &[u32], n_vocab: usize) -> usize {
-        if let Some(i) = self.rows.iter().position(|r| r.as_slice() == suppress) {
-            return i;
-        }
-        let words = n_vocab.div_ceil(32);
-        let mut bits = vec![0u32; words];
-        for &t in suppress.iter().filter(|&&t| (t as usize) < n_vocab) {
-            bits[t as usize / 32] |= 1 << (t % 32);
-        }
-        let i = if self.rows.len() < MASK_ROWS {
-            self.rows.push(suppress.to_vec());
-            self.rows.len() - 1
-        } else {
-            let i = self.next;
-            self.next = (self.next + 1) % MASK_ROWS;
-            self.rows[i] = suppress.to_vec();
-            i
-        };
-        ctx.queue.write_buffer(
-            &self.mask,
-            (i * words * 4) as u64,
-            bytemuck::cast_slice(&bits),
-        );
-        i
-    }
-}
-
 impl GpuModel {
     /// Room for `n_seq` sequences (cache contents are not kept: the start of a pass).
     fn ensure_seqs(&mut self, n_seq: usize) {
@@ -246,284 +141,10 @@ impl GpuModel {
         }
     }
 
-    /// The encoder over `mel`, then the cross-attention K/V of window `window`.
-    fn record_encoder(&self, enc: &mut wgpu::ComputePass<'_>, window: usize) -> Result<()> {
-        let (dims, k, s) = (&self.dims, &self.k, &self.enc);
-        let (d, n, t_in) = (dims.n_audio_state, dims.n_audio_ctx, 2 * dims.n_audio_ctx);
-        k.conv1d_k3(
-            enc,
-            &self.mel,
-            &self.conv1_w,
-            &self.conv1_b,
-            &self.stem1,
-            dims.n_mels,
-            t_in,
-            d,
-            1,
-            true,
-        )?;
-        k.transpose(enc, &self.stem1_cf, &self.stem1, t_in, d)?;
-        k.conv1d_k3(
-            enc,
-            &self.stem1_cf,
-            &self.conv2_w,
-            &self.conv2_b,
-            &s.x,
-            d,
-            t_in,
-            d,
-            2,
-            true,
-        )?;
-        k.add(enc, &s.x, &self.enc_pos, n * d)?;
-        for b in &self.enc_blocks {
-            b.attn_ln.run(k, enc, &s.x, &s.h, n)?;
-            b.attn.q.run(k, enc, &s.h, n, &s.q, false)?;
-            b.attn.k.run(k, enc, &s.h, n, &s.k, false)?;
-            b.attn.v.run(k, enc, &s.h, n, &s.v, false)?;
-            if k.use_unfused_attention(n, n, None) {
-                k.attention_unfused(
-                    enc,
-                    &s.q,
-                    &s.k,
-                    &s.v,
-                    &s.a,
-                    &self.enc_scores,
-                    n,
-                    n,
-                    d,
-                    dims.n_audio_head,
-                )?;
-            } else {
-                k.attention(
-                    enc,
-                    &s.q,
-                    &s.k,
-                    &s.v,
-                    &s.a,
-                    n,
-                    n,
-                    d,
-                    dims.n_audio_head,
-                    None,
-                )?;
-            }
-            b.attn.o.run(k, enc, &s.a, n, &s.o, false)?;
-            k.add(enc, &s.x, &s.o, n * d)?;
-            b.mlp_ln.run(k, enc, &s.x, &s.h, n)?;
-            b.fc1.run(k, enc, &s.h, n, &s.hidden, true)?;
-            b.fc2.run(k, enc, &s.hidden, n, &s.o, false)?;
-            k.add(enc, &s.x, &s.o, n * d)?;
-        }
-        self.enc_ln.run(k, enc, &s.x, &self.enc_out, n)?;
-        for (i, b) in self.dec_blocks.iter().enumerate() {
-            let cross = b
-                .cross
-                .as_ref()
-                .expect("decoder blocks have cross-attention");
-            cross
-                .k
-                .run(k, enc, &self.enc_out, n, &self.cross_k[window][i], false)?;
-            cross
-                .v
-                .run(k, enc, &self.enc_out, n, &self.cross_v[window][i], false)?;
-        }
-        Ok(())
-    }
-
-    /// OpenAI `TextDecoder.forward` with a KV cache for `n_seq` sequences of `n` new tokens at
-    /// position `pos0` (ids already in `io.ids`), logits of each sequence's last position into
-    /// `io.logits`. With `capture`, the scaled cross-attention scores of the listed heads go to
-    /// `attn_w` (`[heads, rows, n_audio_ctx]`, softmaxed by the caller).
-    fn record_decoder(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        n_seq: usize,
-        n: usize,
-        pos0: usize,
-        capture: Option<&[(usize, usize)]>,
-    ) -> Result<()> {
-        let (dims, k, s, c) = (&self.dims, &self.k, &self.dec, &self.cache);
-        let (d, h, ctx) = (dims.n_text_state, dims.n_text_head, dims.n_text_ctx);
-        let n_kv = pos0 + n;
-        let rows = n_seq * n;
-        k.embed_batched(
-            pass,
-            &self.io.ids,
-            self.tok_emb.view(),
-            &self.dec_pos,
-            &s.x,
-            rows,
-            d,
-            pos0,
-            n,
-        )?;
-        for (i, b) in self.dec_blocks.iter().enumerate() {
-            // Causal self-attention: each sequence's new K/V rows go into its cache, and its
-            // queries see its cache.
-            b.attn_ln.run(k, pass, &s.x, &s.h, rows)?;
-            b.attn.q.run(k, pass, &s.h, rows, &s.q, false)?;
-            b.attn.k.run(k, pass, &s.h, rows, &s.k, false)?;
-            b.attn.v.run(k, pass, &s.h, rows, &s.v, false)?;
-            k.kv_append(pass, &c.k[i], &s.k, n_seq, n, d, ctx, pos0)?;
-            k.kv_append(pass, &c.v[i], &s.v, n_seq, n, d, ctx, pos0)?;
-            k.attention_batched(
-                pass,
-                &s.q,
-                &c.k[i],
-                &c.v[i],
-                &s.a,
-                n,
-                n_kv,
-                d,
-                h,
-                Some(pos0),
-                n_seq,
-                ctx,
-            )?;
-            b.attn.o.run(k, pass, &s.a, rows, &s.o, false)?;
-            k.add(pass, &s.x, &s.o, rows * d)?;
-
-            // Cross-attention over each sequence's window, one dispatch per run of sequences on
-            // one window: they read the same keys (stride 0), batched per sequence so that a
-            // step's single queries take the few-query kernel.
-            let (cross_ln, cross) = (b.cross_ln.as_ref().unwrap(), b.cross.as_ref().unwrap());
-            cross_ln.run(k, pass, &s.x, &s.h, rows)?;
-            cross.q.run(k, pass, &s.h, rows, &s.q, false)?;
-            for &(w, seq0, run_seqs) in self.pass.runs() {
-                k.attention_batched_at(
-                    pass,
-                    &s.q,
-                    &self.cross_k[w][i],
-                    &self.cross_v[w][i],
-                    &s.a,
-                    seq0 * n,
-                    n,
-                    dims.n_audio_ctx,
-                    d,
-                    h,
-                    None,
-                    run_seqs,
-                    0,
-                )?;
-            }
-            if let Some(heads) = capture {
-                let w = self.pass.runs()[0].0;
-                for (slot, &(layer, head)) in heads.iter().enumerate() {
-                    if layer == i {
-                        k.attn_scores(
-                            pass,
-                            &s.q,
-                            &self.cross_k[w][i],
-                            &self.attn_w,
-                            rows,
-                            dims.n_audio_ctx,
-                            d,
-                            head,
-                            slot * rows,
-                        )?;
-                    }
-                }
-            }
-            cross.o.run(k, pass, &s.a, rows, &s.o, false)?;
-            k.add(pass, &s.x, &s.o, rows * d)?;
-
-            b.mlp_ln.run(k, pass, &s.x, &s.h, rows)?;
-            b.fc1.run(k, pass, &s.h, rows, &s.hidden, true)?;
-            b.fc2.run(k, pass, &s.hidden, rows, &s.o, false)?;
-            k.add(pass, &s.x, &s.o, rows * d)?;
-        }
-        // Only each sequence's last position is needed: final LN of those rows, then the tied
-        // output projection (token embedding transposed).
-        k.layer_norm_rows(
-            pass,
-            &s.x,
-            &self.dec_ln.g,
-            &self.dec_ln.b,
-            &self.io.last_ln,
-            n_seq,
-            d,
-            n,
-            n - 1,
-        )?;
-        k.linear_typed(
-            pass,
-            &self.io.last_ln,
-            self.tok_emb.view(),
-            None,
-            &self.io.logits,
-            n_seq,
-            false,
-        )
-    }
-
-    /// Records one compute pass, then `after` (copies), uploads the parameters and submits;
-    /// waits when `wait`.
-    fn submit(
-        &self,
-        what: &str,
-        wait: bool,
-        record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
-        after: impl FnOnce(&mut wgpu::CommandEncoder),
-    ) -> Result<()> {
-        self.ctx.scoped(what, || {
-            self.k.begin();
-            let mut enc = self
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(what),
-                    timestamp_writes: None,
-                });
-                record(&mut pass)?;
-            }
-            after(&mut enc);
-            self.k.flush_params();
-            if wait {
-                self.ctx.submit_wait(enc)
-            } else {
-                self.ctx.queue.submit([enc.finish()]);
-                self.ctx.check()
-            }
-        })
-    }
-
     /// Checks shared by `decode` and `cross_attention_weights` (the messages of `CpuModel`);
     /// returns tokens per sequence.
     fn check_decode(&self, tokens: &[u32]) -> Result<usize> {
         self.pass.check_step(tokens, &self.dims)
-    }
-
-    /// Maps the staging buffer and copies its first `out.len()` floats out.
-    fn read_staging(&self, out: &mut [f32]) -> Result<()> {
-        let name = &self.ctx.info.name;
-        let bytes = (out.len() * 4) as u64;
-        let slice = self.io.staging.slice(..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .map_err(|e| Error::Device(format!("{name}: mapping the logits: {e}")))?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            _ => return Err(Error::Device(format!("{name}: cannot map the logits"))),
-        }
-        {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Device(format!("{name}: logits read-back: {e}")))?;
-            out.copy_from_slice(bytemuck::cast_slice(&view[..]));
-        }
-        self.io.staging.unmap();
-        Ok(())
     }
 }
 

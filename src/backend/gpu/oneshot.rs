@@ -1,24 +1,12 @@
 //! "Upload the inputs, run one kernel, read the result back": the path tests and benchmarks use
 //! to compare each kernel with its CPU twin. Every call allocates its buffers and waits; the
-//! model uses the record functions in `kernels.rs` on buffers it allocated once.
+//! model uses the record functions in `kernels/` on buffers it allocated once. This module
+//! depends on `kernels`, never the reverse.
 
 use crate::error::Result;
 
 use super::context::GpuContext;
-use super::kernels::{GpuMatrix, Kernels, WeightType};
-
-/// Copies `[rows, cols]` into `[rows, cols.next_multiple_of(4)]` with zero padding.
-pub fn pad_cols(x: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
-    let padded = cols.next_multiple_of(4);
-    if padded == cols {
-        return (x[..rows * cols].to_vec(), cols);
-    }
-    let mut out = vec![0.0; rows * padded];
-    for r in 0..rows {
-        out[r * padded..r * padded + cols].copy_from_slice(&x[r * cols..(r + 1) * cols]);
-    }
-    (out, padded)
-}
+use super::kernels::{pad_cols, GpuMatrix, Kernels, WeightType};
 
 impl Kernels {
     fn run(
@@ -156,6 +144,24 @@ impl Kernels {
         ctx.read(&xb, rows * cols)
     }
 
+    /// Uploads q, k and v, records `record(pass, [q, k, v, out])` with an `out_len`-value output
+    /// and reads the output back.
+    fn run_qkv(
+        &self,
+        ctx: &GpuContext,
+        what: &str,
+        [q, k, v]: [&[f32]; 3],
+        out_len: usize,
+        record: impl FnOnce(&mut wgpu::ComputePass<'_>, [&wgpu::Buffer; 4]) -> Result<()>,
+    ) -> Result<Vec<f32>> {
+        let qb = ctx.upload("q", q);
+        let kb = ctx.upload("k", k);
+        let vb = ctx.upload("v", v);
+        let ob = ctx.storage("out", (out_len * 4) as u64);
+        self.run(ctx, what, |enc| record(enc, [&qb, &kb, &vb, &ob]))?;
+        ctx.read(&ob, out_len)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn run_attention(
         &self,
@@ -169,14 +175,9 @@ impl Kernels {
         n_head: usize,
         causal: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let qb = ctx.upload("q", q);
-        let kb = ctx.upload("k", k);
-        let vb = ctx.upload("v", v);
-        let ob = ctx.storage("out", (n_q * d * 4) as u64);
-        self.run(ctx, "attention", |enc| {
-            self.attention(enc, &qb, &kb, &vb, &ob, n_q, n_kv, d, n_head, causal)
-        })?;
-        ctx.read(&ob, n_q * d)
+        self.run_qkv(ctx, "attention", [q, k, v], n_q * d, |enc, [q, k, v, o]| {
+            self.attention(enc, q, k, v, o, n_q, n_kv, d, n_head, causal)
+        })
     }
 
     /// `attention_unfused` (non-causal; n_kv a multiple of 4).
@@ -192,18 +193,12 @@ impl Kernels {
         d: usize,
         n_head: usize,
     ) -> Result<Vec<f32>> {
-        let qb = ctx.upload("q", q);
-        let kb = ctx.upload("k", k);
-        let vb = ctx.upload("v", v);
-        let ob = ctx.storage("out", (n_q * d * 4) as u64);
-        let sb = ctx.storage(
-            "scores",
-            (self.unfused_scores_len(n_q, n_kv, n_head) * 4) as u64,
-        );
-        self.run(ctx, "attention (unfused)", |enc| {
-            self.attention_unfused(enc, &qb, &kb, &vb, &ob, &sb, n_q, n_kv, d, n_head)
-        })?;
-        ctx.read(&ob, n_q * d)
+        let scores = self.unfused_scores_len(n_q, n_kv, n_head);
+        let sb = ctx.storage("scores", (scores * 4) as u64);
+        let what = "attention (unfused)";
+        self.run_qkv(ctx, what, [q, k, v], n_q * d, |enc, [q, k, v, o]| {
+            self.attention_unfused(enc, q, k, v, o, &sb, n_q, n_kv, d, n_head)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -2,7 +2,8 @@
 //!
 //! With profiling on (`Kernels::enable_profiling`, adapters with `TIMESTAMP_QUERY_INSIDE_PASSES`)
 //! every dispatch is bracketed by two `write_timestamp`s and tagged with its kernel's name and the
-//! floating-point operations and bytes its shape implies (`work`). The records of one command
+//! floating-point operations and bytes its shape implies (its family's work model in
+//! `kernels/<family>.rs`). The records of one command
 //! buffer are committed when its parameters are flushed (it is about to be submitted) and read
 //! back at the next `Kernels::begin` or `Kernels::take_profile`: one resolve, one map. Off, the
 //! only cost is a `None` check per dispatch.
@@ -57,108 +58,24 @@ pub struct KernelProfile {
     pub dispatches: u64,
 }
 
-/// What one dispatch computes and moves.
+/// What one dispatch computes and moves: each kernel family's work model (`kernels/<family>.rs`)
+/// gives it for the dispatches it records.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Work {
     pub flops: f64,
     pub bytes: f64,
 }
 
-/// Work of one dispatch of entry point `entry` with parameter words `w` (the layouts the record
-/// functions in `kernels.rs` write) and workgroup grid `wg`; `weight_bytes` is the size of one
-/// linear weight (4 for f32, 2 for f16). Unknown entry points count no work.
-pub(crate) fn work(entry: &str, weight_bytes: f64, w: &[u32; 8], wg: (u32, u32, u32)) -> Work {
-    let f = |i: usize| w[i] as f64;
-    let (flops, bytes) = match entry {
-        // [m, rows, k / 4, flags, n, n0]: this dispatch's `rows` output columns.
-        "matmul_tiled" | "matmul_reg" | "gemv" => {
-            let (m, rows, k) = (f(0), f(1), 4.0 * f(2));
-            let bias = if w[3] & 1 != 0 { rows * 4.0 } else { 0.0 };
-            (
-                2.0 * m * rows * k,
-                rows * k * weight_bytes + m * k * 4.0 + m * rows * 4.0 + bias,
-            )
-        }
-        // [c_in, t_in, c_out, t_out, stride, gelu]
-        "conv1d_k3" => {
-            let (c_in, t_in, c_out, t_out) = (f(0), f(1), f(2), f(3));
-            (
-                2.0 * 3.0 * c_in * c_out * t_out,
-                4.0 * (c_in * t_in + 3.0 * c_in * c_out + c_out + t_out * c_out),
-            )
-        }
-        // [rows, cols, ..]: read and write each value, ~8 operations per value.
-        "layer_norm" => (8.0 * f(0) * f(1), 8.0 * f(0) * f(1)),
-        "softmax" => (4.0 * f(0) * f(1), 8.0 * f(0) * f(1)),
-        // [n, ..]
-        "gelu" | "transpose" | "kv_append" => (0.0, 8.0 * f(0)),
-        "add" => (f(0), 12.0 * f(0)),
-        // [n_q, n_kv, d / 4, n_head, causal, pos0, scale, kv_stride], grid z = sequences.
-        "attn_tiled" | "attn_split" => {
-            let (n_q, n_kv, d, seqs) = (f(0), f(1), 4.0 * f(2), wg.2 as f64);
-            // Keys each query sees: all, or (causal) those up to its position.
-            let pairs = if w[4] != 0 {
-                (0..w[0])
-                    .map(|i| (w[5] as f64 + i as f64 + 1.0).min(n_kv))
-                    .sum()
-            } else {
-                n_q * n_kv
-            };
-            (
-                seqs * 4.0 * pairs * d,
-                seqs * 4.0 * (2.0 * n_q * d + 2.0 * n_kv * d),
-            )
-        }
-        // [n_q, n_kv, d / 4, head, row0, scale]: one head's scores.
-        "attn_scores" => {
-            let (n_q, n_kv, hd) = (f(0), f(1), super::kernels::HEAD_DIM as f64);
-            (
-                2.0 * n_q * n_kv * hd,
-                4.0 * (n_q * hd + n_kv * hd + n_q * n_kv),
-            )
-        }
-        // [rows, n_kv, d / 4, r0, scale], grid z = heads: Q·Kᵀ into the scores, scores·V out.
-        "attn_qk" | "attn_pv" => {
-            let (rows, n_kv, d, heads) = (f(0), f(1), 4.0 * f(2), wg.2 as f64);
-            (
-                2.0 * rows * n_kv * d,
-                4.0 * (rows * d + n_kv * d + heads * rows * n_kv),
-            )
-        }
-        // [n_tok, d, ..]: table row, position row, output row per token.
-        "embed" => (f(0) * f(1), 4.0 * (f(0) + 3.0 * f(0) * f(1))),
-        // [n, rows]
-        "argmax" => (0.0, 4.0 * f(0) * f(1)),
-        // [n, 1, mask_word]: the logits and their suppression bits.
-        "greedy_pick" => (0.0, 4.0 * f(0) + f(0) / 8.0),
-        // [n, s0, len, t0, rows]: 400-sample windowed frames.
-        "mel_frames" => {
-            let v = f(4) * crate::mel::N_FFT as f64;
-            (v, 8.0 * v)
-        }
-        // [rows]: 201 complex bins in, 201 powers out (rows padded to 402 / 204 values).
-        "mel_power" => (3.0 * f(0) * 201.0, 4.0 * f(0) * (402.0 + 204.0)),
-        // [count]
-        "mel_log" => (f(0), 8.0 * f(0)),
-        // [rows, live, n_mels]
-        "mel_norm" => (2.0 * f(0) * f(2), 4.0 * (f(1) + f(0)) * f(2)),
-        _ => (0.0, 0.0),
-    };
-    Work { flops, bytes }
-}
-
-/// A kernel's label in the profile and what `work` needs to know about it.
+/// A kernel's label in the profile.
 #[derive(Clone, Debug)]
 pub(crate) struct KernelTag {
     pub name: String,
-    pub entry: &'static str,
-    pub weight_bytes: f64,
 }
 
 impl KernelTag {
     /// The tag of entry point `entry` of the module labelled `module`: a weight-storage variant's
     /// module is labelled "<family> <storage> (<variant>)" ("matmul f16 (tiled)"), and its
-    /// kernels are named "<entry> (<storage>)" with that storage's bytes per weight.
+    /// kernels are named "<entry> (<storage>)".
     pub fn new(module: &str, entry: &'static str) -> Self {
         let storage = module
             .split_whitespace()
@@ -168,12 +85,6 @@ impl KernelTag {
             name: match storage {
                 Some(s) => format!("{entry} ({s})"),
                 None => entry.to_string(),
-            },
-            entry,
-            weight_bytes: match storage {
-                Some("f16") => 2.0,
-                Some("int8" | "i8" | "q8") => 1.0,
-                _ => 4.0,
             },
         }
     }
@@ -375,31 +286,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matmul_work_counts_the_range() {
-        // 3 rows of x [3, 8] against 5 weight rows (f16), no bias.
-        let w = work("matmul_reg", 2.0, &[3, 5, 2, 0, 10, 5, 0, 0], (1, 1, 1));
-        assert_eq!(w.flops, 2.0 * 3.0 * 5.0 * 8.0);
-        assert_eq!(w.bytes, 5.0 * 8.0 * 2.0 + 3.0 * 8.0 * 4.0 + 3.0 * 5.0 * 4.0);
-    }
-
-    #[test]
     fn tags_name_storage_variants() {
         let t = KernelTag::new("matmul f16 (register)", "matmul_reg");
-        assert_eq!((t.name.as_str(), t.weight_bytes), ("matmul_reg (f16)", 2.0));
+        assert_eq!(t.name, "matmul_reg (f16)");
+        let t = KernelTag::new("matmul int8 (tiled)", "gemv");
+        assert_eq!(t.name, "gemv (int8)");
         let t = KernelTag::new("matmul (register)", "matmul_reg");
-        assert_eq!((t.name.as_str(), t.weight_bytes), ("matmul_reg", 4.0));
+        assert_eq!(t.name, "matmul_reg");
         let t = KernelTag::new("attention", "attn_split");
-        assert_eq!((t.name.as_str(), t.weight_bytes), ("attn_split", 4.0));
-    }
-
-    #[test]
-    fn causal_attention_counts_visible_keys() {
-        // 3 queries at positions 2, 3, 4 of 5 keys, head dim 64, two sequences.
-        let w = work("attn_tiled", 4.0, &[3, 5, 16, 1, 1, 2, 0, 0], (1, 1, 2));
-        assert_eq!(w.flops, 2.0 * 4.0 * (3.0 + 4.0 + 5.0) * 64.0);
-        assert_eq!(
-            work("no_such_kernel", 4.0, &[1; 8], (1, 1, 1)),
-            Work::default()
-        );
+        assert_eq!(t.name, "attn_split");
     }
 }

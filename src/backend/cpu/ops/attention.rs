@@ -1,0 +1,480 @@
+//! Multi-head attention: `attention` (on `gemm` for many queries, hand-written few-query
+//! kernels for decoder steps), keys and values as rows or head-major (`KvLayout`), and one
+//! head's probabilities for word timestamps (`attention_weights`).
+//!
+//! GPU twins: `backend/gpu/kernels/attention.rs` (fused, `shaders/attention.wgsl`),
+//! `backend/gpu/kernels/attn_mm.rs` (unfused, `shaders/attn_mm.wgsl`) and
+//! `backend/gpu/kernels/attn_scores.rs` (`shaders/attn_scores.wgsl`). Test:
+//! `tests/kernels_vs_cpu/attention.rs`.
+
+use gemm::Parallelism;
+
+use super::matmul::SMALL_M;
+use super::softmax::softmax_rows;
+use super::{gemm_strided, SendPtr, View, PARALLEL_MIN_FLOPS, ROW_MAJOR};
+
+thread_local! {
+    /// Per-thread scratch of `attention` (scores and one head's result).
+    static ATTENTION_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Multi-head scaled dot-product attention.
+///
+/// `q` is `[n_q, d]`, `k` and `v` are `[n_kv, d]` with `d = n_head * head_dim`; heads are
+/// contiguous column blocks. With `causal_offset = Some(p)`, query `i` sits at absolute position
+/// `p + i` and sees keys `0..=p + i` (the decoder's self-attention over its KV cache); `None`
+/// lets every query see every key (encoder self-attention, cross-attention).
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
+    attention_in(
+        q,
+        k,
+        v,
+        KvLayout::Rows,
+        n_q,
+        n_kv,
+        d,
+        n_head,
+        causal_offset,
+        out,
+    );
+}
+
+/// How keys and values are laid out for [`attention_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvLayout {
+    /// `[n_kv, d]`, heads as column blocks: activations as the projections write them.
+    Rows,
+    /// `[n_head, n_kv, head_dim]`, each head's rows contiguous ([`to_head_major`]): the
+    /// decoder's cross-attention keys and values, computed once per window and streamed at
+    /// every step, read as one sequential block per head instead of a 256-byte slice of every
+    /// 1536-byte row.
+    Heads,
+}
+
+impl KvLayout {
+    /// (offset of head `h`'s first row, distance between its rows).
+    fn head(self, h: usize, n_kv: usize, d: usize, hd: usize) -> (usize, usize) {
+        match self {
+            KvLayout::Rows => (h * hd, d),
+            KvLayout::Heads => (h * n_kv * hd, hd),
+        }
+    }
+}
+
+/// `[n, n_head * head_dim]` rows -> `[n_head, n, head_dim]` ([`KvLayout::Heads`]).
+pub fn to_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec<f32>) {
+    let hd = d / n_head;
+    out.clear();
+    out.reserve(n * d);
+    for h in 0..n_head {
+        for row in x[..n * d].chunks_exact(d) {
+            out.extend_from_slice(&row[h * hd..(h + 1) * hd]);
+        }
+    }
+}
+
+/// [`attention`] with keys and values in `layout` (queries and output are always rows).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_in(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let hd = d / n_head;
+    let scale = 1.0 / (hd as f32).sqrt();
+    assert!(out.len() >= n_q * d, "attention out too small");
+    assert!(
+        k.len() >= n_kv * d && v.len() >= n_kv * d,
+        "attention keys/values too small"
+    );
+    if n_q <= SMALL_M {
+        attention_few_queries(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
+        return;
+    }
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    // One task per (head, block of queries): its [rows, n_kv] score block and [rows, head_dim]
+    // result live in the running thread's scratch (grown once, so decoder steps allocate
+    // nothing), and the result is written into the head's own columns of `out`. Blocks of
+    // ATTENTION_QUERY_BLOCK queries keep an encoder head's scores (64 x 1500 floats, 384 KiB)
+    // in L2 between the two products, where a whole 1500 x 1500 block (9 MB) would not be.
+    let block = ATTENTION_QUERY_BLOCK.min(n_q.max(1));
+    let n_blocks = n_q.div_ceil(block);
+    let run_task = |task: usize| {
+        let (h, b) = (task / n_blocks, task % n_blocks);
+        let (i0, i1) = (b * block, ((b + 1) * block).min(n_q));
+        let rows = i1 - i0;
+        ATTENTION_SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < rows * (n_kv + hd) {
+                buf.resize(rows * (n_kv + hd), 0.0);
+            }
+            let (scores, o) = buf.split_at_mut(rows * n_kv);
+            let scores = &mut scores[..rows * n_kv];
+            let q_h = &q[i0 * d + h * hd..];
+            let (off, rs) = layout.head(h, n_kv, d, hd);
+            let (k_h, v_h) = (&k[off..], &v[off..]);
+            // scores = q_h · k_hᵀ
+            gemm_strided(
+                rows,
+                n_kv,
+                hd,
+                scores,
+                ROW_MAJOR(n_kv),
+                q_h,
+                View {
+                    rs: d as isize,
+                    cs: 1,
+                },
+                k_h,
+                View {
+                    rs: 1,
+                    cs: rs as isize,
+                },
+                Parallelism::None,
+            );
+            for (r, row) in scores.chunks_exact_mut(n_kv).enumerate() {
+                for s in row.iter_mut() {
+                    *s *= scale;
+                }
+                if let Some(p) = causal_offset {
+                    for s in row.iter_mut().skip(p + i0 + r + 1) {
+                        *s = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            softmax_rows(scores, n_kv);
+            let o = &mut o[..rows * hd];
+            gemm_strided(
+                rows,
+                hd,
+                n_kv,
+                o,
+                ROW_MAJOR(hd),
+                scores,
+                ROW_MAJOR(n_kv),
+                v_h,
+                View {
+                    rs: rs as isize,
+                    cs: 1,
+                },
+                Parallelism::None,
+            );
+            for r in 0..rows {
+                // SAFETY: row i0 + r < n_q, columns h*hd..(h+1)*hd of `out` (asserted in
+                // bounds above); each task writes only its own rows of its head's columns.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        o[r * hd..].as_ptr(),
+                        out_ptr.get().add((i0 + r) * d + h * hd),
+                        hd,
+                    );
+                }
+            }
+        })
+    };
+    if n_q * n_kv * hd >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..n_head * n_blocks).into_par_iter().for_each(run_task);
+    } else {
+        (0..n_head * n_blocks).for_each(run_task);
+    }
+}
+
+/// [`attention`] for a few queries (decoder steps: one row per sequence), without `gemm`, whose
+/// per-call set-up cost more than the work at these sizes. One task per head: for each key row,
+/// the head's 64-wide slice is read once and dotted with every query (beam search's sequences
+/// share the cross-attention keys, so they are read once, not once per sequence), then a
+/// softmax per query, then the value rows weighted and summed the same way. Query `i` sees
+/// `visible(i)` keys (all, or the causal prefix); masked keys are skipped (weight exactly 0).
+#[allow(clippy::too_many_arguments)]
+fn attention_few_queries(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let hd = d / n_head;
+    let scale = 1.0 / (hd as f32).sqrt();
+    assert!(k.len() >= n_kv * d && v.len() >= n_kv * d && q.len() >= n_q * d);
+    // Query i sees keys 0..first_visible + i (capped at n_kv).
+    let first_visible = causal_offset.map_or(n_kv, |p| p + 1);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let run = |h: usize| {
+        ATTENTION_SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < n_q * (n_kv + hd) {
+                buf.resize(n_q * (n_kv + hd), 0.0);
+            }
+            let (scores, o) = buf.split_at_mut(n_q * n_kv);
+            let o = &mut o[..n_q * hd];
+            let col = h * hd;
+            let (off, rs) = layout.head(h, n_kv, d, hd);
+            let (k_h, v_h) = (&k[off..], &v[off..]);
+            head_scores(
+                q,
+                n_q,
+                d,
+                col,
+                k_h,
+                rs,
+                hd,
+                scale,
+                n_kv,
+                first_visible,
+                scores,
+            );
+            for i in 0..n_q {
+                let vis = (first_visible + i).min(n_kv);
+                softmax_rows(&mut scores[i * n_kv..i * n_kv + vis], vis);
+            }
+            head_weighted_sum(scores, n_q, v_h, rs, hd, n_kv, first_visible, o);
+            for i in 0..n_q {
+                // SAFETY: row i < n_q, columns col..col+hd of `out` (len >= n_q * d asserted by
+                // the caller); each task writes only its own head's columns.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        o[i * hd..].as_ptr(),
+                        out_ptr.get().add(i * d + col),
+                        hd,
+                    )
+                };
+            }
+        })
+    };
+    if n_q * n_kv * d >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..n_head).into_par_iter().for_each(run);
+    } else {
+        (0..n_head).for_each(run);
+    }
+}
+
+with_avx2! {
+    /// `scores[i, j] = (q[i, col..col + hd] · k[j·rs..j·rs + hd]) · scale` for query `i < n_q`
+    /// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q` are `d` wide, of
+    /// `scores` `n_kv`). Each key slice is loaded once for all queries; each dot product sums
+    /// in 16 lanes, then across them in a fixed order.
+    #[allow(clippy::too_many_arguments)]
+    fn head_scores(
+        q: &[f32],
+        n_q: usize,
+        d: usize,
+        col: usize,
+        k: &[f32],
+        rs: usize,
+        hd: usize,
+        scale: f32,
+        n_kv: usize,
+        first_visible: usize,
+        scores: &mut [f32],
+    ) {
+        let last = (first_visible + n_q - 1).min(n_kv);
+        for j in 0..last {
+            let kr = &k[j * rs..j * rs + hd];
+            // Queries that see key j: those with first_visible + i > j.
+            for i in j.saturating_sub(first_visible.saturating_sub(1))..n_q {
+                if first_visible + i <= j {
+                    continue;
+                }
+                let qi = &q[i * d + col..i * d + col + hd];
+                let mut acc = [0.0f32; 16];
+                let (cq, ck) = (qi.chunks_exact(16), kr.chunks_exact(16));
+                let (tq, tk) = (cq.remainder(), ck.remainder());
+                for (a, b) in cq.zip(ck) {
+                    for l in 0..16 {
+                        acc[l] += a[l] * b[l];
+                    }
+                }
+                let mut sum = acc.iter().sum::<f32>();
+                for (a, b) in tq.iter().zip(tk) {
+                    sum += a * b;
+                }
+                scores[i * n_kv + j] = sum * scale;
+            }
+        }
+    }
+}
+
+with_avx2! {
+    /// `o[i] = Σ_j p[i, j] · v[j·rs..j·rs + hd]` over query `i`'s visible keys (see
+    /// [`head_scores`]); each value slice is loaded once for all queries. `o` is `[n_q, hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn head_weighted_sum(
+        p: &[f32],
+        n_q: usize,
+        v: &[f32],
+        rs: usize,
+        hd: usize,
+        n_kv: usize,
+        first_visible: usize,
+        o: &mut [f32],
+    ) {
+        o.fill(0.0);
+        let last = (first_visible + n_q - 1).min(n_kv);
+        for j in 0..last {
+            let vr = &v[j * rs..j * rs + hd];
+            for i in 0..n_q {
+                if first_visible + i <= j {
+                    continue;
+                }
+                let pij = p[i * n_kv + j];
+                for (acc, &x) in o[i * hd..(i + 1) * hd].iter_mut().zip(vr) {
+                    *acc += pij * x;
+                }
+            }
+        }
+    }
+}
+
+/// Queries per task of [`attention`] (see there).
+const ATTENTION_QUERY_BLOCK: usize = 64;
+
+/// The attention probabilities of one head: `softmax(q_h · k_hᵀ / √head_dim)` for the head whose
+/// columns start at `col` (`head_dim` wide), no mask. `out` is `[n_q, n_kv]`. Word timestamps
+/// read these from the alignment heads.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_weights(
+    q: &[f32],
+    k: &[f32],
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    col: usize,
+    head_dim: usize,
+    out: &mut [f32],
+) {
+    attention_weights_in(q, k, KvLayout::Rows, n_q, n_kv, d, col, head_dim, out);
+}
+
+/// [`attention_weights`] with keys in `layout`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_weights_in(
+    q: &[f32],
+    k: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    col: usize,
+    head_dim: usize,
+    out: &mut [f32],
+) {
+    let (off, rs) = layout.head(col / head_dim, n_kv, d, head_dim);
+    gemm_strided(
+        n_q,
+        n_kv,
+        head_dim,
+        out,
+        ROW_MAJOR(n_kv),
+        &q[col..],
+        View {
+            rs: d as isize,
+            cs: 1,
+        },
+        &k[off..],
+        View {
+            rs: 1,
+            cs: rs as isize,
+        },
+        Parallelism::None,
+    );
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    for v in out[..n_q * n_kv].iter_mut() {
+        *v *= scale;
+    }
+    softmax_rows(&mut out[..n_q * n_kv], n_kv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::ops::test_data as data;
+
+    /// Naive f64 attention: the reference for both paths of [`attention`].
+    #[allow(clippy::too_many_arguments)]
+    fn attention_f64(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+        causal: Option<usize>,
+    ) -> Vec<f64> {
+        let hd = d / n_head;
+        let mut out = vec![0.0; n_q * d];
+        for i in 0..n_q {
+            let vis = causal.map_or(n_kv, |p| (p + i + 1).min(n_kv));
+            for h in 0..n_head {
+                let s: Vec<f64> = (0..vis)
+                    .map(|j| {
+                        (0..hd)
+                            .map(|t| q[i * d + h * hd + t] as f64 * k[j * d + h * hd + t] as f64)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for t in 0..hd {
+                    out[i * d + h * hd + t] = (0..vis)
+                        .map(|j| e[j] / z * v[j * d + h * hd + t] as f64)
+                        .sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_few_and_many_queries_match_f64() {
+        let (d, n_head) = (96, 3);
+        for &(n_q, n_kv, causal) in &[
+            (1, 1500, None),
+            (5, 1500, None),
+            (3, 7, Some(4)),
+            (8, 20, Some(12)),
+            (1, 1, Some(0)),
+            (9, 70, None),
+            (70, 70, Some(0)),
+        ] {
+            let (q, k, v) = (data(11, n_q * d), data(12, n_kv * d), data(13, n_kv * d));
+            let mut out = vec![f32::NAN; n_q * d];
+            attention(&q, &k, &v, n_q, n_kv, d, n_head, causal, &mut out);
+            let want = attention_f64(&q, &k, &v, n_q, n_kv, d, n_head, causal);
+            for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
+                // f32 sums over at most 1500 terms of size <= 0.5: well inside 1e-5.
+                assert!(
+                    (g as f64 - w).abs() < 1e-5,
+                    "{n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w}"
+                );
+            }
+        }
+    }
+}

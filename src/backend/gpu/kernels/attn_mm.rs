@@ -1,0 +1,160 @@
+//! Unfused non-causal attention for CPU-type adapters, `shaders/attn_mm.wgsl`: per chunk of
+//! query rows, the scores of every head (`attn_qk`, a register-tiled product), a row `softmax`,
+//! then the product with V (`attn_pv`).
+//!
+//! CPU twin: `backend/cpu/ops/attention.rs` (`ops::attention`). Test:
+//! `tests/kernels_vs_cpu/attention.rs`.
+
+use crate::error::{Error, Result};
+
+use super::super::profile::Work;
+use super::attention::check_heads;
+use super::build::Builder;
+use super::{groups, need, whole, Kernels, WgslParams, HEAD_DIM};
+
+super::wgsl_params! {
+    AttnMmParams in "attn_mm.wgsl" {
+        /// Query rows in this chunk.
+        n_q: u32,
+        /// Keys.
+        n_kv: u32,
+        /// Row stride of q / k / v / out in vec4s.
+        d4: u32,
+        /// First query row of the chunk in q / out.
+        row0: u32,
+        scale: f32,
+        _p0: u32,
+        _p1: u32,
+        _p2: u32,
+    }
+}
+
+impl AttnMmParams {
+    /// One product (Q·Kᵀ into the scores, or scores·V out) of `n_head` heads.
+    fn work(&self, n_head: usize) -> Work {
+        let (rows, n_kv, d, heads) = (
+            self.n_q as f64,
+            self.n_kv as f64,
+            4.0 * self.d4 as f64,
+            n_head as f64,
+        );
+        Work {
+            flops: 2.0 * rows * n_kv * d,
+            bytes: 4.0 * (rows * d + n_kv * d + heads * rows * n_kv),
+        }
+    }
+}
+
+pub(super) struct Pipelines {
+    qk: wgpu::ComputePipeline,
+    pv: wgpu::ComputePipeline,
+}
+
+pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
+    let c = b.config;
+    let m = b.module(
+        "attn_mm",
+        &[
+            ("AM_WG_X", c.attn_mm_wg.0),
+            ("AM_WG_Y", c.attn_mm_wg.1),
+            ("AM_TM", c.attn_mm_tm),
+            ("AM_TN", c.attn_mm_tn),
+            ("AM_TN4", c.attn_mm_tn4),
+            ("AT_HD4", (HEAD_DIM / 4) as u32),
+        ],
+        AttnMmParams::SHADER,
+    );
+    Pipelines {
+        qk: b.pipeline(&m, "attn_qk", &b.layouts.ro3_rw),
+        pv: b.pipeline(&m, "attn_pv", &b.layouts.ro3_rw),
+    }
+}
+
+impl Kernels {
+    /// Whether `attention_unfused` serves this shape under the config (non-causal, many
+    /// queries, n_kv a multiple of 4).
+    pub fn use_unfused_attention(&self, n_q: usize, n_kv: usize, causal: Option<usize>) -> bool {
+        self.config.attn_unfused
+            && causal.is_none()
+            && n_q > self.config.attn_split_max_q
+            && n_kv.is_multiple_of(4)
+    }
+
+    /// Values of the score buffer `attention_unfused` needs.
+    pub fn unfused_scores_len(&self, n_q: usize, n_kv: usize, n_head: usize) -> usize {
+        n_head * self.config.attn_chunk.max(1).min(n_q) * n_kv
+    }
+
+    /// Non-causal multi-head attention as `attention`, unfused: per chunk of `attn_chunk` query
+    /// rows, scores of every head into `scores` (`unfused_scores_len` values), a row softmax,
+    /// then the product with V into the chunk's rows of `out` (see `shaders/attn_mm.wgsl`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_unfused(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        scores: &wgpu::Buffer,
+        n_q: usize,
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+    ) -> Result<()> {
+        check_heads(d, n_head)?;
+        if n_q == 0 {
+            return Ok(());
+        }
+        if n_kv == 0 || !n_kv.is_multiple_of(4) {
+            return Err(Error::Device(format!(
+                "unfused attention: n_kv = {n_kv} must be a positive multiple of 4"
+            )));
+        }
+        need(q, n_q * d, "attention q")?;
+        need(k, n_kv * d, "attention k")?;
+        need(v, n_kv * d, "attention v")?;
+        need(out, n_q * d, "attention out")?;
+        need(
+            scores,
+            self.unfused_scores_len(n_q, n_kv, n_head),
+            "attention scores",
+        )?;
+        let c = &self.config;
+        let chunk = c.attn_chunk.max(1);
+        let (wx, wy) = c.attn_mm_wg;
+        let l = &self.layouts.ro3_rw;
+        let mut r0 = 0;
+        while r0 < n_q {
+            let rows = chunk.min(n_q - r0);
+            let params = AttnMmParams {
+                n_q: rows as u32,
+                n_kv: n_kv as u32,
+                d4: (d / 4) as u32,
+                row0: r0 as u32,
+                scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+                ..Default::default()
+            };
+            let work = || params.work(n_head);
+            let p = self.param(&params)?;
+            let binds = [whole(q), whole(k), whole(&self.dummy), whole(scores), p];
+            let wg = (
+                groups(n_kv, wx * c.attn_mm_tn),
+                groups(rows, wy * c.attn_mm_tm),
+                n_head as u32,
+            );
+            self.dispatch(pass, &self.attn_mm.qk, l, &binds, wg, work)?;
+            self.softmax(pass, scores, n_head * rows, n_kv, None)?;
+            let p = self.param(&params)?;
+            let binds = [whole(scores), whole(v), whole(&self.dummy), whole(out), p];
+            let wg = (
+                groups(HEAD_DIM / 4, wx * c.attn_mm_tn4),
+                groups(rows, wy * c.attn_mm_tm),
+                n_head as u32,
+            );
+            self.dispatch(pass, &self.attn_mm.pv, l, &binds, wg, work)?;
+            r0 += rows;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Token embedding gather plus positional embedding, `shaders/embed.wgsl`, from an f32 or int8
+//! table (the int8 row dequantized as it is read), in row ranges when the table exceeds one
+//! storage binding.
+//!
+//! CPU twin: `backend/cpu/ops/embed.rs` (`ops::embed`). Test: `tests/kernels_vs_cpu/embed.rs`.
+
+use crate::error::{Error, Result};
+
+use super::super::profile::Work;
+use super::build::Builder;
+use super::matrix::{MatrixRef, WeightType};
+use super::{binding, groups, need, whole, Kernels, WgslParams};
+
+super::wgsl_params! {
+    EmbedParams in "embed.wgsl" {
+        n_tok: u32,
+        d: u32,
+        pos0: u32,
+        /// First table row of this binding.
+        row_base: u32,
+        /// Table rows in this binding.
+        table_rows: u32,
+        /// Tokens per sequence: token i sits at position `pos0 + i % per_seq`.
+        per_seq: u32,
+        /// 32-bit words per table row (f32: values; int8: quads).
+        row_stride: u32,
+        _p0: u32,
+    }
+}
+
+impl EmbedParams {
+    /// A table row, a position row and an output row per token.
+    fn work(&self) -> Work {
+        let (n_tok, d) = (self.n_tok as f64, self.d as f64);
+        Work {
+            flops: n_tok * d,
+            bytes: 4.0 * (n_tok + 3.0 * n_tok * d),
+        }
+    }
+}
+
+/// The gather for f32 tables and for int8 ones.
+pub(super) struct Pipelines {
+    f32: wgpu::ComputePipeline,
+    int8: wgpu::ComputePipeline,
+}
+
+/// What `shaders/embed.wgsl` expects prepended for a table stored as `ty` (f32 or int8): binding
+/// 1 and `tload(r, c)` (element c of table row r, in f32).
+fn prelude(ty: WeightType) -> &'static str {
+    match ty {
+        WeightType::Int8 => {
+            "@group(0) @binding(1) var<storage, read> table: array<u32>;\n\
+             @group(0) @binding(5) var<storage, read> t_scale: array<f32>;\n\
+             fn tload(r: u32, c: u32) -> f32 {\n\
+             let q = unpack4xI8(table[r * p.row_stride + c / 4u]);\n\
+             return f32(q[c % 4u]) * t_scale[r];\n}\n"
+        }
+        WeightType::F32 | WeightType::F16 => {
+            "@group(0) @binding(1) var<storage, read> table: array<f32>;\n\
+             fn tload(r: u32, c: u32) -> f32 { return table[r * p.row_stride + c]; }\n"
+        }
+    }
+}
+
+pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
+    let consts = [("EM_WG", b.config.embed_wg)];
+    let src = |ty| format!("{}{}", prelude(ty), EmbedParams::SHADER);
+    let f32 = b.module("embed", &consts, &src(WeightType::F32));
+    let int8 = b.module("embed int8", &consts, &src(WeightType::Int8));
+    Pipelines {
+        f32: b.pipeline(&f32, "embed", &b.layouts.weights),
+        int8: b.pipeline(&int8, "embed", &b.layouts.weights),
+    }
+}
+
+impl Kernels {
+    /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
+    /// is `[vocab, d]` f32 and may exceed one binding (one dispatch per row range).
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        ids: &wgpu::Buffer,
+        table: &wgpu::Buffer,
+        pos: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_tok: usize,
+        d: usize,
+        vocab: usize,
+        pos0: usize,
+    ) -> Result<()> {
+        let table = MatrixRef::f32(table, vocab, d);
+        self.embed_batched(pass, ids, table, pos, out, n_tok, d, pos0, n_tok)
+    }
+
+    /// `embed` of `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
+    /// a table of `table.rows` tokens stored as f32 or int8 (an int8 row is dequantized as it is
+    /// read); the first `d` of its `table.cols` columns are used.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed_batched(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        ids: &wgpu::Buffer,
+        table: MatrixRef<'_>,
+        pos: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        n_tok: usize,
+        d: usize,
+        pos0: usize,
+        per_seq: usize,
+    ) -> Result<()> {
+        if n_tok == 0 || d == 0 {
+            return Ok(());
+        }
+        if per_seq == 0 || !n_tok.is_multiple_of(per_seq) {
+            return Err(Error::Device(format!(
+                "embed: {n_tok} tokens are not sequences of {per_seq}"
+            )));
+        }
+        let (pipeline, row_stride) = match table.ty {
+            WeightType::F32 => (&self.embed.f32, table.cols),
+            WeightType::Int8 if table.cols.is_multiple_of(4) => (&self.embed.int8, table.cols / 4),
+            ty => {
+                return Err(Error::Device(format!(
+                    "embed: no kernel for a {} table of {} columns",
+                    ty.name(),
+                    table.cols
+                )))
+            }
+        };
+        if d > table.cols {
+            return Err(Error::Device(format!(
+                "embed: d = {d} exceeds the table's {} columns",
+                table.cols
+            )));
+        }
+        let vocab = table.rows;
+        need(ids, n_tok, "embed ids")?;
+        need(table.data, vocab * table.row_bytes() / 4, "embed table")?;
+        let scale = table.scales("embed scales")?;
+        need(pos, (pos0 + per_seq) * d, "embed positions")?;
+        need(out, n_tok * d, "embed out")?;
+        let row_bytes = table.row_bytes();
+        let chunk = self.rows_per_binding(row_bytes as u64).min(vocab);
+        let mut r0 = 0;
+        while r0 < vocab {
+            let rows = chunk.min(vocab - r0);
+            let params = EmbedParams {
+                n_tok: n_tok as u32,
+                d: d as u32,
+                pos0: pos0 as u32,
+                row_base: r0 as u32,
+                table_rows: rows as u32,
+                per_seq: per_seq as u32,
+                row_stride: row_stride as u32,
+                ..Default::default()
+            };
+            let p = self.param(&params)?;
+            let tb = binding(
+                table.data,
+                (r0 * row_bytes) as u64,
+                (rows * row_bytes) as u64,
+            );
+            let sb = match scale {
+                Some(s) => binding(s, (r0 * 4) as u64, (rows * 4) as u64),
+                None => whole(&self.dummy),
+            };
+            let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
+            self.dispatch(
+                pass,
+                pipeline,
+                &self.layouts.weights,
+                &[whole(ids), tb, whole(pos), whole(out), p, sb],
+                wg,
+                || params.work(),
+            )?;
+            r0 += rows;
+        }
+        Ok(())
+    }
+}

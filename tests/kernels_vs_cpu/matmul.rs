@@ -1,0 +1,320 @@
+//! `linear` (f32, f16 and int8 weights; register, tiled and GEMV kernels; row-range split)
+//! against `ops::linear`. Kernel: `src/backend/gpu/kernels/matmul.rs`, `shaders/matmul.wgsl`;
+//! twin: `src/backend/cpu/ops/matmul.rs`.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+fn check_linear(
+    ctx: &GpuContext,
+    kern: &Kernels,
+    rng: &mut Lcg,
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: bool,
+    gelu: bool,
+) {
+    let x = rng.vec(m * k);
+    let w = rng.vec(n * k);
+    let b = rng.vec(n);
+    let bias = bias.then_some(&b[..]);
+    let got = kern.run_linear(ctx, &x, m, k, &w, n, bias, gelu).unwrap();
+    let mut want = vec![0.0; m * n];
+    ops::linear(&x, m, k, &w, n, bias, &mut want);
+    if gelu {
+        ops::gelu(&mut want);
+    }
+    let e = max_err(&got, &want);
+    // GELU adds its erf approximation error (≤ 0.75e-7·|x|) to the product's.
+    assert!(
+        e <= k_tol(k),
+        "linear m={m} k={k} n={n} bias={} gelu={gelu} ({:?}): err {e} > {}",
+        bias.is_some(),
+        kern.config.matmul,
+        k_tol(k)
+    );
+}
+
+/// f16 weights (packed pairs): against the CPU with the same f16-rounded weights, the f32
+/// tolerance (the arithmetic is f32 on both sides); against the original f32 weights, the
+/// rounding of each weight (relative 2^-11) adds at most 2^-11·Σ|x_k w_k|: with |x|, |w| < 1
+/// that worst case is 2^-11·K/4 on average data (0.05 at K = 385), but the rounding errors are
+/// independent and zero-mean, so the typical error is 2^-11·√(Σ (x_k w_k)²) ≈ 2^-11·√(K/9)
+/// ≈ 3e-3 at K = 385; 4·2^-11·√K bounds it with margin (0.04 at K = 385) and still catches
+/// indexing bugs (a wrong or missing weight moves a result by ~0.25).
+fn check_linear_f16(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, m: usize, k: usize, n: usize) {
+    let x = rng.vec(m * k);
+    let w = rng.vec(n * k);
+    let b = rng.vec(n);
+    let got = kern
+        .run_linear_typed(ctx, &x, m, k, &w, WeightType::F16, n, Some(&b), n % 2 == 1)
+        .unwrap();
+    let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    for (weights, tol, what) in [
+        (&w16, k_tol(k), "f16-rounded weights"),
+        (&w, 4.0 * (k as f32).sqrt() / 2048.0, "f32 weights"),
+    ] {
+        let mut want = vec![0.0; m * n];
+        ops::linear(&x, m, k, weights, n, Some(&b), &mut want);
+        if n % 2 == 1 {
+            ops::gelu(&mut want);
+        }
+        let e = max_err(&got, &want);
+        assert!(
+            e <= tol,
+            "f16 linear m={m} k={k} n={n} vs {what} ({:?}): err {e} > {tol}",
+            kern.config.matmul
+        );
+    }
+}
+
+#[test]
+fn linear_f16_weights_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Lcg(13);
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+        for gemv_max_rows in [0, 4] {
+            let kern = Kernels::new(
+                &ctx,
+                KernelConfig {
+                    matmul: variant,
+                    gemv_max_rows,
+                    ..KernelConfig::for_adapter(&ctx)
+                },
+            )
+            .unwrap();
+            for &(m, k, n) in &[(1, 384, 65), (7, 385, 384), (65, 384, 7), (300, 1536, 384)] {
+                check_linear_f16(&ctx, &kern, &mut rng, m, k, n);
+            }
+        }
+    }
+    // Row ranges of a weight larger than one binding (f16 rows are half as many bytes).
+    let kern = Kernels::new(
+        &ctx,
+        KernelConfig {
+            max_binding_override: Some(64 * 384 * 2),
+            ..KernelConfig::for_adapter(&ctx)
+        },
+    )
+    .unwrap();
+    check_linear_f16(&ctx, &kern, &mut rng, 3, 384, 200);
+}
+
+/// Row-scaled int8 weights (`QuantizedMatrix`, four per u32, a scale per row applied after the
+/// K-sum). Against the CPU on the dequantized matrix (`q · scale` in f32): the same products up
+/// to where the scale is multiplied in (per product on the CPU, once per sum on the GPU: one
+/// extra rounding of relative ε/2 per product) and the summation order, so the f32 tolerance
+/// `k_tol` holds. Against the original f32 weights, as a check of the quantization itself: each
+/// weight moves by at most scale/2 = absmax/254 (≈ 1/254 here), uniformly and independently, so
+/// with x uniform in [-1, 1) the error of a result has σ = √K·(1/√3)·(1/(254·√3)) = √K/762
+/// (0.026 at K = 385); √K/127 is 6σ over the ~10⁵ outputs checked. That bound is loose next to
+/// an indexing bug's O(0.25) only for large K, which is why the dequantized comparison is the
+/// one that pins the kernel down.
+#[allow(clippy::too_many_arguments)]
+fn check_linear_int8(
+    ctx: &GpuContext,
+    kern: &Kernels,
+    rng: &mut Lcg,
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: bool,
+    gelu: bool,
+) {
+    let x = rng.vec(m * k);
+    // Rows of different magnitudes (1, 1/2, 1/3, 1/4: still within [-1, 1)), so that a scale
+    // applied to the wrong output column shows.
+    let mut w = rng.vec(n * k);
+    for (r, row) in w.chunks_exact_mut(k).enumerate() {
+        row.iter_mut().for_each(|v| *v /= (1 + r % 4) as f32);
+    }
+    let b = rng.vec(n);
+    let bias = bias.then_some(&b[..]);
+    let got = kern
+        .run_linear_typed(ctx, &x, m, k, &w, WeightType::Int8, n, bias, gelu)
+        .unwrap();
+    let dequantized = QuantizedMatrix::quantize(&w, n, k).dequantize();
+    for (weights, tol, what) in [
+        (&dequantized, k_tol(k), "dequantized weights"),
+        (&w, (k as f32).sqrt() / 127.0, "f32 weights"),
+    ] {
+        let mut want = vec![0.0; m * n];
+        ops::linear(&x, m, k, weights, n, bias, &mut want);
+        if gelu {
+            ops::gelu(&mut want);
+        }
+        let e = max_err(&got, &want);
+        assert!(
+            e <= tol,
+            "int8 linear m={m} k={k} n={n} bias={} gelu={gelu} vs {what} ({:?}, gemv up to {} rows): \
+             err {e} > {tol}",
+            bias.is_some(),
+            kern.config.matmul,
+            kern.config.gemv_max_rows,
+        );
+    }
+}
+
+#[test]
+fn linear_int8_weights_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Lcg(21);
+    // Register (CPU-type adapters' default) and tiled (real GPUs') matmuls, each with and
+    // without the GEMV for few rows, on the odd shapes of `linear_suite`.
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+        for gemv_max_rows in [0, 4] {
+            let kern = Kernels::new(
+                &ctx,
+                KernelConfig {
+                    matmul: variant,
+                    gemv_max_rows,
+                    ..KernelConfig::for_adapter(&ctx)
+                },
+            )
+            .unwrap();
+            for &m in &[1, 7, 63, 65, 300] {
+                for &k in &[384, 385] {
+                    for &n in &[1, 7, 65, 384] {
+                        let (bias, gelu) = ((m + n) % 2 == 1, n == 65);
+                        check_linear_int8(&ctx, &kern, &mut rng, m, k, n, bias, gelu);
+                    }
+                }
+            }
+            check_linear_int8(&ctx, &kern, &mut rng, 300, 1536, 384, true, false);
+            // fc2
+        }
+    }
+    // The real-GPU defaults (32 lanes per GEMV output) and the logits projection's shape.
+    let kern = Kernels::new(&ctx, KernelConfig::gpu()).unwrap();
+    check_linear_int8(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
+    check_linear_int8(&ctx, &kern, &mut rng, 3, 385, 70, true, true);
+    check_linear_int8(&ctx, &kernels(&ctx), &mut rng, 1, 384, 51864, false, false);
+    // With naga's bounds checks (the int8 unpack under them).
+    let kern = Kernels::new(
+        &ctx,
+        KernelConfig {
+            trusted: false,
+            ..KernelConfig::for_adapter(&ctx)
+        },
+    )
+    .unwrap();
+    check_linear_int8(&ctx, &kern, &mut rng, 65, 385, 65, true, true);
+    // Row ranges: 64 rows of 384 int8 per binding, so N = 300 is 5 ranges whose weights and
+    // scales are bound at byte offsets.
+    for base in [KernelConfig::for_adapter(&ctx), KernelConfig::gpu()] {
+        let kern = Kernels::new(
+            &ctx,
+            KernelConfig {
+                max_binding_override: Some(64 * 384),
+                ..base
+            },
+        )
+        .unwrap();
+        check_linear_int8(&ctx, &kern, &mut rng, 1, 384, 300, true, false);
+        check_linear_int8(&ctx, &kern, &mut rng, 65, 384, 300, true, true);
+    }
+}
+
+#[test]
+fn pack_i8_puts_element_0_in_the_low_byte() {
+    assert_eq!(pack_i8(&[1, -1, 127, -127]), vec![0x81_7f_ff_01]);
+    assert_eq!(pack_i8(&[-128, 0, 0, 0, 5]), vec![0x80, 5]);
+}
+
+fn linear_suite(ctx: &GpuContext, kern: &Kernels) {
+    let mut rng = Lcg(1);
+    for &m in &[1, 7, 63, 65, 300] {
+        for &k in &[384, 385] {
+            for &n in &[1, 7, 65, 384] {
+                check_linear(ctx, kern, &mut rng, m, k, n, (m + n) % 2 == 1, n == 65);
+            }
+        }
+    }
+    check_linear(ctx, kern, &mut rng, 1500, 384, 96, true, true);
+    check_linear(ctx, kern, &mut rng, 2, 8, 3, true, false); // tiny K: one K tile, partly empty
+}
+
+#[test]
+fn linear_register_variant_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let cfg = KernelConfig {
+        matmul: MatmulVariant::Register,
+        ..KernelConfig::for_adapter(&ctx)
+    };
+    linear_suite(&ctx, &Kernels::new(&ctx, cfg).unwrap());
+}
+
+#[test]
+fn linear_tiled_variant_and_wide_gemv_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    // The real-GPU defaults (shared-memory tiles, 32 lanes per GEMV output), run here too.
+    let cfg = KernelConfig {
+        trusted: true,
+        ..KernelConfig::gpu()
+    };
+    linear_suite(&ctx, &Kernels::new(&ctx, cfg).unwrap());
+}
+
+#[test]
+fn linear_with_bounds_checked_shaders_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let kern = Kernels::new(
+        &ctx,
+        KernelConfig {
+            trusted: false,
+            ..KernelConfig::for_adapter(&ctx)
+        },
+    )
+    .unwrap();
+    let mut rng = Lcg(2);
+    check_linear(&ctx, &kern, &mut rng, 65, 385, 65, true, true);
+    check_linear(&ctx, &kern, &mut rng, 1, 384, 384, true, false);
+}
+
+#[test]
+fn linear_split_over_row_ranges_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    // Pretend a binding holds 64 rows of 384 floats: N = 300 becomes 5 row ranges, each bound at
+    // a byte offset, as whisper-small's 159 MB embedding is on lavapipe's 128 MiB bindings.
+    for base in [KernelConfig::for_adapter(&ctx), KernelConfig::gpu()] {
+        let cfg = KernelConfig {
+            max_binding_override: Some(64 * 384 * 4),
+            ..base
+        };
+        let kern = Kernels::new(&ctx, cfg).unwrap();
+        let mut rng = Lcg(3);
+        check_linear(&ctx, &kern, &mut rng, 1, 384, 300, true, false);
+        check_linear(&ctx, &kern, &mut rng, 65, 384, 300, true, true);
+    }
+}
+
+#[test]
+fn gemv_logits_projection_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    // the GEMV kernel itself (CPU adapters default to the register matmul for every row count),
+    // one thread and 32 threads per output
+    for (lanes, rows) in [(1, 64), (32, 8)] {
+        let cfg = KernelConfig {
+            gemv_max_rows: 4,
+            gemv_lanes: lanes,
+            gemv_rows: rows,
+            ..KernelConfig::for_adapter(&ctx)
+        };
+        let kern = Kernels::new(&ctx, cfg).unwrap();
+        let mut rng = Lcg(4);
+        check_linear(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
+        check_linear(&ctx, &kern, &mut rng, 3, 385, 70, true, true);
+    }
+    // and the default path for one row
+    check_linear(
+        &ctx,
+        &kernels(&ctx),
+        &mut Lcg(5),
+        1,
+        384,
+        51864,
+        false,
+        false,
+    );
+}
