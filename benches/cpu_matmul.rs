@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use dattavani_asr::backend::cpu::{int8, ops};
+use dattavani_asr::testing::backend::cpu::{int8, ops};
 
 fn rand_vec(seed: &mut u64, n: usize) -> Vec<f32> {
     (0..n)

@@ -10,18 +10,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use dattavani_asr::backend::cpu::model::CpuWeights;
-use dattavani_asr::backend::cpu::CpuModel;
-use dattavani_asr::backend::Backend;
-use dattavani_asr::decode::search::Rng;
-use dattavani_asr::decode::{DecodeOptions, DecodingResult, DecodingTask};
-use dattavani_asr::model::config::ModelConfig;
-use dattavani_asr::model::hub;
-use dattavani_asr::model::weights::Weights;
-use dattavani_asr::tokenizer::WhisperTokenizer;
-use dattavani_asr::transcribe::batched::{chunk_window, plan_chunks};
-use dattavani_asr::transcribe::{
-    DeviceChoice, MelPadding, TranscribeOptions, Transcriber, Transcript,
+use dattavani_asr::testing::backend::cpu::model::CpuWeights;
+use dattavani_asr::testing::backend::cpu::CpuModel;
+use dattavani_asr::testing::backend::Backend;
+use dattavani_asr::testing::decode::search::Rng;
+use dattavani_asr::testing::decode::{DecodeOptions, DecodingResult, DecodingTask};
+use dattavani_asr::testing::model::config::ModelConfig;
+use dattavani_asr::testing::model::hub;
+use dattavani_asr::testing::model::weights::Weights;
+use dattavani_asr::testing::tokenizer::WhisperTokenizer;
+use dattavani_asr::testing::transcribe::batched::{chunk_window, plan_chunks};
+use dattavani_asr::testing::transcribe::{
+    Device, MelPadding, TranscribeOptions, Transcriber, Transcript,
 };
 
 fn data(rel: &str) -> PathBuf {
@@ -35,7 +35,7 @@ static MODEL_LOCK: Mutex<()> = Mutex::new(());
 
 fn transcriber(options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
-    Transcriber::from_files(&files, DeviceChoice::Cpu, options).expect("tiny.en loads")
+    Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 
 /// tiny.en's CPU model, tokenizer and config, apart (a `DecodingTask` borrows the last two
@@ -50,7 +50,8 @@ fn cpu_model() -> (CpuModel, WhisperTokenizer, ModelConfig) {
 
 /// The first `n` chunk windows of `file`, as the batched transcription cuts and pads them.
 fn chunk_windows(model: &mut CpuModel, file: &str, n: usize) -> Vec<Vec<f32>> {
-    let samples = dattavani_asr::audio::load_audio(&data(&format!("speech/{file}"))).unwrap();
+    let samples =
+        dattavani_asr::testing::audio::load_audio(&data(&format!("speech/{file}"))).unwrap();
     let n_mels = model.dims().n_mels;
     let mel = model.log_mel(&samples, n_mels).unwrap();
     let chunks = plan_chunks(&samples, mel.content_frames());
@@ -241,7 +242,7 @@ fn assert_sane_timeline(t: &Transcript, name: &str) {
         assert!(!s.text.trim().is_empty(), "{name}: empty segment {}", s.id);
         prev_end = s.end;
     }
-    let ratio = dattavani_asr::decode::compression_ratio(&t.text);
+    let ratio = dattavani_asr::testing::decode::compression_ratio(&t.text);
     assert!(ratio < 2.4, "{name}: compression ratio {ratio}");
 }
 
@@ -270,9 +271,9 @@ fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
         let s = sequential.transcribe_file(&path).unwrap();
         pairs.push((name, b.text.clone(), s.text.clone()));
 
-        batched.set_options(greedy(2));
+        batched.set_options(greedy(2)).unwrap();
         let b2 = batched.transcribe_file(&path).unwrap();
-        batched.set_options(greedy(4));
+        batched.set_options(greedy(4)).unwrap();
         assert_eq!(b2.segments.len(), b.segments.len(), "{name}: batch 2 vs 4");
         for (x, y) in b2.segments.iter().zip(&b.segments) {
             assert_eq!(

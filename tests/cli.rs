@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dattavani_asr::model::hub;
+use dattavani_asr::testing::model::hub;
 
 const JFK: &str = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country.";
 

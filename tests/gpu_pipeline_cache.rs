@@ -13,9 +13,11 @@ mod npy;
 
 use std::path::Path;
 
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext, GpuModel, PipelineCacheDir};
-use dattavani_asr::backend::Backend;
-use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+use dattavani_asr::testing::backend::gpu::{
+    AdapterSelector, GpuContext, GpuModel, PipelineCacheDir,
+};
+use dattavani_asr::testing::backend::Backend;
+use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
 
 /// Encoder output, the logits of the first step and two greedy tokens.
 fn run(dir: &Path, weights: &Weights, config: &ModelConfig) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
@@ -35,7 +37,7 @@ fn run(dir: &Path, weights: &Weights, config: &ModelConfig) -> (Vec<f32>, Vec<f3
     let first = logits.clone();
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let next = dattavani_asr::backend::cpu::ops::argmax(&logits) as u32;
+        let next = dattavani_asr::testing::backend::cpu::ops::argmax(&logits) as u32;
         tokens.push(next);
         gpu.decode(&[next], &mut logits).unwrap();
     }

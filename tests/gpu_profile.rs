@@ -9,9 +9,10 @@ mod gpu_adapter;
 #[path = "common/npy.rs"]
 mod npy;
 
-use dattavani_asr::backend::gpu::{
+use dattavani_asr::testing::backend::gpu::{
     KernelConfig, KernelProfile, KernelTime, Kernels, MatmulVariant, WeightType,
 };
+use dattavani_asr::testing::backend::Diagnostics;
 
 fn row<'a>(p: &'a KernelProfile, name: &str) -> &'a KernelTime {
     p.kernels
@@ -100,8 +101,8 @@ fn profile_counts_a_known_dispatch_sequence() {
 /// from the model's dimensions, each with positive time; the device time within the wall time.
 #[test]
 fn profiled_encoder_and_decoder_step_list_every_linear() {
-    use dattavani_asr::backend::{gpu::GpuModel, Backend};
-    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    use dattavani_asr::testing::backend::{gpu::GpuModel, Backend};
+    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
     let Some(ctx) = gpu_adapter::gpu() else {
         return;
     };

@@ -11,12 +11,12 @@
 //! far above the observed error, far below the O(0.1) error of any indexing bug (a missing or
 //! duplicated product changes a result by |x_k w_k| ≈ 0.25 on average).
 
-use dattavani_asr::backend::cpu::ops;
-use dattavani_asr::backend::gpu::{
+use dattavani_asr::testing::backend::cpu::ops;
+use dattavani_asr::testing::backend::gpu::{
     pack_i8, AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
-use dattavani_asr::error::Error;
-use dattavani_asr::model::quant::QuantizedMatrix;
+use dattavani_asr::testing::error::Error;
+use dattavani_asr::testing::model::quant::QuantizedMatrix;
 
 #[path = "common/gpu.rs"]
 mod gpu_adapter;
@@ -684,7 +684,7 @@ fn argmax_matches_cpu_first_on_ties() {
 #[test]
 fn adapters_are_listed_and_selected() {
     let Some(ctx) = gpu() else { return };
-    let list = dattavani_asr::backend::gpu::list_adapters();
+    let list = dattavani_asr::testing::backend::gpu::list_adapters();
     assert!(!list.is_empty());
     for a in &list {
         assert!(
@@ -774,8 +774,8 @@ fn device_errors_become_error_values_not_panics() {
 /// for the encoder) and 2e-3 on logits (magnitudes ~10-30, relative ~1e-4).
 #[test]
 fn gpu_model_matches_cpu_model_on_jfk() {
-    use dattavani_asr::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
-    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
+    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
     let Some(ctx) = gpu() else { return };
     let Ok(files) = hub::resolve("tiny.en") else {
         eprintln!("skipped: tiny.en not in the model cache");
@@ -817,8 +817,11 @@ fn gpu_model_matches_cpu_model_on_jfk() {
         let e = max_diff(&lg, &lc);
         eprintln!("step {step}: logits max abs diff {e:.2e}");
         assert!(e <= 2e-3, "step {step}: logits diff {e}");
-        let next = dattavani_asr::backend::cpu::ops::argmax(&lc) as u32;
-        assert_eq!(dattavani_asr::backend::cpu::ops::argmax(&lg) as u32, next);
+        let next = dattavani_asr::testing::backend::cpu::ops::argmax(&lc) as u32;
+        assert_eq!(
+            dattavani_asr::testing::backend::cpu::ops::argmax(&lg) as u32,
+            next
+        );
         tokens = vec![next];
     }
     assert_eq!(gpu.cached_len(), cpu.cached_len());
@@ -855,8 +858,8 @@ fn gpu_model_matches_cpu_model_on_jfk() {
 /// within that of `gpu_end_to_end::cross_attention_weights_match_the_cpu` (2e-3).
 #[test]
 fn gpu_model_matches_cpu_model_over_several_windows() {
-    use dattavani_asr::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
-    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
+    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
     let Some(ctx) = gpu() else { return };
     let Ok(files) = hub::resolve("tiny.en") else {
         eprintln!("skipped: tiny.en not in the model cache");

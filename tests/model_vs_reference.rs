@@ -4,8 +4,8 @@
 #[path = "common/npy.rs"]
 mod npy;
 
-use dattavani_asr::backend::{cpu::CpuModel, Backend};
-use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+use dattavani_asr::testing::backend::{cpu::CpuModel, Backend};
+use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
 
 /// Encoder output for the reference jfk mel. Tolerance 1e-3 absolute (the bound): four
 /// pre-LN blocks of f32 GEMMs whose summation order differs from CTranslate2's; we reach ~6e-5.

@@ -2,7 +2,6 @@
 //! packages), what they contain (config, safetensors, tokenizer).
 
 pub mod cache;
-pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;
