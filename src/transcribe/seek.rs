@@ -1,9 +1,10 @@
-//! OpenAI's sequential seek loop as a state machine: [`SeekLoop::next_window`] says which 30-s
-//! window to encode next (with its prompt), [`SeekLoop::finish_window`] takes that window's
-//! decoding result and advances. The driver (`Transcriber`) encodes and decodes in between, so
-//! a scheduler can later take the next window of several loops and run them together.
+//! OpenAI's sequential seek loop as a state machine: `next_window` says which 30-s window to
+//! encode next (with its prompt), `finish_window` takes that window's decoding result and
+//! advances. The driver (`Transcriber::step_windows`) encodes and decodes in between, and can
+//! take the next window of several loops (several requests) and encode them together.
 
 use crate::decode::alignment::Word;
+use crate::decode::search::Rng;
 use crate::decode::{DecodeOptions, DecodingResult};
 use crate::error::Result;
 use crate::mel::{LogMel, HOP_LENGTH, N_FRAMES};
@@ -45,15 +46,23 @@ pub struct WindowRequest {
     pub seek: usize,
     /// Frames of real audio in it (at most 3000).
     pub frames: usize,
-    /// The window's mel, padded to 3000 frames; `None` when the backend still holds it encoded
-    /// (language detection encoded window 0).
-    pub mel: Option<Vec<f32>>,
+    /// The window's mel, padded to 3000 frames.
+    pub mel: Vec<f32>,
+    /// The backend may still hold it encoded (language detection encoded window 0 unpadded):
+    /// a driver of this loop alone need not encode it again.
+    pub encoded: bool,
     /// The decoding options of this window (its prompt: the previous windows' text).
     pub decode: DecodeOptions,
 }
 
-/// One transcription's sequential loop: where it is, the prompt, the segments so far.
+/// One transcription's sequential loop: where it is, the prompt, the segments so far. Made by
+/// `Transcriber::begin_seek`, advanced by `Transcriber::step_windows`, ended by
+/// `Transcriber::finish_seek`.
 pub struct SeekLoop {
+    /// The sampler's generator at temperatures above 0, seeded per transcription.
+    rng: Rng,
+    language_probability: Option<f32>,
+    duration: f64,
     seek: usize,
     content_frames: usize,
     /// Encoder frames per timestamp step: 3000 mel frames -> `n_audio_ctx` positions.
@@ -87,8 +96,12 @@ impl SeekLoop {
         condition_on_previous_text: bool,
         initial_prompt: Vec<u32>,
         encoded: Option<Vec<f32>>,
+        seed: u64,
     ) -> Self {
         SeekLoop {
+            rng: Rng::new(seed),
+            language_probability: None,
+            duration: content_frames as f64 / 100.0,
             seek: 0,
             content_frames,
             input_stride: N_FRAMES / n_audio_ctx,
@@ -121,7 +134,7 @@ impl SeekLoop {
     }
 
     /// The next window, or `None` when the audio is done.
-    pub fn next_window(&mut self, src: &mut dyn MelSource) -> Result<Option<WindowRequest>> {
+    pub(crate) fn next_window(&mut self, src: &mut dyn MelSource) -> Result<Option<WindowRequest>> {
         if self.seek >= self.content_frames {
             return Ok(None);
         }
@@ -132,27 +145,23 @@ impl SeekLoop {
             Some((s, mel)) if s == seek => Some(mel),
             _ => None,
         };
-        let mel = match (held, zero_padded) {
-            // Language detection encoded this very window, unpadded as it should be.
-            (Some(_), false) => None,
-            (Some(mut mel), true) => {
-                zero_pad(&mut mel, frames);
-                Some(mel)
-            }
-            (None, _) => {
-                let mut mel = src.window(seek)?;
-                if zero_padded {
-                    zero_pad(&mut mel, frames);
-                }
-                Some(mel)
-            }
+        // Language detection encoded this very window, unpadded: still right unless the
+        // window is to be zero-padded.
+        let encoded = held.is_some() && !zero_padded;
+        let mut mel = match held {
+            Some(mel) => mel,
+            None => src.window(seek)?,
         };
+        if zero_padded {
+            zero_pad(&mut mel, frames);
+        }
         let mut decode = self.decode.clone();
         decode.prompt = self.all_tokens[self.prompt_reset_since..].to_vec();
         Ok(Some(WindowRequest {
             seek,
             frames,
             mel,
+            encoded,
             decode,
         }))
     }
@@ -225,9 +234,32 @@ impl SeekLoop {
     }
 
     /// The segments, and the tokens of the whole text (the initial prompt left out).
-    pub fn into_parts(self) -> (Vec<Segment>, Vec<u32>) {
+    pub(crate) fn into_parts(self) -> (Vec<Segment>, Vec<u32>) {
         let text_tokens = self.all_tokens[self.initial_prompt_len..].to_vec();
         (self.segments, text_tokens)
+    }
+
+    pub(crate) fn set_origin(&mut self, language_probability: Option<f32>, duration: f64) {
+        self.language_probability = language_probability;
+        self.duration = duration;
+    }
+
+    pub(crate) fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    pub(crate) fn origin(&self) -> (Option<f32>, f64) {
+        (self.language_probability, self.duration)
+    }
+
+    /// Whether the audio is done.
+    pub fn is_done(&self) -> bool {
+        self.seek >= self.content_frames
+    }
+
+    /// The segments final so far.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
     }
 }
 

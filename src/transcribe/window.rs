@@ -1,7 +1,7 @@
 //! One window's result, the same way for the sequential seek loop and the batched loop: decode
 //! with temperature fallback, the no-speech rule, segments cut at timestamp pairs, word
 //! timestamps (and where to resume after the last word), segment assembly. The loops differ
-//! only in what they do with a window's unfinished tail (see [`TailPolicy`]).
+//! only in what they do with a window's unfinished tail (see `TailPolicy`).
 
 use std::time::Instant;
 
