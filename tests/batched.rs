@@ -332,7 +332,7 @@ fn batched_word_timestamps_follow_their_segments() {
     o.batch_size = 4;
     o.word_timestamps = true;
     let mut t = transcriber(o);
-    let result = t.transcribe_file(&data("speech/long_concat.wav")).unwrap();
+    let result = t.transcribe_file(data("speech/long_concat.wav")).unwrap();
     assert_sane_timeline(&result, "long_concat");
     let mut n_words = 0;
     let mut prev = 0.0;

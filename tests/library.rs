@@ -105,6 +105,27 @@ fn cancels_resamples_and_takes_chunks() {
         .unwrap_err();
     assert!(matches!(e, Error::Cancelled), "{e}");
 
+    // Cancelled from the segment callback: the next window's first decoder step stops.
+    let long = dattavani_asr::audio_io::load_audio(std::path::Path::new(
+        "tests/data/speech/long_concat.wav",
+    ))
+    .unwrap();
+    let cancel = CancelHandle::new();
+    let in_callback = cancel.clone();
+    let mut segments = 0;
+    let hooks = Hooks::default().cancel(cancel).on_segment(|_| {
+        segments += 1;
+        in_callback.cancel();
+    });
+    let e = t.transcribe_samples_with(&long, 16_000, hooks).unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e}");
+    assert!(segments >= 1);
+    assert!(
+        t.timings().windows.len() == 1,
+        "{:?}",
+        t.timings().windows.len()
+    );
+
     // The same audio at 8 kHz (every other sample): resampled back to 16 kHz.
     let at_8k: Vec<f32> = samples.iter().step_by(2).copied().collect();
     let t8 = t.transcribe_samples(&at_8k, 8_000).unwrap();

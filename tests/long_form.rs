@@ -110,7 +110,7 @@ fn long_clips_match_or_beat_faster_whisper_with_beam_5() {
     let mut t = transcriber("tiny.en", TranscribeOptions::default());
     let mut ours = Vec::new();
     for name in LONG {
-        let result = t.transcribe_file(&data(&format!("speech/{name}"))).unwrap();
+        let result = t.transcribe_file(data(&format!("speech/{name}"))).unwrap();
         assert!(
             result.segments.len() > 3,
             "{name}: long audio gives several segments"
@@ -278,7 +278,7 @@ fn beam_search_is_no_worse_than_greedy_on_real_clips() {
         let texts: Vec<String> = clips
             .iter()
             .map(|f| {
-                t.transcribe_file(&data(&format!("speech/{f}")))
+                t.transcribe_file(data(&format!("speech/{f}")))
                     .unwrap()
                     .text
             })
@@ -368,7 +368,7 @@ fn base_detects_english_german_french_spanish() {
         ("speech/synth_fr.wav", "fr"),
         ("speech/synth_es.wav", "es"),
     ] {
-        let result = t.transcribe_file(&data(file)).unwrap();
+        let result = t.transcribe_file(data(file)).unwrap();
         assert_eq!(
             result.language, lang,
             "{file}: detected {} ({:?})",
@@ -384,7 +384,7 @@ fn base_detects_english_german_french_spanish() {
     let mut options = TranscribeOptions::default();
     options.decode.language = Some("es".into());
     let mut t = transcriber("base", options);
-    let result = t.transcribe_file(&data("speech/synth_es.wav")).unwrap();
+    let result = t.transcribe_file(data("speech/synth_es.wav")).unwrap();
     assert_eq!(result.language, "es");
     assert_eq!(
         result.text.trim(),

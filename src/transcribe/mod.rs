@@ -58,11 +58,14 @@ pub struct Transcript {
     pub duration: f64,
 }
 
+/// The segment callback of [`Hooks`].
+type OnSegment<'a> = Box<dyn FnMut(&Segment) + Send + 'a>;
+
 /// What a caller hears from a transcription while it runs, and how it stops it. All optional:
 /// `Hooks::default()` is silent.
 #[derive(Default)]
 pub struct Hooks<'a> {
-    on_segment: Option<Box<dyn FnMut(&Segment) + Send + 'a>>,
+    on_segment: Option<OnSegment<'a>>,
     progress: Option<&'a dyn Progress>,
     cancel: Option<CancelHandle>,
 }
@@ -119,6 +122,10 @@ impl<'a> Hooks<'a> {
         self.cancel.as_ref().map_or(Ok(()), CancelHandle::check)
     }
 }
+
+/// The decoding options of an input, its language, the detected language's probability, and
+/// window 0's mel when detection left it encoded.
+type ResolvedLanguage = (DecodeOptions, String, Option<f32>, Option<Vec<f32>>);
 
 /// A loaded model, ready to transcribe any number of inputs, one at a time. `Send`: it may be
 /// moved into a worker thread.
@@ -340,7 +347,7 @@ impl Transcriber {
     fn resolve_language(
         &mut self,
         first_window: impl FnOnce() -> Result<Vec<f32>>,
-    ) -> Result<(DecodeOptions, String, Option<f32>, Option<Vec<f32>>)> {
+    ) -> Result<ResolvedLanguage> {
         let mut decode_opts = self.options.decode.clone();
         let mut language_probability = None;
         let mut encoded = None;
