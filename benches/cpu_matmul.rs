@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use dattavani_asr::backend::cpu::{int8, ops};
+use dattavani_asr::testing::backend::cpu::{int8, ops};
 
 #[path = "common/rand.rs"]
 mod rand_data;

@@ -11,14 +11,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use dattavani_asr::backend::cpu::CpuModel;
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext, GpuModel};
-use dattavani_asr::backend::Backend;
-use dattavani_asr::bench::{decoder_token_flops, encoder_flops, load_average, median};
-use dattavani_asr::model::config::ModelConfig;
-use dattavani_asr::model::weights::Weights;
-use dattavani_asr::model::{hub, ModelFiles};
-use dattavani_asr::tokenizer::WhisperTokenizer;
+use dattavani_asr::testing::backend::cpu::CpuModel;
+use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext, GpuModel};
+use dattavani_asr::testing::backend::Backend;
+#[path = "../src/cli/measure.rs"]
+#[allow(dead_code)]
+mod measure;
+use dattavani_asr::testing::model::config::ModelConfig;
+use dattavani_asr::testing::model::weights::Weights;
+use dattavani_asr::testing::model::{hub, ModelFiles};
+use dattavani_asr::testing::tokenizer::WhisperTokenizer;
+use measure::{decoder_token_flops, encoder_flops, load_average, median};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -136,12 +139,14 @@ fn main() {
     let config = ModelConfig::from_dir(&files.dir).expect("config");
     let tok = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab).expect("tok");
     let audio = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/jfk.wav");
-    let samples = dattavani_asr::audio::load_audio(&audio).expect("jfk.wav");
+    let samples = dattavani_asr::testing::audio::load_audio(&audio).expect("jfk.wav");
     let n_mels = config.dims.n_mels;
     let mel_ms = time_ms(env_usize("BENCH_ITERS", 5), || {
-        std::hint::black_box(dattavani_asr::mel::log_mel_spectrogram(&samples, n_mels));
+        std::hint::black_box(dattavani_asr::testing::mel::log_mel_spectrogram(
+            &samples, n_mels,
+        ));
     });
-    let window = dattavani_asr::mel::log_mel_spectrogram(&samples, n_mels).window(0);
+    let window = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, n_mels).window(0);
 
     let d = &config.dims;
     let steps = env_usize("BENCH_STEPS", 20);

@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use dattavani_asr::backend::cpu::ops;
-use dattavani_asr::backend::gpu::{
+use dattavani_asr::testing::backend::cpu::ops;
+use dattavani_asr::testing::backend::gpu::{
     AdapterSelector, GpuContext, GpuMatrix, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
 
@@ -103,7 +103,7 @@ fn main() {
             .split(',')
             .map(|x| x.trim().parse().expect("BENCH_REG_TILE"))
             .collect();
-        base.register = dattavani_asr::backend::gpu::MatmulTile {
+        base.register = dattavani_asr::testing::backend::gpu::MatmulTile {
             wg_x: v[0],
             wg_y: v[1],
             tm: v[2],
@@ -363,12 +363,12 @@ fn main() {
         // Whole GPU log-mel of 30 s (upload, dispatch chain, read-back); the rate counts the
         // DFT product only (3000 frames x 402 x 400 x 2 FLOP).
         let samples = rand_vec(&mut seed, 30 * 16000);
-        let mut mel = dattavani_asr::backend::gpu::GpuMel::new(&ctx);
+        let mut mel = dattavani_asr::testing::backend::gpu::GpuMel::new(&ctx);
         let g = time_cpu(|| {
             mel.compute(&ctx, dflt, &samples, 80).unwrap();
         });
         let cpu = time_cpu(|| {
-            dattavani_asr::mel::log_mel_spectrogram(&samples, 80);
+            dattavani_asr::testing::mel::log_mel_spectrogram(&samples, 80);
         });
         row(
             "log-mel (whole)",

@@ -12,7 +12,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use dattavani_asr::audio::{audio_info, AudioStream, MelSource, OpenOptions, RawPcm, SpooledMel};
+use dattavani_asr::testing::audio::{
+    audio_info, AudioStream, MelSource, OpenOptions, RawPcm, SpooledMel,
+};
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -7,11 +7,11 @@
 
 use std::time::Instant;
 
-use dattavani_asr::backend::gpu::{
+use dattavani_asr::testing::backend::gpu::{
     AdapterSelector, GpuContext, GpuModel, KernelConfig, WeightType,
 };
-use dattavani_asr::backend::Backend;
-use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+use dattavani_asr::testing::backend::Backend;
+use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
 
 /// CPU seconds this process has used (user + system, all threads: lavapipe's workers run in
 /// process), from /proc/self/stat; None elsewhere. On a shared machine, CPU time per window is a
@@ -24,7 +24,7 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn main() -> dattavani_asr::error::Result<()> {
+fn main() -> dattavani_asr::testing::error::Result<()> {
     let model = std::env::args().nth(1).unwrap_or_else(|| "tiny.en".into());
     let files = hub::resolve(&model)?;
     let config = ModelConfig::from_dir(&files.dir)?;
@@ -62,8 +62,9 @@ fn main() -> dattavani_asr::error::Result<()> {
     );
     println!("{model} on {}", m.device_name());
     let dims = config.dims.clone();
-    let samples = dattavani_asr::audio::load_audio(std::path::Path::new("samples/jfk.wav"))?;
-    let mel = dattavani_asr::mel::log_mel_spectrogram(&samples, dims.n_mels).window(0);
+    let samples =
+        dattavani_asr::testing::audio::load_audio(std::path::Path::new("samples/jfk.wav"))?;
+    let mel = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, dims.n_mels).window(0);
     // Log-mel of jfk (11 s) and of 30 s, GPU and CPU, after one warm-up call each.
     let s30: Vec<f32> = samples.iter().cycle().take(30 * 16000).copied().collect();
     for (what, s) in [("jfk (11 s)", &samples), ("30 s", &s30)] {
@@ -71,9 +72,9 @@ fn main() -> dattavani_asr::error::Result<()> {
         let t = Instant::now();
         let _ = m.log_mel(s, dims.n_mels)?;
         let gpu = t.elapsed().as_secs_f64() * 1e3;
-        let _ = dattavani_asr::mel::log_mel_spectrogram(s, dims.n_mels);
+        let _ = dattavani_asr::testing::mel::log_mel_spectrogram(s, dims.n_mels);
         let t = Instant::now();
-        let _ = dattavani_asr::mel::log_mel_spectrogram(s, dims.n_mels);
+        let _ = dattavani_asr::testing::mel::log_mel_spectrogram(s, dims.n_mels);
         let cpu = t.elapsed().as_secs_f64() * 1e3;
         println!("log-mel of {what}: gpu {gpu:.1} ms, cpu {cpu:.1} ms");
     }

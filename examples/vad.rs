@@ -28,7 +28,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", vad::fetch::resolve()?.display());
         }
         Some("segments") if args.len() == 2 => {
-            let samples = dattavani_asr::audio::load_audio(Path::new(&args[1]))?;
+            let samples = dattavani_asr::testing::audio::load_audio(Path::new(&args[1]))?;
             let model = VadModel::load()?;
             let chunks = vad::speech_chunks(&samples, &model, &VadOptions::default());
             for c in &chunks {
@@ -36,7 +36,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         Some("bench") if (2..=3).contains(&args.len()) => {
-            let samples = dattavani_asr::audio::load_audio(Path::new(&args[1]))?;
+            let samples = dattavani_asr::testing::audio::load_audio(Path::new(&args[1]))?;
             let runs: usize = args.get(2).map(|r| r.parse()).transpose()?.unwrap_or(3);
             let model = VadModel::load()?;
             let mut best = f64::INFINITY;
@@ -57,15 +57,19 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Some("transcribe") if (3..=4).contains(&args.len()) => {
-            use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber};
-            let samples = dattavani_asr::audio::load_audio(Path::new(&args[2]))?;
+            use dattavani_asr::{Device, TranscribeOptions, Transcriber};
+            let samples = dattavani_asr::audio_io::load_audio(Path::new(&args[2]))?;
             let mut options = TranscribeOptions::default();
             options.decode.beam_size = None;
             options.decode.best_of = None;
-            let mut whisper = Transcriber::new(&args[1], DeviceChoice::Cpu, options)?;
+            let mut whisper = Transcriber::builder()
+                .model(&args[1])
+                .device(Device::Cpu)
+                .options(options)
+                .build()?;
             let t = Instant::now();
             let json = if args.get(3).map(String::as_str) == Some("--no-vad") {
-                serde_json::to_string(&whisper.transcribe_samples(&samples, &mut |_, _| {})?)?
+                serde_json::to_string(&whisper.transcribe_samples(&samples, 16_000)?)?
             } else {
                 let model = VadModel::load()?;
                 let out = vad::transcribe_with_vad(
@@ -73,7 +77,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                     &samples,
                     &model,
                     &VadOptions::default(),
-                    &mut |_, _| {},
+                    None,
                 )?;
                 serde_json::to_string(&out)?
             };

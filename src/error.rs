@@ -39,6 +39,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The work was stopped through a `CancelHandle`.
+    #[error("cancelled")]
+    Cancelled,
+
     /// A failure inside decoding or the forward pass that is not the input's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,6 +82,8 @@ impl Error {
             Error::Model { .. } | Error::ModelResolve { .. } | Error::Tokenizer { .. } => 3,
             Error::Device(_) => 4,
             Error::Internal(_) => 5,
+            // As a shell reports a command stopped by SIGINT.
+            Error::Cancelled => 130,
         }
     }
 }

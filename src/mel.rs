@@ -310,3 +310,27 @@ pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> LogMel {
         data,
     }
 }
+
+/// Log-mel frames, fed to the seek loop window by window. The in-memory [`LogMel`] is one; a
+/// streaming decoder with an incremental spectrogram is another, which keeps memory bounded
+/// whatever the length of the audio.
+pub trait MelSource {
+    fn n_mels(&self) -> usize;
+    /// Frames (100 per second) of real audio, known before the first window.
+    fn content_frames(&self) -> usize;
+    /// The 3000-frame window starting at frame `start`: n_mels rows of 3000, row-major,
+    /// frames past the content being the padding's (as `LogMel::window` today).
+    fn window(&mut self, start: usize) -> crate::error::Result<Vec<f32>>;
+}
+
+impl MelSource for LogMel {
+    fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+    fn content_frames(&self) -> usize {
+        LogMel::content_frames(self)
+    }
+    fn window(&mut self, start: usize) -> crate::error::Result<Vec<f32>> {
+        Ok(LogMel::window(self, start))
+    }
+}

@@ -7,7 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use dattavani_asr::{atomic_file, output};
+use dattavani_asr::testing::{atomic_file, output};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -4,7 +4,7 @@
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
-use dattavani_asr::audio::{decode_wav, load_audio, resample, SAMPLE_RATE};
+use dattavani_asr::testing::audio::{decode_wav, load_audio, resample, SAMPLE_RATE};
 
 const FREQ: f64 = 1000.0;
 const AMP: f64 = 0.5;
@@ -413,14 +413,14 @@ fn no_panic_on_any_truncation_or_header_corruption() {
         );
         let good = std::fs::read(&path).unwrap();
         for cut in 0..good.len() {
-            let _ = dattavani_asr::audio::decode_wav_bytes(&good[..cut]);
+            let _ = dattavani_asr::testing::audio::decode_wav_bytes(&good[..cut]);
         }
         // Every header byte set to a few awkward values.
         for i in 0..80.min(good.len()) {
             for v in [0u8, 1, 0x7F, 0x80, 0xFF] {
                 let mut b = good.clone();
                 b[i] = v;
-                if let Ok(d) = dattavani_asr::audio::decode_wav_bytes(&b) {
+                if let Ok(d) = dattavani_asr::testing::audio::decode_wav_bytes(&b) {
                     assert!(!d.samples.is_empty());
                 }
             }

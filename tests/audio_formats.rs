@@ -11,11 +11,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use dattavani_asr::audio::{
+use dattavani_asr::testing::audio::{
     audio_info, decode_wav, load_audio, load_audio_with, resample, AudioStream, MelSource,
     OpenOptions, RawEncoding, RawPcm, SpooledMel, StreamResampler,
 };
-use dattavani_asr::mel::log_mel_spectrogram;
+use dattavani_asr::testing::mel::log_mel_spectrogram;
 
 #[path = "common/wer.rs"]
 #[allow(dead_code)]
@@ -144,11 +144,11 @@ fn lossy_fixtures_match_ffmpeg_decode() {
     }
 }
 
-fn transcriber() -> dattavani_asr::transcribe::Transcriber {
-    use dattavani_asr::model::hub;
-    use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber};
+fn transcriber() -> dattavani_asr::testing::transcribe::Transcriber {
+    use dattavani_asr::testing::model::hub;
+    use dattavani_asr::{Device, TranscribeOptions, Transcriber};
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
-    Transcriber::from_files(&files, DeviceChoice::Cpu, TranscribeOptions::greedy_plain())
+    Transcriber::from_files(&files, Device::Cpu, TranscribeOptions::greedy_plain())
         .expect("tiny.en loads")
 }
 
@@ -156,7 +156,7 @@ fn transcriber() -> dattavani_asr::transcribe::Transcriber {
 fn transcripts_match_the_wav() {
     let mut t = transcriber();
     let mut text = |samples: &[f32]| {
-        t.transcribe_samples(samples, &mut |_, _| {})
+        t.transcribe_samples(samples, 16_000)
             .unwrap()
             .text
             .trim()

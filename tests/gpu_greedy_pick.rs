@@ -1,8 +1,8 @@
 //! The device-side greedy choice (`greedy_pick` in shaders/argmax.wgsl) against its CPU twin
 //! `backend::masked_argmax`, on odd vocabulary sizes, masks and ties.
 
-use dattavani_asr::backend::gpu::kernels::{KernelConfig, Kernels};
-use dattavani_asr::backend::masked_argmax;
+use dattavani_asr::testing::backend::gpu::kernels::{KernelConfig, Kernels};
+use dattavani_asr::testing::backend::masked_argmax;
 
 #[path = "common/gpu.rs"]
 mod gpu_adapter;
@@ -26,7 +26,7 @@ fn greedy_pick_matches_masked_argmax() {
     for &n in &[1usize, 7, 63, 65, 257, 1000, 51864, 51865] {
         let x: Vec<f32> = (0..n).map(|_| next()).collect();
         // Mask the true maximum and a spread of other ids, as suppression lists do.
-        let top = dattavani_asr::backend::cpu::ops::argmax(&x) as u32;
+        let top = dattavani_asr::testing::backend::cpu::ops::argmax(&x) as u32;
         let mut suppress: Vec<u32> = (3..n as u32).step_by(7).collect();
         // (Never every id: a fully masked row has no answer.)
         if n > 1 {

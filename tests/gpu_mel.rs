@@ -21,9 +21,9 @@ mod npy;
 
 use std::path::Path;
 
-use dattavani_asr::audio::load_audio;
-use dattavani_asr::backend::gpu::{GpuMel, KernelConfig, Kernels};
-use dattavani_asr::mel::{log_mel_spectrogram, LogMel};
+use dattavani_asr::testing::audio::load_audio;
+use dattavani_asr::testing::backend::gpu::{GpuMel, KernelConfig, Kernels};
+use dattavani_asr::testing::mel::{log_mel_spectrogram, LogMel};
 
 const TOL_MAX: f32 = 2e-4;
 const TOL_MEAN: f64 = 1e-6;

@@ -6,6 +6,9 @@
 //! (lavapipe in CI; see tests/common/gpu.rs for the skip rule). A backend without pipeline caches
 //! (anything but Vulkan) must leave the directory empty.
 
+#[path = "common/models.rs"]
+mod models;
+
 #[path = "common/gpu.rs"]
 mod gpu_adapter;
 #[path = "common/npy.rs"]
@@ -13,9 +16,11 @@ mod npy;
 
 use std::path::Path;
 
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext, GpuModel, PipelineCacheDir};
-use dattavani_asr::backend::Backend;
-use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+use dattavani_asr::testing::backend::gpu::{
+    AdapterSelector, GpuContext, GpuModel, PipelineCacheDir,
+};
+use dattavani_asr::testing::backend::Backend;
+use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
 
 /// Encoder output, the logits of the first step and two greedy tokens.
 fn run(dir: &Path, weights: &Weights, config: &ModelConfig) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
@@ -35,7 +40,7 @@ fn run(dir: &Path, weights: &Weights, config: &ModelConfig) -> (Vec<f32>, Vec<f3
     let first = logits.clone();
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let next = dattavani_asr::backend::cpu::ops::argmax(&logits) as u32;
+        let next = dattavani_asr::testing::backend::cpu::ops::argmax(&logits) as u32;
         tokens.push(next);
         gpu.decode(&[next], &mut logits).unwrap();
     }
@@ -51,10 +56,10 @@ fn second_load_uses_the_file_and_computes_the_same() {
         && wgpu::util::pipeline_cache_key(&probe.info).is_some();
     let adapter_info = probe.info.clone();
     drop(probe);
-    let Ok(files) = hub::resolve("tiny.en") else {
-        eprintln!("skipped: tiny.en not in the model cache");
+    if models::cached_dir("tiny.en").is_none() {
         return;
-    };
+    }
+    let files = hub::resolve("tiny.en").expect("tiny.en is cached");
     let config = ModelConfig::from_dir(&files.dir).unwrap();
     let weights = Weights::open(&files.weights()).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -4,14 +4,18 @@
 //! every linear layer. Skips (see tests/common/gpu.rs) without an adapter, and says so on one
 //! without timestamp queries inside passes.
 
+#[path = "common/models.rs"]
+mod models;
+
 #[path = "common/gpu.rs"]
 mod gpu_adapter;
 #[path = "common/npy.rs"]
 mod npy;
 
-use dattavani_asr::backend::gpu::{
+use dattavani_asr::testing::backend::gpu::{
     KernelConfig, KernelProfile, KernelTime, Kernels, MatmulVariant, WeightType,
 };
+use dattavani_asr::testing::backend::Diagnostics;
 
 fn row<'a>(p: &'a KernelProfile, name: &str) -> &'a KernelTime {
     p.kernels
@@ -100,15 +104,15 @@ fn profile_counts_a_known_dispatch_sequence() {
 /// from the model's dimensions, each with positive time; the device time within the wall time.
 #[test]
 fn profiled_encoder_and_decoder_step_list_every_linear() {
-    use dattavani_asr::backend::{gpu::GpuModel, Backend};
-    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    use dattavani_asr::testing::backend::{gpu::GpuModel, Backend};
+    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
     let Some(ctx) = gpu_adapter::gpu() else {
         return;
     };
-    let Ok(files) = hub::resolve("tiny.en") else {
-        eprintln!("skipped: tiny.en not in the model cache");
+    if models::cached_dir("tiny.en").is_none() {
         return;
-    };
+    }
+    let files = hub::resolve("tiny.en").expect("tiny.en is cached");
     let config = ModelConfig::from_dir(&files.dir).unwrap();
     let dims = &config.dims;
     let weights = Weights::open(&files.weights()).unwrap();

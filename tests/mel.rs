@@ -6,8 +6,8 @@ mod npy;
 use std::path::Path;
 use std::time::Instant;
 
-use dattavani_asr::audio::load_audio;
-use dattavani_asr::mel::{log_mel_spectrogram, mel_filters, N_FRAMES, N_SAMPLES};
+use dattavani_asr::testing::audio::load_audio;
+use dattavani_asr::testing::mel::{log_mel_spectrogram, mel_filters, N_FRAMES, N_SAMPLES};
 
 #[test]
 fn jfk_matches_openai_reference() {

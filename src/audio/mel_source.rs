@@ -17,19 +17,9 @@ use std::path::Path;
 use super::stream::{AudioStream, OpenOptions};
 use crate::error::{Error, Result};
 use crate::mel::{
-    live_frames, normalize, FrameAnalyzer, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SILENT_LOG_MEL,
+    live_frames, normalize, FrameAnalyzer, MelSource, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES,
+    SILENT_LOG_MEL,
 };
-
-/// The seek loop's view of a log-mel: windows on demand. (Defined by the lib-api work; copied
-/// here as is until the merge points it at the shared one.)
-pub trait MelSource {
-    fn n_mels(&self) -> usize;
-    /// Frames (100 per second) of real audio, known before the first window.
-    fn content_frames(&self) -> usize;
-    /// The 3000-frame window starting at frame `start`: n_mels rows of 3000, row-major,
-    /// frames past the content being the padding's (as `LogMel::window` today).
-    fn window(&mut self, start: usize) -> Result<Vec<f32>>;
-}
 
 /// Frames computed per batch in pass 1 (parallel over rayon inside the batch).
 const BATCH_FRAMES: usize = 2048;

@@ -49,8 +49,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+pub use crate::mel::MelSource;
 pub use info::{audio_info, AudioInfo};
-pub use mel_source::{MelSource, SpooledMel};
+pub use mel_source::SpooledMel;
 pub use pcm::{RawEncoding, RawPcm};
 pub use resample::StreamResampler;
 pub use sniff::{sniff, Container};

@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod decode_pass;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 
 pub use decode_pass::DecodePass;
@@ -106,6 +107,16 @@ pub trait Backend {
         Ok(masked_argmax(&mut logits, suppress))
     }
 
+    /// The backend's diagnostics (device memory, weights storage, kernel profile), for
+    /// `bench` and tests; `None` for a backend that reports none.
+    fn diagnostics(&mut self) -> Option<&mut dyn Diagnostics> {
+        None
+    }
+}
+
+/// What a backend can tell about itself besides computing: kept apart from [`Backend`] so the
+/// decoding loops see only the calls they make.
+pub trait Diagnostics {
     /// Bytes of device memory the model holds (weights, activations, caches), for `bench`;
     /// `None` for backends that run in host memory.
     fn device_memory_bytes(&self) -> Option<u64> {
@@ -113,9 +124,7 @@ pub trait Backend {
     }
 
     /// How the matrix weights are stored on the device ("f32", "f16", "int8"); arithmetic is f32.
-    fn weights_dtype(&self) -> &'static str {
-        "f32"
-    }
+    fn weights_dtype(&self) -> &'static str;
 
     /// Turns the per-kernel device profile on or off (`bench`); returns whether it is on. Only
     /// a GPU whose adapter has timestamp queries inside passes can; the default cannot.
@@ -124,6 +133,7 @@ pub trait Backend {
     }
 
     /// Device time per kernel since profiling was turned on or last taken; `None` when off.
+    #[cfg(feature = "gpu")]
     fn take_kernel_profile(&mut self) -> Result<Option<gpu::KernelProfile>> {
         Ok(None)
     }

@@ -42,8 +42,10 @@ struct WordTiming {
 
 /// Align `text_tokens` (the window's text, timestamps excluded) to the encoded window, whose
 /// audio fills `num_frames` mel frames. Returns the words with times relative to the window.
+#[allow(clippy::too_many_arguments)]
 fn find_alignment(
     backend: &mut dyn Backend,
+    window: usize,
     tokenizer: &WhisperTokenizer,
     config: &ModelConfig,
     sot_sequence: &[u32],
@@ -62,7 +64,7 @@ fn find_alignment(
 
     // Each text token's probability among text tokens, teacher-forced.
     let mut logits = vec![0.0f32; n_vocab];
-    backend.begin_decode(1)?;
+    backend.begin_decode_windows(&[window])?;
     backend.decode(&tokens[..sot_sequence.len() + 1], &mut logits)?;
     let mut text_token_probs = Vec::with_capacity(text_tokens.len());
     for (i, &t) in text_tokens.iter().enumerate() {
@@ -84,7 +86,7 @@ fn find_alignment(
         config.alignment_heads.clone()
     };
     let n_ctx = config.dims.n_audio_ctx;
-    let weights = backend.cross_attention_weights(&tokens, &heads)?;
+    let weights = backend.cross_attention_weights_in(window, &tokens, &heads)?;
     let n_tok = tokens.len();
     let n_frames = (num_frames / 2).clamp(1, n_ctx);
 
@@ -346,12 +348,13 @@ pub struct SegmentSpan<'a> {
     pub words: &'a mut Vec<Word>,
 }
 
-/// OpenAI's `add_word_timestamps` for the segments of one window (already encoded in the
-/// backend). `time_offset` is the window's start; `last_speech_timestamp` carries across
-/// windows.
+/// OpenAI's `add_word_timestamps` for the segments of one window (encoded in the backend as
+/// window `window` of its batch). `time_offset` is the window's start; `last_speech_timestamp`
+/// carries across windows.
 #[allow(clippy::too_many_arguments)]
 pub fn add_word_timestamps(
     backend: &mut dyn Backend,
+    window: usize,
     tokenizer: &WhisperTokenizer,
     config: &ModelConfig,
     sot_sequence: &[u32],
@@ -377,6 +380,7 @@ pub fn add_word_timestamps(
     let text_tokens: Vec<u32> = per_segment.concat();
     let mut alignment = find_alignment(
         backend,
+        window,
         tokenizer,
         config,
         sot_sequence,

@@ -8,6 +8,9 @@ pub mod language;
 pub mod search;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::backend::{self, Backend};
 use crate::error::{Error, Result};
@@ -99,8 +102,68 @@ pub fn decode_window(
     DecodingTask::new(tokenizer, config, options)?.run(backend, rng)
 }
 
+/// Stops a transcription from another thread: clone it, hand a clone to the work (see
+/// `Hooks::cancel`), call [`CancelHandle::cancel`]. The decoder checks it before every backend
+/// call, so the work ends within one decoder step with [`Error::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the work holding a clone of this handle to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Error::Cancelled)` once cancelled.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What the decoder's forward calls cost, counted by the decoding loop itself (`bench`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DecodeStats {
+    /// Time inside `Backend::decode` / `decode_greedy` (the forward passes, read-back included).
+    pub forward_ms: f64,
+    /// Of `forward_ms`, the one-token-per-sequence steps (the prompt calls excluded).
+    pub step_ms: f64,
+    /// Forward calls that fed the prompt.
+    pub prompt_calls: usize,
+    /// One-token steps (each feeds one token to every sequence of the pass).
+    pub steps: usize,
+    /// Sequence-tokens those steps computed: `steps` x sequences.
+    pub seq_tokens: usize,
+}
+
+impl DecodeStats {
+    pub fn add(&mut self, o: &DecodeStats) {
+        self.forward_ms += o.forward_ms;
+        self.step_ms += o.step_ms;
+        self.prompt_calls += o.prompt_calls;
+        self.steps += o.steps;
+        self.seq_tokens += o.seq_tokens;
+    }
+}
+
 /// One window's decoding: built from the options, run once.
 pub struct DecodingTask<'a> {
+    /// The encoded window (of the backend's batch) `run` decodes.
+    window: usize,
+    cancel: Option<CancelHandle>,
+    /// Behind a lock (uncontended) so that passes stay `Send` for the parallel host step.
+    stats: Mutex<DecodeStats>,
     tokenizer: &'a WhisperTokenizer,
     options: &'a DecodeOptions,
     n_vocab: usize,
@@ -189,6 +252,9 @@ impl<'a> DecodingTask<'a> {
             filters.push(Box::new(ApplyTimestampRules::new(tokenizer, max_initial)));
         }
         Ok(DecodingTask {
+            window: 0,
+            cancel: None,
+            stats: Mutex::new(DecodeStats::default()),
             tokenizer,
             options,
             n_vocab,
@@ -206,17 +272,70 @@ impl<'a> DecodingTask<'a> {
         &self.initial_tokens
     }
 
+    /// `run` decodes encoded window `window` of the backend's batch (default 0).
+    pub fn on_window(mut self, window: usize) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Check `cancel` before every backend call.
+    pub fn with_cancel(mut self, cancel: Option<CancelHandle>) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Forward-call figures of the runs so far.
+    pub fn stats(&self) -> DecodeStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One forward call, checked for cancellation first and timed: a prompt call (`prompt`)
+    /// or a one-token step over `n_seq` sequences.
+    fn forward<T>(
+        &self,
+        backend: &mut dyn Backend,
+        prompt: bool,
+        call: impl FnOnce(&mut dyn Backend) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(c) = &self.cancel {
+            c.check()?;
+        }
+        let n_seq = backend.n_seq();
+        let t = Instant::now();
+        let r = call(backend);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.forward_ms += ms;
+        if prompt {
+            s.prompt_calls += 1;
+        } else {
+            s.steps += 1;
+            s.seq_tokens += n_seq;
+            s.step_ms += ms;
+        }
+        r
+    }
+
+    /// Start a pass of `n_seq` sequences on this task's window.
+    fn begin(&self, backend: &mut dyn Backend, n_seq: usize) -> Result<()> {
+        if self.window == 0 {
+            backend.begin_decode(n_seq)
+        } else {
+            backend.begin_decode_windows(&vec![self.window; n_seq])
+        }
+    }
+
     /// Feed the initial tokens to one sequence; return (no-speech probability, logits of the
     /// last position) with the backend ready for sampling.
     fn feed_prompt(&self, backend: &mut dyn Backend, logits: &mut [f32]) -> Result<f32> {
-        backend.begin_decode(1)?;
+        self.begin(backend, 1)?;
         // The no-speech probability is read at the start-of-transcript position, so the prompt
         // is fed in two parts when tokens follow it.
         let (head, tail) = self.initial_tokens.split_at(self.sot_index + 1);
-        backend.decode(head, logits)?;
+        self.forward(backend, true, |b| b.decode(head, logits))?;
         let no_speech_prob = softmax_at(&logits[..self.n_vocab], self.tokenizer.no_speech as usize);
         if !tail.is_empty() {
-            backend.decode(tail, logits)?;
+            self.forward(backend, true, |b| b.decode(tail, logits))?;
         }
         Ok(no_speech_prob)
     }
@@ -234,14 +353,16 @@ impl<'a> DecodingTask<'a> {
     /// and one log-probability come back per step instead of the vocabulary's logits).
     fn run_greedy_plain(&self, backend: &mut dyn Backend) -> Result<DecodingResult> {
         let mut logits = vec![0.0f32; self.n_vocab];
-        backend.begin_decode(1)?;
+        self.begin(backend, 1)?;
         let (head, tail) = self.initial_tokens.split_at(self.sot_index + 1);
-        backend.decode(head, &mut logits)?;
+        self.forward(backend, true, |b| b.decode(head, &mut logits))?;
         let no_speech_prob = softmax_at(&logits, self.tokenizer.no_speech as usize);
         let (mut next, mut logprob) = if tail.is_empty() {
             backend::masked_argmax(&mut logits, &self.suppress_first)
         } else {
-            backend.decode_greedy(tail, &self.suppress_first)?
+            self.forward(backend, true, |b| {
+                b.decode_greedy(tail, &self.suppress_first)
+            })?
         };
         let mut tokens = Vec::new();
         let mut sum_logprob = 0.0f64;
@@ -256,7 +377,9 @@ impl<'a> DecodingTask<'a> {
             {
                 break;
             }
-            (next, logprob) = backend.decode_greedy(&[next], &self.suppress_rest)?;
+            (next, logprob) = self.forward(backend, false, |b| {
+                b.decode_greedy(&[next], &self.suppress_rest)
+            })?;
         }
         let text = self.tokenizer.decode(&tokens)?;
         Ok(DecodingResult {
@@ -332,7 +455,9 @@ impl<'a> DecodingTask<'a> {
             // Feed every sequence its newest token (finished ones keep getting end-of-text).
             feed.clear();
             feed.extend(pass.last_tokens());
-            backend.decode(&feed, &mut logits[..feed.len() * self.n_vocab])?;
+            self.forward(backend, false, |b| {
+                b.decode(&feed, &mut logits[..feed.len() * self.n_vocab])
+            })?;
         }
         pass.finish()
     }
@@ -362,7 +487,7 @@ impl<'a> DecodingTask<'a> {
         let mut logits = vec![0.0f32; n_win * n_group * v];
         let mut feed: Vec<u32> = Vec::with_capacity(n_win * n_group.max(head.len()));
         feed.extend((0..n_win).flat_map(|_| head.iter().copied()));
-        backend.decode(&feed, &mut logits[..n_win * v])?;
+        self.forward(backend, true, |b| b.decode(&feed, &mut logits[..n_win * v]))?;
         let mut passes: Vec<WindowPass<'_, 'a>> = logits
             .chunks_exact(v)
             .take(n_win)
@@ -371,7 +496,7 @@ impl<'a> DecodingTask<'a> {
         if !tail.is_empty() {
             feed.clear();
             feed.extend((0..n_win).flat_map(|_| tail.iter().copied()));
-            backend.decode(&feed, &mut logits[..n_win * v])?;
+            self.forward(backend, true, |b| b.decode(&feed, &mut logits[..n_win * v]))?;
         }
         if n_group > 1 {
             // Fan each pass's prompt out to its group; rows move back to front so that no
@@ -453,7 +578,9 @@ impl<'a> DecodingTask<'a> {
             if logits.len() < feed.len() * v {
                 logits.resize(feed.len() * v, 0.0);
             }
-            backend.decode(&feed, &mut logits[..feed.len() * v])?;
+            self.forward(backend, false, |b| {
+                b.decode(&feed, &mut logits[..feed.len() * v])
+            })?;
         }
         passes.into_iter().map(WindowPass::finish).collect()
     }

@@ -10,6 +10,9 @@
 //! place, so an interrupted run never leaves a snapshot that looks complete; when two processes
 //! race, the first rename wins and the loser deletes its copy.
 
+// Without the `hub` feature the download and PyPI paths are stubs; their helpers stay unused.
+#![cfg_attr(not(feature = "hub"), allow(dead_code, unused_imports))]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -58,7 +61,7 @@ pub fn resolve_in(spec: &str, cache: &Path) -> Result<ModelFiles> {
     resolve_detailed(spec, cache, false).map(|r| r.files)
 }
 
-/// What [`resolve_detailed`] and [`pull_in`] did.
+/// What `resolve_detailed` and [`pull_in`] did.
 #[derive(Debug)]
 pub struct Resolved {
     pub files: ModelFiles,

@@ -11,7 +11,6 @@
 //! - `ct2`: the CTranslate2 mapping to Whisper and the conversion; `ct2::reader`: `model.bin`
 
 pub mod cache;
-pub mod cli;
 pub mod config;
 pub mod ct2;
 pub mod hub;

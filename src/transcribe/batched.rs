@@ -13,18 +13,21 @@
 //! skipped. Decoding chunks together gives what decoding each alone gives (the `Backend`
 //! contract), so the transcript does not depend on the batch size, only on the chunking.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{
-    decode_with_fallback, needs_fallback, options_at, MelPadding, Metered, Segment, Transcriber,
-    Transcript, WindowTimings,
-};
+use super::options::{MelPadding, WindowTimings};
+use super::seek::FRAME_SECS;
+use super::window::{self, options_at, TailPolicy};
+use super::{Hooks, Segment, Transcriber, Transcript};
 use crate::backend::Backend;
-use crate::decode::alignment::{self, SegmentSpan, Word};
+use crate::decode::alignment::Word;
 use crate::decode::search::Rng;
-use crate::decode::{self, DecodingResult, DecodingTask, TIME_PRECISION};
+use crate::decode::{CancelHandle, DecodeOptions, DecodeStats, DecodingResult, DecodingTask};
 use crate::error::{Error, Result};
 use crate::mel::{LogMel, HOP_LENGTH, N_FRAMES};
+use crate::model::config::ModelConfig;
+use crate::tokenizer::WhisperTokenizer;
 
 /// Mel frames searched for a cut before the 30-s limit (the last 10 s of a full chunk): wide
 /// enough to find a pause between sentences, not only between words.
@@ -35,6 +38,44 @@ pub const CUT_QUIET_FRAMES: usize = 15;
 
 /// A chunk's samples all below this magnitude (one step of 16-bit audio) are digital silence.
 const DIGITAL_SILENCE: f32 = 1.0 / 32768.0;
+
+/// A caller's chunk of 16-kHz samples, `start .. end` (at most 30 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleRange {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Mel frames of the caller's sample ranges: each from the frame its first sample falls in to
+/// the frame after its last, kept inside the content; empty ones left out.
+pub fn chunks_of_ranges(ranges: &[SampleRange], content_frames: usize) -> Result<Vec<Chunk>> {
+    let mut chunks = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        if r.end < r.start {
+            return Err(Error::Usage(format!(
+                "chunk {}..{}: its end is before its start",
+                r.start, r.end
+            )));
+        }
+        let start = (r.start / HOP_LENGTH).min(content_frames);
+        let end = r.end.div_ceil(HOP_LENGTH).min(content_frames);
+        if end - start > N_FRAMES {
+            return Err(Error::Usage(format!(
+                "chunk {}..{}: {:.2} s, longer than a 30-s window",
+                r.start,
+                r.end,
+                (r.end - r.start) as f64 / crate::audio::SAMPLE_RATE as f64
+            )));
+        }
+        if end > start {
+            chunks.push(Chunk {
+                start,
+                frames: end - start,
+            });
+        }
+    }
+    Ok(chunks)
+}
 
 /// One chunk of the audio: mel frames (10 ms each) `start .. start + frames`, at most 3000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,123 +148,31 @@ pub fn chunk_window(mel: &LogMel, chunk: Chunk, padding: MelPadding) -> Vec<f32>
     window
 }
 
-/// A `Backend` whose single-window calls go to one window of a batch: `begin_decode(n)` puts
-/// the `n` sequences on it, `cross_attention_weights` reads it. The temperature fallback and
-/// word alignment of one chunk run through it, on the batch's encoder output.
-struct OnWindow<'a> {
-    inner: &'a mut dyn Backend,
-    window: usize,
-    /// `begin_decode`'s window list, kept to allocate once.
-    windows: Vec<usize>,
-}
-
-impl Backend for OnWindow<'_> {
-    fn dims(&self) -> &crate::model::config::ModelDims {
-        self.inner.dims()
-    }
-    fn device_name(&self) -> String {
-        self.inner.device_name()
-    }
-    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
-        self.inner.encode_batch(mels)
-    }
-    fn n_windows(&self) -> usize {
-        self.inner.n_windows()
-    }
-    fn encoder_output(&self) -> Result<Vec<f32>> {
-        self.inner.encoder_output()
-    }
-    fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        self.windows.clear();
-        self.windows.resize(n_seq, self.window);
-        self.inner.begin_decode_windows(&self.windows)
-    }
-    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        self.inner.begin_decode_windows(windows)
-    }
-    fn cached_len(&self) -> usize {
-        self.inner.cached_len()
-    }
-    fn n_seq(&self) -> usize {
-        self.inner.n_seq()
-    }
-    fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
-        self.inner.decode(tokens, logits)
-    }
-    fn decode_greedy(&mut self, tokens: &[u32], suppress: &[u32]) -> Result<(u32, f32)> {
-        self.inner.decode_greedy(tokens, suppress)
-    }
-    fn reorder(&mut self, src: &[usize]) -> Result<()> {
-        self.inner.reorder(src)
-    }
-    fn cross_attention_weights_in(
-        &mut self,
-        _window: usize,
-        tokens: &[u32],
-        heads: &[(usize, usize)],
-    ) -> Result<Vec<f32>> {
-        self.inner
-            .cross_attention_weights_in(self.window, tokens, heads)
-    }
-    fn device_memory_bytes(&self) -> Option<u64> {
-        self.inner.device_memory_bytes()
-    }
-    fn weights_dtype(&self) -> &'static str {
-        self.inner.weights_dtype()
-    }
-}
-
-/// A chunk's segments from its tokens: `(start, end, tokens)` in seconds of the audio. Cuts at
-/// every pair of consecutive timestamps (OpenAI's rule); what follows the last pair (a segment
-/// the model opened and wrote text in but did not close before end-of-text) is kept too,
-/// ending at the chunk's end. Without timestamp pairs, one segment: the chunk, or up to its
-/// last timestamp.
-fn chunk_segments(
-    tokens: &[u32],
-    timestamp_begin: u32,
-    time_offset: f64,
-    duration: f64,
-) -> Vec<(f64, f64, Vec<u32>)> {
-    let tb = timestamp_begin;
-    let time = |t: u32| (t.saturating_sub(tb)) as f64 * TIME_PRECISION as f64;
-    let is_ts = |i: usize| tokens[i] >= tb;
-    let mut segments = Vec::new();
-    let cuts: Vec<usize> = (1..tokens.len())
-        .filter(|&i| is_ts(i - 1) && is_ts(i))
-        .collect();
-    if cuts.is_empty() {
-        let end = match tokens.iter().rev().find(|&&t| t >= tb) {
-            Some(&last) if last != tb => time(last),
-            _ => duration,
-        };
-        segments.push((time_offset, time_offset + end, tokens.to_vec()));
-        return segments;
-    }
-    let mut last = 0;
-    for &cut in &cuts {
-        let sliced = &tokens[last..cut];
-        let (start, end) = (time(sliced[0]), time(sliced[sliced.len() - 1]));
-        segments.push((time_offset + start, time_offset + end, sliced.to_vec()));
-        last = cut;
-    }
-    let rest = &tokens[last..];
-    if rest.len() > 1 {
-        // Opened by a timestamp (the second of the last pair's neighbours), not closed.
-        let start = time(rest[0]).min(duration);
-        let (start, end) = match rest.iter().rposition(|&t| t >= tb) {
-            Some(i) if i > 0 => (start, time(rest[i]).max(start)),
-            _ => (start, duration),
-        };
-        segments.push((time_offset + start, time_offset + end, rest.to_vec()));
-    }
-    // The model may place timestamps in the silence that pads the chunk: keep every segment
-    // inside the chunk, so that it never overlaps the next one.
-    let chunk_end = time_offset + duration;
-    for (start, end, _) in &mut segments {
-        *start = start.min(chunk_end);
-        *end = end.min(chunk_end);
-    }
-    segments
+/// One window of a lockstep batch: which encoded window of the backend, and its prompt
+/// and options (the prompt is the same for every window of one call: see
+/// [`decode_windows`]).
+///
+/// Decode encoded windows `windows` (indices into the backend's last `encode_batch`) together
+/// in lockstep with one set of decoding options (prompt included), one result per window; a
+/// result equals decoding that window alone (the `Backend` contract). The engine of the
+/// batched loop, and of a scheduler that encodes the next window of several requests at once.
+/// Windows with different prompts need separate calls: the backends keep one cache length
+/// for all sequences of a pass.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_windows(
+    backend: &mut dyn Backend,
+    tokenizer: &WhisperTokenizer,
+    config: &ModelConfig,
+    options: &DecodeOptions,
+    windows: &[usize],
+    rng: &mut Rng,
+    cancel: Option<&CancelHandle>,
+    stats: &mut DecodeStats,
+) -> Result<Vec<DecodingResult>> {
+    let task = DecodingTask::new(tokenizer, config, options)?.with_cancel(cancel.cloned());
+    let r = task.run_windows(backend, windows, rng);
+    stats.add(&task.stats());
+    r
 }
 
 /// Where the model asked to go on: a decode that ends in a timestamp pair opened a segment at
@@ -240,26 +189,23 @@ fn resume_position(tokens: &[u32], timestamp_begin: u32) -> Option<usize> {
 }
 
 impl Transcriber {
-    /// `transcribe_samples` with `batch_size` > 1 (see the module docs).
-    pub(super) fn transcribe_batched(
+    /// The batched loop over `chunks` of `mel` (see the module docs).
+    pub(super) fn run_batched(
         &mut self,
-        samples: &[f32],
-        progress: &mut dyn FnMut(f64, f64),
+        mel: &LogMel,
+        chunks: Vec<Chunk>,
+        hooks: &mut Hooks<'_>,
+        duration: f64,
     ) -> Result<Transcript> {
-        let start = Instant::now();
-        self.timings = Default::default();
         let batch_size = self.options.batch_size.max(1);
-        let mel = self.backend.log_mel(samples, self.config.dims.n_mels)?;
-        self.timings.mel_ms = start.elapsed().as_secs_f64() * 1e3;
         let content_frames = mel.content_frames();
-        let frame_secs = HOP_LENGTH as f64 / crate::audio::SAMPLE_RATE as f64;
-        let total_s = content_frames as f64 * frame_secs;
-
+        let total_s = content_frames as f64 * FRAME_SECS;
+        hooks.check()?;
         // On the first 30 s, as the sequential loop does.
-        let (mut decode_opts, language, language_probability) = self.resolve_language(&mel)?;
-        let initial_prompt_tokens = self.initial_prompt_tokens()?;
-        decode_opts.prompt = initial_prompt_tokens;
-        let temperatures = self.options.temperatures.clone();
+        let (mut decode_opts, language, language_probability, _) =
+            self.resolve_language(|| Ok(mel.window(0)))?;
+        decode_opts.prompt = self.initial_prompt_tokens()?;
+        let temperatures = self.options.temperatures();
         let Some((&first_t, hotter)) = temperatures.split_first() else {
             return Err(Error::Usage("no temperatures to decode with".into()));
         };
@@ -267,42 +213,47 @@ impl Transcriber {
         let sot = self
             .tokenizer
             .sot_sequence(decode_opts.language.as_deref(), decode_opts.task)?;
-
-        let chunks = plan_chunks(samples, content_frames);
         tracing::debug!(
             "{} chunk(s): {:?}",
             chunks.len(),
             chunks.iter().map(|c| c.frames).collect::<Vec<_>>()
         );
+        hooks.begin(content_frames);
         // Chunks to decode, in order; continuations (`resume_position`) join at the back.
-        let mut pending: std::collections::VecDeque<Chunk> = chunks.into();
+        let mut pending: VecDeque<Chunk> = chunks.into();
         let input_stride = N_FRAMES / self.config.dims.n_audio_ctx;
         let mut rng = Rng::new(self.options.seed);
+        // Segments decoded but not yet final (a continuation may still come before them).
+        let mut unsent: Vec<Segment> = Vec::new();
         let mut segments: Vec<Segment> = Vec::new();
         let tb = self.tokenizer.timestamp_begin;
+        let cancel = hooks.cancel.clone();
+        let word_timestamps = self.options.word_timestamps;
         while !pending.is_empty() {
+            hooks.check()?;
             let batch: Vec<Chunk> = (0..batch_size).map_while(|_| pending.pop_front()).collect();
             let windows: Vec<Vec<f32>> = batch
                 .iter()
-                .map(|&c| chunk_window(&mel, c, MelPadding::Floor))
+                .map(|&c| chunk_window(mel, c, MelPadding::Floor))
                 .collect();
             let mels: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
             let t = Instant::now();
             self.backend.encode_batch(&mels)?;
             let encoder_ms = t.elapsed().as_secs_f64() * 1e3;
 
-            let mut shared = WindowTimings::default();
+            let mut shared = DecodeStats::default();
             let t = Instant::now();
-            let task = DecodingTask::new(&self.tokenizer, &self.config, &first_opts)?;
             let ids: Vec<usize> = (0..batch.len()).collect();
-            let mut results: Vec<DecodingResult> = {
-                let mut metered = Metered {
-                    inner: self.backend.as_mut(),
-                    t: &mut shared,
-                    first: true,
-                };
-                task.run_windows(&mut metered, &ids, &mut rng)?
-            };
+            let mut results = decode_windows(
+                self.backend.as_mut(),
+                &self.tokenizer,
+                &self.config,
+                &first_opts,
+                &ids,
+                &mut rng,
+                cancel.as_ref(),
+                &mut shared,
+            )?;
             let lockstep_ms = t.elapsed().as_secs_f64() * 1e3;
             tracing::debug!(
                 "batch of {}: encoder {encoder_ms:.0} ms, lockstep decoding {lockstep_ms:.0} ms",
@@ -325,27 +276,20 @@ impl Transcriber {
                 })
                 .collect();
 
+            let mut model = self.model(cancel.as_ref());
             for (i, (&chunk, result)) in batch.iter().zip(results.iter_mut()).enumerate() {
-                if !hotter.is_empty() && needs_fallback(&self.options, result) {
+                if !hotter.is_empty() && window::needs_fallback(model.options, result) {
                     tracing::debug!(
                         "chunk at {:.2} s: compression {:.2}, avg logprob {:.2}: falling back",
-                        chunk.start as f64 * frame_secs,
+                        chunk.start as f64 * FRAME_SECS,
                         result.compression_ratio,
                         result.avg_logprob
                     );
                     let t = Instant::now();
-                    let mut on_window = OnWindow {
-                        inner: self.backend.as_mut(),
-                        window: i,
-                        windows: Vec::new(),
-                    };
-                    *result = decode_with_fallback(
-                        &mut on_window,
-                        &self.tokenizer,
-                        &self.config,
-                        &self.options,
+                    *result = model.decode_with_fallback(
                         &decode_opts,
                         hotter,
+                        i,
                         &mut rng,
                         &mut timings[i],
                     )?;
@@ -355,70 +299,49 @@ impl Transcriber {
             }
 
             for (i, (&chunk, result)) in batch.iter().zip(&results).enumerate() {
-                let time_offset = chunk.start as f64 * frame_secs;
-                let duration = chunk.frames as f64 * frame_secs;
-                if let Some(threshold) = self.options.no_speech_threshold {
-                    let confident = self
-                        .options
-                        .logprob_threshold
-                        .is_some_and(|l| result.avg_logprob > l);
-                    if result.no_speech_prob > threshold && !confident {
-                        continue;
-                    }
+                let time_offset = chunk.start as f64 * FRAME_SECS;
+                if window::is_no_speech(model.options, result) {
+                    continue;
                 }
                 // Mel frame (of the audio) to go on from, as the sequential loop's seek.
                 let mut resume =
                     resume_position(&result.tokens, tb).map(|pos| chunk.start + pos * input_stride);
-                let mut current = chunk_segments(&result.tokens, tb, time_offset, duration);
-                let mut words: Vec<Vec<Word>> = vec![Vec::new(); current.len()];
-                if self.options.word_timestamps {
-                    let mut spans: Vec<SegmentSpan> = current
-                        .iter_mut()
-                        .zip(words.iter_mut())
-                        .map(|((start, end, tokens), words)| SegmentSpan {
-                            start,
-                            end,
-                            tokens,
-                            words,
-                        })
-                        .collect();
-                    let t = Instant::now();
-                    let mut on_window = OnWindow {
-                        inner: self.backend.as_mut(),
-                        window: i,
-                        windows: Vec::new(),
-                    };
+                let mut cut = window::cut_segments(
+                    &result.tokens,
+                    tb,
+                    time_offset,
+                    chunk.frames as f64 * FRAME_SECS,
+                    TailPolicy::Keep,
+                );
+                let mut words: Option<Vec<Vec<Word>>> = None;
+                if model.options.word_timestamps {
                     // Chunks are decoded out of time order (continuations): each starts from
                     // its own start, as after a pause.
                     let mut last_speech_timestamp = time_offset;
-                    alignment::add_word_timestamps(
-                        &mut on_window,
-                        &self.tokenizer,
-                        &self.config,
+                    let w = model.align_words(
+                        i,
                         &sot,
-                        &mut spans,
+                        &language,
+                        &mut cut.segments,
                         time_offset,
                         chunk.frames,
-                        &language,
                         &mut last_speech_timestamp,
+                        &mut timings[i],
                     )?;
-                    timings[i].align_ms = t.elapsed().as_secs_f64() * 1e3;
                     if let Some(resume) = resume.as_mut() {
                         // Right after the last word aligned, as the sequential loop resumes.
-                        if let Some(end) = words.iter().rev().find_map(|w| w.last()).map(|w| w.end)
-                        {
-                            if end > time_offset {
-                                *resume = (end * 100.0).round() as usize;
-                            }
+                        if let Some(after) = window::resume_after_last_word(&w, time_offset) {
+                            *resume = after;
                         }
                     }
+                    words = Some(w);
                 }
                 if let Some(resume) = resume.filter(|&r| r > chunk.start) {
                     let end = chunk.start + chunk.frames;
                     if resume < end {
                         tracing::debug!(
                             "chunk at {time_offset:.2} s: continued from {:.2} s",
-                            resume as f64 * frame_secs
+                            resume as f64 * FRAME_SECS
                         );
                         pending.push_back(Chunk {
                             start: resume,
@@ -426,49 +349,51 @@ impl Transcriber {
                         });
                     }
                 }
-                for ((start, end, seg_tokens), words) in current.into_iter().zip(words) {
-                    let text = self.tokenizer.decode(&seg_tokens)?;
-                    // An instantaneous or empty segment carries nothing.
-                    if start == end || text.trim().is_empty() {
-                        continue;
-                    }
-                    segments.push(Segment {
-                        id: 0,
-                        seek: chunk.start,
-                        start: decode::round2(start),
-                        end: decode::round2(end.min(total_s.max(start))),
-                        text,
-                        tokens: seg_tokens,
-                        temperature: result.temperature,
-                        avg_logprob: result.avg_logprob,
-                        compression_ratio: result.compression_ratio,
-                        no_speech_prob: result.no_speech_prob,
-                        words: self.options.word_timestamps.then_some(words),
-                    });
-                }
+                unsent.extend(window::assemble(
+                    model.tokenizer,
+                    cut.segments,
+                    words,
+                    result,
+                    chunk.start,
+                    total_s,
+                    0,
+                )?);
             }
             self.timings.windows.extend(timings);
+            // Continuations come after the chunks decoded with them: back into time order.
+            // What starts before every chunk still pending is final.
+            unsent.sort_by(|a, b| a.start.total_cmp(&b.start));
+            let bound = pending.iter().map(|c| c.start).min();
+            let n_final = match bound {
+                Some(frame) => {
+                    // A segment starts no earlier than its chunk, except that word timestamps
+                    // may pull a first word after a pause back by up to twice the median word
+                    // (at most 1.4 s).
+                    let margin = if word_timestamps { 1.5 } else { 0.0 };
+                    let bound_s = frame as f64 * FRAME_SECS - margin;
+                    unsent.partition_point(|s| s.start < bound_s)
+                }
+                None => unsent.len(),
+            };
+            for mut s in unsent.drain(..n_final) {
+                s.id = segments.len();
+                hooks.segment(&s);
+                segments.push(s);
+            }
             let left: usize = pending.iter().map(|c| c.frames).sum();
-            progress(
-                content_frames.saturating_sub(left) as f64 * frame_secs,
-                total_s,
-            );
+            hooks.position(content_frames.saturating_sub(left));
         }
-        // Continuations come after the chunks decoded with them: back into time order.
-        segments.sort_by(|a, b| a.start.total_cmp(&b.start));
-        let mut all_tokens: Vec<u32> = Vec::new();
-        for (id, s) in segments.iter_mut().enumerate() {
-            s.id = id;
-            all_tokens.extend(s.tokens.iter().copied());
-        }
-        let text = self.tokenizer.decode(&all_tokens)?;
-        self.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        hooks.finish();
+        let all_tokens: Vec<u32> = segments
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
         Ok(Transcript {
-            text,
+            text: self.tokenizer.decode(&all_tokens)?,
             language,
             language_probability,
             segments,
-            duration: samples.len() as f64 / crate::audio::SAMPLE_RATE as f64,
+            duration,
         })
     }
 }
@@ -526,33 +451,5 @@ mod tests {
             n / HOP_LENGTH
         );
         assert!(chunks[0].frames >= N_FRAMES - CUT_SEARCH_FRAMES);
-    }
-
-    #[test]
-    fn segments_keep_the_unclosed_tail() {
-        let tb = 1000;
-        // Segment times to the centisecond, as the transcript reports them.
-        let times = |s: &(f64, f64, Vec<u32>)| (decode::round2(s.0), decode::round2(s.1));
-        // <0.00> a b <1.00> <1.00> c d  (no closing timestamp)
-        let tokens = [tb, 1, 2, tb + 50, tb + 50, 3, 4];
-        let segs = chunk_segments(&tokens, tb, 10.0, 20.0);
-        assert_eq!(segs.len(), 2);
-        assert_eq!(times(&segs[0]), (10.0, 11.0));
-        assert_eq!(times(&segs[1]), (11.0, 30.0));
-        assert_eq!(segs[1].2, vec![tb + 50, 3, 4]);
-        // Closed by a single timestamp: no tail beyond it.
-        let tokens = [tb, 1, tb + 50, tb + 50, 3, tb + 100];
-        let segs = chunk_segments(&tokens, tb, 0.0, 20.0);
-        assert_eq!(segs.len(), 2);
-        assert_eq!(times(&segs[1]), (1.0, 2.0));
-        // No pair: the whole chunk, or up to the last timestamp.
-        let segs = chunk_segments(&[tb, 1, 2], tb, 5.0, 20.0);
-        assert_eq!(times(&segs[0]), (5.0, 25.0));
-        let segs = chunk_segments(&[tb, 1, 2, tb + 25], tb, 5.0, 20.0);
-        assert_eq!(times(&segs[0]), (5.0, 5.5));
-        // Timestamps past the chunk's end (in its padding) are cut back to it.
-        let segs = chunk_segments(&[tb, 1, tb + 150, tb + 150, 2, tb + 300], tb, 0.0, 4.0);
-        assert_eq!(times(&segs[0]), (0.0, 3.0));
-        assert_eq!(times(&segs[1]), (3.0, 4.0));
     }
 }

@@ -124,13 +124,13 @@ pub fn restore_timestamps(segments: &mut [Segment], chunks: &[SpeechChunk]) {
 
 /// Transcribe the speech of 16 kHz `samples` with `transcriber` (its options as they are), after
 /// cutting what `vad` finds to be non-speech. No speech gives an empty transcript.
-/// `progress(done_s, total_s)` counts seconds of the concatenated speech.
+/// `progress` counts the concatenated speech.
 pub fn transcribe_with_vad(
     transcriber: &mut Transcriber,
     samples: &[f32],
     vad: &VadModel,
     options: &VadOptions,
-    progress: &mut dyn FnMut(f64, f64),
+    progress: Option<&dyn crate::progress::Progress>,
 ) -> Result<VadTranscript> {
     let duration = samples.len() as f64 / SAMPLE_RATE as f64;
     let probs = vad.speech_probabilities(samples);
@@ -157,7 +157,11 @@ pub fn transcribe_with_vad(
             duration,
         }
     } else {
-        let mut t = transcriber.transcribe_samples(&kept, progress)?;
+        let mut hooks = crate::Hooks::default();
+        if let Some(p) = progress {
+            hooks = hooks.progress(p);
+        }
+        let mut t = transcriber.transcribe_samples_with(&kept, SAMPLE_RATE as u32, hooks)?;
         restore_timestamps(&mut t.segments, &speech);
         clamp_to_detected(&mut t.segments, &speech, &detected);
         t.duration = duration;

@@ -3,7 +3,7 @@
 //!
 //! Use with `#[path = "common/gpu.rs"] mod gpu_adapter;`.
 
-use dattavani_asr::backend::gpu::{AdapterSelector, GpuContext};
+use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext};
 
 pub fn gpu() -> Option<GpuContext> {
     match GpuContext::new(&AdapterSelector::AnyGpu) {

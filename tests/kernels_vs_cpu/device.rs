@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn adapters_are_listed_and_selected() {
     let Some(ctx) = gpu() else { return };
-    let list = dattavani_asr::backend::gpu::list_adapters();
+    let list = dattavani_asr::testing::backend::gpu::list_adapters();
     assert!(!list.is_empty());
     for a in &list {
         assert!(

@@ -12,12 +12,12 @@
 //! far above the observed error, far below the O(0.1) error of any indexing bug (a missing or
 //! duplicated product changes a result by |x_k w_k| ≈ 0.25 on average).
 
-use dattavani_asr::backend::cpu::ops;
-use dattavani_asr::backend::gpu::{
+use dattavani_asr::testing::backend::cpu::ops;
+use dattavani_asr::testing::backend::gpu::{
     pack_i8, AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
-use dattavani_asr::error::Error;
-use dattavani_asr::model::quant::QuantizedMatrix;
+use dattavani_asr::testing::error::Error;
+use dattavani_asr::testing::model::quant::QuantizedMatrix;
 
 #[path = "../common/gpu.rs"]
 mod gpu_adapter;

@@ -8,8 +8,8 @@ use super::*;
 /// for the encoder) and 2e-3 on logits (magnitudes ~10-30, relative ~1e-4).
 #[test]
 fn gpu_model_matches_cpu_model_on_jfk() {
-    use dattavani_asr::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
-    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
+    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
     let Some(ctx) = gpu() else { return };
     let Ok(files) = hub::resolve("tiny.en") else {
         eprintln!("skipped: tiny.en not in the model cache");
@@ -51,8 +51,11 @@ fn gpu_model_matches_cpu_model_on_jfk() {
         let e = max_diff(&lg, &lc);
         eprintln!("step {step}: logits max abs diff {e:.2e}");
         assert!(e <= 2e-3, "step {step}: logits diff {e}");
-        let next = dattavani_asr::backend::cpu::ops::argmax(&lc) as u32;
-        assert_eq!(dattavani_asr::backend::cpu::ops::argmax(&lg) as u32, next);
+        let next = dattavani_asr::testing::backend::cpu::ops::argmax(&lc) as u32;
+        assert_eq!(
+            dattavani_asr::testing::backend::cpu::ops::argmax(&lg) as u32,
+            next
+        );
         tokens = vec![next];
     }
     assert_eq!(gpu.cached_len(), cpu.cached_len());
@@ -89,8 +92,8 @@ fn gpu_model_matches_cpu_model_on_jfk() {
 /// within that of `gpu_end_to_end::cross_attention_weights_match_the_cpu` (2e-3).
 #[test]
 fn gpu_model_matches_cpu_model_over_several_windows() {
-    use dattavani_asr::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
-    use dattavani_asr::model::{config::ModelConfig, hub, weights::Weights};
+    use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
+    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
     let Some(ctx) = gpu() else { return };
     let Ok(files) = hub::resolve("tiny.en") else {
         eprintln!("skipped: tiny.en not in the model cache");

@@ -307,6 +307,15 @@ impl CpuModel {
     }
 }
 
+impl crate::backend::Diagnostics for CpuModel {
+    fn weights_dtype(&self) -> &'static str {
+        match self.dtype {
+            CpuWeights::F32 => "f32",
+            CpuWeights::Int8 => "int8",
+        }
+    }
+}
+
 impl Backend for CpuModel {
     fn dims(&self) -> &ModelDims {
         &self.dims
@@ -316,11 +325,8 @@ impl Backend for CpuModel {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
-    fn weights_dtype(&self) -> &'static str {
-        match self.dtype {
-            CpuWeights::F32 => "f32",
-            CpuWeights::Int8 => "int8",
-        }
+    fn diagnostics(&mut self) -> Option<&mut dyn crate::backend::Diagnostics> {
+        Some(self)
     }
 
     fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {

@@ -387,6 +387,12 @@ impl Backend for GpuModel {
         self.ctx.read(&self.attn_w, n_w)
     }
 
+    fn diagnostics(&mut self) -> Option<&mut dyn crate::backend::Diagnostics> {
+        Some(self)
+    }
+}
+
+impl crate::backend::Diagnostics for GpuModel {
     /// What the device's memory allocator holds live (every buffer of this model: weights,
     /// activations, caches, staging), when the backend reports it (Vulkan, DX12).
     fn device_memory_bytes(&self) -> Option<u64> {

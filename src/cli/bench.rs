@@ -17,11 +17,13 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::backend::gpu::KernelProfile;
-use crate::error::{Error, Result};
-use crate::model::config::ModelDims;
-use crate::model::{hub, DEFAULT_MODEL};
-use crate::transcribe::{DeviceChoice, Timings, TranscribeOptions, Transcriber};
+use dattavani_asr::devices::KernelProfile;
+use dattavani_asr::{
+    Device, Error, Result, Timings, TranscribeOptions, Transcriber, WindowTimings, DEFAULT_MODEL,
+};
+
+use super::measure::{decoder_token_flops, encoder_flops, load_average, median, rss_bytes};
+use super::DtypeArg;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BenchDevice {
@@ -48,7 +50,7 @@ pub struct BenchArgs {
     /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the
     /// matmul)
     #[arg(long, value_enum)]
-    dtype: Option<crate::transcribe::WeightsDtype>,
+    dtype: Option<DtypeArg>,
     /// Timed runs after one warm-up run; each figure is the median over them.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -64,63 +66,6 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-}
-
-/// FLOPs of one encoder window (stem convolutions, attention blocks; multiply-add = 2).
-pub fn encoder_flops(d: &ModelDims) -> f64 {
-    let (n, s, f) = (
-        d.n_audio_ctx as f64,
-        d.n_audio_state as f64,
-        d.n_audio_ffn as f64,
-    );
-    let conv = 2.0 * (2.0 * n) * s * d.n_mels as f64 * 3.0 + 2.0 * n * s * s * 3.0;
-    let block = 8.0 * n * s * s + 4.0 * n * n * s + 4.0 * n * s * f;
-    conv + d.n_audio_layer as f64 * block
-}
-
-/// FLOPs of one decoder token at cache position `pos` (projections, self- and cross-attention,
-/// MLP, the tied logits projection). The cross-attention K/V are per window, not counted here.
-pub fn decoder_token_flops(d: &ModelDims, pos: usize) -> f64 {
-    let (s, f) = (d.n_text_state as f64, d.n_text_ffn as f64);
-    let block = 8.0 * s * s // self q, k, v, out
-        + 4.0 * (pos + 1) as f64 * s // self attention
-        + 4.0 * s * s // cross q, out
-        + 4.0 * d.n_audio_ctx as f64 * s // cross attention
-        + 4.0 * s * f; // MLP
-    d.n_text_layer as f64 * block + 2.0 * s * d.n_vocab as f64
-}
-
-/// Peak and current resident set size, bytes (Linux `/proc/self/status`; `None` elsewhere).
-pub fn rss_bytes() -> (Option<u64>, Option<u64>) {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// The 1-minute load average (Linux), to judge how noisy the timings are.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// One run's figures, summed over its windows.
@@ -145,8 +90,8 @@ struct Run {
 impl Run {
     fn from(t: &Timings) -> Self {
         let w = &t.windows;
-        let sum = |f: fn(&crate::transcribe::WindowTimings) -> f64| w.iter().map(f).sum::<f64>();
-        let count = |f: fn(&crate::transcribe::WindowTimings) -> usize| w.iter().map(f).sum();
+        let sum = |f: fn(&WindowTimings) -> f64| w.iter().map(f).sum::<f64>();
+        let count = |f: fn(&WindowTimings) -> usize| w.iter().map(f).sum();
         Run {
             total_ms: t.total_ms,
             mel_ms: t.mel_ms,
@@ -216,14 +161,8 @@ struct Report {
 
 /// The `bench` command; returns the exit code.
 pub fn bench_command(args: BenchArgs) -> Result<i32> {
-    if let Some(n) = args.threads {
-        if n == 0 {
-            return Err(Error::Usage("--threads must be at least 1".into()));
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+    if args.threads == Some(0) {
+        return Err(Error::Usage("--threads must be at least 1".into()));
     }
     if args.runs == 0 || args.beam_size == 0 || args.batch_size == 0 {
         return Err(Error::Usage(
@@ -231,23 +170,33 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         ));
     }
     let device = match args.device {
-        BenchDevice::Auto => DeviceChoice::Auto,
-        BenchDevice::Cpu => DeviceChoice::Cpu,
-        BenchDevice::Gpu => DeviceChoice::Gpu,
+        BenchDevice::Auto => Device::Auto,
+        BenchDevice::Cpu => Device::Cpu,
+        BenchDevice::Gpu => Device::Gpu,
     };
     let mut options = TranscribeOptions::default();
     options.decode.beam_size = Some(args.beam_size);
-    options.weights_dtype = args.dtype;
+    options.weights_dtype = args.dtype.map(DtypeArg::dtype);
     options.batch_size = args.batch_size;
 
     let t = Instant::now();
-    let samples = crate::audio::load_audio(&args.file)?;
+    let samples = dattavani_asr::audio_io::load_audio(&args.file)?;
     let audio_ms = ms(t);
-    let audio_s = samples.len() as f64 / crate::audio::SAMPLE_RATE as f64;
+    let rate = dattavani_asr::audio_io::SAMPLE_RATE;
+    let audio_s = samples.len() as f64 / rate as f64;
 
     let load = || -> Result<Transcriber> {
-        let files = hub::resolve(&args.model)?;
-        Transcriber::from_files_on(&files, device, args.adapter.as_deref(), options.clone())
+        let mut b = Transcriber::builder()
+            .model(&args.model)
+            .device(device)
+            .options(options.clone());
+        if let Some(a) = &args.adapter {
+            b = b.adapter(a);
+        }
+        if let Some(n) = args.threads {
+            b = b.threads(n);
+        }
+        b.build()
     };
     let t = Instant::now();
     let first = load()?;
@@ -258,24 +207,32 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     let load_warm_ms = ms(t);
 
     let t = Instant::now();
-    let transcript = tr.transcribe_samples(&samples, &mut |_, _| {})?;
+    let transcript = tr.transcribe_samples(&samples, rate)?;
     let warmup_total_ms = ms(t);
     let mut runs = Vec::new();
     for _ in 0..args.runs {
-        tr.transcribe_samples(&samples, &mut |_, _| {})?;
+        tr.transcribe_samples(&samples, rate)?;
         runs.push(Run::from(tr.timings()));
     }
     // After the timed runs: the timestamps and their read-backs slow a run down.
-    let kernel_profile = if tr.backend().set_kernel_profiling(true) {
-        tr.transcribe_samples(&samples, &mut |_, _| {})?;
-        let p = tr.backend().take_kernel_profile()?;
-        tr.backend().set_kernel_profiling(false);
+    let profiling = tr
+        .diagnostics()
+        .is_some_and(|d| d.set_kernel_profiling(true));
+    let kernel_profile = if profiling {
+        tr.transcribe_samples(&samples, rate)?;
+        let d = tr.diagnostics().expect("profiling was turned on");
+        let p = d.take_kernel_profile()?;
+        d.set_kernel_profiling(false);
         p
     } else {
         None
     };
+    let (dtype, gpu_bytes) = match tr.diagnostics() {
+        Some(d) => (d.weights_dtype().to_string(), d.device_memory_bytes()),
+        None => ("?".to_string(), None),
+    };
 
-    let dims = tr.config().dims.clone();
+    let dims = tr.dims().clone();
     let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let last = runs.last().expect("at least one run").clone();
     let encoder_ms_per_window = med(|r| per_window(r.encoder_ms, r.windows_encoded));
@@ -289,11 +246,13 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         file: args.file.display().to_string(),
         audio_s,
         model: args.model.clone(),
-        device: tr.backend().device_name(),
-        dtype: tr.backend().weights_dtype().to_string(),
+        device: tr.device_name(),
+        dtype,
         beam_size: args.beam_size,
         batch_size: args.batch_size,
-        threads: rayon::current_num_threads(),
+        threads: args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        }),
         runs: args.runs,
         load_average: load_average(),
         load_cold_ms,
@@ -319,7 +278,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         real_time_factor: total_ms / 1e3 / audio_s,
         peak_rss_bytes,
         rss_bytes,
-        gpu_bytes: tr.backend().device_memory_bytes(),
+        gpu_bytes,
         text: transcript.text.trim().to_string(),
         per_run: runs,
         kernel_profile,

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::error::{Error, Result};
-use crate::model::{cache, hub};
+use dattavani_asr::models::{self as cache, self as hub};
+use dattavani_asr::{Error, Result};
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {

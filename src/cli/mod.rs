@@ -1,0 +1,104 @@
+//! The command line's parts: argument parsing, logging, and one module per command. Everything
+//! here is built on the library's public API; what is specific to a terminal (clap, indicatif
+//! bars, exit codes) stays here.
+
+mod bench;
+mod measure;
+mod models;
+mod transcribe;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dattavani_asr::{Dtype, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "dattavani-asr",
+    version,
+    about = "Whisper speech recognition: WGSL on any GPU, or the CPU"
+)]
+pub struct Cli {
+    /// Only print warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe audio files to text.
+    Transcribe(transcribe::TranscribeArgs),
+    /// Time each stage of a transcription (load, mel, encoder, decoder), peak memory.
+    Bench(bench::BenchArgs),
+    /// List the GPU adapters (the indices `--adapter` takes) and what each supports.
+    Devices,
+    /// Manage model checkpoints.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
+}
+
+/// `--dtype`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Int8,
+}
+
+impl DtypeArg {
+    pub fn dtype(self) -> Dtype {
+        match self {
+            DtypeArg::F32 => Dtype::F32,
+            DtypeArg::F16 => Dtype::F16,
+            DtypeArg::Int8 => Dtype::Int8,
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DATTAVANI_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("warn,dattavani_asr={default}"))
+        });
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Run the parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    init_logging(cli.quiet);
+    // Download, conversion and verification bars follow the transcription bar's rule.
+    dattavani_asr::models::set_progress_bars(!cli.quiet);
+    match cli.command {
+        Command::Transcribe(args) => transcribe::transcribe_command(args, cli.quiet),
+        Command::Models { command } => models::models_command(command),
+        Command::Bench(args) => bench::bench_command(args),
+        Command::Devices => {
+            devices();
+            Ok(0)
+        }
+    }
+}
+
+/// `devices`: every adapter on the Vulkan / Metal / DX12 backends; none is not an error.
+fn devices() {
+    let adapters = dattavani_asr::devices::list_adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapters found: no Vulkan, Metal or DX12 driver answered (on Linux, install \
+             mesa-vulkan-drivers for the lavapipe software adapter); --device auto uses the CPU"
+        );
+    }
+    for a in adapters {
+        println!("{a}");
+    }
+}

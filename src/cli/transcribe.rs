@@ -1,0 +1,303 @@
+//! `dattavani-asr transcribe`: flags to [`TranscribeOptions`], a progress bar, the writers.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use dattavani_asr::progress::{Progress, ProgressUnit};
+use dattavani_asr::writers::{self as output, OutputFormat};
+use dattavani_asr::{
+    DecodeOptions, Device as DeviceChoice, Error, Hooks, Result, Task, TranscribeOptions,
+    Transcriber, Transcript, DEFAULT_MODEL,
+};
+
+use super::DtypeArg;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Device {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Txt,
+    Srt,
+    Vtt,
+    Tsv,
+    Json,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Transcribe,
+    Translate,
+}
+
+#[derive(clap::Args)]
+pub struct TranscribeArgs {
+    /// Audio files (WAV).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Model: alias (tiny, tiny.en, base, ..., large-v3-turbo), Hugging Face repo id, or directory.
+    #[arg(long, short, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// Compute device: auto takes a hardware GPU if there is one, else the CPU; gpu takes any
+    /// adapter, a software one (lavapipe / llvmpipe) included.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+    /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
+    #[arg(long, value_name = "N|NAME")]
+    adapter: Option<String>,
+    /// Output format(s); `all` writes every format (needs --output-dir).
+    #[arg(long, short = 'f', value_enum, default_value = "txt")]
+    output_format: Format,
+    /// Write `<stem>.<format>` here instead of printing to stdout.
+    #[arg(long, short = 'o')]
+    output_dir: Option<PathBuf>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Spoken language (code such as en, de, fr), or `auto` to detect it (multilingual models).
+    #[arg(long, default_value = "auto")]
+    language: String,
+    /// Transcribe in the spoken language, or translate to English.
+    #[arg(long, value_enum, default_value = "transcribe")]
+    task: TaskArg,
+    /// First temperature; 0 decodes deterministically (beam search or greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Step added to the temperature on each fallback; 0 disables fallback.
+    #[arg(long, default_value_t = 0.2)]
+    temperature_increment_on_fallback: f32,
+    /// Candidates sampled at temperatures above 0.
+    #[arg(long, default_value_t = 5)]
+    best_of: usize,
+    /// Beams at temperature 0; 1 is greedy decoding.
+    #[arg(long, default_value_t = 5)]
+    beam_size: usize,
+    /// Beam search keeps going until beam_size * patience candidates have finished.
+    #[arg(long)]
+    patience: Option<f32>,
+    /// Length penalty alpha for ranking candidates (default: plain length normalisation).
+    #[arg(long)]
+    length_penalty: Option<f32>,
+    /// Comma-separated token ids never sampled; -1 means the checkpoint's non-speech list.
+    #[arg(long, default_value = "-1", allow_hyphen_values = true)]
+    suppress_tokens: String,
+    /// Text that primes the first window (names, spelling, style).
+    #[arg(long)]
+    initial_prompt: Option<String>,
+    /// Feed each window's text to the next as a prompt.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    condition_on_previous_text: bool,
+    /// Retry hotter when the text's gzip compression ratio is above this.
+    #[arg(long, default_value_t = 2.4)]
+    compression_ratio_threshold: f32,
+    /// Retry hotter when the average log-probability is below this.
+    #[arg(long, default_value_t = -1.0, allow_hyphen_values = true)]
+    logprob_threshold: f32,
+    /// Treat a window as silence when <|nospeech|> is likelier than this (and the log-probability
+    /// is below --logprob-threshold).
+    #[arg(long, default_value_t = 0.6)]
+    no_speech_threshold: f32,
+    /// Plain text without timestamp tokens: consecutive 30-s windows, one segment each.
+    #[arg(long)]
+    without_timestamps: bool,
+    /// Latest allowed first timestamp of a window, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    max_initial_timestamp: f32,
+    /// Seed of the sampler used at temperatures above 0.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Word-level timestamps (in json: `words` per segment, with probabilities).
+    #[arg(long)]
+    word_timestamps: bool,
+    /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
+    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the
+    /// matmul)
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
+    /// 1: OpenAI's sequential 30-s seek loop. N > 1: batched long-form transcription: the audio
+    /// is cut at quiet points into chunks of at most 30 s, decoded independently (no
+    /// conditioning on previous text), N chunks at a time through the encoder and decoder.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+}
+
+impl TranscribeArgs {
+    /// The library's options from the flags (the library derives the temperature schedule
+    /// and the mel padding from them, as for any caller).
+    fn options(&self) -> Result<TranscribeOptions> {
+        let mut suppress = Vec::new();
+        for part in self
+            .suppress_tokens
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            // -1 stands for the checkpoint's own list, which is always applied.
+            if part != "-1" {
+                suppress.push(part.parse::<u32>().map_err(|_| {
+                    Error::Usage(format!("--suppress-tokens: '{part}' is not a token id"))
+                })?);
+            }
+        }
+        if self.beam_size == 0 || self.best_of == 0 || self.batch_size == 0 {
+            return Err(Error::Usage(
+                "--beam-size, --best-of and --batch-size must be at least 1".into(),
+            ));
+        }
+        let decode = DecodeOptions {
+            task: match self.task {
+                TaskArg::Transcribe => Task::Transcribe,
+                TaskArg::Translate => Task::Translate,
+            },
+            language: (self.language != "auto").then(|| self.language.to_lowercase()),
+            beam_size: Some(self.beam_size),
+            best_of: Some(self.best_of),
+            patience: self.patience,
+            length_penalty: self.length_penalty,
+            suppress_tokens: suppress,
+            without_timestamps: self.without_timestamps,
+            max_initial_timestamp: Some(self.max_initial_timestamp),
+            ..DecodeOptions::default()
+        };
+        Ok(TranscribeOptions {
+            decode,
+            temperature: self.temperature,
+            temperature_increment_on_fallback: self.temperature_increment_on_fallback,
+            compression_ratio_threshold: Some(self.compression_ratio_threshold),
+            logprob_threshold: Some(self.logprob_threshold),
+            no_speech_threshold: Some(self.no_speech_threshold),
+            condition_on_previous_text: self.condition_on_previous_text,
+            initial_prompt: self.initial_prompt.clone(),
+            seed: self.seed,
+            word_timestamps: self.word_timestamps,
+            weights_dtype: self.dtype.map(DtypeArg::dtype),
+            batch_size: self.batch_size,
+        })
+    }
+}
+
+/// Returns the exit code: 0, or 1 when some files failed (the others are still transcribed).
+pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
+    if args.threads == Some(0) {
+        return Err(Error::Usage("--threads must be at least 1".into()));
+    }
+    let device = match args.device {
+        Device::Auto => DeviceChoice::Auto,
+        Device::Cpu => DeviceChoice::Cpu,
+        Device::Gpu => DeviceChoice::Gpu,
+    };
+    let formats: Vec<OutputFormat> = match args.output_format {
+        Format::Txt => vec![OutputFormat::Txt],
+        Format::Srt => vec![OutputFormat::Srt],
+        Format::Vtt => vec![OutputFormat::Vtt],
+        Format::Tsv => vec![OutputFormat::Tsv],
+        Format::Json => vec![OutputFormat::Json],
+        Format::All => OutputFormat::ALL.to_vec(),
+    };
+    if formats.len() > 1 && args.output_dir.is_none() {
+        return Err(Error::Usage(
+            "--output-format all needs --output-dir".into(),
+        ));
+    }
+    let options = args.options()?;
+    let mut builder = Transcriber::builder()
+        .model(&args.model)
+        .device(device)
+        .options(options);
+    if let Some(adapter) = &args.adapter {
+        builder = builder.adapter(adapter);
+    }
+    if let Some(n) = args.threads {
+        builder = builder.threads(n);
+    }
+    let mut transcriber = builder.build()?;
+    let mut failed = 0;
+    for file in &args.files {
+        let result = transcribe_one(&mut transcriber, file, quiet).and_then(|t| {
+            for &format in &formats {
+                let rendered = output::render(&t, format);
+                match &args.output_dir {
+                    Some(dir) => {
+                        let path = output::output_path(dir, file, format);
+                        output::write_atomic(&path, rendered.as_bytes())?;
+                        tracing::info!("{} -> {}", file.display(), path.display());
+                    }
+                    None => {
+                        print!("{rendered}");
+                        if format == OutputFormat::Json {
+                            println!();
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            eprintln!("error: {e}");
+            failed += 1;
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// A terminal progress bar for audio longer than one window (none when stderr is not a
+/// terminal, or with --quiet).
+struct Bar {
+    name: String,
+    show: bool,
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Progress for Bar {
+    fn begin(&self, _label: &str, total: Option<u64>, _unit: ProgressUnit) {
+        let total = total.unwrap_or(0);
+        // Centiseconds: more than one 30-s window.
+        if !self.show || total <= 3000 {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}<{eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(self.name.clone());
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+    fn set_total(&self, total: u64) {
+        if let Some(b) = &*self.bar.lock().unwrap_or_else(|e| e.into_inner()) {
+            b.set_length(total);
+        }
+    }
+    fn set_position(&self, done: u64) {
+        if let Some(b) = &*self.bar.lock().unwrap_or_else(|e| e.into_inner()) {
+            b.set_position(done);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// One file, with a progress bar on stderr.
+fn transcribe_one(t: &mut Transcriber, file: &std::path::Path, quiet: bool) -> Result<Transcript> {
+    use std::io::IsTerminal;
+    let bar = Bar {
+        name: file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        show: !quiet && std::io::stderr().is_terminal(),
+        bar: std::sync::Mutex::new(None),
+    };
+    let result = t.transcribe_file_with(file, Hooks::default().progress(&bar));
+    bar.finish();
+    result
+}

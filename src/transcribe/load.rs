@@ -1,0 +1,253 @@
+//! Loading a model for transcription: [`TranscriberBuilder`] resolves the model, builds the
+//! thread pool, and puts the weights on the chosen device.
+
+use std::time::Instant;
+
+use super::options::{Device, Dtype, Timings, TranscribeOptions};
+use super::Transcriber;
+use crate::backend::cpu::{model::CpuWeights, CpuModel};
+#[cfg(feature = "gpu")]
+use crate::backend::gpu::{AdapterSelector, GpuContext, GpuModel, KernelConfig, WeightType};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::model::config::ModelConfig;
+use crate::model::weights::Weights;
+use crate::model::ModelFiles;
+use crate::tokenizer::WhisperTokenizer;
+
+/// Builds a [`Transcriber`]: `Transcriber::builder().model("tiny.en").build()?`.
+#[derive(Debug, Clone)]
+pub struct TranscriberBuilder {
+    model: String,
+    files: Option<ModelFiles>,
+    device: Device,
+    adapter: Option<String>,
+    threads: Option<usize>,
+    options: TranscribeOptions,
+}
+
+impl Default for TranscriberBuilder {
+    fn default() -> Self {
+        TranscriberBuilder {
+            model: crate::model::DEFAULT_MODEL.to_string(),
+            files: None,
+            device: Device::Auto,
+            adapter: None,
+            threads: None,
+            options: TranscribeOptions::default(),
+        }
+    }
+}
+
+impl TranscriberBuilder {
+    /// The model: a directory holding `config.json`, `model.safetensors` and
+    /// `tokenizer.json`; with the `hub` feature also an alias (`tiny`, `tiny.en`, `base`, ...,
+    /// `large-v3-turbo`) or a Hugging Face repo id, found in the cache or downloaded.
+    /// Default: `tiny.en`.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self.files = None;
+        self
+    }
+
+    /// Already resolved model files (tests, callers with their own cache).
+    #[doc(hidden)]
+    pub fn model_files(mut self, files: ModelFiles) -> Self {
+        self.model = files.name.clone();
+        self.files = Some(files);
+        self
+    }
+
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The GPU adapter: an index or part of a name, as `dattavani-asr devices` lists them.
+    /// Implies the GPU with `Device::Auto`; an error with `Device::Cpu`.
+    pub fn adapter(mut self, adapter: impl Into<String>) -> Self {
+        self.adapter = Some(adapter.into());
+        self
+    }
+
+    /// How the matrix weights are stored (default: f32 on the CPU, f16 on a GPU).
+    pub fn dtype(mut self, dtype: Dtype) -> Self {
+        self.options.weights_dtype = Some(dtype);
+        self
+    }
+
+    /// CPU threads of this transcriber's own pool (default: rayon's global pool, one thread
+    /// per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// The transcription options (default: OpenAI's CLI defaults). Its `weights_dtype` is
+    /// replaced by [`dtype`](Self::dtype) when that is given after it.
+    pub fn options(mut self, options: TranscribeOptions) -> Self {
+        let dtype = self.options.weights_dtype;
+        self.options = options;
+        self.options.weights_dtype = self.options.weights_dtype.or(dtype);
+        self
+    }
+
+    /// Resolve the model and load it.
+    pub fn build(self) -> Result<Transcriber> {
+        self.options.validate()?;
+        let pool = match self.threads {
+            Some(0) => return Err(Error::Usage("threads must be at least 1".into())),
+            Some(n) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::Internal(format!("thread pool: {e}")))?,
+            ),
+            None => None,
+        };
+        let files = match self.files {
+            Some(files) => files,
+            None => resolve(&self.model)?,
+        };
+        let load = || load(&files, self.device, self.adapter.as_deref(), self.options);
+        let mut t = match &pool {
+            Some(pool) => pool.install(load)?,
+            None => load()?,
+        };
+        t.pool = pool;
+        Ok(t)
+    }
+}
+
+/// A model name to its files: the hub's resolution (aliases, cache, download, offline import).
+#[cfg(feature = "hub")]
+fn resolve(model: &str) -> Result<ModelFiles> {
+    crate::model::hub::resolve(model)
+}
+
+/// Without the `hub` feature, a model is a directory.
+#[cfg(not(feature = "hub"))]
+fn resolve(model: &str) -> Result<ModelFiles> {
+    let dir = std::path::Path::new(model);
+    if dir.join("config.json").is_file() {
+        Ok(ModelFiles::new(model, dir))
+    } else {
+        Err(Error::resolve(
+            model,
+            "not a model directory (config.json, model.safetensors, tokenizer.json); names \
+             and repo ids need the `hub` feature",
+        ))
+    }
+}
+
+/// Why `Device::Auto` fell back to the CPU, for its one log line.
+#[cfg(feature = "gpu")]
+fn auto_reason(e: &Error) -> String {
+    let m = match e {
+        Error::Device(m) => m.clone(),
+        other => other.to_string(),
+    };
+    if m.starts_with("no hardware GPU adapter") {
+        format!("{m}; software adapters run only with --device gpu")
+    } else {
+        m
+    }
+}
+
+/// Load `files` on `device`. `adapter` (an index into `dattavani-asr devices` or part of a
+/// name) picks the GPU adapter and implies the GPU; without it, `Gpu` takes the best adapter,
+/// software ones included, and `Auto` a hardware adapter if there is one, else the CPU.
+pub(crate) fn load(
+    files: &ModelFiles,
+    device: Device,
+    adapter: Option<&str>,
+    options: TranscribeOptions,
+) -> Result<Transcriber> {
+    let t0 = Instant::now();
+    let config = ModelConfig::from_dir(&files.dir)?;
+    let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)?;
+    // Fail on a bad language/task request now, not at the first window.
+    tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
+    let weights = Weights::open(&files.weights())?;
+    let dtype = options.weights_dtype;
+    // The GPU stores f16 unless f32 or int8 is asked for; the CPU holds f32 or int8.
+    #[cfg(feature = "gpu")]
+    let load_gpu = |ctx: GpuContext| {
+        let mut kc = KernelConfig::for_adapter(&ctx);
+        match dtype {
+            Some(Dtype::F32) => kc.weights = WeightType::F32,
+            Some(Dtype::Int8) => kc.weights = WeightType::Int8,
+            Some(Dtype::F16) | None => {}
+        }
+        GpuModel::load_with_config(ctx, &weights, &config.dims, kc)
+    };
+    let load_cpu = || {
+        if dtype == Some(Dtype::F16) {
+            return Err(Error::Usage(
+                "--dtype f16 is a GPU storage format; the CPU path holds f32 weights".into(),
+            ));
+        }
+        let cpu_dtype = match dtype {
+            Some(Dtype::Int8) => CpuWeights::Int8,
+            _ => CpuWeights::F32,
+        };
+        CpuModel::load_with(&weights, &config.dims, cpu_dtype)
+    };
+    let backend: Box<dyn Backend + Send> = match (device, adapter) {
+        (Device::Cpu, Some(_)) => {
+            return Err(Error::Usage(
+                "--adapter selects a GPU: not with --device cpu".into(),
+            ))
+        }
+        (Device::Cpu, None) => Box::new(load_cpu()?),
+        #[cfg(feature = "gpu")]
+        (Device::Gpu, _) | (Device::Auto, Some(_)) => {
+            let sel = adapter.map_or(AdapterSelector::AnyGpu, AdapterSelector::from_adapter_arg);
+            let ctx = GpuContext::new(&sel)?;
+            Box::new(load_gpu(ctx)?)
+        }
+        #[cfg(feature = "gpu")]
+        (Device::Auto, None) => {
+            let gpu = GpuContext::new(&AdapterSelector::Auto).and_then(|ctx| {
+                let name = ctx.describe();
+                Ok((name, load_gpu(ctx)?))
+            });
+            match gpu {
+                Ok((name, model)) => {
+                    tracing::info!("device: gpu {name} (a hardware adapter)");
+                    Box::new(model)
+                }
+                Err(e) => {
+                    tracing::info!("device: cpu ({})", auto_reason(&e));
+                    Box::new(load_cpu()?)
+                }
+            }
+        }
+        #[cfg(not(feature = "gpu"))]
+        (Device::Gpu, _) | (Device::Auto, Some(_)) => {
+            return Err(Error::Device(
+                "this build has no GPU support (the `gpu` feature is off)".into(),
+            ))
+        }
+        #[cfg(not(feature = "gpu"))]
+        (Device::Auto, None) => {
+            tracing::info!("device: cpu (built without the `gpu` feature)");
+            Box::new(load_cpu()?)
+        }
+    };
+    tracing::info!(
+        "model {} loaded on {} in {:.0} ms",
+        files.name,
+        backend.device_name(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(Transcriber {
+        backend,
+        tokenizer,
+        config,
+        options,
+        timings: Timings::default(),
+        pool: None,
+        _model_lock: files.lock.clone(),
+    })
+}
