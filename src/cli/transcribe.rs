@@ -1,8 +1,9 @@
 //! `dattavani-asr transcribe`: flags to [`TranscribeOptions`], a progress bar, the writers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use dattavani_asr::audio_io::{load_audio_with, OpenOptions, SpooledMel, SAMPLE_RATE};
 use dattavani_asr::progress::{Progress, ProgressUnit};
 use dattavani_asr::writers::{self as output, OutputFormat};
 use dattavani_asr::{
@@ -10,6 +11,7 @@ use dattavani_asr::{
     Transcriber, Transcript, DEFAULT_MODEL,
 };
 
+use super::audio_input::AudioInputArgs;
 use super::DtypeArg;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -37,9 +39,12 @@ enum TaskArg {
 
 #[derive(clap::Args)]
 pub struct TranscribeArgs {
-    /// Audio files (WAV).
+    /// Audio or video files (WAV, MP3, M4A/AAC, ALAC, FLAC, Ogg Vorbis/Opus, WebM, MKV, MP4,
+    /// AIFF, CAF; chosen by content), or `-` for standard input.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    input: AudioInputArgs,
     /// Model: alias (tiny, tiny.en, base, ..., large-v3-turbo), Hugging Face repo id, or directory.
     #[arg(long, short, default_value = DEFAULT_MODEL)]
     model: String,
@@ -205,6 +210,7 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         ));
     }
     let options = args.options()?;
+    let open = args.input.open_options()?;
     let mut builder = Transcriber::builder()
         .model(&args.model)
         .device(device)
@@ -218,12 +224,12 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     let mut transcriber = builder.build()?;
     let mut failed = 0;
     for file in &args.files {
-        let result = transcribe_one(&mut transcriber, file, quiet).and_then(|t| {
+        let result = transcribe_one(&mut transcriber, file, &open, quiet).and_then(|t| {
             for &format in &formats {
                 let rendered = output::render(&t, format);
                 match &args.output_dir {
                     Some(dir) => {
-                        let path = output::output_path(dir, file, format);
+                        let path = output::output_path(dir, output_name(file), format);
                         output::write_atomic(&path, rendered.as_bytes())?;
                         tracing::info!("{} -> {}", file.display(), path.display());
                     }
@@ -286,18 +292,55 @@ impl Progress for Bar {
     }
 }
 
-/// One file, with a progress bar on stderr.
-fn transcribe_one(t: &mut Transcriber, file: &std::path::Path, quiet: bool) -> Result<Transcript> {
+/// The name outputs of `file` are written under: `stdin.<format>` for `-`.
+fn output_name(file: &Path) -> &Path {
+    if file == Path::new("-") {
+        Path::new("stdin")
+    } else {
+        file
+    }
+}
+
+/// One file ("-": stdin), with a progress bar on stderr.
+///
+/// The sequential loop (batch size 1) on the CPU reads the audio through [`SpooledMel`]: one
+/// decoding pass spools the log-mel frames to a temporary file and the seek loop reads them
+/// back window by window, so memory does not grow with the length; its mel is bit-identical to
+/// the in-memory one (tests/audio_formats.rs), so the transcript is too. Two routes keep the
+/// samples in memory: the batched loop (it cuts chunks at quiet points of the samples), and a
+/// backend that computes the mel on the device (the GPU: its mel is within 2e-5 of the CPU
+/// reference, not bit-identical, and its transcripts are the ones the GPU tests pin).
+fn transcribe_one(
+    t: &mut Transcriber,
+    file: &Path,
+    open: &OpenOptions,
+    quiet: bool,
+) -> Result<Transcript> {
     use std::io::IsTerminal;
     let bar = Bar {
-        name: file
+        name: output_name(file)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         show: !quiet && std::io::stderr().is_terminal(),
         bar: std::sync::Mutex::new(None),
     };
-    let result = t.transcribe_file_with(file, Hooks::default().progress(&bar));
+    let hooks = Hooks::default().progress(&bar);
+    let result = if t.options().batch_size == 1 && !t.mel_on_device() {
+        SpooledMel::open(file, open, t.dims().n_mels).and_then(|mut mel| {
+            let mut transcript = t.transcribe_mel(&mut mel, hooks)?;
+            // The exact length in samples, as the in-memory route reports it.
+            transcript.duration = mel.duration();
+            Ok(transcript)
+        })
+    } else {
+        load_audio_with(file, open)
+            .and_then(|samples| t.transcribe_samples_with(&samples, SAMPLE_RATE, hooks))
+    };
     bar.finish();
-    result
+    // Errors from inside the pipeline name the file, as `Transcriber::transcribe_file` does.
+    result.map_err(|e| match e {
+        Error::Internal(msg) => Error::Internal(format!("{}: {msg}", file.display())),
+        other => other,
+    })
 }
