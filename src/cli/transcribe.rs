@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use dattavani_asr::audio_io::{load_audio_with, OpenOptions, SpooledMel, SAMPLE_RATE};
+use dattavani_asr::audio_io::{
+    load_audio_with, sniff_file, OpenOptions, SpooledMel, SAMPLE_RATE,
+};
 use dattavani_asr::progress::{Progress, ProgressUnit};
 use dattavani_asr::writers::{self as output, OutputFormat};
 use dattavani_asr::{
@@ -211,6 +213,26 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     }
     let options = args.options()?;
     let open = args.input.open_options()?;
+    // Reject what is not audio (missing files, /dev/zero, a video without a header we know)
+    // from its first bytes before the model is loaded; the other files still go on.
+    let mut failed = 0;
+    let mut files = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let checked = match (file.to_str(), open.raw) {
+            (Some("-"), _) | (_, Some(_)) => Ok(()),
+            _ => sniff_file(file).map(|_| ()),
+        };
+        match checked {
+            Ok(()) => files.push(file),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(1);
+    }
     let mut builder = Transcriber::builder()
         .model(&args.model)
         .device(device)
@@ -222,8 +244,7 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         builder = builder.threads(n);
     }
     let mut transcriber = builder.build()?;
-    let mut failed = 0;
-    for file in &args.files {
+    for file in files {
         let result = transcribe_one(&mut transcriber, file, &open, quiet).and_then(|t| {
             for &format in &formats {
                 let rendered = output::render(&t, format);
