@@ -75,7 +75,7 @@ pub mod audio_io {
     pub use crate::audio::{
         audio_info, load_audio, load_audio_with, resample, sniff, sniff_file, AudioInfo, AudioStream,
         Container, OpenOptions, RawEncoding, RawPcm, SourceFormat, SpooledMel, StreamResampler,
-        SAMPLE_RATE,
+        SAMPLE_RATE, SNIFF_LEN,
     };
 }
 

@@ -55,7 +55,7 @@ pub use info::{audio_info, AudioInfo};
 pub use mel_source::SpooledMel;
 pub use pcm::{RawEncoding, RawPcm};
 pub use resample::StreamResampler;
-pub use sniff::{sniff, Container};
+pub use sniff::{sniff, Container, SNIFF_LEN};
 pub use stream::{AudioStream, OpenOptions, SourceFormat};
 pub use wav::{decode_wav_bytes, DecodedWav};
 

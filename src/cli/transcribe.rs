@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use std::io::Read;
+
 use dattavani_asr::audio_io::{
-    load_audio_with, sniff_file, OpenOptions, SpooledMel, SAMPLE_RATE,
+    load_audio_with, sniff, sniff_file, AudioStream, OpenOptions, SpooledMel, SAMPLE_RATE,
+    SNIFF_LEN,
 };
 use dattavani_asr::progress::{Progress, ProgressUnit};
 use dattavani_asr::writers::{self as output, OutputFormat};
@@ -217,9 +220,14 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     // from its first bytes before the model is loaded; the other files still go on.
     let mut failed = 0;
     let mut files = Vec::with_capacity(args.files.len());
+    let mut stdin_head = None;
     for file in &args.files {
         let checked = match (file.to_str(), open.raw) {
-            (Some("-"), _) | (_, Some(_)) => Ok(()),
+            (_, Some(_)) => Ok(()),
+            (Some("-"), None) if stdin_head.is_none() => {
+                read_stdin_head().map(|head| stdin_head = Some(head))
+            }
+            (Some("-"), None) => Ok(()),
             _ => sniff_file(file).map(|_| ()),
         };
         match checked {
@@ -245,7 +253,14 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     }
     let mut transcriber = builder.build()?;
     for file in files {
-        let result = transcribe_one(&mut transcriber, file, &open, quiet).and_then(|t| {
+        let input = match (file.to_str(), stdin_head.take()) {
+            (Some("-"), Some(head)) => Input::Stdin(head),
+            (_, head) => {
+                stdin_head = head;
+                Input::Path(file)
+            }
+        };
+        let result = transcribe_one(&mut transcriber, input, &open, quiet).and_then(|t| {
             for &format in &formats {
                 let rendered = output::render(&t, format);
                 match &args.output_dir {
@@ -322,6 +337,46 @@ fn output_name(file: &Path) -> &Path {
     }
 }
 
+/// Where one input comes from.
+enum Input<'a> {
+    Path(&'a Path),
+    /// Standard input whose first bytes were read (and sniffed) before the model was loaded.
+    Stdin(Vec<u8>),
+}
+
+impl Input<'_> {
+    fn name(&self) -> &Path {
+        match self {
+            Input::Path(p) => p,
+            Input::Stdin(_) => Path::new("-"),
+        }
+    }
+
+    /// The decoder stream; a file is opened by path (seekable: MP4 with its index at the end).
+    fn stream(self, open: &OpenOptions) -> Result<AudioStream> {
+        match self {
+            Input::Path(p) => AudioStream::open(p, open),
+            Input::Stdin(head) => {
+                let reader = std::io::Cursor::new(head).chain(std::io::stdin());
+                AudioStream::from_reader(Box::new(reader), Path::new("-"), open)
+            }
+        }
+    }
+}
+
+/// stdin's first bytes, sniffed: `cat /dev/zero | transcribe -` stops here, model unloaded.
+fn read_stdin_head() -> Result<Vec<u8>> {
+    let stdin = Path::new("-");
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    std::io::stdin()
+        .lock()
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::audio(stdin, format!("cannot read stdin: {e}")))?;
+    sniff(&head).map_err(|msg| Error::audio(stdin, msg))?;
+    Ok(head)
+}
+
 /// One file ("-": stdin), with a progress bar on stderr.
 ///
 /// The sequential loop (batch size 1) on the CPU reads the audio through [`SpooledMel`]: one
@@ -333,11 +388,13 @@ fn output_name(file: &Path) -> &Path {
 /// reference, not bit-identical, and its transcripts are the ones the GPU tests pin).
 fn transcribe_one(
     t: &mut Transcriber,
-    file: &Path,
+    input: Input<'_>,
     open: &OpenOptions,
     quiet: bool,
 ) -> Result<Transcript> {
     use std::io::IsTerminal;
+    let file = input.name().to_path_buf();
+    let file = file.as_path();
     let bar = Bar {
         name: output_name(file)
             .file_name()
@@ -348,15 +405,21 @@ fn transcribe_one(
     };
     let hooks = Hooks::default().progress(&bar);
     let result = if t.options().batch_size == 1 && !t.mel_on_device() {
-        SpooledMel::open(file, open, t.dims().n_mels).and_then(|mut mel| {
+        let n_mels = t.dims().n_mels;
+        input.stream(open).and_then(|stream| {
+            let mut mel = SpooledMel::from_stream(stream, n_mels)?;
             let mut transcript = t.transcribe_mel(&mut mel, hooks)?;
             // The exact length in samples, as the in-memory route reports it.
             transcript.duration = mel.duration();
             Ok(transcript)
         })
     } else {
-        load_audio_with(file, open)
-            .and_then(|samples| t.transcribe_samples_with(&samples, SAMPLE_RATE, hooks))
+        let samples = match input {
+            // A plain file keeps the library's whole-file reader (WAV).
+            Input::Path(p) => load_audio_with(p, open),
+            stdin => stdin.stream(open).and_then(AudioStream::read_all),
+        };
+        samples.and_then(|samples| t.transcribe_samples_with(&samples, SAMPLE_RATE, hooks))
     };
     bar.finish();
     // Errors from inside the pipeline name the file, as `Transcriber::transcribe_file` does.
