@@ -73,9 +73,9 @@ pub const DEFAULT_MODEL: &str = model::DEFAULT_MODEL;
 /// AIFF, CAF), stdin and raw PCM, streamed as 16 kHz mono in bounded memory; `info` analysis.
 pub mod audio_io {
     pub use crate::audio::{
-        audio_info, load_audio, load_audio_with, resample, sniff, AudioInfo, AudioStream,
-        Container, OpenOptions, RawEncoding, RawPcm, SourceFormat, SpooledMel, StreamResampler,
-        SAMPLE_RATE,
+        audio_info, load_audio, load_audio_with, resample, sniff, sniff_file, AudioInfo,
+        AudioStream, Container, OpenOptions, RawEncoding, RawPcm, SourceFormat, SpooledMel,
+        StreamResampler, SAMPLE_RATE, SNIFF_LEN,
     };
 }
 

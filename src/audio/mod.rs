@@ -32,6 +32,7 @@
 //! - `info FILE... [--json]`: [`audio_info`]`(path, &opts)` per file -> [`AudioInfo`]
 //!   (`serde::Serialize`; `--json` prints `serde_json::to_string_pretty`, text mode prints
 //!   [`AudioInfo::to_text`]). One failing file is reported and the loop goes on with the next.
+//! - Before loading a model: [`sniff_file`]`(path)` rejects non-audio from its first bytes.
 //! - A server or streamer with bytes in hand: [`AudioStream::from_reader`]`(Box::new(reader),
 //!   name, &opts)` then `next_chunk()` for 16 kHz mono chunks; [`SpooledMel::from_stream`].
 
@@ -54,7 +55,7 @@ pub use info::{audio_info, AudioInfo};
 pub use mel_source::SpooledMel;
 pub use pcm::{RawEncoding, RawPcm};
 pub use resample::StreamResampler;
-pub use sniff::{sniff, Container};
+pub use sniff::{sniff, Container, SNIFF_LEN};
 pub use stream::{AudioStream, OpenOptions, SourceFormat};
 pub use wav::{decode_wav_bytes, DecodedWav};
 
@@ -79,6 +80,18 @@ pub fn load_audio_with(path: &Path, opts: &OpenOptions) -> Result<Vec<f32>> {
         }
     }
     AudioStream::open(path, opts)?.read_all()
+}
+
+/// The container of the file at `path` from its first bytes, decoding nothing: the cheap check
+/// a caller makes before it loads a model (`/dev/zero` or a 3 GB non-audio file is rejected
+/// after reading 64 bytes). Errors name the file. `-` is refused: stdin cannot be read twice.
+pub fn sniff_file(path: &Path) -> Result<Container> {
+    if path == Path::new("-") {
+        return Err(Error::Usage(
+            "sniff_file reads a file; standard input cannot be read twice".into(),
+        ));
+    }
+    sniff_path(path)
 }
 
 /// The container of the file at `path`, from its first bytes.

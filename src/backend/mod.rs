@@ -40,6 +40,12 @@ pub trait Backend {
         Ok(crate::mel::log_mel_spectrogram(samples, n_mels))
     }
 
+    /// Whether [`log_mel`](Self::log_mel) is computed on a device rather than by the CPU
+    /// reference (so a streamed CPU mel would not be bit-identical to it).
+    fn mel_on_device(&self) -> bool {
+        false
+    }
+
     /// Encode one window of log-mel, `n_mels` rows of `2 * n_audio_ctx` frames, row-major.
     /// Keeps the encoder output and the cross-attention K/V for the following decoding passes.
     fn encode(&mut self, mel: &[f32]) -> Result<()> {

@@ -2,7 +2,9 @@
 //! here is built on the library's public API; what is specific to a terminal (clap, indicatif
 //! bars, exit codes) stays here.
 
+mod audio_input;
 mod bench;
+mod info;
 mod measure;
 mod models;
 mod transcribe;
@@ -32,6 +34,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters (the indices `--adapter` takes) and what each supports.
     Devices,
+    /// Describe audio files: container, codec, duration, rate, channels, levels, silence (and
+    /// the speech share when the Silero VAD weights are cached).
+    Info(info::InfoArgs),
     /// Manage model checkpoints.
     Models {
         #[command(subcommand)]
@@ -80,6 +85,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     dattavani_asr::models::set_progress_bars(!cli.quiet);
     match cli.command {
         Command::Transcribe(args) => transcribe::transcribe_command(args, cli.quiet),
+        Command::Info(args) => info::info_command(args),
         Command::Models { command } => models::models_command(command),
         Command::Bench(args) => bench::bench_command(args),
         Command::Devices => {

@@ -184,6 +184,14 @@ impl Transcriber {
         self.backend.device_name()
     }
 
+    /// Whether [`log_mel`](Self::log_mel) runs on the device (the GPU backend) instead of the
+    /// CPU reference. The streamed mel of `audio_io::SpooledMel` is bit-identical to the CPU
+    /// reference only, so a caller that wants this backend's own transcript on a device keeps
+    /// the samples in memory and calls [`transcribe_samples`](Self::transcribe_samples).
+    pub fn mel_on_device(&self) -> bool {
+        self.backend.mel_on_device()
+    }
+
     #[doc(hidden)]
     pub fn tokenizer(&self) -> &WhisperTokenizer {
         &self.tokenizer

@@ -157,6 +157,10 @@ impl Backend for GpuModel {
         format!("gpu: {}", self.ctx.describe())
     }
 
+    fn mel_on_device(&self) -> bool {
+        true
+    }
+
     fn log_mel(&mut self, samples: &[f32], n_mels: usize) -> Result<crate::mel::LogMel> {
         let (ctx, k) = (&self.ctx, &self.k);
         self.log_mel
