@@ -6,6 +6,7 @@ mod bench;
 mod measure;
 mod models;
 mod transcribe;
+mod vad;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dattavani_asr::{Dtype, Result};

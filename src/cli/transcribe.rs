@@ -124,6 +124,9 @@ pub struct TranscribeArgs {
     /// conditioning on previous text), N chunks at a time through the encoder and decoder.
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    /// Voice activity detection: `--vad` and its `--vad-*` options (src/cli/vad.rs).
+    #[command(flatten)]
+    vad: super::vad::VadArgs,
 }
 
 impl TranscribeArgs {
@@ -205,6 +208,7 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         ));
     }
     let options = args.options()?;
+    let vad_model = args.vad.load()?;
     let mut builder = Transcriber::builder()
         .model(&args.model)
         .device(device)
@@ -218,9 +222,13 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     let mut transcriber = builder.build()?;
     let mut failed = 0;
     for file in &args.files {
-        let result = transcribe_one(&mut transcriber, file, quiet).and_then(|t| {
+        let vad = vad_model.as_ref().map(|m| (m, &args.vad));
+        let result = transcribe_one(&mut transcriber, file, quiet, vad).and_then(|(t, removed)| {
             for &format in &formats {
-                let rendered = output::render(&t, format);
+                let mut rendered = output::render(&t, format);
+                if let (OutputFormat::Json, Some(removed)) = (format, removed) {
+                    rendered = super::vad::json_with_vad(&rendered, removed, t.duration);
+                }
                 match &args.output_dir {
                     Some(dir) => {
                         let path = output::output_path(dir, file, format);
@@ -286,8 +294,13 @@ impl Progress for Bar {
     }
 }
 
-/// One file, with a progress bar on stderr.
-fn transcribe_one(t: &mut Transcriber, file: &std::path::Path, quiet: bool) -> Result<Transcript> {
+/// One file, with a progress bar on stderr; with `--vad`, the seconds of audio it removed.
+fn transcribe_one(
+    t: &mut Transcriber,
+    file: &std::path::Path,
+    quiet: bool,
+    vad: Option<(&dattavani_asr::vad::VadModel, &super::vad::VadArgs)>,
+) -> Result<(Transcript, Option<f64>)> {
     use std::io::IsTerminal;
     let bar = Bar {
         name: file
@@ -297,7 +310,12 @@ fn transcribe_one(t: &mut Transcriber, file: &std::path::Path, quiet: bool) -> R
         show: !quiet && std::io::stderr().is_terminal(),
         bar: std::sync::Mutex::new(None),
     };
-    let result = t.transcribe_file_with(file, Hooks::default().progress(&bar));
+    let hooks = Hooks::default().progress(&bar);
+    let result = match vad {
+        Some((model, args)) => super::vad::transcribe_file(t, file, model, args, hooks)
+            .map(|v| (v.transcript, Some(v.removed_duration))),
+        None => t.transcribe_file_with(file, hooks).map(|t| (t, None)),
+    };
     bar.finish();
     result
 }
