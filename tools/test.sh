@@ -25,5 +25,7 @@ export NODEVICE_SELECT=1   # silences Mesa's device-select layer warning
 cargo run --release --quiet -- transcribe samples/jfk.wav
 # The multilingual checkpoint the language tests use.
 cargo run --release --quiet -- models pull base
+# The Silero VAD weights (tests/vad.rs, tests/vad_cli.rs).
+cargo run --release --quiet -- models pull silero-vad
 
 cargo test --release "$@"

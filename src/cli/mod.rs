@@ -8,6 +8,7 @@ mod info;
 mod measure;
 mod models;
 mod transcribe;
+mod vad;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dattavani_asr::{Dtype, Result};

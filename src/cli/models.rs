@@ -58,6 +58,9 @@ pub fn models_command(cmd: ModelsCommand) -> Result<i32> {
 
 /// [`models_command`] with an explicit cache directory.
 pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
+    if let Some(code) = vad_weights_command(&cmd, cache_dir)? {
+        return Ok(code);
+    }
     match cmd {
         ModelsCommand::List { json } => list(cache_dir, json),
         ModelsCommand::Pull {
@@ -100,6 +103,57 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `pull`, `rm` and `verify` of the Silero VAD weights (`silero-vad`), which live in the cache
+/// beside the checkpoints but are not one (`list` mentions them, `gc` leaves them alone: they
+/// are 2 MB). `None` for every other command.
+fn vad_weights_command(cmd: &ModelsCommand, cache_dir: &Path) -> Result<Option<i32>> {
+    use dattavani_asr::vad::fetch;
+    match cmd {
+        ModelsCommand::Pull { name, force, .. } if name == fetch::MODEL_NAME => {
+            if let (Some(dir), false) = (fetch::find_in(cache_dir), force) {
+                println!("{name} is already cached ({})", dir.display());
+            } else {
+                if *force && fetch::find_in(cache_dir).is_some() {
+                    fetch::remove_in(cache_dir)?;
+                }
+                let dir = fetch::pull_in(cache_dir)?;
+                println!("pulled {name} into {}", dir.display());
+            }
+            Ok(Some(0))
+        }
+        ModelsCommand::Rm { name } if name == fetch::MODEL_NAME => {
+            let freed = fetch::remove_in(cache_dir)?;
+            println!("removed {name} ({})", cache::format_size(freed));
+            Ok(Some(0))
+        }
+        ModelsCommand::Verify { name } if name == fetch::MODEL_NAME => {
+            let dir = fetch::verify_in(cache_dir)?;
+            println!(
+                "{name}: ok ({} {}, {})",
+                fetch::PACKAGE,
+                fetch::VERSION,
+                dir.display()
+            );
+            Ok(Some(0))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The `models list` line for the VAD weights, when cached.
+fn vad_weights_line(cache_dir: &Path) -> Option<String> {
+    use dattavani_asr::vad::fetch;
+    let dir = fetch::find_in(cache_dir)?;
+    Some(format!(
+        "{} (VAD weights, {} {}): {} in {}",
+        fetch::MODEL_NAME,
+        fetch::PACKAGE,
+        fetch::VERSION,
+        cache::format_size(fetch::size_of(&dir)),
+        dir.display()
+    ))
 }
 
 fn default_name(dir: &Path) -> Result<String> {
@@ -150,6 +204,9 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
     }
     if entries.is_empty() {
         println!("no models in {}", cache_dir.display());
+        if let Some(line) = vad_weights_line(cache_dir) {
+            println!("{line}");
+        }
         return Ok(0);
     }
     let rows: Vec<[String; 7]> = entries
@@ -206,6 +263,9 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         cache::format_size(total),
         cache_dir.display()
     );
+    if let Some(line) = vad_weights_line(cache_dir) {
+        println!("{line}");
+    }
     Ok(0)
 }
 

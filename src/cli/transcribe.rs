@@ -134,6 +134,9 @@ pub struct TranscribeArgs {
     /// conditioning on previous text), N chunks at a time through the encoder and decoder.
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    /// Voice activity detection: `--vad` and its `--vad-*` options (src/cli/vad.rs).
+    #[command(flatten)]
+    vad: super::vad::VadArgs,
 }
 
 impl TranscribeArgs {
@@ -241,6 +244,7 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     if files.is_empty() {
         return Ok(1);
     }
+    let vad_model = args.vad.load()?;
     let mut builder = Transcriber::builder()
         .model(&args.model)
         .device(device)
@@ -260,25 +264,30 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
                 Input::Path(file)
             }
         };
-        let result = transcribe_one(&mut transcriber, input, &open, quiet).and_then(|t| {
-            for &format in &formats {
-                let rendered = output::render(&t, format);
-                match &args.output_dir {
-                    Some(dir) => {
-                        let path = output::output_path(dir, output_name(file), format);
-                        output::write_atomic(&path, rendered.as_bytes())?;
-                        tracing::info!("{} -> {}", file.display(), path.display());
+        let vad = vad_model.as_ref().map(|m| (m, &args.vad));
+        let result =
+            transcribe_one(&mut transcriber, input, &open, quiet, vad).and_then(|(t, removed)| {
+                for &format in &formats {
+                    let mut rendered = output::render(&t, format);
+                    if let (OutputFormat::Json, Some(removed)) = (format, removed) {
+                        rendered = super::vad::json_with_vad(&rendered, removed, t.duration);
                     }
-                    None => {
-                        print!("{rendered}");
-                        if format == OutputFormat::Json {
-                            println!();
+                    match &args.output_dir {
+                        Some(dir) => {
+                            let path = output::output_path(dir, output_name(file), format);
+                            output::write_atomic(&path, rendered.as_bytes())?;
+                            tracing::info!("{} -> {}", file.display(), path.display());
+                        }
+                        None => {
+                            print!("{rendered}");
+                            if format == OutputFormat::Json {
+                                println!();
+                            }
                         }
                     }
                 }
-            }
-            Ok(())
-        });
+                Ok(())
+            });
         if let Err(e) = result {
             eprintln!("error: {e}");
             failed += 1;
@@ -364,6 +373,15 @@ impl Input<'_> {
     }
 }
 
+/// The whole clip as 16 kHz mono samples; a plain file keeps the library's whole-file reader
+/// (WAV).
+fn read_samples(input: Input<'_>, open: &OpenOptions) -> Result<Vec<f32>> {
+    match input {
+        Input::Path(p) => load_audio_with(p, open),
+        stdin => stdin.stream(open).and_then(AudioStream::read_all),
+    }
+}
+
 /// stdin's first bytes, sniffed: `cat /dev/zero | transcribe -` stops here, model unloaded.
 fn read_stdin_head() -> Result<Vec<u8>> {
     let stdin = Path::new("-");
@@ -377,7 +395,8 @@ fn read_stdin_head() -> Result<Vec<u8>> {
     Ok(head)
 }
 
-/// One file ("-": stdin), with a progress bar on stderr.
+/// One file ("-": stdin), with a progress bar on stderr; with `--vad`, also the seconds of
+/// audio it removed.
 ///
 /// The sequential loop (batch size 1) on the CPU reads the audio through [`SpooledMel`]: one
 /// decoding pass spools the log-mel frames to a temporary file and the seek loop reads them
@@ -391,7 +410,8 @@ fn transcribe_one(
     input: Input<'_>,
     open: &OpenOptions,
     quiet: bool,
-) -> Result<Transcript> {
+    vad: Option<(&dattavani_asr::vad::VadModel, &super::vad::VadArgs)>,
+) -> Result<(Transcript, Option<f64>)> {
     use std::io::IsTerminal;
     let file = input.name().to_path_buf();
     let file = file.as_path();
@@ -404,22 +424,27 @@ fn transcribe_one(
         bar: std::sync::Mutex::new(None),
     };
     let hooks = Hooks::default().progress(&bar);
-    let result = if t.options().batch_size == 1 && !t.mel_on_device() {
+    let result = if let Some((model, args)) = vad {
+        // VAD reads the whole clip (speech probabilities, then the kept spans): in memory.
+        read_samples(input, open)
+            .and_then(|samples| super::vad::transcribe_samples(t, &samples, model, args, hooks))
+            .map(|v| (v.transcript, Some(v.removed_duration)))
+    } else if t.options().batch_size == 1 && !t.mel_on_device() {
         let n_mels = t.dims().n_mels;
-        input.stream(open).and_then(|stream| {
-            let mut mel = SpooledMel::from_stream(stream, n_mels)?;
-            let mut transcript = t.transcribe_mel(&mut mel, hooks)?;
-            // The exact length in samples, as the in-memory route reports it.
-            transcript.duration = mel.duration();
-            Ok(transcript)
-        })
+        input
+            .stream(open)
+            .and_then(|stream| {
+                let mut mel = SpooledMel::from_stream(stream, n_mels)?;
+                let mut transcript = t.transcribe_mel(&mut mel, hooks)?;
+                // The exact length in samples, as the in-memory route reports it.
+                transcript.duration = mel.duration();
+                Ok(transcript)
+            })
+            .map(|t| (t, None))
     } else {
-        let samples = match input {
-            // A plain file keeps the library's whole-file reader (WAV).
-            Input::Path(p) => load_audio_with(p, open),
-            stdin => stdin.stream(open).and_then(AudioStream::read_all),
-        };
-        samples.and_then(|samples| t.transcribe_samples_with(&samples, SAMPLE_RATE, hooks))
+        read_samples(input, open)
+            .and_then(|samples| t.transcribe_samples_with(&samples, SAMPLE_RATE, hooks))
+            .map(|t| (t, None))
     };
     bar.finish();
     // Errors from inside the pipeline name the file, as `Transcriber::transcribe_file` does.

@@ -91,6 +91,12 @@ impl<'a> Hooks<'a> {
         self
     }
 
+    /// The segment callback, taken out (e.g. to wrap it in one that maps times, as `--vad`
+    /// does to report them in the original timeline).
+    pub(crate) fn take_on_segment(&mut self) -> Option<OnSegment<'a>> {
+        self.on_segment.take()
+    }
+
     fn segment(&mut self, s: &Segment) {
         if let Some(f) = &mut self.on_segment {
             f(s);

@@ -222,3 +222,60 @@ pub fn extract(wheel: &Path, out: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Re-hash the cached snapshot's files against the pinned SHA-256s (`models verify
+/// silero-vad`). Never touches the network.
+pub fn verify_in(cache: &Path) -> Result<PathBuf> {
+    let dir = find_in(cache).ok_or_else(|| {
+        Error::resolve(
+            MODEL_NAME,
+            format!(
+                "not in the cache {}; run `dattavani-asr models pull {MODEL_NAME}`",
+                cache.display()
+            ),
+        )
+    })?;
+    for (name, _, sha) in FILES {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let got = sha256_hex(&bytes);
+        if got != *sha {
+            return Err(Error::model(
+                &path,
+                format!(
+                    "SHA-256 {got}, expected {sha} (silero-vad {VERSION}); remove it with \
+                     `dattavani-asr models rm {MODEL_NAME}` and pull it again"
+                ),
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+/// Remove the VAD weights from `cache` (`models rm silero-vad`); the bytes freed. The VAD
+/// takes no use lock: a running process has its weights in memory already.
+pub fn remove_in(cache: &Path) -> Result<u64> {
+    let dir = hub::repo_cache_dir(cache, REPO);
+    if !dir.is_dir() {
+        return Err(Error::resolve(
+            MODEL_NAME,
+            format!("not in the cache ({} does not exist)", dir.display()),
+        ));
+    }
+    let size = size_of(&dir);
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(size)
+}
+
+/// Bytes under `path` (files only; symlinks not followed).
+pub fn size_of(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| size_of(&e.path())).sum())
+        .unwrap_or(0)
+}

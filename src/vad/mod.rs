@@ -33,8 +33,13 @@
 //!   for the batched transcribe entry, decoded without previous-text conditioning; its segment
 //!   and word times are offset by `start / 16000` s (the audio inside keeps its original
 //!   spacing, so no map is needed).
+//! - Done (second wave): `transcribe --vad` is src/cli/vad.rs on [`transcribe_with_vad_hooks`]
+//!   (segment callback in the original timeline) and, with `--batch-size` > 1 or
+//!   `--without-timestamps`, on [`transcribe_spans_with_vad`] ([`batched`]); `models
+//!   pull|verify|rm silero-vad` on [`fetch::pull_in`], [`fetch::verify_in`], [`fetch::remove_in`].
 //! - `info`'s speech share: `speech_chunks` with [`VadOptions::default`], summing `end - start`.
 
+pub mod batched;
 pub mod fetch;
 pub mod model;
 pub mod onnx_weights;
@@ -43,9 +48,11 @@ pub mod timestamps;
 
 use std::path::Path;
 
+pub use batched::{spans, transcribe_spans_with_vad, CHUNK_LENGTH_S};
 pub use model::{VadModel, VadState, VadWeights, CONTEXT_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES};
 pub use sequential::{
-    clamp_to_detected, restore_timestamps, speech_chunks, transcribe_with_vad, VadTranscript,
+    batch_spans, clamp_to_detected, restore_timestamps, speech_chunks, transcribe_with_vad,
+    transcribe_with_vad_hooks, VadTranscript,
 };
 pub use timestamps::{
     collect_chunks, merge_segments, speech_timestamps, speech_timestamps_and_detected, MergedChunk,

@@ -9,7 +9,7 @@ use super::timestamps::{
     collect_chunks, speech_timestamps_and_detected, SpeechChunk, SpeechTimestampsMap, VadOptions,
 };
 use crate::error::Result;
-use crate::transcribe::{Segment, Transcriber, Transcript};
+use crate::transcribe::{Hooks, Segment, Transcriber, Transcript};
 
 /// A transcript of the speech in some audio, with what the VAD did.
 #[derive(Debug, Clone, Serialize)]
@@ -31,13 +31,18 @@ pub fn speech_chunks(samples: &[f32], vad: &VadModel, options: &VadOptions) -> V
     speech_timestamps_and_detected(&probs, samples.len(), options).0
 }
 
-/// Move times that fall in a chunk's padding to the edge of the speech detected in it: a start
-/// before the detected start goes to it, an end after the detected end goes to it. Times are in
-/// the original timeline; `padded[i]` holds `detected[i]`.
+/// Move times that fall in a chunk's padding to the edge of the speech they belong to: a start
+/// before the detected start goes to it, a start after the detected end to the next chunk's
+/// detected start; an end after the detected end goes to it, an end before the detected start
+/// to the previous chunk's detected end. Times are in the original timeline; `padded[i]` holds
+/// `detected[i]`.
 ///
 /// Why: a cut chunk begins with up to `speech_pad_ms` (400 ms) of near-silence, and Whisper puts
 /// the first word of a window at the window's start whatever the audio says, so without this the
-/// first segment after each cut starts up to 0.4 s early. faster-whisper does not do this.
+/// first segment after each cut starts up to 0.4 s early. Without word timestamps Whisper also
+/// puts a segment boundary anywhere in the ~0.8 s of padding between two chunks; a start on the
+/// earlier side would map to before the removed silence (a minute early after a minute of
+/// silence). faster-whisper does neither.
 pub fn clamp_to_detected(
     segments: &mut [Segment],
     padded: &[SpeechChunk],
@@ -52,12 +57,19 @@ pub fn clamp_to_detected(
             .iter()
             .position(|c| c.start <= sample + 160 && sample < c.end + 160)
     };
+    let at = |c: &SpeechChunk, end: bool| round(if end { c.end } else { c.start } as f64 / sr);
     let clamp_start = |t: f64| match chunk_at(t) {
-        Some(i) if t < detected[i].start as f64 / sr => round(detected[i].start as f64 / sr),
+        Some(i) if t < detected[i].start as f64 / sr => at(&detected[i], false),
+        // At or after the last speech of its chunk: what the segment says is in the next.
+        Some(i) if t >= detected[i].end as f64 / sr && i + 1 < detected.len() => {
+            at(&detected[i + 1], false)
+        }
         _ => t,
     };
     let clamp_end = |t: f64| match chunk_at(t - 1e-6) {
-        Some(i) if t > detected[i].end as f64 / sr => round(detected[i].end as f64 / sr),
+        Some(i) if t > detected[i].end as f64 / sr => at(&detected[i], true),
+        // At or before the first speech of its chunk: what the segment says was in the last.
+        Some(i) if t <= detected[i].start as f64 / sr && i > 0 => at(&detected[i - 1], true),
         _ => t,
     };
     for seg in segments {
@@ -100,7 +112,10 @@ pub fn batch_spans(
 /// Map a transcript of the concatenated speech back to the original timeline, as faster-whisper's
 /// `restore_speech_timestamps`: a segment with words takes its times from its first and last word,
 /// each word mapped within the chunk holding its midpoint; a segment without words maps its start,
-/// and its end as an end (a time exactly at a chunk's end stays in that chunk).
+/// and its end as an end (a time exactly at a chunk's end stays in that chunk). Unlike there, a
+/// segment without words that crosses a cut by less than [`MISSED_CUT_S`] (and less than half
+/// its length) starts at the next chunk (ends at the previous one): otherwise a boundary put
+/// 0.4 s early maps to before the silence removed, a minute early after a minute of silence.
 pub fn restore_timestamps(segments: &mut [Segment], chunks: &[SpeechChunk]) {
     let map = SpeechTimestampsMap::new(chunks);
     for seg in segments {
@@ -115,12 +130,35 @@ pub fn restore_timestamps(segments: &mut [Segment], chunks: &[SpeechChunk]) {
                 seg.end = words[words.len() - 1].end;
             }
             None => {
-                seg.start = map.original_time(seg.start, None, false);
-                seg.end = map.original_time(seg.end, None, true);
+                let (mut start, mut end) = (seg.start, seg.end);
+                let mut first = map.chunk_index(start, false);
+                let mut last = map.chunk_index(end, true);
+                let half = (end - start) / 2.0;
+                // A segment across a cut with only a sliver (under a second, and under half the
+                // segment) on one side: Whisper's boundary missed the cut, the sliver is padding.
+                if last > first {
+                    let boundary = map.chunk_end_time(first);
+                    if boundary - start < MISSED_CUT_S.min(half) {
+                        (start, first) = (boundary, first + 1);
+                    }
+                }
+                if last > first {
+                    let boundary = map.chunk_end_time(last - 1);
+                    if end - boundary < MISSED_CUT_S.min(half) {
+                        (end, last) = (boundary, last - 1);
+                    }
+                }
+                seg.start = map.original_time(start, Some(first), false);
+                seg.end = map.original_time(end, Some(last), true);
             }
         }
     }
 }
+
+/// Longest part of a segment without words on one side of a cut that is taken for a
+/// misplaced boundary (Whisper's segment times are good to a few tenths of a second; a cut
+/// chunk ends with `speech_pad_ms` of padding).
+const MISSED_CUT_S: f64 = 1.0;
 
 /// Transcribe the speech of 16 kHz `samples` with `transcriber` (its options as they are), after
 /// cutting what `vad` finds to be non-speech. No speech gives an empty transcript.
@@ -131,6 +169,23 @@ pub fn transcribe_with_vad(
     vad: &VadModel,
     options: &VadOptions,
     progress: Option<&dyn crate::progress::Progress>,
+) -> Result<VadTranscript> {
+    let mut hooks = Hooks::default();
+    if let Some(p) = progress {
+        hooks = hooks.progress(p);
+    }
+    transcribe_with_vad_hooks(transcriber, samples, vad, options, hooks)
+}
+
+/// [`transcribe_with_vad`] with hooks: the segment callback gets each segment with its times
+/// already in the original timeline (as the returned transcript has them); progress counts the
+/// concatenated speech; cancellation as for any transcription.
+pub fn transcribe_with_vad_hooks(
+    transcriber: &mut Transcriber,
+    samples: &[f32],
+    vad: &VadModel,
+    options: &VadOptions,
+    mut hooks: Hooks<'_>,
 ) -> Result<VadTranscript> {
     let duration = samples.len() as f64 / SAMPLE_RATE as f64;
     let probs = vad.speech_probabilities(samples);
@@ -144,22 +199,17 @@ pub fn transcribe_with_vad(
         duration
     );
     let transcript = if kept.is_empty() {
-        Transcript {
-            text: String::new(),
-            language: transcriber
-                .options()
-                .decode
-                .language
-                .clone()
-                .unwrap_or_else(|| "en".to_string()),
-            language_probability: None,
-            segments: Vec::new(),
-            duration,
-        }
+        empty_transcript(transcriber, duration)
     } else {
-        let mut hooks = crate::Hooks::default();
-        if let Some(p) = progress {
-            hooks = hooks.progress(p);
+        if let Some(mut user) = hooks.take_on_segment() {
+            let (speech, detected) = (speech.clone(), detected.clone());
+            hooks = hooks.on_segment(move |s: &Segment| {
+                // Each segment maps on its own: the same times the transcript gets below.
+                let mut s = s.clone();
+                restore_timestamps(std::slice::from_mut(&mut s), &speech);
+                clamp_to_detected(std::slice::from_mut(&mut s), &speech, &detected);
+                user(&s);
+            });
         }
         let mut t = transcriber.transcribe_samples_with(&kept, SAMPLE_RATE as u32, hooks)?;
         restore_timestamps(&mut t.segments, &speech);
@@ -172,6 +222,22 @@ pub fn transcribe_with_vad(
         speech,
         removed_duration,
     })
+}
+
+/// The transcript of audio without speech: no segments, the asked language (else English).
+pub(super) fn empty_transcript(transcriber: &Transcriber, duration: f64) -> Transcript {
+    Transcript {
+        text: String::new(),
+        language: transcriber
+            .options()
+            .decode
+            .language
+            .clone()
+            .unwrap_or_else(|| "en".to_string()),
+        language_probability: None,
+        segments: Vec::new(),
+        duration,
+    }
 }
 
 #[cfg(test)]
@@ -217,7 +283,10 @@ mod tests {
             probability: 1.0,
         }]);
         segs.push(with_words);
+        // A boundary 0.2 s before the cut: the segment is the second chunk's.
+        segs.push(segment(0.8, 2.9));
         restore_timestamps(&mut segs, &chunks);
+        assert_eq!((segs[3].start, segs[3].end), (10.0, 11.9));
         assert_eq!((segs[0].start, segs[0].end), (1.2, 2.0));
         assert_eq!((segs[1].start, segs[1].end), (10.0, 11.5));
         // A segment with words takes its times from them.
@@ -240,5 +309,38 @@ mod tests {
         clamp_to_detected(&mut segs, &padded, &detected);
         assert_eq!((segs[0].start, segs[0].end), (2.0, 5.0));
         assert_eq!((segs[1].start, segs[1].end), (2.5, 4.0));
+    }
+
+    #[test]
+    fn boundaries_in_the_padding_between_chunks_go_to_the_speech() {
+        let s = 16_000;
+        // Speech detected at 2-5 s and 65-70 s, padded by 0.4 s.
+        let padded = [
+            SpeechChunk {
+                start: 16 * s / 10,
+                end: 54 * s / 10,
+            },
+            SpeechChunk {
+                start: 646 * s / 10,
+                end: 704 * s / 10,
+            },
+        ];
+        let detected = [
+            SpeechChunk {
+                start: 2 * s,
+                end: 5 * s,
+            },
+            SpeechChunk {
+                start: 65 * s,
+                end: 70 * s,
+            },
+        ];
+        // Whisper's boundary after the first speech, before the silence cut: the second
+        // segment's text is the second chunk's; and one just after it, ending early.
+        let mut segs = vec![segment(2.0, 5.2), segment(5.2, 68.0), segment(64.8, 64.9)];
+        clamp_to_detected(&mut segs, &padded, &detected);
+        assert_eq!((segs[0].start, segs[0].end), (2.0, 5.0));
+        assert_eq!((segs[1].start, segs[1].end), (65.0, 68.0));
+        assert_eq!((segs[2].start, segs[2].end), (65.0, 65.0));
     }
 }

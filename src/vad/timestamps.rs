@@ -304,6 +304,11 @@ impl SpeechTimestampsMap {
         after.min(self.chunk_end_sample.len().saturating_sub(1))
     }
 
+    /// Where chunk `i` ends, seconds of concatenated speech.
+    pub fn chunk_end_time(&self, i: usize) -> f64 {
+        self.chunk_end_sample[i] as f64 / SAMPLE_RATE as f64
+    }
+
     /// The original time of `time` (seconds of concatenated speech), in chunk `chunk` if given.
     pub fn original_time(&self, time: f64, chunk: Option<usize>, is_end: bool) -> f64 {
         if self.chunk_end_sample.is_empty() {
