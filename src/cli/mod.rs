@@ -5,6 +5,8 @@
 mod bench;
 mod measure;
 mod models;
+#[cfg(feature = "server")]
+mod serve;
 mod transcribe;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Serve OpenAI's audio API (transcriptions, translations) over HTTP.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
 }
 
 /// `--dtype`.
@@ -82,6 +87,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Transcribe(args) => transcribe::transcribe_command(args, cli.quiet),
         Command::Models { command } => models::models_command(command),
         Command::Bench(args) => bench::bench_command(args),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::serve_command(args),
         Command::Devices => {
             devices();
             Ok(0)
