@@ -27,3 +27,12 @@ cargo run --release --quiet -- transcribe samples/jfk.wav
 cargo run --release --quiet -- models pull base
 
 cargo test --release "$@"
+
+# The official openai Python client against `serve` (its own venv under target/).
+if [ $# -eq 0 ]; then
+  if command -v python3 >/dev/null; then
+    bash tools/server_client_test.sh
+  else
+    echo "warning: python3 missing; the openai-client server test is skipped" >&2
+  fi
+fi

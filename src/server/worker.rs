@@ -420,7 +420,10 @@ impl Scheduler {
             Err(e) => {
                 // One failing window fails the jobs of that step (a cancellation only its
                 // own, since a cancellable step has one job).
-                tracing::warn!("step failed: {e}");
+                match &e {
+                    Error::Cancelled => tracing::info!("step cancelled: its client went away"),
+                    _ => tracing::warn!("step failed: {e}"),
+                }
                 self.remove_failed(&members, e);
                 return;
             }
