@@ -31,8 +31,16 @@ struct Running {
 }
 
 fn start(config: ServerConfig) -> SocketAddr {
+    start_until(config, std::future::pending()).0
+}
+
+/// A server that stops when `shutdown` resolves; the thread ends when `serve` has returned Ok.
+fn start_until(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -43,7 +51,7 @@ fn start(config: ServerConfig) -> SocketAddr {
                 config,
                 "127.0.0.1:0".parse().unwrap(),
                 move |addr| tx.send(addr).unwrap(),
-                std::future::pending(),
+                shutdown,
             ))
             .unwrap();
     });
@@ -53,7 +61,7 @@ fn start(config: ServerConfig) -> SocketAddr {
     loop {
         let r = request(addr, "GET", "/ready", &[], None);
         if r.status == 200 {
-            return addr;
+            return (addr, thread);
         }
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(Instant::now() < deadline, "the server never became ready");
@@ -645,4 +653,55 @@ fn full_queue_is_429_and_disconnect_frees_the_worker() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Shutdown while a request is in progress: the request still completes with its whole
+/// transcript, then `serve` returns Ok and new connections are refused.
+#[test]
+fn graceful_shutdown_finishes_the_request_in_flight() {
+    let Some(dir) = models::cached_dir("tiny.en") else {
+        return;
+    };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let model = dir.to_str().unwrap().to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr, thread) = start_until(ServerConfig::new(vec![model.clone()]), async move {
+        let _ = stop_rx.await;
+    });
+    let body = form(&[("stream", "true")], Some(("jfk.wav", &jfk())));
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    // The event stream's head: the request is accepted and queued.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    }
+    stop_tx.send(()).unwrap();
+    let _ = s.read_to_end(&mut raw);
+    let reply = parse_reply(&raw);
+    assert_eq!(reply.status, 200);
+    let done: serde_json::Value = reply
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(done["type"], "transcript.text.done");
+    let expected = library(&model, "samples/jfk.wav", |_| {});
+    assert_eq!(done["text"].as_str().unwrap(), expected.text.trim());
+    thread.join().unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
 }
