@@ -48,6 +48,8 @@ mod mel;
 mod model;
 mod output;
 pub mod progress;
+#[cfg(feature = "server")]
+pub mod server;
 mod tokenizer;
 mod transcribe;
 pub mod vad;

@@ -29,3 +29,12 @@ cargo run --release --quiet -- models pull base
 cargo run --release --quiet -- models pull silero-vad
 
 cargo test --release "$@"
+
+# The official openai Python client against `serve` (its own venv under target/).
+if [ $# -eq 0 ]; then
+  if command -v python3 >/dev/null; then
+    bash tools/server_client_test.sh
+  else
+    echo "warning: python3 missing; the openai-client server test is skipped" >&2
+  fi
+fi

@@ -7,6 +7,8 @@ mod bench;
 mod info;
 mod measure;
 mod models;
+#[cfg(feature = "server")]
+mod serve;
 mod transcribe;
 mod vad;
 
@@ -43,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Serve OpenAI's audio API (transcriptions, translations) over HTTP.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
 }
 
 /// `--dtype`.
@@ -89,6 +94,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Info(args) => info::info_command(args),
         Command::Models { command } => models::models_command(command),
         Command::Bench(args) => bench::bench_command(args),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::serve_command(args),
         Command::Devices => {
             devices();
             Ok(0)

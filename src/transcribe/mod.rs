@@ -230,6 +230,13 @@ impl Transcriber {
         &self.timings
     }
 
+    /// Start [`timings`](Self::timings) afresh: a long-running driver of
+    /// [`step_windows`](Self::step_windows) (which appends one entry per window) calls this so
+    /// they do not grow without bound.
+    pub fn reset_timings(&mut self) {
+        self.timings = Timings::default();
+    }
+
     /// Transcribe an audio file.
     pub fn transcribe_file(&mut self, path: impl AsRef<Path>) -> Result<Transcript> {
         self.transcribe_file_with(path, Hooks::default())

@@ -233,6 +233,13 @@ impl SeekLoop {
         self.seek >= self.content_frames
     }
 
+    /// Forget that the backend holds this loop's next window encoded (language detection left
+    /// it so): a driver that ran the backend on other work since `begin_seek` calls this, and
+    /// the window is then encoded again with the next step.
+    pub fn forget_encoded(&mut self) {
+        self.encoded = None;
+    }
+
     /// The segments final so far.
     pub fn segments(&self) -> &[Segment] {
         &self.segments

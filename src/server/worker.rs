@@ -1,0 +1,500 @@
+//! Device workers: one thread per `--device`, each owning a [`Transcriber`] per served model,
+//! and a scheduler that steps every active request together.
+//!
+//! Each request keeps OpenAI's sequential seek loop (its own prompt, its own position). A step
+//! takes the next 30-s window of up to `max_batch` active requests that share a model and the
+//! transcriber-wide options (temperature schedule, word timestamps), encodes them in one
+//! `encode_batch` and decodes each ([`Transcriber::step_windows`]); the groups take turns. A
+//! short clip therefore finishes after its own few windows, whatever else is in progress.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::metrics as m;
+use crate::audio::SpooledMel;
+use crate::decode::CancelHandle;
+use crate::error::{Error, Result};
+use crate::mel::MelSource;
+use crate::transcribe::{Device, SeekLoop, Segment, TranscribeOptions, Transcriber, Transcript};
+
+/// What a worker reports about a job, in order: segments as they become final, then one
+/// `Done` or `Failed`.
+pub enum JobEvent {
+    Segment(Segment),
+    Done(Transcript),
+    Failed(Error),
+}
+
+/// A request ready for the scheduler: its audio already decoded into a spooled mel.
+pub struct Job {
+    pub request_id: String,
+    pub model: String,
+    pub options: TranscribeOptions,
+    pub mel: SpooledMel,
+    pub events: UnboundedSender<JobEvent>,
+    /// Cancelled when the client goes away (or the request times out).
+    pub cancel: CancelHandle,
+}
+
+/// A model as loaded: what the HTTP side needs before it queues a job.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub n_mels: usize,
+    pub multilingual: bool,
+}
+
+struct WorkerHandle {
+    device: Device,
+    jobs: mpsc::Sender<Job>,
+    /// Jobs sent to this worker and not yet finished.
+    load: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The workers, the admission count and the loaded models.
+pub struct Pool {
+    workers: Mutex<Vec<WorkerHandle>>,
+    /// Jobs admitted and not finished (waiting in a queue or active), all workers together.
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
+    models: Mutex<Vec<ModelInfo>>,
+    loaded: AtomicUsize,
+    n_workers: usize,
+    ready: AtomicBool,
+    load_error: Mutex<Option<String>>,
+}
+
+/// A place in the pool: returned to it when dropped.
+pub struct Admission {
+    admitted: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let now = self.admitted.fetch_sub(1, Ordering::SeqCst) - 1;
+        m::queue_depth(now);
+    }
+}
+
+impl Pool {
+    /// Start one worker per device; each loads `models` (the first is the default) and then
+    /// serves. [`Pool::is_ready`] turns true when all have loaded.
+    pub fn start(
+        models: &[String],
+        devices: &[Device],
+        max_batch: usize,
+        max_queue: usize,
+    ) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            workers: Mutex::new(Vec::new()),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            capacity: devices.len() * max_batch + max_queue,
+            models: Mutex::new(Vec::new()),
+            loaded: AtomicUsize::new(0),
+            n_workers: devices.len(),
+            ready: AtomicBool::new(false),
+            load_error: Mutex::new(None),
+        });
+        let mut handles = Vec::new();
+        for (index, &device) in devices.iter().enumerate() {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let load = Arc::new(AtomicUsize::new(0));
+            let worker_load = load.clone();
+            let worker_pool = pool.clone();
+            let names = models.to_vec();
+            let thread = std::thread::Builder::new()
+                .name(format!("asr-worker-{index}"))
+                .spawn(move || {
+                    let transcribers = match load_models(&names, device, &worker_pool) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!("worker {index} ({device:?}): {e}");
+                            *worker_pool.load_error.lock().unwrap() = Some(e.to_string());
+                            return;
+                        }
+                    };
+                    drop(worker_pool);
+                    Scheduler {
+                        transcribers,
+                        max_batch: max_batch.max(1),
+                        load: worker_load,
+                        active: Vec::new(),
+                        turn: 0,
+                    }
+                    .run(rx);
+                })
+                .expect("spawn worker thread");
+            handles.push(WorkerHandle {
+                device,
+                jobs: tx,
+                load,
+                thread: Some(thread),
+            });
+        }
+        *pool.workers.lock().unwrap() = handles;
+        pool
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The error of a worker that failed to load its models.
+    pub fn load_error(&self) -> Option<String> {
+        self.load_error.lock().unwrap().clone()
+    }
+
+    /// The loaded models, the default first (empty until ready).
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.models.lock().unwrap().clone()
+    }
+
+    /// A place for one more job, or `None` when waiting and active jobs fill the capacity
+    /// (`devices x max_batch + max_queue`).
+    pub fn admit(&self) -> Option<Admission> {
+        let mut current = self.admitted.load(Ordering::SeqCst);
+        loop {
+            if current >= self.capacity {
+                return None;
+            }
+            match self.admitted.compare_exchange(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    m::queue_depth(current + 1);
+                    return Some(Admission {
+                        admitted: self.admitted.clone(),
+                    });
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Hand `job` to the worker with the fewest jobs.
+    pub fn submit(&self, job: Job) -> Result<()> {
+        let workers = self.workers.lock().unwrap();
+        let worker = workers
+            .iter()
+            .min_by_key(|w| w.load.load(Ordering::SeqCst))
+            .ok_or_else(|| Error::Internal("no worker is running".into()))?;
+        worker.load.fetch_add(1, Ordering::SeqCst);
+        tracing::debug!(request_id = %job.request_id, "queued on {:?}", worker.device);
+        worker.jobs.send(job).map_err(|_| {
+            worker.load.fetch_sub(1, Ordering::SeqCst);
+            Error::Internal("the worker has stopped".into())
+        })
+    }
+
+    /// Stop the workers once their queues are empty, and wait for them.
+    pub fn shutdown(&self) {
+        let mut workers = std::mem::take(&mut *self.workers.lock().unwrap());
+        for w in &mut workers {
+            // Dropping the sender ends the worker's loop after its last job.
+            let (dead, _) = mpsc::channel();
+            drop(std::mem::replace(&mut w.jobs, dead));
+        }
+        for w in &mut workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Load every model on `device`; the first worker to finish publishes the model list.
+fn load_models(
+    names: &[String],
+    device: Device,
+    pool: &Pool,
+) -> Result<Vec<(String, Transcriber)>> {
+    let mut out = Vec::new();
+    for name in names {
+        let start = Instant::now();
+        let transcriber = Transcriber::builder()
+            .model(name.as_str())
+            .device(device)
+            .build()?;
+        let seconds = start.elapsed().as_secs_f64();
+        m::model_load(name, seconds);
+        tracing::info!(
+            "loaded {name} on {} in {seconds:.1} s",
+            transcriber.device_name()
+        );
+        out.push((name.clone(), transcriber));
+    }
+    let infos = out
+        .iter()
+        .map(|(name, t)| ModelInfo {
+            name: name.clone(),
+            n_mels: t.dims().n_mels,
+            multilingual: t.tokenizer().multilingual,
+        })
+        .collect();
+    {
+        let mut models = pool.models.lock().unwrap();
+        if models.is_empty() {
+            *models = infos;
+        }
+    }
+    if pool.loaded.fetch_add(1, Ordering::SeqCst) + 1 == pool.n_workers {
+        pool.ready.store(true, Ordering::SeqCst);
+        tracing::info!("ready");
+    }
+    Ok(out)
+}
+
+/// A job in progress on a worker.
+struct Active {
+    job: Job,
+    seek: SeekLoop,
+    started: Instant,
+}
+
+struct Scheduler {
+    transcribers: Vec<(String, Transcriber)>,
+    max_batch: usize,
+    load: Arc<AtomicUsize>,
+    active: Vec<Active>,
+    /// Round-robin position over the active jobs, so groups and jobs take turns.
+    turn: usize,
+}
+
+impl Scheduler {
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        let mut waiting: VecDeque<Job> = VecDeque::new();
+        loop {
+            if self.active.is_empty() && waiting.is_empty() {
+                match jobs.recv() {
+                    Ok(job) => waiting.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = jobs.try_recv() {
+                waiting.push_back(job);
+            }
+            self.drop_cancelled(&mut waiting);
+            while self.active.len() < self.max_batch {
+                let Some(job) = waiting.pop_front() else {
+                    break;
+                };
+                self.begin(job);
+            }
+            if !self.active.is_empty() {
+                self.step();
+            }
+        }
+    }
+
+    fn transcriber(&mut self, model: &str) -> Option<&mut Transcriber> {
+        self.transcribers
+            .iter_mut()
+            .find(|(name, _)| name == model)
+            .map(|(_, t)| t)
+    }
+
+    fn finish_job(&self, job: &Job, event: JobEvent) {
+        let _ = job.events.send(event);
+        self.load.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Jobs whose client went away leave without another step.
+    fn drop_cancelled(&mut self, waiting: &mut VecDeque<Job>) {
+        let mut kept = VecDeque::new();
+        for job in waiting.drain(..) {
+            if job.cancel.is_cancelled() || job.events.is_closed() {
+                tracing::info!(request_id = %job.request_id, "cancelled before it started");
+                self.finish_job(&job, JobEvent::Failed(Error::Cancelled));
+            } else {
+                kept.push_back(job);
+            }
+        }
+        *waiting = kept;
+        let mut i = 0;
+        while i < self.active.len() {
+            let job = &self.active[i].job;
+            if job.cancel.is_cancelled() || job.events.is_closed() {
+                let a = self.active.remove(i);
+                tracing::info!(request_id = %a.job.request_id, "cancelled");
+                m::in_flight_add(-1.0);
+                self.finish_job(&a.job, JobEvent::Failed(Error::Cancelled));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Start a job's seek loop (language detection runs here on multilingual models).
+    fn begin(&mut self, mut job: Job) {
+        let options = job.options.clone();
+        let model = job.model.clone();
+        let result = match self.transcriber(&model) {
+            Some(t) => t
+                .set_options(options)
+                .and_then(|()| t.begin_seek(&mut job.mel)),
+            None => Err(Error::Internal(format!("model {model} is not loaded"))),
+        };
+        match result {
+            Ok(seek) => {
+                // Detection ran the encoder: what other loops left encoded is gone.
+                for a in &mut self.active {
+                    a.seek.forget_encoded();
+                }
+                m::in_flight_add(1.0);
+                self.active.push(Active {
+                    job,
+                    seek,
+                    started: Instant::now(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %job.request_id, "{e}");
+                self.finish_job(&job, JobEvent::Failed(e));
+            }
+        }
+    }
+
+    /// One window of up to `max_batch` active jobs that can share a step.
+    fn step(&mut self) {
+        self.turn %= self.active.len();
+        let lead = self.turn;
+        let key = step_key(&self.active[lead].job);
+        let mut members = vec![lead];
+        for offset in 1..self.active.len() {
+            let i = (lead + offset) % self.active.len();
+            if members.len() < self.max_batch && step_key(&self.active[i].job) == key {
+                members.push(i);
+            }
+        }
+        self.turn = lead + 1;
+        m::batch_size(members.len());
+        let model = self.active[lead].job.model.clone();
+        let options = self.active[lead].job.options.clone();
+        // A job stepped alone can be stopped mid-window; in a shared step a cancelled job
+        // leaves at the next step, not stopping the others.
+        let cancel = (members.len() == 1).then(|| self.active[lead].job.cancel.clone());
+        let mut chosen: Vec<&mut Active> = Vec::with_capacity(members.len());
+        let mut others: Vec<&mut Active> = Vec::new();
+        for (i, a) in self.active.iter_mut().enumerate() {
+            if members.contains(&i) {
+                chosen.push(a);
+            } else {
+                others.push(a);
+            }
+        }
+        let transcriber = self
+            .transcribers
+            .iter_mut()
+            .find(|(name, _)| *name == model)
+            .map(|(_, t)| t)
+            .expect("jobs only start on loaded models");
+        let result = transcriber.set_options(options).and_then(|()| {
+            transcriber.reset_timings();
+            let mut loops: Vec<(&mut SeekLoop, &mut dyn MelSource)> = chosen
+                .iter_mut()
+                .map(|a| (&mut a.seek, &mut a.job.mel as &mut dyn MelSource))
+                .collect();
+            transcriber.step_windows(&mut loops, cancel.as_ref())
+        });
+        for a in others {
+            a.seek.forget_encoded();
+        }
+        match result {
+            Ok(new) => {
+                for (a, segments) in chosen.iter().zip(new) {
+                    for s in segments {
+                        let _ = a.job.events.send(JobEvent::Segment(s));
+                    }
+                }
+            }
+            Err(e) => {
+                // One failing window fails the jobs of that step (a cancellation only its
+                // own, since a cancellable step has one job).
+                match &e {
+                    Error::Cancelled => tracing::info!("step cancelled: its client went away"),
+                    _ => tracing::warn!("step failed: {e}"),
+                }
+                self.remove_failed(&members, e);
+                return;
+            }
+        }
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].seek.is_done() {
+                let a = self.active.remove(i);
+                self.finish_done(a);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn remove_failed(&mut self, members: &[usize], e: Error) {
+        let mut sorted = members.to_vec();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        for i in sorted {
+            let a = self.active.remove(i);
+            m::in_flight_add(-1.0);
+            let err = match &e {
+                Error::Cancelled => Error::Cancelled,
+                Error::Audio { path, msg } => Error::audio(path, msg.clone()),
+                Error::Usage(msg) => Error::Usage(msg.clone()),
+                other => Error::Internal(other.to_string()),
+            };
+            self.finish_job(&a.job, JobEvent::Failed(err));
+        }
+    }
+
+    fn finish_done(&mut self, a: Active) {
+        m::in_flight_add(-1.0);
+        let model = a.job.model.clone();
+        let transcriber = self
+            .transcriber(&model)
+            .expect("jobs only start on loaded models");
+        let event = match transcriber.finish_seek(a.seek) {
+            Ok(t) => {
+                let seconds = a.started.elapsed().as_secs_f64();
+                m::transcribed(t.duration, seconds);
+                tracing::info!(
+                    request_id = %a.job.request_id,
+                    "{:.1} s of audio in {seconds:.2} s",
+                    t.duration
+                );
+                JobEvent::Done(t)
+            }
+            Err(e) => JobEvent::Failed(e),
+        };
+        self.finish_job(&a.job, event);
+    }
+}
+
+/// What jobs must share to be stepped together: the model and the options a step reads from
+/// the transcriber (the temperature schedule, thresholds, word timestamps). Language, task
+/// and prompt live in each job's seek loop.
+fn step_key(job: &Job) -> (String, String) {
+    let o = &job.options;
+    (
+        job.model.clone(),
+        format!(
+            "{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+            o.temperatures(),
+            o.word_timestamps,
+            o.compression_ratio_threshold,
+            o.logprob_threshold,
+            o.no_speech_threshold,
+            o.seed,
+            o.decode.beam_size,
+            o.decode.best_of
+        ),
+    )
+}

@@ -1,0 +1,707 @@
+//! The HTTP server on loopback (an ephemeral port on 127.0.0.1) with tiny.en on the CPU: every
+//! response format and both endpoints give the library's own transcript for the same options;
+//! errors come in OpenAI's shape with the statuses its client maps; health, ready, models and
+//! metrics answer; a client that disconnects frees the worker; a full queue is a 429.
+//!
+//! The HTTP client is a few lines over `TcpStream` (one request per connection), so the test
+//! needs no HTTP crate of its own.
+
+#[path = "common/models.rs"]
+mod models;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use dattavani_asr::server::{self, ServerConfig};
+use dattavani_asr::{Device, TranscribeOptions, Transcriber, Transcript};
+
+const KEY: &str = "test-key";
+/// The upload limit of the shared server (the clips used are well below it).
+const LIMIT: u64 = 2 * 1024 * 1024;
+
+/// One server per configuration for the whole binary; the tests take turns (two CPU cores).
+static TURN: Mutex<()> = Mutex::new(());
+
+struct Running {
+    addr: SocketAddr,
+    model: String,
+}
+
+fn start(config: ServerConfig) -> SocketAddr {
+    start_until(config, std::future::pending()).0
+}
+
+/// A server that stops when `shutdown` resolves; the thread ends when `serve` has returned Ok.
+fn start_until(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(server::serve(
+                config,
+                "127.0.0.1:0".parse().unwrap(),
+                move |addr| tx.send(addr).unwrap(),
+                shutdown,
+            ))
+            .unwrap();
+    });
+    let addr = rx.recv().unwrap();
+    // /ready turns 200 once the worker has loaded the model.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = request(addr, "GET", "/ready", &[], None);
+        if r.status == 200 {
+            return (addr, thread);
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(Instant::now() < deadline, "the server never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The shared server: tiny.en, an API key, a 2-MiB limit.
+fn shared() -> Option<&'static Running> {
+    static SERVER: OnceLock<Option<Running>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let dir = models::cached_dir("tiny.en")?;
+            let model = dir.to_str().unwrap().to_string();
+            let mut config = ServerConfig::new(vec![model.clone()]);
+            config.devices = vec![Device::Cpu];
+            config.api_key = Some(KEY.into());
+            config.max_upload_bytes = LIMIT;
+            config.max_batch = 4;
+            config.max_queue = 4;
+            Some(Running {
+                addr: start(config),
+                model,
+            })
+        })
+        .as_ref()
+}
+
+/// The library's transcript of `path` with the server's default options and `adjust`.
+fn library(model: &str, path: &str, adjust: impl FnOnce(&mut TranscribeOptions)) -> Transcript {
+    let mut options = TranscribeOptions::default();
+    adjust(&mut options);
+    let mut t = Transcriber::builder()
+        .model(model)
+        .device(Device::Cpu)
+        .options(options)
+        .build()
+        .unwrap();
+    t.transcribe_file(path).unwrap()
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// An error in OpenAI's shape; returns its `error` object.
+    fn error(&self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        let e = self.json()["error"].clone();
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+        assert!(e["type"].is_string(), "{e}");
+        assert!(e.get("param").is_some() && e.get("code").is_some(), "{e}");
+        e
+    }
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some((content_type, bytes)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    if let Some((_, bytes)) = body {
+        // The server may answer (413) and close before the whole body is sent.
+        let _ = s.write_all(bytes);
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+}
+
+const BOUNDARY: &str = "dattavani-test-boundary";
+
+/// A multipart body: text fields, then `file` when given.
+fn form(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, bytes)) = file {
+        b.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        b.extend_from_slice(bytes);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+fn post(addr: SocketAddr, path: &str, body: &[u8], key: Option<&str>) -> Reply {
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    request(addr, "POST", path, &headers, Some((&content_type, body)))
+}
+
+fn jfk() -> Vec<u8> {
+    std::fs::read("samples/jfk.wav").unwrap()
+}
+
+fn transcribe(addr: SocketAddr, fields: &[(&str, &str)]) -> Reply {
+    post(
+        addr,
+        "/v1/audio/transcriptions",
+        &form(fields, Some(("jfk.wav", &jfk()))),
+        Some(KEY),
+    )
+}
+
+#[test]
+fn every_response_format_is_the_library_transcript() {
+    let Some(server) = shared() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let expected = library(&server.model, "samples/jfk.wav", |_| {});
+    let text = expected.text.trim();
+
+    let r = transcribe(server.addr, &[("model", "whisper-1")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({ "text": text }));
+    assert!(r.header("x-request-id").is_some());
+
+    let r = transcribe(server.addr, &[("response_format", "text")]);
+    assert_eq!(r.text(), format!("{text}\n"));
+
+    let r = transcribe(server.addr, &[("response_format", "srt")]);
+    assert_eq!(
+        r.text(),
+        dattavani_asr::writers::render(&expected, dattavani_asr::OutputFormat::Srt)
+    );
+
+    let r = transcribe(server.addr, &[("response_format", "vtt")]);
+    assert_eq!(
+        r.text(),
+        dattavani_asr::writers::render(&expected, dattavani_asr::OutputFormat::Vtt)
+    );
+
+    let r = transcribe(server.addr, &[("response_format", "verbose_json")]);
+    let v = r.json();
+    assert_eq!(v["task"], "transcribe");
+    assert_eq!(v["language"], "english");
+    assert_eq!(v["text"], text);
+    assert_eq!(v["duration"].as_f64().unwrap(), expected.duration);
+    assert!(v.get("words").is_none());
+    let segments = v["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), expected.segments.len());
+    for (got, want) in segments.iter().zip(&expected.segments) {
+        assert_eq!(got["id"], want.id);
+        assert_eq!(got["seek"], want.seek);
+        assert_eq!(got["start"].as_f64().unwrap(), want.start);
+        assert_eq!(got["end"].as_f64().unwrap(), want.end);
+        assert_eq!(got["text"], want.text.as_str());
+        assert_eq!(got["tokens"], serde_json::json!(want.tokens));
+        for field in [
+            "temperature",
+            "avg_logprob",
+            "compression_ratio",
+            "no_speech_prob",
+        ] {
+            assert!(got[field].is_number(), "{field} in {got}");
+        }
+    }
+}
+
+#[test]
+fn word_granularity_and_streaming() {
+    let Some(server) = shared() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let expected = library(&server.model, "samples/jfk.wav", |o| {
+        o.word_timestamps = true
+    });
+    let r = transcribe(
+        server.addr,
+        &[
+            ("response_format", "verbose_json"),
+            ("timestamp_granularities[]", "word"),
+            ("timestamp_granularities[]", "segment"),
+        ],
+    );
+    let v = r.json();
+    let words: Vec<&str> = v["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["word"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = expected
+        .segments
+        .iter()
+        .flat_map(|s| s.words.iter().flatten())
+        .map(|w| w.word.trim().to_string())
+        .collect();
+    assert_eq!(words, want);
+    assert!(!v["segments"].as_array().unwrap().is_empty());
+
+    // Words only: no segments.
+    let r = transcribe(
+        server.addr,
+        &[
+            ("response_format", "verbose_json"),
+            ("timestamp_granularities[]", "word"),
+        ],
+    );
+    assert!(r.json().get("segments").is_none());
+
+    // stream=true: a delta per segment, then done with the joined deltas.
+    let plain = library(&server.model, "samples/jfk.wav", |_| {});
+    let r = transcribe(server.addr, &[("stream", "true")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events: Vec<serde_json::Value> = r
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let (done, deltas) = events.split_last().unwrap();
+    assert_eq!(deltas.len(), plain.segments.len());
+    let joined: String = deltas
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "transcript.text.delta");
+            e["delta"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(done["type"], "transcript.text.done");
+    assert_eq!(done["text"].as_str().unwrap(), joined.trim_end());
+    let segments_text: String = plain.segments.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(joined.trim(), segments_text.trim());
+}
+
+#[test]
+fn translation_on_an_english_only_model_is_a_400() {
+    let Some(server) = shared() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let r = post(
+        server.addr,
+        "/v1/audio/translations",
+        &form(&[], Some(("jfk.wav", &jfk()))),
+        Some(KEY),
+    );
+    assert_eq!(r.error(400)["param"], "model");
+}
+
+#[test]
+fn errors_have_openai_shape_and_status() {
+    let Some(server) = shared() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let addr = server.addr;
+    let audio = jfk();
+    let path = "/v1/audio/transcriptions";
+
+    // 401: missing and wrong key.
+    let body = form(&[], Some(("jfk.wav", &audio)));
+    assert_eq!(
+        post(addr, path, &body, None).error(401)["code"],
+        "invalid_api_key"
+    );
+    post(addr, path, &body, Some("wrong")).error(401);
+    request(addr, "GET", "/v1/models", &[], None).error(401);
+    // 404: unknown model, unknown route.
+    let r = post(
+        addr,
+        path,
+        &form(&[("model", "no-such-model")], Some(("a.wav", &audio))),
+        Some(KEY),
+    );
+    assert_eq!(r.error(404)["code"], "model_not_found");
+    let auth = format!("Bearer {KEY}");
+    request(
+        addr,
+        "GET",
+        "/v1/nothing",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .error(404);
+    request(
+        addr,
+        "GET",
+        "/v1/models/nope",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .error(404);
+    // 400: no file, empty file, garbage audio, bad fields, not multipart.
+    assert_eq!(
+        post(
+            addr,
+            path,
+            &form(&[("model", "whisper-1")], None),
+            Some(KEY)
+        )
+        .error(400)["param"],
+        "file"
+    );
+    post(addr, path, &form(&[], Some(("empty.wav", b""))), Some(KEY)).error(400);
+    let garbage: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let e = post(
+        addr,
+        path,
+        &form(&[], Some(("noise.bin", &garbage))),
+        Some(KEY),
+    )
+    .error(400);
+    assert!(
+        e["message"].as_str().unwrap().starts_with("noise.bin: "),
+        "{e}"
+    );
+    for (field, value) in [
+        ("temperature", "1.5"),
+        ("temperature", "hot"),
+        ("response_format", "xml"),
+        ("language", "klingon"),
+        ("language", "de"),
+        ("stream", "maybe"),
+    ] {
+        let r = post(
+            addr,
+            path,
+            &form(&[(field, value)], Some(("jfk.wav", &audio))),
+            Some(KEY),
+        );
+        let e = r.error(400);
+        assert_eq!(e["param"], field, "{field}={value}: {e}");
+    }
+    let r = post(
+        addr,
+        path,
+        &form(
+            &[("timestamp_granularities[]", "word")],
+            Some(("jfk.wav", &audio)),
+        ),
+        Some(KEY),
+    );
+    r.error(400);
+    let r = request(
+        addr,
+        "POST",
+        path,
+        &[("Authorization", &auth)],
+        Some(("application/json", b"{\"file\": 1}")),
+    );
+    r.error(400);
+    // 413: one byte past the limit.
+    let big = vec![0u8; LIMIT as usize + 1];
+    let r = post(addr, path, &form(&[], Some(("big.wav", &big))), Some(KEY));
+    assert_eq!(r.error(413)["code"], "file_too_large");
+    // Unknown fields are ignored; the server is still up.
+    let r = post(
+        addr,
+        path,
+        &form(
+            &[("colour", "blue"), ("response_format", "text")],
+            Some(("jfk.wav", &audio)),
+        ),
+        Some(KEY),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(request(addr, "GET", "/health", &[], None).status, 200);
+}
+
+#[test]
+fn health_ready_models_openapi_and_metrics() {
+    let Some(server) = shared() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let addr = server.addr;
+    let auth = format!("Bearer {KEY}");
+    assert_eq!(
+        request(addr, "GET", "/health", &[], None).json()["status"],
+        "ok"
+    );
+    assert_eq!(
+        request(addr, "GET", "/ready", &[], None).json()["status"],
+        "ready"
+    );
+    let models = request(addr, "GET", "/v1/models", &[("Authorization", &auth)], None).json();
+    assert_eq!(models["object"], "list");
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[0], server.model);
+    assert!(ids.contains(&"whisper-1"));
+    let one = request(
+        addr,
+        "GET",
+        "/v1/models/whisper-1",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(one.json()["object"], "model");
+    let spec = request(addr, "GET", "/openapi.json", &[], None).json();
+    assert!(spec["paths"]["/v1/audio/transcriptions"]["post"].is_object());
+    // The request id is echoed.
+    let r = request(addr, "GET", "/health", &[("x-request-id", "abc-123")], None);
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+
+    // One transcription, then the exposition text parses and counts it.
+    assert_eq!(transcribe(addr, &[]).status, 200);
+    let text = request(addr, "GET", "/metrics", &[], None).text();
+    let mut names = std::collections::HashSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        names.insert(name.to_string());
+    }
+    for want in [
+        "asr_requests_total",
+        "asr_queue_depth",
+        "asr_in_flight",
+        "asr_batch_size_bucket",
+        "asr_audio_duration_seconds_bucket",
+        "asr_processing_seconds_bucket",
+        "asr_real_time_factor_bucket",
+        "asr_model_load_seconds",
+    ] {
+        assert!(names.contains(want), "{want} missing from\n{text}");
+    }
+    assert!(
+        text.contains("route=\"/v1/audio/transcriptions\""),
+        "{text}"
+    );
+}
+
+/// A server with room for one request: a second is refused with 429 and Retry-After; the first
+/// client disconnecting frees the worker, and the next request is served.
+#[test]
+fn full_queue_is_429_and_disconnect_frees_the_worker() {
+    let Some(dir) = models::cached_dir("tiny.en") else {
+        return;
+    };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = ServerConfig::new(vec![dir.to_str().unwrap().to_string()]);
+    config.max_batch = 1;
+    config.max_queue = 0;
+    config.max_upload_bytes = 64 * 1024 * 1024;
+    let addr = start(config);
+    let long = std::fs::read("tests/data/speech/long_concat.wav").unwrap();
+    assert!(Path::new("tests/data/speech/long_concat.wav").exists());
+
+    // The long request, streamed: wait for its first delta, so it holds the worker.
+    let body = form(&[("stream", "true")], Some(("long.wav", &long)));
+    let mut first = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: \
+         multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    first.write_all(head.as_bytes()).unwrap();
+    first.write_all(&body).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("transcript.text.delta") {
+        let n = first.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    let short = form(&[], Some(("jfk.wav", &jfk())));
+    let r = post(addr, "/v1/audio/transcriptions", &short, None);
+    let e = r.error(429);
+    assert_eq!(e["type"], "rate_limit_exceeded");
+    assert!(r.header("retry-after").is_some());
+
+    // The client goes away; the worker drops its job and the next request is served.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = post(addr, "/v1/audio/transcriptions", &short, None);
+        if r.status == 200 {
+            assert!(r.json()["text"]
+                .as_str()
+                .unwrap()
+                .contains("ask not what your country"));
+            break;
+        }
+        r.error(429);
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled request never left the worker"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Shutdown while a request is in progress: the request still completes with its whole
+/// transcript, then `serve` returns Ok and new connections are refused.
+#[test]
+fn graceful_shutdown_finishes_the_request_in_flight() {
+    let Some(dir) = models::cached_dir("tiny.en") else {
+        return;
+    };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let model = dir.to_str().unwrap().to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr, thread) = start_until(ServerConfig::new(vec![model.clone()]), async move {
+        let _ = stop_rx.await;
+    });
+    let body = form(&[("stream", "true")], Some(("jfk.wav", &jfk())));
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    // The event stream's head: the request is accepted and queued.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    }
+    stop_tx.send(()).unwrap();
+    let _ = s.read_to_end(&mut raw);
+    let reply = parse_reply(&raw);
+    assert_eq!(reply.status, 200);
+    let done: serde_json::Value = reply
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(done["type"], "transcript.text.done");
+    let expected = library(&model, "samples/jfk.wav", |_| {});
+    assert_eq!(done["text"].as_str().unwrap(), expected.text.trim());
+    thread.join().unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}

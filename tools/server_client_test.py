@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""The official `openai` Python client against `dattavani-asr serve` on loopback.
+
+Run by tools/server_client_test.sh (which builds the binary and installs the pinned client
+into its own venv under target/). Starts the server on a free port with tiny.en (the default)
+and base, then checks every response format, both endpoints, word and segment granularities,
+streaming, and the client's exception classes for 400/401/404/413/429. Exits non-zero on the
+first failure; prints one line per check.
+"""
+import os
+import subprocess
+import sys
+import threading
+
+import warnings
+
+import openai
+
+# The client marks `audio.translations` deprecated; the endpoint is still OpenAI's API.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "dattavani-asr")
+JFK = os.path.join(ROOT, "samples", "jfk.wav")
+LONG = os.path.join(ROOT, "tests", "data", "speech", "long_concat.wav")
+KEY = "sk-local-test"
+
+
+def start(*extra):
+    proc = subprocess.Popen(
+        [BIN, "--quiet", "serve", "--port", "0", "--api-key", KEY, *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        sys.exit(f"server did not start: {line!r}")
+    url = line.split("listening on ", 1)[1]
+    ready = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+    # /ready is 503 until the models are loaded.
+    import time
+    import urllib.request
+
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url + "/ready") as r:
+                if r.status == 200:
+                    break
+        except Exception:
+            time.sleep(0.2)
+    return proc, url, ready
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        sys.exit(f"FAIL {name}: {detail}")
+    print(f"ok   {name}")
+
+
+def expect(name, exc_class, fn):
+    try:
+        fn()
+    except exc_class as e:
+        check(name, True)
+        return e
+    except Exception as e:  # noqa: BLE001
+        sys.exit(f"FAIL {name}: got {type(e).__name__}: {e}")
+    sys.exit(f"FAIL {name}: no exception")
+
+
+def main():
+    proc, url, client = start("--model", "tiny.en", "--model", "base", "--max-upload-mb", "1")
+    try:
+        with open(JFK, "rb") as f:
+            jfk = f.read()
+        audio = ("jfk.wav", jfk)
+        phrase = "ask not what your country can do for you"
+
+        t = client.audio.transcriptions.create(model="whisper-1", file=audio)
+        check("json", phrase in t.text.lower(), t.text)
+        for fmt in ("text", "srt", "vtt"):
+            r = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format=fmt)
+            check(fmt, isinstance(r, str) and phrase in r.lower(), repr(r)[:200])
+        check("srt cue", "00:00:00,000 --> " in client.audio.transcriptions.create(
+            model="whisper-1", file=audio, response_format="srt"))
+        v = client.audio.transcriptions.create(
+            model="whisper-1", file=audio, response_format="verbose_json",
+            timestamp_granularities=["word", "segment"])
+        check("verbose_json", v.language == "english" and v.duration > 10 and phrase in v.text.lower(), v)
+        check("verbose_json segments", len(v.segments) >= 1 and v.segments[0].end > v.segments[0].start)
+        check("verbose_json words", len(v.words) >= 20 and v.words[0].word.strip() != "", v.words[:3])
+        w = client.audio.transcriptions.create(
+            model="whisper-1", file=audio, response_format="verbose_json",
+            timestamp_granularities=["word"])
+        check("words only", w.words and not getattr(w, "segments", None))
+        tr = client.audio.translations.create(model="base", file=audio)
+        check("translation (base)", "country" in tr.text.lower(), tr.text)
+
+        deltas, done = [], None
+        for event in client.audio.transcriptions.create(model="whisper-1", file=audio, stream=True):
+            if event.type == "transcript.text.delta":
+                deltas.append(event.delta)
+            elif event.type == "transcript.text.done":
+                done = event.text
+        check("stream", done is not None and done == "".join(deltas).rstrip() and phrase in done.lower(),
+              (deltas, done))
+
+        bad = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)
+        expect("401 AuthenticationError", openai.AuthenticationError,
+               lambda: bad.audio.transcriptions.create(model="whisper-1", file=audio))
+        expect("404 NotFoundError", openai.NotFoundError,
+               lambda: client.audio.transcriptions.create(model="no-such-model", file=audio))
+        expect("400 BadRequestError (garbage audio)", openai.BadRequestError,
+               lambda: client.audio.transcriptions.create(model="whisper-1", file=("x.bin", bytes(range(256)) * 64)))
+        expect("400 BadRequestError (temperature)", openai.BadRequestError,
+               lambda: client.audio.transcriptions.create(model="whisper-1", file=audio, temperature=2))
+        expect("400 BadRequestError (translate, English-only)", openai.BadRequestError,
+               lambda: client.audio.translations.create(model="tiny.en", file=audio))
+        e = expect("413 APIStatusError", openai.APIStatusError,
+                   lambda: client.audio.transcriptions.create(model="whisper-1", file=("big.wav", b"\0" * (1024 * 1024 + 1))))
+        check("413 status", e.status_code == 413, e.status_code)
+    finally:
+        proc.terminate()
+        check("graceful exit on SIGTERM", proc.wait(timeout=60) == 0)
+
+    # 429: room for one request; a long streamed one holds it.
+    proc, url, client = start("--max-batch", "1", "--max-queue", "0", "--max-upload-mb", "64")
+    try:
+        with open(LONG, "rb") as f:
+            long_audio = ("long.wav", f.read())
+        started = threading.Event()
+        release = threading.Event()
+
+        def hold():
+            stream = client.audio.transcriptions.create(model="whisper-1", file=long_audio, stream=True)
+            for _ in stream:
+                started.set()
+                break
+            release.wait(timeout=300)
+            # Disconnecting cancels the job on the server.
+            stream.response.close()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        check("long request started", started.wait(timeout=300))
+        e = expect("429 RateLimitError", openai.RateLimitError,
+                   lambda: client.audio.transcriptions.create(model="whisper-1", file=audio))
+        check("429 Retry-After", e.response.headers.get("retry-after") is not None)
+        release.set()
+        holder.join()
+        # The disconnect freed the worker: the next request is served (within a few retries
+        # while the cancelled job leaves).
+        patient = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=8)
+        t = patient.audio.transcriptions.create(model="whisper-1", file=audio)
+        check("served after the disconnect", "ask not" in t.text.lower(), t.text)
+    finally:
+        proc.terminate()
+        check("graceful exit on SIGTERM", proc.wait(timeout=120) == 0)
+    print("all openai-client checks passed")
+
+
+if __name__ == "__main__":
+    main()
