@@ -60,7 +60,7 @@ pub use decode::{CancelHandle, DecodeOptions};
 pub use error::{Error, Result};
 pub use mel::LogMel;
 pub use output::OutputFormat;
-pub use tokenizer::Task;
+pub use tokenizer::{Task, LANGUAGES};
 pub use transcribe::{
     Device, Dtype, Hooks, MelSource, SampleRange, Segment, Timings, TranscribeOptions, Transcriber,
     TranscriberBuilder, Transcript, WindowTimings,
@@ -81,7 +81,9 @@ pub mod audio_io {
 
 /// Writing transcripts: txt, srt, vtt, tsv, json, as openai-whisper writes them.
 pub mod writers {
-    pub use crate::output::{output_path, render, write_atomic, OutputFormat};
+    pub use crate::output::{
+        output_path, render, render_srt_numbered_from, write_atomic, OutputFormat,
+    };
 }
 
 /// Backend diagnostics (`Transcriber::diagnostics`) and GPU adapters.

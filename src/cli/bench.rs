@@ -23,6 +23,7 @@ use dattavani_asr::{
 };
 
 use super::measure::{decoder_token_flops, encoder_flops, load_average, median, rss_bytes};
+use super::stdout::outln;
 use super::DtypeArg;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -284,7 +285,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         kernel_profile,
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?
         );
@@ -322,7 +323,7 @@ fn print_table(r: &Report) {
     if r.batch_size > 1 {
         search.push_str(&format!(", batched by {}", r.batch_size));
     }
-    println!(
+    outln!(
         "{} ({:.1} s), {} {} on {}, {search}; median of {} runs; load average {}",
         r.file,
         r.audio_s,
@@ -332,7 +333,7 @@ fn print_table(r: &Report) {
         r.runs,
         r.load_average.map_or("-".into(), |l| format!("{l:.2}")),
     );
-    let line = |what: &str, v: String, note: String| println!("  {what:<28} {v:>12}  {note}");
+    let line = |what: &str, v: String, note: String| outln!("  {what:<28} {v:>12}  {note}");
     let f = |x: f64| format!("{x:.1} ms");
     line(
         "model load, cold",
@@ -395,7 +396,7 @@ fn print_table(r: &Report) {
     if r.gpu_bytes.is_some() {
         line("GPU memory", mib(r.gpu_bytes), "allocator, live".into());
     }
-    println!("  text: {}", r.text);
+    outln!("  text: {}", r.text);
     if let Some(p) = &r.kernel_profile {
         print_kernel_table(p);
     }
@@ -403,17 +404,23 @@ fn print_table(r: &Report) {
 
 /// The per-kernel table of a profiled run.
 pub fn print_kernel_table(p: &KernelProfile) {
-    println!(
+    outln!(
         "  kernels, one profiled run (device timestamps): {} dispatches, {:.1} ms",
-        p.dispatches, p.total_ms
+        p.dispatches,
+        p.total_ms
     );
-    println!(
+    outln!(
         "    {:<24} {:>7} {:>10} {:>6} {:>9} {:>8}",
-        "kernel", "calls", "total ms", "%", "GFLOP/s", "GB/s"
+        "kernel",
+        "calls",
+        "total ms",
+        "%",
+        "GFLOP/s",
+        "GB/s"
     );
     let rate = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
     for k in &p.kernels {
-        println!(
+        outln!(
             "    {:<24} {:>7} {:>10.1} {:>6.1} {:>9} {:>8}",
             k.name,
             k.calls,

@@ -7,6 +7,8 @@ use clap::Subcommand;
 use dattavani_asr::models::{self as cache, self as hub};
 use dattavani_asr::{Error, Result};
 
+use super::stdout::outln;
+
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
     /// List the Whisper checkpoints in the cache.
@@ -68,9 +70,9 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
             let r = hub::pull_in(&name, cache_dir, revision.as_deref(), force)?;
             report_evicted(&r.evicted);
             if r.fetched {
-                println!("pulled {name} into {}", r.files.dir.display());
+                outln!("pulled {name} into {}", r.files.dir.display());
             } else {
-                println!("{name} is already cached ({})", r.files.dir.display());
+                outln!("{name} is already cached ({})", r.files.dir.display());
             }
             Ok(0)
         }
@@ -80,7 +82,7 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
                 None => default_name(&dir)?,
             };
             let files = hub::import_in(&dir, &name, cache_dir)?;
-            println!(
+            outln!(
                 "imported {} as {} ({})",
                 dir.display(),
                 name,
@@ -90,13 +92,13 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
         }
         ModelsCommand::Rm { name } => {
             let freed = cache::remove_in(cache_dir, &name)?;
-            println!("removed {name} ({})", cache::format_size(freed));
+            outln!("removed {name} ({})", cache::format_size(freed));
             Ok(0)
         }
         ModelsCommand::Gc { max_size } => gc(cache_dir, max_size.as_deref()),
         ModelsCommand::Verify { name } => {
             let m = cache::verify_in(cache_dir, &name, true)?;
-            println!("{name}: ok (sha256 {})", m.sha256.as_deref().unwrap_or("?"));
+            outln!("{name}: ok (sha256 {})", m.sha256.as_deref().unwrap_or("?"));
             Ok(0)
         }
     }
@@ -118,7 +120,7 @@ fn default_name(dir: &Path) -> Result<String> {
 
 fn report_evicted(evicted: &[(String, u64)]) {
     for (name, bytes) in evicted {
-        println!(
+        outln!(
             "evicted {name} ({}) to stay under the cache size cap",
             cache::format_size(*bytes)
         );
@@ -145,11 +147,11 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         });
         let text =
             serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
-        println!("{text}");
+        outln!("{text}");
         return Ok(0);
     }
     if entries.is_empty() {
-        println!("no models in {}", cache_dir.display());
+        outln!("no models in {}", cache_dir.display());
         return Ok(0);
     }
     let rows: Vec<[String; 7]> = entries
@@ -191,7 +193,7 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
                 s.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(&header);
     for r in &rows {
@@ -201,7 +203,7 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         Some((b, from)) => format!(", cap {} ({from})", cache::format_size(*b)),
         None => String::new(),
     };
-    println!(
+    outln!(
         "* default model. {} in {}{cap_text}",
         cache::format_size(total),
         cache_dir.display()
@@ -223,12 +225,12 @@ fn gc(cache_dir: &Path, max_size: Option<&str>) -> Result<i32> {
     };
     let r = cache::gc_in(cache_dir, cap, None)?;
     for (name, bytes) in &r.evicted {
-        println!("evicted {name} ({})", cache::format_size(*bytes));
+        outln!("evicted {name} ({})", cache::format_size(*bytes));
     }
     for name in &r.in_use {
-        println!("kept {name}: in use by a running process");
+        outln!("kept {name}: in use by a running process");
     }
-    println!(
+    outln!(
         "cache {} -> {} (cap {} from {from})",
         cache::format_size(r.before),
         cache::format_size(r.after),

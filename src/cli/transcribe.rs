@@ -10,6 +10,8 @@ use dattavani_asr::{
     Transcriber, Transcript, DEFAULT_MODEL,
 };
 
+use super::checks;
+use super::stdout::{out, StdoutStream};
 use super::DtypeArg;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,17 +61,17 @@ pub struct TranscribeArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Spoken language (code such as en, de, fr), or `auto` to detect it (multilingual models).
+    /// Spoken language (code such as en, de, fr, or name such as English), or `auto` to detect it (multilingual models).
     #[arg(long, default_value = "auto")]
     language: String,
     /// Transcribe in the spoken language, or translate to English.
     #[arg(long, value_enum, default_value = "transcribe")]
     task: TaskArg,
     /// First temperature; 0 decodes deterministically (beam search or greedy).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Step added to the temperature on each fallback; 0 disables fallback.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     temperature_increment_on_fallback: f32,
     /// Candidates sampled at temperatures above 0.
     #[arg(long, default_value_t = 5)]
@@ -81,7 +83,7 @@ pub struct TranscribeArgs {
     #[arg(long)]
     patience: Option<f32>,
     /// Length penalty alpha for ranking candidates (default: plain length normalisation).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     length_penalty: Option<f32>,
     /// Comma-separated token ids never sampled; -1 means the checkpoint's non-speech list.
     #[arg(long, default_value = "-1", allow_hyphen_values = true)]
@@ -90,26 +92,28 @@ pub struct TranscribeArgs {
     #[arg(long)]
     initial_prompt: Option<String>,
     /// Feed each window's text to the next as a prompt.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     condition_on_previous_text: bool,
     /// Retry hotter when the text's gzip compression ratio is above this.
-    #[arg(long, default_value_t = 2.4)]
+    #[arg(long, default_value_t = 2.4, allow_negative_numbers = true)]
     compression_ratio_threshold: f32,
     /// Retry hotter when the average log-probability is below this.
     #[arg(long, default_value_t = -1.0, allow_hyphen_values = true)]
     logprob_threshold: f32,
     /// Treat a window as silence when <|nospeech|> is likelier than this (and the log-probability
     /// is below --logprob-threshold).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
     no_speech_threshold: f32,
     /// Plain text without timestamp tokens: consecutive 30-s windows, one segment each.
     #[arg(long)]
     without_timestamps: bool,
     /// Latest allowed first timestamp of a window, seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     max_initial_timestamp: f32,
     /// Seed of the sampler used at temperatures above 0.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+          value_parser = super::checks::parse_seed)]
     seed: u64,
     /// Word-level timestamps (in json: `words` per segment, with probabilities).
     #[arg(long)]
@@ -154,7 +158,7 @@ impl TranscribeArgs {
                 TaskArg::Transcribe => Task::Transcribe,
                 TaskArg::Translate => Task::Translate,
             },
-            language: (self.language != "auto").then(|| self.language.to_lowercase()),
+            language: super::checks::language_code(&self.language)?,
             beam_size: Some(self.beam_size),
             best_of: Some(self.best_of),
             patience: self.patience,
@@ -164,7 +168,7 @@ impl TranscribeArgs {
             max_initial_timestamp: Some(self.max_initial_timestamp),
             ..DecodeOptions::default()
         };
-        Ok(TranscribeOptions {
+        let options = TranscribeOptions {
             decode,
             temperature: self.temperature,
             temperature_increment_on_fallback: self.temperature_increment_on_fallback,
@@ -177,7 +181,9 @@ impl TranscribeArgs {
             word_timestamps: self.word_timestamps,
             weights_dtype: self.dtype.map(DtypeArg::dtype),
             batch_size: self.batch_size,
-        })
+        };
+        super::checks::check_options(&options, &self.model)?;
+        Ok(options)
     }
 }
 
@@ -205,6 +211,17 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         ));
     }
     let options = args.options()?;
+    // Everything that can fail without the model fails before it is fetched.
+    if let Some(dir) = &args.output_dir {
+        checks::check_collisions(dir, &args.files, &formats)?;
+    }
+    let (files, mut failed) = checks::readable_inputs(&args.files);
+    if files.is_empty() {
+        return Ok(1);
+    }
+    if let Some(dir) = &args.output_dir {
+        checks::prepare_output_dir(dir)?;
+    }
     let mut builder = Transcriber::builder()
         .model(&args.model)
         .device(device)
@@ -216,23 +233,23 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         builder = builder.threads(n);
     }
     let mut transcriber = builder.build()?;
-    let mut failed = 0;
-    for file in &args.files {
+    checks::check_suppress_tokens(
+        &transcriber.options().decode.suppress_tokens,
+        transcriber.dims().n_vocab,
+        "this model",
+    )?;
+    let mut stdout = StdoutStream::new(files.len());
+    for file in &files {
         let result = transcribe_one(&mut transcriber, file, quiet).and_then(|t| {
             for &format in &formats {
-                let rendered = output::render(&t, format);
                 match &args.output_dir {
                     Some(dir) => {
+                        let rendered = output::render(&t, format);
                         let path = output::output_path(dir, file, format);
                         output::write_atomic(&path, rendered.as_bytes())?;
                         tracing::info!("{} -> {}", file.display(), path.display());
                     }
-                    None => {
-                        print!("{rendered}");
-                        if format == OutputFormat::Json {
-                            println!();
-                        }
-                    }
+                    None => out!("{}", stdout.render(&t, format, file)),
                 }
             }
             Ok(())

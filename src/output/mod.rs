@@ -61,11 +61,17 @@ fn cue_text(text: &str) -> String {
 
 /// SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`.
 pub fn render_srt(t: &Transcript) -> String {
+    render_srt_numbered_from(t, 1)
+}
+
+/// [`render_srt`] with the cues numbered from `first` (several transcripts in one SubRip
+/// document keep one increasing sequence, as players require).
+pub fn render_srt_numbered_from(t: &Transcript, first: usize) -> String {
     let mut out = String::new();
     for (i, s) in t.segments.iter().enumerate() {
         out.push_str(&format!(
             "{}\n{} --> {}\n{}\n\n",
-            i + 1,
+            i + first,
             format_timestamp(s.start, true, ','),
             format_timestamp(s.end, true, ','),
             cue_text(&s.text)

@@ -1,0 +1,229 @@
+//! Issue 13: the CLI as a Unix tool. Stdout failures, outputs checked before any model work,
+//! bounded numbers, other tools' spellings, several files on one stdout.
+
+#[path = "common/models.rs"]
+mod models;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"));
+    c.arg("--quiet").current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// One `error:` line containing `needle`, exit `code`, no panic.
+fn assert_error(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error:") && l.contains(needle)),
+        "no error line names {needle:?}: {err}"
+    );
+}
+
+fn have_tiny_en() -> bool {
+    models::cached_dir("tiny.en").is_some()
+}
+
+/// A model name that cannot resolve: an error about it (exit 3) would mean the check under test
+/// ran after the model fetch.
+const NO_MODEL: &str = "no-such-org/no-such-whisper";
+
+#[test]
+fn bad_numbers_are_usage_errors_before_the_model() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--beam-size", "4000"], "GiB"),
+        (&["--best-of", "100"], "--best-of 100"),
+        (&["--temperature=nan"], "--temperature NaN"),
+        (&["--temperature", "-1"], "--temperature -1"),
+        (&["--temperature", "inf"], "--temperature inf"),
+        (
+            &["--temperature-increment-on-fallback", "-0.2"],
+            "from 0 to 1",
+        ),
+        (&["--no-speech-threshold", "2"], "--no-speech-threshold 2"),
+        (&["--logprob-threshold", "nan"], "--logprob-threshold"),
+        (&["--suppress-tokens", "999999"], "999999"),
+        (&["--seed", "-1"], "not a seed"),
+        (&["--language", "Klingon"], "en (english)"),
+        (&["--condition-on-previous-text", "maybe"], "maybe"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["transcribe", "samples/jfk.wav", "--model", NO_MODEL];
+        args.extend_from_slice(flags);
+        assert_error(&run(&args), 2, needle);
+    }
+}
+
+#[test]
+fn outputs_and_inputs_are_checked_before_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    for sub in ["a", "b"] {
+        std::fs::create_dir(tmp.path().join(sub)).unwrap();
+        std::fs::copy("samples/jfk.wav", tmp.path().join(sub).join("x.wav")).unwrap();
+    }
+    let a = tmp.path().join("a/x.wav");
+    let b = tmp.path().join("b/x.wav");
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["transcribe", "--model", NO_MODEL, "-o"])
+        .args([&out, &a, &b])
+        .output()
+        .unwrap();
+    assert_error(&o, 2, "would both be written to");
+    assert!(!out.exists(), "nothing is created for a refused run");
+
+    let file = tmp.path().join("somefile");
+    std::fs::write(&file, "keep me").unwrap();
+    let o = bin()
+        .args(["transcribe", "samples/jfk.wav", "--model", NO_MODEL, "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_error(&o, 2, "not a directory");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+    let o = run(&[
+        "transcribe",
+        "missing-1.wav",
+        "missing-2.wav",
+        "--model",
+        NO_MODEL,
+    ]);
+    assert_error(&o, 1, "missing-2.wav");
+    assert!(!stderr(&o).contains(NO_MODEL), "{}", stderr(&o));
+}
+
+#[test]
+fn stdout_failures_do_not_panic() {
+    if !have_tiny_en() || !PathBuf::from("/dev/full").exists() {
+        return;
+    }
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for args in [
+        vec!["transcribe", "samples/jfk.wav", "--beam-size", "1"],
+        vec!["models", "list"],
+        vec!["devices"],
+    ] {
+        let o = bin().args(&args).stdout(full()).output().unwrap();
+        assert_error(&o, 1, "stdout: No space left on device");
+    }
+    // A reader that has gone: quiet, exit 141 as a shell reports `cat` killed by SIGPIPE.
+    for args in [
+        vec![
+            "transcribe",
+            "samples/jfk.wav",
+            "samples/jfk.wav",
+            "--beam-size",
+            "1",
+        ],
+        vec!["models", "list"],
+    ] {
+        let mut child = bin()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+}
+
+#[test]
+fn other_tools_spellings() {
+    if !have_tiny_en() {
+        return;
+    }
+    let two = "And so, my fellow Americans ask not what your country can do for you\nask what you \
+               can do for your country.\n";
+    // openai-whisper's underscores and names, case-insensitive booleans, a negative alpha.
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "--language",
+        "English",
+        "--condition_on_previous_text",
+        "False",
+        "--length-penalty",
+        "-0.5",
+        "--output_format",
+        "txt",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), two);
+    // whisper.cpp's -osrt is a format, not the directory `srt`.
+    let o = run(&["transcribe", "samples/jfk.wav", "-osrt", "-m", "tiny.en"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("1\n00:00:00,000 --> "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("srt")
+        .exists());
+}
+
+#[test]
+fn several_files_on_stdout() {
+    if !have_tiny_en() {
+        return;
+    }
+    let multi = |format: &str| {
+        let o = run(&[
+            "transcribe",
+            "samples/jfk.wav",
+            "samples/jfk.wav",
+            "--beam-size",
+            "1",
+            "--output-format",
+            format,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let srt = multi("srt");
+    let numbers: Vec<&str> = srt
+        .split("\n\n")
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| c.lines().next().unwrap())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3", "4"], "{srt}");
+    let txt = multi("txt");
+    assert!(txt.starts_with("==> samples/jfk.wav <==\nAnd so"), "{txt}");
+    assert_eq!(txt.matches("==> samples/jfk.wav <==").count(), 2, "{txt}");
+    let vtt = multi("vtt");
+    assert_eq!(vtt.matches("WEBVTT").count(), 1, "{vtt}");
+    assert_eq!(vtt.matches("NOTE samples/jfk.wav").count(), 2, "{vtt}");
+    let json = multi("json");
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["file"], "samples/jfk.wav");
+}
