@@ -103,5 +103,8 @@ pub mod models {
     };
     #[cfg(feature = "hub")]
     pub use crate::model::hub::{cache_dir, import_in, pull_in, Resolved};
+    /// Stale `.tmp-*` leftovers of killed pulls in the cache: (count, bytes); removed on request.
+    #[cfg(feature = "hub")]
+    pub use crate::model::source::pypi::stale_temps;
     pub use crate::model::ModelFiles;
 }

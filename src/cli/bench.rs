@@ -26,6 +26,9 @@ use super::measure::{decoder_token_flops, encoder_flops, load_average, median, r
 use super::stdout::outln;
 use super::DtypeArg;
 
+/// The clip `bench` times when no FILE is given (relative to the working directory).
+const DEFAULT_BENCH_FILE: &str = "samples/jfk.wav";
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BenchDevice {
     Auto,
@@ -35,8 +38,8 @@ pub enum BenchDevice {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Audio file (WAV).
-    #[arg(default_value = "samples/jfk.wav")]
+    /// Audio file (default: samples/jfk.wav, which a source checkout has).
+    #[arg(default_value = DEFAULT_BENCH_FILE)]
     file: PathBuf,
     /// Model: alias, Hugging Face repo id, or directory.
     #[arg(long, short, default_value = DEFAULT_MODEL)]
@@ -181,6 +184,12 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     options.batch_size = args.batch_size;
 
     let t = Instant::now();
+    if args.file.as_os_str() == DEFAULT_BENCH_FILE && !args.file.exists() {
+        return Err(Error::Usage(format!(
+            "bench needs an audio file: give one (`dattavani-asr bench FILE`); the default \
+             {DEFAULT_BENCH_FILE} exists only in a source checkout of dattavani-asr"
+        )));
+    }
     let samples = dattavani_asr::audio_io::load_audio(&args.file)?;
     let audio_ms = ms(t);
     let rate = dattavani_asr::audio_io::SAMPLE_RATE;

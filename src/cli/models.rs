@@ -208,10 +208,26 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         cache::format_size(total),
         cache_dir.display()
     );
+    let (stale, stale_bytes) = cache::stale_temps(cache_dir, false);
+    if stale > 0 {
+        outln!(
+            "{stale} stale temporary download(s) from interrupted pulls ({}); `dattavani-asr \
+             models gc` removes them",
+            cache::format_size(stale_bytes)
+        );
+    }
     Ok(0)
 }
 
 fn gc(cache_dir: &Path, max_size: Option<&str>) -> Result<i32> {
+    // Leftovers of killed pulls go first, cap or no cap.
+    let (stale, stale_bytes) = cache::stale_temps(cache_dir, true);
+    if stale > 0 {
+        outln!(
+            "removed {stale} stale temporary download(s) ({})",
+            cache::format_size(stale_bytes)
+        );
+    }
     let Some((cap, from)) = cache::configured_cap(max_size)? else {
         return Err(Error::Usage(format!(
             "no cache size cap: give --max-size SIZE, set {}, or put \"{}\" in {}",
