@@ -311,3 +311,51 @@ fn bench_without_file_outside_the_repo_says_what_to_pass() {
         .unwrap();
     assert_error(&o, 2, "bench needs an audio file");
 }
+
+/// 32-bit float mono WAV at 16 kHz.
+fn float_wav(path: &std::path::Path, samples: &[f32]) {
+    let data: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    for v in [3u16, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&16000u32.to_le_bytes());
+    b.extend_from_slice(&64000u32.to_le_bytes());
+    for v in [4u16, 32] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&data);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn nan_and_absurdly_loud_audio_warn() {
+    if !have_tiny_en() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let nan = tmp.path().join("nan.wav");
+    float_wav(&nan, &[f32::NAN; 16000]);
+    let loud = tmp.path().join("loud.wav");
+    let tone: Vec<f32> = (0..16000).map(|i| 3e4 * (i as f32 / 5.0).sin()).collect();
+    float_wav(&loud, &tone);
+    for (file, needle) in [(&nan, "NaN or infinite"), (&loud, "far outside [-1, 1]")] {
+        let o = bin()
+            .args(["transcribe", "--beam-size", "1"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(needle) && err.contains(file.to_str().unwrap()),
+            "{err}"
+        );
+    }
+}
