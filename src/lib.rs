@@ -82,7 +82,8 @@ pub mod audio_io {
 /// Writing transcripts: txt, srt, vtt, tsv, json, as openai-whisper writes them.
 pub mod writers {
     pub use crate::output::{
-        output_path, render, render_srt_numbered_from, write_atomic, OutputFormat,
+        output_path, render, render_srt_numbered_from, render_with, write_atomic, OutputFormat,
+        SubtitleOptions,
     };
 }
 

@@ -110,6 +110,19 @@ fn outputs_and_inputs_are_checked_before_the_model() {
     assert!(!stderr(&o).contains(NO_MODEL), "{}", stderr(&o));
 }
 
+/// The write end of a pipe whose read end is already closed: every write fails with EPIPE
+/// (closing the reader after spawning would race with a fast child).
+fn pipe_without_reader() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe() writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Stdio::from(write)
+}
+
 #[test]
 fn stdout_failures_do_not_panic() {
     if !have_tiny_en() || !PathBuf::from("/dev/full").exists() {
@@ -140,14 +153,12 @@ fn stdout_failures_do_not_panic() {
         ],
         vec!["models", "list"],
     ] {
-        let mut child = bin()
+        let o = bin()
             .args(&args)
-            .stdout(Stdio::piped())
+            .stdout(pipe_without_reader())
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        drop(child.stdout.take());
-        let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(141), "{args:?}: {}", stderr(&o));
         assert_eq!(stderr(&o), "", "{args:?}");
     }
@@ -358,4 +369,59 @@ fn nan_and_absurdly_loud_audio_warn() {
             "{err}"
         );
     }
+}
+
+/// openai-whisper's `--max_line_width` / `--max_line_count` / `--highlight_words` layout.
+#[test]
+fn subtitle_layout_flags() {
+    if !have_tiny_en() {
+        return;
+    }
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "-osrt",
+        "--word_timestamps",
+        "--max_line_width",
+        "20",
+        "--max_line_count",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let srt = stdout(&o);
+    for cue in srt.split("\n\n").filter(|c| !c.trim().is_empty()) {
+        let lines: Vec<&str> = cue.lines().skip(2).collect();
+        assert!((1..=2).contains(&lines.len()), "{cue}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 20), "{cue}");
+    }
+    let words: Vec<&str> = srt
+        .split("\n\n")
+        .flat_map(|c| c.lines().skip(2))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert_eq!(words.join(" "), "And so, my fellow Americans ask not what your country can do for you ask what you can do for your country.");
+
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "-ovtt",
+        "--word-timestamps",
+        "--highlight-words",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("\n<u>And</u> so, my fellow"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(&[
+        "transcribe",
+        "samples/jfk.wav",
+        "--model",
+        NO_MODEL,
+        "--max-line-width",
+        "20",
+    ]);
+    assert_error(&o, 2, "--max-line-width needs --word-timestamps");
 }

@@ -8,6 +8,7 @@ mod compat;
 mod measure;
 mod models;
 mod stdout;
+mod subtitle_args;
 mod transcribe;
 
 use stdout::outln;

@@ -74,6 +74,7 @@ impl StdoutStream {
         t: &dattavani_asr::Transcript,
         format: dattavani_asr::OutputFormat,
         file: &std::path::Path,
+        subtitles: &dattavani_asr::writers::SubtitleOptions,
     ) -> String {
         use dattavani_asr::writers as w;
         use dattavani_asr::OutputFormat as F;
@@ -81,7 +82,7 @@ impl StdoutStream {
         self.printed += 1;
         let name = file.display().to_string();
         if self.files <= 1 {
-            let mut text = w::render(t, format);
+            let mut text = w::render_with(t, format, subtitles);
             if format == F::Json {
                 text.push('\n');
             }
@@ -91,15 +92,15 @@ impl StdoutStream {
             F::Txt | F::Tsv => format!(
                 "{}==> {name} <==\n{}",
                 if first { "" } else { "\n" },
-                w::render(t, format)
+                w::render_with(t, format, subtitles)
             ),
             F::Srt => {
-                let text = w::render_srt_numbered_from(t, self.next_cue);
-                self.next_cue += t.segments.len();
+                let (text, cues) = w::render_srt_numbered_from(t, self.next_cue, subtitles);
+                self.next_cue += cues;
                 text
             }
             F::Vtt => {
-                let cues = w::render(t, F::Vtt);
+                let cues = w::render_with(t, F::Vtt, subtitles);
                 let cues = cues.strip_prefix("WEBVTT\n\n").unwrap_or(&cues);
                 format!(
                     "{}NOTE {}\n\n{cues}",

@@ -128,6 +128,8 @@ pub struct TranscribeArgs {
     /// conditioning on previous text), N chunks at a time through the encoder and decoder.
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    #[command(flatten)]
+    subtitles: super::subtitle_args::SubtitleArgs,
 }
 
 impl TranscribeArgs {
@@ -211,6 +213,7 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         ));
     }
     let options = args.options()?;
+    let subtitles = args.subtitles.options(args.word_timestamps)?;
     // Everything that can fail without the model fails before it is fetched.
     if let Some(dir) = &args.output_dir {
         checks::check_collisions(dir, &args.files, &formats)?;
@@ -244,12 +247,12 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
             for &format in &formats {
                 match &args.output_dir {
                     Some(dir) => {
-                        let rendered = output::render(&t, format);
+                        let rendered = output::render_with(&t, format, &subtitles);
                         let path = output::output_path(dir, file, format);
                         output::write_atomic(&path, rendered.as_bytes())?;
                         tracing::info!("{} -> {}", file.display(), path.display());
                     }
-                    None => out!("{}", stdout.render(&t, format, file)),
+                    None => out!("{}", stdout.render(&t, format, file, &subtitles)),
                 }
             }
             Ok(())
