@@ -302,6 +302,13 @@ fn cache_names_offline_and_leftovers() {
         .unwrap();
     let fresh = cache.join(".tmp-pypi-running");
     std::fs::create_dir_all(&fresh).unwrap();
+    let o = with_cache(&cache, &["models", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 stale temporary download(s)"),
+        "{}",
+        stdout(&o)
+    );
     let o = with_cache(&cache, &["models", "gc", "--max-size", "1GB"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(

@@ -152,6 +152,7 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
     }
     if entries.is_empty() {
         outln!("no models in {}", cache_dir.display());
+        report_stale_temps(cache_dir);
         return Ok(0);
     }
     let rows: Vec<[String; 7]> = entries
@@ -208,6 +209,12 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         cache::format_size(total),
         cache_dir.display()
     );
+    report_stale_temps(cache_dir);
+    Ok(0)
+}
+
+/// `models list`'s last line when killed pulls left temporary directories behind.
+fn report_stale_temps(cache_dir: &Path) {
     let (stale, stale_bytes) = cache::stale_temps(cache_dir, false);
     if stale > 0 {
         outln!(
@@ -216,7 +223,6 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
             cache::format_size(stale_bytes)
         );
     }
-    Ok(0)
 }
 
 fn gc(cache_dir: &Path, max_size: Option<&str>) -> Result<i32> {
