@@ -62,7 +62,7 @@ pub use decode::{CancelHandle, DecodeOptions};
 pub use error::{Error, Result};
 pub use mel::LogMel;
 pub use output::OutputFormat;
-pub use tokenizer::Task;
+pub use tokenizer::{Task, LANGUAGES};
 pub use transcribe::{
     Device, Dtype, Hooks, MelSource, SampleRange, Segment, Timings, TranscribeOptions, Transcriber,
     TranscriberBuilder, Transcript, WindowTimings,
@@ -83,7 +83,10 @@ pub mod audio_io {
 
 /// Writing transcripts: txt, srt, vtt, tsv, json, as openai-whisper writes them.
 pub mod writers {
-    pub use crate::output::{output_path, render, write_atomic, OutputFormat};
+    pub use crate::output::{
+        output_path, render, render_srt_numbered_from, render_with, write_atomic, OutputFormat,
+        SubtitleOptions,
+    };
 }
 
 /// Backend diagnostics (`Transcriber::diagnostics`) and GPU adapters.
@@ -103,5 +106,8 @@ pub mod models {
     };
     #[cfg(feature = "hub")]
     pub use crate::model::hub::{cache_dir, import_in, pull_in, Resolved};
+    /// Stale `.tmp-*` leftovers of killed pulls in the cache: (count, bytes); removed on request.
+    #[cfg(feature = "hub")]
+    pub use crate::model::source::pypi::stale_temps;
     pub use crate::model::ModelFiles;
 }

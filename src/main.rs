@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         // SAFETY: at the top of main, before any thread exists.
         unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_from(cli::rewrite_args(std::env::args_os()));
     match cli::run(args) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {

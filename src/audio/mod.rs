@@ -38,6 +38,7 @@
 
 mod codec;
 mod info;
+mod levels;
 mod mel_source;
 mod opus;
 mod pcm;
@@ -79,7 +80,12 @@ pub fn load_audio_with(path: &Path, opts: &OpenOptions) -> Result<Vec<f32>> {
             return Ok(samples);
         }
     }
-    AudioStream::open(path, opts)?.read_all()
+    let samples = AudioStream::open(path, opts)?.read_all()?;
+    // The codecs silence NaNs without counting them; the level is still worth a look.
+    if let Some(w) = levels::level_warning(&samples, 0, samples.len()) {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    Ok(samples)
 }
 
 /// The container of the file at `path` from its first bytes, decoding nothing: the cheap check
@@ -144,6 +150,17 @@ pub fn decode_wav(path: &Path) -> Result<(Vec<f32>, u32)> {
             path.display(),
             decoded.samples.len()
         );
+    }
+    if decoded.partial_frame_bytes > 0 {
+        tracing::warn!(
+            "{}: WAV data chunk ends inside a frame ({} byte(s) after the last whole frame); \
+             dropping them",
+            path.display(),
+            decoded.partial_frame_bytes
+        );
+    }
+    if let Some(w) = levels::level_warning(&decoded.samples, decoded.nonfinite, decoded.total) {
+        tracing::warn!("{}: {w}", path.display());
     }
     Ok((decoded.samples, decoded.sample_rate))
 }

@@ -12,6 +12,12 @@ pub struct DecodedWav {
     pub channels: u16,
     /// The data chunk declared more bytes than the file holds; `samples` has what is there.
     pub truncated: bool,
+    /// Bytes at the end of the data chunk that do not make a whole frame (dropped).
+    pub partial_frame_bytes: usize,
+    /// NaN or infinite float samples (all channels), decoded as silence.
+    pub nonfinite: usize,
+    /// Samples in the data chunk (all channels), finite or not.
+    pub total: usize,
 }
 
 const WAVE_FORMAT_PCM: u16 = 0x0001;
@@ -172,10 +178,12 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
     if frames == 0 {
         return Err("WAV file contains no audio samples".into());
     }
-    if data.len() % block_align != 0 {
-        truncated = true;
-    }
+    let partial_frame_bytes = data.len() % block_align;
     let data = &data[..frames * block_align];
+    let nonfinite = match kind {
+        SampleKind::F32 | SampleKind::F64 => super::levels::count_nonfinite(data, container),
+        _ => 0,
+    };
 
     let samples = to_mono(data, kind, channels as usize, container);
     Ok(DecodedWav {
@@ -183,6 +191,9 @@ pub fn decode_wav_bytes(bytes: &[u8]) -> Result<DecodedWav, String> {
         sample_rate,
         channels,
         truncated,
+        partial_frame_bytes,
+        nonfinite,
+        total: frames * channels as usize,
     })
 }
 

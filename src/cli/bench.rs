@@ -23,7 +23,11 @@ use dattavani_asr::{
 };
 
 use super::measure::{decoder_token_flops, encoder_flops, load_average, median, rss_bytes};
+use super::stdout::outln;
 use super::DtypeArg;
+
+/// The clip `bench` times when no FILE is given (relative to the working directory).
+const DEFAULT_BENCH_FILE: &str = "samples/jfk.wav";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BenchDevice {
@@ -34,8 +38,8 @@ pub enum BenchDevice {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Audio file (WAV).
-    #[arg(default_value = "samples/jfk.wav")]
+    /// Audio file (default: samples/jfk.wav, which a source checkout has).
+    #[arg(default_value = DEFAULT_BENCH_FILE)]
     file: PathBuf,
     /// Model: alias, Hugging Face repo id, or directory.
     #[arg(long, short, default_value = DEFAULT_MODEL)]
@@ -180,6 +184,12 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     options.batch_size = args.batch_size;
 
     let t = Instant::now();
+    if args.file.as_os_str() == DEFAULT_BENCH_FILE && !args.file.exists() {
+        return Err(Error::Usage(format!(
+            "bench needs an audio file: give one (`dattavani-asr bench FILE`); the default \
+             {DEFAULT_BENCH_FILE} exists only in a source checkout of dattavani-asr"
+        )));
+    }
     let samples = dattavani_asr::audio_io::load_audio(&args.file)?;
     let audio_ms = ms(t);
     let rate = dattavani_asr::audio_io::SAMPLE_RATE;
@@ -284,7 +294,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         kernel_profile,
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?
         );
@@ -322,7 +332,7 @@ fn print_table(r: &Report) {
     if r.batch_size > 1 {
         search.push_str(&format!(", batched by {}", r.batch_size));
     }
-    println!(
+    outln!(
         "{} ({:.1} s), {} {} on {}, {search}; median of {} runs; load average {}",
         r.file,
         r.audio_s,
@@ -332,7 +342,7 @@ fn print_table(r: &Report) {
         r.runs,
         r.load_average.map_or("-".into(), |l| format!("{l:.2}")),
     );
-    let line = |what: &str, v: String, note: String| println!("  {what:<28} {v:>12}  {note}");
+    let line = |what: &str, v: String, note: String| outln!("  {what:<28} {v:>12}  {note}");
     let f = |x: f64| format!("{x:.1} ms");
     line(
         "model load, cold",
@@ -395,7 +405,7 @@ fn print_table(r: &Report) {
     if r.gpu_bytes.is_some() {
         line("GPU memory", mib(r.gpu_bytes), "allocator, live".into());
     }
-    println!("  text: {}", r.text);
+    outln!("  text: {}", r.text);
     if let Some(p) = &r.kernel_profile {
         print_kernel_table(p);
     }
@@ -403,17 +413,23 @@ fn print_table(r: &Report) {
 
 /// The per-kernel table of a profiled run.
 pub fn print_kernel_table(p: &KernelProfile) {
-    println!(
+    outln!(
         "  kernels, one profiled run (device timestamps): {} dispatches, {:.1} ms",
-        p.dispatches, p.total_ms
+        p.dispatches,
+        p.total_ms
     );
-    println!(
+    outln!(
         "    {:<24} {:>7} {:>10} {:>6} {:>9} {:>8}",
-        "kernel", "calls", "total ms", "%", "GFLOP/s", "GB/s"
+        "kernel",
+        "calls",
+        "total ms",
+        "%",
+        "GFLOP/s",
+        "GB/s"
     );
     let rate = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
     for k in &p.kernels {
-        println!(
+        outln!(
             "    {:<24} {:>7} {:>10.1} {:>6.1} {:>9} {:>8}",
             k.name,
             k.calls,

@@ -3,7 +3,6 @@
 //! weights are already in the cache (never fetched for `info`: it is a quick look, and it must
 //! work offline).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use dattavani_asr::audio_io::{audio_info, AudioInfo, AudioStream, OpenOptions};
@@ -11,6 +10,7 @@ use dattavani_asr::vad::{self, speech_timestamps, VadModel, VadOptions, VadState
 use dattavani_asr::{Error, Result};
 
 use super::audio_input::AudioInputArgs;
+use super::stdout::outln;
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
@@ -49,7 +49,7 @@ pub fn info_command(args: InfoArgs) -> Result<i32> {
                     if let Some(share) = r.speech_share {
                         text.push_str(&format!("\n  speech share: {:.1} %", share * 100.0));
                     }
-                    println!("{text}");
+                    outln!("{text}");
                 }
                 reports.push(r);
             }
@@ -62,9 +62,7 @@ pub fn info_command(args: InfoArgs) -> Result<i32> {
     if args.json {
         let json = serde_json::to_string_pretty(&reports)
             .map_err(|e| Error::Internal(format!("info as JSON: {e}")))?;
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`| head`) is not worth a panic.
-        let _ = writeln!(out, "{json}");
+        outln!("{json}");
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

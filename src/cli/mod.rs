@@ -4,13 +4,21 @@
 
 mod audio_input;
 mod bench;
+mod checks;
+mod compat;
 mod info;
 mod measure;
 mod models;
 #[cfg(feature = "server")]
 mod serve;
+mod stdout;
+mod subtitle_args;
 mod transcribe;
 mod vad;
+
+use stdout::outln;
+
+pub use compat::rewrite_args;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dattavani_asr::{Dtype, Result};
@@ -107,12 +115,12 @@ pub fn run(cli: Cli) -> Result<i32> {
 fn devices() {
     let adapters = dattavani_asr::devices::list_adapters();
     if adapters.is_empty() {
-        println!(
+        outln!(
             "no GPU adapters found: no Vulkan, Metal or DX12 driver answered (on Linux, install \
              mesa-vulkan-drivers for the lavapipe software adapter); --device auto uses the CPU"
         );
     }
     for a in adapters {
-        println!("{a}");
+        outln!("{a}");
     }
 }

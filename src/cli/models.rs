@@ -7,6 +7,8 @@ use clap::Subcommand;
 use dattavani_asr::models::{self as cache, self as hub};
 use dattavani_asr::{Error, Result};
 
+use super::stdout::outln;
+
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
     /// List the Whisper checkpoints in the cache.
@@ -71,9 +73,9 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
             let r = hub::pull_in(&name, cache_dir, revision.as_deref(), force)?;
             report_evicted(&r.evicted);
             if r.fetched {
-                println!("pulled {name} into {}", r.files.dir.display());
+                outln!("pulled {name} into {}", r.files.dir.display());
             } else {
-                println!("{name} is already cached ({})", r.files.dir.display());
+                outln!("{name} is already cached ({})", r.files.dir.display());
             }
             Ok(0)
         }
@@ -83,7 +85,7 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
                 None => default_name(&dir)?,
             };
             let files = hub::import_in(&dir, &name, cache_dir)?;
-            println!(
+            outln!(
                 "imported {} as {} ({})",
                 dir.display(),
                 name,
@@ -93,13 +95,13 @@ pub fn models_command_in(cmd: ModelsCommand, cache_dir: &Path) -> Result<i32> {
         }
         ModelsCommand::Rm { name } => {
             let freed = cache::remove_in(cache_dir, &name)?;
-            println!("removed {name} ({})", cache::format_size(freed));
+            outln!("removed {name} ({})", cache::format_size(freed));
             Ok(0)
         }
         ModelsCommand::Gc { max_size } => gc(cache_dir, max_size.as_deref()),
         ModelsCommand::Verify { name } => {
             let m = cache::verify_in(cache_dir, &name, true)?;
-            println!("{name}: ok (sha256 {})", m.sha256.as_deref().unwrap_or("?"));
+            outln!("{name}: ok (sha256 {})", m.sha256.as_deref().unwrap_or("?"));
             Ok(0)
         }
     }
@@ -113,24 +115,24 @@ fn vad_weights_command(cmd: &ModelsCommand, cache_dir: &Path) -> Result<Option<i
     match cmd {
         ModelsCommand::Pull { name, force, .. } if name == fetch::MODEL_NAME => {
             if let (Some(dir), false) = (fetch::find_in(cache_dir), force) {
-                println!("{name} is already cached ({})", dir.display());
+                outln!("{name} is already cached ({})", dir.display());
             } else {
                 if *force && fetch::find_in(cache_dir).is_some() {
                     fetch::remove_in(cache_dir)?;
                 }
                 let dir = fetch::pull_in(cache_dir)?;
-                println!("pulled {name} into {}", dir.display());
+                outln!("pulled {name} into {}", dir.display());
             }
             Ok(Some(0))
         }
         ModelsCommand::Rm { name } if name == fetch::MODEL_NAME => {
             let freed = fetch::remove_in(cache_dir)?;
-            println!("removed {name} ({})", cache::format_size(freed));
+            outln!("removed {name} ({})", cache::format_size(freed));
             Ok(Some(0))
         }
         ModelsCommand::Verify { name } if name == fetch::MODEL_NAME => {
             let dir = fetch::verify_in(cache_dir)?;
-            println!(
+            outln!(
                 "{name}: ok ({} {}, {})",
                 fetch::PACKAGE,
                 fetch::VERSION,
@@ -172,7 +174,7 @@ fn default_name(dir: &Path) -> Result<String> {
 
 fn report_evicted(evicted: &[(String, u64)]) {
     for (name, bytes) in evicted {
-        println!(
+        outln!(
             "evicted {name} ({}) to stay under the cache size cap",
             cache::format_size(*bytes)
         );
@@ -199,14 +201,15 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         });
         let text =
             serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
-        println!("{text}");
+        outln!("{text}");
         return Ok(0);
     }
     if entries.is_empty() {
-        println!("no models in {}", cache_dir.display());
+        outln!("no models in {}", cache_dir.display());
         if let Some(line) = vad_weights_line(cache_dir) {
-            println!("{line}");
+            outln!("{line}");
         }
+        report_stale_temps(cache_dir);
         return Ok(0);
     }
     let rows: Vec<[String; 7]> = entries
@@ -248,7 +251,7 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
                 s.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(&header);
     for r in &rows {
@@ -258,18 +261,39 @@ fn list(cache_dir: &Path, json: bool) -> Result<i32> {
         Some((b, from)) => format!(", cap {} ({from})", cache::format_size(*b)),
         None => String::new(),
     };
-    println!(
+    outln!(
         "* default model. {} in {}{cap_text}",
         cache::format_size(total),
         cache_dir.display()
     );
     if let Some(line) = vad_weights_line(cache_dir) {
-        println!("{line}");
+        outln!("{line}");
     }
+    report_stale_temps(cache_dir);
     Ok(0)
 }
 
+/// `models list`'s last line when killed pulls left temporary directories behind.
+fn report_stale_temps(cache_dir: &Path) {
+    let (stale, stale_bytes) = cache::stale_temps(cache_dir, false);
+    if stale > 0 {
+        outln!(
+            "{stale} stale temporary download(s) from interrupted pulls ({}); `dattavani-asr \
+             models gc` removes them",
+            cache::format_size(stale_bytes)
+        );
+    }
+}
+
 fn gc(cache_dir: &Path, max_size: Option<&str>) -> Result<i32> {
+    // Leftovers of killed pulls go first, cap or no cap.
+    let (stale, stale_bytes) = cache::stale_temps(cache_dir, true);
+    if stale > 0 {
+        outln!(
+            "removed {stale} stale temporary download(s) ({})",
+            cache::format_size(stale_bytes)
+        );
+    }
     let Some((cap, from)) = cache::configured_cap(max_size)? else {
         return Err(Error::Usage(format!(
             "no cache size cap: give --max-size SIZE, set {}, or put \"{}\" in {}",
@@ -283,12 +307,12 @@ fn gc(cache_dir: &Path, max_size: Option<&str>) -> Result<i32> {
     };
     let r = cache::gc_in(cache_dir, cap, None)?;
     for (name, bytes) in &r.evicted {
-        println!("evicted {name} ({})", cache::format_size(*bytes));
+        outln!("evicted {name} ({})", cache::format_size(*bytes));
     }
     for name in &r.in_use {
-        println!("kept {name}: in use by a running process");
+        outln!("kept {name}: in use by a running process");
     }
-    println!(
+    outln!(
         "cache {} -> {} (cap {} from {from})",
         cache::format_size(r.before),
         cache::format_size(r.after),

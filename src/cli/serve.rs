@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 use dattavani_asr::server::{self, ServerConfig};
 use dattavani_asr::{Device, Error, Result};
 
+use super::stdout::outln;
+
 /// `--device` of `serve` (one worker each).
 #[derive(Clone, Copy, ValueEnum)]
 enum ServeDevice {
@@ -81,7 +83,7 @@ pub fn serve_command(args: ServeArgs) -> Result<i32> {
         |bound| {
             tracing::info!("listening on http://{bound}");
             // The bound address on stdout, for scripts that start on port 0.
-            println!("listening on http://{bound}");
+            outln!("listening on http://{bound}");
         },
         server::shutdown_signal(),
     ))?;

@@ -17,6 +17,8 @@ use dattavani_asr::{
 };
 
 use super::audio_input::AudioInputArgs;
+use super::checks;
+use super::stdout::{out, StdoutStream};
 use super::DtypeArg;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,17 +71,17 @@ pub struct TranscribeArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Spoken language (code such as en, de, fr), or `auto` to detect it (multilingual models).
+    /// Spoken language (code such as en, de, fr, or name such as English), or `auto` to detect it (multilingual models).
     #[arg(long, default_value = "auto")]
     language: String,
     /// Transcribe in the spoken language, or translate to English.
     #[arg(long, value_enum, default_value = "transcribe")]
     task: TaskArg,
     /// First temperature; 0 decodes deterministically (beam search or greedy).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Step added to the temperature on each fallback; 0 disables fallback.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     temperature_increment_on_fallback: f32,
     /// Candidates sampled at temperatures above 0.
     #[arg(long, default_value_t = 5)]
@@ -91,7 +93,7 @@ pub struct TranscribeArgs {
     #[arg(long)]
     patience: Option<f32>,
     /// Length penalty alpha for ranking candidates (default: plain length normalisation).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     length_penalty: Option<f32>,
     /// Comma-separated token ids never sampled; -1 means the checkpoint's non-speech list.
     #[arg(long, default_value = "-1", allow_hyphen_values = true)]
@@ -100,26 +102,28 @@ pub struct TranscribeArgs {
     #[arg(long)]
     initial_prompt: Option<String>,
     /// Feed each window's text to the next as a prompt.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     condition_on_previous_text: bool,
     /// Retry hotter when the text's gzip compression ratio is above this.
-    #[arg(long, default_value_t = 2.4)]
+    #[arg(long, default_value_t = 2.4, allow_negative_numbers = true)]
     compression_ratio_threshold: f32,
     /// Retry hotter when the average log-probability is below this.
     #[arg(long, default_value_t = -1.0, allow_hyphen_values = true)]
     logprob_threshold: f32,
     /// Treat a window as silence when <|nospeech|> is likelier than this (and the log-probability
     /// is below --logprob-threshold).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, allow_negative_numbers = true)]
     no_speech_threshold: f32,
     /// Plain text without timestamp tokens: consecutive 30-s windows, one segment each.
     #[arg(long)]
     without_timestamps: bool,
     /// Latest allowed first timestamp of a window, seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     max_initial_timestamp: f32,
     /// Seed of the sampler used at temperatures above 0.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+          value_parser = super::checks::parse_seed)]
     seed: u64,
     /// Word-level timestamps (in json: `words` per segment, with probabilities).
     #[arg(long)]
@@ -137,6 +141,8 @@ pub struct TranscribeArgs {
     /// Voice activity detection: `--vad` and its `--vad-*` options (src/cli/vad.rs).
     #[command(flatten)]
     vad: super::vad::VadArgs,
+    #[command(flatten)]
+    subtitles: super::subtitle_args::SubtitleArgs,
 }
 
 impl TranscribeArgs {
@@ -167,7 +173,7 @@ impl TranscribeArgs {
                 TaskArg::Transcribe => Task::Transcribe,
                 TaskArg::Translate => Task::Translate,
             },
-            language: (self.language != "auto").then(|| self.language.to_lowercase()),
+            language: super::checks::language_code(&self.language)?,
             beam_size: Some(self.beam_size),
             best_of: Some(self.best_of),
             patience: self.patience,
@@ -177,7 +183,7 @@ impl TranscribeArgs {
             max_initial_timestamp: Some(self.max_initial_timestamp),
             ..DecodeOptions::default()
         };
-        Ok(TranscribeOptions {
+        let options = TranscribeOptions {
             decode,
             temperature: self.temperature,
             temperature_increment_on_fallback: self.temperature_increment_on_fallback,
@@ -190,7 +196,9 @@ impl TranscribeArgs {
             word_timestamps: self.word_timestamps,
             weights_dtype: self.dtype.map(DtypeArg::dtype),
             batch_size: self.batch_size,
-        })
+        };
+        super::checks::check_options(&options, &self.model)?;
+        Ok(options)
     }
 }
 
@@ -218,20 +226,25 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         ));
     }
     let options = args.options()?;
+    let subtitles = args.subtitles.options(args.word_timestamps)?;
     let open = args.input.open_options()?;
-    // Reject what is not audio (missing files, /dev/zero, a video without a header we know)
-    // from its first bytes before the model is loaded; the other files still go on.
-    let mut failed = 0;
-    let mut files = Vec::with_capacity(args.files.len());
+    // Everything that can fail without the model fails before it is fetched.
+    if let Some(dir) = &args.output_dir {
+        checks::check_collisions(dir, &args.files, &formats)?;
+    }
+    // Missing and unreadable files, and what is not audio (/dev/zero, a video without a header
+    // we know) by its first bytes, are reported now; the other files still go on.
+    let (readable, mut failed) = checks::readable_inputs(&args.files);
+    let mut files = Vec::with_capacity(readable.len());
     let mut stdin_head = None;
-    for file in &args.files {
+    for file in readable {
         let checked = match (file.to_str(), open.raw) {
             (_, Some(_)) => Ok(()),
             (Some("-"), None) if stdin_head.is_none() => {
                 read_stdin_head().map(|head| stdin_head = Some(head))
             }
             (Some("-"), None) => Ok(()),
-            _ => sniff_file(file).map(|_| ()),
+            _ => sniff_file(&file).map(|_| ()),
         };
         match checked {
             Ok(()) => files.push(file),
@@ -243,6 +256,9 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     }
     if files.is_empty() {
         return Ok(1);
+    }
+    if let Some(dir) = &args.output_dir {
+        checks::prepare_output_dir(dir)?;
     }
     let vad_model = args.vad.load()?;
     let mut builder = Transcriber::builder()
@@ -256,7 +272,13 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         builder = builder.threads(n);
     }
     let mut transcriber = builder.build()?;
-    for file in files {
+    checks::check_suppress_tokens(
+        &transcriber.options().decode.suppress_tokens,
+        transcriber.dims().n_vocab,
+        "this model",
+    )?;
+    let mut stdout = StdoutStream::new(files.len());
+    for file in &files {
         let input = match (file.to_str(), stdin_head.take()) {
             (Some("-"), Some(head)) => Input::Stdin(head),
             (_, head) => {
@@ -267,23 +289,26 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         let vad = vad_model.as_ref().map(|m| (m, &args.vad));
         let result =
             transcribe_one(&mut transcriber, input, &open, quiet, vad).and_then(|(t, removed)| {
-                for &format in &formats {
-                    let mut rendered = output::render(&t, format);
-                    if let (OutputFormat::Json, Some(removed)) = (format, removed) {
-                        rendered = super::vad::json_with_vad(&rendered, removed, t.duration);
+                // With --vad, json gains the removed and kept durations.
+                let with_vad = |format: OutputFormat, text: String| match (format, removed) {
+                    (OutputFormat::Json, Some(removed)) => {
+                        super::vad::json_with_vad(&text, removed, t.duration)
                     }
+                    _ => text,
+                };
+                for &format in &formats {
                     match &args.output_dir {
                         Some(dir) => {
+                            let rendered =
+                                with_vad(format, output::render_with(&t, format, &subtitles));
                             let path = output::output_path(dir, output_name(file), format);
                             output::write_atomic(&path, rendered.as_bytes())?;
                             tracing::info!("{} -> {}", file.display(), path.display());
                         }
-                        None => {
-                            print!("{rendered}");
-                            if format == OutputFormat::Json {
-                                println!();
-                            }
-                        }
+                        None => out!(
+                            "{}",
+                            with_vad(format, stdout.render(&t, format, file, &subtitles))
+                        ),
                     }
                 }
                 Ok(())

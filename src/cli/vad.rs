@@ -134,10 +134,13 @@ pub fn json_with_vad(rendered: &str, removed_duration: f64, duration: f64) -> St
         round_ms(removed),
         round_ms((duration - removed).max(0.0))
     );
-    // The writer renders one JSON object: add the member before its closing brace.
-    match rendered.trim_end().strip_suffix('}') {
-        Some(body) if body.trim_end().ends_with('{') => format!("{body}{vad}}}"),
-        Some(body) => format!("{body},{vad}}}"),
+    // The writer renders one JSON object (a JSON line on stdout with several files): add the
+    // member before its closing brace, keeping what follows it.
+    let object = rendered.trim_end();
+    let tail = &rendered[object.len()..];
+    match object.strip_suffix('}') {
+        Some(body) if body.trim_end().ends_with('{') => format!("{body}{vad}}}{tail}"),
+        Some(body) => format!("{body},{vad}}}{tail}"),
         None => rendered.to_string(),
     }
 }

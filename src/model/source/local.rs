@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::model::cache::{self, Source};
 use crate::model::ct2::{self, Placement};
 use crate::model::names::{
-    cache_dir, is_complete, repo_cache_dir, repo_for, valid_local_name, write_ref, IMPORT_REV,
-    LOCAL_IMPORT_REV, REQUIRED_FILES,
+    cache_dir, is_complete, repo_cache_dir, repo_for, valid_local_name, valid_repo_id, write_ref,
+    IMPORT_REV, LOCAL_IMPORT_REV, REQUIRED_FILES,
 };
 use crate::model::ModelFiles;
 
@@ -58,9 +58,9 @@ pub fn import(ct2_dir: &Path, name: &str) -> Result<ModelFiles> {
 /// cache size cap is then enforced (the import itself is never evicted).
 pub fn import_in(dir: &Path, name: &str, cache: &Path) -> Result<ModelFiles> {
     let repo = match repo_for(name) {
-        Some(r) => r,
+        Some(r) if valid_repo_id(&r) => r,
         None if valid_local_name(name) => format!("local/{name}"),
-        None => {
+        _ => {
             return Err(Error::resolve(
                 name,
                 "cannot import under this name: use an alias, an org/name repo id, or letters, digits, '.', '-', '_'",

