@@ -9,6 +9,13 @@ const LOUD_PEAK: f32 = 100.0;
 /// The warning `samples` deserve, if any. `nonfinite` is how many NaN/infinite samples the
 /// decoder silenced (`total` decoded before that).
 pub(crate) fn level_warning(samples: &[f32], nonfinite: usize, total: usize) -> Option<String> {
+    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    warning_for(peak, nonfinite, total)
+}
+
+/// [`level_warning`] from a streamed decode's running figures: the peak magnitude of the finite
+/// samples, how many were NaN or infinite, and how many there were in all.
+pub(crate) fn warning_for(peak: f32, nonfinite: usize, total: usize) -> Option<String> {
     if total > 0 && nonfinite == total {
         return Some(format!(
             "every sample ({total}) is NaN or infinite: the file transcribes as silence"
@@ -19,7 +26,6 @@ pub(crate) fn level_warning(samples: &[f32], nonfinite: usize, total: usize) -> 
             "{nonfinite} of {total} samples are NaN or infinite (silenced)"
         ));
     }
-    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     (peak > LOUD_PEAK).then(|| {
         format!(
             "samples peak at {peak:.3e}, far outside [-1, 1] ({:.0} dB over full scale): float \

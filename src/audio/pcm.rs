@@ -69,6 +69,8 @@ pub(crate) struct PcmSource<R> {
     ended: bool,
     format: SourceFormat,
     damage: Option<String>,
+    /// NaN or infinite float samples met so far (converted to silence).
+    nonfinite: usize,
 }
 
 impl<R: Read + Send> PcmSource<R> {
@@ -84,6 +86,7 @@ impl<R: Read + Send> PcmSource<R> {
             ended: false,
             format,
             damage: None,
+            nonfinite: 0,
         }
     }
 
@@ -136,6 +139,10 @@ impl<R: Read + Send> FrameSource for PcmSource<R> {
         self.damage.as_deref()
     }
 
+    fn nonfinite(&self) -> usize {
+        self.nonfinite
+    }
+
     /// Returns the whole frames the next `read` brings (at least one), so that a live stream
     /// (a microphone through a pipe) is handed on as it arrives, not when a block is full.
     fn next_block(&mut self, out: &mut Vec<f32>) -> Result<bool, String> {
@@ -146,6 +153,10 @@ impl<R: Read + Send> FrameSource for PcmSource<R> {
         loop {
             if self.have >= block {
                 let frames = self.have / block;
+                if matches!(self.kind, SampleKind::F32 | SampleKind::F64) {
+                    let data = &self.bytes[..frames * block];
+                    self.nonfinite += super::levels::count_nonfinite(data, self.container);
+                }
                 out.reserve(frames * self.channels);
                 for i in 0..frames * self.channels {
                     out.push(sample_at(&self.bytes, i * self.container, self.kind));

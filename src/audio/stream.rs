@@ -38,6 +38,10 @@ pub(crate) trait FrameSource: Send {
     fn next_block(&mut self, out: &mut Vec<f32>) -> std::result::Result<bool, String>;
     /// Why the input was only partly readable (truncated, damaged packets), if it was.
     fn damage(&self) -> Option<&str>;
+    /// NaN or infinite samples the source itself turned into silence while decoding.
+    fn nonfinite(&self) -> usize {
+        0
+    }
 }
 
 /// How to open an input.
@@ -268,6 +272,10 @@ pub struct AudioStream {
     samples_out: u64,
     finished: bool,
     warned: bool,
+    /// Running level figures of the decoded samples, for `levels::warning_for` at the end.
+    peak: f32,
+    nonfinite: usize,
+    samples_in: usize,
 }
 
 impl AudioStream {
@@ -308,6 +316,9 @@ impl AudioStream {
             samples_out: 0,
             finished: false,
             warned: false,
+            peak: 0.0,
+            nonfinite: 0,
+            samples_in: 0,
         })
     }
 
@@ -342,6 +353,7 @@ impl AudioStream {
             let out = if more {
                 let ch = self.source.format().channels.max(1) as usize;
                 self.frames_in += (self.block.len() / ch) as u64;
+                self.check_levels();
                 let mono = mix_to_mono(&self.block, ch);
                 match self.resampler.as_mut() {
                     None => mono,
@@ -379,6 +391,25 @@ impl AudioStream {
             self.warned = true;
             if let Some(d) = self.source.damage() {
                 tracing::warn!("{}: {d}", self.name.display());
+            }
+            let nonfinite = self.nonfinite + self.source.nonfinite();
+            let levels = super::levels::warning_for(self.peak, nonfinite, self.samples_in);
+            if let Some(w) = levels {
+                tracing::warn!("{}: {w}", self.name.display());
+            }
+        }
+    }
+
+    /// Silences NaN and infinite samples of the block just decoded (as the whole-file reader
+    /// does) and keeps the running peak, for the level warning at the end.
+    fn check_levels(&mut self) {
+        self.samples_in += self.block.len();
+        for x in &mut self.block {
+            if x.is_finite() {
+                self.peak = self.peak.max(x.abs());
+            } else {
+                *x = 0.0;
+                self.nonfinite += 1;
             }
         }
     }
