@@ -27,12 +27,15 @@
 //! check names the file and the command that repairs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::names::{self, lock_path, repo_of_dir_name};
+use crate::progress::{Progress, ProgressUnit};
 // Names and checks by the paths callers have always used.
 use crate::model::integrity::{blob_sha256, stat_weights};
 pub use crate::model::integrity::{check_whisper_dir, read_header, sha256_file, HeaderInfo};
@@ -463,11 +466,9 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
         None => fresh_meta(&repo, &snapshot, false)?,
     };
     let (len, mtime) = stat_weights(&weights)?;
-    let bar = progress.then(|| byte_bar(len, &format!("verifying {name}")));
+    let bar = progress.then(|| ByteProgress::begin(len, &format!("verifying {name}")));
     let sha = sha256_file(&weights, bar.as_ref())?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    drop(bar);
     if let Some(expected) = meta.sha256.as_deref().filter(|e| *e != sha) {
         return Err(Error::model(
             &weights,
@@ -485,47 +486,74 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
     Ok(meta)
 }
 
-/// Whether downloads, imports and verification may draw progress bars (`--quiet` turns them
-/// off; see [`set_progress_bars`]).
-static PROGRESS_BARS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// Where downloads, imports and verification report their bytes (see [`set_progress`]).
+static PROGRESS: std::sync::RwLock<Option<Arc<dyn Progress>>> = std::sync::RwLock::new(None);
 
-/// Allows or forbids the progress bars of downloads, conversions and verification in this
-/// process (the CLI forbids them with `--quiet`). Even allowed, they are drawn only on a
-/// terminal.
-pub fn set_progress_bars(on: bool) {
-    PROGRESS_BARS.store(on, std::sync::atomic::Ordering::Relaxed);
+/// Sends the progress of downloads, conversions and verification in this process to `sink`
+/// (`None`, the default: nowhere). The CLI installs terminal bars unless `--quiet`.
+pub fn set_progress(sink: Option<Arc<dyn Progress>>) {
+    *PROGRESS.write().unwrap_or_else(|e| e.into_inner()) = sink;
 }
 
-/// Progress bars are allowed and stderr is a terminal.
-pub fn progress_bars() -> bool {
-    use std::io::IsTerminal;
-    PROGRESS_BARS.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
+/// One piece of byte-counted work reported to the sink of [`set_progress`]; ends (`finish`) when
+/// dropped.
+pub struct ByteProgress {
+    sink: Option<Arc<dyn Progress>>,
+    position: AtomicU64,
 }
 
-/// A progress bar with bytes and rate, drawn on stderr only when [`progress_bars`] allows.
-pub fn byte_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
-    let bar = if progress_bars() {
-        indicatif::ProgressBar::new(len)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    set_byte_style(&bar, len);
-    bar.set_message(msg.to_string());
-    bar
-}
-
-/// Gives `bar` a total of `len` bytes, or, for 0 (not known yet), a spinner with the bytes so
-/// far and the rate.
-pub fn set_byte_style(bar: &indicatif::ProgressBar, len: u64) {
-    let template = if len > 0 {
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
-    } else {
-        "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}"
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+impl ByteProgress {
+    /// Starts reporting `label` with a total of `len` bytes (0: not known yet).
+    pub fn begin(len: u64, label: &str) -> Self {
+        let sink = PROGRESS.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(s) = &sink {
+            s.begin(label, (len > 0).then_some(len), ProgressUnit::Bytes);
+        }
+        ByteProgress {
+            sink,
+            position: AtomicU64::new(0),
+        }
     }
-    bar.set_length(len);
+
+    /// Reports nowhere.
+    pub fn hidden() -> Self {
+        ByteProgress {
+            sink: None,
+            position: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_length(&self, len: u64) {
+        if let Some(s) = &self.sink {
+            s.set_total(len);
+        }
+    }
+
+    pub fn set_position(&self, done: u64) {
+        self.position.store(done, Ordering::Relaxed);
+        if let Some(s) = &self.sink {
+            s.set_position(done);
+        }
+    }
+
+    pub fn inc(&self, n: u64) {
+        let done = self.position.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(s) = &self.sink {
+            s.set_position(done);
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ByteProgress {
+    fn drop(&mut self) {
+        if let Some(s) = &self.sink {
+            s.finish();
+        }
+    }
 }
 
 // ---------------------------------------------------------------- list, rm, gc
