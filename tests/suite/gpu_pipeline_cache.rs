@@ -6,12 +6,12 @@
 //! (lavapipe in CI; see tests/common/gpu.rs for the skip rule). A backend without pipeline caches
 //! (anything but Vulkan) must leave the directory empty.
 
-#[path = "common/models.rs"]
+#[path = "../common/models.rs"]
 mod models;
 
-#[path = "common/gpu.rs"]
+#[path = "../common/gpu.rs"]
 mod gpu_adapter;
-#[path = "common/npy.rs"]
+#[path = "../common/npy.rs"]
 mod npy;
 
 use std::path::Path;

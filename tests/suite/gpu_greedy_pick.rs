@@ -4,7 +4,7 @@
 use dattavani_asr::testing::backend::gpu::kernels::{KernelConfig, Kernels};
 use dattavani_asr::testing::backend::masked_argmax;
 
-#[path = "common/gpu.rs"]
+#[path = "../common/gpu.rs"]
 mod gpu_adapter;
 use gpu_adapter::gpu;
 

@@ -1,6 +1,6 @@
 //! Log-mel spectrogram against OpenAI Whisper's reference output and librosa's filterbank.
 
-#[path = "common/npy.rs"]
+#[path = "../common/npy.rs"]
 mod npy;
 
 use std::path::Path;

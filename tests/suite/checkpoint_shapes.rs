@@ -8,10 +8,10 @@
 //! GPU int8 path (quantizer, packing, scales in the matmul epilogue and the embedding gather)
 //! against the CPU on the very weights it dequantizes to.
 
-#[path = "common/models.rs"]
+#[path = "../common/models.rs"]
 mod models;
 
-#[path = "common/gpu.rs"]
+#[path = "../common/gpu.rs"]
 mod gpu_adapter;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The model cache: metadata, integrity checks, locks, list/rm/gc, and the `models` CLI, on
 //! small synthetic checkpoints in temporary caches (no network).
 
-#[path = "common/synth.rs"]
+#[path = "../common/synth.rs"]
 mod synth;
 
 use std::path::{Path, PathBuf};

@@ -4,12 +4,12 @@
 //! every linear layer. Skips (see tests/common/gpu.rs) without an adapter, and says so on one
 //! without timestamp queries inside passes.
 
-#[path = "common/models.rs"]
+#[path = "../common/models.rs"]
 mod models;
 
-#[path = "common/gpu.rs"]
+#[path = "../common/gpu.rs"]
 mod gpu_adapter;
-#[path = "common/npy.rs"]
+#[path = "../common/npy.rs"]
 mod npy;
 
 use dattavani_asr::testing::backend::gpu::{
