@@ -27,21 +27,19 @@
 //! check names the file and the command that repairs it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::names::{self, lock_path, repo_of_dir_name};
-use crate::progress::{Progress, ProgressUnit};
 // Names and checks by the paths callers have always used.
 use crate::model::integrity::{blob_sha256, stat_weights};
 pub use crate::model::integrity::{check_whisper_dir, read_header, sha256_file, HeaderInfo};
 pub(crate) use crate::model::locks::try_lock_unused;
 pub use crate::model::locks::{lock_pull, lock_use, UseLock};
 pub use crate::model::names::{name_of, repo_of};
+pub use crate::model::progress::{set_progress, ByteProgress};
 
 /// The metadata file, one per checkpoint, in the repo directory.
 pub const META_FILE: &str = "dattavani.json";
@@ -484,76 +482,6 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
     meta.size_bytes = dir_size(&rd);
     write_meta(&rd, &meta)?;
     Ok(meta)
-}
-
-/// Where downloads, imports and verification report their bytes (see [`set_progress`]).
-static PROGRESS: std::sync::RwLock<Option<Arc<dyn Progress>>> = std::sync::RwLock::new(None);
-
-/// Sends the progress of downloads, conversions and verification in this process to `sink`
-/// (`None`, the default: nowhere). The CLI installs terminal bars unless `--quiet`.
-pub fn set_progress(sink: Option<Arc<dyn Progress>>) {
-    *PROGRESS.write().unwrap_or_else(|e| e.into_inner()) = sink;
-}
-
-/// One piece of byte-counted work reported to the sink of [`set_progress`]; ends (`finish`) when
-/// dropped.
-pub struct ByteProgress {
-    sink: Option<Arc<dyn Progress>>,
-    position: AtomicU64,
-}
-
-impl ByteProgress {
-    /// Starts reporting `label` with a total of `len` bytes (0: not known yet).
-    pub fn begin(len: u64, label: &str) -> Self {
-        let sink = PROGRESS.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(s) = &sink {
-            s.begin(label, (len > 0).then_some(len), ProgressUnit::Bytes);
-        }
-        ByteProgress {
-            sink,
-            position: AtomicU64::new(0),
-        }
-    }
-
-    /// Reports nowhere.
-    pub fn hidden() -> Self {
-        ByteProgress {
-            sink: None,
-            position: AtomicU64::new(0),
-        }
-    }
-
-    pub fn set_length(&self, len: u64) {
-        if let Some(s) = &self.sink {
-            s.set_total(len);
-        }
-    }
-
-    pub fn set_position(&self, done: u64) {
-        self.position.store(done, Ordering::Relaxed);
-        if let Some(s) = &self.sink {
-            s.set_position(done);
-        }
-    }
-
-    pub fn inc(&self, n: u64) {
-        let done = self.position.fetch_add(n, Ordering::Relaxed) + n;
-        if let Some(s) = &self.sink {
-            s.set_position(done);
-        }
-    }
-
-    pub fn position(&self) -> u64 {
-        self.position.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for ByteProgress {
-    fn drop(&mut self) {
-        if let Some(s) = &self.sink {
-            s.finish();
-        }
-    }
 }
 
 // ---------------------------------------------------------------- list, rm, gc
