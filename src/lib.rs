@@ -102,7 +102,7 @@ pub mod devices {
 pub mod models {
     pub use crate::model::cache::{
         config_file, configured_cap, format_size, format_time, gc_in, list_in, remove_in,
-        set_progress_bars, verify_in, Entry, GcReport, Meta, CONFIG_KEY, MAX_SIZE_ENV,
+        set_progress, verify_in, Entry, GcReport, Meta, CONFIG_KEY, MAX_SIZE_ENV,
     };
     #[cfg(feature = "hub")]
     pub use crate::model::hub::{cache_dir, import_in, pull_in, Resolved};

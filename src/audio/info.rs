@@ -28,11 +28,11 @@ pub struct AudioInfo {
     pub peak_dbfs: Option<f64>,
     /// RMS over all channels, dBFS (a full-scale sine is -3.01 dBFS).
     pub rms_dbfs: Option<f64>,
-    /// Share of samples (all channels) at or above [`CLIP_LEVEL`] in magnitude, 0..1.
+    /// Share of samples (all channels) at or above `CLIP_LEVEL` in magnitude, 0..1.
     pub clipped_share: f64,
     /// Mean sample value over all channels (full scale = 1).
     pub dc_offset: f64,
-    /// Longest run of 10-ms blocks of the mono mix under [`SILENCE_DBFS`], seconds.
+    /// Longest run of 10-ms blocks of the mono mix under `SILENCE_DBFS`, seconds.
     pub longest_silence_s: f64,
     /// Set when the stream was only partly readable (truncated, damaged packets).
     pub warning: Option<String>,

@@ -108,7 +108,7 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
     a
 }
 
-/// Resample a mono stream incrementally, with output identical to [`resample`] on the whole
+/// Resample a mono stream incrementally, with output identical to `resample` on the whole
 /// stream: the same resampler fed the same zero-padded input in the same 1024-frame chunks
 /// (which is what `process_all` does), the same frames dropped at the start, and
 /// `round(len * to / from)` frames in all.

@@ -52,7 +52,7 @@ impl Container {
     }
 }
 
-/// Identify `head` (the first up-to-[`SNIFF_LEN`] bytes). The error is a one-line description
+/// Identify `head` (the first up-to-`SNIFF_LEN` bytes). The error is a one-line description
 /// of what the bytes look like instead, without the file name.
 pub fn sniff(head: &[u8]) -> Result<Container, String> {
     if head.is_empty() {

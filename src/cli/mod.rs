@@ -96,7 +96,7 @@ fn init_logging(quiet: bool) {
 pub fn run(cli: Cli) -> Result<i32> {
     init_logging(cli.quiet);
     // Download, conversion and verification bars follow the transcription bar's rule.
-    dattavani_asr::models::set_progress_bars(!cli.quiet);
+    models::install_progress_bars(!cli.quiet);
     match cli.command {
         Command::Transcribe(args) => transcribe::transcribe_command(args, cli.quiet),
         Command::Info(args) => info::info_command(args),

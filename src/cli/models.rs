@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use dattavani_asr::models::{self as cache, self as hub};
+use dattavani_asr::progress::{Progress, ProgressUnit};
 use dattavani_asr::{Error, Result};
 
 use super::stdout::outln;
@@ -322,4 +323,68 @@ fn gc(cache_dir: &Path, max_size: Option<&str>) -> Result<i32> {
         eprintln!("warning: still over the cap: the remaining checkpoints are in use");
     }
     Ok(0)
+}
+
+/// Sends the model layer's byte counts (downloads, conversions, verification) to terminal bars
+/// on stderr, unless `on` is false (`--quiet`) or stderr is not a terminal.
+pub fn install_progress_bars(on: bool) {
+    use std::io::IsTerminal;
+    if on && std::io::stderr().is_terminal() {
+        cache::set_progress(Some(std::sync::Arc::new(ByteBars::default())));
+    }
+}
+
+/// indicatif bars with bytes and rate; a spinner while the total is unknown.
+#[derive(Default)]
+struct ByteBars {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl ByteBars {
+    fn with_bar(&self, f: impl FnOnce(&indicatif::ProgressBar)) {
+        if let Some(b) = &*self.bar.lock().unwrap_or_else(|e| e.into_inner()) {
+            f(b);
+        }
+    }
+}
+
+/// Gives `bar` a total of `len` bytes, or, for 0 (not known yet), a spinner with the bytes so
+/// far and the rate.
+fn set_byte_style(bar: &indicatif::ProgressBar, len: u64) {
+    let template = if len > 0 {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+    } else {
+        "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_length(len);
+}
+
+impl Progress for ByteBars {
+    fn begin(&self, label: &str, total: Option<u64>, _unit: ProgressUnit) {
+        let len = total.unwrap_or(0);
+        let bar = indicatif::ProgressBar::new(len);
+        set_byte_style(&bar, len);
+        bar.set_message(label.to_string());
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+    fn set_total(&self, total: u64) {
+        self.with_bar(|b| set_byte_style(b, total));
+    }
+    fn set_position(&self, done: u64) {
+        self.with_bar(|b| {
+            b.set_position(done);
+            // A spinner turns on each report, as it did when pip's bytes are polled.
+            if b.length() == Some(0) {
+                b.tick();
+            }
+        });
+    }
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
 }

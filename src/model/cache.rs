@@ -39,6 +39,7 @@ pub use crate::model::integrity::{check_whisper_dir, read_header, sha256_file, H
 pub(crate) use crate::model::locks::try_lock_unused;
 pub use crate::model::locks::{lock_pull, lock_use, UseLock};
 pub use crate::model::names::{name_of, repo_of};
+pub use crate::model::progress::{set_progress, ByteProgress};
 
 /// The metadata file, one per checkpoint, in the repo directory.
 pub const META_FILE: &str = "dattavani.json";
@@ -463,11 +464,9 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
         None => fresh_meta(&repo, &snapshot, false)?,
     };
     let (len, mtime) = stat_weights(&weights)?;
-    let bar = progress.then(|| byte_bar(len, &format!("verifying {name}")));
+    let bar = progress.then(|| ByteProgress::begin(len, &format!("verifying {name}")));
     let sha = sha256_file(&weights, bar.as_ref())?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    drop(bar);
     if let Some(expected) = meta.sha256.as_deref().filter(|e| *e != sha) {
         return Err(Error::model(
             &weights,
@@ -483,49 +482,6 @@ pub fn verify_in(cache: &Path, name: &str, progress: bool) -> Result<Meta> {
     meta.size_bytes = dir_size(&rd);
     write_meta(&rd, &meta)?;
     Ok(meta)
-}
-
-/// Whether downloads, imports and verification may draw progress bars (`--quiet` turns them
-/// off; see [`set_progress_bars`]).
-static PROGRESS_BARS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Allows or forbids the progress bars of downloads, conversions and verification in this
-/// process (the CLI forbids them with `--quiet`). Even allowed, they are drawn only on a
-/// terminal.
-pub fn set_progress_bars(on: bool) {
-    PROGRESS_BARS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Progress bars are allowed and stderr is a terminal.
-pub fn progress_bars() -> bool {
-    use std::io::IsTerminal;
-    PROGRESS_BARS.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
-}
-
-/// A progress bar with bytes and rate, drawn on stderr only when [`progress_bars`] allows.
-pub fn byte_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
-    let bar = if progress_bars() {
-        indicatif::ProgressBar::new(len)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    set_byte_style(&bar, len);
-    bar.set_message(msg.to_string());
-    bar
-}
-
-/// Gives `bar` a total of `len` bytes, or, for 0 (not known yet), a spinner with the bytes so
-/// far and the rate.
-pub fn set_byte_style(bar: &indicatif::ProgressBar, len: u64) {
-    let template = if len > 0 {
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
-    } else {
-        "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}"
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_length(len);
 }
 
 // ---------------------------------------------------------------- list, rm, gc

@@ -10,7 +10,10 @@ use std::time::UNIX_EPOCH;
 use crate::error::{Error, Result};
 
 /// sha256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<String> {
+pub fn sha256_file(
+    path: &Path,
+    progress: Option<&crate::model::cache::ByteProgress>,
+) -> Result<String> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];

@@ -17,6 +17,7 @@ pub mod hub;
 pub mod integrity;
 pub mod locks;
 pub mod names;
+pub mod progress;
 pub mod quant;
 pub mod schema;
 pub mod source;

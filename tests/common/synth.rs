@@ -1,6 +1,6 @@
 //! Synthetic Whisper checkpoints for tests: a CTranslate2 `model.bin` writer and a tiny
-//! Whisper-shaped model (d_model 8, one layer each side), shared by tests/model_import.rs and
-//! tests/models_cache.rs.
+//! Whisper-shaped model (d_model 8, one layer each side), shared by tests/suite/model_import.rs and
+//! tests/suite/models_cache.rs.
 //!
 //! Use with `#[path = "common/synth.rs"] mod synth;`.
 

@@ -1,6 +1,6 @@
 //! Row argmax against `ops::argmax`. Kernel: `src/backend/gpu/kernels/argmax.rs`,
 //! `shaders/argmax.wgsl`; twin: `src/backend/cpu/ops/argmax.rs`. The greedy pick:
-//! `tests/gpu_greedy_pick.rs`.
+//! `tests/suite/gpu_greedy_pick.rs`.
 
 use super::*;
 

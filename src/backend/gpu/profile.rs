@@ -66,6 +66,12 @@ pub(crate) struct Work {
     pub bytes: f64,
 }
 
+impl Work {
+    pub(crate) const fn new(flops: f64, bytes: f64) -> Self {
+        Work { flops, bytes }
+    }
+}
+
 /// A kernel's label in the profile.
 #[derive(Clone, Debug)]
 pub(crate) struct KernelTag {

@@ -303,7 +303,7 @@ pub fn convert(ct2_dir: &Path, out_dir: &Path) -> Result<()> {
         &parts,
         out_dir,
         &source,
-        &indicatif::ProgressBar::hidden(),
+        &crate::model::cache::ByteProgress::hidden(),
     )?;
     match place_dir(tmp, out_dir, Placement::KeepExisting)? {
         true => Ok(()),
@@ -322,7 +322,7 @@ pub(crate) fn convert_to_temp(
     parts: &[PathBuf],
     dest: &Path,
     source: &str,
-    progress: &indicatif::ProgressBar,
+    progress: &crate::model::cache::ByteProgress,
 ) -> Result<tempfile::TempDir> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -379,7 +379,7 @@ fn write_hf(
     parts: &[PathBuf],
     out: &Path,
     source: &str,
-    progress: &indicatif::ProgressBar,
+    progress: &crate::model::cache::ByteProgress,
 ) -> Result<()> {
     // The model first: a truncated or incomplete model.bin is the more telling error.
     let model = Ct2Model::open_parts_with_progress(parts, Some(progress))?;

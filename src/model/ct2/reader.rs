@@ -148,7 +148,7 @@ struct Stream<'a> {
     total: u64,
     label: &'a Path,
     /// Advanced to `pos` after each read.
-    progress: Option<&'a indicatif::ProgressBar>,
+    progress: Option<&'a crate::model::cache::ByteProgress>,
 }
 
 impl Stream<'_> {
@@ -234,7 +234,7 @@ impl Ct2Model {
     /// `open_parts`, moving `progress` to the bytes read (its length set to their total).
     pub fn open_parts_with_progress(
         parts: &[PathBuf],
-        progress: Option<&indicatif::ProgressBar>,
+        progress: Option<&crate::model::cache::ByteProgress>,
     ) -> Result<Self> {
         if parts.is_empty() {
             return Err(Error::Internal(
@@ -282,7 +282,7 @@ impl Ct2Model {
         label: &'a Path,
         inner: Box<dyn Read + 'a>,
         total: u64,
-        progress: Option<&'a indicatif::ProgressBar>,
+        progress: Option<&'a crate::model::cache::ByteProgress>,
     ) -> Result<Self> {
         let mut s = Stream {
             inner,

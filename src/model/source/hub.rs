@@ -1,5 +1,9 @@
 //! The Hugging Face hub: downloading a checkpoint's files into the cache with hf-hub, after a
 //! quick reachability probe so that an offline machine fails fast.
+//!
+//! Without the `hub` feature only the error saying so is reachable; the probe and its helpers
+//! stay compiled (they hold no hf-hub types) but unused.
+#![cfg_attr(not(feature = "hub"), allow(dead_code, unused_imports))]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -157,17 +161,17 @@ pub(crate) fn download_from_hub(
     Ok(dir)
 }
 
-/// hf-hub's download hook drawing `cache::byte_bar` (the style of every byte count here).
+/// hf-hub's download hook reporting to [`cache::set_progress`]'s sink.
 #[cfg(feature = "hub")]
 #[derive(Default)]
 struct HubProgress {
-    bar: Option<indicatif::ProgressBar>,
+    bar: Option<cache::ByteProgress>,
 }
 
 #[cfg(feature = "hub")]
 impl hf_hub::api::Progress for HubProgress {
     fn init(&mut self, size: usize, filename: &str) {
-        self.bar = Some(cache::byte_bar(size as u64, filename));
+        self.bar = Some(cache::ByteProgress::begin(size as u64, filename));
     }
 
     fn update(&mut self, size: usize) {
@@ -177,8 +181,6 @@ impl hf_hub::api::Progress for HubProgress {
     }
 
     fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
+        self.bar = None;
     }
 }

@@ -90,7 +90,7 @@ pub(crate) fn import_locked(
     let started = Instant::now();
     let (rev, source, tmp) = if let Ok(parts) = ct2::model_bin_parts(src) {
         let dest = repo_dir.join("snapshots").join(IMPORT_REV);
-        let bar = cache::byte_bar(ct2::parts_len(&parts), &format!("converting {name}"));
+        let bar = cache::ByteProgress::begin(ct2::parts_len(&parts), &format!("converting {name}"));
         let tmp = ct2::convert_to_temp(
             src,
             &parts,
@@ -98,7 +98,7 @@ pub(crate) fn import_locked(
             &format!("CTranslate2 {}", src.display()),
             &bar,
         );
-        bar.finish_and_clear();
+        drop(bar);
         let tmp = tmp?;
         (IMPORT_REV, Source::Ctranslate2Import, tmp)
     } else if is_complete(src) {

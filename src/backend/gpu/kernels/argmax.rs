@@ -2,7 +2,7 @@
 //! `shaders/argmax.wgsl`.
 //!
 //! CPU twins: `backend/cpu/ops/argmax.rs` (`ops::argmax`) and `backend::masked_argmax`. Tests:
-//! `tests/kernels_vs_cpu/argmax.rs`, `tests/gpu_greedy_pick.rs`.
+//! `tests/kernels_vs_cpu/argmax.rs`, `tests/suite/gpu_greedy_pick.rs`.
 
 use crate::error::Result;
 
@@ -63,10 +63,7 @@ impl Kernels {
             ..Default::default()
         };
         let p = self.param(&params)?;
-        let work = Work {
-            flops: 0.0,
-            bytes: 4.0 * n as f64 * rows as f64,
-        };
+        let work = Work::new(0.0, 4.0 * n as f64 * rows as f64);
         self.dispatch(
             pass,
             &self.argmax.argmax,
@@ -100,10 +97,7 @@ impl Kernels {
         };
         let p = self.param(&params)?;
         // The logits and their suppression bits.
-        let work = Work {
-            flops: 0.0,
-            bytes: 4.0 * n as f64 + n as f64 / 8.0,
-        };
+        let work = Work::new(0.0, 4.0 * n as f64 + n as f64 / 8.0);
         self.dispatch(
             pass,
             &self.argmax.greedy_pick,

@@ -44,10 +44,10 @@ impl AttentionParams {
         } else {
             n_q * n_kv
         };
-        Work {
-            flops: seqs * 4.0 * pairs * d,
-            bytes: seqs * 4.0 * (2.0 * n_q * d + 2.0 * n_kv * d),
-        }
+        Work::new(
+            seqs * 4.0 * pairs * d,
+            seqs * 4.0 * (2.0 * n_q * d + 2.0 * n_kv * d),
+        )
     }
 }
 

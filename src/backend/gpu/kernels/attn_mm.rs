@@ -38,10 +38,10 @@ impl AttnMmParams {
             4.0 * self.d4 as f64,
             n_head as f64,
         );
-        Work {
-            flops: 2.0 * rows * n_kv * d,
-            bytes: 4.0 * (rows * d + n_kv * d + heads * rows * n_kv),
-        }
+        Work::new(
+            2.0 * rows * n_kv * d,
+            4.0 * (rows * d + n_kv * d + heads * rows * n_kv),
+        )
     }
 }
 

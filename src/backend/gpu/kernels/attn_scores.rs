@@ -28,20 +28,21 @@ super::wgsl_params! {
 impl AttnScoresParams {
     fn work(&self) -> Work {
         let (n_q, n_kv, hd) = (self.n_q as f64, self.n_kv as f64, HEAD_DIM as f64);
-        Work {
-            flops: 2.0 * n_q * n_kv * hd,
-            bytes: 4.0 * (n_q * hd + n_kv * hd + n_q * n_kv),
-        }
+        Work::new(
+            2.0 * n_q * n_kv * hd,
+            4.0 * (n_q * hd + n_kv * hd + n_q * n_kv),
+        )
     }
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
-    let m = b.module(
+    b.single(
         "attn_scores",
         &[("AT_HD4", (HEAD_DIM / 4) as u32)],
         AttnScoresParams::SHADER,
-    );
-    b.pipeline(&m, "attn_scores", &b.layouts.ro3_rw)
+        "attn_scores",
+        &b.layouts.ro3_rw,
+    )
 }
 
 impl Kernels {

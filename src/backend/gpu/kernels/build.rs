@@ -156,6 +156,18 @@ impl<'a> Builder<'a> {
         p
     }
 
+    /// The one pipeline of a single-entry family: entry `entry` of `src` with `consts`.
+    pub fn single(
+        &self,
+        label: &'static str,
+        consts: &[(&str, u32)],
+        src: &str,
+        entry: &'static str,
+        layout: &wgpu::BindGroupLayout,
+    ) -> wgpu::ComputePipeline {
+        self.pipeline(&self.module(label, consts, src), entry, layout)
+    }
+
     /// Every pipeline created, with its profile tag.
     pub fn into_tags(self) -> Vec<(wgpu::ComputePipeline, KernelTag)> {
         self.tags.into_inner()

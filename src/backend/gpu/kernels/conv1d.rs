@@ -25,16 +25,16 @@ impl Conv1dParams {
     fn work(&self) -> Work {
         let [c_in, t_in, c_out, t_out] =
             [self.c_in, self.t_in, self.c_out, self.t_out].map(f64::from);
-        Work {
-            flops: 2.0 * 3.0 * c_in * c_out * t_out,
-            bytes: 4.0 * (c_in * t_in + 3.0 * c_in * c_out + c_out + t_out * c_out),
-        }
+        Work::new(
+            2.0 * 3.0 * c_in * c_out * t_out,
+            4.0 * (c_in * t_in + 3.0 * c_in * c_out + c_out + t_out * c_out),
+        )
     }
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
     let c = b.config;
-    let m = b.module(
+    b.single(
         "conv1d",
         &[
             ("CV_WG_X", c.conv_wg.0),
@@ -43,8 +43,9 @@ pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
             ("CV_TC", c.conv_tc),
         ],
         Conv1dParams::SHADER,
-    );
-    b.pipeline(&m, "conv1d_k3", &b.layouts.ro3_rw)
+        "conv1d_k3",
+        &b.layouts.ro3_rw,
+    )
 }
 
 impl Kernels {

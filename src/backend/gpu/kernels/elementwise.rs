@@ -33,10 +33,7 @@ impl ElementwiseParams {
     /// `bytes_per_value` read and written per value, `flops_per_value` computed.
     fn work(&self, flops_per_value: f64, bytes_per_value: f64) -> Work {
         let n = self.n as f64;
-        Work {
-            flops: flops_per_value * n,
-            bytes: bytes_per_value * n,
-        }
+        Work::new(flops_per_value * n, bytes_per_value * n)
     }
 }
 

@@ -32,10 +32,7 @@ impl EmbedParams {
     /// A table row, a position row and an output row per token.
     fn work(&self) -> Work {
         let (n_tok, d) = (self.n_tok as f64, self.d as f64);
-        Work {
-            flops: n_tok * d,
-            bytes: 4.0 * (n_tok + 3.0 * n_tok * d),
-        }
+        Work::new(n_tok * d, 4.0 * (n_tok + 3.0 * n_tok * d))
     }
 }
 

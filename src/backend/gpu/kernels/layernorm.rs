@@ -27,20 +27,18 @@ impl LayerNormParams {
     /// Each value read and written once, ~8 operations per value.
     fn work(&self) -> Work {
         let v = self.rows as f64 * self.cols as f64;
-        Work {
-            flops: 8.0 * v,
-            bytes: 8.0 * v,
-        }
+        Work::new(8.0 * v, 8.0 * v)
     }
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
-    let m = b.module(
+    b.single(
         "layernorm",
         &[("LN_WG", b.config.layernorm_wg)],
         LayerNormParams::SHADER,
-    );
-    b.pipeline(&m, "layer_norm", &b.layouts.ro3_rw)
+        "layer_norm",
+        &b.layouts.ro3_rw,
+    )
 }
 
 impl Kernels {

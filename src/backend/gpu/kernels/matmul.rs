@@ -39,10 +39,10 @@ impl MatmulParams {
     fn work(&self, weight_bytes: f64) -> Work {
         let (m, rows, k) = (self.m as f64, self.n as f64, 4.0 * self.k4 as f64);
         let bias = if self.flags & 1 != 0 { rows * 4.0 } else { 0.0 };
-        Work {
-            flops: 2.0 * m * rows * k,
-            bytes: rows * k * weight_bytes + m * k * 4.0 + m * rows * 4.0 + bias,
-        }
+        Work::new(
+            2.0 * m * rows * k,
+            rows * k * weight_bytes + m * k * 4.0 + m * rows * 4.0 + bias,
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! log10 with the running maximum, and the normalised output blocks. The DFT and the filter bank
 //! run on `matmul`; `backend/gpu/mel.rs` chains them (`GpuMel`).
 //!
-//! CPU twin: `src/mel.rs` (`log_mel_spectrogram`). Test: `tests/gpu_mel.rs`.
+//! CPU twin: `src/mel.rs` (`log_mel_spectrogram`). Test: `tests/suite/gpu_mel.rs`.
 
 use crate::error::{Error, Result};
 use crate::mel::N_FFT;
@@ -123,10 +123,7 @@ impl Kernels {
         };
         // 400-sample windowed frames.
         let v = (rows * N_FFT) as f64;
-        let work = Work {
-            flops: v,
-            bytes: 8.0 * v,
-        };
+        let work = Work::new(v, 8.0 * v);
         let (pl, out) = (&self.mel.frames, whole(frames));
         self.mel_dispatch(pass, pl, samples, out, gmax, params, rows * N_FFT, work)
     }
@@ -151,10 +148,7 @@ impl Kernels {
         };
         // 201 complex bins in, 201 powers out (rows padded to 402 / 204 values).
         let r = rows as f64;
-        let work = Work {
-            flops: 3.0 * r * N_FREQS,
-            bytes: 4.0 * r * (SPEC_COLS + POWER_COLS) as f64,
-        };
+        let work = Work::new(3.0 * r * N_FREQS, 4.0 * r * (SPEC_COLS + POWER_COLS) as f64);
         let (pl, src, dst) = (&self.mel.power, whole(spec), whole(power));
         self.mel_dispatch(pass, pl, src, dst, gmax, params, rows * POWER_COLS, work)
     }
@@ -183,10 +177,7 @@ impl Kernels {
             count: count as u32,
             ..Default::default()
         };
-        let work = Work {
-            flops: count as f64,
-            bytes: 8.0 * count as f64,
-        };
+        let work = Work::new(count as f64, 8.0 * count as f64);
         let threads = count.div_ceil(LOG_PER);
         let (pl, src) = (&self.mel.log, whole(mel));
         self.mel_dispatch(pass, pl, src, logs, gmax, params, threads, work)
@@ -222,10 +213,7 @@ impl Kernels {
             ..Default::default()
         };
         let (r, m) = (rows as f64, n_mels as f64);
-        let work = Work {
-            flops: 2.0 * r * m,
-            bytes: 4.0 * (params.live as f64 + r) * m,
-        };
+        let work = Work::new(2.0 * r * m, 4.0 * (params.live as f64 + r) * m);
         let threads = rows * n_mels;
         self.mel_dispatch(pass, &self.mel.norm, logs, out, gmax, params, threads, work)
     }

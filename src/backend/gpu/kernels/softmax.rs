@@ -26,20 +26,18 @@ super::wgsl_params! {
 impl SoftmaxParams {
     fn work(&self) -> Work {
         let v = self.rows as f64 * self.cols as f64;
-        Work {
-            flops: 4.0 * v,
-            bytes: 8.0 * v,
-        }
+        Work::new(4.0 * v, 8.0 * v)
     }
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
-    let m = b.module(
+    b.single(
         "softmax",
         &[("SM_WG", b.config.softmax_wg)],
         SoftmaxParams::SHADER,
-    );
-    b.pipeline(&m, "softmax", &b.layouts.rw)
+        "softmax",
+        &b.layouts.rw,
+    )
 }
 
 impl Kernels {

@@ -8,11 +8,9 @@
 //! GPU int8 path (quantizer, packing, scales in the matmul epilogue and the embedding gather)
 //! against the CPU on the very weights it dequantizes to.
 
-#[path = "common/models.rs"]
-mod models;
+use crate::models;
 
-#[path = "common/gpu.rs"]
-mod gpu_adapter;
+use crate::gpu_adapter;
 
 use std::collections::BTreeMap;
 use std::path::Path;

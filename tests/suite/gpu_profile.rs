@@ -4,13 +4,10 @@
 //! every linear layer. Skips (see tests/common/gpu.rs) without an adapter, and says so on one
 //! without timestamp queries inside passes.
 
-#[path = "common/models.rs"]
-mod models;
+use crate::models;
 
-#[path = "common/gpu.rs"]
-mod gpu_adapter;
-#[path = "common/npy.rs"]
-mod npy;
+use crate::gpu_adapter;
+use crate::npy;
 
 use dattavani_asr::testing::backend::gpu::{
     KernelConfig, KernelProfile, KernelTime, Kernels, MatmulVariant, WeightType,

@@ -5,8 +5,7 @@
 //! and the progress bars: none when stderr is not a terminal; on a terminal (through `script`,
 //! when installed) a download bar and a conversion bar, and none with `--quiet`.
 
-#[path = "common/synth.rs"]
-mod synth;
+use crate::synth;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,7 @@
 use dattavani_asr::testing::backend::gpu::kernels::{KernelConfig, Kernels};
 use dattavani_asr::testing::backend::masked_argmax;
 
-#[path = "common/gpu.rs"]
-mod gpu_adapter;
+use crate::gpu_adapter;
 use gpu_adapter::gpu;
 
 /// The index must be identical (first on ties). The log-probability is a log-sum-exp over up to

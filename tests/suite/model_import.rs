@@ -9,8 +9,7 @@ use dattavani_asr::testing::model::hub;
 use dattavani_asr::testing::model::weights::Weights;
 use dattavani_asr::Error;
 
-#[path = "common/synth.rs"]
-mod synth;
+use crate::synth;
 
 use synth::*;
 

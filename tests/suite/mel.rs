@@ -1,7 +1,6 @@
 //! Log-mel spectrogram against OpenAI Whisper's reference output and librosa's filterbank.
 
-#[path = "common/npy.rs"]
-mod npy;
+use crate::npy;
 
 use std::path::Path;
 use std::time::Instant;

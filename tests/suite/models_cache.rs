@@ -1,8 +1,7 @@
 //! The model cache: metadata, integrity checks, locks, list/rm/gc, and the `models` CLI, on
 //! small synthetic checkpoints in temporary caches (no network).
 
-#[path = "common/synth.rs"]
-mod synth;
+use crate::synth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,13 +6,10 @@
 //! (lavapipe in CI; see tests/common/gpu.rs for the skip rule). A backend without pipeline caches
 //! (anything but Vulkan) must leave the directory empty.
 
-#[path = "common/models.rs"]
-mod models;
+use crate::models;
 
-#[path = "common/gpu.rs"]
-mod gpu_adapter;
-#[path = "common/npy.rs"]
-mod npy;
+use crate::gpu_adapter;
+use crate::npy;
 
 use std::path::Path;
 

@@ -16,8 +16,7 @@
 //! 10x margin. An indexing, padding or window bug, or a frame shifted by one hop, moves speech
 //! values by O(0.1–1).
 
-#[path = "common/npy.rs"]
-mod npy;
+use crate::npy;
 
 use std::path::Path;
 
@@ -28,8 +27,7 @@ use dattavani_asr::testing::mel::{log_mel_spectrogram, LogMel};
 const TOL_MAX: f32 = 2e-4;
 const TOL_MEAN: f64 = 1e-6;
 
-#[path = "common/gpu.rs"]
-mod gpu_adapter;
+use crate::gpu_adapter;
 use gpu_adapter::gpu;
 
 /// Largest and mean absolute difference.
