@@ -4,8 +4,15 @@
 //! Each request keeps OpenAI's sequential seek loop (its own prompt, its own position). A step
 //! takes the next 30-s window of up to `max_batch` active requests that share a model and the
 //! transcriber-wide options (temperature schedule, word timestamps), encodes them in one
-//! `encode_batch` and decodes each ([`Transcriber::step_windows`]); the groups take turns. A
-//! short clip therefore finishes after its own few windows, whatever else is in progress.
+//! `encode_batch` and decodes each ([`Transcriber::step_windows`]).
+//!
+//! Which requests share a step (see [`Scheduler::pick`]): new requests are admitted between
+//! any two steps; the lead is the request with the fewest windows left (shortest remaining
+//! first), so a short clip that arrives while a long file is transcribed waits for at most
+//! the step in progress; it is batched only with requests that have as many windows left
+//! (equals finish together, so nobody waits for a longer request's decoding). Fairness: a
+//! request passed over `STARVE_STEPS` times in a row leads the next step, so a long file
+//! still progresses under a stream of short clips.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -126,7 +133,6 @@ impl Pool {
                         max_batch: max_batch.max(1),
                         load: worker_load,
                         active: Vec::new(),
-                        turn: 0,
                     }
                     .run(rx);
                 })
@@ -259,15 +265,27 @@ struct Active {
     job: Job,
     seek: SeekLoop,
     started: Instant,
+    /// Steps in a row this job was ready for and not part of.
+    passed_over: usize,
 }
+
+impl Active {
+    /// The 30-s windows still to transcribe (an upper bound: a window may advance less than
+    /// 30 s when its last segment is cut off, more windows are then needed).
+    fn windows_left(&self) -> usize {
+        let left = self.seek.content_frames() - self.seek.position();
+        left.div_ceil(crate::mel::N_FRAMES)
+    }
+}
+
+/// A job passed over this many steps in a row leads the next one, whatever its length.
+const STARVE_STEPS: usize = 4;
 
 struct Scheduler {
     transcribers: Vec<(String, Transcriber)>,
     max_batch: usize,
     load: Arc<AtomicUsize>,
     active: Vec<Active>,
-    /// Round-robin position over the active jobs, so groups and jobs take turns.
-    turn: usize,
 }
 
 impl Scheduler {
@@ -355,6 +373,7 @@ impl Scheduler {
                     job,
                     seek,
                     started: Instant::now(),
+                    passed_over: 0,
                 });
             }
             Err(e) => {
@@ -364,19 +383,45 @@ impl Scheduler {
         }
     }
 
-    /// One window of up to `max_batch` active jobs that can share a step.
-    fn step(&mut self) {
-        self.turn %= self.active.len();
-        let lead = self.turn;
+    /// The active jobs (indices) that share the next step, the lead first: the job passed
+    /// over longest once that reaches `STARVE_STEPS`, else the one with the fewest windows
+    /// left (ties: the oldest); then up to `max_batch - 1` jobs with the same step key and as
+    /// many windows left.
+    fn pick(&self) -> Vec<usize> {
+        let starved = (0..self.active.len())
+            .filter(|&i| self.active[i].passed_over >= STARVE_STEPS)
+            .max_by_key(|&i| self.active[i].passed_over);
+        let lead = starved.unwrap_or_else(|| {
+            (0..self.active.len())
+                .min_by_key(|&i| (self.active[i].windows_left(), self.active[i].started))
+                .expect("a step has an active job")
+        });
         let key = step_key(&self.active[lead].job);
+        let windows = self.active[lead].windows_left();
         let mut members = vec![lead];
-        for offset in 1..self.active.len() {
-            let i = (lead + offset) % self.active.len();
-            if members.len() < self.max_batch && step_key(&self.active[i].job) == key {
+        for i in 0..self.active.len() {
+            if members.len() >= self.max_batch {
+                break;
+            }
+            let a = &self.active[i];
+            if i != lead && a.windows_left() == windows && step_key(&a.job) == key {
                 members.push(i);
             }
         }
-        self.turn = lead + 1;
+        members
+    }
+
+    /// One window of the jobs [`pick`](Self::pick) chooses.
+    fn step(&mut self) {
+        let members = self.pick();
+        for (i, a) in self.active.iter_mut().enumerate() {
+            if members.contains(&i) {
+                a.passed_over = 0;
+            } else {
+                a.passed_over += 1;
+            }
+        }
+        let lead = members[0];
         m::batch_size(members.len());
         let model = self.active[lead].job.model.clone();
         let options = self.active[lead].job.options.clone();
