@@ -706,9 +706,9 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
     );
 }
 
-/// Requests in progress together (a two-window clip and short clips, so the scheduler steps
-/// equals together and a short clip ahead of the long one) each get exactly the tokens the
-/// library gives that file alone.
+/// Requests in progress together (a two-window clip, then short clips a moment later, so the
+/// scheduler steps equals together, puts a short clip ahead of the long one and may interrupt
+/// the long one's window) each get exactly the tokens the library gives that file alone.
 #[test]
 fn concurrent_requests_are_each_the_library_transcript() {
     let Some(server) = shared() else { return };
@@ -723,8 +723,12 @@ fn concurrent_requests_are_each_the_library_transcript() {
     let replies: Vec<serde_json::Value> = std::thread::scope(|scope| {
         let handles: Vec<_> = paths
             .iter()
-            .map(|path| {
+            .enumerate()
+            .map(|(i, path)| {
                 scope.spawn(move || {
+                    if i > 0 {
+                        std::thread::sleep(Duration::from_millis(700));
+                    }
                     let audio = std::fs::read(path).unwrap();
                     let body = form(
                         &[("response_format", "verbose_json")],
