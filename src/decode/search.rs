@@ -58,7 +58,8 @@ fn log_softmax(row: &[f32], out: &mut Vec<f64>) {
 }
 
 /// A small, seedable PRNG (SplitMix64) for temperature sampling: reproducible runs without a
-/// dependency.
+/// dependency. Cloned to rewind a window whose decoding was interrupted.
+#[derive(Clone)]
 pub struct Rng(u64);
 
 impl Rng {

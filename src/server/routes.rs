@@ -22,7 +22,7 @@ use tracing::Instrument;
 use super::error::ApiError;
 use super::respond::{self, Shape};
 use super::upload::{self, Form};
-use super::worker::{Job, JobEvent, ModelInfo};
+use super::worker::{Job, JobEvent, ModelInfo, StepSlot};
 use super::{metrics as m, AppState};
 use crate::audio::{OpenOptions, SpooledMel};
 use crate::decode::CancelHandle;
@@ -194,11 +194,17 @@ async fn translations(
 }
 
 /// Cancels the job when the handler (or its event stream) is dropped: the client went away.
-struct CancelOnDrop(CancelHandle);
+/// A step of the job alone in progress is interrupted at once.
+struct CancelOnDrop {
+    cancel: CancelHandle,
+    request_id: String,
+    step: Arc<StepSlot>,
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.cancel.cancel();
+        self.step.interrupt_for(&self.request_id);
     }
 }
 
@@ -262,10 +268,10 @@ async fn handle(
 
     let (events_tx, events) = mpsc::unbounded_channel();
     let cancel = CancelHandle::new();
-    state
+    let step = state
         .pool
         .submit(Job {
-            request_id,
+            request_id: request_id.clone(),
             model: model.name.clone(),
             options,
             mel,
@@ -273,7 +279,11 @@ async fn handle(
             cancel: cancel.clone(),
         })
         .map_err(ApiError::from)?;
-    let guard = CancelOnDrop(cancel);
+    let guard = CancelOnDrop {
+        cancel,
+        request_id,
+        step,
+    };
     let shape = Shape {
         format: form.response_format,
         task,

@@ -4,8 +4,21 @@
 //! Each request keeps OpenAI's sequential seek loop (its own prompt, its own position). A step
 //! takes the next 30-s window of up to `max_batch` active requests that share a model and the
 //! transcriber-wide options (temperature schedule, word timestamps), encodes them in one
-//! `encode_batch` and decodes each ([`Transcriber::step_windows`]); the groups take turns. A
-//! short clip therefore finishes after its own few windows, whatever else is in progress.
+//! `encode_batch` and decodes each ([`Transcriber::step_windows`]).
+//!
+//! Which requests share a step (see [`Scheduler::pick`]): new requests are admitted between
+//! any two steps; the lead is the request with the fewest windows left (shortest remaining
+//! first), so a short clip that arrives while a long file is transcribed waits for at most
+//! the step in progress; it is batched only with requests that have as many windows left
+//! (equals finish together, so nobody waits for a longer request's decoding). Fairness: a
+//! request passed over `STARVE_STEPS` times in a row leads the next step, so a long file
+//! still progresses under a stream of short clips.
+//!
+//! A request that arrives while one job's window is being decoded alone, and that has fewer
+//! windows than that job has left, interrupts the window (its decoding is thrown away and
+//! redone later, with the same tokens: a cancelled step leaves a seek loop as it was), so it
+//! does not wait for a long file's window. A job is interrupted at most `STARVE_STEPS` times
+//! in a row.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -50,9 +63,41 @@ pub struct ModelInfo {
     pub multilingual: bool,
 }
 
+/// The window a worker is decoding alone, which a shorter arrival may interrupt.
+struct RunningStep {
+    request_id: String,
+    windows_left: usize,
+    interrupt: CancelHandle,
+}
+
+/// Shared by a worker and the HTTP side: the interruptible step in progress, if any.
+#[derive(Default)]
+pub struct StepSlot(Mutex<Option<RunningStep>>);
+
+impl StepSlot {
+    /// Interrupt the step in progress if it is `request_id`'s (its client went away).
+    pub fn interrupt_for(&self, request_id: &str) {
+        if let Some(step) = &*self.0.lock().unwrap() {
+            if step.request_id == request_id {
+                step.interrupt.cancel();
+            }
+        }
+    }
+
+    /// Interrupt the step in progress if it has more windows left than `windows`.
+    fn interrupt_longer_than(&self, windows: usize) {
+        if let Some(step) = &*self.0.lock().unwrap() {
+            if step.windows_left > windows {
+                step.interrupt.cancel();
+            }
+        }
+    }
+}
+
 struct WorkerHandle {
     device: Device,
     jobs: mpsc::Sender<Job>,
+    step: Arc<StepSlot>,
     /// Jobs sent to this worker and not yet finished.
     load: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
@@ -107,6 +152,8 @@ impl Pool {
             let (tx, rx) = mpsc::channel::<Job>();
             let load = Arc::new(AtomicUsize::new(0));
             let worker_load = load.clone();
+            let step = Arc::new(StepSlot::default());
+            let worker_step = step.clone();
             let worker_pool = pool.clone();
             let names = models.to_vec();
             let thread = std::thread::Builder::new()
@@ -125,8 +172,8 @@ impl Pool {
                         transcribers,
                         max_batch: max_batch.max(1),
                         load: worker_load,
+                        step: worker_step,
                         active: Vec::new(),
-                        turn: 0,
                     }
                     .run(rx);
                 })
@@ -134,6 +181,7 @@ impl Pool {
             handles.push(WorkerHandle {
                 device,
                 jobs: tx,
+                step,
                 load,
                 thread: Some(thread),
             });
@@ -181,8 +229,9 @@ impl Pool {
         }
     }
 
-    /// Hand `job` to the worker with the fewest jobs.
-    pub fn submit(&self, job: Job) -> Result<()> {
+    /// Hand `job` to the worker with the fewest jobs; returns that worker's step slot (for
+    /// interrupting the job's step when its client goes away).
+    pub fn submit(&self, job: Job) -> Result<Arc<StepSlot>> {
         let workers = self.workers.lock().unwrap();
         let worker = workers
             .iter()
@@ -190,10 +239,14 @@ impl Pool {
             .ok_or_else(|| Error::Internal("no worker is running".into()))?;
         worker.load.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(request_id = %job.request_id, "queued on {:?}", worker.device);
+        let windows = job.mel.content_frames().div_ceil(crate::mel::N_FRAMES);
         worker.jobs.send(job).map_err(|_| {
             worker.load.fetch_sub(1, Ordering::SeqCst);
             Error::Internal("the worker has stopped".into())
-        })
+        })?;
+        // After the send, so the worker finds the job when it looks again.
+        worker.step.interrupt_longer_than(windows);
+        Ok(worker.step.clone())
     }
 
     /// Stop the workers once their queues are empty, and wait for them.
@@ -259,15 +312,30 @@ struct Active {
     job: Job,
     seek: SeekLoop,
     started: Instant,
+    /// Steps in a row this job was ready for and not part of.
+    passed_over: usize,
+    /// Steps of this job interrupted in a row by shorter arrivals.
+    interrupted: usize,
 }
+
+impl Active {
+    /// The 30-s windows still to transcribe (an upper bound: a window may advance less than
+    /// 30 s when its last segment is cut off, more windows are then needed).
+    fn windows_left(&self) -> usize {
+        let left = self.seek.content_frames() - self.seek.position();
+        left.div_ceil(crate::mel::N_FRAMES)
+    }
+}
+
+/// A job passed over this many steps in a row leads the next one, whatever its length.
+const STARVE_STEPS: usize = 4;
 
 struct Scheduler {
     transcribers: Vec<(String, Transcriber)>,
     max_batch: usize,
     load: Arc<AtomicUsize>,
+    step: Arc<StepSlot>,
     active: Vec<Active>,
-    /// Round-robin position over the active jobs, so groups and jobs take turns.
-    turn: usize,
 }
 
 impl Scheduler {
@@ -355,6 +423,8 @@ impl Scheduler {
                     job,
                     seek,
                     started: Instant::now(),
+                    passed_over: 0,
+                    interrupted: 0,
                 });
             }
             Err(e) => {
@@ -364,25 +434,72 @@ impl Scheduler {
         }
     }
 
-    /// One window of up to `max_batch` active jobs that can share a step.
-    fn step(&mut self) {
-        self.turn %= self.active.len();
-        let lead = self.turn;
+    /// The active jobs (indices) that share the next step, the lead first: the job passed
+    /// over longest once that reaches `STARVE_STEPS`, else the one with the fewest windows
+    /// left (ties: the oldest); then up to `max_batch - 1` jobs with the same step key and as
+    /// many windows left.
+    fn pick(&self) -> Vec<usize> {
+        let starved = (0..self.active.len())
+            .filter(|&i| self.active[i].passed_over >= STARVE_STEPS)
+            .max_by_key(|&i| self.active[i].passed_over);
+        let lead = starved.unwrap_or_else(|| {
+            (0..self.active.len())
+                .min_by_key(|&i| (self.active[i].windows_left(), self.active[i].started))
+                .expect("a step has an active job")
+        });
         let key = step_key(&self.active[lead].job);
+        let windows = self.active[lead].windows_left();
         let mut members = vec![lead];
-        for offset in 1..self.active.len() {
-            let i = (lead + offset) % self.active.len();
-            if members.len() < self.max_batch && step_key(&self.active[i].job) == key {
+        for i in 0..self.active.len() {
+            if members.len() >= self.max_batch {
+                break;
+            }
+            let a = &self.active[i];
+            if i != lead && a.windows_left() == windows && step_key(&a.job) == key {
                 members.push(i);
             }
         }
-        self.turn = lead + 1;
+        members
+    }
+
+    /// One window of the jobs [`pick`](Self::pick) chooses.
+    fn step(&mut self) {
+        let members = self.pick();
+        for (i, a) in self.active.iter_mut().enumerate() {
+            if members.contains(&i) {
+                a.passed_over = 0;
+            } else {
+                a.passed_over += 1;
+            }
+        }
+        let lead = members[0];
         m::batch_size(members.len());
         let model = self.active[lead].job.model.clone();
         let options = self.active[lead].job.options.clone();
-        // A job stepped alone can be stopped mid-window; in a shared step a cancelled job
-        // leaves at the next step, not stopping the others.
-        let cancel = (members.len() == 1).then(|| self.active[lead].job.cancel.clone());
+        // A job stepped alone can be stopped mid-window (by a shorter arrival, or when its
+        // client goes away); in a shared step a cancelled job leaves at the next step, not
+        // stopping the others. Word timestamps align after decoding, which an interruption
+        // could leave half done: those steps run to the end.
+        let interruptible = members.len() == 1
+            && self.active[lead].interrupted < STARVE_STEPS
+            && self.active.len() < self.max_batch
+            && !options.word_timestamps;
+        let cancel = (members.len() == 1).then(|| {
+            if !interruptible {
+                return self.active[lead].job.cancel.clone();
+            }
+            let interrupt = CancelHandle::new();
+            *self.step.0.lock().unwrap() = Some(RunningStep {
+                request_id: self.active[lead].job.request_id.clone(),
+                windows_left: self.active[lead].windows_left(),
+                interrupt: interrupt.clone(),
+            });
+            // Cancelled before the slot was set: keep the client's cancellation.
+            if self.active[lead].job.cancel.is_cancelled() {
+                interrupt.cancel();
+            }
+            interrupt
+        });
         let mut chosen: Vec<&mut Active> = Vec::with_capacity(members.len());
         let mut others: Vec<&mut Active> = Vec::new();
         for (i, a) in self.active.iter_mut().enumerate() {
@@ -408,6 +525,23 @@ impl Scheduler {
         });
         for a in others {
             a.seek.forget_encoded();
+        }
+        *self.step.0.lock().unwrap() = None;
+        if interruptible && matches!(result, Err(Error::Cancelled)) {
+            // The step's one job: gone (its client left), or interrupted by a shorter
+            // request, and then its window is redone at a later step.
+            let a = &mut chosen[0];
+            if !(a.job.cancel.is_cancelled() || a.job.events.is_closed()) {
+                a.interrupted += 1;
+                a.seek.forget_encoded();
+                tracing::debug!(request_id = %a.job.request_id, "window interrupted");
+                return;
+            }
+        }
+        if result.is_ok() {
+            for a in chosen.iter_mut() {
+                a.interrupted = 0;
+            }
         }
         match result {
             Ok(new) => {

@@ -479,13 +479,12 @@ impl Transcriber {
             let seek = &mut *loops[i].0;
             let mut model = self.model(cancel);
             let t = Instant::now();
-            let result = model.decode_with_fallback(
-                &request.decode,
-                &temperatures,
-                window,
-                seek.rng(),
-                wt,
-            )?;
+            // A cancelled window leaves its loop as it was (the sampler too), so a driver
+            // that interrupts a step and runs it again gets the same tokens.
+            let rng_before = seek.rng().clone();
+            let result = model
+                .decode_with_fallback(&request.decode, &temperatures, window, seek.rng(), wt)
+                .inspect_err(|_| *seek.rng() = rng_before)?;
             wt.decoder_ms = t.elapsed().as_secs_f64() * 1e3;
             wt.tokens = result.tokens.len();
             tracing::debug!(
