@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Transcribe audio files to text.
-    Transcribe(transcribe::TranscribeArgs),
+    Transcribe(Box<transcribe::TranscribeArgs>),
     /// Time each stage of a transcription (load, mel, encoder, decoder), peak memory.
     Bench(bench::BenchArgs),
     /// List the GPU adapters (the indices `--adapter` takes) and what each supports.
@@ -98,7 +98,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     // Download, conversion and verification bars follow the transcription bar's rule.
     models::install_progress_bars(!cli.quiet);
     match cli.command {
-        Command::Transcribe(args) => transcribe::transcribe_command(args, cli.quiet),
+        Command::Transcribe(args) => transcribe::transcribe_command(*args, cli.quiet),
         Command::Info(args) => info::info_command(args),
         Command::Models { command } => models::models_command(command),
         Command::Bench(args) => bench::bench_command(args),
