@@ -171,7 +171,6 @@ fn pip_download(dir: &Path) -> Result<PathBuf> {
         })
 }
 
-#[cfg(feature = "hub")]
 fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
