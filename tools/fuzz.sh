@@ -25,8 +25,8 @@ for t in "${targets[@]}"; do
     verdict="CRASHED (see $log and artifacts/$t/)"
     failed=1
   fi
-  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-  secs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE 'in [0-9]+' | grep -oE '[0-9]+' | tail -1)
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
+  secs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE 'in [0-9]+' | grep -oE '[0-9]+' | tail -1 || true)
   printf '%-20s %12s execs %6s s  %s\n' "$t" "${execs:-?}" "${secs:-$seconds}" "$verdict"
 done
 exit $failed
