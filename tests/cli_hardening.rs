@@ -273,19 +273,19 @@ fn cache_names_offline_and_leftovers() {
 
     // HF_HUB_OFFLINE: pip (here a stand-in that leaves a mark) is never started.
     let mark = tmp.path().join("pip-ran");
-    let fake = tmp.path().join("fake-python");
+    let pip_stand_in = tmp.path().join("python-stand-in");
     std::fs::write(
-        &fake,
+        &pip_stand_in,
         format!("#!/bin/sh\ntouch '{}'\nexit 1\n", mark.display()),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&pip_stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = bin()
         .args(["models", "pull", "base"])
         .env("HF_HUB_CACHE", &cache)
         .env("HF_HUB_OFFLINE", "1")
-        .env("PYTHON", &fake)
+        .env("PYTHON", &pip_stand_in)
         .output()
         .unwrap();
     assert_error(&o, 3, "HF_HUB_OFFLINE");
