@@ -15,7 +15,9 @@
 //! Known limits (symphonia 0.5): AAC in MP4 keeps its encoder priming (1024 frames from ffmpeg,
 //! 2112 from Apple: 64-132 ms of leading near-silence), because symphonia does not apply MP4
 //! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length);
-//! MP4 with its index at the end and CAF need a seekable file, not stdin.
+//! CAF needs a seekable file, not stdin (MP4 from a stream is spooled to a temporary file).
+//! Every MP4 box tree is checked before symphonia reads it (`mp4_guard`): its demuxer trusts
+//! table counts and would reserve gigabytes for a few bytes of file.
 //!
 //! # What the CLI calls (for the merger wiring `src/cli`)
 //! - `transcribe FILE` (short files, today's loop): [`load_audio`]`(path)` as now; it now reads
@@ -23,7 +25,7 @@
 //!   [`SpooledMel::open`]`(path, &opts, n_mels)` (a [`MelSource`]) instead of samples + mel.
 //! - `transcribe -` (stdin): [`AudioStream::open`]`(Path::new("-"), &opts)` (or
 //!   [`load_audio_with`]`(Path::new("-"), &opts)` for the whole clip; `SpooledMel::open` also
-//!   accepts "-"). stdin is never seeked: MP4 with its index at the end must be a file.
+//!   accepts "-"). stdin is never seeked; an MP4 on stdin is spooled to a temporary file.
 //! - `--input-format s16le|f32le --input-rate N --input-channels N`: build
 //!   `OpenOptions { raw: Some(RawPcm { encoding: "s16le".parse()?, sample_rate, channels }), .. }`
 //!   ([`RawEncoding`] implements `FromStr` with the one-line error) and pass it to any of the
@@ -40,6 +42,7 @@ mod codec;
 mod info;
 mod levels;
 mod mel_source;
+mod mp4_guard;
 mod opus;
 mod pcm;
 mod resample;

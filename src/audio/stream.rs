@@ -110,6 +110,13 @@ fn open_source_inner(
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| format!("cannot read: {e}"))?;
             }
+            if container == Container::Mp4 {
+                let len = file
+                    .metadata()
+                    .map_err(|e| format!("cannot read: {e}"))?
+                    .len();
+                super::mp4_guard::check(&mut file, len)?;
+            }
             let mss =
                 MediaSourceStream::new(Box::new(file) as Box<dyn MediaSource>, Default::default());
             Ok(Some(Box::new(SymphoniaSource::open(
@@ -145,7 +152,18 @@ fn open_source_inner(
                     }
                 }
             }
-            let replay: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(reader));
+            let mut replay: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(reader));
+            if container == Container::Mp4 {
+                // An MP4 read from a stream goes through an unnamed temporary file: its index
+                // may come after the media data, and its box tree is checked before the
+                // demuxer trusts it (see mp4_guard). Disk, not memory, holds it meanwhile.
+                let mut spool = tempfile::tempfile().map_err(|e| format!("temporary file: {e}"))?;
+                std::io::copy(&mut replay, &mut spool).map_err(|e| format!("read error: {e}"))?;
+                spool
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| format!("temporary file: {e}"))?;
+                return open_source_inner(Input::File(spool), opts);
+            }
             symphonia_from_reader(replay, container, opts).map(Some)
         }
     }
