@@ -25,6 +25,7 @@ failed=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   log="artifacts/$t/last-run.log"
+  started=$SECONDS
   # Memory cap per input; -timeout flags a single input that hangs longer than 10 s.
   if cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$seconds" \
       -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
@@ -35,6 +36,7 @@ for t in "${targets[@]}"; do
   fi
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
   secs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE 'in [0-9]+' | grep -oE '[0-9]+' | tail -1 || true)
-  printf '%-20s %12s execs %6s s  %s\n' "$t" "${execs:-?}" "${secs:-$seconds}" "$verdict"
+  # libFuzzer prints "Done N runs in S second(s)" only when it ran to the end; else wall time.
+  printf '%-20s %12s execs %6s s  %s\n' "$t" "${execs:-?}" "${secs:-$((SECONDS - started))}" "$verdict"
 done
 exit $failed
