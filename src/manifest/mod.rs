@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 
 pub use shard::{shard_from_env, Shard};
 pub use sidecar::{
-    cached_model, fingerprint, redo_reason, sidecar_path, ModelRecord, Sidecar, StatusLine,
+    cached_model, fingerprint, redo_reason, resolve_model, sidecar_path, ModelRecord, Sidecar,
+    StatusLine,
 };
 
 /// `task` of a manifest item.
@@ -111,10 +112,8 @@ impl Manifest {
     /// Read and parse `path`; any bad line is an error naming the file and line.
     pub fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        // `Path::new("").join(p)` is `p`: a manifest in the working directory keeps its paths.
+        let base = path.parent().unwrap_or(Path::new(""));
         Self::parse(path, &text, base)
     }
 

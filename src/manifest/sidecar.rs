@@ -98,6 +98,14 @@ pub fn cached_model(spec: &str) -> Option<ModelRecord> {
     crate::model::cache::snapshot_of(&cache, &repo).map(|dir| ModelRecord::of_dir(spec, &dir))
 }
 
+/// Resolve `spec` as a transcription would (the cache, else a download) without loading the
+/// weights: the files to hand to `Transcriber::builder().model_files(..)` and their record.
+pub fn resolve_model(spec: &str) -> Result<(crate::model::ModelFiles, ModelRecord)> {
+    let files = crate::model::hub::resolve(spec)?;
+    let record = ModelRecord::of_dir(spec, &files.dir);
+    Ok((files, record))
+}
+
 /// Everything recorded beside one output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sidecar {
