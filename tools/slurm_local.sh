@@ -40,10 +40,9 @@ BIN=$ROOT/target/release/dattavani-asr
 
 T=$(mktemp -d /tmp/dattavani-slurm.XXXXXX)
 chmod 755 "$T"
-PIDS=()
 stop_daemons() {
   for f in "$T"/slurmd.pid "$T"/slurmctld.pid "$T"/munged.pid; do
-    [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    if [ -s "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
   done
   sleep 1
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
@@ -62,7 +61,7 @@ munged --force --socket="$SOCK" --key-file="$T/munge/munge.key" --pid-file="$T/m
 # slurm: one node with this machine's CPUs and memory, free ports.
 HOST=$(hostname -s)
 CPUS=$(nproc)
-MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
+MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) * 9 / 10 / 1024 ))
 PORT=$(( 20000 + RANDOM % 20000 ))
 mkdir -p "$T/state" "$T/spool"
 cat >"$T/slurm.conf" <<EOF
@@ -106,7 +105,7 @@ sinfo
 # The manifest: every dev clip, by absolute path.
 JOB=$T/job
 mkdir -p "$JOB/logs"
-ls "$DATA"/*.wav | sort >"$JOB/manifest.txt"
+find "$DATA" -maxdepth 1 -name '*.wav' | sort >"$JOB/manifest.txt"
 N=$(wc -l <"$JOB/manifest.txt")
 echo "manifest: $N clips from $DATA; $TASKS array tasks; model $MODEL; transcribe ${EXTRA[*]}"
 
@@ -114,7 +113,7 @@ submit() {
   local t0=$SECONDS code=0
   timeout "$TIMEOUT" sbatch --wait --quiet --array=0-$((TASKS - 1)) --cpus-per-task=1 --mem=1G \
     --chdir="$JOB" \
-    --export=ALL,MANIFEST="$JOB/manifest.txt",OUT_DIR="$JOB/out",MODEL="$MODEL",DATTAVANI_ASR="$BIN" \
+    --export="ALL,MANIFEST=$JOB/manifest.txt,OUT_DIR=$JOB/out,MODEL=$MODEL,DATTAVANI_ASR=$BIN" \
     "$ROOT/deploy/slurm/transcribe-array.sbatch" "${EXTRA[@]}" || code=$?
   echo "sbatch --wait exit $code after $((SECONDS - t0)) s"
   return $code
