@@ -386,13 +386,23 @@ fn jsonl_items_choose_their_output_and_format() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::copy(clip("jfk.wav"), d.join("jfk.wav")).unwrap();
+    std::fs::write(d.join("noise.wav"), vec![7u8; 4096]).unwrap();
     std::fs::write(
         d.join("list.txt"),
-        "{\"audio\": \"jfk.wav\", \"output\": \"subs/kennedy.srt\", \"output_format\": \"srt\"}\n",
+        "{\"audio\": \"jfk.wav\", \"output\": \"subs/kennedy.srt\", \"output_format\": \"srt\"}\n\
+         {\"audio\": \"noise.wav\", \"output\": \"subs/noise.txt\"}\n",
     )
     .unwrap();
+    // The item that is not audio fails on its own status line; the other is written.
     let (code, lines) = transcribe(d, &[]);
-    assert_eq!(code, Some(0), "{lines:?}");
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert_eq!(lines[&1]["status"], "error");
+    assert!(
+        lines[&1]["message"].as_str().unwrap().contains("noise.wav"),
+        "{lines:?}"
+    );
+    assert!(!d.join("subs/noise.txt").exists());
+    assert_eq!(lines[&0]["status"], "ok");
     assert_eq!(
         lines[&0]["outputs"],
         serde_json::json!(["subs/kennedy.srt"])
