@@ -44,6 +44,7 @@ mod audio;
 mod backend;
 mod decode;
 mod error;
+pub mod manifest;
 mod mel;
 mod model;
 mod output;

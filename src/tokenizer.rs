@@ -34,7 +34,8 @@ pub const LANGUAGES: &[(&str, &str)] = &[
 ];
 
 /// What the decoder is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Task {
     Transcribe,
     Translate,

@@ -220,19 +220,34 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
 /// second would silently replace the first), naming both. Refusing keeps names predictable;
 /// the user renames or runs twice.
 pub fn check_collisions(dir: &Path, files: &[PathBuf], formats: &[OutputFormat]) -> Result<()> {
+    let pairs = files.iter().flat_map(|f| {
+        formats
+            .iter()
+            .map(move |&format| (output::output_path(dir, f, format), f.as_path()))
+    });
+    refuse_shared_outputs(
+        pairs,
+        "give them different names or separate --output-dir runs",
+    )
+}
+
+/// The rule under [`check_collisions`] for any list of (output, input) pairs (a manifest's
+/// explicit outputs too): two inputs writing one path is an error naming both, ending with
+/// `hint`. Paths are compared after dropping `.` components (`out/./a.txt` is `out/a.txt`).
+pub fn refuse_shared_outputs<'a>(
+    pairs: impl IntoIterator<Item = (PathBuf, &'a Path)>,
+    hint: &str,
+) -> Result<()> {
     let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
-    for f in files {
-        for &format in formats {
-            let path = output::output_path(dir, f, format);
-            if let Some(first) = seen.insert(path.clone(), f) {
-                return Err(Error::Usage(format!(
-                    "{} and {} would both be written to {}; give them different names or \
-                     separate --output-dir runs",
-                    first.display(),
-                    f.display(),
-                    path.display()
-                )));
-            }
+    for (path, f) in pairs {
+        let path: PathBuf = path.components().collect();
+        if let Some(first) = seen.insert(path.clone(), f) {
+            return Err(Error::Usage(format!(
+                "{} and {} would both be written to {}; {hint}",
+                first.display(),
+                f.display(),
+                path.display()
+            )));
         }
     }
     Ok(())

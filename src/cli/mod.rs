@@ -7,6 +7,7 @@ mod bench;
 mod checks;
 mod compat;
 mod info;
+mod manifest;
 mod measure;
 mod models;
 #[cfg(feature = "server")]

@@ -48,10 +48,10 @@ enum TaskArg {
 pub struct TranscribeArgs {
     /// Audio or video files (WAV, MP3, M4A/AAC, ALAC, FLAC, Ogg Vorbis/Opus, WebM, MKV, MP4,
     /// AIFF, CAF; chosen by content), or `-` for standard input.
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
+    #[arg(required_unless_present = "manifest")]
+    pub(super) files: Vec<PathBuf>,
     #[command(flatten)]
-    input: AudioInputArgs,
+    pub(super) input: AudioInputArgs,
     /// Model: alias (tiny, tiny.en, base, ..., large-v3-turbo), Hugging Face repo id, or directory.
     #[arg(long, short, default_value = DEFAULT_MODEL)]
     model: String,
@@ -140,15 +140,18 @@ pub struct TranscribeArgs {
     batch_size: usize,
     /// Voice activity detection: `--vad` and its `--vad-*` options (src/cli/vad.rs).
     #[command(flatten)]
-    vad: super::vad::VadArgs,
+    pub(super) vad: super::vad::VadArgs,
     #[command(flatten)]
-    subtitles: super::subtitle_args::SubtitleArgs,
+    pub(super) subtitles: super::subtitle_args::SubtitleArgs,
+    /// Batch jobs: `--manifest`, `--shard`, `--status`, `--dry-run` (src/cli/manifest.rs).
+    #[command(flatten)]
+    pub(super) batch: super::manifest::ManifestArgs,
 }
 
 impl TranscribeArgs {
     /// The library's options from the flags (the library derives the temperature schedule
     /// and the mel padding from them, as for any caller).
-    fn options(&self) -> Result<TranscribeOptions> {
+    pub(super) fn options(&self) -> Result<TranscribeOptions> {
         let mut suppress = Vec::new();
         for part in self
             .suppress_tokens
@@ -202,24 +205,57 @@ impl TranscribeArgs {
     }
 }
 
+impl TranscribeArgs {
+    /// `--output-format` as the writers' formats.
+    pub(super) fn formats(&self) -> Vec<OutputFormat> {
+        match self.output_format {
+            Format::Txt => vec![OutputFormat::Txt],
+            Format::Srt => vec![OutputFormat::Srt],
+            Format::Vtt => vec![OutputFormat::Vtt],
+            Format::Tsv => vec![OutputFormat::Tsv],
+            Format::Json => vec![OutputFormat::Json],
+            Format::All => OutputFormat::ALL.to_vec(),
+        }
+    }
+
+    /// The transcriber of `--model`, `--device`, `--adapter` and `--threads`, with `options`.
+    pub(super) fn builder(&self, options: TranscribeOptions) -> dattavani_asr::TranscriberBuilder {
+        let device = match self.device {
+            Device::Auto => DeviceChoice::Auto,
+            Device::Cpu => DeviceChoice::Cpu,
+            Device::Gpu => DeviceChoice::Gpu,
+        };
+        let mut builder = Transcriber::builder()
+            .model(&self.model)
+            .device(device)
+            .options(options);
+        if let Some(adapter) = &self.adapter {
+            builder = builder.adapter(adapter);
+        }
+        if let Some(n) = self.threads {
+            builder = builder.threads(n);
+        }
+        builder
+    }
+
+    pub(super) fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub(super) fn output_dir(&self) -> Option<&Path> {
+        self.output_dir.as_deref()
+    }
+}
+
 /// Returns the exit code: 0, or 1 when some files failed (the others are still transcribed).
 pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
     if args.threads == Some(0) {
         return Err(Error::Usage("--threads must be at least 1".into()));
     }
-    let device = match args.device {
-        Device::Auto => DeviceChoice::Auto,
-        Device::Cpu => DeviceChoice::Cpu,
-        Device::Gpu => DeviceChoice::Gpu,
-    };
-    let formats: Vec<OutputFormat> = match args.output_format {
-        Format::Txt => vec![OutputFormat::Txt],
-        Format::Srt => vec![OutputFormat::Srt],
-        Format::Vtt => vec![OutputFormat::Vtt],
-        Format::Tsv => vec![OutputFormat::Tsv],
-        Format::Json => vec![OutputFormat::Json],
-        Format::All => OutputFormat::ALL.to_vec(),
-    };
+    if args.batch.manifest.is_some() {
+        return super::manifest::manifest_command(args, quiet);
+    }
+    let formats = args.formats();
     if formats.len() > 1 && args.output_dir.is_none() {
         return Err(Error::Usage(
             "--output-format all needs --output-dir".into(),
@@ -261,17 +297,7 @@ pub fn transcribe_command(args: TranscribeArgs, quiet: bool) -> Result<i32> {
         checks::prepare_output_dir(dir)?;
     }
     let vad_model = args.vad.load()?;
-    let mut builder = Transcriber::builder()
-        .model(&args.model)
-        .device(device)
-        .options(options);
-    if let Some(adapter) = &args.adapter {
-        builder = builder.adapter(adapter);
-    }
-    if let Some(n) = args.threads {
-        builder = builder.threads(n);
-    }
-    let mut transcriber = builder.build()?;
+    let mut transcriber = args.builder(options).build()?;
     checks::check_suppress_tokens(
         &transcriber.options().decode.suppress_tokens,
         transcriber.dims().n_vocab,
@@ -372,7 +398,7 @@ fn output_name(file: &Path) -> &Path {
 }
 
 /// Where one input comes from.
-enum Input<'a> {
+pub(super) enum Input<'a> {
     Path(&'a Path),
     /// Standard input whose first bytes were read (and sniffed) before the model was loaded.
     Stdin(Vec<u8>),
@@ -430,7 +456,7 @@ fn read_stdin_head() -> Result<Vec<u8>> {
 /// samples in memory: the batched loop (it cuts chunks at quiet points of the samples), and a
 /// backend that computes the mel on the device (the GPU: its mel is within 2e-5 of the CPU
 /// reference, not bit-identical, and its transcripts are the ones the GPU tests pin).
-fn transcribe_one(
+pub(super) fn transcribe_one(
     t: &mut Transcriber,
     input: Input<'_>,
     open: &OpenOptions,

@@ -4,7 +4,7 @@
 use dattavani_asr::vad::{self, VadModel, VadOptions, VadTranscript};
 use dattavani_asr::{Error, Hooks, Result, Transcriber};
 
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone, Default, serde::Serialize)]
 pub struct VadArgs {
     /// Skip non-speech with Silero VAD (v6, run natively) before transcribing; times stay in the
     /// original timeline. With --batch-size N > 1 or --without-timestamps the speech is packed

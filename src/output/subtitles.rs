@@ -7,7 +7,7 @@ use crate::decode::alignment::Word;
 use crate::transcribe::Transcript;
 
 /// openai-whisper's subtitle options (all need word timestamps to have an effect).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SubtitleOptions {
     /// Characters in a line before it breaks.
     pub max_line_width: Option<usize>,

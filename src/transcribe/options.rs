@@ -20,7 +20,7 @@ pub enum Device {
 }
 
 /// Storage precision of the matrix weights; arithmetic is f32 either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Dtype {
     F32,
     /// GPU only (the GPU's default).
@@ -42,7 +42,8 @@ pub enum MelPadding {
 }
 
 /// Everything `transcribe()` takes besides the audio (OpenAI's CLI options and defaults).
-#[derive(Debug, Clone)]
+/// Serializable so that manifest sidecars can record what an output was made with.
+#[derive(Debug, Clone, Serialize)]
 pub struct TranscribeOptions {
     /// Per-window decoding options (language, task, beam size, best-of, timestamps, ...). Its
     /// `temperature` and `prompt` are set by the transcription loop.
