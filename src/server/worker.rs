@@ -62,10 +62,10 @@ pub struct Job {
 
 /// What reaches a worker: a job, or the end of a model load it asked for.
 enum Msg {
-    Job(Job),
+    Job(Box<Job>),
     Loaded {
         name: String,
-        result: Result<Transcriber>,
+        result: Result<Box<Transcriber>>,
         seconds: f64,
     },
 }
@@ -260,7 +260,7 @@ impl Pool {
         worker.load.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(request_id = %job.request_id, "queued on {:?}", worker.device);
         let windows = job.mel.content_frames().div_ceil(crate::mel::N_FRAMES);
-        worker.jobs.send(Msg::Job(job)).map_err(|_| {
+        worker.jobs.send(Msg::Job(Box::new(job))).map_err(|_| {
             worker.load.fetch_sub(1, Ordering::SeqCst);
             Error::Internal("the worker has stopped".into())
         })?;
@@ -419,7 +419,7 @@ impl Scheduler {
     /// for it).
     fn take(&mut self, msg: Msg, waiting: &mut VecDeque<Job>) {
         match msg {
-            Msg::Job(job) => waiting.push_back(job),
+            Msg::Job(job) => waiting.push_back(*job),
             Msg::Loaded {
                 name,
                 result,
@@ -431,7 +431,7 @@ impl Scheduler {
                         "loaded {name} on {} in {seconds:.1} s (on demand)",
                         t.device_name()
                     );
-                    self.models.end_load(&name, Some(t));
+                    self.models.end_load(&name, Some(*t));
                 }
                 Err(e) => {
                     tracing::error!("loading {name} on demand: {e}");
@@ -495,7 +495,7 @@ impl Scheduler {
                 let tx = tx.clone();
                 move || {
                     let start = Instant::now();
-                    let result = models::load(&name, device);
+                    let result = models::load(&name, device).map(Box::new);
                     let seconds = start.elapsed().as_secs_f64();
                     let _ = tx.send(Msg::Loaded {
                         name,
