@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    /// Most models held per device, the `--model` ones included (default: one more than
+    /// them): a request may name any other model of the local cache, which is then loaded on
+    /// demand, the least recently used evicted. Equal to the `--model` count: off.
+    #[arg(long)]
+    max_models: Option<usize>,
 }
 
 pub fn serve_command(args: ServeArgs) -> Result<i32> {
@@ -72,6 +77,15 @@ pub fn serve_command(args: ServeArgs) -> Result<i32> {
     config.max_batch = args.max_batch;
     config.request_timeout = args.request_timeout.map(Duration::from_secs);
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    if let Some(max) = args.max_models {
+        if max < config.models.len() {
+            return Err(Error::Usage(format!(
+                "--max-models {max} is fewer than the {} --model given",
+                config.models.len()
+            )));
+        }
+        config.max_models = max;
+    }
     let addr = SocketAddr::new(args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,7 +20,7 @@ use filters::{ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens};
 use search::{BeamSearch, Rng, Sampler, TokenSearch};
 
 /// How to decode one window (OpenAI's `DecodingOptions`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DecodeOptions {
     pub task: Task,
     /// Language code; `None` means English on English-only models (multilingual models detect

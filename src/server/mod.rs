@@ -8,6 +8,7 @@
 
 mod error;
 mod metrics;
+mod models;
 mod openapi;
 mod respond;
 mod routes;
@@ -30,8 +31,12 @@ use crate::transcribe::{Device, TranscribeOptions};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Served models (alias, repo id or directory); the first is the default, and what
-    /// `whisper-1` maps to.
+    /// `whisper-1` maps to. Loaded at start, on every device.
     pub models: Vec<String>,
+    /// Most models a worker holds at once, `models` included: past those, a request may name
+    /// any checkpoint in the local model cache, loaded on demand (the least recently used
+    /// evicted). `models.len()` turns on-demand loading off.
+    pub max_models: usize,
     /// One worker per device.
     pub devices: Vec<Device>,
     /// Required as `Authorization: Bearer KEY` when set.
@@ -54,6 +59,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn new(models: Vec<String>) -> Self {
         ServerConfig {
+            max_models: models.len() + 1,
             models,
             devices: vec![Device::Cpu],
             api_key: None,
@@ -112,6 +118,7 @@ pub async fn serve_on(
         &config.devices,
         config.max_batch,
         config.max_queue,
+        config.max_models,
     );
     let grace = config.shutdown_grace;
     let state = Arc::new(AppState {

@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::respond::{self, Shape};
 use super::upload::{self, Form};
 use super::worker::{Job, JobEvent, ModelInfo, StepSlot};
-use super::{metrics as m, AppState};
+use super::{metrics as m, models, AppState};
 use crate::audio::{OpenOptions, SpooledMel};
 use crate::decode::CancelHandle;
 use crate::error::Error;
@@ -154,23 +154,35 @@ fn model_object(id: &str) -> serde_json::Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": "dattavani-asr" })
 }
 
+/// The served models, OpenAI's names for the default, then the OpenAI checkpoints of the
+/// model cache that would load on demand.
 async fn list_models(State(state): State<Shared>) -> Response {
-    let mut data: Vec<serde_json::Value> = state
-        .config
-        .models
-        .iter()
-        .map(|m| model_object(m))
-        .collect();
-    data.extend(DEFAULT_ALIASES.iter().map(|m| model_object(m)));
+    let mut ids: Vec<String> = state.config.models.clone();
+    ids.extend(DEFAULT_ALIASES.iter().map(|m| m.to_string()));
+    if loads_on_demand(&state) {
+        for alias in models::cached_aliases() {
+            if !ids.contains(&alias) {
+                ids.push(alias);
+            }
+        }
+    }
+    let data: Vec<serde_json::Value> = ids.iter().map(|m| model_object(m)).collect();
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
 async fn get_model(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    if DEFAULT_ALIASES.contains(&id.as_str()) || state.config.models.contains(&id) {
+    if DEFAULT_ALIASES.contains(&id.as_str())
+        || state.config.models.contains(&id)
+        || (loads_on_demand(&state) && models::cached_info(&id).is_some())
+    {
         Json(model_object(&id)).into_response()
     } else {
         ApiError::model_not_found(&id).into_response()
     }
+}
+
+fn loads_on_demand(state: &AppState) -> bool {
+    state.config.max_models > state.config.models.len()
 }
 
 async fn transcriptions(
@@ -376,18 +388,28 @@ fn sse(
 }
 
 /// `model`: absent or an OpenAI name means the default (the first `--model`); a served name
-/// means itself; anything else is a 404.
+/// means itself; a checkpoint of the local cache is loaded on demand (when `--max-models`
+/// leaves room); anything else is a 404 (a request never fetches a model).
 fn resolve_model(state: &AppState, asked: Option<&str>) -> Result<ModelInfo, ApiError> {
-    let models = state.pool.models();
-    let default = models.first().cloned().ok_or_else(ApiError::loading)?;
+    let served = state.pool.models();
+    let default = served.first().cloned().ok_or_else(ApiError::loading)?;
     match asked {
         None | Some("") => Ok(default),
         Some(a) if DEFAULT_ALIASES.contains(&a) => Ok(default),
-        Some(a) => models
-            .iter()
-            .find(|m| m.name == a)
-            .cloned()
-            .ok_or_else(|| ApiError::model_not_found(a)),
+        Some(a) => {
+            if let Some(m) = served.iter().find(|m| m.name == a) {
+                return Ok(m.clone());
+            }
+            let cached = loads_on_demand(state)
+                .then(|| models::cached_info(a))
+                .flatten()
+                .ok_or_else(|| ApiError::model_not_found(a))?;
+            // A served model asked for by another of its names (`openai/whisper-tiny.en`).
+            Ok(served
+                .into_iter()
+                .find(|m| m.name == cached.name)
+                .unwrap_or(cached))
+        }
     }
 }
 

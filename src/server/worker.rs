@@ -14,6 +14,10 @@
 //! request passed over `STARVE_STEPS` times in a row leads the next step, so a long file
 //! still progresses under a stream of short clips.
 //!
+//! Jobs for a model that is not loaded (one of the cache's, served on demand: see
+//! [`super::models`]) wait in the queue while a loader thread loads it; the worker steps the
+//! other jobs meanwhile.
+//!
 //! A request that arrives while one job's window is being decoded alone, and that has fewer
 //! windows than that job has left, interrupts the window (its decoding is thrown away and
 //! redone later, with the same tokens: a cancelled step leaves a seek loop as it was), so it
@@ -22,14 +26,15 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics as m;
+use super::models::{self, ModelSet};
 use crate::audio::SpooledMel;
 use crate::decode::CancelHandle;
 use crate::error::{Error, Result};
@@ -53,6 +58,16 @@ pub struct Job {
     pub events: UnboundedSender<JobEvent>,
     /// Cancelled when the client goes away (or the request times out).
     pub cancel: CancelHandle,
+}
+
+/// What reaches a worker: a job, or the end of a model load it asked for.
+enum Msg {
+    Job(Box<Job>),
+    Loaded {
+        name: String,
+        result: Result<Box<Transcriber>>,
+        seconds: f64,
+    },
 }
 
 /// A model as loaded: what the HTTP side needs before it queues a job.
@@ -96,7 +111,7 @@ impl StepSlot {
 
 struct WorkerHandle {
     device: Device,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Msg>,
     step: Arc<StepSlot>,
     /// Jobs sent to this worker and not yet finished.
     load: Arc<AtomicUsize>,
@@ -130,12 +145,14 @@ impl Drop for Admission {
 
 impl Pool {
     /// Start one worker per device; each loads `models` (the first is the default) and then
-    /// serves. [`Pool::is_ready`] turns true when all have loaded.
+    /// serves, loading other cached models on demand while it holds fewer than `max_models`
+    /// (never fewer than `models`). [`Pool::is_ready`] turns true when all have loaded `models`.
     pub fn start(
         models: &[String],
         devices: &[Device],
         max_batch: usize,
         max_queue: usize,
+        max_models: usize,
     ) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             workers: Mutex::new(Vec::new()),
@@ -149,7 +166,8 @@ impl Pool {
         });
         let mut handles = Vec::new();
         for (index, &device) in devices.iter().enumerate() {
-            let (tx, rx) = mpsc::channel::<Job>();
+            let (tx, rx) = mpsc::channel::<Msg>();
+            let (loads_tx, loads_rx) = mpsc::channel::<Msg>();
             let load = Arc::new(AtomicUsize::new(0));
             let worker_load = load.clone();
             let step = Arc::new(StepSlot::default());
@@ -169,13 +187,15 @@ impl Pool {
                     };
                     drop(worker_pool);
                     Scheduler {
-                        transcribers,
+                        models: ModelSet::new(transcribers, max_models),
+                        device,
+                        loads: loads_tx,
                         max_batch: max_batch.max(1),
                         load: worker_load,
                         step: worker_step,
                         active: Vec::new(),
                     }
-                    .run(rx);
+                    .run(rx, loads_rx);
                 })
                 .expect("spawn worker thread");
             handles.push(WorkerHandle {
@@ -240,7 +260,7 @@ impl Pool {
         worker.load.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(request_id = %job.request_id, "queued on {:?}", worker.device);
         let windows = job.mel.content_frames().div_ceil(crate::mel::N_FRAMES);
-        worker.jobs.send(job).map_err(|_| {
+        worker.jobs.send(Msg::Job(Box::new(job))).map_err(|_| {
             worker.load.fetch_sub(1, Ordering::SeqCst);
             Error::Internal("the worker has stopped".into())
         })?;
@@ -331,7 +351,10 @@ impl Active {
 const STARVE_STEPS: usize = 4;
 
 struct Scheduler {
-    transcribers: Vec<(String, Transcriber)>,
+    models: ModelSet,
+    device: Device,
+    /// Loader threads report here.
+    loads: mpsc::Sender<Msg>,
     max_batch: usize,
     load: Arc<AtomicUsize>,
     step: Arc<StepSlot>,
@@ -339,36 +362,157 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+    /// Until the pool drops the job channel and the last job has finished.
+    fn run(mut self, jobs: mpsc::Receiver<Msg>, loads: mpsc::Receiver<Msg>) {
         let mut waiting: VecDeque<Job> = VecDeque::new();
+        let mut open = true;
         loop {
-            if self.active.is_empty() && waiting.is_empty() {
-                match jobs.recv() {
-                    Ok(job) => waiting.push_back(job),
-                    Err(_) => return,
+            // Nothing to step: wait for a job, or for the load the waiting jobs need (polled,
+            // so that jobs for loaded models start meanwhile).
+            let idle =
+                self.active.is_empty() && waiting.iter().all(|j| !self.models.is_loaded(&j.model));
+            if idle {
+                if self.models.loading().is_some() {
+                    let poll = Duration::from_millis(20);
+                    let msg = if open {
+                        match jobs.recv_timeout(poll) {
+                            Err(RecvTimeoutError::Disconnected) => {
+                                open = false;
+                                None
+                            }
+                            r => r.ok(),
+                        }
+                    } else {
+                        loads.recv_timeout(poll).ok()
+                    };
+                    if let Some(msg) = msg {
+                        self.take(msg, &mut waiting);
+                    }
+                } else if !open {
+                    return;
+                } else {
+                    match jobs.recv() {
+                        Ok(msg) => self.take(msg, &mut waiting),
+                        Err(_) => open = false,
+                    }
                 }
             }
-            while let Ok(job) = jobs.try_recv() {
-                waiting.push_back(job);
+            while open {
+                match jobs.try_recv() {
+                    Ok(msg) => self.take(msg, &mut waiting),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            while let Ok(msg) = loads.try_recv() {
+                self.take(msg, &mut waiting);
             }
             self.drop_cancelled(&mut waiting);
-            while self.active.len() < self.max_batch {
-                let Some(job) = waiting.pop_front() else {
-                    break;
-                };
-                self.begin(job);
-            }
+            self.start_waiting(&mut waiting);
             if !self.active.is_empty() {
                 self.step();
             }
         }
     }
 
-    fn transcriber(&mut self, model: &str) -> Option<&mut Transcriber> {
-        self.transcribers
-            .iter_mut()
-            .find(|(name, _)| name == model)
-            .map(|(_, t)| t)
+    /// A job joins the queue; a finished load joins the models (or fails the jobs waiting
+    /// for it).
+    fn take(&mut self, msg: Msg, waiting: &mut VecDeque<Job>) {
+        match msg {
+            Msg::Job(job) => waiting.push_back(*job),
+            Msg::Loaded {
+                name,
+                result,
+                seconds,
+            } => match result {
+                Ok(t) => {
+                    m::model_load(&name, seconds);
+                    tracing::info!(
+                        "loaded {name} on {} in {seconds:.1} s (on demand)",
+                        t.device_name()
+                    );
+                    self.models.end_load(&name, Some(*t));
+                }
+                Err(e) => {
+                    tracing::error!("loading {name} on demand: {e}");
+                    self.models.end_load(&name, None);
+                    let (failed, kept) = waiting.drain(..).partition(|j| j.model == name);
+                    *waiting = kept;
+                    for job in failed {
+                        let msg = format!("the model {name} could not be loaded: {e}");
+                        self.finish_job(&job, JobEvent::Failed(Error::Internal(msg)));
+                    }
+                }
+            },
+        }
+    }
+
+    /// Start waiting jobs in order while fewer than `max_batch` are active; for a job whose
+    /// model is not loaded, start loading it (when no other load is in progress and there is
+    /// room) and let the job wait.
+    fn start_waiting(&mut self, waiting: &mut VecDeque<Job>) {
+        let needed: Vec<String> = self
+            .active
+            .iter()
+            .map(|a| &a.job.model)
+            .chain(waiting.iter().map(|j| &j.model))
+            .cloned()
+            .collect();
+        let mut kept = VecDeque::new();
+        while let Some(job) = waiting.pop_front() {
+            if self.models.is_loaded(&job.model) {
+                if self.active.len() < self.max_batch {
+                    self.begin(job);
+                } else {
+                    kept.push_back(job);
+                }
+            } else if self.models.loading().is_some() {
+                kept.push_back(job);
+            } else if !self.models.loads_on_demand() {
+                let msg = format!("model {} is not loaded", job.model);
+                self.finish_job(&job, JobEvent::Failed(Error::Internal(msg)));
+            } else {
+                if self
+                    .models
+                    .begin_load(&job.model, |n| needed.iter().any(|m| m == n))
+                {
+                    self.spawn_load(&job.model);
+                }
+                kept.push_back(job);
+            }
+        }
+        *waiting = kept;
+    }
+
+    /// Load `name` on a thread of its own; the worker hears the result on `loads`.
+    fn spawn_load(&self, name: &str) {
+        tracing::info!("loading {name} on demand");
+        let (name, device, tx) = (name.to_string(), self.device, self.loads.clone());
+        let spawned = std::thread::Builder::new()
+            .name("asr-model-load".into())
+            .spawn({
+                let name = name.clone();
+                let tx = tx.clone();
+                move || {
+                    let start = Instant::now();
+                    let result = models::load(&name, device).map(Box::new);
+                    let seconds = start.elapsed().as_secs_f64();
+                    let _ = tx.send(Msg::Loaded {
+                        name,
+                        result,
+                        seconds,
+                    });
+                }
+            });
+        if let Err(e) = spawned {
+            let _ = tx.send(Msg::Loaded {
+                name,
+                result: Err(Error::Internal(format!(
+                    "cannot start a loader thread: {e}"
+                ))),
+                seconds: 0.0,
+            });
+        }
     }
 
     fn finish_job(&self, job: &Job, event: JobEvent) {
@@ -406,7 +550,7 @@ impl Scheduler {
     fn begin(&mut self, mut job: Job) {
         let options = job.options.clone();
         let model = job.model.clone();
-        let result = match self.transcriber(&model) {
+        let result = match self.models.get_mut(&model) {
             Some(t) => t
                 .set_options(options)
                 .and_then(|()| t.begin_seek(&mut job.mel)),
@@ -510,10 +654,8 @@ impl Scheduler {
             }
         }
         let transcriber = self
-            .transcribers
-            .iter_mut()
-            .find(|(name, _)| *name == model)
-            .map(|(_, t)| t)
+            .models
+            .get_mut(&model)
             .expect("jobs only start on loaded models");
         let result = transcriber.set_options(options).and_then(|()| {
             transcriber.reset_timings();
@@ -593,7 +735,8 @@ impl Scheduler {
         m::in_flight_add(-1.0);
         let model = a.job.model.clone();
         let transcriber = self
-            .transcriber(&model)
+            .models
+            .get(&model)
             .expect("jobs only start on loaded models");
         let event = match transcriber.finish_seek(a.seek) {
             Ok(t) => {
