@@ -30,7 +30,13 @@ pub fn install() -> Option<PrometheusHandle> {
                     )
                 });
             match builder.map(|b| b.install_recorder()) {
-                Ok(Ok(handle)) => Some(handle),
+                Ok(Ok(handle)) => {
+                    // The gauges an autoscaler reads exist from the start (at 0), not only
+                    // after the first request: an HPA with no value holds the replica count.
+                    gauge!("asr_queue_depth").set(0.0);
+                    gauge!("asr_in_flight").set(0.0);
+                    Some(handle)
+                }
                 Ok(Err(e)) => {
                     tracing::warn!("metrics recorder not installed: {e}");
                     None
