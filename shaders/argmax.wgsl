@@ -3,16 +3,7 @@
 // elements keeping (value, index), then a tree reduction in workgroup memory that prefers the
 // larger value and, on equal values, the smaller index. Writes one u32 per row.
 
-struct Params {
-    n: u32,
-    rows: u32,
-    mask_word: u32, // greedy_pick: the first word of the mask row
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-    _p3: u32,
-    _p4: u32,
-}
+// `p: Params` (n, rows, mask_word) is declared by the host from `ArgmaxParams` in kernels/argmax.rs.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;

@@ -13,16 +13,7 @@
 // Bounds: key rows are clamped to n_kv - 1 for loads (masked keys get score -inf-like and weight
 // exactly 0), query rows past n_q compute on a clamped row and are not stored.
 
-struct Params {
-    n_q: u32,
-    n_kv: u32,
-    d4: u32,      // d / 4, the row stride in vec4s
-    n_head: u32,
-    causal: u32,
-    offset: u32,
-    scale: f32,
-    kv_stride: u32, // rows between sequences in k / v (batched dispatch, workgroup_id.z)
-}
+// `p: Params` (n_q, n_kv, d4, n_head, causal, offset, scale, kv_stride) is declared by the host from `AttentionParams` in kernels/attention.rs.
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;

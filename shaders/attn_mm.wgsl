@@ -15,16 +15,7 @@
 // stored); stores are guarded. attn_pv needs n_kv % 4 == 0 (score rows read as vec4s), which the
 // host checks; it falls back to the fused kernel otherwise.
 
-struct Params {
-    n_q: u32,    // query rows in this chunk
-    n_kv: u32,   // keys
-    d4: u32,     // row stride of q / k / v / out in vec4s
-    row0: u32,   // first query row of the chunk in q / out
-    scale: f32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
+// `p: Params` (n_q, n_kv, d4, row0, scale) is declared by the host from `AttnMmParams` in kernels/attn_mm.rs.
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;   // q (qk) or scores (pv)
 @group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;   // k (qk) or v (pv)

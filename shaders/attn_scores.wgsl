@@ -5,16 +5,7 @@
 // head_dim = 4 * AT_HD4). One thread per (key, query) = global_invocation_id (x, y), both
 // guarded. Binding 2 is unused (the layout is shared with the other 3-input kernels).
 
-struct Params {
-    n_q: u32,
-    n_kv: u32,
-    d4: u32,
-    head: u32,
-    out_row0: u32,
-    scale: f32,
-    _p0: u32,
-    _p1: u32,
-}
+// `p: Params` (n_q, n_kv, d4, head, out_row0, scale) is declared by the host from `AttnScoresParams` in kernels/attn_scores.rs.
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;

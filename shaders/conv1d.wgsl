@@ -6,16 +6,7 @@
 // Bounds: loads use clamped indices (always in range) and zero the padding taps with select;
 // stores are guarded.
 
-struct Params {
-    c_in: u32,
-    t_in: u32,
-    c_out: u32,
-    t_out: u32,
-    stride: u32,
-    gelu: u32,
-    _p0: u32,
-    _p1: u32,
-}
+// `p: Params` (c_in, t_in, c_out, t_out, stride, gelu) is declared by the host from `Conv1dParams` in kernels/conv1d.rs.
 
 @group(0) @binding(0) var<storage, read> inp: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
@@ -23,14 +14,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-// erf by Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 (see elementwise.wgsl).
-fn erf_as(z: f32) -> f32 {
-    let a = abs(z);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let r = 1.0 - poly * exp(-a * a);
-    return select(r, -r, z < 0.0);
-}
+// GELU (`gelu_erf`) is shaders/gelu.wgsl, appended by the host.
 
 @compute @workgroup_size(CV_WG_X, CV_WG_Y, 1)
 fn conv1d_k3(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -74,7 +58,7 @@ fn conv1d_k3(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (t < p.t_out && co < p.c_out) {
                 var v = acc[i][j] + bias[co];
                 if (p.gelu != 0u) {
-                    v = 0.5 * v * (1.0 + erf_as(v * 0.70710678118654752));
+                    v = gelu_erf(v);
                 }
                 out[t * p.c_out + co] = v;
             }

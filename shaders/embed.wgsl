@@ -11,16 +11,7 @@
 // `row_stride` u32 quads with an f32 scale per row (binding 5, bound over the same row range),
 // dequantized as q·scale — the int8 token embedding is also the logits projection's weight.
 
-struct Params {
-    n_tok: u32,
-    d: u32,
-    pos0: u32,
-    row_base: u32,
-    table_rows: u32,
-    per_seq: u32,  // tokens per sequence: token i sits at position pos0 + i % per_seq
-    row_stride: u32, // 32-bit words per table row (f32: values; int8: quads), >= d (f32) / d/4
-    _p0: u32,
-}
+// `p: Params` (n_tok, d, pos0, row_base, table_rows, per_seq, row_stride) is declared by the host from `EmbedParams` in kernels/embed.rs.
 
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> pos: array<f32>;

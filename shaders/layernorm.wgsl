@@ -6,16 +6,7 @@
 // separately), so the kernel is out-of-place. With in_step / in_first it normalises a strided
 // subset of the input rows into consecutive output rows (the decoder's last row per sequence).
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    in_step: u32,  // output row r reads input row r * in_step + in_first (1 and 0: every row)
-    in_first: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-    _p3: u32,
-}
+// `p: Params` (rows, cols, in_step, in_first) is declared by the host from `LayerNormParams` in kernels/layernorm.rs.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;

@@ -19,16 +19,7 @@
 // because K4 = K / 4 exactly and the host checks every buffer's size against M, N, K before
 // dispatching. That is why the host may compile this module without naga's runtime checks.
 
-struct Params {
-    m: u32,          // rows of x / out
-    n: u32,          // rows of w in this binding = columns written
-    k4: u32,         // K / 4
-    flags: u32,      // bit 0: add bias, bit 1: GELU epilogue
-    out_stride: u32, // row stride of out, in f32
-    col0: u32,       // first output column written
-    _p0: u32,
-    _p1: u32,
-}
+// `p: Params` (m, n, k4, flags, out_stride, col0) is declared by the host from `MatmulParams` in kernels/matmul.rs.
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 // binding 1, the weights, `fn wload(i) -> vec4<f32>` (the i-th group of 4 weights along K) and
@@ -42,15 +33,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26
-// (|error of erf| <= 1.5e-7, so |error of gelu| <= 0.75e-7 |x| + f32 rounding).
-fn erf_as(z: f32) -> f32 {
-    let a = abs(z);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let r = 1.0 - poly * exp(-a * a);
-    return select(r, -r, z < 0.0);
-}
+// GELU (`gelu_erf`) is shaders/gelu.wgsl, appended by the host.
 
 fn epilogue(v: f32, n: u32) -> f32 {
     var r = row_scaled(v, n);
@@ -58,7 +41,7 @@ fn epilogue(v: f32, n: u32) -> f32 {
         r = r + bias[n];
     }
     if ((p.flags & 2u) != 0u) {
-        r = 0.5 * r * (1.0 + erf_as(r * 0.70710678118654752));
+        r = gelu_erf(r);
     }
     return r;
 }

@@ -30,16 +30,7 @@ const POWER_COLS: u32 = 204u;
 const LOG_PER: u32 = 16u;
 
 // Each entry point reads the fields named in its comment below; the rest are 0.
-struct Params {
-    n_samples: u32, // mel_frames: samples of audio
-    s0: u32,        // mel_frames: the first sample the binding holds
-    s_len: u32,     // mel_frames: samples the binding holds
-    t0: u32,        // mel_frames: the first frame
-    rows: u32,      // mel_frames, mel_power, mel_norm: frames of this dispatch
-    live: u32,      // mel_norm: frames of the block with audio
-    n_mels: u32,    // mel_norm: mel bands
-    count: u32,     // mel_log: values
-}
+// `p: Params` (n_samples, s0, s_len, t0, rows, live, n_mels, count) is declared by the host from `MelParams` in kernels/mel.rs.
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;

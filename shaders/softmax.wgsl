@@ -5,16 +5,7 @@
 // One workgroup per row (workgroup_id.x + workgroup_id.y * 65535); SM_WG threads (a power of
 // two) stride over the columns, max and sum are workgroup reductions.
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    causal: u32,
-    offset: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-    _p3: u32,
-}
+// `p: Params` (rows, cols, causal, offset) is declared by the host from `SoftmaxParams` in kernels/softmax.rs.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<uniform> p: Params;

@@ -7,9 +7,9 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
+use super::build::{Builder, Kernel};
 use super::matrix::{MatrixRef, WeightType};
-use super::{binding, groups, need, whole, Kernels, WgslParams};
+use super::{binding, groups, need, whole, Kernels};
 
 super::wgsl_params! {
     EmbedParams in "embed.wgsl" {
@@ -24,7 +24,6 @@ super::wgsl_params! {
         per_seq: u32,
         /// 32-bit words per table row (f32: values; int8: quads).
         row_stride: u32,
-        _p0: u32,
     }
 }
 
@@ -38,8 +37,8 @@ impl EmbedParams {
 
 /// The gather for f32 tables and for int8 ones.
 pub(super) struct Pipelines {
-    f32: wgpu::ComputePipeline,
-    int8: wgpu::ComputePipeline,
+    f32: Kernel,
+    int8: Kernel,
 }
 
 /// What `shaders/embed.wgsl` expects prepended for a table stored as `ty` (f32 or int8): binding
@@ -62,9 +61,8 @@ fn prelude(ty: WeightType) -> &'static str {
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let consts = [("EM_WG", b.config.embed_wg)];
-    let src = |ty| format!("{}{}", prelude(ty), EmbedParams::SHADER);
-    let f32 = b.module("embed", &consts, &src(WeightType::F32));
-    let int8 = b.module("embed int8", &consts, &src(WeightType::Int8));
+    let f32 = b.module::<EmbedParams>("embed", &consts, prelude(WeightType::F32));
+    let int8 = b.module::<EmbedParams>("embed int8", &consts, prelude(WeightType::Int8));
     Pipelines {
         f32: b.pipeline(&f32, "embed", &b.layouts.weights),
         int8: b.pipeline(&int8, "embed", &b.layouts.weights),
@@ -115,7 +113,7 @@ impl Kernels {
                 "embed: {n_tok} tokens are not sequences of {per_seq}"
             )));
         }
-        let (pipeline, row_stride) = match table.ty {
+        let (kernel, row_stride) = match table.ty {
             WeightType::F32 => (&self.embed.f32, table.cols),
             WeightType::Int8 if table.cols.is_multiple_of(4) => (&self.embed.int8, table.cols / 4),
             ty => {
@@ -153,7 +151,6 @@ impl Kernels {
                 row_stride: row_stride as u32,
                 ..Default::default()
             };
-            let p = self.param(&params)?;
             let tb = binding(
                 table.data,
                 (r0 * row_bytes) as u64,
@@ -164,14 +161,8 @@ impl Kernels {
                 None => whole(&self.dummy),
             };
             let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
-            self.dispatch(
-                pass,
-                pipeline,
-                &self.layouts.weights,
-                &[whole(ids), tb, whole(pos), whole(out), p, sb],
-                wg,
-                || params.work(),
-            )?;
+            let binds = [whole(ids), tb, whole(pos), whole(out), sb];
+            self.launch(pass, kernel, &params, &binds, wg, || params.work())?;
             r0 += rows;
         }
         Ok(())
