@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use super::super::profile::Work;
 use super::attention::check_heads;
 use super::build::{Builder, Kernel};
-use super::{groups, need, whole, Kernels, HEAD_DIM};
+use super::{groups, need, ranges, whole, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
     AttnMmParams in "attn_mm.wgsl" {
@@ -117,9 +117,7 @@ impl Kernels {
         let c = &self.config;
         let chunk = c.attn_chunk.max(1);
         let (wx, wy) = c.attn_mm_wg;
-        let mut r0 = 0;
-        while r0 < n_q {
-            let rows = chunk.min(n_q - r0);
+        for (r0, rows) in ranges(n_q, chunk) {
             let params = AttnMmParams {
                 n_q: rows as u32,
                 n_kv: n_kv as u32,
@@ -144,7 +142,6 @@ impl Kernels {
                 n_head as u32,
             );
             self.launch(pass, &self.attn_mm.pv, &params, &binds, wg, work)?;
-            r0 += rows;
         }
         Ok(())
     }

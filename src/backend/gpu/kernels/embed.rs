@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
 use super::matrix::{MatrixRef, WeightType};
-use super::{binding, groups, need, whole, Kernels};
+use super::{binding, groups, need, ranges, whole, Kernels};
 
 super::wgsl_params! {
     EmbedParams in "embed.wgsl" {
@@ -138,9 +138,7 @@ impl Kernels {
         need(out, n_tok * d, "embed out")?;
         let row_bytes = table.row_bytes();
         let chunk = self.rows_per_binding(row_bytes as u64).min(vocab);
-        let mut r0 = 0;
-        while r0 < vocab {
-            let rows = chunk.min(vocab - r0);
+        for (r0, rows) in ranges(vocab, chunk) {
             let params = EmbedParams {
                 n_tok: n_tok as u32,
                 d: d as u32,
@@ -163,7 +161,6 @@ impl Kernels {
             let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
             let binds = [whole(ids), tb, whole(pos), whole(out), sb];
             self.launch(pass, kernel, &params, &binds, wg, || params.work())?;
-            r0 += rows;
         }
         Ok(())
     }

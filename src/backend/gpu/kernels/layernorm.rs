@@ -10,7 +10,7 @@ use super::build::{Builder, Kernel};
 use super::{need, whole, Kernels};
 
 super::wgsl_params! {
-    LayerNormParams in "layernorm.wgsl" {
+    LayerNormParams in "layernorm.wgsl" + "reduce.wgsl" {
         rows: u32,
         cols: u32,
         /// Output row r reads input row `r * in_step + in_first` (1 and 0: every row).

@@ -12,7 +12,7 @@ use super::super::profile::Work;
 use super::build::{Builder, Kernel};
 use super::config::{MatmulTile, MatmulVariant};
 use super::matrix::{MatrixRef, WeightType};
-use super::{binding, groups, need, whole, Kernels};
+use super::{binding, groups, need, ranges, whole, Kernels};
 
 super::wgsl_params! {
     /// One dispatch over a range of `n` weight rows (output columns `col0 ..`).
@@ -162,9 +162,7 @@ impl Kernels {
         let use_gemv = m <= c.gemv_max_rows;
         let chunk = self.rows_per_binding(w.row_bytes() as u64).min(n);
         let pipes = &self.matmul[w.ty as usize];
-        let mut n0 = 0;
-        while n0 < n {
-            let rows = chunk.min(n - n0);
+        for (n0, rows) in ranges(n, chunk) {
             let params = MatmulParams {
                 m: m as u32,
                 n: rows as u32,
@@ -200,7 +198,6 @@ impl Kernels {
             };
             let work = || params.work(wbytes as f64);
             self.launch(pass, pl, &params, &binds, wg, work)?;
-            n0 += rows;
         }
         Ok(())
     }

@@ -168,6 +168,15 @@ type BindKey = (
     [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS],
 );
 
+/// `(first, len)` of the consecutive ranges of `chunk` (the last possibly shorter) that cover
+/// `0..n`: the row ranges of a tensor processed one binding or one chunk at a time.
+fn ranges(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    let chunk = chunk.max(1);
+    (0..n)
+        .step_by(chunk)
+        .map(move |first| (first, chunk.min(n - first)))
+}
+
 fn groups(n: usize, per: u32) -> u32 {
     n.div_ceil(per as usize) as u32
 }

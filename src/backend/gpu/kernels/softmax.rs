@@ -10,7 +10,7 @@ use super::build::{Builder, Kernel};
 use super::{need, whole, Kernels};
 
 super::wgsl_params! {
-    SoftmaxParams in "softmax.wgsl" {
+    SoftmaxParams in "softmax.wgsl" + "reduce.wgsl" {
         rows: u32,
         cols: u32,
         /// 1: row i keeps columns `0..=offset + i`.
