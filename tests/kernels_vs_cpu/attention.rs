@@ -14,12 +14,9 @@ fn check_attention(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, shape: Shape
     let q = rng.vec(n_q * d);
     let k = rng.vec(n_kv * d);
     let v = rng.vec(n_kv * d);
-    let got = if unfused {
-        kern.run_attention_unfused(ctx, &q, &k, &v, n_q, n_kv, d, n_head)
-    } else {
-        kern.run_attention(ctx, &q, &k, &v, n_q, n_kv, d, n_head, causal)
-    }
-    .unwrap();
+    let got = kern
+        .run_attention(ctx, [&q, &k, &v], n_q, n_kv, n_head, causal, unfused)
+        .unwrap();
     let mut want = vec![0.0; n_q * d];
     ops::attention(&q, &k, &v, n_q, n_kv, d, n_head, causal, &mut want);
     // Scores: 64-term dot products (≈ 64·ε·16 ≈ 1e-4 worst case, ~1e-6 typical) then exp and

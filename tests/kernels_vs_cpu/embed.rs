@@ -14,7 +14,9 @@ fn embed_matches_cpu_including_split_table() {
     ids.extend_from_slice(&[0, 999, 64, 63]);
     for over in [None, Some(64 * 384 * 4)] {
         let kern = kernels_with(&ctx, |c| c.max_binding_override = over);
-        let got = kern.run_embed(&ctx, &table, &pos, d, &ids, 5).unwrap();
+        let got = kern
+            .run_embed(&ctx, &table, WeightType::F32, &pos, d, &ids, 5)
+            .unwrap();
         let mut want = vec![0.0; ids.len() * d];
         ops::embed(&table, &pos, d, &ids, 5, &mut want);
         assert_eq!(got, want, "embed (binding override {over:?})"); // one addition each: exact
@@ -42,7 +44,7 @@ fn embed_int8_table_matches_cpu_including_split_table() {
     for over in [None, Some(64 * 384)] {
         let kern = kernels_with(&ctx, |c| c.max_binding_override = over);
         let got = kern
-            .run_embed_typed(&ctx, &table, WeightType::Int8, &pos, d, &ids, 5)
+            .run_embed(&ctx, &table, WeightType::Int8, &pos, d, &ids, 5)
             .unwrap();
         let mut want = vec![0.0; ids.len() * d];
         ops::embed(&dequantized, &pos, d, &ids, 5, &mut want);

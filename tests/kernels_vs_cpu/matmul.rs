@@ -41,7 +41,9 @@ fn check_linear(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, case: Case) {
     let w = rng.vec(n * k);
     let b = rng.vec(n);
     let bias = bias.then_some(&b[..]);
-    let got = kern.run_linear(ctx, &x, m, k, &w, n, bias, gelu).unwrap();
+    let got = kern
+        .run_linear(ctx, &x, m, k, &w, WeightType::F32, n, bias, gelu)
+        .unwrap();
     let mut want = vec![0.0; m * n];
     ops::linear(&x, m, k, &w, n, bias, &mut want);
     if gelu {
@@ -70,7 +72,7 @@ fn check_linear_f16(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, m: usize, k
     let w = rng.vec(n * k);
     let b = rng.vec(n);
     let got = kern
-        .run_linear_typed(ctx, &x, m, k, &w, WeightType::F16, n, Some(&b), n % 2 == 1)
+        .run_linear(ctx, &x, m, k, &w, WeightType::F16, n, Some(&b), n % 2 == 1)
         .unwrap();
     let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
     for (weights, tol, what) in [
@@ -127,7 +129,7 @@ fn check_linear_int8(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, case: Case
     let b = rng.vec(n);
     let bias = bias.then_some(&b[..]);
     let got = kern
-        .run_linear_typed(ctx, &x, m, k, &w, WeightType::Int8, n, bias, gelu)
+        .run_linear(ctx, &x, m, k, &w, WeightType::Int8, n, bias, gelu)
         .unwrap();
     let dequantized = QuantizedMatrix::quantize(&w, n, k).dequantize();
     for (weights, tol, what) in [

@@ -70,26 +70,8 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
 }
 
 impl Kernels {
-    /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
-    /// is `[vocab, d]` f32 and may exceed one binding (one dispatch per row range).
-    #[allow(clippy::too_many_arguments)]
-    pub fn embed(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        ids: &wgpu::Buffer,
-        table: &wgpu::Buffer,
-        pos: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        n_tok: usize,
-        d: usize,
-        vocab: usize,
-        pos0: usize,
-    ) -> Result<()> {
-        let table = MatrixRef::f32(table, vocab, d);
-        self.embed_batched(pass, ids, table, pos, out, n_tok, d, pos0, n_tok)
-    }
-
-    /// `embed` of `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
+    /// `out[i] = table[ids[i]] + pos[pos0 + i % per_seq]` for `n_tok` ids (u32) into
+    /// `[n_tok, d]`: `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
     /// a table of `table.rows` tokens stored as f32 or int8 (an int8 row is dequantized as it is
     /// read); the first `d` of its `table.cols` columns are used.
     #[allow(clippy::too_many_arguments)]
