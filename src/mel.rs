@@ -68,12 +68,17 @@ impl LogMel {
     }
 }
 
+// librosa, Slaney scale: linear (F_SP Hz per mel) below MIN_LOG_HZ, logarithmic above.
+const F_SP: f64 = 200.0 / 3.0;
+const MIN_LOG_HZ: f64 = 1000.0;
+
+/// The Slaney scale's (mel of MIN_LOG_HZ, log step per mel above it).
+fn slaney_log_part() -> (f64, f64) {
+    (MIN_LOG_HZ / F_SP, 6.4f64.ln() / 27.0)
+}
+
 fn hz_to_mel(f: f64) -> f64 {
-    // librosa, Slaney scale: linear below 1 kHz, logarithmic above.
-    const F_SP: f64 = 200.0 / 3.0;
-    const MIN_LOG_HZ: f64 = 1000.0;
-    let min_log_mel = MIN_LOG_HZ / F_SP;
-    let logstep = 6.4f64.ln() / 27.0;
+    let (min_log_mel, logstep) = slaney_log_part();
     if f >= MIN_LOG_HZ {
         min_log_mel + (f / MIN_LOG_HZ).ln() / logstep
     } else {
@@ -82,10 +87,7 @@ fn hz_to_mel(f: f64) -> f64 {
 }
 
 fn mel_to_hz(m: f64) -> f64 {
-    const F_SP: f64 = 200.0 / 3.0;
-    const MIN_LOG_HZ: f64 = 1000.0;
-    let min_log_mel = MIN_LOG_HZ / F_SP;
-    let logstep = 6.4f64.ln() / 27.0;
+    let (min_log_mel, logstep) = slaney_log_part();
     if m >= min_log_mel {
         MIN_LOG_HZ * (logstep * (m - min_log_mel)).exp()
     } else {

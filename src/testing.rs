@@ -2,33 +2,24 @@
 //! Paths mirror the private modules (`testing::backend::gpu::GpuModel` is
 //! `crate::backend::gpu::GpuModel`).
 
-pub mod audio {
-    pub use crate::audio::*;
+/// `pub mod m { pub use crate::m::*; }` for each module named.
+macro_rules! mirror {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module {
+            pub use crate::$module::*;
+        })*
+    };
 }
-pub mod backend {
-    pub use crate::backend::*;
-}
-pub mod decode {
-    pub use crate::decode::*;
-}
-pub mod error {
-    pub use crate::error::*;
-}
-pub mod mel {
-    pub use crate::mel::*;
-}
-pub mod model {
-    pub use crate::model::*;
-}
-pub mod output {
-    pub use crate::output::*;
-}
-pub mod tokenizer {
-    pub use crate::tokenizer::*;
-}
-pub mod transcribe {
-    pub use crate::transcribe::*;
-}
-pub mod atomic_file {
-    pub use crate::atomic_file::*;
-}
+
+mirror!(
+    audio,
+    backend,
+    decode,
+    error,
+    mel,
+    model,
+    output,
+    tokenizer,
+    transcribe,
+    atomic_file,
+);

@@ -3,14 +3,18 @@
 //! log-probabilities), and the batched transcripts of the long clips are sane and about as
 //! accurate as the sequential loop's.
 
+#[path = "common/clips.rs"]
+mod clips;
+
 #[path = "common/models.rs"]
 mod models;
+
+#[path = "common/timeline.rs"]
+mod timeline;
 
 #[path = "common/wer.rs"]
 mod wer;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use dattavani_asr::testing::backend::cpu::model::CpuWeights;
@@ -26,12 +30,6 @@ use dattavani_asr::testing::transcribe::batched::{chunk_window, plan_chunks};
 use dattavani_asr::testing::transcribe::{
     Device, MelPadding, TranscribeOptions, Transcriber, Transcript,
 };
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
-}
 
 /// One model at a time: each uses both cores.
 static MODEL_LOCK: Mutex<()> = Mutex::new(());
@@ -54,7 +52,7 @@ fn cpu_model() -> (CpuModel, WhisperTokenizer, ModelConfig) {
 /// The first `n` chunk windows of `file`, as the batched transcription cuts and pads them.
 fn chunk_windows(model: &mut CpuModel, file: &str, n: usize) -> Vec<Vec<f32>> {
     let samples =
-        dattavani_asr::testing::audio::load_audio(&data(&format!("speech/{file}"))).unwrap();
+        dattavani_asr::testing::audio::load_audio(&clips::data(&format!("speech/{file}"))).unwrap();
     let n_mels = model.dims().n_mels;
     let mel = model.log_mel(&samples, n_mels).unwrap();
     let chunks = plan_chunks(&samples, mel.content_frames());
@@ -90,10 +88,9 @@ fn same_result(what: &str, a: &DecodingResult, b: &DecodingResult) {
 /// initial prompt (prompt rows past `SMALL_M`: window by window).
 #[test]
 fn decoding_chunks_together_equals_decoding_them_one_by_one() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
         return;
-    }
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let (mut backend, tokenizer, config) = cpu_model();
     let windows = chunk_windows(&mut backend, "long_concat.wav", 4);
     let prompt = tokenizer
@@ -157,10 +154,9 @@ fn decoding_chunks_together_equals_decoding_them_one_by_one() {
 /// activations quantized per row, so rows never interact whatever their number.
 #[test]
 fn int8_decoding_chunks_together_equals_decoding_them_one_by_one() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
         return;
-    }
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
     let config = ModelConfig::from_dir(&files.dir).unwrap();
     let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab).unwrap();
@@ -196,10 +192,9 @@ fn int8_decoding_chunks_together_equals_decoding_them_one_by_one() {
 /// windows of a batch decoded in reverse order give the same results.
 #[test]
 fn window_order_in_a_pass_does_not_matter() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
         return;
-    }
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let (mut backend, tokenizer, config) = cpu_model();
     let windows = chunk_windows(&mut backend, "long_concat.wav", 3);
     let mels: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
@@ -217,45 +212,11 @@ fn window_order_in_a_pass_does_not_matter() {
     }
 }
 
-/// file -> reference text, for clips of kind 'real'.
-fn references() -> HashMap<String, String> {
-    std::fs::read_to_string(data("speech/refs.tsv"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() >= 5 && f[4].trim() == "real").then(|| (f[0].to_string(), f[1].to_string()))
-        })
-        .collect()
-}
-
 fn assert_sane_timeline(t: &Transcript, name: &str) {
-    let mut prev_end = 0.0;
+    timeline::assert_sane(t, name);
     for s in &t.segments {
-        assert!(
-            s.start <= s.end,
-            "{name}: segment {} ends before it starts",
-            s.id
-        );
-        assert!(
-            s.start + 1e-6 >= prev_end - 0.02,
-            "{name}: segment {} starts at {} before the previous end {prev_end}",
-            s.id,
-            s.start
-        );
-        assert!(
-            s.end <= t.duration + 0.02,
-            "{name}: segment {} ends past the audio ({} > {})",
-            s.id,
-            s.end,
-            t.duration
-        );
         assert!(!s.text.trim().is_empty(), "{name}: empty segment {}", s.id);
-        prev_end = s.end;
     }
-    let ratio = dattavani_asr::testing::decode::compression_ratio(&t.text);
-    assert!(ratio < 2.4, "{name}: compression ratio {ratio}");
 }
 
 /// Greedy, batched by 4, on the long clips: monotonic segments inside the audio, a WER within
@@ -263,11 +224,10 @@ fn assert_sane_timeline(t: &Transcript, name: &str) {
 /// batch size (2 and 4 group the chunks and their continuations differently).
 #[test]
 fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
         return;
-    }
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let refs = references();
+    };
+    let refs = clips::real_references();
     let greedy = |batch_size: usize| {
         let mut o = TranscribeOptions::default();
         o.decode.beam_size = None;
@@ -279,7 +239,7 @@ fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
     let mut batched = transcriber(greedy(4));
     let mut pairs = Vec::new();
     for name in ["long_concat.wav", "ast_demo-instruct.wav"] {
-        let path = data(&format!("speech/{name}"));
+        let path = clips::data(&format!("speech/{name}"));
         let b = batched.transcribe_file(&path).unwrap();
         assert!(b.segments.len() > 3, "{name}: several segments");
         assert_sane_timeline(&b, name);
@@ -322,17 +282,18 @@ fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
 /// up to 0.05 s past their segments too).
 #[test]
 fn batched_word_timestamps_follow_their_segments() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
         return;
-    }
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let mut o = TranscribeOptions::default();
     o.decode.beam_size = None;
     o.decode.best_of = None;
     o.batch_size = 4;
     o.word_timestamps = true;
     let mut t = transcriber(o);
-    let result = t.transcribe_file(data("speech/long_concat.wav")).unwrap();
+    let result = t
+        .transcribe_file(clips::data("speech/long_concat.wav"))
+        .unwrap();
     assert_sane_timeline(&result, "long_concat");
     let mut n_words = 0;
     let mut prev = 0.0;

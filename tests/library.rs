@@ -26,6 +26,18 @@ fn greedy() -> TranscribeOptions {
     o
 }
 
+/// tiny.en on the CPU with `greedy()` options; `None` (skip) when it is not cached.
+fn greedy_tiny_en() -> Option<Transcriber> {
+    models::cached_dir("tiny.en")?;
+    let t = Transcriber::builder()
+        .model("tiny.en")
+        .device(Device::Cpu)
+        .options(greedy())
+        .build()
+        .unwrap();
+    Some(t)
+}
+
 #[test]
 fn transcribes_in_a_spawned_thread_from_a_model_directory() {
     let Some(dir) = models::cached_dir("tiny.en") else {
@@ -87,15 +99,9 @@ fn transcribes_in_a_spawned_thread_from_a_model_directory() {
 
 #[test]
 fn cancels_resamples_and_takes_chunks() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(mut t) = greedy_tiny_en() else {
         return;
-    }
-    let mut t = Transcriber::builder()
-        .model("tiny.en")
-        .device(Device::Cpu)
-        .options(greedy())
-        .build()
-        .unwrap();
+    };
     let samples = jfk_samples();
 
     let cancel = CancelHandle::new();
@@ -164,15 +170,9 @@ fn cancels_resamples_and_takes_chunks() {
 
 #[test]
 fn loops_stepped_together_give_what_each_gives_alone() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(mut t) = greedy_tiny_en() else {
         return;
-    }
-    let mut t = Transcriber::builder()
-        .model("tiny.en")
-        .device(Device::Cpu)
-        .options(greedy())
-        .build()
-        .unwrap();
+    };
     let load = |f: &str| dattavani_asr::audio_io::load_audio(std::path::Path::new(f)).unwrap();
     let a = load("samples/jfk.wav");
     let b = load("tests/data/speech/ps_librivox_0870.wav");

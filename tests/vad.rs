@@ -7,12 +7,15 @@
 //! The VAD weights: when missing and `CI=true` they are fetched (pip); elsewhere a test needing
 //! them prints how to fetch them and passes without checking.
 
+#[path = "common/clips.rs"]
+mod clips;
+
 #[path = "common/wer.rs"]
 #[allow(dead_code)]
 mod wer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use dattavani_asr::testing::model::hub;
 use dattavani_asr::vad::{
@@ -28,12 +31,6 @@ const WINDOW: i64 = 512;
 static MODEL_LOCK: Mutex<()> = Mutex::new(());
 /// Held while a test changes the environment or may fetch (which reads it).
 static ENV_LOCK: Mutex<()> = Mutex::new(());
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
-}
 
 /// The VAD snapshot directory, or `None` (with a line saying how to get it) outside CI.
 fn vad_snapshot() -> Option<PathBuf> {
@@ -57,6 +54,13 @@ fn onnx_model(dir: &Path) -> VadModel {
     VadModel::load_from_snapshot(dir).expect("VAD weights load")
 }
 
+/// The VAD model and this test's turn with Whisper (`MODEL_LOCK`), for the tests that run
+/// both; `None` (skip) without the VAD weights.
+fn vad_and_whisper_turn() -> Option<(VadModel, MutexGuard<'static, ()>)> {
+    let model = onnx_model(&vad_snapshot()?);
+    Some((model, MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
 #[derive(Deserialize)]
 struct Reference {
     clip: String,
@@ -68,7 +72,7 @@ struct Reference {
 
 fn references() -> Vec<Reference> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(data("vad")).unwrap() {
+    for e in std::fs::read_dir(clips::data("vad")).unwrap() {
         let path = e.unwrap().path();
         if path.extension().is_some_and(|x| x == "json") {
             out.push(serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
@@ -246,24 +250,11 @@ fn noise(n: usize, level: f32) -> Vec<f32> {
         .collect()
 }
 
-/// (start, end) in seconds of the 10 ms frames whose RMS is within 30 dB of the loudest's.
-fn energy_span(samples: &[f32]) -> (f64, f64) {
-    let rms: Vec<f32> = samples
-        .chunks(160)
-        .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len() as f32).sqrt())
-        .collect();
-    let loudest = rms.iter().copied().fold(0.0, f32::max);
-    let loud = |r: &f32| *r >= 0.0316 * loudest;
-    let first = rms.iter().position(loud).unwrap();
-    let last = rms.iter().rposition(loud).unwrap();
-    (first as f64 * 0.01, (last + 1) as f64 * 0.01)
-}
-
 #[test]
 fn speech_then_a_minute_of_silence_then_speech() {
-    let Some(dir) = vad_snapshot() else { return };
-    let vad_model = onnx_model(&dir);
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((vad_model, _guard)) = vad_and_whisper_turn() else {
+        return;
+    };
     let mut whisper = whisper();
     let first = load("tests/data/speech/jfk.wav");
     let second = load("tests/data/speech/ast_dir-intro.wav");
@@ -278,7 +269,7 @@ fn speech_then_a_minute_of_silence_then_speech() {
 
     // The truth: where each clip's speech starts and ends by its energy, moved to where the clip
     // sits in `audio` (both clips have a clean noise floor); its words from the clip alone.
-    let (first_span, second_span) = (energy_span(&first), energy_span(&second));
+    let (first_span, second_span) = (clips::energy_span(&first), clips::energy_span(&second));
     let truth = [
         (first_span.0 + 1.0, first_span.1 + 1.0),
         (second_span.0 + offset, second_span.1 + offset),
@@ -347,9 +338,9 @@ fn speech_then_a_minute_of_silence_then_speech() {
 
 #[test]
 fn a_minute_of_silence_or_noise_gives_empty_text() {
-    let Some(dir) = vad_snapshot() else { return };
-    let vad_model = onnx_model(&dir);
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((vad_model, _guard)) = vad_and_whisper_turn() else {
+        return;
+    };
     let mut whisper = whisper();
     let minute = 60 * 16_000;
     for (what, audio) in [
@@ -489,28 +480,15 @@ fn greedy_whisper(batch_size: usize, without_timestamps: bool) -> Transcriber {
     Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 
-/// file -> reference text (tests/data/speech/refs.tsv).
-fn reference_texts() -> std::collections::HashMap<String, String> {
-    std::fs::read_to_string(data("speech/refs.tsv"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() >= 2).then(|| (f[0].to_string(), f[1].to_string()))
-        })
-        .collect()
-}
-
 /// Batched `--vad` (speech merged into spans of at most 30 s, 8 at a time, no conditioning) on
 /// the long dev clips: a WER within 1 point of the sequential loop's with timestamps, segments
 /// in order inside the audio. Sequential `--vad`'s WER is printed for the record.
 #[test]
 fn batched_vad_is_as_accurate_as_sequential_on_the_long_clips() {
-    let Some(dir) = vad_snapshot() else { return };
-    let vad_model = onnx_model(&dir);
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let refs = reference_texts();
+    let Some((vad_model, _guard)) = vad_and_whisper_turn() else {
+        return;
+    };
+    let refs = clips::reference_texts();
     let mut sequential = greedy_whisper(1, false);
     let mut batched = greedy_whisper(8, false);
     let mut rows = Vec::new();
@@ -574,9 +552,9 @@ fn batched_vad_is_as_accurate_as_sequential_on_the_long_clips() {
 /// loop without timestamps loses about 30% here: a window whose decode ends early is skipped).
 #[test]
 fn batched_vad_without_timestamps_loses_no_words() {
-    let Some(dir) = vad_snapshot() else { return };
-    let vad_model = onnx_model(&dir);
-    let _guard = MODEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((vad_model, _guard)) = vad_and_whisper_turn() else {
+        return;
+    };
     let mut audio = Vec::new();
     for clip in [
         "long_concat.wav",

@@ -5,6 +5,9 @@
 //! Needs the Silero VAD weights in the cache (`dattavani-asr models pull silero-vad`; tools/test.sh
 //! fetches them): without them (outside CI) the tests that transcribe print so and pass.
 
+#[path = "common/clips.rs"]
+mod clips;
+
 #[path = "common/models.rs"]
 mod models;
 
@@ -68,19 +71,6 @@ fn write_wav(path: &Path, samples: &[f32]) {
     std::fs::write(path, out).unwrap();
 }
 
-/// (start, end) in seconds of the 10 ms frames whose RMS is within 30 dB of the loudest's.
-fn energy_span(samples: &[f32]) -> (f64, f64) {
-    let rms: Vec<f32> = samples
-        .chunks(160)
-        .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len() as f32).sqrt())
-        .collect();
-    let loudest = rms.iter().copied().fold(0.0, f32::max);
-    let loud = |r: &f32| *r >= 0.0316 * loudest;
-    let first = rms.iter().position(loud).unwrap();
-    let last = rms.iter().rposition(loud).unwrap();
-    (first as f64 * 0.01, (last + 1) as f64 * 0.01)
-}
-
 /// Speech, 40 s of silence, speech (a second of silence first): the json of `transcribe --vad`
 /// with `extra` flags has both utterances, each segment group's first start and last end within
 /// 0.3 s (0.4 s with word timestamps) of where the speech is (times in the original timeline),
@@ -98,7 +88,7 @@ fn speech_silence_speech(extra: &[&str]) {
     audio.extend_from_slice(&second);
     let wav = dir.path().join("two utterances.wav");
     write_wav(&wav, &audio);
-    let (a, b) = (energy_span(&first), energy_span(&second));
+    let (a, b) = (clips::energy_span(&first), clips::energy_span(&second));
     let truth = [(a.0 + 1.0, a.1 + 1.0), (b.0 + offset, b.1 + offset)];
 
     let mut args = vec![

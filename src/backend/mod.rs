@@ -56,14 +56,26 @@ pub trait Backend {
     /// window `i` is `mels[i]`, and each keeps its own cross-attention K/V.
     fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()>;
 
+    /// The sequence/window bookkeeping of the current decoding pass (the default methods
+    /// below read it).
+    fn pass(&self) -> &DecodePass;
+    fn pass_mut(&mut self) -> &mut DecodePass;
+
     /// Windows held encoded (0 before the first `encode`).
-    fn n_windows(&self) -> usize;
+    fn n_windows(&self) -> usize {
+        self.pass().n_windows()
+    }
 
     /// The encoder output of window 0, `[n_audio_ctx, n_audio_state]` row-major (tests).
     fn encoder_output(&self) -> Result<Vec<f32>>;
 
     /// Start a decoding pass over encoded window 0 with `n_seq` empty sequences.
-    fn begin_decode(&mut self, n_seq: usize) -> Result<()>;
+    fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
+        let windows = self.pass_mut().on_window_0(n_seq);
+        let r = self.begin_decode_windows(&windows);
+        self.pass_mut().recycle(windows);
+        r
+    }
 
     /// Start a decoding pass with one empty sequence per entry of `windows`: sequence `i`
     /// attends to encoded window `windows[i]`. A window's sequences are best kept adjacent
@@ -71,10 +83,14 @@ pub trait Backend {
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()>;
 
     /// Tokens held per sequence in the self-attention cache.
-    fn cached_len(&self) -> usize;
+    fn cached_len(&self) -> usize {
+        self.pass().cached_len()
+    }
 
     /// Number of sequences in the current pass.
-    fn n_seq(&self) -> usize;
+    fn n_seq(&self) -> usize {
+        self.pass().n_seq()
+    }
 
     /// Append `tokens.len() / n_seq` tokens to every sequence (`tokens` is sequence-major) and
     /// write each sequence's last-position logits into `logits` (`n_seq * n_vocab`).

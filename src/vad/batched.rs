@@ -11,7 +11,7 @@
 //! 30-s windows cut mid-sentence, and a window whose decode ends early is skipped whole.
 
 use super::model::{VadModel, SAMPLE_RATE};
-use super::sequential::{clamp_to_detected, empty_transcript, VadTranscript};
+use super::sequential::{clamp_to_detected, empty_transcript, transcribe_mapped, VadTranscript};
 use super::timestamps::{merge_segments, speech_timestamps_and_detected, SpeechChunk, VadOptions};
 use crate::error::Result;
 use crate::mel::{HOP_LENGTH, N_FRAMES};
@@ -58,7 +58,7 @@ pub fn transcribe_spans_with_vad(
     samples: &[f32],
     vad: &VadModel,
     options: &VadOptions,
-    mut hooks: Hooks<'_>,
+    hooks: Hooks<'_>,
 ) -> Result<VadTranscript> {
     let duration = samples.len() as f64 / SAMPLE_RATE as f64;
     let (ranges, speech, detected) = spans(samples, vad, options);
@@ -74,17 +74,10 @@ pub fn transcribe_spans_with_vad(
     let transcript = if ranges.is_empty() {
         empty_transcript(transcriber, duration)
     } else {
-        if let Some(mut user) = hooks.take_on_segment() {
-            let (speech, detected) = (speech.clone(), detected.clone());
-            hooks = hooks.on_segment(move |s: &Segment| {
-                let mut s = s.clone();
-                clamp_to_detected(std::slice::from_mut(&mut s), &speech, &detected);
-                user(&s);
-            });
-        }
-        let mut t = transcriber.transcribe_chunks(samples, &ranges, hooks)?;
-        clamp_to_detected(&mut t.segments, &speech, &detected);
-        t
+        let to_original = move |s: &mut [Segment]| clamp_to_detected(s, &speech, &detected);
+        transcribe_mapped(hooks, to_original, |hooks| {
+            transcriber.transcribe_chunks(samples, &ranges, hooks)
+        })?
     };
     Ok(VadTranscript {
         transcript,

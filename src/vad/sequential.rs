@@ -185,7 +185,7 @@ pub fn transcribe_with_vad_hooks(
     samples: &[f32],
     vad: &VadModel,
     options: &VadOptions,
-    mut hooks: Hooks<'_>,
+    hooks: Hooks<'_>,
 ) -> Result<VadTranscript> {
     let duration = samples.len() as f64 / SAMPLE_RATE as f64;
     let probs = vad.speech_probabilities(samples);
@@ -201,19 +201,14 @@ pub fn transcribe_with_vad_hooks(
     let transcript = if kept.is_empty() {
         empty_transcript(transcriber, duration)
     } else {
-        if let Some(mut user) = hooks.take_on_segment() {
-            let (speech, detected) = (speech.clone(), detected.clone());
-            hooks = hooks.on_segment(move |s: &Segment| {
-                // Each segment maps on its own: the same times the transcript gets below.
-                let mut s = s.clone();
-                restore_timestamps(std::slice::from_mut(&mut s), &speech);
-                clamp_to_detected(std::slice::from_mut(&mut s), &speech, &detected);
-                user(&s);
-            });
-        }
-        let mut t = transcriber.transcribe_samples_with(&kept, SAMPLE_RATE as u32, hooks)?;
-        restore_timestamps(&mut t.segments, &speech);
-        clamp_to_detected(&mut t.segments, &speech, &detected);
+        let (chunks, detected) = (speech.clone(), detected);
+        let to_original = move |s: &mut [Segment]| {
+            restore_timestamps(s, &chunks);
+            clamp_to_detected(s, &chunks, &detected);
+        };
+        let mut t = transcribe_mapped(hooks, to_original, |hooks| {
+            transcriber.transcribe_samples_with(&kept, SAMPLE_RATE as u32, hooks)
+        })?;
         t.duration = duration;
         t
     };
@@ -222,6 +217,27 @@ pub fn transcribe_with_vad_hooks(
         speech,
         removed_duration,
     })
+}
+
+/// Runs `transcribe` with `hooks`, mapping the segments to the original timeline with
+/// `to_original`: each segment the callback (if any) sees, one by one as it is final, and those
+/// of the returned transcript, so both get the same times.
+pub(super) fn transcribe_mapped<'a>(
+    mut hooks: Hooks<'a>,
+    to_original: impl Fn(&mut [Segment]) + Clone + Send + 'a,
+    transcribe: impl FnOnce(Hooks<'a>) -> Result<Transcript>,
+) -> Result<Transcript> {
+    if let Some(mut user) = hooks.take_on_segment() {
+        let map = to_original.clone();
+        hooks = hooks.on_segment(move |s: &Segment| {
+            let mut s = s.clone();
+            map(std::slice::from_mut(&mut s));
+            user(&s);
+        });
+    }
+    let mut t = transcribe(hooks)?;
+    to_original(&mut t.segments);
+    Ok(t)
 }
 
 /// The transcript of audio without speech: no segments, the asked language (else English).

@@ -2,6 +2,8 @@
 //! lacks is skipped with a line saying how to fetch it, except under CI (`CI=true`), where the
 //! model must have been fetched first and its absence fails the test.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 use dattavani_asr::testing::model::hub;
@@ -23,4 +25,14 @@ pub fn cached_dir(name: &str) -> Option<PathBuf> {
     }
     eprintln!("skipped: {name} is not in the model cache (fetch it: {fetch})");
     None
+}
+
+/// `cached_dir(name)` for tests that take turns with one model: `Some` holds `lock` (a test
+/// that panicked while holding it does not poison it for the rest), `None` skips.
+pub fn cached_and_locked(
+    name: &str,
+    lock: &'static std::sync::Mutex<()>,
+) -> Option<std::sync::MutexGuard<'static, ()>> {
+    cached_dir(name)?;
+    Some(lock.lock().unwrap_or_else(|e| e.into_inner()))
 }

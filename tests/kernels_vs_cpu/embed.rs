@@ -13,15 +13,10 @@ fn embed_matches_cpu_including_split_table() {
     let mut ids: Vec<u32> = (0..9).map(|_| rng.below(vocab as u32)).collect();
     ids.extend_from_slice(&[0, 999, 64, 63]);
     for over in [None, Some(64 * 384 * 4)] {
-        let kern = Kernels::new(
-            &ctx,
-            KernelConfig {
-                max_binding_override: over,
-                ..KernelConfig::for_adapter(&ctx)
-            },
-        )
-        .unwrap();
-        let got = kern.run_embed(&ctx, &table, &pos, d, &ids, 5).unwrap();
+        let kern = kernels_with(&ctx, |c| c.max_binding_override = over);
+        let got = kern
+            .run_embed(&ctx, &table, WeightType::F32, &pos, d, &ids, 5)
+            .unwrap();
         let mut want = vec![0.0; ids.len() * d];
         ops::embed(&table, &pos, d, &ids, 5, &mut want);
         assert_eq!(got, want, "embed (binding override {over:?})"); // one addition each: exact
@@ -47,16 +42,9 @@ fn embed_int8_table_matches_cpu_including_split_table() {
     let mut ids: Vec<u32> = (0..9).map(|_| rng.below(vocab as u32)).collect();
     ids.extend_from_slice(&[0, 999, 64, 63]);
     for over in [None, Some(64 * 384)] {
-        let kern = Kernels::new(
-            &ctx,
-            KernelConfig {
-                max_binding_override: over,
-                ..KernelConfig::for_adapter(&ctx)
-            },
-        )
-        .unwrap();
+        let kern = kernels_with(&ctx, |c| c.max_binding_override = over);
         let got = kern
-            .run_embed_typed(&ctx, &table, WeightType::Int8, &pos, d, &ids, 5)
+            .run_embed(&ctx, &table, WeightType::Int8, &pos, d, &ids, 5)
             .unwrap();
         let mut want = vec![0.0; ids.len() * d];
         ops::embed(&dequantized, &pos, d, &ids, 5, &mut want);

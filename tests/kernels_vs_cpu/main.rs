@@ -26,7 +26,22 @@ mod npy;
 use gpu_adapter::gpu;
 
 fn kernels(ctx: &GpuContext) -> Kernels {
-    Kernels::new(ctx, KernelConfig::for_adapter(ctx)).expect("kernels compile")
+    kernels_with(ctx, |_| ())
+}
+
+/// The kernels under the adapter's config as `change` alters it.
+fn kernels_with(ctx: &GpuContext, change: impl FnOnce(&mut KernelConfig)) -> Kernels {
+    kernels_from(ctx, KernelConfig::for_adapter(ctx), change)
+}
+
+/// The kernels under `base` as `change` alters it.
+fn kernels_from(
+    ctx: &GpuContext,
+    mut base: KernelConfig,
+    change: impl FnOnce(&mut KernelConfig),
+) -> Kernels {
+    change(&mut base);
+    Kernels::new(ctx, base).expect("kernels compile")
 }
 
 /// Deterministic uniform [-1, 1) numbers (64-bit LCG, Knuth's constants).
@@ -57,6 +72,15 @@ fn max_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// Largest |a - b|.
+fn max_abs_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
 

@@ -4,22 +4,46 @@
 
 use super::*;
 
-#[allow(clippy::too_many_arguments)]
-fn check_linear(
-    ctx: &GpuContext,
-    kern: &Kernels,
-    rng: &mut Lcg,
-    m: usize,
-    k: usize,
-    n: usize,
-    bias: bool,
-    gelu: bool,
-) {
+/// (m, k, n, bias, gelu) of one `linear` call: x `[m, k]`, w `[n, k]`.
+type Case = (usize, usize, usize, bool, bool);
+
+/// Odd shapes around the tile sizes, with and without bias and GELU.
+fn odd_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for m in [1, 7, 63, 65, 300] {
+        for k in [384, 385] {
+            for n in [1, 7, 65, 384] {
+                cases.push((m, k, n, (m + n) % 2 == 1, n == 65));
+            }
+        }
+    }
+    cases
+}
+
+/// The matmul variants (register: CPU-type adapters' default; tiled: real GPUs'), each with
+/// and without the GEMV for few rows.
+fn matmul_variants(ctx: &GpuContext) -> Vec<Kernels> {
+    let mut all = Vec::new();
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+        for gemv_max_rows in [0, 4] {
+            all.push(kernels_with(ctx, |c| {
+                c.matmul = variant;
+                c.gemv_max_rows = gemv_max_rows;
+            }));
+        }
+    }
+    all
+}
+
+fn check_linear(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, case: Case) {
+    let (m, k, n, bias, gelu) = case;
     let x = rng.vec(m * k);
     let w = rng.vec(n * k);
     let b = rng.vec(n);
     let bias = bias.then_some(&b[..]);
-    let got = kern.run_linear(ctx, &x, m, k, &w, n, bias, gelu).unwrap();
+    let got = kern
+        .run_linear(ctx, &x, m, k, &w, WeightType::F32, n, bias, gelu)
+        .unwrap();
     let mut want = vec![0.0; m * n];
     ops::linear(&x, m, k, &w, n, bias, &mut want);
     if gelu {
@@ -48,7 +72,7 @@ fn check_linear_f16(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, m: usize, k
     let w = rng.vec(n * k);
     let b = rng.vec(n);
     let got = kern
-        .run_linear_typed(ctx, &x, m, k, &w, WeightType::F16, n, Some(&b), n % 2 == 1)
+        .run_linear(ctx, &x, m, k, &w, WeightType::F16, n, Some(&b), n % 2 == 1)
         .unwrap();
     let w16: Vec<f32> = w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
     for (weights, tol, what) in [
@@ -73,31 +97,13 @@ fn check_linear_f16(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, m: usize, k
 fn linear_f16_weights_match_cpu() {
     let Some(ctx) = gpu() else { return };
     let mut rng = Lcg(13);
-    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
-        for gemv_max_rows in [0, 4] {
-            let kern = Kernels::new(
-                &ctx,
-                KernelConfig {
-                    matmul: variant,
-                    gemv_max_rows,
-                    ..KernelConfig::for_adapter(&ctx)
-                },
-            )
-            .unwrap();
-            for &(m, k, n) in &[(1, 384, 65), (7, 385, 384), (65, 384, 7), (300, 1536, 384)] {
-                check_linear_f16(&ctx, &kern, &mut rng, m, k, n);
-            }
+    for kern in matmul_variants(&ctx) {
+        for &(m, k, n) in &[(1, 384, 65), (7, 385, 384), (65, 384, 7), (300, 1536, 384)] {
+            check_linear_f16(&ctx, &kern, &mut rng, m, k, n);
         }
     }
     // Row ranges of a weight larger than one binding (f16 rows are half as many bytes).
-    let kern = Kernels::new(
-        &ctx,
-        KernelConfig {
-            max_binding_override: Some(64 * 384 * 2),
-            ..KernelConfig::for_adapter(&ctx)
-        },
-    )
-    .unwrap();
+    let kern = kernels_with(&ctx, |c| c.max_binding_override = Some(64 * 384 * 2));
     check_linear_f16(&ctx, &kern, &mut rng, 3, 384, 200);
 }
 
@@ -111,17 +117,8 @@ fn linear_f16_weights_match_cpu() {
 /// (0.026 at K = 385); √K/127 is 6σ over the ~10⁵ outputs checked. That bound is loose next to
 /// an indexing bug's O(0.25) only for large K, which is why the dequantized comparison is the
 /// one that pins the kernel down.
-#[allow(clippy::too_many_arguments)]
-fn check_linear_int8(
-    ctx: &GpuContext,
-    kern: &Kernels,
-    rng: &mut Lcg,
-    m: usize,
-    k: usize,
-    n: usize,
-    bias: bool,
-    gelu: bool,
-) {
+fn check_linear_int8(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, case: Case) {
+    let (m, k, n, bias, gelu) = case;
     let x = rng.vec(m * k);
     // Rows of different magnitudes (1, 1/2, 1/3, 1/4: still within [-1, 1)), so that a scale
     // applied to the wrong output column shows.
@@ -132,7 +129,7 @@ fn check_linear_int8(
     let b = rng.vec(n);
     let bias = bias.then_some(&b[..]);
     let got = kern
-        .run_linear_typed(ctx, &x, m, k, &w, WeightType::Int8, n, bias, gelu)
+        .run_linear(ctx, &x, m, k, &w, WeightType::Int8, n, bias, gelu)
         .unwrap();
     let dequantized = QuantizedMatrix::quantize(&w, n, k).dequantize();
     for (weights, tol, what) in [
@@ -160,59 +157,32 @@ fn check_linear_int8(
 fn linear_int8_weights_match_cpu() {
     let Some(ctx) = gpu() else { return };
     let mut rng = Lcg(21);
-    // Register (CPU-type adapters' default) and tiled (real GPUs') matmuls, each with and
-    // without the GEMV for few rows, on the odd shapes of `linear_suite`.
-    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
-        for gemv_max_rows in [0, 4] {
-            let kern = Kernels::new(
-                &ctx,
-                KernelConfig {
-                    matmul: variant,
-                    gemv_max_rows,
-                    ..KernelConfig::for_adapter(&ctx)
-                },
-            )
-            .unwrap();
-            for &m in &[1, 7, 63, 65, 300] {
-                for &k in &[384, 385] {
-                    for &n in &[1, 7, 65, 384] {
-                        let (bias, gelu) = ((m + n) % 2 == 1, n == 65);
-                        check_linear_int8(&ctx, &kern, &mut rng, m, k, n, bias, gelu);
-                    }
-                }
-            }
-            check_linear_int8(&ctx, &kern, &mut rng, 300, 1536, 384, true, false);
-            // fc2
+    for kern in matmul_variants(&ctx) {
+        for case in odd_cases() {
+            check_linear_int8(&ctx, &kern, &mut rng, case);
         }
+        check_linear_int8(&ctx, &kern, &mut rng, (300, 1536, 384, true, false));
+        // fc2
     }
     // The real-GPU defaults (32 lanes per GEMV output) and the logits projection's shape.
-    let kern = Kernels::new(&ctx, KernelConfig::gpu()).unwrap();
-    check_linear_int8(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
-    check_linear_int8(&ctx, &kern, &mut rng, 3, 385, 70, true, true);
-    check_linear_int8(&ctx, &kernels(&ctx), &mut rng, 1, 384, 51864, false, false);
-    // With naga's bounds checks (the int8 unpack under them).
-    let kern = Kernels::new(
+    let kern = kernels_from(&ctx, KernelConfig::gpu(), |_| ());
+    check_linear_int8(&ctx, &kern, &mut rng, (1, 384, 51864, false, false));
+    check_linear_int8(&ctx, &kern, &mut rng, (3, 385, 70, true, true));
+    check_linear_int8(
         &ctx,
-        KernelConfig {
-            trusted: false,
-            ..KernelConfig::for_adapter(&ctx)
-        },
-    )
-    .unwrap();
-    check_linear_int8(&ctx, &kern, &mut rng, 65, 385, 65, true, true);
+        &kernels(&ctx),
+        &mut rng,
+        (1, 384, 51864, false, false),
+    );
+    // With naga's bounds checks (the int8 unpack under them).
+    let kern = kernels_with(&ctx, |c| c.trusted = false);
+    check_linear_int8(&ctx, &kern, &mut rng, (65, 385, 65, true, true));
     // Row ranges: 64 rows of 384 int8 per binding, so N = 300 is 5 ranges whose weights and
     // scales are bound at byte offsets.
     for base in [KernelConfig::for_adapter(&ctx), KernelConfig::gpu()] {
-        let kern = Kernels::new(
-            &ctx,
-            KernelConfig {
-                max_binding_override: Some(64 * 384),
-                ..base
-            },
-        )
-        .unwrap();
-        check_linear_int8(&ctx, &kern, &mut rng, 1, 384, 300, true, false);
-        check_linear_int8(&ctx, &kern, &mut rng, 65, 384, 300, true, true);
+        let kern = kernels_from(&ctx, base, |c| c.max_binding_override = Some(64 * 384));
+        check_linear_int8(&ctx, &kern, &mut rng, (1, 384, 300, true, false));
+        check_linear_int8(&ctx, &kern, &mut rng, (65, 384, 300, true, true));
     }
 }
 
@@ -224,52 +194,35 @@ fn pack_i8_puts_element_0_in_the_low_byte() {
 
 fn linear_suite(ctx: &GpuContext, kern: &Kernels) {
     let mut rng = Lcg(1);
-    for &m in &[1, 7, 63, 65, 300] {
-        for &k in &[384, 385] {
-            for &n in &[1, 7, 65, 384] {
-                check_linear(ctx, kern, &mut rng, m, k, n, (m + n) % 2 == 1, n == 65);
-            }
-        }
+    for case in odd_cases() {
+        check_linear(ctx, kern, &mut rng, case);
     }
-    check_linear(ctx, kern, &mut rng, 1500, 384, 96, true, true);
-    check_linear(ctx, kern, &mut rng, 2, 8, 3, true, false); // tiny K: one K tile, partly empty
+    check_linear(ctx, kern, &mut rng, (1500, 384, 96, true, true));
+    check_linear(ctx, kern, &mut rng, (2, 8, 3, true, false)); // tiny K: one K tile, partly empty
 }
 
 #[test]
 fn linear_register_variant_matches_cpu() {
     let Some(ctx) = gpu() else { return };
-    let cfg = KernelConfig {
-        matmul: MatmulVariant::Register,
-        ..KernelConfig::for_adapter(&ctx)
-    };
-    linear_suite(&ctx, &Kernels::new(&ctx, cfg).unwrap());
+    let kern = kernels_with(&ctx, |c| c.matmul = MatmulVariant::Register);
+    linear_suite(&ctx, &kern);
 }
 
 #[test]
 fn linear_tiled_variant_and_wide_gemv_match_cpu() {
     let Some(ctx) = gpu() else { return };
     // The real-GPU defaults (shared-memory tiles, 32 lanes per GEMV output), run here too.
-    let cfg = KernelConfig {
-        trusted: true,
-        ..KernelConfig::gpu()
-    };
-    linear_suite(&ctx, &Kernels::new(&ctx, cfg).unwrap());
+    let kern = kernels_from(&ctx, KernelConfig::gpu(), |c| c.trusted = true);
+    linear_suite(&ctx, &kern);
 }
 
 #[test]
 fn linear_with_bounds_checked_shaders_matches_cpu() {
     let Some(ctx) = gpu() else { return };
-    let kern = Kernels::new(
-        &ctx,
-        KernelConfig {
-            trusted: false,
-            ..KernelConfig::for_adapter(&ctx)
-        },
-    )
-    .unwrap();
+    let kern = kernels_with(&ctx, |c| c.trusted = false);
     let mut rng = Lcg(2);
-    check_linear(&ctx, &kern, &mut rng, 65, 385, 65, true, true);
-    check_linear(&ctx, &kern, &mut rng, 1, 384, 384, true, false);
+    check_linear(&ctx, &kern, &mut rng, (65, 385, 65, true, true));
+    check_linear(&ctx, &kern, &mut rng, (1, 384, 384, true, false));
 }
 
 #[test]
@@ -278,14 +231,10 @@ fn linear_split_over_row_ranges_matches_cpu() {
     // Pretend a binding holds 64 rows of 384 floats: N = 300 becomes 5 row ranges, each bound at
     // a byte offset, as whisper-small's 159 MB embedding is on lavapipe's 128 MiB bindings.
     for base in [KernelConfig::for_adapter(&ctx), KernelConfig::gpu()] {
-        let cfg = KernelConfig {
-            max_binding_override: Some(64 * 384 * 4),
-            ..base
-        };
-        let kern = Kernels::new(&ctx, cfg).unwrap();
+        let kern = kernels_from(&ctx, base, |c| c.max_binding_override = Some(64 * 384 * 4));
         let mut rng = Lcg(3);
-        check_linear(&ctx, &kern, &mut rng, 1, 384, 300, true, false);
-        check_linear(&ctx, &kern, &mut rng, 65, 384, 300, true, true);
+        check_linear(&ctx, &kern, &mut rng, (1, 384, 300, true, false));
+        check_linear(&ctx, &kern, &mut rng, (65, 384, 300, true, true));
     }
 }
 
@@ -295,26 +244,16 @@ fn gemv_logits_projection_matches_cpu() {
     // the GEMV kernel itself (CPU adapters default to the register matmul for every row count),
     // one thread and 32 threads per output
     for (lanes, rows) in [(1, 64), (32, 8)] {
-        let cfg = KernelConfig {
-            gemv_max_rows: 4,
-            gemv_lanes: lanes,
-            gemv_rows: rows,
-            ..KernelConfig::for_adapter(&ctx)
-        };
-        let kern = Kernels::new(&ctx, cfg).unwrap();
+        let kern = kernels_with(&ctx, |c| {
+            c.gemv_max_rows = 4;
+            c.gemv_lanes = lanes;
+            c.gemv_rows = rows;
+        });
         let mut rng = Lcg(4);
-        check_linear(&ctx, &kern, &mut rng, 1, 384, 51864, false, false);
-        check_linear(&ctx, &kern, &mut rng, 3, 385, 70, true, true);
+        check_linear(&ctx, &kern, &mut rng, (1, 384, 51864, false, false));
+        check_linear(&ctx, &kern, &mut rng, (3, 385, 70, true, true));
     }
     // and the default path for one row
-    check_linear(
-        &ctx,
-        &kernels(&ctx),
-        &mut Lcg(5),
-        1,
-        384,
-        51864,
-        false,
-        false,
-    );
+    let logits = (1, 384, 51864, false, false);
+    check_linear(&ctx, &kernels(&ctx), &mut Lcg(5), logits);
 }

@@ -2,45 +2,45 @@
 
 use super::*;
 
+use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
+use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
+
+/// tiny.en's config, the model on the CPU and on the GPU, and the reference jfk mel; `None`
+/// (the test skips, with a line saying why) without a GPU adapter or tiny.en.
+fn tiny_en() -> Option<(ModelConfig, CpuModel, GpuModel, Vec<f32>)> {
+    let ctx = gpu()?;
+    let Ok(files) = hub::resolve("tiny.en") else {
+        eprintln!("skipped: tiny.en not in the model cache");
+        return None;
+    };
+    let config = ModelConfig::from_dir(&files.dir).unwrap();
+    let weights = Weights::open(&files.weights()).unwrap();
+    let cpu = CpuModel::load(&weights, &config.dims).unwrap();
+    let gpu = GpuModel::load(ctx, &weights, &config.dims).unwrap();
+    let (_, mel) = npy::read_npy_f32("tests/data/reference/jfk_mel.npy");
+    Some((config, cpu, gpu, mel))
+}
+
 /// Model level: the GPU encoder and the first decoder steps against the CPU forward pass on
 /// tiny.en and the reference jfk mel. Four pre-LN blocks of f32 GEMMs in different summation
 /// orders: the CPU path itself is within ~6e-5 of CTranslate2; we allow 1e-3 (the bound
 /// for the encoder) and 2e-3 on logits (magnitudes ~10-30, relative ~1e-4).
 #[test]
 fn gpu_model_matches_cpu_model_on_jfk() {
-    use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
-    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
-    let Some(ctx) = gpu() else { return };
-    let Ok(files) = hub::resolve("tiny.en") else {
-        eprintln!("skipped: tiny.en not in the model cache");
+    let Some((config, mut cpu, mut gpu, mel)) = tiny_en() else {
         return;
     };
-    let config = ModelConfig::from_dir(&files.dir).unwrap();
-    let weights = Weights::open(&files.weights()).unwrap();
-    let mut cpu = CpuModel::load(&weights, &config.dims).unwrap();
-    let mut gpu = GpuModel::load(ctx, &weights, &config.dims).unwrap();
-    let (_, mel) = npy::read_npy_f32("tests/data/reference/jfk_mel.npy");
     cpu.encode(&mel).unwrap();
     let t = std::time::Instant::now();
     gpu.encode(&mel).unwrap();
     eprintln!("gpu encoder: {:.2} s", t.elapsed().as_secs_f64());
     let a = gpu.encoder_output().unwrap();
     let b = cpu.encoder_output().unwrap();
-    let e = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max);
+    let e = max_abs_err(&a, &b);
     eprintln!("encoder max abs diff gpu vs cpu: {e:.2e}");
     assert!(e <= 1e-3, "encoder diff {e}");
     let n_vocab = config.dims.n_vocab;
     let (mut lg, mut lc) = (vec![0.0; n_vocab], vec![0.0; n_vocab]);
-    let max_diff = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    };
     // <|startoftranscript|><|notimestamps|> for tiny.en, then greedy steps
     gpu.begin_decode(1).unwrap();
     cpu.begin_decode(1).unwrap();
@@ -48,7 +48,7 @@ fn gpu_model_matches_cpu_model_on_jfk() {
     for step in 0..4 {
         gpu.decode(&tokens, &mut lg).unwrap();
         cpu.decode(&tokens, &mut lc).unwrap();
-        let e = max_diff(&lg, &lc);
+        let e = max_abs_err(&lg, &lc);
         eprintln!("step {step}: logits max abs diff {e:.2e}");
         assert!(e <= 2e-3, "step {step}: logits diff {e}");
         let next = dattavani_asr::testing::backend::cpu::ops::argmax(&lc) as u32;
@@ -71,7 +71,7 @@ fn gpu_model_matches_cpu_model_on_jfk() {
     ] {
         gpu.decode(&feed, &mut lg).unwrap();
         cpu.decode(&feed, &mut lc).unwrap();
-        let e = max_diff(&lg, &lc);
+        let e = max_abs_err(&lg, &lc);
         eprintln!("batched step: logits max abs diff {e:.2e}");
         assert!(e <= 2e-3, "batched logits diff {e}");
         if let Some(src) = src {
@@ -92,18 +92,9 @@ fn gpu_model_matches_cpu_model_on_jfk() {
 /// within that of `gpu_end_to_end::cross_attention_weights_match_the_cpu` (2e-3).
 #[test]
 fn gpu_model_matches_cpu_model_over_several_windows() {
-    use dattavani_asr::testing::backend::{cpu::CpuModel, gpu::GpuModel, Backend};
-    use dattavani_asr::testing::model::{config::ModelConfig, hub, weights::Weights};
-    let Some(ctx) = gpu() else { return };
-    let Ok(files) = hub::resolve("tiny.en") else {
-        eprintln!("skipped: tiny.en not in the model cache");
+    let Some((config, mut cpu, mut gpu, mel)) = tiny_en() else {
         return;
     };
-    let config = ModelConfig::from_dir(&files.dir).unwrap();
-    let weights = Weights::open(&files.weights()).unwrap();
-    let mut cpu = CpuModel::load(&weights, &config.dims).unwrap();
-    let mut gpu = GpuModel::load(ctx, &weights, &config.dims).unwrap();
-    let (_, mel) = npy::read_npy_f32("tests/data/reference/jfk_mel.npy");
     let frames = mel.len() / config.dims.n_mels;
     let reversed: Vec<f32> = mel
         .chunks_exact(frames)
@@ -112,12 +103,6 @@ fn gpu_model_matches_cpu_model_over_several_windows() {
     let quieter: Vec<f32> = mel.iter().map(|&x| x - 0.25).collect();
     let mels: Vec<&[f32]> = vec![&mel, &reversed, &quieter];
     let n_vocab = config.dims.n_vocab;
-    let max_diff = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    };
     for m in [&mut gpu as &mut dyn Backend, &mut cpu] {
         m.encode_batch(&mels).unwrap();
         assert_eq!(m.n_windows(), 3);
@@ -137,11 +122,11 @@ fn gpu_model_matches_cpu_model_over_several_windows() {
     ] {
         gpu.decode(&feed, &mut lg).unwrap();
         cpu.decode(&feed, &mut lc).unwrap();
-        let e = max_diff(&lg, &lc);
+        let e = max_abs_err(&lg, &lc);
         eprintln!("windows step: logits max abs diff {e:.2e}");
         assert!(e <= 2e-3, "logits diff {e}");
         // Each window's sequences see their own audio: windows 0 and 1 disagree.
-        assert!(max_diff(&lc[..n_vocab], &lc[2 * n_vocab..3 * n_vocab]) > 0.1);
+        assert!(max_abs_err(&lc[..n_vocab], &lc[2 * n_vocab..3 * n_vocab]) > 0.1);
         if let Some(src) = src {
             gpu.reorder(&src).unwrap();
             cpu.reorder(&src).unwrap();
@@ -152,11 +137,11 @@ fn gpu_model_matches_cpu_model_over_several_windows() {
     let wg = gpu.cross_attention_weights_in(2, &tokens, &heads).unwrap();
     let wc = cpu.cross_attention_weights_in(2, &tokens, &heads).unwrap();
     let w0 = cpu.cross_attention_weights_in(0, &tokens, &heads).unwrap();
-    let e = max_diff(&wg, &wc);
+    let e = max_abs_err(&wg, &wc);
     eprintln!("window 2 attention weights: max abs diff {e:.2e}");
     assert!(e <= 2e-3, "attention weights diff {e}");
     assert!(
-        max_diff(&wc, &w0) > 1e-2,
+        max_abs_err(&wc, &w0) > 1e-2,
         "windows 0 and 2 align differently"
     );
 }

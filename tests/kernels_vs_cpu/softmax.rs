@@ -30,11 +30,7 @@ fn softmax_matches_cpu() {
             let want = softmax_masked_cpu(&x, rows, cols, causal);
             // probabilities ≤ 1; exp and the sum of `cols` terms in another order: cols·ε relative.
             let tol = (cols as f32 * f32::EPSILON * 2.0).max(1e-6);
-            let e = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let e = max_abs_err(&got, &want);
             assert!(
                 e <= tol,
                 "softmax {rows}x{cols} causal {causal:?}: err {e} > {tol}"

@@ -45,17 +45,31 @@ fn profile_counts_a_known_dispatch_sequence() {
     let (m, n, kk) = (37, 300, 64);
     let x = ramp(m * kk, 0.01);
     let w = ramp(n * kk, 0.02);
-    let plain = k.run_linear(&ctx, &x, m, kk, &w, n, None, false).unwrap();
+    let plain = k
+        .run_linear(&ctx, &x, m, kk, &w, WeightType::F32, n, None, false)
+        .unwrap();
     assert!(k.take_profile().unwrap().is_none(), "off by default");
     if !k.enable_profiling() {
         eprintln!("skipped: adapter without timestamp queries inside passes");
         return;
     }
-    let profiled = k.run_linear(&ctx, &x, m, kk, &w, n, None, false).unwrap();
-    assert_eq!(profiled, plain, "profiling changes no result");
-    k.run_linear(&ctx, &x[..2 * kk], 2, kk, &w, n, None, false)
+    let profiled = k
+        .run_linear(&ctx, &x, m, kk, &w, WeightType::F32, n, None, false)
         .unwrap();
-    k.run_linear_typed(&ctx, &x, m, kk, &w, WeightType::F16, n, None, false)
+    assert_eq!(profiled, plain, "profiling changes no result");
+    k.run_linear(
+        &ctx,
+        &x[..2 * kk],
+        2,
+        kk,
+        &w,
+        WeightType::F32,
+        n,
+        None,
+        false,
+    )
+    .unwrap();
+    k.run_linear(&ctx, &x, m, kk, &w, WeightType::F16, n, None, false)
         .unwrap();
     let (rows, cols) = (1500, 384);
     let ln_in = ramp(rows * cols, 0.1);

@@ -368,19 +368,16 @@ impl Backend for CpuModel {
         Ok(())
     }
 
-    fn n_windows(&self) -> usize {
-        self.pass.n_windows()
+    fn pass(&self) -> &DecodePass {
+        &self.pass
+    }
+
+    fn pass_mut(&mut self) -> &mut DecodePass {
+        &mut self.pass
     }
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
         Ok(self.encoder_out.clone())
-    }
-
-    fn begin_decode(&mut self, n_seq: usize) -> Result<()> {
-        let windows = self.pass.on_window_0(n_seq);
-        let r = self.begin_decode_windows(&windows);
-        self.pass.recycle(windows);
-        r
     }
 
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
@@ -389,14 +386,6 @@ impl Backend for CpuModel {
             .ensure(windows.len(), self.dims.n_text_ctx * self.dims.n_text_state);
         self.pass.begin(windows);
         Ok(())
-    }
-
-    fn cached_len(&self) -> usize {
-        self.pass.cached_len()
-    }
-
-    fn n_seq(&self) -> usize {
-        self.pass.n_seq()
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {

@@ -30,26 +30,11 @@ impl Kernels {
     }
 
     /// `x[m, k] · wᵀ + bias` (w `[n, k]`), GELU optional; any k (rows are zero-padded to a
-    /// multiple of 4 here).
+    /// multiple of 4 here). The weights are stored on the device as `wt` (converted here; int8
+    /// by `QuantizedMatrix::quantize`, so its CPU twin is `ops::linear` on the dequantized
+    /// matrix).
     #[allow(clippy::too_many_arguments)]
     pub fn run_linear(
-        &self,
-        ctx: &GpuContext,
-        x: &[f32],
-        m: usize,
-        k: usize,
-        w: &[f32],
-        n: usize,
-        bias: Option<&[f32]>,
-        gelu: bool,
-    ) -> Result<Vec<f32>> {
-        self.run_linear_typed(ctx, x, m, k, w, WeightType::F32, n, bias, gelu)
-    }
-
-    /// `run_linear` with the weights stored on the device as `wt` (converted here; int8 by
-    /// `QuantizedMatrix::quantize`, so its CPU twin is `ops::linear` on the dequantized matrix).
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_linear_typed(
         &self,
         ctx: &GpuContext,
         x: &[f32],
@@ -162,70 +147,37 @@ impl Kernels {
         ctx.read(&ob, out_len)
     }
 
+    /// `attention` of q `[n_q, d]` against k and v `[n_kv, d]`, or with `unfused` (non-causal,
+    /// n_kv a multiple of 4) `attention_unfused`.
     #[allow(clippy::too_many_arguments)]
     pub fn run_attention(
         &self,
         ctx: &GpuContext,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        qkv: [&[f32]; 3],
         n_q: usize,
         n_kv: usize,
-        d: usize,
         n_head: usize,
         causal: Option<usize>,
+        unfused: bool,
     ) -> Result<Vec<f32>> {
-        self.run_qkv(ctx, "attention", [q, k, v], n_q * d, |enc, [q, k, v, o]| {
-            self.attention(enc, q, k, v, o, n_q, n_kv, d, n_head, causal)
-        })
-    }
-
-    /// `attention_unfused` (non-causal; n_kv a multiple of 4).
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_attention_unfused(
-        &self,
-        ctx: &GpuContext,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        n_head: usize,
-    ) -> Result<Vec<f32>> {
+        let d = n_head * super::kernels::HEAD_DIM;
+        if !unfused {
+            return self.run_qkv(ctx, "attention", qkv, n_q * d, |enc, [q, k, v, o]| {
+                self.attention(enc, q, k, v, o, n_q, n_kv, d, n_head, causal)
+            });
+        }
         let scores = self.unfused_scores_len(n_q, n_kv, n_head);
         let sb = ctx.storage("scores", (scores * 4) as u64);
         let what = "attention (unfused)";
-        self.run_qkv(ctx, what, [q, k, v], n_q * d, |enc, [q, k, v, o]| {
+        self.run_qkv(ctx, what, qkv, n_q * d, |enc, [q, k, v, o]| {
             self.attention_unfused(enc, q, k, v, o, &sb, n_q, n_kv, d, n_head)
         })
     }
 
+    /// `embed_batched` of `ids` (one sequence from position `pos0`) from a table stored as `wt`
+    /// (f32 or int8; converted here as `GpuMatrix` stores model weights).
     #[allow(clippy::too_many_arguments)]
     pub fn run_embed(
-        &self,
-        ctx: &GpuContext,
-        table: &[f32],
-        positions: &[f32],
-        d: usize,
-        ids: &[u32],
-        pos0: usize,
-    ) -> Result<Vec<f32>> {
-        let vocab = table.len() / d.max(1);
-        let ib = ctx.upload("ids", ids);
-        let tb = ctx.upload("table", table);
-        let pb = ctx.upload("positions", positions);
-        let ob = ctx.storage("out", (ids.len() * d * 4) as u64);
-        self.run(ctx, "embed", |enc| {
-            self.embed(enc, &ib, &tb, &pb, &ob, ids.len(), d, vocab, pos0)
-        })?;
-        ctx.read(&ob, ids.len() * d)
-    }
-
-    /// `run_embed` from a table stored as `wt` (f32 or int8; converted here as `GpuMatrix`
-    /// stores model weights).
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_embed_typed(
         &self,
         ctx: &GpuContext,
         table: &[f32],

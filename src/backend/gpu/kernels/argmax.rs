@@ -7,8 +7,8 @@
 use crate::error::Result;
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{need, whole, Kernels, WgslParams};
+use super::build::{Builder, Kernel};
+use super::{need, whole, Kernels};
 
 super::wgsl_params! {
     ArgmaxParams in "argmax.wgsl" {
@@ -17,25 +17,16 @@ super::wgsl_params! {
         rows: u32,
         /// greedy_pick: the first word of the suppression mask's row.
         mask_word: u32,
-        _p0: u32,
-        _p1: u32,
-        _p2: u32,
-        _p3: u32,
-        _p4: u32,
     }
 }
 
 pub(super) struct Pipelines {
-    argmax: wgpu::ComputePipeline,
-    greedy_pick: wgpu::ComputePipeline,
+    argmax: Kernel,
+    greedy_pick: Kernel,
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
-    let m = b.module(
-        "argmax",
-        &[("AM_WG", b.config.argmax_wg)],
-        ArgmaxParams::SHADER,
-    );
+    let m = b.module::<ArgmaxParams>("argmax", &[("AM_WG", b.config.argmax_wg)], "");
     Pipelines {
         argmax: b.pipeline(&m, "argmax", &b.layouts.ro_rw),
         greedy_pick: b.pipeline(&m, "greedy_pick", &b.layouts.ro_rw_ro),
@@ -62,16 +53,9 @@ impl Kernels {
             rows: rows as u32,
             ..Default::default()
         };
-        let p = self.param(&params)?;
-        let work = Work::new(0.0, 4.0 * n as f64 * rows as f64);
-        self.dispatch(
-            pass,
-            &self.argmax.argmax,
-            &self.layouts.ro_rw,
-            &[whole(x), whole(out), p],
-            (rows as u32, 1, 1),
-            || work,
-        )
+        let work = || Work::new(0.0, 4.0 * n as f64 * rows as f64);
+        let (binds, wg) = ([whole(x), whole(out)], (rows as u32, 1, 1));
+        self.launch(pass, &self.argmax.argmax, &params, &binds, wg, work)
     }
 
     /// Greedy token choice over one row of `n` logits (see `greedy_pick` in argmax.wgsl):
@@ -95,16 +79,16 @@ impl Kernels {
             mask_word: mask_word as u32,
             ..Default::default()
         };
-        let p = self.param(&params)?;
         // The logits and their suppression bits.
-        let work = Work::new(0.0, 4.0 * n as f64 + n as f64 / 8.0);
-        self.dispatch(
+        let work = || Work::new(0.0, 4.0 * n as f64 + n as f64 / 8.0);
+        let binds = [whole(x), whole(out), whole(mask)];
+        self.launch(
             pass,
             &self.argmax.greedy_pick,
-            &self.layouts.ro_rw_ro,
-            &[whole(x), whole(out), p, whole(mask)],
+            &params,
+            &binds,
             (1, 1, 1),
-            || work,
+            work,
         )
     }
 }

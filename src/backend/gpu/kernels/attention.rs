@@ -8,8 +8,8 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{groups, need, whole, Kernels, WgslParams, HEAD_DIM};
+use super::build::{Builder, Kernel};
+use super::{groups, need, whole, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
     AttentionParams in "attention.wgsl" {
@@ -52,22 +52,19 @@ impl AttentionParams {
 }
 
 pub(super) struct Pipelines {
-    tiled: wgpu::ComputePipeline,
-    split: wgpu::ComputePipeline,
+    tiled: Kernel,
+    split: Kernel,
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let c = b.config;
-    let m = b.module(
-        "attention",
-        &[
-            ("AT_BQ", c.attn_bq),
-            ("AT_BK", c.attn_bk),
-            ("AT_HD4", (HEAD_DIM / 4) as u32),
-            ("AD_WG", c.attn_split_wg),
-        ],
-        AttentionParams::SHADER,
-    );
+    let consts = [
+        ("AT_BQ", c.attn_bq),
+        ("AT_BK", c.attn_bk),
+        ("AT_HD4", (HEAD_DIM / 4) as u32),
+        ("AD_WG", c.attn_split_wg),
+    ];
+    let m = b.module::<AttentionParams>("attention", &consts, "");
     Pipelines {
         tiled: b.pipeline(&m, "attn_tiled", &b.layouts.ro3_rw),
         split: b.pipeline(&m, "attn_split", &b.layouts.ro3_rw),
@@ -152,14 +149,14 @@ impl Kernels {
             offset: causal.unwrap_or(0) as u32,
             scale: 1.0 / (HEAD_DIM as f32).sqrt(),
             kv_stride: kv_stride as u32,
+            ..Default::default()
         };
-        let p = self.param(&params)?;
         let rows = |b| match row0 {
             0 => Ok(whole(b)),
             _ => self.range(b, row0 * d, n_seq * n_q * d, "attention rows"),
         };
-        let binds = [rows(q)?, whole(k), whole(v), rows(out)?, p];
-        let (pipeline, wg) = if n_q <= self.config.attn_split_max_q {
+        let binds = [rows(q)?, whole(k), whole(v), rows(out)?];
+        let (kernel, wg) = if n_q <= self.config.attn_split_max_q {
             (
                 &self.attention.split,
                 (n_head as u32, n_q as u32, n_seq as u32),
@@ -174,8 +171,7 @@ impl Kernels {
                 ),
             )
         };
-        let l = &self.layouts.ro3_rw;
-        self.dispatch(pass, pipeline, l, &binds, wg, || params.work(n_seq))
+        self.launch(pass, kernel, &params, &binds, wg, || params.work(n_seq))
     }
 }
 

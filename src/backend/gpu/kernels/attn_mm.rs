@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 
 use super::super::profile::Work;
 use super::attention::check_heads;
-use super::build::Builder;
-use super::{groups, need, whole, Kernels, WgslParams, HEAD_DIM};
+use super::build::{Builder, Kernel};
+use super::{groups, need, ranges, whole, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
     AttnMmParams in "attn_mm.wgsl" {
@@ -23,9 +23,6 @@ super::wgsl_params! {
         /// First query row of the chunk in q / out.
         row0: u32,
         scale: f32,
-        _p0: u32,
-        _p1: u32,
-        _p2: u32,
     }
 }
 
@@ -46,24 +43,21 @@ impl AttnMmParams {
 }
 
 pub(super) struct Pipelines {
-    qk: wgpu::ComputePipeline,
-    pv: wgpu::ComputePipeline,
+    qk: Kernel,
+    pv: Kernel,
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let c = b.config;
-    let m = b.module(
-        "attn_mm",
-        &[
-            ("AM_WG_X", c.attn_mm_wg.0),
-            ("AM_WG_Y", c.attn_mm_wg.1),
-            ("AM_TM", c.attn_mm_tm),
-            ("AM_TN", c.attn_mm_tn),
-            ("AM_TN4", c.attn_mm_tn4),
-            ("AT_HD4", (HEAD_DIM / 4) as u32),
-        ],
-        AttnMmParams::SHADER,
-    );
+    let consts = [
+        ("AM_WG_X", c.attn_mm_wg.0),
+        ("AM_WG_Y", c.attn_mm_wg.1),
+        ("AM_TM", c.attn_mm_tm),
+        ("AM_TN", c.attn_mm_tn),
+        ("AM_TN4", c.attn_mm_tn4),
+        ("AT_HD4", (HEAD_DIM / 4) as u32),
+    ];
+    let m = b.module::<AttnMmParams>("attn_mm", &consts, "");
     Pipelines {
         qk: b.pipeline(&m, "attn_qk", &b.layouts.ro3_rw),
         pv: b.pipeline(&m, "attn_pv", &b.layouts.ro3_rw),
@@ -123,10 +117,7 @@ impl Kernels {
         let c = &self.config;
         let chunk = c.attn_chunk.max(1);
         let (wx, wy) = c.attn_mm_wg;
-        let l = &self.layouts.ro3_rw;
-        let mut r0 = 0;
-        while r0 < n_q {
-            let rows = chunk.min(n_q - r0);
+        for (r0, rows) in ranges(n_q, chunk) {
             let params = AttnMmParams {
                 n_q: rows as u32,
                 n_kv: n_kv as u32,
@@ -136,24 +127,21 @@ impl Kernels {
                 ..Default::default()
             };
             let work = || params.work(n_head);
-            let p = self.param(&params)?;
-            let binds = [whole(q), whole(k), whole(&self.dummy), whole(scores), p];
+            let binds = [whole(q), whole(k), whole(&self.dummy), whole(scores)];
             let wg = (
                 groups(n_kv, wx * c.attn_mm_tn),
                 groups(rows, wy * c.attn_mm_tm),
                 n_head as u32,
             );
-            self.dispatch(pass, &self.attn_mm.qk, l, &binds, wg, work)?;
+            self.launch(pass, &self.attn_mm.qk, &params, &binds, wg, work)?;
             self.softmax(pass, scores, n_head * rows, n_kv, None)?;
-            let p = self.param(&params)?;
-            let binds = [whole(scores), whole(v), whole(&self.dummy), whole(out), p];
+            let binds = [whole(scores), whole(v), whole(&self.dummy), whole(out)];
             let wg = (
                 groups(HEAD_DIM / 4, wx * c.attn_mm_tn4),
                 groups(rows, wy * c.attn_mm_tm),
                 n_head as u32,
             );
-            self.dispatch(pass, &self.attn_mm.pv, l, &binds, wg, work)?;
-            r0 += rows;
+            self.launch(pass, &self.attn_mm.pv, &params, &binds, wg, work)?;
         }
         Ok(())
     }

@@ -7,8 +7,8 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{groups, need, whole, Kernels, WgslParams, HEAD_DIM};
+use super::build::{Builder, Kernel};
+use super::{groups, need, whole, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
     AttnScoresParams in "attn_scores.wgsl" {
@@ -20,8 +20,6 @@ super::wgsl_params! {
         /// First row of out written.
         out_row0: u32,
         scale: f32,
-        _p0: u32,
-        _p1: u32,
     }
 }
 
@@ -35,14 +33,9 @@ impl AttnScoresParams {
     }
 }
 
-pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
-    b.single(
-        "attn_scores",
-        &[("AT_HD4", (HEAD_DIM / 4) as u32)],
-        AttnScoresParams::SHADER,
-        "attn_scores",
-        &b.layouts.ro3_rw,
-    )
+pub(super) fn compile(b: &Builder<'_>) -> Kernel {
+    let consts = [("AT_HD4", (HEAD_DIM / 4) as u32)];
+    b.single::<AttnScoresParams>("attn_scores", &consts, "attn_scores", &b.layouts.ro3_rw)
 }
 
 impl Kernels {
@@ -82,14 +75,10 @@ impl Kernels {
             scale: 1.0 / (HEAD_DIM as f32).sqrt(),
             ..Default::default()
         };
-        let p = self.param(&params)?;
-        self.dispatch(
-            pass,
-            &self.attn_scores,
-            &self.layouts.ro3_rw,
-            &[whole(q), whole(k), whole(&self.dummy), whole(out), p],
-            (groups(n_kv, 64), n_q as u32, 1),
-            || params.work(),
-        )
+        let binds = [whole(q), whole(k), whole(&self.dummy), whole(out)];
+        let wg = (groups(n_kv, 64), n_q as u32, 1);
+        self.launch(pass, &self.attn_scores, &params, &binds, wg, || {
+            params.work()
+        })
     }
 }

@@ -1,13 +1,14 @@
 //! Compiling the kernels: bind-group layouts shared by the families, and a `Builder` that each
 //! family's `compile` uses to turn its WGSL file (with the tile sizes of `KernelConfig` prepended
-//! as `const`s) into pipelines, tagging each for the profile.
+//! as `const`s and `struct Params` generated from its parameter block) into pipelines, tagging
+//! each for the profile.
 
 use std::cell::RefCell;
 
 use super::super::context::GpuContext;
 use super::super::profile::KernelTag;
 use super::config::KernelConfig;
-use super::PARAM_BYTES;
+use super::{WgslParams, PARAM_BYTES};
 
 #[derive(Clone, Copy)]
 enum Slot {
@@ -16,17 +17,25 @@ enum Slot {
     Uniform,
 }
 
+/// A bind-group layout and the binding its parameter uniform takes.
+#[derive(Clone)]
+pub(super) struct Layout {
+    pub group: wgpu::BindGroupLayout,
+    /// Index of the uniform among the bindings; the storage buffers take the others in order.
+    pub uniform: usize,
+}
+
 /// The bind-group layouts, named by their bindings in order (read-only storage, read-write
 /// storage, the parameter uniform).
 pub(super) struct Layouts {
-    pub ro3_rw: wgpu::BindGroupLayout,
-    pub rw_ro: wgpu::BindGroupLayout,
-    pub rw: wgpu::BindGroupLayout,
-    pub ro_rw: wgpu::BindGroupLayout,
-    pub ro_rw_ro: wgpu::BindGroupLayout,
-    pub ro_2rw: wgpu::BindGroupLayout,
+    pub ro3_rw: Layout,
+    pub rw_ro: Layout,
+    pub rw: Layout,
+    pub ro_rw: Layout,
+    pub ro_rw_ro: Layout,
+    pub ro_2rw: Layout,
     /// Matmul and embedding kernels: x / table, w, bias / positions, out, params, row scales.
-    pub weights: wgpu::BindGroupLayout,
+    pub weights: Layout,
 }
 
 impl Layouts {
@@ -55,10 +64,16 @@ impl Layouts {
                     count: None,
                 })
                 .collect();
-            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(label),
-                entries: &entries,
-            })
+            Layout {
+                group: device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(label),
+                    entries: &entries,
+                }),
+                uniform: slots
+                    .iter()
+                    .position(|s| matches!(s, Slot::Uniform))
+                    .expect("every layout has a parameter uniform"),
+            }
         };
         use Slot::*;
         Layouts {
@@ -71,6 +86,12 @@ impl Layouts {
             weights: layout("3ro+rw+u+ro", &[Ro, Ro, Ro, Rw, Uniform, Ro]),
         }
     }
+}
+
+/// A compiled pipeline with the layout it binds (what `Kernels::launch` records).
+pub(super) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: Layout,
 }
 
 /// A compiled WGSL module and its label.
@@ -106,11 +127,22 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The module of `src` with `consts` prepended. Weight-storage variants are labelled
-    /// "<family> <storage> (<variant>)", e.g. "matmul f16 (tiled)": the profile names their
-    /// kernels by that storage word.
-    pub fn module(&self, label: &'static str, consts: &[(&str, u32)], src: &str) -> Module {
-        let code = format!("{}\n{}", header(consts), src);
+    /// The module of family `P`'s shader with `consts`, `P`'s `struct Params` and `prelude`
+    /// (declarations a variant supplies, e.g. how weights are loaded) prepended.
+    /// Weight-storage variants are labelled "<family> <storage> (<variant>)", e.g.
+    /// "matmul f16 (tiled)": the profile names their kernels by that storage word.
+    pub fn module<P: WgslParams>(
+        &self,
+        label: &'static str,
+        consts: &[(&str, u32)],
+        prelude: &str,
+    ) -> Module {
+        let code = format!(
+            "{}{}{prelude}\n{}",
+            header(consts),
+            P::wgsl_struct(),
+            P::SHADER
+        );
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(label),
             source: wgpu::ShaderSource::Wgsl(code.into()),
@@ -130,16 +162,11 @@ impl<'a> Builder<'a> {
     }
 
     /// The pipeline of entry point `entry` of `m`, bound with `layout`.
-    pub fn pipeline(
-        &self,
-        m: &Module,
-        entry: &'static str,
-        layout: &wgpu::BindGroupLayout,
-    ) -> wgpu::ComputePipeline {
+    pub fn pipeline(&self, m: &Module, entry: &'static str, layout: &Layout) -> Kernel {
         let device = &self.ctx.device;
         let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(entry),
-            bind_group_layouts: &[Some(layout)],
+            bind_group_layouts: &[Some(&layout.group)],
             immediate_size: 0,
         });
         let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -153,19 +180,22 @@ impl<'a> Builder<'a> {
         self.tags
             .borrow_mut()
             .push((p.clone(), KernelTag::new(m.label, entry)));
-        p
+        Kernel {
+            pipeline: p,
+            layout: layout.clone(),
+        }
     }
 
-    /// The one pipeline of a single-entry family: entry `entry` of `src` with `consts`.
-    pub fn single(
+    /// The one pipeline of a single-entry family `P`: entry `entry` of its shader with
+    /// `consts`, labelled `label`.
+    pub fn single<P: WgslParams>(
         &self,
         label: &'static str,
         consts: &[(&str, u32)],
-        src: &str,
         entry: &'static str,
-        layout: &wgpu::BindGroupLayout,
-    ) -> wgpu::ComputePipeline {
-        self.pipeline(&self.module(label, consts, src), entry, layout)
+        layout: &Layout,
+    ) -> Kernel {
+        self.pipeline(&self.module::<P>(label, consts, ""), entry, layout)
     }
 
     /// Every pipeline created, with its profile tag.

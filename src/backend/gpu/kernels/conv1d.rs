@@ -5,19 +5,17 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{groups, need, whole, Kernels, WgslParams};
+use super::build::{Builder, Kernel};
+use super::{groups, need, whole, Kernels};
 
 super::wgsl_params! {
-    Conv1dParams in "conv1d.wgsl" {
+    Conv1dParams in "conv1d.wgsl" + "gelu.wgsl" {
         c_in: u32,
         t_in: u32,
         c_out: u32,
         t_out: u32,
         stride: u32,
         gelu: u32,
-        _p0: u32,
-        _p1: u32,
     }
 }
 
@@ -32,20 +30,15 @@ impl Conv1dParams {
     }
 }
 
-pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
+pub(super) fn compile(b: &Builder<'_>) -> Kernel {
     let c = b.config;
-    b.single(
-        "conv1d",
-        &[
-            ("CV_WG_X", c.conv_wg.0),
-            ("CV_WG_Y", c.conv_wg.1),
-            ("CV_TT", c.conv_tt),
-            ("CV_TC", c.conv_tc),
-        ],
-        Conv1dParams::SHADER,
-        "conv1d_k3",
-        &b.layouts.ro3_rw,
-    )
+    let consts = [
+        ("CV_WG_X", c.conv_wg.0),
+        ("CV_WG_Y", c.conv_wg.1),
+        ("CV_TT", c.conv_tt),
+        ("CV_TC", c.conv_tc),
+    ];
+    b.single::<Conv1dParams>("conv1d", &consts, "conv1d_k3", &b.layouts.ro3_rw)
 }
 
 impl Kernels {
@@ -83,19 +76,12 @@ impl Kernels {
             gelu: gelu as u32,
             ..Default::default()
         };
-        let p = self.param(&params)?;
         let wg = (
             groups(c_out, c.conv_wg.0 * c.conv_tc),
             groups(t_out, c.conv_wg.1 * c.conv_tt),
             1,
         );
-        self.dispatch(
-            pass,
-            &self.conv1d,
-            &self.layouts.ro3_rw,
-            &[whole(input), whole(weight), whole(bias), whole(out), p],
-            wg,
-            || params.work(),
-        )
+        let binds = [whole(input), whole(weight), whole(bias), whole(out)];
+        self.launch(pass, &self.conv1d, &params, &binds, wg, || params.work())
     }
 }

@@ -8,12 +8,12 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{groups, need, whole, Kernels, WgslParams};
+use super::build::{Builder, Kernel};
+use super::{groups, need, whole, Kernels};
 
 super::wgsl_params! {
     /// `n` values; `transpose` and `kv_append` split the index i into `i / run` and `i % run`.
-    ElementwiseParams in "elementwise.wgsl" {
+    ElementwiseParams in "elementwise.wgsl" + "gelu.wgsl" {
         /// Values to process (one thread each).
         n: u32,
         /// transpose: rows of the input (one output row); kv_append: new values per sequence.
@@ -22,10 +22,6 @@ super::wgsl_params! {
         stride: u32,
         /// kv_append: where the new values go in each sequence's cache.
         offset: u32,
-        _p0: u32,
-        _p1: u32,
-        _p2: u32,
-        _p3: u32,
     }
 }
 
@@ -38,18 +34,15 @@ impl ElementwiseParams {
 }
 
 pub(super) struct Pipelines {
-    gelu: wgpu::ComputePipeline,
-    add: wgpu::ComputePipeline,
-    transpose: wgpu::ComputePipeline,
-    kv_append: wgpu::ComputePipeline,
+    gelu: Kernel,
+    add: Kernel,
+    transpose: Kernel,
+    kv_append: Kernel,
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
-    let m = b.module(
-        "elementwise",
-        &[("EW_WG", b.config.elementwise_wg)],
-        ElementwiseParams::SHADER,
-    );
+    let consts = [("EW_WG", b.config.elementwise_wg)];
+    let m = b.module::<ElementwiseParams>("elementwise", &consts, "");
     let l = &b.layouts.rw_ro;
     Pipelines {
         gelu: b.pipeline(&m, "gelu", l),
@@ -64,16 +57,14 @@ impl Kernels {
     fn elementwise(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        pipeline: &wgpu::ComputePipeline,
+        kernel: &Kernel,
         a: &wgpu::Buffer,
         b: &wgpu::Buffer,
         params: ElementwiseParams,
         work: Work,
     ) -> Result<()> {
-        let p = self.param(&params)?;
         let wg = Self::grid(groups(params.n as usize, self.config.elementwise_wg) as usize);
-        let binds = [whole(a), whole(b), p];
-        self.dispatch(pass, pipeline, &self.layouts.rw_ro, &binds, wg, || work)
+        self.launch(pass, kernel, &params, &[whole(a), whole(b)], wg, || work)
     }
 
     /// `a = gelu(a)` over the first `n` values (erf form, see `shaders/elementwise.wgsl`).

@@ -7,9 +7,9 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
+use super::build::{Builder, Kernel};
 use super::matrix::{MatrixRef, WeightType};
-use super::{binding, groups, need, whole, Kernels, WgslParams};
+use super::{binding, groups, need, ranges, whole, Kernels};
 
 super::wgsl_params! {
     EmbedParams in "embed.wgsl" {
@@ -24,7 +24,6 @@ super::wgsl_params! {
         per_seq: u32,
         /// 32-bit words per table row (f32: values; int8: quads).
         row_stride: u32,
-        _p0: u32,
     }
 }
 
@@ -38,8 +37,8 @@ impl EmbedParams {
 
 /// The gather for f32 tables and for int8 ones.
 pub(super) struct Pipelines {
-    f32: wgpu::ComputePipeline,
-    int8: wgpu::ComputePipeline,
+    f32: Kernel,
+    int8: Kernel,
 }
 
 /// What `shaders/embed.wgsl` expects prepended for a table stored as `ty` (f32 or int8): binding
@@ -62,9 +61,8 @@ fn prelude(ty: WeightType) -> &'static str {
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let consts = [("EM_WG", b.config.embed_wg)];
-    let src = |ty| format!("{}{}", prelude(ty), EmbedParams::SHADER);
-    let f32 = b.module("embed", &consts, &src(WeightType::F32));
-    let int8 = b.module("embed int8", &consts, &src(WeightType::Int8));
+    let f32 = b.module::<EmbedParams>("embed", &consts, prelude(WeightType::F32));
+    let int8 = b.module::<EmbedParams>("embed int8", &consts, prelude(WeightType::Int8));
     Pipelines {
         f32: b.pipeline(&f32, "embed", &b.layouts.weights),
         int8: b.pipeline(&int8, "embed", &b.layouts.weights),
@@ -72,26 +70,8 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
 }
 
 impl Kernels {
-    /// `out[i] = table[ids[i]] + pos[pos0 + i]` for `n_tok` ids (u32) into `[n_tok, d]`; `table`
-    /// is `[vocab, d]` f32 and may exceed one binding (one dispatch per row range).
-    #[allow(clippy::too_many_arguments)]
-    pub fn embed(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        ids: &wgpu::Buffer,
-        table: &wgpu::Buffer,
-        pos: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        n_tok: usize,
-        d: usize,
-        vocab: usize,
-        pos0: usize,
-    ) -> Result<()> {
-        let table = MatrixRef::f32(table, vocab, d);
-        self.embed_batched(pass, ids, table, pos, out, n_tok, d, pos0, n_tok)
-    }
-
-    /// `embed` of `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
+    /// `out[i] = table[ids[i]] + pos[pos0 + i % per_seq]` for `n_tok` ids (u32) into
+    /// `[n_tok, d]`: `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
     /// a table of `table.rows` tokens stored as f32 or int8 (an int8 row is dequantized as it is
     /// read); the first `d` of its `table.cols` columns are used.
     #[allow(clippy::too_many_arguments)]
@@ -115,7 +95,7 @@ impl Kernels {
                 "embed: {n_tok} tokens are not sequences of {per_seq}"
             )));
         }
-        let (pipeline, row_stride) = match table.ty {
+        let (kernel, row_stride) = match table.ty {
             WeightType::F32 => (&self.embed.f32, table.cols),
             WeightType::Int8 if table.cols.is_multiple_of(4) => (&self.embed.int8, table.cols / 4),
             ty => {
@@ -140,9 +120,7 @@ impl Kernels {
         need(out, n_tok * d, "embed out")?;
         let row_bytes = table.row_bytes();
         let chunk = self.rows_per_binding(row_bytes as u64).min(vocab);
-        let mut r0 = 0;
-        while r0 < vocab {
-            let rows = chunk.min(vocab - r0);
+        for (r0, rows) in ranges(vocab, chunk) {
             let params = EmbedParams {
                 n_tok: n_tok as u32,
                 d: d as u32,
@@ -153,7 +131,6 @@ impl Kernels {
                 row_stride: row_stride as u32,
                 ..Default::default()
             };
-            let p = self.param(&params)?;
             let tb = binding(
                 table.data,
                 (r0 * row_bytes) as u64,
@@ -164,15 +141,8 @@ impl Kernels {
                 None => whole(&self.dummy),
             };
             let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
-            self.dispatch(
-                pass,
-                pipeline,
-                &self.layouts.weights,
-                &[whole(ids), tb, whole(pos), whole(out), p, sb],
-                wg,
-                || params.work(),
-            )?;
-            r0 += rows;
+            let binds = [whole(ids), tb, whole(pos), whole(out), sb];
+            self.launch(pass, kernel, &params, &binds, wg, || params.work())?;
         }
         Ok(())
     }

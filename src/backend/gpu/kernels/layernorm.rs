@@ -6,20 +6,16 @@
 use crate::error::Result;
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{need, whole, Kernels, WgslParams};
+use super::build::{Builder, Kernel};
+use super::{need, whole, Kernels};
 
 super::wgsl_params! {
-    LayerNormParams in "layernorm.wgsl" {
+    LayerNormParams in "layernorm.wgsl" + "reduce.wgsl" {
         rows: u32,
         cols: u32,
         /// Output row r reads input row `r * in_step + in_first` (1 and 0: every row).
         in_step: u32,
         in_first: u32,
-        _p0: u32,
-        _p1: u32,
-        _p2: u32,
-        _p3: u32,
     }
 }
 
@@ -31,14 +27,9 @@ impl LayerNormParams {
     }
 }
 
-pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
-    b.single(
-        "layernorm",
-        &[("LN_WG", b.config.layernorm_wg)],
-        LayerNormParams::SHADER,
-        "layer_norm",
-        &b.layouts.ro3_rw,
-    )
+pub(super) fn compile(b: &Builder<'_>) -> Kernel {
+    let consts = [("LN_WG", b.config.layernorm_wg)];
+    b.single::<LayerNormParams>("layernorm", &consts, "layer_norm", &b.layouts.ro3_rw)
 }
 
 impl Kernels {
@@ -86,14 +77,8 @@ impl Kernels {
             in_first: first as u32,
             ..Default::default()
         };
-        let p = self.param(&params)?;
-        self.dispatch(
-            pass,
-            &self.layernorm,
-            &self.layouts.ro3_rw,
-            &[whole(x), whole(gamma), whole(beta), whole(out), p],
-            Self::grid(rows),
-            || params.work(),
-        )
+        let binds = [whole(x), whole(gamma), whole(beta), whole(out)];
+        let wg = Self::grid(rows);
+        self.launch(pass, &self.layernorm, &params, &binds, wg, || params.work())
     }
 }

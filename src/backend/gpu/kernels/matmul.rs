@@ -9,14 +9,14 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::Builder;
+use super::build::{Builder, Kernel};
 use super::config::{MatmulTile, MatmulVariant};
 use super::matrix::{MatrixRef, WeightType};
-use super::{binding, groups, need, whole, Kernels, WgslParams};
+use super::{binding, groups, need, ranges, whole, Kernels};
 
 super::wgsl_params! {
     /// One dispatch over a range of `n` weight rows (output columns `col0 ..`).
-    MatmulParams in "matmul.wgsl" {
+    MatmulParams in "matmul.wgsl" + "gelu.wgsl" {
         /// Rows of x / out.
         m: u32,
         /// Rows of w in this binding = columns written.
@@ -29,8 +29,6 @@ super::wgsl_params! {
         out_stride: u32,
         /// First output column written.
         col0: u32,
-        _p0: u32,
-        _p1: u32,
     }
 }
 
@@ -48,9 +46,9 @@ impl MatmulParams {
 
 /// The three matmul kernels compiled for one weight type.
 pub(super) struct Pipelines {
-    tiled: wgpu::ComputePipeline,
-    reg: wgpu::ComputePipeline,
-    gemv: wgpu::ComputePipeline,
+    tiled: Kernel,
+    reg: Kernel,
+    gemv: Kernel,
 }
 
 /// What `shaders/matmul.wgsl` expects prepended for weights stored as `ty`: binding 1,
@@ -99,9 +97,9 @@ pub(super) fn compile(b: &Builder<'_>, ty: WeightType) -> Pipelines {
         WeightType::F16 => ("matmul f16 (tiled)", "matmul f16 (register)"),
         WeightType::Int8 => ("matmul int8 (tiled)", "matmul int8 (register)"),
     };
-    let src = format!("{}{}", prelude(ty), MatmulParams::SHADER);
-    let tiled = b.module(tiled, &consts(&c.tiled), &src);
-    let reg = b.module(reg, &consts(&c.register), &src);
+    let prelude = prelude(ty);
+    let tiled = b.module::<MatmulParams>(tiled, &consts(&c.tiled), &prelude);
+    let reg = b.module::<MatmulParams>(reg, &consts(&c.register), &prelude);
     let l = &b.layouts.weights;
     Pipelines {
         tiled: b.pipeline(&tiled, "matmul_tiled", l),
@@ -164,9 +162,7 @@ impl Kernels {
         let use_gemv = m <= c.gemv_max_rows;
         let chunk = self.rows_per_binding(w.row_bytes() as u64).min(n);
         let pipes = &self.matmul[w.ty as usize];
-        let mut n0 = 0;
-        while n0 < n {
-            let rows = chunk.min(n - n0);
+        for (n0, rows) in ranges(n, chunk) {
             let params = MatmulParams {
                 m: m as u32,
                 n: rows as u32,
@@ -176,7 +172,6 @@ impl Kernels {
                 col0: n0 as u32,
                 ..Default::default()
             };
-            let p = self.param(&params)?;
             let wb = binding(w.data, (n0 * k * wbytes) as u64, (rows * k * wbytes) as u64);
             // Bias and scales of this row range: offsets n0 · 4 bytes, aligned as n0 is a
             // multiple of `row_step`.
@@ -188,7 +183,7 @@ impl Kernels {
                 Some(s) => binding(s, (n0 * 4) as u64, (rows * 4) as u64),
                 None => whole(&self.dummy),
             };
-            let binds = [whole(x), wb, bb, whole(out), p, sb];
+            let binds = [whole(x), wb, bb, whole(out), sb];
             let (pl, wg) = if use_gemv {
                 (&pipes.gemv, (groups(rows, c.gemv_rows), m as u32, 1))
             } else {
@@ -202,8 +197,7 @@ impl Kernels {
                 )
             };
             let work = || params.work(wbytes as f64);
-            self.dispatch(pass, pl, &self.layouts.weights, &binds, wg, work)?;
-            n0 += rows;
+            self.launch(pass, pl, &params, &binds, wg, work)?;
         }
         Ok(())
     }

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::mel::N_FFT;
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{groups, need, whole, Kernels, WgslParams};
+use super::build::{Builder, Kernel};
+use super::{groups, need, whole, Kernels};
 
 /// Columns of a DFT output row (re 0..200, im 201..401) and of a power-spectrum row (201 bins
 /// padded to a multiple of 4), as `shaders/mel.wgsl` lays them out.
@@ -42,18 +42,14 @@ super::wgsl_params! {
 }
 
 pub(super) struct Pipelines {
-    frames: wgpu::ComputePipeline,
-    power: wgpu::ComputePipeline,
-    log: wgpu::ComputePipeline,
-    norm: wgpu::ComputePipeline,
+    frames: Kernel,
+    power: Kernel,
+    log: Kernel,
+    norm: Kernel,
 }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
-    let m = b.module(
-        "mel",
-        &[("MEL_WG", b.config.elementwise_wg)],
-        MelParams::SHADER,
-    );
+    let m = b.module::<MelParams>("mel", &[("MEL_WG", b.config.elementwise_wg)], "");
     let l = &b.layouts.ro_2rw;
     Pipelines {
         frames: b.pipeline(&m, "mel_frames", l),
@@ -74,7 +70,7 @@ impl Kernels {
     fn mel_dispatch(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        pipeline: &wgpu::ComputePipeline,
+        kernel: &Kernel,
         src: wgpu::BufferBinding<'_>,
         dst: wgpu::BufferBinding<'_>,
         gmax: &wgpu::Buffer,
@@ -82,10 +78,9 @@ impl Kernels {
         threads: usize,
         work: Work,
     ) -> Result<()> {
-        let p = self.param(&params)?;
         let wg = Self::grid(groups(threads, self.config.elementwise_wg) as usize);
-        let binds = [src, dst, whole(gmax), p];
-        self.dispatch(pass, pipeline, &self.layouts.ro_2rw, &binds, wg, || work)
+        let binds = [src, dst, whole(gmax)];
+        self.launch(pass, kernel, &params, &binds, wg, || work)
     }
 
     /// `frames [rows, 400]` of STFT frames `t0 ..` (see `shaders/mel.wgsl`); `samples` binds

@@ -67,20 +67,36 @@ const PARAM_SLOTS: u32 = 4096;
 /// The head dimension the attention kernels are compiled for (every Whisper size uses 64).
 pub const HEAD_DIM: usize = 64;
 
-/// A family's uniform parameter block: `#[repr(C)]`, eight 32-bit fields named and ordered as
-/// the fields of `struct Params` in `SHADER` (test `params_match_wgsl`).
+/// A family's uniform parameter block: `#[repr(C)]`, eight 32-bit words (the named fields, then
+/// padding). The WGSL `struct Params` is generated from it (`wgsl_struct`) and prepended to the
+/// family's shader at compile time, so the two cannot drift apart.
 pub(crate) trait WgslParams: bytemuck::Pod {
-    /// The WGSL source declaring `struct Params`.
+    /// The family's WGSL source (which uses, but does not declare, `struct Params`).
     const SHADER: &'static str;
-    /// (name, type) of each field, in order.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// (name, WGSL type) of each named field, in order.
     const FIELDS: &'static [(&'static str, &'static str)];
+
+    /// The WGSL declaration of `struct Params`: the named fields, then `u32` padding words up
+    /// to the arena slot size.
+    fn wgsl_struct() -> String {
+        let mut s = String::from("struct Params {\n");
+        for (name, ty) in Self::FIELDS {
+            s.push_str(&format!("    {name}: {ty},\n"));
+        }
+        for i in Self::FIELDS.len()..PARAM_WORDS {
+            s.push_str(&format!("    _p{}: u32,\n", i - Self::FIELDS.len()));
+        }
+        s.push_str("}\n");
+        s
+    }
 }
 
-/// Declares a family's parameter block from the WGSL file it mirrors: the struct, a compile-time
-/// check that it fills one arena slot exactly, and its `WgslParams` description.
+/// Declares a family's parameter block from the WGSL file that uses it: the struct with its
+/// named fields padded to one arena slot (a compile-time check that they fit), and its
+/// `WgslParams` description. `in "family.wgsl" + "snippet.wgsl"` appends shared WGSL functions
+/// from `shaders/` to the family's source.
 macro_rules! wgsl_params {
-    ($(#[$meta:meta])* $name:ident in $file:literal {
+    ($(#[$meta:meta])* $name:ident in $file:literal $(+ $snippet:literal)* {
         $($(#[$fmeta:meta])* $field:ident: $ty:ident),* $(,)?
     }) => {
         $(#[$meta])*
@@ -88,12 +104,17 @@ macro_rules! wgsl_params {
         #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
         pub(crate) struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
+            /// Unused words up to the slot size (`_p0 ..` in the WGSL struct).
+            pub _pad: [u32; super::PARAM_WORDS - [$(stringify!($field)),*].len()],
         }
 
         const _: () = assert!(std::mem::size_of::<$name>() == super::PARAM_BYTES as usize);
 
         impl super::WgslParams for $name {
-            const SHADER: &'static str = include_str!(concat!("../../../../shaders/", $file));
+            const SHADER: &'static str = concat!(
+                include_str!(concat!("../../../../shaders/", $file)),
+                $(include_str!(concat!("../../../../shaders/", $snippet)),)*
+            );
             const FIELDS: &'static [(&'static str, &'static str)] =
                 &[$((stringify!($field), stringify!($ty))),*];
         }
@@ -108,17 +129,16 @@ pub struct Kernels {
     pub config: KernelConfig,
     max_binding: u64,
     align: u64,
-    layouts: build::Layouts,
     /// Matmul kernels per weight type (`WeightType as usize`).
     matmul: [matmul::Pipelines; 3],
     /// Embedding gather for f32 and int8 tables.
     embed: embed::Pipelines,
-    conv1d: wgpu::ComputePipeline,
-    layernorm: wgpu::ComputePipeline,
+    conv1d: build::Kernel,
+    layernorm: build::Kernel,
     elementwise: elementwise::Pipelines,
-    softmax: wgpu::ComputePipeline,
+    softmax: build::Kernel,
     attention: attention::Pipelines,
-    attn_scores: wgpu::ComputePipeline,
+    attn_scores: build::Kernel,
     attn_mm: attn_mm::Pipelines,
     argmax: argmax::Pipelines,
     mel: mel::Pipelines,
@@ -147,6 +167,15 @@ type BindKey = (
     wgpu::BindGroupLayout,
     [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS],
 );
+
+/// `(first, len)` of the consecutive ranges of `chunk` (the last possibly shorter) that cover
+/// `0..n`: the row ranges of a tensor processed one binding or one chunk at a time.
+fn ranges(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    let chunk = chunk.max(1);
+    (0..n)
+        .step_by(chunk)
+        .map(move |first| (first, chunk.min(n - first)))
+}
 
 fn groups(n: usize, per: u32) -> u32 {
     n.div_ceil(per as usize) as u32
@@ -231,7 +260,6 @@ impl Kernels {
             queue: ctx.queue.clone(),
             max_binding,
             align: ctx.limits.min_storage_buffer_offset_alignment as u64,
-            layouts,
             params,
             param_stride: align,
             next_slot: AtomicU32::new(0),
@@ -362,18 +390,36 @@ impl Kernels {
         })
     }
 
-    /// Records one dispatch of `pipeline` over the grid `wg`; `work` (what the dispatch computes
-    /// and moves, from its family's work model) is asked for only while profiling.
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch(
+    /// Records one dispatch of `kernel` over the grid `wg` with `params` in the next arena slot
+    /// and `storage` bound, in order, to the layout's storage bindings. `work` (what the
+    /// dispatch computes and moves, from its family's work model) is asked for only while
+    /// profiling.
+    fn launch<P: WgslParams>(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        pipeline: &wgpu::ComputePipeline,
-        layout: &wgpu::BindGroupLayout,
-        bindings: &[wgpu::BufferBinding<'_>],
+        kernel: &build::Kernel,
+        params: &P,
+        storage: &[wgpu::BufferBinding<'_>],
         wg: (u32, u32, u32),
         work: impl FnOnce() -> Work,
     ) -> Result<()> {
+        let n = storage.len() + 1;
+        let at = kernel.layout.uniform;
+        if n > MAX_BINDINGS || at >= n {
+            return Err(Error::Device(format!(
+                "{} storage bindings for a layout with the uniform at {at}",
+                storage.len()
+            )));
+        }
+        let p = self.param(params)?;
+        let bindings: [wgpu::BufferBinding<'_>; MAX_BINDINGS] =
+            std::array::from_fn(|i| match i.cmp(&at) {
+                std::cmp::Ordering::Less => storage[i].clone(),
+                std::cmp::Ordering::Equal => p.clone(),
+                std::cmp::Ordering::Greater => storage.get(i - 1).unwrap_or(&p).clone(),
+            });
+        let (pipeline, layout) = (&kernel.pipeline, &kernel.layout.group);
+        let bindings = &bindings[..n];
         if wg.0 == 0 || wg.1 == 0 || wg.2 == 0 {
             return Ok(());
         }
@@ -503,35 +549,34 @@ fn need(b: &wgpu::Buffer, elems: usize, what: &str) -> Result<()> {
 mod tests {
     use super::WgslParams;
 
-    /// (name, type) of each field of the WGSL `struct Params` in `src`, comments dropped.
-    fn wgsl_fields(src: &str) -> Vec<(String, String)> {
-        let start = src.find("struct Params {").expect("struct Params") + "struct Params {".len();
-        let body = &src[start..start + src[start..].find('}').expect("end of struct Params")];
-        body.lines()
-            .map(|l| l.split("//").next().unwrap_or("").trim())
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (name, ty) = l.trim_end_matches(',').split_once(':').expect("name: type");
-                (name.trim().to_string(), ty.trim().to_string())
-            })
-            .collect()
-    }
-
+    /// Every shader uses the generated `struct Params` and does not declare its own, and each
+    /// block's WGSL struct has one line per 32-bit word.
     fn check<P: WgslParams>() {
-        let rust: Vec<(String, String)> = P::FIELDS
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect();
-        assert_eq!(
-            wgsl_fields(P::SHADER),
-            rust,
-            "{}: the Rust parameter block differs from the WGSL struct Params",
-            std::any::type_name::<P>()
+        let name = std::any::type_name::<P>();
+        assert!(
+            !P::SHADER.contains("struct Params"),
+            "{name}: shader declares Params"
         );
+        assert!(
+            P::SHADER.contains("var<uniform> p: Params;"),
+            "{name}: no uniform p"
+        );
+        let wgsl = P::wgsl_struct();
+        assert_eq!(
+            wgsl.lines().count(),
+            super::PARAM_WORDS + 2,
+            "{name}:\n{wgsl}"
+        );
+        for (field, ty) in P::FIELDS {
+            assert!(
+                wgsl.contains(&format!("    {field}: {ty},\n")),
+                "{name}: {field}"
+            );
+        }
     }
 
     #[test]
-    fn params_match_wgsl() {
+    fn params_are_generated_for_every_family() {
         check::<super::argmax::ArgmaxParams>();
         check::<super::attention::AttentionParams>();
         check::<super::attn_mm::AttnMmParams>();

@@ -6,20 +6,16 @@
 use crate::error::Result;
 
 use super::super::profile::Work;
-use super::build::Builder;
-use super::{need, whole, Kernels, WgslParams};
+use super::build::{Builder, Kernel};
+use super::{need, whole, Kernels};
 
 super::wgsl_params! {
-    SoftmaxParams in "softmax.wgsl" {
+    SoftmaxParams in "softmax.wgsl" + "reduce.wgsl" {
         rows: u32,
         cols: u32,
         /// 1: row i keeps columns `0..=offset + i`.
         causal: u32,
         offset: u32,
-        _p0: u32,
-        _p1: u32,
-        _p2: u32,
-        _p3: u32,
     }
 }
 
@@ -30,14 +26,9 @@ impl SoftmaxParams {
     }
 }
 
-pub(super) fn compile(b: &Builder<'_>) -> wgpu::ComputePipeline {
-    b.single(
-        "softmax",
-        &[("SM_WG", b.config.softmax_wg)],
-        SoftmaxParams::SHADER,
-        "softmax",
-        &b.layouts.rw,
-    )
+pub(super) fn compile(b: &Builder<'_>) -> Kernel {
+    let consts = [("SM_WG", b.config.softmax_wg)];
+    b.single::<SoftmaxParams>("softmax", &consts, "softmax", &b.layouts.rw)
 }
 
 impl Kernels {
@@ -62,14 +53,9 @@ impl Kernels {
             offset: causal.unwrap_or(0) as u32,
             ..Default::default()
         };
-        let p = self.param(&params)?;
-        self.dispatch(
-            pass,
-            &self.softmax,
-            &self.layouts.rw,
-            &[whole(x), p],
-            Self::grid(rows),
-            || params.work(),
-        )
+        let wg = Self::grid(rows);
+        self.launch(pass, &self.softmax, &params, &[whole(x)], wg, || {
+            params.work()
+        })
     }
 }
