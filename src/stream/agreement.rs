@@ -1,0 +1,389 @@
+//! LocalAgreement-2 (Macháček et al. 2023, ufal whisper_streaming's `OnlineASRProcessor` and
+//! `HypothesisBuffer`): every step transcribes the whole buffer; the longest prefix of words that
+//! two consecutive hypotheses agree on is committed and never revised.
+
+use std::collections::VecDeque;
+
+use super::{StepRequest, StreamConfig, StreamEvent};
+use crate::audio::SAMPLE_RATE;
+use crate::decode::alignment::Word;
+use crate::transcribe::{TranscribeOptions, Transcript};
+
+/// Words of a hypothesis that start this long before the last committed end are still taken as
+/// new (whisper_streaming's 0.1 s: word times jitter between hypotheses).
+const START_TOLERANCE_S: f64 = 0.1;
+/// A hypothesis that begins within this of the last committed end may repeat its last words
+/// (whisper_streaming's 1 s): up to `MAX_OVERLAP_WORDS` of them are dropped.
+const OVERLAP_WINDOW_S: f64 = 1.0;
+const MAX_OVERLAP_WORDS: usize = 5;
+/// Characters of committed text fed as the prompt (whisper_streaming's 200).
+const PROMPT_CHARS: usize = 200;
+/// Committed words remembered for the prompt and the overlap check.
+const RECENT_WORDS: usize = 256;
+/// When the buffer must shrink without agreement, words ending this close to the end of the
+/// audio are not forced out: the last word of a hypothesis is often cut off mid-word.
+const FORCE_MARGIN_S: f64 = 1.0;
+
+/// The LocalAgreement-2 state of one stream. Cheap to keep: the buffer (at most
+/// `max_buffer_s` of samples) and a few dozen words.
+#[derive(Debug)]
+pub struct LocalAgreement {
+    config: StreamConfig,
+    /// The audio the next step transcribes; `buffer[0]` is sample `buffer_start` of the stream.
+    buffer: Vec<f32>,
+    buffer_start: u64,
+    /// Samples pushed since the start of the stream.
+    received: u64,
+    /// `received` when the last step was taken.
+    looked_at: u64,
+    /// The last committed words (times in stream seconds), for the prompt and overlap check.
+    recent: VecDeque<Word>,
+    /// End of the last committed word, stream seconds.
+    committed_end: f64,
+    /// Everything committed so far: the `done` text.
+    committed_text: String,
+    /// The previous hypothesis' words after the committed ones, waiting for a second opinion.
+    unconfirmed: Vec<Word>,
+    last_partial: String,
+    language: Option<String>,
+    /// Seconds of audio dropped unseen because no step came while the buffer was full.
+    dropped_s: f64,
+    finished: bool,
+}
+
+impl LocalAgreement {
+    /// A new stream. Settings out of range are clamped (`StreamConfig::validate` reports them).
+    pub fn new(mut config: StreamConfig) -> Self {
+        config.step_ms = config.step_ms.clamp(100, 30_000);
+        if !(config.max_buffer_s.is_finite() && config.max_buffer_s > 0.0) {
+            config.max_buffer_s = 30.0;
+        }
+        let floor = (2.0 * config.step_ms as f32 / 1e3).min(30.0);
+        config.max_buffer_s = config.max_buffer_s.clamp(floor, 30.0);
+        if !(config.trim_after_s.is_finite() && config.trim_after_s > 0.0) {
+            config.trim_after_s = 15.0;
+        }
+        config.trim_after_s = config.trim_after_s.min(config.max_buffer_s * 0.75);
+        LocalAgreement {
+            config,
+            buffer: Vec::new(),
+            buffer_start: 0,
+            received: 0,
+            looked_at: 0,
+            recent: VecDeque::new(),
+            committed_end: 0.0,
+            committed_text: String::new(),
+            unconfirmed: Vec::new(),
+            last_partial: String::new(),
+            language: None,
+            dropped_s: 0.0,
+            finished: false,
+        }
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// Buffer 16-kHz mono samples. Only copies: steps are [`take_step`](Self::take_step)'s.
+    /// A buffer past `max_buffer_s` (no step taken for that long) drops its oldest audio.
+    pub fn push(&mut self, samples_16k: &[f32]) {
+        if self.finished {
+            return;
+        }
+        self.buffer.extend_from_slice(samples_16k);
+        self.received += samples_16k.len() as u64;
+        let max = self.max_samples();
+        if self.buffer.len() > max {
+            let excess = self.buffer.len() - max;
+            self.drop_front(excess);
+            if self.dropped_s == 0.0 {
+                tracing::warn!(
+                    "stream: no step for {:.1} s of audio; dropping the oldest",
+                    self.config.max_buffer_s
+                );
+            }
+            self.dropped_s += excess as f64 / SAMPLE_RATE as f64;
+        }
+    }
+
+    /// At least `step_ms` of audio arrived since the last step.
+    pub fn step_due(&self) -> bool {
+        !self.finished
+            && self.received - self.looked_at
+                >= self.config.step_ms as u64 * SAMPLE_RATE as u64 / 1000
+    }
+
+    /// The next step: the whole buffer with everything that arrived since the last step (a
+    /// step that fell behind catches up in one go). None when no audio arrived since.
+    pub fn take_step(&mut self) -> Option<StepRequest> {
+        if self.finished || self.received == self.looked_at || self.buffer.is_empty() {
+            return None;
+        }
+        self.looked_at = self.received;
+        Some(StepRequest {
+            samples: self.buffer.clone(),
+            offset_s: self.buffer_start_s(),
+            prompt: self.prompt(),
+            language: self.language.clone(),
+        })
+    }
+
+    /// The options of a step: `base` with the step's prompt and language, word timings on
+    /// (agreement is by word), one deterministic decode (no temperature fallback: a sampled
+    /// retry would make consecutive hypotheses disagree at random) and the sequential loop.
+    pub fn options_for_step(base: &TranscribeOptions, req: &StepRequest) -> TranscribeOptions {
+        let mut options = base.clone();
+        options.word_timestamps = true;
+        options.decode.without_timestamps = false;
+        options.temperature = 0.0;
+        options.temperature_increment_on_fallback = 0.0;
+        options.batch_size = 1;
+        options.initial_prompt = (!req.prompt.trim().is_empty()).then(|| req.prompt.clone());
+        if options.decode.language.is_none() {
+            options.decode.language = req.language.clone();
+        }
+        options
+    }
+
+    /// Take a step's hypothesis: commit what it agrees on with the previous one, report the
+    /// rest as a partial, and trim the buffer.
+    pub fn apply(&mut self, req: &StepRequest, hypothesis: &Transcript) -> Vec<StreamEvent> {
+        if self.finished {
+            return Vec::new();
+        }
+        if self.language.is_none() {
+            self.language = Some(hypothesis.language.clone());
+        }
+        let new = self.fresh_words(req, hypothesis);
+        let agreed = new
+            .iter()
+            .zip(&self.unconfirmed)
+            .take_while(|(a, b)| same_word(&a.word, &b.word))
+            .count();
+        let mut events = Vec::new();
+        let mut new = new;
+        let rest = new.split_off(agreed);
+        self.commit(new, &mut events);
+        self.unconfirmed = rest;
+        self.trim(req, hypothesis, &mut events);
+        if self.config.partials {
+            let text: String = self.unconfirmed.iter().map(|w| w.word.as_str()).collect();
+            if !text.is_empty() && text != self.last_partial {
+                events.push(StreamEvent::Partial {
+                    start: self.unconfirmed[0].start,
+                    end: self.unconfirmed[self.unconfirmed.len() - 1].end,
+                    text: text.clone(),
+                });
+            }
+            self.last_partial = text;
+        }
+        events
+    }
+
+    /// End the stream: commit the words of `last` (the step over the audio left, if any was)
+    /// after the committed ones, or else the unconfirmed tail, then [`StreamEvent::Done`].
+    pub fn finish(&mut self, last: Option<(&StepRequest, &Transcript)>) -> Vec<StreamEvent> {
+        if self.finished {
+            return Vec::new();
+        }
+        let tail = match last {
+            Some((req, hypothesis)) => self.fresh_words(req, hypothesis),
+            None => std::mem::take(&mut self.unconfirmed),
+        };
+        let mut events = Vec::new();
+        self.commit(tail, &mut events);
+        self.unconfirmed.clear();
+        self.buffer = Vec::new();
+        self.finished = true;
+        events.push(StreamEvent::Done {
+            text: self.committed_text.clone(),
+        });
+        events
+    }
+
+    /// Stream time of everything pushed, seconds.
+    pub fn received_s(&self) -> f64 {
+        self.received as f64 / SAMPLE_RATE as f64
+    }
+
+    /// Seconds of audio buffered for the next step.
+    pub fn buffer_s(&self) -> f64 {
+        self.buffer.len() as f64 / SAMPLE_RATE as f64
+    }
+
+    /// Everything committed so far.
+    pub fn committed_text(&self) -> &str {
+        &self.committed_text
+    }
+
+    /// Seconds of audio dropped before any step saw them (a driver that fell 30 s behind).
+    pub fn dropped_s(&self) -> f64 {
+        self.dropped_s
+    }
+
+    fn buffer_start_s(&self) -> f64 {
+        self.buffer_start as f64 / SAMPLE_RATE as f64
+    }
+
+    fn max_samples(&self) -> usize {
+        (self.config.max_buffer_s as f64 * SAMPLE_RATE as f64) as usize
+    }
+
+    /// The hypothesis' words in stream time, without those already committed.
+    fn fresh_words(&self, req: &StepRequest, hypothesis: &Transcript) -> Vec<Word> {
+        let mut words: Vec<Word> = hypothesis
+            .segments
+            .iter()
+            .flat_map(|s| match &s.words {
+                Some(words) => words.clone(),
+                // A transcript without word timings: each segment counts as one word.
+                None => vec![Word {
+                    word: s.text.clone(),
+                    start: s.start,
+                    end: s.end,
+                    probability: 1.0,
+                }],
+            })
+            .filter(|w| !w.word.trim().is_empty())
+            .map(|mut w| {
+                w.start += req.offset_s;
+                w.end += req.offset_s;
+                w
+            })
+            .filter(|w| w.start > self.committed_end - START_TOLERANCE_S)
+            .collect();
+        // A hypothesis may start by repeating the last committed words (their times moved):
+        // drop the longest such n-gram.
+        if let Some(first) = words.first() {
+            if (first.start - self.committed_end).abs() < OVERLAP_WINDOW_S {
+                let most = self.recent.len().min(words.len()).min(MAX_OVERLAP_WORDS);
+                for n in (1..=most).rev() {
+                    let tail = self.recent.iter().skip(self.recent.len() - n);
+                    if tail
+                        .zip(&words[..n])
+                        .all(|(a, b)| same_word(&a.word, &b.word))
+                    {
+                        words.drain(..n);
+                        break;
+                    }
+                }
+            }
+        }
+        words
+    }
+
+    fn commit(&mut self, words: Vec<Word>, events: &mut Vec<StreamEvent>) {
+        let (Some(first), Some(last)) = (words.first(), words.last()) else {
+            return;
+        };
+        let (start, end) = (first.start, last.end.max(first.start));
+        let text: String = words.iter().map(|w| w.word.as_str()).collect();
+        self.committed_text.push_str(&text);
+        self.committed_end = self.committed_end.max(end);
+        for w in &words {
+            self.recent.push_back(w.clone());
+        }
+        while self.recent.len() > RECENT_WORDS {
+            self.recent.pop_front();
+        }
+        events.push(StreamEvent::Committed {
+            start,
+            end,
+            text,
+            words: self.config.words.then_some(words),
+        });
+    }
+
+    /// Past `trim_after_s`, cut the buffer at the last segment end that is committed. A buffer
+    /// that would pass `max_buffer_s` at the next step commits its hypothesis up to the last
+    /// second without agreement and is cut there (the price of bounded memory; logged).
+    fn trim(&mut self, req: &StepRequest, hypothesis: &Transcript, events: &mut Vec<StreamEvent>) {
+        if self.buffer_s() > self.config.trim_after_s as f64 {
+            let cut = hypothesis
+                .segments
+                .iter()
+                .map(|s| s.end + req.offset_s)
+                .filter(|&end| end <= self.committed_end + 1e-3 && end > self.buffer_start_s())
+                .fold(None, |best: Option<f64>, end| {
+                    Some(best.map_or(end, |b| b.max(end)))
+                });
+            if let Some(cut) = cut {
+                self.cut_at(cut);
+            }
+        }
+        let step_s = self.config.step_ms as f64 / 1e3;
+        if self.buffer_s() + step_s > self.config.max_buffer_s as f64 {
+            let limit = req.end_s() - FORCE_MARGIN_S;
+            let keep_from = self
+                .unconfirmed
+                .iter()
+                .position(|w| w.end > limit)
+                .unwrap_or(self.unconfirmed.len());
+            let rest = self.unconfirmed.split_off(keep_from);
+            let forced = std::mem::replace(&mut self.unconfirmed, rest);
+            if !forced.is_empty() {
+                tracing::debug!(
+                    "stream: buffer full; committing {} words without agreement",
+                    forced.len()
+                );
+            }
+            self.commit(forced, events);
+            self.cut_at(self.committed_end);
+            // Still full (no words: silence, music): keep the last trim_after_s.
+            if self.buffer_s() + step_s > self.config.max_buffer_s as f64 {
+                let end = self.buffer_start_s() + self.buffer_s();
+                self.cut_at(end - self.config.trim_after_s as f64);
+            }
+        }
+    }
+
+    /// Drop the buffered audio before stream time `t` (and unconfirmed words ending there).
+    fn cut_at(&mut self, t: f64) {
+        let n = ((t - self.buffer_start_s()) * SAMPLE_RATE as f64).round();
+        if n >= 1.0 {
+            self.drop_front((n as usize).min(self.buffer.len()));
+            let start = self.buffer_start_s();
+            self.unconfirmed.retain(|w| w.end > start);
+        }
+    }
+
+    fn drop_front(&mut self, n: usize) {
+        self.buffer.drain(..n);
+        self.buffer_start += n as u64;
+    }
+
+    /// The committed words before the buffer, their last ~200 characters: text the step will
+    /// not transcribe again (whisper_streaming's `prompt()`).
+    fn prompt(&self) -> String {
+        let start = self.buffer_start_s();
+        let mut parts = Vec::new();
+        let mut len = 0;
+        for w in self.recent.iter().rev().filter(|w| w.end <= start + 1e-3) {
+            if len + w.word.len() > PROMPT_CHARS {
+                break;
+            }
+            len += w.word.len();
+            parts.push(w.word.as_str());
+        }
+        parts.reverse();
+        parts.concat().trim().to_string()
+    }
+}
+
+/// Two hypotheses' spellings of a word agree when they differ at most in case and punctuation
+/// ("you," and "You" are one word; the later spelling is the one committed).
+fn same_word(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let (na, nb) = (norm(a), norm(b));
+    if na.is_empty() && nb.is_empty() {
+        a.trim() == b.trim()
+    } else {
+        na == nb
+    }
+}

@@ -1,0 +1,404 @@
+//! Live transcription: the LocalAgreement-2 policy on synthetic hypotheses (agreement,
+//! append-only commits, trimming, catch-up, bounded memory), and the `stream` command on real
+//! clips with tiny.en.
+
+use dattavani_asr::{
+    LocalAgreement, Segment, StepRequest, StreamConfig, StreamEvent, Transcript, Word,
+};
+
+const RATE: usize = 16_000;
+
+/// A hypothesis: segments of (word, start, end) with times relative to the step's buffer.
+fn hypothesis(segments: &[&[(&str, f64, f64)]]) -> Transcript {
+    let segments: Vec<Segment> = segments
+        .iter()
+        .enumerate()
+        .map(|(id, words)| {
+            let words: Vec<Word> = words
+                .iter()
+                .map(|&(w, start, end)| Word {
+                    word: format!(" {w}"),
+                    start,
+                    end,
+                    probability: 0.9,
+                })
+                .collect();
+            Segment {
+                id,
+                seek: 0,
+                start: words[0].start,
+                end: words[words.len() - 1].end,
+                text: words.iter().map(|w| w.word.as_str()).collect(),
+                tokens: Vec::new(),
+                temperature: 0.0,
+                avg_logprob: -0.2,
+                compression_ratio: 1.2,
+                no_speech_prob: 0.01,
+                words: Some(words),
+            }
+        })
+        .collect();
+    Transcript {
+        text: segments.iter().map(|s| s.text.as_str()).collect(),
+        language: "en".into(),
+        language_probability: None,
+        segments,
+        duration: 0.0,
+    }
+}
+
+fn silence(seconds: f64) -> Vec<f32> {
+    vec![0.0; (seconds * RATE as f64).round() as usize]
+}
+
+/// Push `seconds` of audio and take the step it makes due.
+fn step(policy: &mut LocalAgreement, seconds: f64) -> StepRequest {
+    policy.push(&silence(seconds));
+    assert!(policy.step_due());
+    policy.take_step().expect("a step is due")
+}
+
+fn committed(events: &[StreamEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Committed { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn commits_the_prefix_two_hypotheses_agree_on() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let req = step(&mut policy, 1.0);
+    let first = policy.apply(&req, &hypothesis(&[&[("And", 0.1, 0.3), ("so", 0.3, 0.6)]]));
+    assert!(
+        committed(&first).is_empty(),
+        "one hypothesis commits nothing"
+    );
+
+    let req = step(&mut policy, 1.0);
+    let second = hypothesis(&[&[("And", 0.1, 0.3), ("so,", 0.3, 0.6), ("my", 0.7, 0.9)]]);
+    let events = policy.apply(&req, &second);
+    // "so" and "so," agree (punctuation); the later spelling is committed.
+    assert_eq!(committed(&events), vec![" And so,"]);
+    match &events[0] {
+        StreamEvent::Committed {
+            start, end, words, ..
+        } => {
+            assert_eq!((*start, *end), (0.1, 0.6));
+            assert!(words.is_none(), "words only when asked for");
+        }
+        other => panic!("expected a commit, got {other:?}"),
+    }
+
+    let req = step(&mut policy, 1.0);
+    // The third hypothesis changes its mind about the committed words: they stay committed,
+    // and only what follows them is compared.
+    let third = hypothesis(&[&[
+        ("Hand", 0.1, 0.3),
+        ("so", 0.3, 0.6),
+        ("my", 0.7, 0.9),
+        ("fellow", 1.0, 1.4),
+    ]]);
+    let events = policy.apply(&req, &third);
+    assert_eq!(committed(&events), vec![" my"]);
+
+    let done = policy.finish(None);
+    assert_eq!(committed(&done), vec![" fellow"]);
+    assert_eq!(
+        done.last(),
+        Some(&StreamEvent::Done {
+            text: " And so, my fellow".into()
+        })
+    );
+    assert!(
+        policy.finish(None).is_empty(),
+        "finish ends the stream once"
+    );
+}
+
+#[test]
+fn disagreement_commits_nothing_and_partials_show_the_tail() {
+    let config = StreamConfig {
+        partials: true,
+        words: true,
+        ..StreamConfig::default()
+    };
+    let mut policy = LocalAgreement::new(config);
+    let req = step(&mut policy, 1.0);
+    let events = policy.apply(&req, &hypothesis(&[&[("ask", 0.2, 0.5)]]));
+    assert_eq!(
+        events,
+        vec![StreamEvent::Partial {
+            start: 0.2,
+            end: 0.5,
+            text: " ask".into()
+        }]
+    );
+    let req = step(&mut policy, 1.0);
+    let events = policy.apply(
+        &req,
+        &hypothesis(&[&[("asked", 0.2, 0.5), ("not", 0.6, 0.9)]]),
+    );
+    assert!(committed(&events).is_empty());
+    let req = step(&mut policy, 1.0);
+    let events = policy.apply(
+        &req,
+        &hypothesis(&[&[("asked", 0.2, 0.5), ("not", 0.6, 0.9)]]),
+    );
+    // Agreement commits; the same tail again is not repeated as a partial.
+    assert_eq!(events.len(), 1, "{events:?}");
+    match &events[0] {
+        StreamEvent::Committed { text, words, .. } => {
+            assert_eq!(text, " asked not");
+            let words = words.as_ref().expect("words asked for");
+            assert_eq!(words.len(), 2);
+            assert_eq!((words[1].start, words[1].end), (0.6, 0.9));
+        }
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+#[test]
+fn committed_output_is_append_only_and_makes_the_done_text() {
+    // A noisy series of hypotheses: words appear, change, vanish, repeat.
+    let script: Vec<Vec<(&str, f64, f64)>> = vec![
+        vec![("the", 0.0, 0.2)],
+        vec![("the", 0.0, 0.2), ("birch", 0.3, 0.6)],
+        vec![("the", 0.0, 0.2), ("birch", 0.3, 0.6), ("canoe", 0.7, 1.1)],
+        vec![
+            ("a", 0.0, 0.2),
+            ("birch", 0.3, 0.6),
+            ("canoe", 0.7, 1.1),
+            ("slid", 1.2, 1.5),
+        ],
+        vec![("canoe", 0.8, 1.1), ("slid", 1.2, 1.5), ("on", 1.6, 1.7)],
+        vec![
+            ("slid", 1.2, 1.5),
+            ("on", 1.6, 1.7),
+            ("the", 1.8, 1.9),
+            ("planks", 2.0, 2.5),
+        ],
+        vec![
+            ("on", 1.6, 1.7),
+            ("the", 1.8, 1.9),
+            ("smooth", 2.0, 2.3),
+            ("planks", 2.4, 2.9),
+        ],
+    ];
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let mut all = Vec::new();
+    for words in &script {
+        let req = step(&mut policy, 1.0);
+        all.extend(policy.apply(&req, &hypothesis(&[words])));
+    }
+    all.extend(policy.finish(None));
+    let mut end = f64::NEG_INFINITY;
+    let mut text = String::new();
+    for e in &all {
+        if let StreamEvent::Committed {
+            start,
+            end: e_end,
+            text: t,
+            ..
+        } = e
+        {
+            assert!(*start >= end - 0.1 - 1e-9, "commits move forward: {all:?}");
+            end = *e_end;
+            text.push_str(t);
+        }
+    }
+    assert_eq!(text, " the birch canoe slid on the smooth planks");
+    assert_eq!(all.last(), Some(&StreamEvent::Done { text }));
+}
+
+#[test]
+fn trims_at_a_committed_segment_end_past_the_trim_point() {
+    let config = StreamConfig {
+        trim_after_s: 3.0,
+        ..StreamConfig::default()
+    };
+    let mut policy = LocalAgreement::new(config);
+    let segments: [&[(&str, f64, f64)]; 2] = [
+        &[("one", 0.2, 0.6), ("two", 0.8, 1.2)],
+        &[("three", 2.5, 2.9), ("four", 3.0, 3.4)],
+    ];
+    let req = step(&mut policy, 3.5);
+    policy.apply(&req, &hypothesis(&segments));
+    assert_eq!(policy.buffer_s(), 3.5, "nothing committed: no cut");
+    let req = step(&mut policy, 1.0);
+    let events = policy.apply(&req, &hypothesis(&segments));
+    assert_eq!(committed(&events), vec![" one two three four"]);
+    // 4.5 s > 3 s: cut at the end of the last committed segment (3.4 s).
+    assert!(
+        (policy.buffer_s() - 1.1).abs() < 1e-3,
+        "{}",
+        policy.buffer_s()
+    );
+    let req = step(&mut policy, 1.0);
+    assert!((req.offset_s - 3.4).abs() < 1e-3, "{}", req.offset_s);
+    assert_eq!(req.samples.len(), (2.1 * RATE as f64).round() as usize);
+    assert_eq!(
+        req.prompt, "one two three four",
+        "text before the buffer primes it"
+    );
+    // The next hypothesis' times are relative to the cut buffer; a repeated last word is
+    // recognised as already committed.
+    let events = policy.apply(
+        &req,
+        &hypothesis(&[&[("four", 0.0, 0.05), ("five", 0.3, 0.8)]]),
+    );
+    assert!(committed(&events).is_empty());
+    let done = policy.finish(None);
+    assert_eq!(committed(&done), vec![" five"]);
+    match &done[0] {
+        StreamEvent::Committed { start, .. } => assert!((start - 3.7).abs() < 1e-9),
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_late_step_takes_everything_pending_at_once() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    assert!(!policy.step_due());
+    assert!(policy.take_step().is_none(), "no audio, no step");
+    for _ in 0..35 {
+        policy.push(&silence(0.1));
+    }
+    assert!(policy.step_due());
+    let req = policy.take_step().expect("due");
+    assert_eq!(req.samples.len(), 35 * 1600, "one step for all 3.5 s");
+    assert_eq!(req.offset_s, 0.0);
+    assert!(!policy.step_due());
+    assert!(policy.take_step().is_none(), "nothing new since");
+    policy.push(&silence(0.5));
+    assert!(!policy.step_due(), "half a step is not due");
+    let req = policy
+        .take_step()
+        .expect("a caller may step early (the end)");
+    assert_eq!(req.samples.len(), 40 * 1600, "the whole buffer again");
+}
+
+#[test]
+fn memory_is_bounded_without_steps_and_with_no_agreement() {
+    let config = StreamConfig {
+        max_buffer_s: 10.0,
+        trim_after_s: 5.0,
+        ..StreamConfig::default()
+    };
+    // Nobody steps: the buffer keeps the last 10 s.
+    let mut policy = LocalAgreement::new(config.clone());
+    for _ in 0..25 {
+        policy.push(&silence(1.0));
+    }
+    assert_eq!(policy.buffer_s(), 10.0);
+    assert_eq!(policy.dropped_s(), 15.0);
+    let req = policy.take_step().expect("due");
+    assert_eq!(req.offset_s, 15.0);
+
+    // Steps whose hypotheses never agree: before the buffer passes 10 s, the hypothesis is
+    // committed up to its last second and the buffer cut.
+    let mut policy = LocalAgreement::new(config);
+    let mut all = Vec::new();
+    for i in 0..30 {
+        let req = step(&mut policy, 1.0);
+        assert!(
+            req.samples.len() <= 10 * RATE,
+            "step {i}: {} samples",
+            req.samples.len()
+        );
+        let len = req.samples.len() as f64 / RATE as f64;
+        let word = if i % 2 == 0 { "even" } else { "odd" };
+        let words: Vec<(&str, f64, f64)> = (0..len as usize)
+            .map(|k| (word, k as f64 + 0.1, k as f64 + 0.6))
+            .collect();
+        all.extend(policy.apply(&req, &hypothesis(&[&words])));
+    }
+    assert!(!committed(&all).is_empty(), "a full buffer commits");
+    all.extend(policy.finish(None));
+    let text: String = committed(&all).concat();
+    assert_eq!(all.last(), Some(&StreamEvent::Done { text }));
+}
+
+#[test]
+fn finish_commits_the_last_hypothesis() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let req = step(&mut policy, 1.0);
+    policy.apply(&req, &hypothesis(&[&[("ask", 0.2, 0.5)]]));
+    policy.push(&silence(0.4));
+    let last = policy.take_step().expect("audio left");
+    let tail = hypothesis(&[&[("ask", 0.2, 0.5), ("not", 0.6, 0.9), ("what", 1.0, 1.3)]]);
+    let events = policy.finish(Some((&last, &tail)));
+    assert_eq!(committed(&events), vec![" ask not what"]);
+    assert_eq!(
+        events.last(),
+        Some(&StreamEvent::Done {
+            text: " ask not what".into()
+        })
+    );
+}
+
+#[test]
+fn step_options_are_deterministic_with_word_timings() {
+    let base = dattavani_asr::TranscribeOptions::default();
+    let req = StepRequest {
+        samples: Vec::new(),
+        offset_s: 0.0,
+        prompt: "So my fellow".into(),
+        language: Some("en".into()),
+    };
+    let o = LocalAgreement::options_for_step(&base, &req);
+    assert!(o.word_timestamps && !o.decode.without_timestamps);
+    assert_eq!(o.temperatures(), vec![0.0]);
+    assert_eq!(o.initial_prompt.as_deref(), Some("So my fellow"));
+    assert_eq!(o.decode.language.as_deref(), Some("en"));
+    assert_eq!(
+        o.decode.beam_size, base.decode.beam_size,
+        "the caller's search"
+    );
+}
+
+#[test]
+fn events_serialize_as_tagged_json() {
+    let committed = StreamEvent::Committed {
+        start: 0.5,
+        end: 1.25,
+        text: " ask not".into(),
+        words: None,
+    };
+    let json = serde_json::to_string(&committed).unwrap();
+    assert_eq!(
+        json,
+        r#"{"type":"committed","start":0.5,"end":1.25,"text":" ask not"}"#
+    );
+    let back: StreamEvent = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, committed);
+    let done = serde_json::to_string(&StreamEvent::Done { text: "x".into() }).unwrap();
+    assert_eq!(done, r#"{"type":"done","text":"x"}"#);
+    let partial: StreamEvent =
+        serde_json::from_str(r#"{"type":"partial","start":1,"end":2,"text":" y"}"#).unwrap();
+    assert!(matches!(partial, StreamEvent::Partial { .. }));
+}
+
+#[test]
+fn config_checks_name_the_problem() {
+    assert!(StreamConfig::default().validate().is_ok());
+    let bad = |c: StreamConfig| c.validate().unwrap_err().to_string();
+    assert!(bad(StreamConfig {
+        step_ms: 50,
+        ..Default::default()
+    })
+    .contains("step"));
+    assert!(bad(StreamConfig {
+        max_buffer_s: 45.0,
+        ..Default::default()
+    })
+    .contains("30"));
+    assert!(bad(StreamConfig {
+        trim_after_s: 40.0,
+        ..Default::default()
+    })
+    .contains("trim"));
+}
