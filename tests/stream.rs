@@ -402,3 +402,35 @@ fn config_checks_name_the_problem() {
     })
     .contains("trim"));
 }
+
+#[test]
+fn repeated_committed_words_are_found_by_spelling_not_only_time() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let first = hypothesis(&[&[("ask", 0.2, 0.5), ("not", 0.6, 1.5)]]);
+    for _ in 0..2 {
+        let req = step(&mut policy, 1.0);
+        policy.apply(&req, &first);
+    }
+    assert_eq!(policy.committed_text(), " ask not");
+    // The next hypotheses move "not" earlier and start "what" before the committed end (1.5 s):
+    // "what" is new all the same, found after the repeated "ask not".
+    let next = hypothesis(&[&[("ask", 0.2, 0.5), ("not", 0.6, 0.9), ("what", 1.0, 1.6)]]);
+    for _ in 0..2 {
+        let req = step(&mut policy, 1.0);
+        policy.apply(&req, &next);
+    }
+    assert_eq!(policy.committed_text(), " ask not what");
+    // A hypothesis that spells the committed words differently is cut by time instead.
+    let req = step(&mut policy, 1.0);
+    policy.apply(
+        &req,
+        &hypothesis(&[&[
+            ("a", 0.2, 0.5),
+            ("knot", 0.6, 0.9),
+            ("wat", 1.0, 1.6),
+            ("your", 1.7, 1.9),
+        ]]),
+    );
+    let events = policy.finish(None);
+    assert_eq!(committed(&events), vec![" your"]);
+}

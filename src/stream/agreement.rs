@@ -9,12 +9,10 @@ use crate::audio::SAMPLE_RATE;
 use crate::decode::alignment::Word;
 use crate::transcribe::{TranscribeOptions, Transcript};
 
-/// Words of a hypothesis that start this long before the last committed end are still taken as
-/// new (whisper_streaming's 0.1 s: word times jitter between hypotheses).
-const START_TOLERANCE_S: f64 = 0.1;
-/// A hypothesis that begins within this of the last committed end may repeat its last words
-/// (whisper_streaming's 1 s): up to `MAX_OVERLAP_WORDS` of them are dropped.
-const OVERLAP_WINDOW_S: f64 = 1.0;
+/// A hypothesis repeats the committed words it re-transcribes with times that jitter by a few
+/// hundred ms: their end is looked for this far around the committed end.
+const ANCHOR_WINDOW_S: f64 = 1.5;
+/// Committed words matched when looking for them (whisper_streaming's n-gram check: 5).
 const MAX_OVERLAP_WORDS: usize = 5;
 /// Characters of committed text fed as the prompt (whisper_streaming's 200).
 const PROMPT_CHARS: usize = 200;
@@ -230,9 +228,13 @@ impl LocalAgreement {
         (self.config.max_buffer_s as f64 * SAMPLE_RATE as f64) as usize
     }
 
-    /// The hypothesis' words in stream time, without those already committed.
+    /// The hypothesis' words in stream time, without those already committed. Times of the
+    /// same word move between hypotheses, so the committed tail is found by its spelling first
+    /// (the longest run of the last committed words that the hypothesis repeats, ending near
+    /// the committed end); a hypothesis that spells them differently is cut by time: words
+    /// whose middle lies past the committed end are new.
     fn fresh_words(&self, req: &StepRequest, hypothesis: &Transcript) -> Vec<Word> {
-        let mut words: Vec<Word> = hypothesis
+        let words: Vec<Word> = hypothesis
             .segments
             .iter()
             .flat_map(|s| match &s.words {
@@ -251,26 +253,40 @@ impl LocalAgreement {
                 w.end += req.offset_s;
                 w
             })
-            .filter(|w| w.start > self.committed_end - START_TOLERANCE_S)
             .collect();
-        // A hypothesis may start by repeating the last committed words (their times moved):
-        // drop the longest such n-gram.
-        if let Some(first) = words.first() {
-            if (first.start - self.committed_end).abs() < OVERLAP_WINDOW_S {
-                let most = self.recent.len().min(words.len()).min(MAX_OVERLAP_WORDS);
-                for n in (1..=most).rev() {
-                    let tail = self.recent.iter().skip(self.recent.len() - n);
-                    if tail
-                        .zip(&words[..n])
-                        .all(|(a, b)| same_word(&a.word, &b.word))
-                    {
-                        words.drain(..n);
-                        break;
-                    }
-                }
+        match self.anchor(&words) {
+            Some(last_committed) => words[last_committed + 1..].to_vec(),
+            None => words
+                .into_iter()
+                .filter(|w| (w.start + w.end) / 2.0 > self.committed_end)
+                .collect(),
+        }
+    }
+
+    /// The index of the hypothesis word that repeats the last committed word, if the
+    /// hypothesis repeats the committed tail near where it ended.
+    fn anchor(&self, words: &[Word]) -> Option<usize> {
+        // (words matched, distance from the committed end, index)
+        let mut best: Option<(usize, f64, usize)> = None;
+        for (i, w) in words.iter().enumerate() {
+            let distance = (w.end - self.committed_end).abs();
+            if distance > ANCHOR_WINDOW_S {
+                continue;
+            }
+            let matched = (0..=i)
+                .zip(self.recent.iter().rev())
+                .take(MAX_OVERLAP_WORDS)
+                .take_while(|&(k, c)| same_word(&words[i - k].word, &c.word))
+                .count();
+            // One common word alone ("the") anchors only close to where it was committed.
+            if matched == 0 || matched == 1 && distance > 0.5 {
+                continue;
+            }
+            if best.is_none_or(|(n, d, _)| matched > n || matched == n && distance < d) {
+                best = Some((matched, distance, i));
             }
         }
-        words
+        best.map(|(_, _, i)| i)
     }
 
     fn commit(&mut self, words: Vec<Word>, events: &mut Vec<StreamEvent>) {
