@@ -663,3 +663,71 @@ fn bad_input_is_one_clear_line() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("no/such.wav"), "{err}");
 }
+
+#[test]
+fn a_hypothesis_that_stops_early_leaves_the_rest_for_another_step() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let words: &[(&str, f64, f64)] = &[("in", 0.2, 0.4), ("the", 0.5, 0.7), ("world.", 0.8, 1.2)];
+    for _ in 0..2 {
+        let req = step(&mut policy, 4.0);
+        policy.apply(&req, &hypothesis(&[words]));
+    }
+    assert_eq!(policy.committed_text(), " in the world.");
+    // The decoder stopped at 1.2 s of 8: the next window starts after the committed words.
+    let req = step(&mut policy, 1.0);
+    assert!((req.offset_s - 1.2).abs() < 1e-3, "{}", req.offset_s);
+    // At the end, a final hypothesis that stops early again leaves the rest pending.
+    policy.push(&silence(4.0));
+    let last = policy.take_step().expect("audio left");
+    let events = policy.flush(
+        &last,
+        &hypothesis(&[&[("Or", 0.3, 0.5), ("else", 0.6, 0.9)]]),
+    );
+    assert_eq!(committed(&events), vec![" Or else"]);
+    let again = policy.take_step().expect("the audio after 'else' again");
+    assert!((again.offset_s - 2.1).abs() < 1e-3, "{}", again.offset_s);
+    let events = policy.flush(&again, &hypothesis(&[&[("this", 0.2, 0.5)]]));
+    assert_eq!(committed(&events), vec![" this"]);
+    let again = policy.take_step().expect("progress: the rest once more");
+    assert!(policy.flush(&again, &hypothesis(&[])).is_empty());
+    assert!(
+        policy.take_step().is_none(),
+        "no progress: the same audio is not asked for again"
+    );
+    let done = policy.finish(None);
+    assert_eq!(
+        done,
+        vec![StreamEvent::Done {
+            text: " in the world. Or else this".into()
+        }]
+    );
+}
+
+#[test]
+fn one_long_segment_is_cut_after_a_committed_clause() {
+    let config = StreamConfig {
+        trim_after_s: 3.0,
+        ..StreamConfig::default()
+    };
+    let mut policy = LocalAgreement::new(config);
+    // One segment, still open past the committed words.
+    let words: &[(&str, f64, f64)] = &[
+        ("fuel,", 0.2, 0.6),
+        ("making", 0.8, 1.2),
+        ("a", 1.3, 1.4),
+        ("famine", 1.5, 2.0),
+        ("where", 3.6, 3.9),
+    ];
+    let req = step(&mut policy, 2.0);
+    policy.apply(&req, &hypothesis(&[words]));
+    let req = step(&mut policy, 2.0);
+    let mut changed = words.to_vec();
+    changed[4].0 = "were";
+    policy.apply(&req, &hypothesis(&[&changed]));
+    assert_eq!(policy.committed_text(), " fuel, making a famine");
+    assert!(
+        (policy.buffer_s() - 3.4).abs() < 1e-3,
+        "cut after 'fuel,': {}",
+        policy.buffer_s()
+    );
+}

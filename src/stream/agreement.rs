@@ -18,6 +18,8 @@ const MAX_OVERLAP_WORDS: usize = 5;
 const PROMPT_CHARS: usize = 200;
 /// Committed words remembered for the prompt and the overlap check.
 const RECENT_WORDS: usize = 256;
+/// A hypothesis whose words stop this long before its audio ends has stalled (see `flush`).
+const STALL_S: f64 = 3.0;
 /// When the buffer must shrink without agreement, words ending this close to the end of the
 /// audio are not forced out: the last word of a hypothesis is often cut off mid-word.
 const FORCE_MARGIN_S: f64 = 1.0;
@@ -165,6 +167,21 @@ impl LocalAgreement {
         self.commit(new, &mut events);
         self.unconfirmed = rest;
         self.trim(req, hypothesis, &mut events);
+        // The decoder stopped at the committed words although audio went on: start the next
+        // window right after them (a window that starts mid-sentence may stop early again).
+        if self.unconfirmed.is_empty()
+            && self.committed_end > self.buffer_start_s()
+            && req.end_s() - self.committed_end > STALL_S
+        {
+            self.cut_at(self.committed_end);
+        }
+        tracing::debug!(
+            "stream: committed to {:.2} s, {} words unconfirmed, buffer {:.2} s from {:.2} s",
+            self.committed_end,
+            self.unconfirmed.len(),
+            self.buffer_s(),
+            self.buffer_start_s()
+        );
         if self.config.partials {
             let text: String = self.unconfirmed.iter().map(|w| w.word.as_str()).collect();
             if !text.is_empty() && text != self.last_partial {
@@ -181,22 +198,48 @@ impl LocalAgreement {
 
     /// End the stream: commit the words of `last` (the step over the audio left, if any was)
     /// after the committed ones, or else the unconfirmed tail, then [`StreamEvent::Done`].
+    /// (To also transcribe what `last` left out, call [`flush`](Self::flush) while
+    /// [`take_step`](Self::take_step) has steps, then `finish(None)`, as
+    /// [`LiveSession::finish`](super::LiveSession::finish) does.)
     pub fn finish(&mut self, last: Option<(&StepRequest, &Transcript)>) -> Vec<StreamEvent> {
         if self.finished {
             return Vec::new();
         }
-        let tail = match last {
-            Some((req, hypothesis)) => self.fresh_words(req, hypothesis),
-            None => std::mem::take(&mut self.unconfirmed),
+        let mut events = match last {
+            Some((req, hypothesis)) => self.flush(req, hypothesis),
+            None => Vec::new(),
         };
-        let mut events = Vec::new();
+        let tail = std::mem::take(&mut self.unconfirmed);
         self.commit(tail, &mut events);
-        self.unconfirmed.clear();
         self.buffer = Vec::new();
         self.finished = true;
         events.push(StreamEvent::Done {
             text: self.committed_text.clone(),
         });
+        events
+    }
+
+    /// At the end of the input: commit every word of a step's hypothesis after the committed
+    /// ones, without waiting for agreement. A hypothesis that stops more than
+    /// `STALL_S` before the audio does (the decoder ended early, as tiny models do on a window
+    /// that starts mid-sentence) leaves the rest pending again, from its last word: the next
+    /// [`take_step`](Self::take_step) returns it.
+    pub fn flush(&mut self, req: &StepRequest, hypothesis: &Transcript) -> Vec<StreamEvent> {
+        if self.finished {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        let words = self.fresh_words(req, hypothesis);
+        let progress = !words.is_empty();
+        self.commit(words, &mut events);
+        self.unconfirmed.clear();
+        if progress && req.end_s() - self.committed_end > STALL_S {
+            self.cut_at(self.committed_end);
+            self.looked_at = self.looked_at.min(self.buffer_start);
+        } else {
+            // All of it was seen: nothing is pending.
+            self.looked_at = self.received;
+        }
         events
     }
 
@@ -249,8 +292,8 @@ impl LocalAgreement {
             })
             .filter(|w| !w.word.trim().is_empty())
             .map(|mut w| {
-                w.start += req.offset_s;
-                w.end += req.offset_s;
+                w.start = millis(w.start + req.offset_s);
+                w.end = millis(w.end + req.offset_s);
                 w
             })
             .collect();
@@ -311,7 +354,8 @@ impl LocalAgreement {
         });
     }
 
-    /// Past `trim_after_s`, cut the buffer at the last segment end that is committed. A buffer
+    /// Past `trim_after_s`, cut the buffer at the last segment end that is committed (else at
+    /// a committed clause or word end). A buffer
     /// that would pass `max_buffer_s` at the next step commits its hypothesis up to the last
     /// second without agreement and is cut there (the price of bounded memory; logged).
     fn trim(&mut self, req: &StepRequest, hypothesis: &Transcript, events: &mut Vec<StreamEvent>) {
@@ -324,7 +368,19 @@ impl LocalAgreement {
                 .fold(None, |best: Option<f64>, end| {
                     Some(best.map_or(end, |b| b.max(end)))
                 });
-            if let Some(cut) = cut {
+            // One long segment (tiny models write whole paragraphs as one): cut after the
+            // last committed word that ends a clause, else after the last committed word. The
+            // prompt carries the text before the cut.
+            let start = self.buffer_start_s();
+            let clause_end = self
+                .recent
+                .iter()
+                .rev()
+                .filter(|w| w.end > start)
+                .find(|w| w.word.trim_end().ends_with(['.', ',', '?', '!', ';', ':']))
+                .map(|w| w.end);
+            let fallback = (self.committed_end > start).then_some(self.committed_end);
+            if let Some(cut) = cut.or(clause_end).or(fallback) {
                 self.cut_at(cut);
             }
         }
@@ -385,6 +441,11 @@ impl LocalAgreement {
         parts.reverse();
         parts.concat().trim().to_string()
     }
+}
+
+/// Seconds rounded to the millisecond: events read `23.2`, not `23.200000000000003`.
+fn millis(seconds: f64) -> f64 {
+    (seconds * 1e3).round() / 1e3
 }
 
 /// Two hypotheses' spellings of a word agree when they differ at most in case and punctuation
