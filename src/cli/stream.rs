@@ -247,12 +247,15 @@ impl Printer {
                 self.print_text(event);
                 continue;
             }
-            let mut value = serde_json::to_value(event).unwrap_or_default();
-            if let (true, Some(obj)) = (self.emitted_at, value.as_object_mut()) {
-                let secs = self.started.elapsed().as_secs_f64();
-                obj.insert("emitted_at".into(), ((secs * 1e3).round() / 1e3).into());
+            // The event's own member order ("type" first), `emitted_at` appended.
+            let json = serde_json::to_string(event).unwrap_or_default();
+            match json.strip_suffix('}') {
+                Some(open) if self.emitted_at => {
+                    let secs = (self.started.elapsed().as_secs_f64() * 1e3).round() / 1e3;
+                    outln!("{open},\"emitted_at\":{secs}}}");
+                }
+                _ => outln!("{json}"),
             }
-            outln!("{value}");
         }
     }
 
