@@ -104,7 +104,6 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
 
     let mut session = LiveSession::new(&mut transcriber, config);
     let mut compute = Duration::ZERO;
-    let mut steps = 0usize;
     let mut held: Option<Vec<f32>> = None;
     let mut failure = None;
     let mut ended = false;
@@ -146,20 +145,19 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
             let t = Instant::now();
             let events = session.step_if_due()?;
             compute += t.elapsed();
-            steps += 1;
             printer.print(&events);
         }
     }
     let audio_s = session.policy().received_s();
     let t = Instant::now();
-    let events = session.finish()?;
+    let events = session.end()?;
+    let steps = session.policy().steps();
     compute += t.elapsed();
     printer.print(&events);
     drop(rx);
     let _ = reader.join();
     tracing::info!(
-        "stream: {audio_s:.1} s of audio in {} steps; compute {:.1} s ({:.2} of the audio time)",
-        steps + 1,
+        "stream: {audio_s:.1} s of audio in {steps} steps; compute {:.1} s ({:.2} of the audio time)",
         compute.as_secs_f64(),
         compute.as_secs_f64() / audio_s.max(1e-9)
     );
