@@ -731,3 +731,63 @@ fn one_long_segment_is_cut_after_a_committed_clause() {
         policy.buffer_s()
     );
 }
+
+#[test]
+fn silence_is_skipped_unless_words_wait_for_confirmation() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    policy.push(&silence(3.0));
+    assert!(policy.skip_silence(0.5));
+    assert!(!policy.step_due() && policy.take_step().is_none());
+    assert!(
+        (policy.buffer_s() - 0.5).abs() < 1e-9,
+        "the last 0.5 s is kept"
+    );
+    let req = step(&mut policy, 1.0);
+    assert!((req.offset_s - 2.5).abs() < 1e-9, "{}", req.offset_s);
+    policy.apply(&req, &hypothesis(&[&[("so", 0.6, 0.9)]]));
+    policy.push(&silence(1.0));
+    assert!(
+        !policy.skip_silence(0.5),
+        "'so' waits for a second hypothesis"
+    );
+}
+
+/// `stream --vad` on jfk after 5 s and before 4 s of digital silence: the same words, no
+/// steps in the silence.
+#[test]
+fn vad_skips_the_steps_in_silence() {
+    use dattavani_asr::testing::model::hub;
+    if dattavani_asr::vad::fetch::find_in(&hub::cache_dir()).is_none() {
+        eprintln!("skipped: no Silero VAD weights (dattavani-asr models pull silero-vad)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let padded = dir.path().join("padded.wav");
+    let jfk = std::fs::read("samples/jfk.wav").unwrap();
+    let pcm = &jfk[44..];
+    let mut data = vec![0u8; 5 * 32_000];
+    data.extend_from_slice(pcm);
+    data.extend(vec![0u8; 4 * 32_000]);
+    let mut wav = jfk[..44].to_vec();
+    wav[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    wav[4..8].copy_from_slice(&(data.len() as u32 + 36).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(&padded, wav).unwrap();
+    let path = padded.to_string_lossy().into_owned();
+    let Some(o) = stream(&path, &["--vad"], None) else {
+        return;
+    };
+    let lines = events(&o);
+    let text = check_contract(&lines);
+    let first = lines.iter().find(|l| l["type"] == "committed").unwrap();
+    assert!(
+        first["start"].as_f64().unwrap() >= 4.4,
+        "nothing before the speech: {first}"
+    );
+    let offline = offline("samples/jfk.wav");
+    let (errors, words) = word_errors(&text, &offline);
+    assert!(
+        errors <= tolerance(words),
+        "{errors} errors: {text} / {offline}"
+    );
+}

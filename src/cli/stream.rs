@@ -17,6 +17,8 @@ use dattavani_asr::{
     DecodeOptions, Error, LiveSession, Result, StreamConfig, StreamEvent, TranscribeOptions,
 };
 
+use dattavani_asr::vad::{VadModel, VadOptions, VadState, WINDOW_SAMPLES};
+
 use super::audio_input::AudioInputArgs;
 use super::model_args::ModelArgs;
 use super::stdout::{out, outln};
@@ -54,6 +56,49 @@ pub struct StreamArgs {
     /// Beams of each step's decode; 1 (greedy) keeps the steps short.
     #[arg(long, default_value_t = 1)]
     beam_size: usize,
+    /// Skip the steps over audio without speech (Silero VAD, `models pull silero-vad`): no
+    /// compute in pauses, and no words made up from silence.
+    #[arg(long)]
+    vad: bool,
+}
+
+/// Audio kept before a skipped silence (Silero's default speech padding is 0.4 s).
+const GATE_KEEP_S: f64 = 0.5;
+
+/// `--vad`: whether any 32-ms window since the last step was speech.
+struct SpeechGate {
+    model: VadModel,
+    state: VadState,
+    /// Samples short of a whole VAD window, for the next block.
+    carry: Vec<f32>,
+    heard: bool,
+}
+
+impl SpeechGate {
+    fn new(model: VadModel) -> Self {
+        SpeechGate {
+            model,
+            state: VadState::default(),
+            carry: Vec::new(),
+            heard: false,
+        }
+    }
+
+    fn feed(&mut self, samples: &[f32]) {
+        self.carry.extend_from_slice(samples);
+        let whole = self.carry.len() / WINDOW_SAMPLES * WINDOW_SAMPLES;
+        let probabilities = self
+            .model
+            .stream_probabilities(&mut self.state, &self.carry[..whole]);
+        self.carry.drain(..whole);
+        let threshold = VadOptions::default().threshold;
+        self.heard |= probabilities.iter().any(|&p| p >= threshold);
+    }
+
+    /// Whether speech was heard since the last call.
+    fn take_heard(&mut self) -> bool {
+        std::mem::take(&mut self.heard)
+    }
 }
 
 /// What the reader thread sends.
@@ -92,6 +137,10 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
         }
         sniff_file(&args.file)?;
     }
+    let mut gate = match args.vad {
+        true => Some(SpeechGate::new(VadModel::load()?)),
+        false => None,
+    };
     let mut transcriber = args.model.builder()?.options(options).build()?;
     // Opened after the model: stdin's first bytes may only come once a live source starts.
     let audio = AudioStream::open(&args.file, &open)?;
@@ -129,6 +178,9 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
                         held = Some(b);
                         break;
                     }
+                    if let Some(gate) = gate.as_mut() {
+                        gate.feed(&b);
+                    }
                     session.feed(&b);
                 }
                 Err(e) => {
@@ -142,6 +194,10 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
             break;
         }
         if session.policy().step_due() {
+            let silent = gate.as_mut().is_some_and(|g| !g.take_heard());
+            if silent && session.skip_silence(GATE_KEEP_S) {
+                continue;
+            }
             let t = Instant::now();
             let events = session.step_if_due()?;
             compute += t.elapsed();

@@ -247,6 +247,21 @@ impl LocalAgreement {
         events
     }
 
+    /// The audio since the last step holds no speech (a voice-activity detector said so):
+    /// take it as seen without a step, and drop the buffer up to its last `keep_s` seconds
+    /// (room for a speech onset the detector is late on), so the next step starts near the
+    /// next speech with the committed text as its prompt. Does nothing, and returns false,
+    /// while words wait for confirmation: the next step's hypothesis settles them.
+    pub fn skip_silence(&mut self, keep_s: f64) -> bool {
+        if self.finished || !self.unconfirmed.is_empty() || self.received == self.looked_at {
+            return false;
+        }
+        self.looked_at = self.received;
+        let end = self.buffer_start_s() + self.buffer_s();
+        self.cut_at(end - keep_s.max(0.0));
+        true
+    }
+
     /// Stream time of everything pushed, seconds.
     pub fn received_s(&self) -> f64 {
         self.received as f64 / SAMPLE_RATE as f64

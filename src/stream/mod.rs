@@ -169,6 +169,11 @@ impl<'t> LiveSession<'t> {
         }
     }
 
+    /// See [`LocalAgreement::skip_silence`].
+    pub fn skip_silence(&mut self, keep_s: f64) -> bool {
+        self.policy.skip_silence(keep_s)
+    }
+
     /// The policy (stream time, buffer length).
     pub fn policy(&self) -> &LocalAgreement {
         &self.policy
