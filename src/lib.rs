@@ -51,6 +51,7 @@ mod output;
 pub mod progress;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod stream;
 mod tokenizer;
 mod transcribe;
 pub mod vad;
@@ -63,6 +64,9 @@ pub use decode::{CancelHandle, DecodeOptions};
 pub use error::{Error, Result};
 pub use mel::LogMel;
 pub use output::OutputFormat;
+pub use stream::{
+    transcribe_step, LiveSession, LocalAgreement, StepRequest, StreamConfig, StreamEvent,
+};
 pub use tokenizer::{Task, LANGUAGES};
 pub use transcribe::{
     Device, Dtype, Hooks, MelSource, SampleRange, Segment, Timings, TranscribeOptions, Transcriber,

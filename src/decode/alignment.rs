@@ -2,7 +2,7 @@
 //! alignment heads over a window, normalised and median-filtered, aligned to tokens by dynamic
 //! time warping; tokens are grouped into words and punctuation is merged as OpenAI does.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -22,7 +22,7 @@ pub const APPEND_PUNCTUATIONS: &str =
     "\"'.\u{3002},\u{ff0c}!\u{ff01}?\u{ff1f}:\u{ff1a}\u{201d})]}\u{3001}";
 
 /// One word with its time span (seconds, absolute) and mean token probability.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Word {
     pub word: String,
     pub start: f64,
