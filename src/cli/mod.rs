@@ -11,6 +11,8 @@ mod measure;
 mod models;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod serve_live;
 mod stdout;
 mod subtitle_args;
 mod transcribe;

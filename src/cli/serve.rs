@@ -50,6 +50,8 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
+    #[command(flatten)]
+    live: super::serve_live::LiveArgs,
 }
 
 pub fn serve_command(args: ServeArgs) -> Result<i32> {
@@ -72,6 +74,7 @@ pub fn serve_command(args: ServeArgs) -> Result<i32> {
     config.max_batch = args.max_batch;
     config.request_timeout = args.request_timeout.map(Duration::from_secs);
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    args.live.apply(&mut config)?;
     let addr = SocketAddr::new(args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

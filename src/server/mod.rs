@@ -3,14 +3,18 @@
 //! the 30-s windows of every active request together ([`worker`]).
 //!
 //! Routes: `POST /v1/audio/transcriptions` and `/v1/audio/translations` (also without `/v1`),
-//! `GET /v1/models`, `/v1/models/{id}`, `/health`, `/ready`, `/metrics`, `/openapi.json`.
+//! `GET /v1/models`, `/v1/models/{id}`, `/health`, `/ready`, `/metrics`, `/openapi.json`, and
+//! the live WebSockets `/v1/audio/stream` ([`stream_ws`]) and `/v1/realtime` ([`realtime`]).
 //! Errors are always `{"error": {"message", "type", "param", "code"}}`.
 
 mod error;
+mod live;
 mod metrics;
 mod openapi;
+mod realtime;
 mod respond;
 mod routes;
+mod stream_ws;
 mod upload;
 mod worker;
 
@@ -49,6 +53,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Decoding options before a request's fields (the CLI's defaults: beam 5, fallback).
     pub options: TranscribeOptions,
+    /// Live sessions (`/v1/audio/stream`, `/v1/realtime`) open at once; past it, 429 before
+    /// the WebSocket upgrade.
+    pub max_sessions: usize,
+    /// A live session with no message from its client for this long is closed (1008).
+    pub stream_idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -63,6 +72,8 @@ impl ServerConfig {
             request_timeout: None,
             shutdown_grace: Duration::from_secs(30),
             options: TranscribeOptions::default(),
+            max_sessions: 8,
+            stream_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -74,6 +85,7 @@ pub(crate) struct AppState {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutting_down: AtomicBool,
     next_request: AtomicU64,
+    sessions: live::Sessions,
 }
 
 /// Bind `addr` (port 0: any free port) and serve until `shutdown` resolves (e.g.
@@ -114,7 +126,9 @@ pub async fn serve_on(
         config.max_queue,
     );
     let grace = config.shutdown_grace;
+    let sessions = live::Sessions::new(config.max_sessions);
     let state = Arc::new(AppState {
+        sessions,
         config,
         pool: pool.clone(),
         metrics,
