@@ -6,6 +6,8 @@
 //! The HTTP client is a few lines over `TcpStream` (one request per connection), so the test
 //! needs no HTTP crate of its own.
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/models.rs"]
 mod models;
 
@@ -15,8 +17,9 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use dattavani_asr::server::{self, ServerConfig};
+use dattavani_asr::server::ServerConfig;
 use dattavani_asr::{Device, TranscribeOptions, Transcriber, Transcript};
+use http::{parse_reply, request, start, start_until, Reply};
 
 const KEY: &str = "test-key";
 /// The upload limit of the shared server (the clips used are well below it).
@@ -28,45 +31,6 @@ static TURN: Mutex<()> = Mutex::new(());
 struct Running {
     addr: SocketAddr,
     model: String,
-}
-
-fn start(config: ServerConfig) -> SocketAddr {
-    start_until(config, std::future::pending()).0
-}
-
-/// A server that stops when `shutdown` resolves; the thread ends when `serve` has returned Ok.
-fn start_until(
-    config: ServerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (SocketAddr, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(server::serve(
-                config,
-                "127.0.0.1:0".parse().unwrap(),
-                move |addr| tx.send(addr).unwrap(),
-                shutdown,
-            ))
-            .unwrap();
-    });
-    let addr = rx.recv().unwrap();
-    // /ready turns 200 once the worker has loaded the model.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = request(addr, "GET", "/ready", &[], None);
-        if r.status == 200 {
-            return (addr, thread);
-        }
-        assert_eq!(r.status, 503, "{}", r.text());
-        assert!(Instant::now() < deadline, "the server never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The shared server: tiny.en, an API key, a 2-MiB limit.
@@ -101,115 +65,6 @@ fn library(model: &str, path: &str, adjust: impl FnOnce(&mut TranscribeOptions))
         .build()
         .unwrap();
     t.transcribe_file(path).unwrap()
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    /// An error in OpenAI's shape; returns its `error` object.
-    fn error(&self, status: u16) -> serde_json::Value {
-        assert_eq!(self.status, status, "{}", self.text());
-        let e = self.json()["error"].clone();
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
-        assert!(e["type"].is_string(), "{e}");
-        assert!(e.get("param").is_some() && e.get("code").is_some(), "{e}");
-        e
-    }
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<(&str, &[u8])>,
-) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some((content_type, bytes)) = body {
-        head.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            bytes.len()
-        ));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    if let Some((_, bytes)) = body {
-        // The server may answer (413) and close before the whole body is sent.
-        let _ = s.write_all(bytes);
-    }
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    parse_reply(&raw)
-}
-
-fn parse_reply(raw: &[u8]) -> Reply {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
-        b = &b[nl + 2 + size + 2..];
-    }
 }
 
 const BOUNDARY: &str = "dattavani-test-boundary";

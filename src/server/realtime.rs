@@ -393,7 +393,9 @@ impl Session {
             ));
         }
         self.settings = Some(next);
-        let updated = if kind == "transcription_session.update" {
+        // The event names and session shape follow the client's (beta or GA).
+        self.beta = kind == "transcription_session.update";
+        let updated = if self.beta {
             "transcription_session.updated"
         } else {
             "session.updated"
