@@ -131,6 +131,9 @@ def main():
                 time.sleep(0.2)
         url = "ws" + http[len("http"):] + "/v1/audio/stream"
         results, extra = asyncio.run(run(url, args.sessions, args.seconds, args.step_ms))
+        with urllib.request.urlopen(http + "/metrics") as r:
+            metrics = dict(l.rsplit(" ", 1) for l in r.read().decode().splitlines()
+                           if l and not l.startswith("#"))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -146,6 +149,10 @@ def main():
               f"{percentile(lat, 0.5):6.2f} {percentile(lat, 0.95):6.2f} {r['append_only']}")
     print(f"{'all':28} {'':7} {'':7} {len(every):5d} {percentile(every, 0.5):6.2f} "
           f"{percentile(every, 0.95):6.2f}")
+    steps = float(metrics.get("asr_stream_step_seconds_count", 0))
+    if steps:
+        mean = float(metrics["asr_stream_step_seconds_sum"]) / steps
+        print(f"server: {steps:.0f} steps, {mean:.2f} s per step on average (mel, queue, worker)")
     print(f"session {args.sessions + 1} while {args.sessions} are open: "
           f"{'refused with HTTP ' + str(extra) if extra else 'NOT refused'}")
     ok = extra == 429 and all(r["append_only"] and r["text"] for r in results)

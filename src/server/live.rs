@@ -33,6 +33,10 @@ use crate::transcribe::{TranscribeOptions, Transcript};
 /// them before buffering them whole).
 pub(super) const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// Seconds of audio a session queues beyond its policy's buffer while a step runs; past it
+/// the session stops reading its socket until the step is done.
+const QUEUE_SECONDS: usize = 30;
+
 /// Live sessions open now, against `--max-sessions`.
 pub(crate) struct Sessions {
     open: Arc<AtomicUsize>,
@@ -222,6 +226,9 @@ pub(super) struct Live {
     prompt: Option<String>,
     policy: LocalAgreement,
     in_flight: Option<StepFuture>,
+    /// Audio received and not yet in the policy's buffer (samples: `queued`).
+    queue: VecDeque<Vec<f32>>,
+    queued: usize,
     steps: u64,
     clock: ArrivalClock,
 }
@@ -243,6 +250,8 @@ impl Live {
             prompt,
             policy: LocalAgreement::new(config),
             in_flight: None,
+            queue: VecDeque::new(),
+            queued: 0,
             steps: 0,
             clock: ArrivalClock {
                 frames: VecDeque::new(),
@@ -260,14 +269,46 @@ impl Live {
         self.policy.received_s()
     }
 
-    /// Buffer samples and start a step if one is due and none is running.
+    /// Take samples as they arrive: into the policy's buffer while it has room (else queued,
+    /// up to [`QUEUE_SECONDS`]), and start a step if one is due and none is running.
     pub(super) fn push(&mut self, samples_16k: &[f32]) {
-        self.policy.push(samples_16k);
+        if samples_16k.is_empty() {
+            return;
+        }
         self.clock.record(samples_16k.len());
-        if self.in_flight.is_none() && self.policy.step_due() {
-            if let Some(req) = self.policy.take_step() {
-                self.in_flight = Some(self.start(req));
+        self.queued += samples_16k.len();
+        self.queue.push_back(samples_16k.to_vec());
+        self.feed();
+    }
+
+    /// Move queued audio into the policy. While a step runs, only what fits its buffer (more
+    /// would push audio no step has seen out of it); with none running, as much as fits, then
+    /// a step over all of it; a buffer full before a step is due drops its oldest audio (the
+    /// policy's bound, logged).
+    fn feed(&mut self) {
+        let max = self.config().max_buffer_s as f64;
+        while let Some(front) = self.queue.front() {
+            let seconds = front.len() as f64 / SAMPLE_RATE as f64;
+            let fits = self.policy.buffer_s() + seconds <= max;
+            if !fits && self.stepping() {
+                break;
             }
+            if !fits && self.policy.step_due() {
+                self.start_due();
+                continue;
+            }
+            let frame = self.queue.pop_front().expect("front exists");
+            self.queued -= frame.len();
+            self.policy.push(&frame);
+        }
+        if !self.stepping() && self.policy.step_due() {
+            self.start_due();
+        }
+    }
+
+    fn start_due(&mut self) {
+        if let Some(req) = self.policy.take_step() {
+            self.in_flight = Some(self.start(req));
         }
     }
 
@@ -275,11 +316,11 @@ impl Live {
         self.in_flight.is_some()
     }
 
-    /// Whether to read more audio now: not while a step runs and the buffer is nearly full
-    /// (more would push unseen audio out of it), so a client sending faster than the steps
-    /// go is held back by TCP instead.
+    /// Whether to read more audio now: not while the queue is full, so a client sending
+    /// faster than the steps go is held back by TCP (memory stays bounded) rather than
+    /// losing audio.
     pub(super) fn wants_audio(&self) -> bool {
-        !(self.stepping() && self.policy.buffer_s() >= self.config().max_buffer_s as f64 - 1.0)
+        self.queued < QUEUE_SECONDS * SAMPLE_RATE as usize
     }
 
     /// Wait for the step in flight (pending forever when there is none: poll it only when
@@ -293,22 +334,16 @@ impl Live {
         let transcript = result?;
         let events = self.policy.apply(&req, &transcript);
         self.observe(&events);
-        if self.policy.step_due() {
-            if let Some(req) = self.policy.take_step() {
-                self.in_flight = Some(self.start(req));
-            }
-        }
+        self.feed();
         Ok(events)
     }
 
-    /// The end of the stream: the step in flight, one over what is left, then the tail
-    /// committed and `done`.
+    /// The end of the stream: the steps over what is queued, one over what is left, then
+    /// the tail committed and `done`.
     pub(super) async fn finish(&mut self) -> Result<Vec<StreamEvent>> {
         let mut events = Vec::new();
-        if let Some(step) = self.in_flight.take() {
-            let (req, result) = step.await;
-            let transcript = result?;
-            events.extend(self.policy.apply(&req, &transcript));
+        while self.stepping() {
+            events.extend(self.step_done().await?);
         }
         let last = match self.policy.take_step() {
             Some(req) => {
@@ -318,8 +353,8 @@ impl Live {
             None => None,
         };
         let tail = self.policy.finish(last.as_ref().map(|(r, t)| (r, t)));
+        self.observe(&tail);
         events.extend(tail);
-        self.observe(&events);
         Ok(events)
     }
 
