@@ -63,7 +63,9 @@ pub use decode::{CancelHandle, DecodeOptions};
 pub use error::{Error, Result};
 pub use mel::LogMel;
 pub use output::OutputFormat;
-pub use stream::{LiveSession, LocalAgreement, StepRequest, StreamConfig, StreamEvent};
+pub use stream::{
+    transcribe_step, LiveSession, LocalAgreement, StepRequest, StreamConfig, StreamEvent,
+};
 pub use tokenizer::{Task, LANGUAGES};
 pub use transcribe::{
     Device, Dtype, Hooks, MelSource, SampleRange, Segment, Timings, TranscribeOptions, Transcriber,

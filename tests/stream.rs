@@ -2,6 +2,16 @@
 //! append-only commits, trimming, catch-up, bounded memory), and the `stream` command on real
 //! clips with tiny.en.
 
+#[path = "common/models.rs"]
+mod models;
+#[path = "common/wer.rs"]
+#[allow(dead_code)]
+mod wer;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
 use dattavani_asr::{
     LocalAgreement, Segment, StepRequest, StreamConfig, StreamEvent, Transcript, Word,
 };
@@ -401,4 +411,323 @@ fn config_checks_name_the_problem() {
         ..Default::default()
     })
     .contains("trim"));
+}
+
+#[test]
+fn repeated_committed_words_are_found_by_spelling_not_only_time() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let first = hypothesis(&[&[("ask", 0.2, 0.5), ("not", 0.6, 1.5)]]);
+    for _ in 0..2 {
+        let req = step(&mut policy, 1.0);
+        policy.apply(&req, &first);
+    }
+    assert_eq!(policy.committed_text(), " ask not");
+    // The next hypotheses move "not" earlier and start "what" before the committed end (1.5 s):
+    // "what" is new all the same, found after the repeated "ask not".
+    let next = hypothesis(&[&[("ask", 0.2, 0.5), ("not", 0.6, 0.9), ("what", 1.0, 1.6)]]);
+    for _ in 0..2 {
+        let req = step(&mut policy, 1.0);
+        policy.apply(&req, &next);
+    }
+    assert_eq!(policy.committed_text(), " ask not what");
+    // A hypothesis that spells the committed words differently is cut by time instead.
+    let req = step(&mut policy, 1.0);
+    policy.apply(
+        &req,
+        &hypothesis(&[&[
+            ("a", 0.2, 0.5),
+            ("knot", 0.6, 0.9),
+            ("wat", 1.0, 1.6),
+            ("your", 1.7, 1.9),
+        ]]),
+    );
+    let events = policy.finish(None);
+    assert_eq!(committed(&events), vec![" your"]);
+}
+
+// ---- The `stream` command on real clips (tiny.en, CPU) ----
+
+fn speech(name: &str) -> String {
+    format!("tests/data/speech/{name}")
+}
+
+/// Run the binary in the crate root, `stdin` piped in (empty when None).
+fn run(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"))
+        .arg("--quiet")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut pipe = child.stdin.take().expect("stdin piped");
+    // The binary may stop reading early (rejected input): a broken pipe is expected then.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&stdin.unwrap_or_default());
+    });
+    let out = child.wait_with_output().expect("binary finishes");
+    writer.join().expect("writer thread");
+    out
+}
+
+/// `stream` with tiny.en on the CPU; None when tiny.en is not cached (skipped).
+fn stream(input: &str, extra: &[&str], stdin: Option<Vec<u8>>) -> Option<Output> {
+    let model: PathBuf = models::cached_dir("tiny.en")?;
+    let model = model.to_string_lossy().into_owned();
+    let mut args = vec!["stream", "-m", &model, "--device", "cpu"];
+    args.extend_from_slice(extra);
+    args.push(input);
+    Some(run(&args, stdin))
+}
+
+/// The JSON lines of a successful run.
+fn events(o: &Output) -> Vec<serde_json::Value> {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "exit {:?}: {err}", o.status);
+    assert!(!err.contains("panicked"), "{err}");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Checks the stream's contract and returns the done text: committed events move forward
+/// and never repeat, their texts concatenate to `done.text`, which is the last line.
+fn check_contract(lines: &[serde_json::Value]) -> String {
+    let mut text = String::new();
+    let mut last_end = f64::NEG_INFINITY;
+    for (i, line) in lines.iter().enumerate() {
+        match line["type"].as_str() {
+            Some("committed") => {
+                let (start, end) = (
+                    line["start"].as_f64().unwrap(),
+                    line["end"].as_f64().unwrap(),
+                );
+                assert!(start <= end, "{line}");
+                // Word times jitter by a few hundredths between hypotheses.
+                assert!(
+                    start >= last_end - 0.2,
+                    "a commit goes back in time: {lines:?}"
+                );
+                last_end = end;
+                text.push_str(line["text"].as_str().unwrap());
+            }
+            Some("partial") => {}
+            Some("done") => {
+                assert_eq!(i, lines.len() - 1, "done is the last line");
+                assert_eq!(line["text"].as_str().unwrap(), text, "done = the commits");
+                return text;
+            }
+            other => panic!("unknown event type {other:?}: {line}"),
+        }
+    }
+    panic!("no done line: {lines:?}");
+}
+
+/// Greedy offline transcript of a clip (what the stream is compared with).
+fn offline(path: &str) -> String {
+    let model = models::cached_dir("tiny.en").expect("checked by the caller");
+    let model = model.to_string_lossy().into_owned();
+    let o = run(
+        &[
+            "transcribe",
+            "-m",
+            &model,
+            "--device",
+            "cpu",
+            "--beam-size",
+            "1",
+            path,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Word edit distance after normalisation (case, punctuation), and the offline word count.
+fn word_errors(streamed: &str, offline: &str) -> (usize, usize) {
+    let (s, o) = (wer::normalize(streamed), wer::normalize(offline));
+    (wer::edit_distance(&o, &s), o.len())
+}
+
+/// Word errors allowed against the offline greedy transcript of `words` words: 1 in 10 (at
+/// least 1), as a streamed transcript decodes shorter contexts.
+fn tolerance(words: usize) -> usize {
+    (words / 10).max(1)
+}
+
+#[test]
+fn a_clip_streams_to_committed_text_close_to_the_offline_transcript() {
+    let clip = speech("ps_librivox_0870.wav");
+    let Some(o) = stream(&clip, &["--partials", "--words"], None) else {
+        return;
+    };
+    let lines = events(&o);
+    let text = check_contract(&lines);
+    assert!(
+        lines.iter().any(|l| l["type"] == "partial"),
+        "--partials: {lines:?}"
+    );
+    for l in lines.iter().filter(|l| l["type"] == "committed") {
+        let words = l["words"].as_array().expect("--words");
+        let joined: String = words.iter().map(|w| w["word"].as_str().unwrap()).collect();
+        assert_eq!(
+            joined,
+            l["text"].as_str().unwrap(),
+            "words spell the commit"
+        );
+    }
+    let offline = offline(&clip);
+    let (errors, words) = word_errors(&text, &offline);
+    assert!(
+        errors <= tolerance(words),
+        "{errors} word errors in {words}:\n streamed: {text}\n offline:  {offline}"
+    );
+}
+
+#[test]
+fn stdin_streams_as_it_arrives() {
+    let bytes = std::fs::read(speech("ps_cards_005.wav")).unwrap();
+    let Some(o) = stream("-", &[], Some(bytes)) else {
+        return;
+    };
+    let text = check_contract(&events(&o));
+    let offline = offline(&speech("ps_cards_005.wav"));
+    let (errors, words) = word_errors(&text, &offline);
+    assert!(
+        errors <= tolerance(words),
+        "{errors} errors: {text} / {offline}"
+    );
+}
+
+#[test]
+fn raw_pcm_cut_mid_frame_still_ends_with_done() {
+    // s16le without a header: the WAV's data, one byte short of a whole last sample.
+    let wav = std::fs::read(speech("ps_goforward.wav")).unwrap();
+    let mut pcm = wav[44..].to_vec();
+    pcm.pop();
+    let raw = ["--input-format", "s16le", "--input-rate", "16000"];
+    let Some(o) = stream("-", &raw, Some(pcm)) else {
+        return;
+    };
+    let text = check_contract(&events(&o));
+    assert!(
+        wer::normalize(&text)
+            .join(" ")
+            .contains("forward 10 meters"),
+        "{text}"
+    );
+}
+
+#[test]
+fn paced_input_stamps_each_line() {
+    let Some(o) = stream(
+        &speech("ps_librivox_0880.wav"),
+        &["--simulate-realtime"],
+        None,
+    ) else {
+        return;
+    };
+    let lines = events(&o);
+    check_contract(&lines);
+    let stamps: Vec<f64> = lines
+        .iter()
+        .map(|l| l["emitted_at"].as_f64().expect("emitted_at"))
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    // Paced at 1x: nothing is committed before its audio has arrived.
+    for l in lines.iter().filter(|l| l["type"] == "committed") {
+        assert!(
+            l["emitted_at"].as_f64().unwrap() >= l["end"].as_f64().unwrap() - 0.05,
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let o = run(&["stream", "--device", "cpu", "Cargo.toml"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: Cargo.toml: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let o = run(&["stream", "--step-ms", "10", "-"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("step") && !err.contains("panicked"), "{err}");
+    let o = run(&["stream", "no/such.wav"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no/such.wav"), "{err}");
+}
+
+#[test]
+fn a_hypothesis_that_stops_early_leaves_the_rest_for_another_step() {
+    let mut policy = LocalAgreement::new(StreamConfig::default());
+    let words: &[(&str, f64, f64)] = &[("in", 0.2, 0.4), ("the", 0.5, 0.7), ("world.", 0.8, 1.2)];
+    for _ in 0..2 {
+        let req = step(&mut policy, 4.0);
+        policy.apply(&req, &hypothesis(&[words]));
+    }
+    assert_eq!(policy.committed_text(), " in the world.");
+    // The decoder stopped at 1.2 s of 8: the next window starts after the committed words.
+    let req = step(&mut policy, 1.0);
+    assert!((req.offset_s - 1.2).abs() < 1e-3, "{}", req.offset_s);
+    // At the end, a final hypothesis that stops early again leaves the rest pending.
+    policy.push(&silence(4.0));
+    let last = policy.take_step().expect("audio left");
+    let events = policy.flush(
+        &last,
+        &hypothesis(&[&[("Or", 0.3, 0.5), ("else", 0.6, 0.9)]]),
+    );
+    assert_eq!(committed(&events), vec![" Or else"]);
+    let again = policy.take_step().expect("the audio after 'else' again");
+    assert!((again.offset_s - 2.1).abs() < 1e-3, "{}", again.offset_s);
+    let events = policy.flush(&again, &hypothesis(&[&[("this", 0.2, 0.5)]]));
+    assert_eq!(committed(&events), vec![" this"]);
+    let again = policy.take_step().expect("progress: the rest once more");
+    assert!(policy.flush(&again, &hypothesis(&[])).is_empty());
+    assert!(
+        policy.take_step().is_none(),
+        "no progress: the same audio is not asked for again"
+    );
+    let done = policy.finish(None);
+    assert_eq!(
+        done,
+        vec![StreamEvent::Done {
+            text: " in the world. Or else this".into()
+        }]
+    );
+}
+
+#[test]
+fn one_long_segment_is_cut_after_a_committed_clause() {
+    let config = StreamConfig {
+        trim_after_s: 3.0,
+        ..StreamConfig::default()
+    };
+    let mut policy = LocalAgreement::new(config);
+    // One segment, still open past the committed words.
+    let words: &[(&str, f64, f64)] = &[
+        ("fuel,", 0.2, 0.6),
+        ("making", 0.8, 1.2),
+        ("a", 1.3, 1.4),
+        ("famine", 1.5, 2.0),
+        ("where", 3.6, 3.9),
+    ];
+    let req = step(&mut policy, 2.0);
+    policy.apply(&req, &hypothesis(&[words]));
+    let req = step(&mut policy, 2.0);
+    let mut changed = words.to_vec();
+    changed[4].0 = "were";
+    policy.apply(&req, &hypothesis(&[&changed]));
+    assert_eq!(policy.committed_text(), " fuel, making a famine");
+    assert!(
+        (policy.buffer_s() - 3.4).abs() < 1e-3,
+        "cut after 'fuel,': {}",
+        policy.buffer_s()
+    );
 }

@@ -8,12 +8,14 @@ mod checks;
 mod compat;
 mod info;
 mod measure;
+mod model_args;
 mod models;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod serve_live;
 mod stdout;
+mod stream;
 mod subtitle_args;
 mod transcribe;
 mod vad;
@@ -55,6 +57,9 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Live transcription of a file or stdin as it arrives: JSON lines of committed text (and
+    /// partials), or plain text on a terminal.
+    Stream(stream::StreamArgs),
     /// Serve OpenAI's audio API (transcriptions, translations) over HTTP.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
@@ -104,6 +109,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Info(args) => info::info_command(args),
         Command::Models { command } => models::models_command(command),
         Command::Bench(args) => bench::bench_command(args),
+        Command::Stream(args) => stream::stream_command(args),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::serve_command(args),
         Command::Devices => {

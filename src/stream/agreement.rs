@@ -9,17 +9,17 @@ use crate::audio::SAMPLE_RATE;
 use crate::decode::alignment::Word;
 use crate::transcribe::{TranscribeOptions, Transcript};
 
-/// Words of a hypothesis that start this long before the last committed end are still taken as
-/// new (whisper_streaming's 0.1 s: word times jitter between hypotheses).
-const START_TOLERANCE_S: f64 = 0.1;
-/// A hypothesis that begins within this of the last committed end may repeat its last words
-/// (whisper_streaming's 1 s): up to `MAX_OVERLAP_WORDS` of them are dropped.
-const OVERLAP_WINDOW_S: f64 = 1.0;
+/// A hypothesis repeats the committed words it re-transcribes with times that jitter by a few
+/// hundred ms: their end is looked for this far around the committed end.
+const ANCHOR_WINDOW_S: f64 = 1.5;
+/// Committed words matched when looking for them (whisper_streaming's n-gram check: 5).
 const MAX_OVERLAP_WORDS: usize = 5;
 /// Characters of committed text fed as the prompt (whisper_streaming's 200).
 const PROMPT_CHARS: usize = 200;
 /// Committed words remembered for the prompt and the overlap check.
 const RECENT_WORDS: usize = 256;
+/// A hypothesis whose words stop this long before its audio ends has stalled (see `flush`).
+const STALL_S: f64 = 3.0;
 /// When the buffer must shrink without agreement, words ending this close to the end of the
 /// audio are not forced out: the last word of a hypothesis is often cut off mid-word.
 const FORCE_MARGIN_S: f64 = 1.0;
@@ -167,6 +167,21 @@ impl LocalAgreement {
         self.commit(new, &mut events);
         self.unconfirmed = rest;
         self.trim(req, hypothesis, &mut events);
+        // The decoder stopped at the committed words although audio went on: start the next
+        // window right after them (a window that starts mid-sentence may stop early again).
+        if self.unconfirmed.is_empty()
+            && self.committed_end > self.buffer_start_s()
+            && req.end_s() - self.committed_end > STALL_S
+        {
+            self.cut_at(self.committed_end);
+        }
+        tracing::debug!(
+            "stream: committed to {:.2} s, {} words unconfirmed, buffer {:.2} s from {:.2} s",
+            self.committed_end,
+            self.unconfirmed.len(),
+            self.buffer_s(),
+            self.buffer_start_s()
+        );
         if self.config.partials {
             let text: String = self.unconfirmed.iter().map(|w| w.word.as_str()).collect();
             if !text.is_empty() && text != self.last_partial {
@@ -183,22 +198,48 @@ impl LocalAgreement {
 
     /// End the stream: commit the words of `last` (the step over the audio left, if any was)
     /// after the committed ones, or else the unconfirmed tail, then [`StreamEvent::Done`].
+    /// (To also transcribe what `last` left out, call [`flush`](Self::flush) while
+    /// [`take_step`](Self::take_step) has steps, then `finish(None)`, as
+    /// [`LiveSession::finish`](super::LiveSession::finish) does.)
     pub fn finish(&mut self, last: Option<(&StepRequest, &Transcript)>) -> Vec<StreamEvent> {
         if self.finished {
             return Vec::new();
         }
-        let tail = match last {
-            Some((req, hypothesis)) => self.fresh_words(req, hypothesis),
-            None => std::mem::take(&mut self.unconfirmed),
+        let mut events = match last {
+            Some((req, hypothesis)) => self.flush(req, hypothesis),
+            None => Vec::new(),
         };
-        let mut events = Vec::new();
+        let tail = std::mem::take(&mut self.unconfirmed);
         self.commit(tail, &mut events);
-        self.unconfirmed.clear();
         self.buffer = Vec::new();
         self.finished = true;
         events.push(StreamEvent::Done {
             text: self.committed_text.clone(),
         });
+        events
+    }
+
+    /// At the end of the input: commit every word of a step's hypothesis after the committed
+    /// ones, without waiting for agreement. A hypothesis that stops more than
+    /// `STALL_S` before the audio does (the decoder ended early, as tiny models do on a window
+    /// that starts mid-sentence) leaves the rest pending again, from its last word: the next
+    /// [`take_step`](Self::take_step) returns it.
+    pub fn flush(&mut self, req: &StepRequest, hypothesis: &Transcript) -> Vec<StreamEvent> {
+        if self.finished {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        let words = self.fresh_words(req, hypothesis);
+        let progress = !words.is_empty();
+        self.commit(words, &mut events);
+        self.unconfirmed.clear();
+        if progress && req.end_s() - self.committed_end > STALL_S {
+            self.cut_at(self.committed_end);
+            self.looked_at = self.looked_at.min(self.buffer_start);
+        } else {
+            // All of it was seen: nothing is pending.
+            self.looked_at = self.received;
+        }
         events
     }
 
@@ -230,9 +271,13 @@ impl LocalAgreement {
         (self.config.max_buffer_s as f64 * SAMPLE_RATE as f64) as usize
     }
 
-    /// The hypothesis' words in stream time, without those already committed.
+    /// The hypothesis' words in stream time, without those already committed. Times of the
+    /// same word move between hypotheses, so the committed tail is found by its spelling first
+    /// (the longest run of the last committed words that the hypothesis repeats, ending near
+    /// the committed end); a hypothesis that spells them differently is cut by time: words
+    /// whose middle lies past the committed end are new.
     fn fresh_words(&self, req: &StepRequest, hypothesis: &Transcript) -> Vec<Word> {
-        let mut words: Vec<Word> = hypothesis
+        let words: Vec<Word> = hypothesis
             .segments
             .iter()
             .flat_map(|s| match &s.words {
@@ -247,30 +292,44 @@ impl LocalAgreement {
             })
             .filter(|w| !w.word.trim().is_empty())
             .map(|mut w| {
-                w.start += req.offset_s;
-                w.end += req.offset_s;
+                w.start = millis(w.start + req.offset_s);
+                w.end = millis(w.end + req.offset_s);
                 w
             })
-            .filter(|w| w.start > self.committed_end - START_TOLERANCE_S)
             .collect();
-        // A hypothesis may start by repeating the last committed words (their times moved):
-        // drop the longest such n-gram.
-        if let Some(first) = words.first() {
-            if (first.start - self.committed_end).abs() < OVERLAP_WINDOW_S {
-                let most = self.recent.len().min(words.len()).min(MAX_OVERLAP_WORDS);
-                for n in (1..=most).rev() {
-                    let tail = self.recent.iter().skip(self.recent.len() - n);
-                    if tail
-                        .zip(&words[..n])
-                        .all(|(a, b)| same_word(&a.word, &b.word))
-                    {
-                        words.drain(..n);
-                        break;
-                    }
-                }
+        match self.anchor(&words) {
+            Some(last_committed) => words[last_committed + 1..].to_vec(),
+            None => words
+                .into_iter()
+                .filter(|w| (w.start + w.end) / 2.0 > self.committed_end)
+                .collect(),
+        }
+    }
+
+    /// The index of the hypothesis word that repeats the last committed word, if the
+    /// hypothesis repeats the committed tail near where it ended.
+    fn anchor(&self, words: &[Word]) -> Option<usize> {
+        // (words matched, distance from the committed end, index)
+        let mut best: Option<(usize, f64, usize)> = None;
+        for (i, w) in words.iter().enumerate() {
+            let distance = (w.end - self.committed_end).abs();
+            if distance > ANCHOR_WINDOW_S {
+                continue;
+            }
+            let matched = (0..=i)
+                .zip(self.recent.iter().rev())
+                .take(MAX_OVERLAP_WORDS)
+                .take_while(|&(k, c)| same_word(&words[i - k].word, &c.word))
+                .count();
+            // One common word alone ("the") anchors only close to where it was committed.
+            if matched == 0 || matched == 1 && distance > 0.5 {
+                continue;
+            }
+            if best.is_none_or(|(n, d, _)| matched > n || matched == n && distance < d) {
+                best = Some((matched, distance, i));
             }
         }
-        words
+        best.map(|(_, _, i)| i)
     }
 
     fn commit(&mut self, words: Vec<Word>, events: &mut Vec<StreamEvent>) {
@@ -295,7 +354,8 @@ impl LocalAgreement {
         });
     }
 
-    /// Past `trim_after_s`, cut the buffer at the last segment end that is committed. A buffer
+    /// Past `trim_after_s`, cut the buffer at the last segment end that is committed (else at
+    /// a committed clause or word end). A buffer
     /// that would pass `max_buffer_s` at the next step commits its hypothesis up to the last
     /// second without agreement and is cut there (the price of bounded memory; logged).
     fn trim(&mut self, req: &StepRequest, hypothesis: &Transcript, events: &mut Vec<StreamEvent>) {
@@ -308,7 +368,19 @@ impl LocalAgreement {
                 .fold(None, |best: Option<f64>, end| {
                     Some(best.map_or(end, |b| b.max(end)))
                 });
-            if let Some(cut) = cut {
+            // One long segment (tiny models write whole paragraphs as one): cut after the
+            // last committed word that ends a clause, else after the last committed word. The
+            // prompt carries the text before the cut.
+            let start = self.buffer_start_s();
+            let clause_end = self
+                .recent
+                .iter()
+                .rev()
+                .filter(|w| w.end > start)
+                .find(|w| w.word.trim_end().ends_with(['.', ',', '?', '!', ';', ':']))
+                .map(|w| w.end);
+            let fallback = (self.committed_end > start).then_some(self.committed_end);
+            if let Some(cut) = cut.or(clause_end).or(fallback) {
                 self.cut_at(cut);
             }
         }
@@ -369,6 +441,11 @@ impl LocalAgreement {
         parts.reverse();
         parts.concat().trim().to_string()
     }
+}
+
+/// Seconds rounded to the millisecond: events read `23.2`, not `23.200000000000003`.
+fn millis(seconds: f64) -> f64 {
+    (seconds * 1e3).round() / 1e3
 }
 
 /// Two hypotheses' spellings of a word agree when they differ at most in case and punctuation

@@ -16,7 +16,10 @@ pub use agreement::LocalAgreement;
 use crate::audio::SAMPLE_RATE;
 use crate::decode::alignment::Word;
 use crate::error::{Error, Result};
-use crate::transcribe::{TranscribeOptions, Transcriber, Transcript};
+use crate::transcribe::{Hooks, SampleRange, TranscribeOptions, Transcriber, Transcript};
+
+/// Steps [`LiveSession::finish`] runs at most on the audio left at the end.
+const MAX_FINAL_STEPS: usize = 4;
 
 /// How a stream is cut into steps and when its buffer is trimmed.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,23 +176,48 @@ impl<'t> LiveSession<'t> {
 
     /// Transcribe what is left, commit the rest, and end with [`StreamEvent::Done`].
     pub fn finish(mut self) -> Result<Vec<StreamEvent>> {
-        let last = match self.policy.take_step() {
-            Some(req) => {
-                let hypothesis = self.run(&req)?;
-                Some((req, hypothesis))
-            }
-            None => None,
-        };
-        Ok(self.policy.finish(last.as_ref().map(|(r, t)| (r, t))))
+        let mut events = Vec::new();
+        // Each further step starts after words the previous one committed (bounded anyway).
+        for _ in 0..MAX_FINAL_STEPS {
+            let Some(req) = self.policy.take_step() else {
+                break;
+            };
+            let hypothesis = self.run(&req)?;
+            events.extend(self.policy.flush(&req, &hypothesis));
+        }
+        events.extend(self.policy.finish(None));
+        Ok(events)
     }
 
     fn run(&mut self, req: &StepRequest) -> Result<Transcript> {
-        self.transcriber
-            .set_options(LocalAgreement::options_for_step(&self.base, req))?;
-        let result = self
-            .transcriber
-            .transcribe_samples(&req.samples, SAMPLE_RATE);
-        self.transcriber.set_options(self.base.clone())?;
-        result
+        transcribe_step(self.transcriber, &self.base, req)
     }
+}
+
+/// Run one step on `transcriber`: `req`'s samples as a single window (the buffer is at most
+/// 30 s) with [`LocalAgreement::options_for_step`] of `base`, the transcriber's options
+/// restored after. One window, with the unfinished tail kept as a segment (the batched loop's
+/// rule): the sequential seek loop would decode that tail again in a second window, doubling
+/// a step's cost for words the next step sees anyway.
+pub fn transcribe_step(
+    transcriber: &mut Transcriber,
+    base: &TranscribeOptions,
+    req: &StepRequest,
+) -> Result<Transcript> {
+    transcriber.set_options(LocalAgreement::options_for_step(base, req))?;
+    let whole = [SampleRange {
+        start: 0,
+        end: req.samples.len(),
+    }];
+    let result = transcriber.transcribe_chunks(&req.samples, &whole, Hooks::default());
+    transcriber.set_options(base.clone())?;
+    let timings = transcriber.timings();
+    tracing::debug!(
+        "stream step at {:.2} s: {:.2} s of audio, {} window(s), {:.0} ms",
+        req.offset_s,
+        req.samples.len() as f64 / SAMPLE_RATE as f64,
+        timings.windows.len(),
+        timings.total_ms
+    );
+    result
 }
