@@ -37,6 +37,9 @@ pub(super) const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// the session stops reading its socket until the step is done.
 const QUEUE_SECONDS: usize = 30;
 
+/// Steps at most over the audio left at the end (each starts after what the last committed).
+const MAX_FINAL_STEPS: usize = 4;
+
 /// Live sessions open now, against `--max-sessions`.
 pub(crate) struct Sessions {
     open: Arc<AtomicUsize>,
@@ -241,7 +244,17 @@ impl Live {
         base: TranscribeOptions,
         prompt: Option<String>,
         config: StreamConfig,
+        beam_size: Option<usize>,
     ) -> Self {
+        // Greedy unless the caller asked for beams: a live step must be short.
+        let mut base = base;
+        if beam_size.is_none_or(|b| b <= 1) {
+            base.decode.beam_size = None;
+            base.decode.patience = None;
+        } else {
+            base.decode.beam_size = beam_size;
+        }
+        base.decode.best_of = None;
         Live {
             state,
             session_id,
@@ -338,23 +351,24 @@ impl Live {
         Ok(events)
     }
 
-    /// The end of the stream: the steps over what is queued, one over what is left, then
-    /// the tail committed and `done`.
+    /// The end of the stream: the steps over what is queued, then (as
+    /// [`LiveSession::finish`](crate::stream::LiveSession::finish)) a few over what is left,
+    /// each committing all it hears, then `done`.
     pub(super) async fn finish(&mut self) -> Result<Vec<StreamEvent>> {
         let mut events = Vec::new();
         while self.stepping() {
             events.extend(self.step_done().await?);
         }
-        let last = match self.policy.take_step() {
-            Some(req) => {
-                let (req, result) = self.start(req).await;
-                Some((req, result?))
-            }
-            None => None,
-        };
-        let tail = self.policy.finish(last.as_ref().map(|(r, t)| (r, t)));
-        self.observe(&tail);
-        events.extend(tail);
+        for _ in 0..MAX_FINAL_STEPS {
+            let Some(req) = self.policy.take_step() else {
+                break;
+            };
+            let (req, result) = self.start(req).await;
+            let flushed = self.policy.flush(&req, &result?);
+            self.observe(&flushed);
+            events.extend(flushed);
+        }
+        events.extend(self.policy.finish(None));
         Ok(events)
     }
 
@@ -415,6 +429,7 @@ async fn run_step(
         mel,
         events: events_tx,
         cancel: cancel.clone(),
+        keep_tails: true,
     })?;
     let _guard = CancelOnDrop {
         cancel,

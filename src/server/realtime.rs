@@ -470,6 +470,7 @@ impl Session {
                 options,
                 s.prompt,
                 StreamConfig::default(),
+                None,
             );
             self.live = Some((live, frames));
         }

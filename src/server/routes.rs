@@ -281,6 +281,7 @@ async fn handle(
             mel,
             events: events_tx,
             cancel: cancel.clone(),
+            keep_tails: false,
         })
         .map_err(ApiError::from)?;
     let guard = CancelOnDrop {

@@ -54,6 +54,8 @@ struct Settings {
     model: Option<String>,
     language: Option<String>,
     step_ms: Option<u32>,
+    /// Beams per step (default 1: greedy, short steps).
+    beam_size: Option<usize>,
     partials: bool,
     words: bool,
     sample_rate: Option<u32>,
@@ -158,6 +160,11 @@ async fn session(
     config
         .validate()
         .map_err(|e| Refusal::policy(e.to_string()))?;
+    if let Some(beams) = settings.beam_size.filter(|b| !(1..=8).contains(b)) {
+        return Err(Refusal::policy(format!(
+            "beam_size must be 1 to 8, not {beams}"
+        )));
+    }
     tracing::info!(
         "stream settings: model {}, {:?} at {} Hz, step {} ms",
         model.name,
@@ -172,6 +179,7 @@ async fn session(
         options,
         None,
         config,
+        settings.beam_size,
     );
 
     // Audio until `end`.
