@@ -44,6 +44,8 @@ const MAX_FINAL_STEPS: usize = 4;
 pub(crate) struct Sessions {
     open: Arc<AtomicUsize>,
     max: usize,
+    /// Turns true when the server shuts down: open sessions close (1001).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// One open session: its place is given back when dropped.
@@ -63,6 +65,20 @@ impl Sessions {
         Sessions {
             open: Arc::new(AtomicUsize::new(0)),
             max,
+            stop: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Close every open session (server shutdown).
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves when the server shuts down.
+    pub(super) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
         }
     }
 

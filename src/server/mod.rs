@@ -166,6 +166,7 @@ pub async fn serve_on(
             graceful_state
                 .shutting_down
                 .store(true, std::sync::atomic::Ordering::SeqCst);
+            graceful_state.sessions.stop();
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
         })
         .into_future();

@@ -227,10 +227,13 @@ impl Session {
         }
         let idle = self.state.config.stream_idle_timeout;
         let mut last_message = Instant::now();
+        let stopped = self.state.sessions.stopped();
+        tokio::pin!(stopped);
         loop {
             let stepping = self.live.as_ref().is_some_and(|(l, _)| l.stepping());
             let wants_audio = self.live.as_ref().is_none_or(|(l, _)| l.wants_audio());
             tokio::select! {
+                _ = &mut stopped => return Err(super::stream_ws::shutting_down()),
                 events = async { self.live.as_mut().unwrap().0.step_done().await }, if stepping => {
                     let events = events.map_err(step_failed)?;
                     if !self.send_deltas(socket, &events).await {

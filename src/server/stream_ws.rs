@@ -39,6 +39,7 @@ use crate::stream::{StreamConfig, StreamEvent};
 
 /// Close codes (RFC 6455 section 7.4.1).
 pub(super) const CLOSE_NORMAL: u16 = 1000;
+pub(super) const CLOSE_GOING_AWAY: u16 = 1001;
 pub(super) const CLOSE_UNSUPPORTED: u16 = 1003;
 pub(super) const CLOSE_POLICY: u16 = 1008;
 pub(super) const CLOSE_INTERNAL: u16 = 1011;
@@ -184,8 +185,11 @@ async fn session(
 
     // Audio until `end`.
     let mut last_message = Instant::now();
+    let stopped = state.sessions.stopped();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
+            _ = &mut stopped => return Err(shutting_down()),
             events = live.step_done(), if live.stepping() => {
                 let events = events.map_err(step_failed)?;
                 if !send_events(socket, &events).await {
@@ -236,6 +240,11 @@ async fn session(
     }
     debug_assert!(matches!(events.last(), Some(StreamEvent::Done { .. })));
     Ok(Some(()))
+}
+
+/// The server shuts down: the session closes with 1001.
+pub(super) fn shutting_down() -> Refusal {
+    Refusal::new(CLOSE_GOING_AWAY, ApiError::shutting_down())
 }
 
 fn step_failed(e: crate::error::Error) -> Refusal {
