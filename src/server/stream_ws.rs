@@ -16,7 +16,8 @@
 //! Committed texts concatenate to the `done` text. A bad message gets
 //! `{"type":"error","error":{OpenAI's error object}}` and a close: 1003 for data of the wrong
 //! kind (a text message that is not JSON, audio before the settings), 1008 for settings or
-//! messages the server refuses and for the idle timeout, 1011 when a step fails.
+//! messages the server refuses and for the idle timeout, 1011 when a step fails, 1001 when the
+//! server shuts down.
 
 use std::sync::Arc;
 use std::time::Duration;
