@@ -2,7 +2,8 @@
 //! over a real clip whose committed events are append-only and concatenate to `done.text`; a
 //! stream cut mid-sample; bad messages answered with an error event and a close code; a client
 //! that vanishes mid-stream leaves the server healthy; `--max-sessions` refuses with a 429
-//! before the upgrade; an OpenAI Realtime transcription session (`/v1/realtime`).
+//! before the upgrade; an OpenAI Realtime transcription session (`/v1/realtime`); shutdown
+//! closes open sessions with 1001.
 //!
 //! The WebSocket client is tungstenite's blocking one.
 
@@ -435,4 +436,28 @@ fn a_realtime_transcription_session_completes() {
     socket.close(None).unwrap();
     let _ = read_until_close_or_end(&mut socket);
     wait_sessions_closed(addr);
+}
+
+#[test]
+fn shutdown_closes_open_sessions_with_1001() {
+    let Some(dir) = models::cached_dir("tiny.en") else {
+        return;
+    };
+    let _turn = turn();
+    let mut config = ServerConfig::new(vec![dir.to_str().unwrap().to_string()]);
+    config.devices = vec![Device::Cpu];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = http::start_until(config, async move {
+        let _ = stopped.await;
+    });
+    let mut socket = connect(addr, "/v1/audio/stream");
+    socket.send(Message::text("{}")).unwrap();
+    socket.send(Message::binary(vec![0u8; 32_000])).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.send(()).unwrap();
+    let (events, code) = read_until_close(&mut socket);
+    assert_eq!(code, 1001, "{events:?}");
+    assert_eq!(events.last().unwrap()["error"]["code"], "shutting_down");
+    drop(socket);
+    server.join().unwrap();
 }
