@@ -104,7 +104,6 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
 
     let mut session = LiveSession::new(&mut transcriber, config);
     let mut compute = Duration::ZERO;
-    let mut steps = 0usize;
     let mut held: Option<Vec<f32>> = None;
     let mut failure = None;
     let mut ended = false;
@@ -146,20 +145,19 @@ pub fn stream_command(args: StreamArgs) -> Result<i32> {
             let t = Instant::now();
             let events = session.step_if_due()?;
             compute += t.elapsed();
-            steps += 1;
             printer.print(&events);
         }
     }
     let audio_s = session.policy().received_s();
     let t = Instant::now();
-    let events = session.finish()?;
+    let events = session.end()?;
+    let steps = session.policy().steps();
     compute += t.elapsed();
     printer.print(&events);
     drop(rx);
     let _ = reader.join();
     tracing::info!(
-        "stream: {audio_s:.1} s of audio in {} steps; compute {:.1} s ({:.2} of the audio time)",
-        steps + 1,
+        "stream: {audio_s:.1} s of audio in {steps} steps; compute {:.1} s ({:.2} of the audio time)",
         compute.as_secs_f64(),
         compute.as_secs_f64() / audio_s.max(1e-9)
     );
@@ -247,12 +245,15 @@ impl Printer {
                 self.print_text(event);
                 continue;
             }
-            let mut value = serde_json::to_value(event).unwrap_or_default();
-            if let (true, Some(obj)) = (self.emitted_at, value.as_object_mut()) {
-                let secs = self.started.elapsed().as_secs_f64();
-                obj.insert("emitted_at".into(), ((secs * 1e3).round() / 1e3).into());
+            // The event's own member order ("type" first), `emitted_at` appended.
+            let json = serde_json::to_string(event).unwrap_or_default();
+            match json.strip_suffix('}') {
+                Some(open) if self.emitted_at => {
+                    let secs = (self.started.elapsed().as_secs_f64() * 1e3).round() / 1e3;
+                    outln!("{open},\"emitted_at\":{secs}}}");
+                }
+                _ => outln!("{json}"),
             }
-            outln!("{value}");
         }
     }
 

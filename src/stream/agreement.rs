@@ -48,6 +48,8 @@ pub struct LocalAgreement {
     language: Option<String>,
     /// Seconds of audio dropped unseen because no step came while the buffer was full.
     dropped_s: f64,
+    /// Steps handed out by `take_step`.
+    steps: usize,
     finished: bool,
 }
 
@@ -77,6 +79,7 @@ impl LocalAgreement {
             last_partial: String::new(),
             language: None,
             dropped_s: 0.0,
+            steps: 0,
             finished: false,
         }
     }
@@ -121,6 +124,7 @@ impl LocalAgreement {
             return None;
         }
         self.looked_at = self.received;
+        self.steps += 1;
         Some(StepRequest {
             samples: self.buffer.clone(),
             offset_s: self.buffer_start_s(),
@@ -256,6 +260,11 @@ impl LocalAgreement {
     /// Everything committed so far.
     pub fn committed_text(&self) -> &str {
         &self.committed_text
+    }
+
+    /// Steps handed out so far.
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
     /// Seconds of audio dropped before any step saw them (a driver that fell 30 s behind).

@@ -176,6 +176,12 @@ impl<'t> LiveSession<'t> {
 
     /// Transcribe what is left, commit the rest, and end with [`StreamEvent::Done`].
     pub fn finish(mut self) -> Result<Vec<StreamEvent>> {
+        self.end()
+    }
+
+    /// [`finish`](Self::finish) keeping the session, to read its policy's figures after;
+    /// later calls return nothing.
+    pub fn end(&mut self) -> Result<Vec<StreamEvent>> {
         let mut events = Vec::new();
         // Each further step starts after words the previous one committed (bounded anyway).
         for _ in 0..MAX_FINAL_STEPS {
