@@ -2,8 +2,8 @@
 //! over a real clip whose committed events are append-only and concatenate to `done.text`; a
 //! stream cut mid-sample; bad messages answered with an error event and a close code; a client
 //! that vanishes mid-stream leaves the server healthy; `--max-sessions` refuses with a 429
-//! before the upgrade; an OpenAI Realtime transcription session (`/v1/realtime`); shutdown
-//! closes open sessions with 1001.
+//! before the upgrade; an OpenAI Realtime transcription session (`/v1/realtime`); the idle
+//! timeout closes with 1008, shutdown with 1001.
 //!
 //! The WebSocket client is tungstenite's blocking one.
 
@@ -405,6 +405,19 @@ fn a_realtime_transcription_session_completes() {
         }
     }
     let b64 = base64::engine::general_purpose::STANDARD;
+    // Audio, then `clear`: that item is dropped, and a commit finds the buffer empty.
+    send_event(
+        &mut socket,
+        json!({"type": "input_audio_buffer.append", "audio": b64.encode(&up[..24_000])}),
+    );
+    send_event(&mut socket, json!({"type": "input_audio_buffer.clear"}));
+    assert_eq!(
+        next_event(&mut socket)["type"],
+        "input_audio_buffer.cleared"
+    );
+    send_event(&mut socket, json!({"type": "input_audio_buffer.commit"}));
+    let e = next_event(&mut socket);
+    assert_eq!(e["error"]["code"], "input_audio_buffer_commit_empty", "{e}");
     for chunk in up.chunks(48_000) {
         send_event(
             &mut socket,
@@ -439,17 +452,28 @@ fn a_realtime_transcription_session_completes() {
 }
 
 #[test]
-fn shutdown_closes_open_sessions_with_1001() {
+fn idle_sessions_and_shutdown_close_with_1008_and_1001() {
     let Some(dir) = models::cached_dir("tiny.en") else {
         return;
     };
     let _turn = turn();
     let mut config = ServerConfig::new(vec![dir.to_str().unwrap().to_string()]);
     config.devices = vec![Device::Cpu];
+    config.stream_idle_timeout = Duration::from_secs(1);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = http::start_until(config, async move {
         let _ = stopped.await;
     });
+    // A client silent past --stream-idle-timeout is closed with 1008.
+    let mut socket = connect(addr, "/v1/audio/stream");
+    socket.send(Message::text("{}")).unwrap();
+    let (events, code) = read_until_close(&mut socket);
+    assert_eq!(code, 1008, "{events:?}");
+    assert!(events[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("No message for 1 s"));
+    // Shutdown closes an open session with 1001.
     let mut socket = connect(addr, "/v1/audio/stream");
     socket.send(Message::text("{}")).unwrap();
     socket.send(Message::binary(vec![0u8; 32_000])).unwrap();
