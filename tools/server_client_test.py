@@ -6,7 +6,8 @@ into its own venv under target/). Starts the server on a free port with tiny.en 
 and base, then checks every response format, both endpoints, word and segment granularities,
 streaming, and the client's exception classes for 400/401/404/413/429; then the live endpoints:
 a `websockets` client session on /v1/audio/stream, the official client's Realtime transcription
-session (`client.beta.realtime.connect`) on /v1/realtime, and a session past --max-sessions
+sessions (`client.beta.realtime.connect` and the GA `client.realtime.connect`) on /v1/realtime,
+and a session past --max-sessions
 refused with 429. Exits non-zero on the first failure; prints one line per check.
 """
 import array
@@ -138,6 +139,27 @@ def live_checks(url):
           and phrase in completed.transcript.lower(), (kinds, deltas, completed))
     check("realtime events", kinds[:2] == ["transcription_session.created", "transcription_session.updated"]
           and "input_audio_buffer.committed" in kinds, kinds)
+
+    # The GA interface: `session.update` with a transcription session (ws:// from an http base URL).
+    ga = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+    deltas, completed, kinds = [], None, []
+    with ga.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        conn.session.update(session={"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "transcription": {"model": "whisper-1", "language": "en"}, "turn_detection": None}}})
+        for i in range(0, len(pcm24), 9600):
+            conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[i:i + 9600]).decode())
+        conn.input_audio_buffer.commit()
+        for event in conn:
+            kinds.append(event.type)
+            if event.type == "conversation.item.input_audio_transcription.delta":
+                deltas.append(event.delta)
+            elif event.type in ("conversation.item.input_audio_transcription.completed", "error"):
+                completed = event if event.type != "error" else None
+                break
+    check("openai realtime session (GA interface)", completed is not None
+          and completed.transcript == "".join(deltas) and phrase in completed.transcript.lower()
+          and kinds[:2] == ["session.created", "session.updated"], (kinds, deltas, completed))
 
 
 def main():
