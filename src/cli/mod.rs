@@ -13,6 +13,8 @@ mod model_args;
 mod models;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod serve_live;
 mod stdout;
 mod stream;
 mod subtitle_args;

@@ -55,6 +55,8 @@ pub struct ServeArgs {
     /// demand, the least recently used evicted. Equal to the `--model` count: off.
     #[arg(long)]
     max_models: Option<usize>,
+    #[command(flatten)]
+    live: super::serve_live::LiveArgs,
 }
 
 pub fn serve_command(args: ServeArgs) -> Result<i32> {
@@ -86,6 +88,7 @@ pub fn serve_command(args: ServeArgs) -> Result<i32> {
         }
         config.max_models = max;
     }
+    args.live.apply(&mut config)?;
     let addr = SocketAddr::new(args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

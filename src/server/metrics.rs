@@ -85,3 +85,23 @@ pub fn transcribed(audio_seconds: f64, seconds: f64) {
 pub fn model_load(model: &str, seconds: f64) {
     gauge!("asr_model_load_seconds", "model" => model.to_string()).set(seconds);
 }
+
+/// Live sessions open (`/v1/audio/stream`, `/v1/realtime`).
+pub fn stream_sessions(n: usize) {
+    gauge!("asr_stream_sessions").set(n as f64);
+}
+
+/// A live session's step started.
+pub fn stream_step() {
+    counter!("asr_stream_steps_total").increment(1);
+}
+
+/// A live step from its request to its transcript (mel, queue, worker).
+pub fn stream_step_seconds(seconds: f64) {
+    histogram!("asr_stream_step_seconds").record(seconds);
+}
+
+/// From the arrival of a committed piece's last sample to its `committed` event.
+pub fn stream_commit_latency(seconds: f64) {
+    histogram!("asr_stream_commit_latency_seconds").record(seconds);
+}

@@ -3,15 +3,19 @@
 //! the 30-s windows of every active request together ([`worker`]).
 //!
 //! Routes: `POST /v1/audio/transcriptions` and `/v1/audio/translations` (also without `/v1`),
-//! `GET /v1/models`, `/v1/models/{id}`, `/health`, `/ready`, `/metrics`, `/openapi.json`.
+//! `GET /v1/models`, `/v1/models/{id}`, `/health`, `/ready`, `/metrics`, `/openapi.json`, and
+//! the live WebSockets `/v1/audio/stream` ([`stream_ws`]) and `/v1/realtime` ([`realtime`]).
 //! Errors are always `{"error": {"message", "type", "param", "code"}}`.
 
 mod error;
+mod live;
 mod metrics;
 mod models;
 mod openapi;
+mod realtime;
 mod respond;
 mod routes;
+mod stream_ws;
 mod upload;
 mod worker;
 
@@ -54,6 +58,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Decoding options before a request's fields (the CLI's defaults: beam 5, fallback).
     pub options: TranscribeOptions,
+    /// Live sessions (`/v1/audio/stream`, `/v1/realtime`) open at once; past it, 429 before
+    /// the WebSocket upgrade.
+    pub max_sessions: usize,
+    /// A live session with no message from its client for this long is closed (1008).
+    pub stream_idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -69,6 +78,8 @@ impl ServerConfig {
             request_timeout: None,
             shutdown_grace: Duration::from_secs(30),
             options: TranscribeOptions::default(),
+            max_sessions: 8,
+            stream_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -80,6 +91,7 @@ pub(crate) struct AppState {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutting_down: AtomicBool,
     next_request: AtomicU64,
+    sessions: live::Sessions,
 }
 
 /// Bind `addr` (port 0: any free port) and serve until `shutdown` resolves (e.g.
@@ -121,7 +133,9 @@ pub async fn serve_on(
         config.max_models,
     );
     let grace = config.shutdown_grace;
+    let sessions = live::Sessions::new(config.max_sessions);
     let state = Arc::new(AppState {
+        sessions,
         config,
         pool: pool.clone(),
         metrics,
@@ -159,6 +173,7 @@ pub async fn serve_on(
             graceful_state
                 .shutting_down
                 .store(true, std::sync::atomic::Ordering::SeqCst);
+            graceful_state.sessions.stop();
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
         })
         .into_future();

@@ -49,6 +49,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route("/v1/audio/stream", get(super::stream_ws::handler))
+        .route("/audio/stream", get(super::stream_ws::handler))
+        .route("/v1/realtime", get(super::realtime::handler))
+        .route("/realtime", get(super::realtime::handler))
         .fallback(fallback)
         // The upload limit is ours, checked as the body streams (upload.rs), in OpenAI's shape.
         .layer(DefaultBodyLimit::disable())
@@ -105,7 +109,7 @@ async fn around_request(State(state): State<Shared>, request: Request, next: Nex
 }
 
 #[derive(Clone)]
-struct RequestId(String);
+pub(super) struct RequestId(pub(super) String);
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(key) = &state.config.api_key else {
@@ -207,10 +211,10 @@ async fn translations(
 
 /// Cancels the job when the handler (or its event stream) is dropped: the client went away.
 /// A step of the job alone in progress is interrupted at once.
-struct CancelOnDrop {
-    cancel: CancelHandle,
-    request_id: String,
-    step: Arc<StepSlot>,
+pub(super) struct CancelOnDrop {
+    pub(super) cancel: CancelHandle,
+    pub(super) request_id: String,
+    pub(super) step: Arc<StepSlot>,
 }
 
 impl Drop for CancelOnDrop {
@@ -289,6 +293,7 @@ async fn handle(
             mel,
             events: events_tx,
             cancel: cancel.clone(),
+            keep_tails: false,
         })
         .map_err(ApiError::from)?;
     let guard = CancelOnDrop {
@@ -390,7 +395,7 @@ fn sse(
 /// `model`: absent or an OpenAI name means the default (the first `--model`); a served name
 /// means itself; a checkpoint of the local cache is loaded on demand (when `--max-models`
 /// leaves room); anything else is a 404 (a request never fetches a model).
-fn resolve_model(state: &AppState, asked: Option<&str>) -> Result<ModelInfo, ApiError> {
+pub(super) fn resolve_model(state: &AppState, asked: Option<&str>) -> Result<ModelInfo, ApiError> {
     let served = state.pool.models();
     let default = served.first().cloned().ok_or_else(ApiError::loading)?;
     match asked {
@@ -422,27 +427,7 @@ fn request_options(
 ) -> Result<TranscribeOptions, ApiError> {
     let mut options = base.clone();
     if let Some(lang) = &form.language {
-        let code = lang.to_ascii_lowercase();
-        let known = LANGUAGES
-            .iter()
-            .find(|(c, name)| *c == code || *name == code)
-            .map(|(c, _)| c.to_string());
-        let Some(code) = known else {
-            return Err(ApiError::bad_request(
-                Some("language"),
-                format!("Unsupported language '{lang}': expected an ISO-639-1 code such as 'en'."),
-            ));
-        };
-        if !model.multilingual && code != "en" {
-            return Err(ApiError::bad_request(
-                Some("language"),
-                format!(
-                    "The model {} is English-only; language '{code}' is not supported.",
-                    model.name
-                ),
-            ));
-        }
-        options.decode.language = Some(code);
+        options.decode.language = Some(language_code(lang, model)?);
     }
     if task == Task::Translate && !model.multilingual {
         return Err(ApiError::bad_request(
@@ -465,6 +450,31 @@ fn request_options(
         .validate()
         .map_err(|e| ApiError::bad_request(None, e.to_string()))?;
     Ok(options)
+}
+
+/// A language (code or English name) as a code `model` can take.
+pub(super) fn language_code(lang: &str, model: &ModelInfo) -> Result<String, ApiError> {
+    let code = lang.to_ascii_lowercase();
+    let known = LANGUAGES
+        .iter()
+        .find(|(c, name)| *c == code || *name == code)
+        .map(|(c, _)| c.to_string());
+    let Some(code) = known else {
+        return Err(ApiError::bad_request(
+            Some("language"),
+            format!("Unsupported language '{lang}': expected an ISO-639-1 code such as 'en'."),
+        ));
+    };
+    if !model.multilingual && code != "en" {
+        return Err(ApiError::bad_request(
+            Some("language"),
+            format!(
+                "The model {} is English-only; language '{code}' is not supported.",
+                model.name
+            ),
+        ));
+    }
+    Ok(code)
 }
 
 /// Seconds a refused client should wait: about one window's time per queued request ahead.

@@ -58,6 +58,9 @@ pub struct Job {
     pub events: UnboundedSender<JobEvent>,
     /// Cancelled when the client goes away (or the request times out).
     pub cancel: CancelHandle,
+    /// A live step: each window's unfinished tail is kept, not decoded again
+    /// ([`SeekLoop::keep_tails`]), so a step of at most 30 s is one window.
+    pub keep_tails: bool,
 }
 
 /// What reaches a worker: a job, or the end of a model load it asked for.
@@ -557,7 +560,10 @@ impl Scheduler {
             None => Err(Error::Internal(format!("model {model} is not loaded"))),
         };
         match result {
-            Ok(seek) => {
+            Ok(mut seek) => {
+                if job.keep_tails {
+                    seek.keep_tails();
+                }
                 // Detection ran the encoder: what other loops left encoded is gone.
                 for a in &mut self.active {
                     a.seek.forget_encoded();

@@ -56,6 +56,8 @@ pub struct SeekLoop {
     last_speech_timestamp: f64,
     /// The window the backend holds encoded, and its mel when the source gave it already.
     encoded: Option<(usize, Vec<f32>)>,
+    /// What a window's unfinished tail becomes ([`keep_tails`](Self::keep_tails)).
+    tail: TailPolicy,
 }
 
 impl SeekLoop {
@@ -92,7 +94,15 @@ impl SeekLoop {
             segments: Vec::new(),
             last_speech_timestamp: 0.0,
             encoded: encoded.map(|m| (0, m)),
+            tail: TailPolicy::Redecode,
         }
+    }
+
+    /// Keep each window's unfinished tail as a segment and move on by the whole window (the
+    /// batched loop's rule) instead of decoding the tail again: a live step's audio (at most
+    /// 30 s) is then one window, and the next step sees the tail anyway.
+    pub fn keep_tails(&mut self) {
+        self.tail = TailPolicy::Keep;
     }
 
     /// Frames transcribed so far.
@@ -164,7 +174,7 @@ impl SeekLoop {
             model.tokenizer.timestamp_begin,
             time_offset,
             request.frames as f64 * FRAME_SECS,
-            TailPolicy::Redecode,
+            self.tail,
         );
         self.seek += match cut.redecode_from {
             Some(pos) => pos * self.input_stride,
@@ -182,7 +192,7 @@ impl SeekLoop {
                 &mut self.last_speech_timestamp,
                 timings,
             )?;
-            if !cut.single_timestamp_ending {
+            if !cut.single_timestamp_ending && self.tail == TailPolicy::Redecode {
                 if let Some(resume) = window::resume_after_last_word(&w, time_offset) {
                     self.seek = resume;
                 }

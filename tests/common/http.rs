@@ -1,5 +1,6 @@
-//! A server on loopback for the server tests, and a few lines of HTTP/1.1 over `TcpStream`
-//! (one request per connection), so the tests need no HTTP crate of their own.
+//! The test server on loopback and a few lines of HTTP/1.1 over `TcpStream` (one request per
+//! connection), shared by tests/server.rs and tests/server_stream.rs.
+
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
