@@ -63,3 +63,28 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
+
+/// The code path each CPU op family takes on this machine, as (family, path): what `bench`
+/// prints.
+pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
+    let simd = isa();
+    let vnni = super::int8::has_vnni();
+    let (int8, quantize) = if vnni {
+        ("avx512-vnni", "avx512")
+    } else {
+        ("portable", "portable")
+    };
+    let fused = if simd >= Isa::Avx512 {
+        "avx512 fused (online softmax)".to_string()
+    } else {
+        format!("gemm crate + softmax ({})", simd.name())
+    };
+    vec![
+        ("matmul f32", "gemm crate (its own dispatch)".to_string()),
+        ("matmul int8", int8.to_string()),
+        ("int8 row quantization", quantize.to_string()),
+        ("attention, 32+ queries", fused),
+        ("attention, decoder steps", simd.name().to_string()),
+        ("softmax, layer norm, GELU, add", simd.name().to_string()),
+    ]
+}
