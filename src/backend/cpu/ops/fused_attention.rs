@@ -14,16 +14,18 @@
 //! Where the CPU lacks AVX-512 or heads are not 64 wide, [`fused_attention`] declines and the
 //! caller takes the unfused path.
 
-use super::SendPtr;
 use crate::backend::cpu::isa::{isa, Isa};
 
 /// Dimensions per head this kernel handles.
 pub(super) const HEAD_DIM: usize = 64;
 /// Queries per task (a tile): 12 rows × 2 vectors of 16 keys are 24 accumulators.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const TILE_ROWS: usize = 12;
 /// Keys per online-softmax step (a multiple of [`KEY_TILE`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const KEY_BLOCK: usize = 128;
 /// Keys per transposed tile of the score kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const KEY_TILE: usize = 32;
 
 thread_local! {
@@ -90,7 +92,7 @@ pub(super) fn fused_attention(
             keys_t.chunks_mut(head_len).enumerate().for_each(transpose);
         }
         let q_tiles = n_q.div_ceil(TILE_ROWS);
-        let out_ptr = SendPtr(out.as_mut_ptr());
+        let out_ptr = super::SendPtr(out.as_mut_ptr());
         let kt = &keys_t;
         let run = |task: usize| {
             let (h, tile) = (task / q_tiles, task % q_tiles);
@@ -130,7 +132,8 @@ pub(super) fn fused_attention(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{SendPtr, HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
+    use super::super::SendPtr;
+    use super::{HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
     use std::arch::x86_64::*;
 
     /// Rows `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h`: see the module comment. `kt` is
