@@ -19,7 +19,9 @@ use std::process::Command;
 
 use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext};
 use dattavani_asr::testing::model::hub;
-use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber, Transcript};
+use dattavani_asr::testing::transcribe::{
+    Device, Dtype, TranscribeOptions, Transcriber, Transcript,
+};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,8 +47,13 @@ fn have_gpu() -> bool {
     }
 }
 
-fn transcriber(device: Device, options: TranscribeOptions) -> Transcriber {
+fn transcriber(device: Device, mut options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
+    // The CPU side is the f32 reference unless a test asks otherwise (its default, auto, is int8
+    // on a CPU with AVX-512 VNNI).
+    if device == Device::Cpu {
+        options.weights_dtype = options.weights_dtype.or(Some(Dtype::F32));
+    }
     Transcriber::from_files(&files, device, options).expect("tiny.en loads")
 }
 
@@ -227,6 +234,9 @@ fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
             "--beam-size",
             "1",
             "--without-timestamps",
+            // The GPU's default (f16) against the CPU's reference (f32).
+            "--dtype",
+            if device == "cpu" { "f32" } else { "auto" },
         ]);
         assert!(
             out.status.success(),
