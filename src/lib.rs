@@ -96,6 +96,7 @@ pub mod writers {
 
 /// Backend diagnostics (`Transcriber::diagnostics`) and GPU adapters.
 pub mod devices {
+    pub use crate::backend::cpu::isa::{cpu_model, cpu_op_paths};
     #[cfg(feature = "gpu")]
     pub use crate::backend::gpu::{list_adapters, AdapterReport, KernelProfile, KernelTime};
     pub use crate::backend::Diagnostics;

@@ -148,8 +148,12 @@ fn transcriber() -> dattavani_asr::testing::transcribe::Transcriber {
     use dattavani_asr::testing::model::hub;
     use dattavani_asr::{Device, TranscribeOptions, Transcriber};
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
-    Transcriber::from_files(&files, Device::Cpu, TranscribeOptions::greedy_plain())
-        .expect("tiny.en loads")
+    // f32: the reference transcripts are CTranslate2 float32's tokens (the default is auto).
+    let options = TranscribeOptions {
+        weights_dtype: Some(dattavani_asr::Dtype::F32),
+        ..TranscribeOptions::greedy_plain()
+    };
+    Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 
 #[test]

@@ -34,8 +34,10 @@ use dattavani_asr::testing::transcribe::{
 /// One model at a time: each uses both cores.
 static MODEL_LOCK: Mutex<()> = Mutex::new(());
 
-fn transcriber(options: TranscribeOptions) -> Transcriber {
+fn transcriber(mut options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
+    // f32, the reference: these transcripts were made with it (the default is auto).
+    options.weights_dtype = options.weights_dtype.or(Some(dattavani_asr::Dtype::F32));
     Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 

@@ -274,7 +274,15 @@ fn bench_json_reports_every_stage() {
         .as_str()
         .unwrap()
         .contains("ask not what your country can do for you"));
-    assert_eq!(j["dtype"], "f32", "the CPU path holds f32 weights");
+    // The default (auto) is int8 where the CPU has the AVX-512 VNNI kernel, else f32.
+    let auto = if dattavani_asr::testing::backend::cpu::int8::has_vnni() {
+        "int8"
+    } else {
+        "f32"
+    };
+    assert_eq!(j["dtype"], auto);
+    assert!(!j["cpu_model"].as_str().unwrap().is_empty());
+    assert!(j["cpu_paths"]["matmul int8"].is_string());
     let o = run(&["bench", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2), "a bad flag is a usage error");
 }

@@ -65,6 +65,9 @@ fn transcribe(input: &str, extra: &[&str], stdin: Option<&[u8]>) -> Output {
         "--beam-size",
         "1",
         "--without-timestamps",
+        // f32, the reference: these transcripts were made with it (the default is auto).
+        "--dtype",
+        "f32",
         input,
     ];
     args.extend_from_slice(extra);

@@ -183,6 +183,10 @@ fn other_tools_spellings() {
         "-0.5",
         "--output_format",
         "txt",
+        // f32, the reference: `two` was made with it (the default, auto, parts at this length
+        // penalty: one segment, lower case).
+        "--dtype",
+        "f32",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), two);

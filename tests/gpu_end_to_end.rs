@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dattavani_asr::testing::model::hub;
-use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber, Transcript};
+use dattavani_asr::testing::transcribe::{
+    Device, Dtype, TranscribeOptions, Transcriber, Transcript,
+};
 
 /// Whether tiny.en is cached and a GPU adapter exists (each rule's skip line or CI failure is
 /// `common/models.rs`'s and `common/gpu.rs`'s).
@@ -32,8 +34,13 @@ fn ready() -> bool {
     models::cached_dir("tiny.en").is_some() && gpu_adapter::gpu().is_some()
 }
 
-fn transcriber(device: Device, options: TranscribeOptions) -> Transcriber {
+fn transcriber(device: Device, mut options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
+    // The CPU side is the f32 reference unless a test asks otherwise (its default, auto, is int8
+    // on a CPU with AVX-512 VNNI).
+    if device == Device::Cpu {
+        options.weights_dtype = options.weights_dtype.or(Some(Dtype::F32));
+    }
     Transcriber::from_files(&files, device, options).expect("tiny.en loads")
 }
 
@@ -200,6 +207,9 @@ fn cli_gpu_prints_the_cpu_text_and_devices_lists_the_adapter() {
             "--beam-size",
             "1",
             "--without-timestamps",
+            // The GPU's default (f16) against the CPU's reference (f32).
+            "--dtype",
+            if device == "cpu" { "f32" } else { "auto" },
         ]);
         assert!(
             out.status.success(),

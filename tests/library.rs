@@ -23,6 +23,8 @@ fn jfk_samples() -> Vec<f32> {
 fn greedy() -> TranscribeOptions {
     let mut o = TranscribeOptions::default();
     o.decode.beam_size = Some(1);
+    // f32, the reference: these transcripts were made with it (the default is auto).
+    o.weights_dtype = Some(dattavani_asr::Dtype::F32);
     o
 }
 
@@ -81,6 +83,8 @@ fn transcribes_in_a_spawned_thread_from_a_model_directory() {
             "cpu",
             "--beam-size",
             "1",
+            "--dtype",
+            "f32",
         ])
         .args(["-f", "json", "-q", "--model", dir.to_str().unwrap()])
         .output()

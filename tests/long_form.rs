@@ -24,8 +24,10 @@ use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber,
 /// two tests from using both cores each at once.
 static MODEL_LOCK: Mutex<()> = Mutex::new(());
 
-fn transcriber(model: &str, options: TranscribeOptions) -> Transcriber {
+fn transcriber(model: &str, mut options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve(model).unwrap_or_else(|e| panic!("{model} resolves: {e}"));
+    // f32, the reference: these transcripts were made with it (the default is auto).
+    options.weights_dtype = Some(dattavani_asr::Dtype::F32);
     Transcriber::from_files(&files, Device::Cpu, options).unwrap()
 }
 

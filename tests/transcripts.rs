@@ -17,8 +17,12 @@ use dattavani_asr::testing::transcribe::{Device, TranscribeOptions, Transcriber}
 
 fn transcriber() -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves (cache, hub or offline package)");
-    Transcriber::from_files(&files, Device::Cpu, TranscribeOptions::greedy_plain())
-        .expect("tiny.en loads")
+    // f32: the reference transcripts are CTranslate2 float32's tokens (the default is auto).
+    let options = TranscribeOptions {
+        weights_dtype: Some(dattavani_asr::Dtype::F32),
+        ..TranscribeOptions::greedy_plain()
+    };
+    Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 
 /// Largest logit minus the reference token's logit, at the first position where our greedy

@@ -234,6 +234,8 @@ fn whisper() -> Transcriber {
     options.decode.beam_size = None;
     options.decode.best_of = None;
     options.word_timestamps = true;
+    // f32, the reference: these transcripts were made with it (the default is auto).
+    options.weights_dtype = Some(dattavani_asr::Dtype::F32);
     Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 
@@ -477,6 +479,8 @@ fn greedy_whisper(batch_size: usize, without_timestamps: bool) -> Transcriber {
     options.decode.best_of = None;
     options.decode.without_timestamps = without_timestamps;
     options.batch_size = batch_size;
+    // f32, the reference: these transcripts were made with it (the default is auto).
+    options.weights_dtype = Some(dattavani_asr::Dtype::F32);
     Transcriber::from_files(&files, Device::Cpu, options).expect("tiny.en loads")
 }
 

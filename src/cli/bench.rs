@@ -50,11 +50,11 @@ pub struct BenchArgs {
     /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
     #[arg(long, value_name = "N|NAME")]
     adapter: Option<String>,
-    /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
-    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the
-    /// matmul)
-    #[arg(long, value_enum)]
-    dtype: Option<DtypeArg>,
+    /// Weight storage: auto (the default: int8 on a CPU with AVX-512 VNNI, else f32; f16 on a
+    /// GPU), f32 (the reference), f16 (GPU only) or int8 (row-scaled, as CTranslate2: CPU, with
+    /// AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul)
+    #[arg(long, value_enum, default_value = "auto")]
+    dtype: DtypeArg,
     /// Timed runs after one warm-up run; each figure is the median over them.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -126,6 +126,9 @@ struct Report {
     beam_size: usize,
     batch_size: usize,
     threads: usize,
+    /// The CPU's model name and the code path (instruction set) of each CPU op family.
+    cpu_model: String,
+    cpu_paths: std::collections::BTreeMap<&'static str, String>,
     runs: usize,
     load_average: Option<f64>,
     /// Model resolution (cache look-up, metadata) plus load, first time in this process.
@@ -180,7 +183,7 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     };
     let mut options = TranscribeOptions::default();
     options.decode.beam_size = Some(args.beam_size);
-    options.weights_dtype = args.dtype.map(DtypeArg::dtype);
+    options.weights_dtype = Some(args.dtype.dtype());
     options.batch_size = args.batch_size;
 
     let t = Instant::now();
@@ -263,6 +266,8 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         threads: args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         }),
+        cpu_model: dattavani_asr::devices::cpu_model(),
+        cpu_paths: dattavani_asr::devices::cpu_op_paths().into_iter().collect(),
         runs: args.runs,
         load_average: load_average(),
         load_cold_ms,
@@ -342,6 +347,10 @@ fn print_table(r: &Report) {
         r.runs,
         r.load_average.map_or("-".into(), |l| format!("{l:.2}")),
     );
+    outln!("  cpu: {}, {} threads", r.cpu_model, r.threads);
+    for (family, path) in dattavani_asr::devices::cpu_op_paths() {
+        outln!("    {family:<32} {path}");
+    }
     let line = |what: &str, v: String, note: String| outln!("  {what:<28} {v:>12}  {note}");
     let f = |x: f64| format!("{x:.1} ms");
     line(

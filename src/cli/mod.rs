@@ -69,6 +69,7 @@ enum Command {
 /// `--dtype`.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum DtypeArg {
+    Auto,
     F32,
     F16,
     Int8,
@@ -77,6 +78,7 @@ pub enum DtypeArg {
 impl DtypeArg {
     pub fn dtype(self) -> Dtype {
         match self {
+            DtypeArg::Auto => Dtype::Auto,
             DtypeArg::F32 => Dtype::F32,
             DtypeArg::F16 => Dtype::F16,
             DtypeArg::Int8 => Dtype::Int8,

@@ -128,11 +128,11 @@ pub struct TranscribeArgs {
     /// Word-level timestamps (in json: `words` per segment, with probabilities).
     #[arg(long)]
     word_timestamps: bool,
-    /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
-    /// as CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the
-    /// matmul)
-    #[arg(long, value_enum)]
-    dtype: Option<DtypeArg>,
+    /// Weight storage: auto (the default: int8 on a CPU with AVX-512 VNNI, else f32; f16 on a
+    /// GPU), f32 (the reference), f16 (GPU only) or int8 (row-scaled, as CTranslate2: CPU, with
+    /// AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul)
+    #[arg(long, value_enum, default_value = "auto")]
+    dtype: DtypeArg,
     /// 1: OpenAI's sequential 30-s seek loop. N > 1: batched long-form transcription: the audio
     /// is cut at quiet points into chunks of at most 30 s, decoded independently (no
     /// conditioning on previous text), N chunks at a time through the encoder and decoder.
@@ -197,7 +197,7 @@ impl TranscribeArgs {
             initial_prompt: self.initial_prompt.clone(),
             seed: self.seed,
             word_timestamps: self.word_timestamps,
-            weights_dtype: self.dtype.map(DtypeArg::dtype),
+            weights_dtype: Some(self.dtype.dtype()),
             batch_size: self.batch_size,
         };
         super::checks::check_options(&options, &self.model)?;

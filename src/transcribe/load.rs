@@ -70,7 +70,8 @@ impl TranscriberBuilder {
         self
     }
 
-    /// How the matrix weights are stored (default: f32 on the CPU, f16 on a GPU).
+    /// How the matrix weights are stored (default [`Dtype::Auto`]: int8 on a CPU with AVX-512
+    /// VNNI, f32 on other CPUs, f16 on a GPU; [`Dtype::F32`] is the reference).
     pub fn dtype(mut self, dtype: Dtype) -> Self {
         self.options.weights_dtype = Some(dtype);
         self
@@ -201,18 +202,20 @@ pub(crate) fn load(
         match dtype {
             Some(Dtype::F32) => kc.weights = WeightType::F32,
             Some(Dtype::Int8) => kc.weights = WeightType::Int8,
-            Some(Dtype::F16) | None => {}
+            Some(Dtype::F16) | Some(Dtype::Auto) | None => {}
         }
         GpuModel::load_with_config(ctx, &weights, &config.dims, kc)
     };
     let load_cpu = || {
-        if dtype == Some(Dtype::F16) {
+        let dtype = Dtype::resolve_cpu(dtype);
+        if dtype == Dtype::F16 {
             return Err(Error::Usage(
-                "--dtype f16 is a GPU storage format; the CPU path holds f32 weights".into(),
+                "--dtype f16 is a GPU storage format; the CPU path holds f32 or int8 weights"
+                    .into(),
             ));
         }
         let cpu_dtype = match dtype {
-            Some(Dtype::Int8) => CpuWeights::Int8,
+            Dtype::Int8 => CpuWeights::Int8,
             _ => CpuWeights::F32,
         };
         CpuModel::load_with(&weights, &config.dims, cpu_dtype)

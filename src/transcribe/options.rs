@@ -22,12 +22,29 @@ pub enum Device {
 /// Storage precision of the matrix weights; arithmetic is f32 either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Dtype {
+    /// The default: the fastest storage whose word error rate stays within noise of f32's on
+    /// the dev clips: int8 on a CPU with AVX-512 VNNI, f32 on other CPUs (their int8 kernel is
+    /// the portable one, not measured faster), f16 on a GPU. See [`Dtype::resolve_cpu`].
+    Auto,
+    /// The reference: token-identical to CTranslate2's float32 on the reference clips.
     F32,
     /// GPU only (the GPU's default).
     F16,
     /// Per-row scaled int8 (CTranslate2's layout); on the CPU activations are quantized per row
     /// too and products summed in i32; the GPU dequantizes the weights in its matmul kernels.
     Int8,
+}
+
+impl Dtype {
+    /// What the CPU path stores for `dtype` (`None`: [`Dtype::Auto`]); f16 is not a CPU format
+    /// (an error at load).
+    pub fn resolve_cpu(dtype: Option<Dtype>) -> Dtype {
+        match dtype.unwrap_or(Dtype::Auto) {
+            Dtype::Auto if crate::backend::cpu::int8::has_vnni() => Dtype::Int8,
+            Dtype::Auto => Dtype::F32,
+            other => other,
+        }
+    }
 }
 
 /// What fills the mel frames of a window that lie past the end of the audio. Not an option of
@@ -67,8 +84,8 @@ pub struct TranscribeOptions {
     pub seed: u64,
     /// Word-level timestamps from the alignment heads' cross-attention.
     pub word_timestamps: bool,
-    /// How matrix weights are stored; `None`: the backend's default (f32 on the CPU, f16 on the
-    /// GPU). Read when the model is loaded.
+    /// How matrix weights are stored; `None` is [`Dtype::Auto`] (int8 on a CPU with AVX-512
+    /// VNNI, f16 on a GPU). Read when the model is loaded.
     pub weights_dtype: Option<Dtype>,
     /// 1: OpenAI's sequential seek loop. Above 1: batched long-form transcription: chunks of at
     /// most 30 s cut at quiet points, decoded independently, this many at a time

@@ -250,7 +250,8 @@ fn medium_large_v3_and_turbo_structures_run_on_both_backends() {
         let files = ModelFiles::new(s.name, dir.path());
         let mut options = TranscribeOptions::greedy_plain();
         options.decode.sample_len = Some(4);
-        let mut devices = vec![(Device::Cpu, None)];
+        // The CPU side is the f32 reference (its default, auto, is int8 on a CPU with VNNI).
+        let mut devices = vec![(Device::Cpu, Some(dattavani_asr::Dtype::F32))];
         if gpu {
             devices.push((Device::Gpu, None));
             devices.push((Device::Gpu, Some(dattavani_asr::Dtype::Int8)));

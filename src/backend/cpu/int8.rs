@@ -21,6 +21,7 @@ use rayon::prelude::*;
 const PANEL: usize = 64;
 /// Activation rows per register tile (6 × 4 accumulators + 4 weight vectors + 1 broadcast fit
 /// the 32 vector registers).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const TILE_ROWS: usize = 6;
 /// Below this many multiply-adds a product stays on one thread.
 const PARALLEL_MIN: usize = 1 << 20;

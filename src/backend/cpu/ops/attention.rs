@@ -9,6 +9,7 @@
 
 use gemm::Parallelism;
 
+use super::fused_attention::fused_attention;
 use super::matmul::SMALL_M;
 use super::softmax::softmax_rows;
 use super::{gemm_strided, SendPtr, View, PARALLEL_MIN_FLOPS, ROW_MAJOR};
@@ -98,9 +99,7 @@ pub fn attention_in(
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) {
-    use rayon::prelude::*;
     let hd = d / n_head;
-    let scale = 1.0 / (hd as f32).sqrt();
     assert!(out.len() >= n_q * d, "attention out too small");
     assert!(
         k.len() >= n_kv * d && v.len() >= n_kv * d,
@@ -110,6 +109,43 @@ pub fn attention_in(
         attention_few_queries(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
         return;
     }
+    if n_q >= FUSED_MIN_QUERIES
+        && fused_attention(
+            q,
+            k,
+            v,
+            |h| layout.head(h, n_kv, d, hd),
+            n_q,
+            n_kv,
+            d,
+            n_head,
+            causal_offset,
+            out,
+        )
+    {
+        return;
+    }
+    attention_blocked(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
+}
+
+/// [`attention_in`] for many queries without the fused kernel: per (head, block of queries),
+/// the block's scores on `gemm`, a softmax, and the product with the values on `gemm`.
+#[allow(clippy::too_many_arguments)]
+fn attention_blocked(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let hd = d / n_head;
+    let scale = 1.0 / (hd as f32).sqrt();
     let out_ptr = SendPtr(out.as_mut_ptr());
     // One task per (head, block of queries): its [rows, n_kv] score block and [rows, head_dim]
     // result live in the running thread's scratch (grown once, so decoder steps allocate
@@ -273,13 +309,13 @@ fn attention_few_queries(
     }
 }
 
-with_avx2! {
+simd_dispatch! {
     /// `scores[i, j] = (q[i, col..col + hd] · k[j·rs..j·rs + hd]) · scale` for query `i < n_q`
     /// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q` are `d` wide, of
     /// `scores` `n_kv`). Each key slice is loaded once for all queries; each dot product sums
     /// in 16 lanes, then across them in a fixed order.
     #[allow(clippy::too_many_arguments)]
-    fn head_scores(
+    [head_scores_on] fn head_scores(
         q: &[f32],
         n_q: usize,
         d: usize,
@@ -319,11 +355,11 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+simd_dispatch! {
     /// `o[i] = Σ_j p[i, j] · v[j·rs..j·rs + hd]` over query `i`'s visible keys (see
     /// [`head_scores`]); each value slice is loaded once for all queries. `o` is `[n_q, hd]`.
     #[allow(clippy::too_many_arguments)]
-    fn head_weighted_sum(
+    [head_weighted_sum_on] fn head_weighted_sum(
         p: &[f32],
         n_q: usize,
         v: &[f32],
@@ -352,6 +388,10 @@ with_avx2! {
 
 /// Queries per task of [`attention`] (see there).
 const ATTENTION_QUERY_BLOCK: usize = 64;
+
+/// From this many queries [`attention_in`] takes the fused kernel (where the CPU has it): it
+/// first transposes every head's keys, which costs about what 30 queries' products do.
+const FUSED_MIN_QUERIES: usize = 32;
 
 /// The attention probabilities of one head: `softmax(q_h · k_hᵀ / √head_dim)` for the head whose
 /// columns start at `col` (`head_dim` wide), no mask. `out` is `[n_q, n_kv]`. Word timestamps
@@ -450,6 +490,65 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The fused kernel (AVX-512, 64-wide heads) and the blocked `gemm` path on odd shapes,
+    /// against f64 and against each other, keys as rows and head-major.
+    #[test]
+    fn fused_and_blocked_attention_match_f64_on_odd_shapes() {
+        let (d, n_head) = (128, 2);
+        for &(n_q, n_kv, causal) in &[
+            (33, 1500, None),
+            (37, 37, Some(0)),
+            (45, 130, Some(85)),
+            (100, 129, None),
+            (13, 1, None),
+            (300, 300, None),
+        ] {
+            let (q, k, v) = (data(21, n_q * d), data(22, n_kv * d), data(23, n_kv * d));
+            let want = attention_f64(&q, &k, &v, n_q, n_kv, d, n_head, causal);
+            let mut blocked = vec![f32::NAN; n_q * d];
+            attention_blocked(
+                &q,
+                &k,
+                &v,
+                KvLayout::Rows,
+                n_q,
+                n_kv,
+                d,
+                n_head,
+                causal,
+                &mut blocked,
+            );
+            let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
+            to_head_major(&k, n_kv, d, n_head, &mut k_heads);
+            to_head_major(&v, n_kv, d, n_head, &mut v_heads);
+            let mut results = vec![("blocked", blocked)];
+            for (name, layout, k, v) in [
+                ("fused rows", KvLayout::Rows, &k, &v),
+                ("fused heads", KvLayout::Heads, &k_heads, &v_heads),
+            ] {
+                let mut out = vec![f32::NAN; n_q * d];
+                let hd = d / n_head;
+                let head = |h| layout.head(h, n_kv, d, hd);
+                if fused_attention(&q, k, v, head, n_q, n_kv, d, n_head, causal, &mut out) {
+                    results.push((name, out));
+                }
+            }
+            // On a CPU with AVX-512 the fused kernel must have run (both layouts).
+            let fused_runs =
+                crate::backend::cpu::isa::isa() >= crate::backend::cpu::isa::Isa::Avx512;
+            assert_eq!(results.len(), if fused_runs { 3 } else { 1 });
+            for (name, got) in &results {
+                for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    // Sums of at most 1500 terms of size <= 0.5 in f32: well inside 1e-5.
+                    assert!(
+                        (g as f64 - w).abs() < 1e-5,
+                        "{name} {n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,18 +5,18 @@
 
 use super::math::erf;
 
-with_avx2! {
+simd_dispatch! {
 /// GELU in the erf form OpenAI's Whisper uses (`torch.nn.functional.gelu`, not the tanh form).
-pub fn gelu(x: &mut [f32]) {
+[gelu_on] pub fn gelu(x: &mut [f32]) {
     for v in x {
         *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 }
 
-with_avx2! {
+simd_dispatch! {
 /// `a += b`, elementwise.
-pub fn add_assign(a: &mut [f32], b: &[f32]) {
+[add_assign_on] pub fn add_assign(a: &mut [f32], b: &[f32]) {
     for (a, b) in a.iter_mut().zip(b) {
         *a += b;
     }

@@ -3,9 +3,9 @@
 //! GPU twin: `backend/gpu/kernels/layernorm.rs` (`shaders/layernorm.wgsl`). Test:
 //! `tests/kernels_vs_cpu/layernorm.rs`.
 
-with_avx2! {
+simd_dispatch! {
 /// Layer normalisation over each row of `x` (`cols` wide), eps as PyTorch's default 1e-5.
-pub fn layer_norm(x: &[f32], cols: usize, gamma: &[f32], beta: &[f32], out: &mut [f32]) {
+[layer_norm_on] pub fn layer_norm(x: &[f32], cols: usize, gamma: &[f32], beta: &[f32], out: &mut [f32]) {
     const EPS: f32 = 1e-5;
     for (row, o) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
         let mean = row.iter().sum::<f32>() / cols as f32;

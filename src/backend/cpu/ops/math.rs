@@ -23,7 +23,13 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // 2^n from the exponent bits. `n as i32` would be a saturating conversion, which compilers
+    // do not vectorise (it made softmax a scalar loop); instead the integer n + 127 (in 1..=254)
+    // is read from the low mantissa bits of n + 127 + 1.5·2^23, which holds it exactly.
+    let biased = (n + (127.0 + ROUND))
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(biased << 23);
     if x < -87.3 {
         0.0
     } else {

@@ -14,26 +14,42 @@
 
 use gemm::Parallelism;
 
-/// Define `fn` twice, for the baseline instruction set and with AVX2, and pick at run time:
-/// the loops of these element-wise ops vectorise 8 wide instead of 4. Rust never fuses a
-/// multiply and an add on its own, so both versions compute the same bits.
-macro_rules! with_avx2 {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+/// Define `fn` for the portable instruction set and compiled again for AVX2 and for AVX-512,
+/// and pick at run time from [`isa`] (detected once): the loops of these element-wise ops
+/// vectorise 8 or 16 wide instead of 4. Rust never fuses a multiply and an add on its own and the
+/// bodies fix their association (see `math::lanes_reduce`), so every version computes the same
+/// bits. The bracketed name is the same function on a chosen instruction set (capped at what the
+/// CPU has), which the tests compare against the portable one.
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* [$on:ident] $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
         $vis fn $name($($a: $t),*) $(-> $ret)? {
+            $on($crate::backend::cpu::isa::isa(), $($a),*)
+        }
+
+        #[allow(dead_code, clippy::too_many_arguments)]
+        $vis fn $on(isa: $crate::backend::cpu::isa::Isa, $($a: $t),*) $(-> $ret)? {
             #[inline(always)]
             fn body($($a: $t),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
+                use $crate::backend::cpu::isa::Isa;
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($a: $t),*) $(-> $ret)? {
                     body($($a),*)
                 }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($a),*) };
+                #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")]
+                unsafe fn avx512($($a: $t),*) $(-> $ret)? {
+                    body($($a),*)
+                }
+                match isa.min($crate::backend::cpu::isa::isa()) {
+                    // SAFETY: the CPU has the instruction set (capped by what `isa()` detected).
+                    Isa::Avx512 => return unsafe { avx512($($a),*) },
+                    Isa::Avx2 => return unsafe { avx2($($a),*) },
+                    Isa::Portable => {}
                 }
             }
+            let _ = isa;
             body($($a),*)
         }
     };
@@ -44,6 +60,7 @@ mod attention;
 mod conv1d;
 mod elementwise;
 mod embed;
+mod fused_attention;
 mod layernorm;
 mod math;
 mod matmul;
@@ -164,4 +181,117 @@ pub(crate) fn test_data(seed: u32, n: usize) -> Vec<f32> {
             (h >> 8) as f32 / (1 << 24) as f32 - 0.5
         })
         .collect()
+}
+
+#[cfg(test)]
+mod isa_tests {
+    //! Each op compiled for AVX2 and AVX-512 against its portable version, on odd lengths: the
+    //! same bits (tolerance 0), since the bodies fix their association and nothing is fused.
+    use super::test_data as data;
+    use super::*;
+    use crate::backend::cpu::isa::Isa;
+
+    const LENGTHS: [usize; 8] = [1, 3, 15, 16, 17, 33, 385, 1501];
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// `f` on every instruction set must give what it gives on the portable one.
+    fn same_on_every_isa(f: impl Fn(Isa) -> Vec<f32>, what: &str) {
+        let portable = bits(&f(Isa::Portable));
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            assert_eq!(bits(&f(isa)), portable, "{what} on {isa:?}");
+        }
+    }
+
+    #[test]
+    fn element_wise_ops_are_bit_identical_across_instruction_sets() {
+        for len in LENGTHS {
+            // Scores of attention size, with a masked (−∞) tail and an extreme value.
+            let mut x: Vec<f32> = data(1, len).iter().map(|v| v * 40.0).collect();
+            x[len - 1] = if len > 2 { f32::NEG_INFINITY } else { 90.0 };
+            same_on_every_isa(
+                |isa| {
+                    let mut y = x.clone();
+                    softmax::softmax_rows_on(isa, &mut y, len);
+                    y
+                },
+                &format!("softmax_rows {len}"),
+            );
+            same_on_every_isa(
+                |isa| vec![softmax::log_sum_exp_on(isa, &x)],
+                &format!("log_sum_exp {len}"),
+            );
+            same_on_every_isa(
+                |isa| {
+                    let mut y: Vec<f32> = data(2, len).iter().map(|v| v * 12.0).collect();
+                    elementwise::gelu_on(isa, &mut y);
+                    y
+                },
+                &format!("gelu {len}"),
+            );
+            same_on_every_isa(
+                |isa| {
+                    let mut y = data(3, len);
+                    elementwise::add_assign_on(isa, &mut y, &data(4, len));
+                    y
+                },
+                &format!("add_assign {len}"),
+            );
+            same_on_every_isa(
+                |isa| {
+                    let rows = 3;
+                    let (g, b) = (data(5, len), data(6, len));
+                    let mut y = vec![0.0; rows * len];
+                    layernorm::layer_norm_on(isa, &data(7, rows * len), len, &g, &b, &mut y);
+                    y
+                },
+                &format!("layer_norm {len}"),
+            );
+        }
+    }
+
+    /// `exp` builds 2^n from mantissa bits instead of `n as i32`: the same values everywhere.
+    #[test]
+    fn exp_matches_the_integer_conversion_form() {
+        // The previous body, verbatim but for the conversion.
+        let old = |x: f32| {
+            const ROUND: f32 = 12_582_912.0;
+            let xc = x.clamp(-87.3, 88.3);
+            let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+            let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
+            let mut p = 1.987_569_1e-4f32;
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ] {
+                p = p * r + c;
+            }
+            let er = p * r * r + r + 1.0;
+            let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+            if x < -87.3 {
+                0.0
+            } else {
+                er * scale
+            }
+        };
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            let got = exp(x);
+            assert_eq!(got.to_bits(), old(x).to_bits(), "exp({x})");
+            if (-87.3..=88.3).contains(&x) {
+                assert!(
+                    ((got as f64) / (x as f64).exp() - 1.0).abs() < 3e-7,
+                    "exp({x})"
+                );
+            }
+            x += 0.0137;
+        }
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert!(exp(f32::NAN).is_nan());
+    }
 }

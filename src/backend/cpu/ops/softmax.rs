@@ -5,9 +5,9 @@
 
 use super::math::{exp, lanes_reduce};
 
-with_avx2! {
+simd_dispatch! {
 /// Numerically stable softmax of each `cols`-wide row, in place.
-pub fn softmax_rows(x: &mut [f32], cols: usize) {
+[softmax_rows_on] pub fn softmax_rows(x: &mut [f32], cols: usize) {
     for row in x.chunks_exact_mut(cols) {
         let max = lanes_reduce(row, f32::NEG_INFINITY, f32::max);
         for v in row.iter_mut() {
@@ -21,10 +21,10 @@ pub fn softmax_rows(x: &mut [f32], cols: usize) {
 }
 }
 
-with_avx2! {
+simd_dispatch! {
 /// `ln Σ exp(x)`, stable (the max is factored out); −∞ for an empty or all −∞ input. Vectorised:
 /// it runs over the whole vocabulary at every decoding step.
-pub fn log_sum_exp(x: &[f32]) -> f32 {
+[log_sum_exp_on] pub fn log_sum_exp(x: &[f32]) -> f32 {
     let max = lanes_reduce(x, f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         return max;

@@ -1,0 +1,90 @@
+//! Which vector instruction set the CPU ops take, detected once per process.
+//!
+//! Every op family with hand-vectorised or target-compiled variants dispatches on [`isa`]:
+//! AVX-512 (F/BW/VL/DQ) where the CPU has it, else AVX2, else the portable code (what every
+//! other architecture compiles, aarch64 included). The int8 GEMM has its own finer test
+//! ([`super::int8::has_vnni`]). AMX (Intel's tile units) is not used: no machine here has it, and
+//! untested kernels are not shipped.
+
+use std::sync::OnceLock;
+
+/// Vector instruction sets, narrowest first (so `min` picks the narrower of two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// The name `bench` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The widest [`Isa`] this CPU runs (detected on the first call, then cached).
+pub fn isa() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(detect)
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// The CPU's model name (`/proc/cpuinfo` on Linux, else the architecture).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The code path each CPU op family takes on this machine, as (family, path): what `bench`
+/// prints.
+pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
+    let simd = isa();
+    let vnni = super::int8::has_vnni();
+    let (int8, quantize) = if vnni {
+        ("avx512-vnni", "avx512")
+    } else {
+        ("portable", "portable")
+    };
+    let fused = if simd >= Isa::Avx512 {
+        "avx512 fused (online softmax)".to_string()
+    } else {
+        format!("gemm crate + softmax ({})", simd.name())
+    };
+    vec![
+        ("matmul f32", "gemm crate (its own dispatch)".to_string()),
+        ("matmul int8", int8.to_string()),
+        ("int8 row quantization", quantize.to_string()),
+        ("attention, 32+ queries", fused),
+        ("attention, decoder steps", simd.name().to_string()),
+        ("softmax, layer norm, GELU, add", simd.name().to_string()),
+    ]
+}

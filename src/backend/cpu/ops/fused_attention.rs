@@ -1,0 +1,343 @@
+//! Fused multi-head attention for many queries (encoder self-attention, cross-attention of
+//! prompts and batched passes), AVX-512, head_dim 64 (every Whisper size): the FlashAttention
+//! scheme on the CPU. Per task, a tile of [`TILE_ROWS`] queries of one head walks the keys in
+//! blocks of [`KEY_BLOCK`]: scores `q · kᵀ` into a small block (registers, then L1), an online
+//! softmax (running max and sum per query; earlier partial results rescaled when the max grows),
+//! then `p · v` accumulated into the tile's output. The `[n_q, n_kv]` score matrix is never
+//! formed, and each key block is read while it is in cache.
+//!
+//! Keys are first transposed per head into tiles of 32 keys × 64 dimensions (`[tile][t][32]`),
+//! so the score kernel loads two 16-key vectors per dimension and broadcasts the query's value.
+//! The f32 sums run in another order than the unfused path (`attention.rs` on `gemm`): results
+//! agree to f32 rounding (tested against f64 in `attention.rs`'s tests).
+//!
+//! Where the CPU lacks AVX-512 or heads are not 64 wide, [`fused_attention`] declines and the
+//! caller takes the unfused path.
+
+use crate::backend::cpu::isa::{isa, Isa};
+
+/// Dimensions per head this kernel handles.
+pub(super) const HEAD_DIM: usize = 64;
+/// Queries per task (a tile): 12 rows × 2 vectors of 16 keys are 24 accumulators.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const TILE_ROWS: usize = 12;
+/// Keys per online-softmax step (a multiple of [`KEY_TILE`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const KEY_BLOCK: usize = 128;
+/// Keys per transposed tile of the score kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const KEY_TILE: usize = 32;
+
+thread_local! {
+    /// The transposed keys of one call (taken out for the call, so a rayon task that this thread
+    /// runs meanwhile never finds it borrowed).
+    static KEYS_T: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Multi-head attention as [`super::attention_in`] with `n_q` above the few-query kernel's
+/// limit; `head_rows(h)` gives (offset of head `h`'s first key/value row, distance between
+/// rows). Returns false, having written nothing, where this kernel does not apply (no AVX-512,
+/// or heads not [`HEAD_DIM`] wide).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn fused_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    head_rows: impl Fn(usize) -> (usize, usize) + Sync,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) -> bool {
+    if isa() < Isa::Avx512 || d != n_head * HEAD_DIM || n_kv == 0 {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use rayon::prelude::*;
+        assert!(q.len() >= n_q * d && out.len() >= n_q * d);
+        for h in 0..n_head {
+            let (off, rs) = head_rows(h);
+            assert!(
+                k.len() >= off + (n_kv - 1) * rs + HEAD_DIM
+                    && v.len() >= off + (n_kv - 1) * rs + HEAD_DIM,
+                "attention keys/values too small"
+            );
+        }
+        let parallel =
+            n_q * n_kv * d >= super::PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
+        let key_tiles = n_kv.div_ceil(KEY_TILE);
+        let head_len = key_tiles * KEY_TILE * HEAD_DIM;
+        let mut keys_t = KEYS_T.take();
+        keys_t.clear();
+        keys_t.resize(n_head * head_len, 0.0);
+        let transpose = |(h, kt): (usize, &mut [f32])| {
+            let (off, rs) = head_rows(h);
+            for j in 0..n_kv {
+                let row = &k[off + j * rs..off + j * rs + HEAD_DIM];
+                let tile = &mut kt[(j / KEY_TILE) * KEY_TILE * HEAD_DIM..];
+                for (t, &x) in row.iter().enumerate() {
+                    tile[t * KEY_TILE + j % KEY_TILE] = x;
+                }
+            }
+        };
+        if parallel {
+            keys_t
+                .par_chunks_mut(head_len)
+                .enumerate()
+                .for_each(transpose);
+        } else {
+            keys_t.chunks_mut(head_len).enumerate().for_each(transpose);
+        }
+        let q_tiles = n_q.div_ceil(TILE_ROWS);
+        let out_ptr = super::SendPtr(out.as_mut_ptr());
+        let kt = &keys_t;
+        let run = |task: usize| {
+            let (h, tile) = (task / q_tiles, task % q_tiles);
+            let (off, rs) = head_rows(h);
+            // SAFETY: AVX-512 is present (checked above); the asserts above bound every key and
+            // value row read; the task writes rows tile*12.. (< n_q) of head h's columns only.
+            unsafe {
+                avx512::tile(
+                    q,
+                    d,
+                    h,
+                    tile * TILE_ROWS,
+                    (n_q - tile * TILE_ROWS).min(TILE_ROWS),
+                    &kt[h * head_len..(h + 1) * head_len],
+                    v[off..].as_ptr(),
+                    rs,
+                    n_kv,
+                    causal_offset,
+                    out_ptr,
+                )
+            }
+        };
+        if parallel {
+            (0..n_head * q_tiles).into_par_iter().for_each(run);
+        } else {
+            (0..n_head * q_tiles).for_each(run);
+        }
+        KEYS_T.set(keys_t);
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, k, v, head_rows, n_q, causal_offset, out);
+        unreachable!("Isa::Avx512 is only detected on x86-64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::super::SendPtr;
+    use super::{HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
+    use std::arch::x86_64::*;
+
+    /// Rows `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h`: see the module comment. `kt` is
+    /// the head's transposed keys, `v` its first value row (rows `rs` apart).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `v` is valid for `n_kv` rows; `out` for `(i0 + rows) * d` floats,
+    /// and no one else writes rows `i0..i0 + rows` of head `h`'s columns meanwhile.
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile(
+        q: &[f32],
+        d: usize,
+        h: usize,
+        i0: usize,
+        rows: usize,
+        kt: &[f32],
+        v: *const f32,
+        rs: usize,
+        n_kv: usize,
+        causal_offset: Option<usize>,
+        out: SendPtr,
+    ) {
+        // Queries scaled by 1/√64 = 1/8 (exact: a power of two), rows past `rows` zero.
+        let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
+        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+        for r in 0..rows {
+            let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
+            for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
+                *dst = x * scale;
+            }
+        }
+        // Keys each row sees: all, or the causal prefix; none for padding rows.
+        let visible: [usize; TILE_ROWS] =
+            std::array::from_fn(|r| match (r < rows, causal_offset) {
+                (false, _) => 0,
+                (true, None) => n_kv,
+                (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
+            });
+        let kv_end = visible.iter().copied().max().unwrap_or(0);
+        let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
+        let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
+        let mut max = [f32::NEG_INFINITY; TILE_ROWS];
+        let mut sum = [0.0f32; TILE_ROWS];
+        let mut alpha = [0.0f32; TILE_ROWS];
+        for j0 in (0..kv_end).step_by(KEY_BLOCK) {
+            let cb = KEY_BLOCK.min(kv_end - j0);
+            for t in 0..cb.div_ceil(KEY_TILE) {
+                let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * HEAD_DIM);
+                scores(qs.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
+            }
+            for r in 0..TILE_ROWS {
+                let valid = visible[r].saturating_sub(j0).min(cb);
+                alpha[r] = online_softmax(
+                    s.as_mut_ptr().add(r * KEY_BLOCK),
+                    valid,
+                    &mut max[r],
+                    &mut sum[r],
+                );
+            }
+            for g in 0..TILE_ROWS / 6 {
+                weighted_values(
+                    s.as_ptr().add(g * 6 * KEY_BLOCK),
+                    v.add(j0 * rs),
+                    rs,
+                    cb,
+                    o.as_mut_ptr().add(g * 6 * HEAD_DIM),
+                    &alpha[g * 6..g * 6 + 6],
+                );
+            }
+        }
+        for r in 0..rows {
+            let inv = 1.0 / sum[r];
+            let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
+            for t in 0..HEAD_DIM {
+                *dst.add(t) = o[r * HEAD_DIM + t] * inv;
+            }
+        }
+    }
+
+    /// `s[r, 0..32] = qs[r] · keys` for the 12 rows of `qs` (`[12, 64]`) and one transposed key
+    /// tile (`[64][32]`); rows of `s` are [`KEY_BLOCK`] apart.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn scores(qs: *const f32, keys: *const f32, s: *mut f32) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
+        for t in 0..HEAD_DIM {
+            let k0 = _mm512_loadu_ps(keys.add(t * KEY_TILE));
+            let k1 = _mm512_loadu_ps(keys.add(t * KEY_TILE + 16));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let qb = _mm512_set1_ps(*qs.add(r * HEAD_DIM + t));
+                a[0] = _mm512_fmadd_ps(qb, k0, a[0]);
+                a[1] = _mm512_fmadd_ps(qb, k1, a[1]);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(s.add(r * KEY_BLOCK), a[0]);
+            _mm512_storeu_ps(s.add(r * KEY_BLOCK + 16), a[1]);
+        }
+    }
+
+    /// One row's step of the online softmax over its `valid` scores in `row` (the rest of the
+    /// [`KEY_BLOCK`] are treated as −∞): raises the running `max`, overwrites the row with
+    /// `exp(s - max)` (0 past `valid`), adds their sum to the rescaled running `sum`, and returns
+    /// the factor `exp(old max - new max)` by which earlier output must be rescaled.
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    #[inline]
+    unsafe fn online_softmax(row: *mut f32, valid: usize, max: &mut f32, sum: &mut f32) -> f32 {
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let lanes = |c: usize| -> __mmask16 {
+            let live = valid.saturating_sub(c * 16).min(16);
+            ((1u32 << live) - 1) as __mmask16
+        };
+        let mut m = ninf;
+        for c in 0..KEY_BLOCK / 16 {
+            m = _mm512_max_ps(m, _mm512_mask_loadu_ps(ninf, lanes(c), row.add(c * 16)));
+        }
+        let new_max = max.max(_mm512_reduce_max_ps(m));
+        // A row that has seen no key yet keeps max −∞; subtract 0 then, never −∞ − −∞.
+        let shift = if new_max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            new_max
+        };
+        let alpha = if *max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*max - shift).exp()
+        };
+        let shift_v = _mm512_set1_ps(shift);
+        let mut total = _mm512_setzero_ps();
+        for c in 0..KEY_BLOCK / 16 {
+            let x = _mm512_mask_loadu_ps(ninf, lanes(c), row.add(c * 16));
+            let p = exp(_mm512_sub_ps(x, shift_v));
+            _mm512_storeu_ps(row.add(c * 16), p);
+            total = _mm512_add_ps(total, p);
+        }
+        *sum = *sum * alpha + _mm512_reduce_add_ps(total);
+        *max = new_max;
+        alpha
+    }
+
+    /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for 6 rows (`p` rows [`KEY_BLOCK`] apart,
+    /// `o` rows 64 wide) over `cb` keys: 24 accumulators in registers.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn weighted_values(
+        p: *const f32,
+        v: *const f32,
+        rs: usize,
+        cb: usize,
+        o: *mut f32,
+        alpha: &[f32],
+    ) {
+        let mut acc: [[__m512; 4]; 6] = std::array::from_fn(|r| {
+            let a = _mm512_set1_ps(alpha[r]);
+            std::array::from_fn(|c| _mm512_mul_ps(a, _mm512_loadu_ps(o.add(r * HEAD_DIM + c * 16))))
+        });
+        for j in 0..cb {
+            let vr = v.add(j * rs);
+            let vv: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(vr.add(c * 16)));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let pb = _mm512_set1_ps(*p.add(r * KEY_BLOCK + j));
+                for c in 0..4 {
+                    a[c] = _mm512_fmadd_ps(pb, vv[c], a[c]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (c, &x) in a.iter().enumerate() {
+                _mm512_storeu_ps(o.add(r * HEAD_DIM + c * 16), x);
+            }
+        }
+    }
+
+    /// `e^x` lane-wise: the polynomial of `math::exp` with fused multiply-adds and `vscalefps`
+    /// for 2^n; 0 below −87.3 (so −∞ gives exactly 0). Relative error ≤ 2 ulp.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn exp(x: __m512) -> __m512 {
+        let xc = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.3)),
+            _mm512_set1_ps(88.3),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let er = _mm512_add_ps(
+            _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r),
+            _mm512_set1_ps(1.0),
+        );
+        let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.3));
+        _mm512_maskz_mov_ps(live, _mm512_scalef_ps(er, n))
+    }
+}
