@@ -356,7 +356,14 @@ impl LocalAgreement {
         best.map(|(_, _, i)| i)
     }
 
-    fn commit(&mut self, words: Vec<Word>, events: &mut Vec<StreamEvent>) {
+    fn commit(&mut self, mut words: Vec<Word>, events: &mut Vec<StreamEvent>) {
+        // Times never run backwards across committed events: a later hypothesis may place the
+        // first new word's start a little before the end the previous commit reported.
+        let floor = self.committed_end;
+        for w in &mut words {
+            w.start = w.start.max(floor);
+            w.end = w.end.max(w.start);
+        }
         let (Some(first), Some(last)) = (words.first(), words.last()) else {
             return;
         };
