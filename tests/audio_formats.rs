@@ -745,3 +745,25 @@ fn an_mp4_claiming_huge_tables_is_an_error_not_an_abort() {
         "{err}"
     );
 }
+
+/// Found by `fuzz/` right after: a 3-KB WebM whose block claims ~35 PB, which symphonia's
+/// Matroska demuxer allocates before reading. Element headers are checked first
+/// (src/audio/ebml_guard.rs): from a file an error naming it, from a stream the part before
+/// the bad header at most; never an abort.
+#[test]
+fn a_webm_claiming_a_huge_element_is_an_error_not_an_abort() {
+    let path = fixture("malformed_block.webm");
+    let err = load_audio(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("malformed_block.webm")
+            && err.contains("malformed Matroska/WebM")
+            && !err.contains('\n'),
+        "{err}"
+    );
+    // From a stream the gate stops at the bad header: the blocks before it decode (a damaged
+    // stream's readable part, as for any cut stream), or the open fails; never an abort.
+    match from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default()) {
+        Ok(samples) => assert!(samples.len() < 16_000, "{}", samples.len()),
+        Err(e) => assert!(e.to_string().starts_with("-: "), "{e}"),
+    }
+}

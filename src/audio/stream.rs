@@ -117,6 +117,13 @@ fn open_source_inner(
                     .len();
                 super::mp4_guard::check(&mut file, len)?;
             }
+            if container == Container::Matroska {
+                let len = file
+                    .metadata()
+                    .map_err(|e| format!("cannot read: {e}"))?
+                    .len();
+                super::ebml_guard::check_file(&mut file, len)?;
+            }
             let mss =
                 MediaSourceStream::new(Box::new(file) as Box<dyn MediaSource>, Default::default());
             Ok(Some(Box::new(SymphoniaSource::open(
@@ -163,6 +170,10 @@ fn open_source_inner(
                     .seek(SeekFrom::Start(0))
                     .map_err(|e| format!("temporary file: {e}"))?;
                 return open_source_inner(Input::File(spool), opts);
+            }
+            if container == Container::Matroska {
+                // Checked as it streams (see ebml_guard): live WebM cannot wait for its end.
+                replay = Box::new(super::ebml_guard::EbmlGate::new(replay));
             }
             symphonia_from_reader(replay, container, opts).map(Some)
         }
