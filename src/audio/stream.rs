@@ -110,19 +110,18 @@ fn open_source_inner(
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| format!("cannot read: {e}"))?;
             }
-            if container == Container::Mp4 {
+            // The two containers whose demuxer trusts sizes in the file: their structure is
+            // checked first (see mp4_guard, ebml_guard).
+            if matches!(container, Container::Mp4 | Container::Matroska) {
                 let len = file
                     .metadata()
                     .map_err(|e| format!("cannot read: {e}"))?
                     .len();
-                super::mp4_guard::check(&mut file, len)?;
-            }
-            if container == Container::Matroska {
-                let len = file
-                    .metadata()
-                    .map_err(|e| format!("cannot read: {e}"))?
-                    .len();
-                super::ebml_guard::check_file(&mut file, len)?;
+                if container == Container::Mp4 {
+                    super::mp4_guard::check(&mut file, len)?;
+                } else {
+                    super::ebml_guard::check_file(&mut file, len)?;
+                }
             }
             let mss =
                 MediaSourceStream::new(Box::new(file) as Box<dyn MediaSource>, Default::default());
