@@ -19,9 +19,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use dattavani_asr::testing::model::hub;
 use dattavani_asr::vad::{
-    self, fetch, merge_segments, speech_timestamps, SpeechChunk, VadModel, VadOptions,
+    self, fetch, merge_segments, speech_timestamps, SpeechChunk, VadModel, VadOptions, VadPath,
+    VadTranscript,
 };
-use dattavani_asr::{Device, TranscribeOptions, Transcriber};
+use dattavani_asr::{Device, Hooks, TranscribeOptions, Transcriber};
 use serde::Deserialize;
 
 const SR: f64 = 16_000.0;
@@ -240,6 +241,33 @@ fn whisper() -> Transcriber {
 }
 
 /// Deterministic white noise (xorshift), standard deviation about `level`.
+/// The sequential `--vad` path with faster-whisper's default VAD options.
+fn with_default_vad(
+    whisper: &mut Transcriber,
+    audio: &[f32],
+    vad_model: &VadModel,
+) -> VadTranscript {
+    vad::transcribe_with_vad(whisper, audio, vad_model, &VadOptions::default(), None).unwrap()
+}
+
+/// The batched `--vad` path with faster-whisper's batched-pipeline VAD options (30-s spans).
+fn with_batched_vad(
+    whisper: &mut Transcriber,
+    audio: &[f32],
+    vad_model: &VadModel,
+) -> VadTranscript {
+    let options = VadOptions::batched(30.0);
+    vad::transcribe_speech(
+        whisper,
+        audio,
+        vad_model,
+        &options,
+        VadPath::Batched,
+        Hooks::default(),
+    )
+    .unwrap()
+}
+
 fn noise(n: usize, level: f32) -> Vec<f32> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
     (0..n)
@@ -279,14 +307,7 @@ fn speech_then_a_minute_of_silence_then_speech() {
     let alone_first = whisper.transcribe_samples(&first, 16_000).unwrap();
     let alone_second = whisper.transcribe_samples(&second, 16_000).unwrap();
 
-    let out = vad::transcribe_with_vad(
-        &mut whisper,
-        &audio,
-        &vad_model,
-        &VadOptions::default(),
-        None,
-    )
-    .unwrap();
+    let out = with_default_vad(&mut whisper, &audio, &vad_model);
     let t = &out.transcript;
     assert!((t.duration - audio.len() as f64 / SR).abs() < 1e-9);
     assert!(
@@ -349,14 +370,7 @@ fn a_minute_of_silence_or_noise_gives_empty_text() {
         ("silence", vec![0.0f32; minute]),
         ("white noise", noise(minute, 0.05)),
     ] {
-        let out = vad::transcribe_with_vad(
-            &mut whisper,
-            &audio,
-            &vad_model,
-            &VadOptions::default(),
-            None,
-        )
-        .unwrap();
+        let out = with_default_vad(&mut whisper, &audio, &vad_model);
         assert_eq!(out.transcript.text, "", "{what}");
         assert!(out.transcript.segments.is_empty(), "{what}");
         assert!(out.speech.is_empty(), "{what}: {:?}", out.speech);
@@ -503,22 +517,8 @@ fn batched_vad_is_as_accurate_as_sequential_on_the_long_clips() {
     ] {
         let audio = load(&format!("tests/data/speech/{clip}"));
         let seq = sequential.transcribe_samples(&audio, 16_000).unwrap();
-        let seq_vad = vad::transcribe_with_vad(
-            &mut sequential,
-            &audio,
-            &vad_model,
-            &VadOptions::default(),
-            None,
-        )
-        .unwrap();
-        let bat = vad::transcribe_spans_with_vad(
-            &mut batched,
-            &audio,
-            &vad_model,
-            &VadOptions::batched(30.0),
-            dattavani_asr::Hooks::default(),
-        )
-        .unwrap();
+        let seq_vad = with_default_vad(&mut sequential, &audio, &vad_model);
+        let bat = with_batched_vad(&mut batched, &audio, &vad_model);
         let t = &bat.transcript;
         let mut prev_end = 0.0;
         for s in &t.segments {
@@ -579,14 +579,7 @@ fn batched_vad_without_timestamps_loses_no_words() {
     let sequential = greedy_whisper(1, false)
         .transcribe_samples(&audio, 16_000)
         .unwrap();
-    let plain = vad::transcribe_spans_with_vad(
-        &mut greedy_whisper(8, true),
-        &audio,
-        &vad_model,
-        &VadOptions::batched(30.0),
-        dattavani_asr::Hooks::default(),
-    )
-    .unwrap();
+    let plain = with_batched_vad(&mut greedy_whisper(8, true), &audio, &vad_model);
     let (s, p) = (words(&sequential.text), words(&plain.transcript.text));
     println!("words: sequential with timestamps {s}, batched --vad without timestamps {p}");
     assert!(

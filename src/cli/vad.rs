@@ -1,7 +1,7 @@
 //! `transcribe --vad`: Silero VAD before transcription, with faster-whisper's option names and
 //! defaults. One flattened clap struct, so the transcribe flags stay one block.
 
-use dattavani_asr::vad::{self, VadModel, VadOptions, VadTranscript};
+use dattavani_asr::vad::{self, VadModel, VadOptions, VadPath, VadTranscript};
 use dattavani_asr::{Error, Hooks, Result, Transcriber};
 
 #[derive(clap::Args, Debug, Clone, Default, serde::Serialize)]
@@ -100,15 +100,8 @@ impl VadArgs {
     }
 }
 
-/// Whether `--vad` takes the batched path for these transcription options: batches of more
-/// than one, or no timestamps (then the sequential loop could not tell where a decode that
-/// stopped early left off, and would skip the rest of its window).
-pub fn batched(transcriber: &Transcriber) -> bool {
-    let o = transcriber.options();
-    o.batch_size > 1 || o.decode.without_timestamps
-}
-
-/// Transcribe one clip's speech (16 kHz mono samples).
+/// Transcribe one clip's speech (16 kHz mono samples), by the path the transcription options
+/// call for ([`VadPath::for_options`]).
 pub fn transcribe_samples(
     transcriber: &mut Transcriber,
     samples: &[f32],
@@ -116,13 +109,9 @@ pub fn transcribe_samples(
     args: &VadArgs,
     hooks: Hooks<'_>,
 ) -> Result<VadTranscript> {
-    let batched = batched(transcriber);
-    let options = args.options(batched)?;
-    if batched {
-        vad::transcribe_spans_with_vad(transcriber, samples, model, &options, hooks)
-    } else {
-        vad::transcribe_with_vad_hooks(transcriber, samples, model, &options, hooks)
-    }
+    let path = VadPath::for_options(transcriber.options());
+    let options = args.options(path == VadPath::Batched)?;
+    vad::transcribe_speech(transcriber, samples, model, &options, path, hooks)
 }
 
 /// The json writer's object with a `vad` member added: `removed_duration` (seconds of audio

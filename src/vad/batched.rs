@@ -10,12 +10,10 @@
 //! without timestamps loses no more than a window's worth of tail: the sequential loop's
 //! 30-s windows cut mid-sentence, and a window whose decode ends early is skipped whole.
 
-use super::model::{VadModel, SAMPLE_RATE};
-use super::sequential::{clamp_to_detected, empty_transcript, transcribe_mapped, VadTranscript};
+use super::model::VadModel;
 use super::timestamps::{merge_segments, speech_timestamps_and_detected, SpeechChunk, VadOptions};
-use crate::error::Result;
 use crate::mel::{HOP_LENGTH, N_FRAMES};
-use crate::transcribe::{Hooks, SampleRange, Segment, Transcriber};
+use crate::transcribe::SampleRange;
 
 /// Longest span, seconds: one Whisper window.
 pub const CHUNK_LENGTH_S: f32 = 30.0;
@@ -23,7 +21,7 @@ pub const CHUNK_LENGTH_S: f32 = 30.0;
 /// The spans the batched path decodes: speech found with `options` (its
 /// `max_speech_duration_s` replaced by [`CHUNK_LENGTH_S`]), merged, each cut to fit a window of
 /// mel frames (a span of exactly 30 s that does not start on a frame would need 3001), with the
-/// padded and the detected speech chunks (for [`clamp_to_detected`]).
+/// padded and the detected speech chunks (for [`clamp_to_detected`](super::clamp_to_detected)).
 pub fn spans(
     samples: &[f32],
     vad: &VadModel,
@@ -47,47 +45,4 @@ pub fn spans(
         .filter(|r| r.end > r.start)
         .collect();
     (ranges, speech, detected)
-}
-
-/// Transcribe the speech of 16 kHz `samples`: [`spans`] decoded `batch_size` (the
-/// transcriber's option) at a time. Times in the original timeline, in the transcript and in
-/// the segment callback alike. `removed_duration` counts the audio outside every span;
-/// `speech` holds the spans. No speech gives an empty transcript.
-pub fn transcribe_spans_with_vad(
-    transcriber: &mut Transcriber,
-    samples: &[f32],
-    vad: &VadModel,
-    options: &VadOptions,
-    hooks: Hooks<'_>,
-) -> Result<VadTranscript> {
-    let duration = samples.len() as f64 / SAMPLE_RATE as f64;
-    let (ranges, speech, detected) = spans(samples, vad, options);
-    let kept: usize = ranges.iter().map(|r| r.end - r.start).sum();
-    let removed_duration = duration - kept as f64 / SAMPLE_RATE as f64;
-    tracing::info!(
-        "VAD: {} speech chunks in {} spans, {:.1} s of {:.1} s decoded",
-        speech.len(),
-        ranges.len(),
-        kept as f64 / SAMPLE_RATE as f64,
-        duration
-    );
-    let transcript = if ranges.is_empty() {
-        empty_transcript(transcriber, duration)
-    } else {
-        let to_original = move |s: &mut [Segment]| clamp_to_detected(s, &speech, &detected);
-        transcribe_mapped(hooks, to_original, |hooks| {
-            transcriber.transcribe_chunks(samples, &ranges, hooks)
-        })?
-    };
-    Ok(VadTranscript {
-        transcript,
-        speech: ranges
-            .iter()
-            .map(|r| SpeechChunk {
-                start: r.start,
-                end: r.end,
-            })
-            .collect(),
-        removed_duration,
-    })
 }

@@ -33,9 +33,9 @@
 //!   for the batched transcribe entry, decoded without previous-text conditioning; its segment
 //!   and word times are offset by `start / 16000` s (the audio inside keeps its original
 //!   spacing, so no map is needed).
-//! - Done (second wave): `transcribe --vad` is src/cli/vad.rs on [`transcribe_with_vad_hooks`]
-//!   (segment callback in the original timeline) and, with `--batch-size` > 1 or
-//!   `--without-timestamps`, on [`transcribe_spans_with_vad`] ([`batched`]); `models
+//! - Done (second wave): `transcribe --vad` is src/cli/vad.rs on [`transcribe_speech`]
+//!   (segment callback in the original timeline), [`VadPath::Sequential`] or, with
+//!   `--batch-size` > 1 or `--without-timestamps`, [`VadPath::Batched`] ([`batched`]); `models
 //!   pull|verify|rm silero-vad` on [`fetch::pull_in`], [`fetch::verify_in`], [`fetch::remove_in`].
 //! - `info`'s speech share: `speech_chunks` with [`VadOptions::default`], summing `end - start`.
 
@@ -45,19 +45,21 @@ pub mod model;
 pub mod onnx_weights;
 pub mod sequential;
 pub mod timestamps;
+pub mod transcribe;
 
 use std::path::Path;
 
-pub use batched::{spans, transcribe_spans_with_vad, CHUNK_LENGTH_S};
+pub use batched::{spans, CHUNK_LENGTH_S};
 pub use model::{VadModel, VadState, VadWeights, CONTEXT_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES};
 pub use sequential::{
     batch_spans, clamp_to_detected, restore_timestamps, speech_chunks, transcribe_with_vad,
-    transcribe_with_vad_hooks, VadTranscript,
+    VadTranscript,
 };
 pub use timestamps::{
     collect_chunks, merge_segments, speech_timestamps, speech_timestamps_and_detected, MergedChunk,
     SpeechChunk, SpeechTimestampsMap, VadOptions,
 };
+pub use transcribe::{transcribe_speech, VadPath};
 
 use crate::error::Result;
 

@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use super::model::{VadModel, SAMPLE_RATE};
 use super::timestamps::{
-    collect_chunks, speech_timestamps_and_detected, SpeechChunk, SpeechTimestampsMap, VadOptions,
+    speech_timestamps_and_detected, SpeechChunk, SpeechTimestampsMap, VadOptions,
 };
+use super::transcribe::{transcribe_speech, VadPath};
 use crate::error::Result;
 use crate::transcribe::{Hooks, Segment, Transcriber, Transcript};
 
@@ -162,7 +163,8 @@ const MISSED_CUT_S: f64 = 1.0;
 
 /// Transcribe the speech of 16 kHz `samples` with `transcriber` (its options as they are), after
 /// cutting what `vad` finds to be non-speech. No speech gives an empty transcript.
-/// `progress` counts the concatenated speech.
+/// `progress` counts the concatenated speech. ([`transcribe_speech`] with
+/// [`VadPath::Sequential`].)
 pub fn transcribe_with_vad(
     transcriber: &mut Transcriber,
     samples: &[f32],
@@ -174,86 +176,14 @@ pub fn transcribe_with_vad(
     if let Some(p) = progress {
         hooks = hooks.progress(p);
     }
-    transcribe_with_vad_hooks(transcriber, samples, vad, options, hooks)
-}
-
-/// [`transcribe_with_vad`] with hooks: the segment callback gets each segment with its times
-/// already in the original timeline (as the returned transcript has them); progress counts the
-/// concatenated speech; cancellation as for any transcription.
-pub fn transcribe_with_vad_hooks(
-    transcriber: &mut Transcriber,
-    samples: &[f32],
-    vad: &VadModel,
-    options: &VadOptions,
-    hooks: Hooks<'_>,
-) -> Result<VadTranscript> {
-    let duration = samples.len() as f64 / SAMPLE_RATE as f64;
-    let probs = vad.speech_probabilities(samples);
-    let (speech, detected) = speech_timestamps_and_detected(&probs, samples.len(), options);
-    let kept = collect_chunks(samples, &speech);
-    let removed_duration = duration - kept.len() as f64 / SAMPLE_RATE as f64;
-    tracing::info!(
-        "VAD: {} speech chunks, {:.1} s of {:.1} s kept",
-        speech.len(),
-        kept.len() as f64 / SAMPLE_RATE as f64,
-        duration
-    );
-    let transcript = if kept.is_empty() {
-        empty_transcript(transcriber, duration)
-    } else {
-        let (chunks, detected) = (speech.clone(), detected);
-        let to_original = move |s: &mut [Segment]| {
-            restore_timestamps(s, &chunks);
-            clamp_to_detected(s, &chunks, &detected);
-        };
-        let mut t = transcribe_mapped(hooks, to_original, |hooks| {
-            transcriber.transcribe_samples_with(&kept, SAMPLE_RATE as u32, hooks)
-        })?;
-        t.duration = duration;
-        t
-    };
-    Ok(VadTranscript {
-        transcript,
-        speech,
-        removed_duration,
-    })
-}
-
-/// Runs `transcribe` with `hooks`, mapping the segments to the original timeline with
-/// `to_original`: each segment the callback (if any) sees, one by one as it is final, and those
-/// of the returned transcript, so both get the same times.
-pub(super) fn transcribe_mapped<'a>(
-    mut hooks: Hooks<'a>,
-    to_original: impl Fn(&mut [Segment]) + Clone + Send + 'a,
-    transcribe: impl FnOnce(Hooks<'a>) -> Result<Transcript>,
-) -> Result<Transcript> {
-    if let Some(mut user) = hooks.take_on_segment() {
-        let map = to_original.clone();
-        hooks = hooks.on_segment(move |s: &Segment| {
-            let mut s = s.clone();
-            map(std::slice::from_mut(&mut s));
-            user(&s);
-        });
-    }
-    let mut t = transcribe(hooks)?;
-    to_original(&mut t.segments);
-    Ok(t)
-}
-
-/// The transcript of audio without speech: no segments, the asked language (else English).
-pub(super) fn empty_transcript(transcriber: &Transcriber, duration: f64) -> Transcript {
-    Transcript {
-        text: String::new(),
-        language: transcriber
-            .options()
-            .decode
-            .language
-            .clone()
-            .unwrap_or_else(|| "en".to_string()),
-        language_probability: None,
-        segments: Vec::new(),
-        duration,
-    }
+    transcribe_speech(
+        transcriber,
+        samples,
+        vad,
+        options,
+        VadPath::Sequential,
+        hooks,
+    )
 }
 
 #[cfg(test)]
