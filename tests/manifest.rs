@@ -33,6 +33,17 @@ fn clip(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A directory holding copies of the speech clips `names` for a real run, or `None` (the test
+/// is skipped) when tiny.en is not cached.
+fn dir_with_clips(names: &[&str]) -> Option<tempfile::TempDir> {
+    models::cached_dir("tiny.en")?;
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::copy(clip(name), dir.path().join(name)).unwrap();
+    }
+    Some(dir)
+}
+
 /// The binary in `dir`, quiet, with the engine variables cleared and `env` set.
 fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"));
@@ -42,6 +53,13 @@ fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     c.envs(env.iter().copied());
     c.output().expect("binary runs")
+}
+
+/// `transcribe --manifest list.txt -o out`, then `extra`, in `dir` (see [`run_in`]).
+fn run_list(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["transcribe", "--manifest", "list.txt", "-o", "out"];
+    args.extend_from_slice(extra);
+    run_in(dir, &args, env)
 }
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
@@ -73,16 +91,7 @@ fn dry_run_dir(n: usize) -> tempfile::TempDir {
 
 /// The items a `--dry-run` says this shard runs.
 fn planned(dir: &Path, shard_args: &[&str], env: &[(&str, &str)]) -> Vec<u64> {
-    let mut args = vec![
-        "transcribe",
-        "--manifest",
-        "list.txt",
-        "-o",
-        "out",
-        "--dry-run",
-    ];
-    args.extend_from_slice(shard_args);
-    let o = run_in(dir, &args, env);
+    let o = run_list(dir, &[&["--dry-run"], shard_args].concat(), env);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let lines = json_lines(&o.stdout);
     lines
@@ -134,20 +143,7 @@ fn shard_auto_reads_each_engine() {
     let rank = [("RANK", "0"), ("WORLD_SIZE", "4")];
     assert_eq!(planned(d, &["--shard", "auto"], &rank), [0, 4]);
     // None set: a usage error saying what was looked for.
-    let o = run_in(
-        d,
-        &[
-            "transcribe",
-            "--manifest",
-            "list.txt",
-            "-o",
-            "out",
-            "--shard",
-            "auto",
-            "--dry-run",
-        ],
-        &[],
-    );
+    let o = run_list(d, &["--shard", "auto", "--dry-run"], &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
@@ -156,18 +152,9 @@ fn shard_auto_reads_each_engine() {
         "{err}"
     );
     // An index past the count is refused, not wrapped.
-    let o = run_in(
+    let o = run_list(
         d,
-        &[
-            "transcribe",
-            "--manifest",
-            "list.txt",
-            "-o",
-            "out",
-            "--shard",
-            "auto",
-            "--dry-run",
-        ],
+        &["--shard", "auto", "--dry-run"],
         &[("RANK", "4"), ("WORLD_SIZE", "4")],
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -178,16 +165,9 @@ fn dry_run_loads_and_fetches_no_model() {
     let dir = dry_run_dir(2);
     let empty_cache = tempfile::tempdir().unwrap();
     let cache = empty_cache.path().to_str().unwrap();
-    let o = run_in(
+    let o = run_list(
         dir.path(),
-        &[
-            "transcribe",
-            "--manifest",
-            "list.txt",
-            "-o",
-            "out",
-            "--dry-run",
-        ],
+        &["--dry-run"],
         &[("HF_HUB_CACHE", cache), ("HF_HUB_OFFLINE", "1")],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -248,19 +228,8 @@ fn colliding_outputs_are_refused_before_any_model_work() {
 
 /// One real run over `list.txt` in `dir` (greedy); the status lines by item.
 fn transcribe(dir: &Path, extra: &[&str]) -> (Option<i32>, BTreeMap<u64, Value>) {
-    let mut args = vec![
-        "transcribe",
-        "--manifest",
-        "list.txt",
-        "-o",
-        "out",
-        "--beam-size",
-        "1",
-        "--threads",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    let o = run_in(dir, &args, &[]);
+    let args = [&["--beam-size", "1", "--threads", "2"], extra].concat();
+    let o = run_list(dir, &args, &[]);
     let lines = json_lines(&o.stdout)
         .into_iter()
         .map(|l| (l["item"].as_u64().unwrap(), l))
@@ -281,14 +250,10 @@ fn st(pairs: &[(u64, &str)]) -> Vec<(u64, String)> {
 
 #[test]
 fn killed_shard_rerun_finishes_only_what_is_missing_and_redoes_changed_inputs() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(dir) = dir_with_clips(&CLIPS) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    for name in CLIPS {
-        std::fs::copy(clip(name), d.join(name)).unwrap();
-    }
     std::fs::write(d.join("list.txt"), CLIPS.join("\n") + "\n").unwrap();
 
     // Two shards: every output written once, by its own shard.
@@ -380,12 +345,10 @@ fn killed_shard_rerun_finishes_only_what_is_missing_and_redoes_changed_inputs() 
 
 #[test]
 fn jsonl_items_choose_their_output_and_format() {
-    if models::cached_dir("tiny.en").is_none() {
+    let Some(dir) = dir_with_clips(&["jfk.wav"]) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    std::fs::copy(clip("jfk.wav"), d.join("jfk.wav")).unwrap();
     std::fs::write(d.join("noise.wav"), vec![7u8; 4096]).unwrap();
     std::fs::write(
         d.join("list.txt"),
