@@ -14,50 +14,47 @@ import array
 import base64
 import json
 import os
-import subprocess
 import sys
 import threading
-
 import warnings
 
 import openai
 import websockets
 from websockets.sync.client import connect as ws_connect
 
+import asr_server
+
 # The client marks `audio.translations` deprecated; the endpoint is still OpenAI's API.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "dattavani-asr")
 JFK = os.path.join(ROOT, "samples", "jfk.wav")
 LONG = os.path.join(ROOT, "tests", "data", "speech", "long_concat.wav")
 KEY = "sk-local-test"
 
 
 def start(*extra):
-    proc = subprocess.Popen(
-        [BIN, "--quiet", "serve", "--port", "0", "--api-key", KEY, *extra],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        sys.exit(f"server did not start: {line!r}")
-    url = line.split("listening on ", 1)[1]
-    ready = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
-    # /ready is 503 until the models are loaded.
-    import time
-    import urllib.request
+    proc, url = asr_server.start("--api-key", KEY, *extra)
+    return proc, url, openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
 
-    for _ in range(600):
-        try:
-            with urllib.request.urlopen(url + "/ready") as r:
-                if r.status == 200:
-                    break
-        except Exception:
-            time.sleep(0.2)
-    return proc, url, ready
+
+def realtime_transcription(conn, pcm24):
+    """Sends `pcm24` (24 kHz PCM16) on a configured Realtime transcription session, 200 ms per
+    append, commits, and reads events to the transcription's end: (the event types, the
+    deltas, the `completed` event or None after an error)."""
+    for i in range(0, len(pcm24), 9600):
+        conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[i:i + 9600]).decode())
+    conn.input_audio_buffer.commit()
+    kinds, deltas = [], []
+    for event in conn:
+        kinds.append(event.type)
+        if event.type == "conversation.item.input_audio_transcription.delta":
+            deltas.append(event.delta)
+        elif event.type == "conversation.item.input_audio_transcription.completed":
+            return kinds, deltas, event
+        elif event.type == "error":
+            break
+    return kinds, deltas, None
 
 
 def check(name, cond, detail=""):
@@ -117,24 +114,12 @@ def live_checks(url):
     client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0,
                            websocket_base_url=ws_url + "/v1")
     pcm24 = pcm16(JFK, 24000)
-    deltas, completed, kinds = [], None, []
     with client.beta.realtime.connect(model="whisper-1", extra_query={"intent": "transcription"}) as conn:
         conn.transcription_session.update(session={
             "input_audio_format": "pcm16",
             "input_audio_transcription": {"model": "whisper-1", "language": "en"},
             "turn_detection": None})
-        for i in range(0, len(pcm24), 9600):  # 200 ms per append
-            conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[i:i + 9600]).decode())
-        conn.input_audio_buffer.commit()
-        for event in conn:
-            kinds.append(event.type)
-            if event.type == "conversation.item.input_audio_transcription.delta":
-                deltas.append(event.delta)
-            elif event.type == "conversation.item.input_audio_transcription.completed":
-                completed = event
-                break
-            elif event.type == "error":
-                break
+        kinds, deltas, completed = realtime_transcription(conn, pcm24)
     check("openai realtime session", completed is not None and completed.transcript == "".join(deltas)
           and phrase in completed.transcript.lower(), (kinds, deltas, completed))
     check("realtime events", kinds[:2] == ["transcription_session.created", "transcription_session.updated"]
@@ -142,21 +127,11 @@ def live_checks(url):
 
     # The GA interface: `session.update` with a transcription session (ws:// from an http base URL).
     ga = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
-    deltas, completed, kinds = [], None, []
     with ga.realtime.connect(extra_query={"intent": "transcription"}) as conn:
         conn.session.update(session={"type": "transcription", "audio": {"input": {
             "format": {"type": "audio/pcm", "rate": 24000},
             "transcription": {"model": "whisper-1", "language": "en"}, "turn_detection": None}}})
-        for i in range(0, len(pcm24), 9600):
-            conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[i:i + 9600]).decode())
-        conn.input_audio_buffer.commit()
-        for event in conn:
-            kinds.append(event.type)
-            if event.type == "conversation.item.input_audio_transcription.delta":
-                deltas.append(event.delta)
-            elif event.type in ("conversation.item.input_audio_transcription.completed", "error"):
-                completed = event if event.type != "error" else None
-                break
+        kinds, deltas, completed = realtime_transcription(conn, pcm24)
     check("openai realtime session (GA interface)", completed is not None
           and completed.transcript == "".join(deltas) and phrase in completed.transcript.lower()
           and kinds[:2] == ["session.created", "session.updated"], (kinds, deltas, completed))

