@@ -89,8 +89,8 @@ pub mod audio_io {
 /// Writing transcripts: txt, srt, vtt, tsv, json, as openai-whisper writes them.
 pub mod writers {
     pub use crate::output::{
-        output_path, render, render_srt_numbered_from, render_with, write_atomic, OutputFormat,
-        SubtitleOptions,
+        output_path, render, render_srt_numbered_from, render_with, write_atomic, FormatChoice,
+        OutputFormat, SubtitleOptions,
     };
 }
 

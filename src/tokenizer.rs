@@ -33,8 +33,9 @@ pub const LANGUAGES: &[(&str, &str)] = &[
     ("yue", "cantonese"),
 ];
 
-/// What the decoder is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// What the decoder is asked to do (`--task`, a manifest item's `task`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     Transcribe,

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dattavani_asr::manifest::{
-    self, fingerprint, redo_reason, shard_from_env, ItemFormat, ItemTask, Manifest, ManifestItem,
-    ModelRecord, Shard, Sidecar, StatusLine,
+    self, fingerprint, redo_reason, shard_from_env, Manifest, ManifestItem, ModelRecord, Shard,
+    Sidecar, StatusLine,
 };
 use dattavani_asr::writers::{self as output, OutputFormat};
-use dattavani_asr::{Error, Result, Task, TranscribeOptions};
+use dattavani_asr::{Error, Result, TranscribeOptions};
 
 use super::checks;
 use super::stdout::{out, outln};
@@ -101,10 +101,7 @@ fn plan_item<'a>(
         options.decode.language = checks::language_code(language).map_err(at)?;
     }
     if let Some(task) = o.task {
-        options.decode.task = match task {
-            ItemTask::Transcribe => Task::Transcribe,
-            ItemTask::Translate => Task::Translate,
-        };
+        options.decode.task = task;
     }
     if let Some(w) = o.word_timestamps {
         options.word_timestamps = w;
@@ -120,15 +117,9 @@ fn plan_item<'a>(
     }
     options.validate().map_err(at)?;
     checks::check_options(&options, args.model()).map_err(at)?;
-    let formats = match o.output_format {
-        None => args.formats(),
-        Some(ItemFormat::All) => OutputFormat::ALL.to_vec(),
-        Some(ItemFormat::Txt) => vec![OutputFormat::Txt],
-        Some(ItemFormat::Srt) => vec![OutputFormat::Srt],
-        Some(ItemFormat::Vtt) => vec![OutputFormat::Vtt],
-        Some(ItemFormat::Tsv) => vec![OutputFormat::Tsv],
-        Some(ItemFormat::Json) => vec![OutputFormat::Json],
-    };
+    let formats = o
+        .output_format
+        .map_or_else(|| args.formats(), |f| f.formats());
     let subtitles = args
         .subtitles
         .options(options.word_timestamps)

@@ -10,7 +10,7 @@ use dattavani_asr::audio_io::{
     SNIFF_LEN,
 };
 use dattavani_asr::progress::{Progress, ProgressUnit};
-use dattavani_asr::writers::{self as output, OutputFormat};
+use dattavani_asr::writers::{self as output, FormatChoice, OutputFormat};
 use dattavani_asr::{
     DecodeOptions, Device as DeviceChoice, Error, Hooks, Result, Task, TranscribeOptions,
     Transcriber, Transcript, DEFAULT_MODEL,
@@ -26,22 +26,6 @@ enum Device {
     Auto,
     Cpu,
     Gpu,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Txt,
-    Srt,
-    Vtt,
-    Tsv,
-    Json,
-    All,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum TaskArg {
-    Transcribe,
-    Translate,
 }
 
 #[derive(clap::Args)]
@@ -64,7 +48,7 @@ pub struct TranscribeArgs {
     adapter: Option<String>,
     /// Output format(s); `all` writes every format (needs --output-dir).
     #[arg(long, short = 'f', value_enum, default_value = "txt")]
-    output_format: Format,
+    output_format: FormatChoice,
     /// Write `<stem>.<format>` here instead of printing to stdout.
     #[arg(long, short = 'o')]
     output_dir: Option<PathBuf>,
@@ -76,7 +60,7 @@ pub struct TranscribeArgs {
     language: String,
     /// Transcribe in the spoken language, or translate to English.
     #[arg(long, value_enum, default_value = "transcribe")]
-    task: TaskArg,
+    task: Task,
     /// First temperature; 0 decodes deterministically (beam search or greedy).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f32,
@@ -172,10 +156,7 @@ impl TranscribeArgs {
             ));
         }
         let decode = DecodeOptions {
-            task: match self.task {
-                TaskArg::Transcribe => Task::Transcribe,
-                TaskArg::Translate => Task::Translate,
-            },
+            task: self.task,
             language: super::checks::language_code(&self.language)?,
             beam_size: Some(self.beam_size),
             best_of: Some(self.best_of),
@@ -208,14 +189,7 @@ impl TranscribeArgs {
 impl TranscribeArgs {
     /// `--output-format` as the writers' formats.
     pub(super) fn formats(&self) -> Vec<OutputFormat> {
-        match self.output_format {
-            Format::Txt => vec![OutputFormat::Txt],
-            Format::Srt => vec![OutputFormat::Srt],
-            Format::Vtt => vec![OutputFormat::Vtt],
-            Format::Tsv => vec![OutputFormat::Tsv],
-            Format::Json => vec![OutputFormat::Json],
-            Format::All => OutputFormat::ALL.to_vec(),
-        }
+        self.output_format.formats()
     }
 
     /// The transcriber of `--model`, `--device`, `--adapter` and `--threads`, with `options`.

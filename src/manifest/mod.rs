@@ -11,11 +11,14 @@
 pub mod shard;
 pub mod sidecar;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::output::FormatChoice;
+use crate::tokenizer::Task;
 
 pub use shard::{shard_from_env, Shard};
 pub use sidecar::{
@@ -23,69 +26,43 @@ pub use sidecar::{
     StatusLine,
 };
 
-/// `task` of a manifest item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemTask {
-    Transcribe,
-    Translate,
-}
-
-/// `output_format` of a manifest item: one format, or `all`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemFormat {
-    Txt,
-    Srt,
-    Vtt,
-    Tsv,
-    Json,
-    All,
-}
-
 /// The options one manifest item may set; each overrides the command line's flag of the same
 /// name for that item only.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ItemOptions {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task: Option<ItemTask>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_format: Option<ItemFormat>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    pub output_format: Option<FormatChoice>,
     pub word_timestamps: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_prompt: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub beam_size: Option<usize>,
 }
 
-/// One JSON line as written; unknown keys are refused (a misspelt option would otherwise be
-/// silently ignored for a whole archive).
+/// One JSON line as written. Unknown keys are refused (a misspelt option would otherwise be
+/// silently ignored for a whole archive): what `options` does not take lands in `unknown`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonItem {
     audio: PathBuf,
-    #[serde(default)]
     output: Option<PathBuf>,
-    #[serde(default)]
-    language: Option<String>,
-    #[serde(default)]
-    task: Option<ItemTask>,
-    #[serde(default)]
-    output_format: Option<ItemFormat>,
-    #[serde(default)]
-    word_timestamps: Option<bool>,
-    #[serde(default)]
-    initial_prompt: Option<String>,
-    #[serde(default)]
-    temperature: Option<f32>,
-    #[serde(default)]
-    beam_size: Option<usize>,
+    #[serde(flatten)]
+    options: ItemOptions,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde::de::IgnoredAny>,
 }
+
+/// Every key a JSON line may have, for the message about one it may not.
+const JSON_KEYS: &[&str] = &[
+    "audio",
+    "output",
+    "language",
+    "task",
+    "output_format",
+    "word_timestamps",
+    "initial_prompt",
+    "temperature",
+    "beam_size",
+];
 
 /// One item of a manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,16 +116,11 @@ impl Manifest {
             let (audio, output, options) = if json {
                 let item: JsonItem =
                     serde_json::from_str(trimmed).map_err(|e| at(line, e.to_string()))?;
-                let options = ItemOptions {
-                    language: item.language,
-                    task: item.task,
-                    output_format: item.output_format,
-                    word_timestamps: item.word_timestamps,
-                    initial_prompt: item.initial_prompt,
-                    temperature: item.temperature,
-                    beam_size: item.beam_size,
-                };
-                (item.audio, item.output, options)
+                if let Some(key) = item.unknown.keys().next() {
+                    let e: serde_json::Error = serde::de::Error::unknown_field(key, JSON_KEYS);
+                    return Err(at(line, e.to_string()));
+                }
+                (item.audio, item.output, item.options)
             } else {
                 (PathBuf::from(trimmed), None, ItemOptions::default())
             };
@@ -214,8 +186,8 @@ mod tests {
         let a = &m.items[0];
         assert_eq!(a.output.as_deref(), Some(Path::new("/data/out/a.txt")));
         assert_eq!(a.options.language.as_deref(), Some("de"));
-        assert_eq!(a.options.task, Some(ItemTask::Translate));
-        assert_eq!(a.options.output_format, Some(ItemFormat::Srt));
+        assert_eq!(a.options.task, Some(Task::Translate));
+        assert_eq!(a.options.output_format, Some(FormatChoice::Srt));
         assert_eq!(a.options.word_timestamps, Some(true));
         assert_eq!(m.items[1].options, ItemOptions::default());
     }

@@ -20,6 +20,34 @@ pub enum OutputFormat {
     Json,
 }
 
+/// One output format, or `all` of them: `--output-format` and a manifest item's
+/// `output_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum FormatChoice {
+    Txt,
+    Srt,
+    Vtt,
+    Tsv,
+    Json,
+    All,
+}
+
+impl FormatChoice {
+    /// The formats to write, in the order `all` writes them.
+    pub fn formats(self) -> Vec<OutputFormat> {
+        match self {
+            FormatChoice::Txt => vec![OutputFormat::Txt],
+            FormatChoice::Srt => vec![OutputFormat::Srt],
+            FormatChoice::Vtt => vec![OutputFormat::Vtt],
+            FormatChoice::Tsv => vec![OutputFormat::Tsv],
+            FormatChoice::Json => vec![OutputFormat::Json],
+            FormatChoice::All => OutputFormat::ALL.to_vec(),
+        }
+    }
+}
+
 impl OutputFormat {
     pub const ALL: [OutputFormat; 5] = [
         OutputFormat::Txt,
