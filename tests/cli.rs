@@ -1,56 +1,25 @@
 //! The command line as a user runs it: exact output, files written, bad input reported on one
 //! line with the documented exit code and no panic.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/models.rs"]
 mod models;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+use cli::{assert_clean_error, root, run, run_line, stderr};
 
 use dattavani_asr::testing::model::hub;
 
 const JFK: &str = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country.";
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"));
-    c.arg("--quiet");
-    c
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("binary runs")
-}
 
 /// `dattavani-asr <command> samples/jfk.wav --device cpu <flags>`.
 fn run_jfk_on_cpu(command: &str, flags: &[&str]) -> Output {
     let mut args = vec![command, "samples/jfk.wav", "--device", "cpu"];
     args.extend_from_slice(flags);
     run(&args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Every failure is reported as `error: <file>: <problem>` on one line, never a panic.
-fn assert_clean_error(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert!(!lines.is_empty(), "no error line: {err}");
-    assert!(
-        lines.iter().any(|l| l.contains(needle)),
-        "no error line names {needle:?}: {err}"
-    );
 }
 
 /// Greedy, no timestamps: the decode CTranslate2's reference tokens were made with.
@@ -154,14 +123,7 @@ fn gpu_device_is_not_silently_replaced() {
     if models::cached_dir("tiny.en").is_none() {
         return;
     }
-    let o = run(&[
-        "transcribe",
-        "samples/jfk.wav",
-        "--device",
-        "gpu",
-        "--adapter",
-        "no-such-adapter",
-    ]);
+    let o = run_line("transcribe samples/jfk.wav --device gpu --adapter no-such-adapter");
     assert_clean_error(&o, 4, "device");
 }
 
@@ -238,16 +200,7 @@ fn bench_json_reports_every_stage() {
     if models::cached_dir("tiny.en").is_none() {
         return;
     }
-    let o = run(&[
-        "bench",
-        "--device",
-        "cpu",
-        "--runs",
-        "1",
-        "--beam-size",
-        "1",
-        "--json",
-    ]);
+    let o = run_line("bench --device cpu --runs 1 --beam-size 1 --json");
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     for key in [

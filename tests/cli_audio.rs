@@ -1,12 +1,14 @@
 //! The audio side of the command line: stdin (a container or raw PCM), `--audio-track`,
 //! compressed formats, `info`, and non-audio rejected before the model loads.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/models.rs"]
 mod models;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use cli::{assert_error_line, root, run, run_with_stdin, stderr, stdout};
 
 use dattavani_asr::audio_io::load_audio;
 
@@ -14,46 +16,8 @@ use dattavani_asr::audio_io::load_audio;
 const JFK_442: &str = "And so my fellow Americans ask not";
 const JFK: &str = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country.";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn fixture(name: &str) -> String {
     format!("tests/data/formats/{name}")
-}
-
-/// Run the binary in the crate root with `stdin` piped in (empty when None).
-fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"))
-        .arg("--quiet")
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    let mut pipe = child.stdin.take().expect("stdin piped");
-    let bytes = stdin.unwrap_or_default().to_vec();
-    // The binary may stop reading early (rejected input): a broken pipe is expected then.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&bytes);
-    });
-    let out = child.wait_with_output().expect("binary finishes");
-    writer.join().expect("writer thread");
-    out
-}
-
-fn run(args: &[&str]) -> Output {
-    run_with_stdin(args, None)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Greedy plain text of `input` ("-" reads stdin) with extra flags.
@@ -77,17 +41,6 @@ fn transcribe(input: &str, extra: &[&str], stdin: Option<&[u8]>) -> Output {
 fn assert_text(o: &Output, want: &str) {
     assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(o));
     assert_eq!(stdout(o).trim(), want, "stderr: {}", stderr(o));
-}
-
-/// Every failure is one `error: <file>: <problem>` line, never a panic.
-fn assert_error_line(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("error:") && l.contains(needle)),
-        "no error line with {needle:?}: {err}"
-    );
 }
 
 #[test]

@@ -1,41 +1,15 @@
 //! Issue 13: the CLI as a Unix tool. Stdout failures, outputs checked before any model work,
 //! bounded numbers, other tools' spellings, several files on one stdout.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/models.rs"]
 mod models;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"));
-    c.arg("--quiet").current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// One `error:` line containing `needle`, exit `code`, no panic.
-fn assert_error(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("error:") && l.contains(needle)),
-        "no error line names {needle:?}: {err}"
-    );
-}
+use cli::{assert_clean_error, bin, run, run_line, stderr, stdout};
 
 fn have_tiny_en() -> bool {
     models::cached_dir("tiny.en").is_some()
@@ -67,7 +41,7 @@ fn bad_numbers_are_usage_errors_before_the_model() {
     for (flags, needle) in cases {
         let mut args = vec!["transcribe", "samples/jfk.wav", "--model", NO_MODEL];
         args.extend_from_slice(flags);
-        assert_error(&run(&args), 2, needle);
+        assert_clean_error(&run(&args), 2, needle);
     }
 }
 
@@ -86,7 +60,7 @@ fn outputs_and_inputs_are_checked_before_the_model() {
         .args([&out, &a, &b])
         .output()
         .unwrap();
-    assert_error(&o, 2, "would both be written to");
+    assert_clean_error(&o, 2, "would both be written to");
     assert!(!out.exists(), "nothing is created for a refused run");
 
     let file = tmp.path().join("somefile");
@@ -96,7 +70,7 @@ fn outputs_and_inputs_are_checked_before_the_model() {
         .arg(&file)
         .output()
         .unwrap();
-    assert_error(&o, 2, "not a directory");
+    assert_clean_error(&o, 2, "not a directory");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 
     let o = run(&[
@@ -106,7 +80,7 @@ fn outputs_and_inputs_are_checked_before_the_model() {
         "--model",
         NO_MODEL,
     ]);
-    assert_error(&o, 1, "missing-2.wav");
+    assert_clean_error(&o, 1, "missing-2.wav");
     assert!(!stderr(&o).contains(NO_MODEL), "{}", stderr(&o));
 }
 
@@ -140,7 +114,7 @@ fn stdout_failures_do_not_panic() {
         vec!["devices"],
     ] {
         let o = bin().args(&args).stdout(full()).output().unwrap();
-        assert_error(&o, 1, "stdout: No space left on device");
+        assert_clean_error(&o, 1, "stdout: No space left on device");
     }
     // A reader that has gone: quiet, exit 141 as a shell reports `cat` killed by SIGPIPE.
     for args in [
@@ -209,15 +183,9 @@ fn several_files_on_stdout() {
         return;
     }
     let multi = |format: &str| {
-        let o = run(&[
-            "transcribe",
-            "samples/jfk.wav",
-            "samples/jfk.wav",
-            "--beam-size",
-            "1",
-            "--output-format",
-            format,
-        ]);
+        let o = run_line(&format!(
+            "transcribe samples/jfk.wav samples/jfk.wav --beam-size 1 --output-format {format}"
+        ));
         assert!(o.status.success(), "{}", stderr(&o));
         stdout(&o)
     };
@@ -259,7 +227,7 @@ fn cache_names_offline_and_leftovers() {
     std::fs::create_dir_all(&cache).unwrap();
 
     let o = with_cache(&cache, &["models", "pull", "tiny-en"]);
-    assert_error(&o, 3, "did you mean tiny.en?");
+    assert_clean_error(&o, 3, "did you mean tiny.en?");
 
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -273,7 +241,7 @@ fn cache_names_offline_and_leftovers() {
             "../../evil",
         ],
     );
-    assert_error(&o, 3, "cannot import under this name");
+    assert_clean_error(&o, 3, "cannot import under this name");
 
     // HF_HUB_OFFLINE: pip (here a stand-in that leaves a mark) is never started.
     let mark = tmp.path().join("pip-ran");
@@ -292,7 +260,7 @@ fn cache_names_offline_and_leftovers() {
         .env("PYTHON", &pip_stand_in)
         .output()
         .unwrap();
-    assert_error(&o, 3, "HF_HUB_OFFLINE");
+    assert_clean_error(&o, 3, "HF_HUB_OFFLINE");
     assert!(!mark.exists(), "pip ran although HF_HUB_OFFLINE=1");
 
     // A killed pull's temporary directory, two hours old: counted by list, removed by gc.
@@ -331,7 +299,7 @@ fn bench_without_file_outside_the_repo_says_what_to_pass() {
         .current_dir(tmp.path())
         .output()
         .unwrap();
-    assert_error(&o, 2, "bench needs an audio file");
+    assert_clean_error(&o, 2, "bench needs an audio file");
 }
 
 /// 32-bit float mono WAV at 16 kHz.
@@ -434,5 +402,5 @@ fn subtitle_layout_flags() {
         "--max-line-width",
         "20",
     ]);
-    assert_error(&o, 2, "--max-line-width needs --word-timestamps");
+    assert_clean_error(&o, 2, "--max-line-width needs --word-timestamps");
 }

@@ -2,15 +2,18 @@
 //! append-only commits, trimming, catch-up, bounded memory), and the `stream` command on real
 //! clips with tiny.en.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/models.rs"]
 mod models;
 #[path = "common/wer.rs"]
 #[allow(dead_code)]
 mod wer;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use cli::{run, run_with_stdin};
 
 use dattavani_asr::{
     LocalAgreement, Segment, StepRequest, StreamConfig, StreamEvent, Transcript, Word,
@@ -451,27 +454,6 @@ fn speech(name: &str) -> String {
     format!("tests/data/speech/{name}")
 }
 
-/// Run the binary in the crate root, `stdin` piped in (empty when None).
-fn run(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dattavani-asr"))
-        .arg("--quiet")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    let mut pipe = child.stdin.take().expect("stdin piped");
-    // The binary may stop reading early (rejected input): a broken pipe is expected then.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&stdin.unwrap_or_default());
-    });
-    let out = child.wait_with_output().expect("binary finishes");
-    writer.join().expect("writer thread");
-    out
-}
-
 /// `stream` with tiny.en on the CPU; None when tiny.en is not cached (skipped).
 fn stream(input: &str, extra: &[&str], stdin: Option<Vec<u8>>) -> Option<Output> {
     let model: PathBuf = models::cached_dir("tiny.en")?;
@@ -479,7 +461,7 @@ fn stream(input: &str, extra: &[&str], stdin: Option<Vec<u8>>) -> Option<Output>
     let mut args = vec!["stream", "-m", &model, "--device", "cpu"];
     args.extend_from_slice(extra);
     args.push(input);
-    Some(run(&args, stdin))
+    Some(run_with_stdin(&args, stdin.as_deref()))
 }
 
 /// The JSON lines of a successful run.
@@ -531,19 +513,16 @@ fn check_contract(lines: &[serde_json::Value]) -> String {
 fn offline(path: &str) -> String {
     let model = models::cached_dir("tiny.en").expect("checked by the caller");
     let model = model.to_string_lossy().into_owned();
-    let o = run(
-        &[
-            "transcribe",
-            "-m",
-            &model,
-            "--device",
-            "cpu",
-            "--beam-size",
-            "1",
-            path,
-        ],
-        None,
-    );
+    let o = run(&[
+        "transcribe",
+        "-m",
+        &model,
+        "--device",
+        "cpu",
+        "--beam-size",
+        "1",
+        path,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -650,16 +629,16 @@ fn paced_input_stamps_each_line() {
 
 #[test]
 fn bad_input_is_one_clear_line() {
-    let o = run(&["stream", "--device", "cpu", "Cargo.toml"], None);
+    let o = run(&["stream", "--device", "cpu", "Cargo.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.starts_with("error: Cargo.toml: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    let o = run(&["stream", "--step-ms", "10", "-"], None);
+    let o = run(&["stream", "--step-ms", "10", "-"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("step") && !err.contains("panicked"), "{err}");
-    let o = run(&["stream", "no/such.wav"], None);
+    let o = run(&["stream", "no/such.wav"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("no/such.wav"), "{err}");

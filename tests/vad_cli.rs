@@ -8,29 +8,20 @@
 #[path = "common/clips.rs"]
 mod clips;
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/models.rs"]
 mod models;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
+
+use cli::{root, run};
 
 use dattavani_asr::testing::model::hub;
 use dattavani_asr::vad::fetch;
 
 const SR: usize = 16_000;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dattavani-asr"))
-        .arg("--quiet")
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("binary runs")
-}
 
 /// tiny.en and the VAD weights are cached (in CI they must be).
 fn ready() -> bool {
