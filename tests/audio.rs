@@ -1,6 +1,9 @@
 //! Audio decoding and resampling: every supported WAV format, channel averaging, resampling
 //! quality and alignment, and a clear one-line error (naming the file) for every bad input.
 
+#[path = "common/wav.rs"]
+mod wav;
+
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
@@ -47,14 +50,8 @@ fn write_wav(path: &Path, rate: u32, bits: u16, tag: u16, extensible: bool, chan
             }
         }
     }
-    let block_align = (nch * bytes_per) as u16;
-    let mut fmt = Vec::new();
-    fmt.extend_from_slice(&(if extensible { 0xFFFEu16 } else { tag }).to_le_bytes());
-    fmt.extend_from_slice(&(nch as u16).to_le_bytes());
-    fmt.extend_from_slice(&rate.to_le_bytes());
-    fmt.extend_from_slice(&(rate * block_align as u32).to_le_bytes());
-    fmt.extend_from_slice(&block_align.to_le_bytes());
-    fmt.extend_from_slice(&bits.to_le_bytes());
+    let format_tag = if extensible { 0xFFFE } else { tag };
+    let mut fmt = wav::fmt_chunk(format_tag, nch as u16, rate, bits);
     if extensible {
         fmt.extend_from_slice(&22u16.to_le_bytes());
         fmt.extend_from_slice(&bits.to_le_bytes());
@@ -66,20 +63,8 @@ fn write_wav(path: &Path, rate: u32, bits: u16, tag: u16, extensible: bool, chan
     } else if tag == 3 {
         fmt.extend_from_slice(&0u16.to_le_bytes());
     }
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&((4 + 8 + fmt.len() + 8 + data.len()) as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVE");
-    out.extend_from_slice(b"fmt ");
-    out.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
-    out.extend_from_slice(&fmt);
-    // An unrelated chunk with an odd size (must be skipped with its pad byte).
-    out.extend_from_slice(b"LIST");
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&[1, 2, 3, 0]);
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
+    // An unrelated chunk with an odd size between the two (must be skipped with its pad byte).
+    let out = wav::riff_wave(&[(b"fmt ", &fmt), (b"LIST", &[1, 2, 3]), (b"data", &data)]);
     std::fs::write(path, out).unwrap();
 }
 
@@ -137,16 +122,21 @@ fn check_sine_file(dir: &Path, name: &str, rate: u32, bits: u16, tag: u16, exten
 #[test]
 fn every_sample_format_at_16k() {
     let dir = tempfile::tempdir().unwrap();
-    check_sine_file(dir.path(), "u8.wav", 16000, 8, 1, false);
-    check_sine_file(dir.path(), "i16.wav", 16000, 16, 1, false);
-    check_sine_file(dir.path(), "i24.wav", 16000, 24, 1, false);
-    check_sine_file(dir.path(), "i32.wav", 16000, 32, 1, false);
-    check_sine_file(dir.path(), "f32.wav", 16000, 32, 3, false);
-    check_sine_file(dir.path(), "f64.wav", 16000, 64, 3, false);
-    check_sine_file(dir.path(), "ext_i16.wav", 16000, 16, 1, true);
-    check_sine_file(dir.path(), "ext_i24.wav", 16000, 24, 1, true);
-    check_sine_file(dir.path(), "ext_f32.wav", 16000, 32, 3, true);
-    check_sine_file(dir.path(), "ext_f64.wav", 16000, 64, 3, true);
+    // (file, bits, tag: 1 PCM / 3 float, as WAVE_FORMAT_EXTENSIBLE)
+    for (name, bits, tag, extensible) in [
+        ("u8.wav", 8, 1, false),
+        ("i16.wav", 16, 1, false),
+        ("i24.wav", 24, 1, false),
+        ("i32.wav", 32, 1, false),
+        ("f32.wav", 32, 3, false),
+        ("f64.wav", 64, 3, false),
+        ("ext_i16.wav", 16, 1, true),
+        ("ext_i24.wav", 24, 1, true),
+        ("ext_f32.wav", 32, 3, true),
+        ("ext_f64.wav", 64, 3, true),
+    ] {
+        check_sine_file(dir.path(), name, 16000, bits, tag, extensible);
+    }
 }
 
 #[test]

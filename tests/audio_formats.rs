@@ -17,6 +17,8 @@ use dattavani_asr::testing::audio::{
 };
 use dattavani_asr::testing::mel::log_mel_spectrogram;
 
+#[path = "common/wav.rs"]
+mod wav;
 #[path = "common/wer.rs"]
 #[allow(dead_code)]
 mod wer;
@@ -630,22 +632,8 @@ fn wav_with_data_before_fmt() {
     for &x in &want {
         data.extend_from_slice(&((x * 32768.0) as i16).to_le_bytes());
     }
-    let mut fmt = Vec::new();
-    fmt.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    fmt.extend_from_slice(&1u16.to_le_bytes()); // mono
-    fmt.extend_from_slice(&16_000u32.to_le_bytes());
-    fmt.extend_from_slice(&32_000u32.to_le_bytes());
-    fmt.extend_from_slice(&2u16.to_le_bytes());
-    fmt.extend_from_slice(&16u16.to_le_bytes());
-    let mut wav = b"RIFF".to_vec();
-    wav.extend_from_slice(&((4 + 8 + data.len() + 8 + fmt.len()) as u32).to_le_bytes());
-    wav.extend_from_slice(b"WAVE");
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&data);
-    wav.extend_from_slice(b"fmt ");
-    wav.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&fmt);
+    let fmt = wav::fmt_chunk(1, 1, 16_000, 16);
+    let wav = wav::riff_wave(&[(b"data", &data), (b"fmt ", &fmt)]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("late_fmt.wav");
     std::fs::write(&path, &wav).unwrap();
