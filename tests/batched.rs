@@ -15,7 +15,7 @@ mod timeline;
 #[path = "common/wer.rs"]
 mod wer;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use dattavani_asr::testing::backend::cpu::model::CpuWeights;
 use dattavani_asr::testing::backend::cpu::CpuModel;
@@ -34,6 +34,20 @@ use dattavani_asr::testing::transcribe::{
 /// One model at a time: each uses both cores.
 static MODEL_LOCK: Mutex<()> = Mutex::new(());
 
+/// This test's turn with tiny.en; `None` (skipped) when it is not cached.
+fn turn() -> Option<MutexGuard<'static, ()>> {
+    models::cached_and_locked("tiny.en", &MODEL_LOCK)
+}
+
+/// Greedy decoding (the reference transcripts' decode), `batch_size` windows at a time.
+fn greedy(batch_size: usize) -> TranscribeOptions {
+    let mut o = TranscribeOptions::default();
+    o.decode.beam_size = None;
+    o.decode.best_of = None;
+    o.batch_size = batch_size;
+    o
+}
+
 fn transcriber(mut options: TranscribeOptions) -> Transcriber {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
     // f32, the reference: these transcripts were made with it (the default is auto).
@@ -42,13 +56,18 @@ fn transcriber(mut options: TranscribeOptions) -> Transcriber {
 }
 
 /// tiny.en's CPU model, tokenizer and config, apart (a `DecodingTask` borrows the last two
-/// while the model decodes).
-fn cpu_model() -> (CpuModel, WhisperTokenizer, ModelConfig) {
+/// while the model decodes), and the first `n` chunk windows of long_concat.
+fn model_and_windows(
+    dtype: CpuWeights,
+    n: usize,
+) -> (CpuModel, WhisperTokenizer, ModelConfig, Vec<Vec<f32>>) {
     let files = hub::resolve("tiny.en").expect("tiny.en resolves");
     let config = ModelConfig::from_dir(&files.dir).unwrap();
     let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab).unwrap();
-    let model = CpuModel::load(&Weights::open(&files.weights()).unwrap(), &config.dims).unwrap();
-    (model, tokenizer, config)
+    let weights = Weights::open(&files.weights()).unwrap();
+    let mut model = CpuModel::load_with(&weights, &config.dims, dtype).unwrap();
+    let windows = chunk_windows(&mut model, "long_concat.wav", n);
+    (model, tokenizer, config, windows)
 }
 
 /// The first `n` chunk windows of `file`, as the batched transcription cuts and pads them.
@@ -90,11 +109,8 @@ fn same_result(what: &str, a: &DecodingResult, b: &DecodingResult) {
 /// initial prompt (prompt rows past `SMALL_M`: window by window).
 #[test]
 fn decoding_chunks_together_equals_decoding_them_one_by_one() {
-    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
-        return;
-    };
-    let (mut backend, tokenizer, config) = cpu_model();
-    let windows = chunk_windows(&mut backend, "long_concat.wav", 4);
+    let Some(_guard) = turn() else { return };
+    let (mut backend, tokenizer, config, windows) = model_and_windows(CpuWeights::F32, 4);
     let prompt = tokenizer
         .encode(" Dashwood, comedian mail, echo test.")
         .unwrap();
@@ -156,15 +172,8 @@ fn decoding_chunks_together_equals_decoding_them_one_by_one() {
 /// activations quantized per row, so rows never interact whatever their number.
 #[test]
 fn int8_decoding_chunks_together_equals_decoding_them_one_by_one() {
-    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
-        return;
-    };
-    let files = hub::resolve("tiny.en").expect("tiny.en resolves");
-    let config = ModelConfig::from_dir(&files.dir).unwrap();
-    let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab).unwrap();
-    let weights = Weights::open(&files.weights()).unwrap();
-    let mut backend = CpuModel::load_with(&weights, &config.dims, CpuWeights::Int8).unwrap();
-    let windows = chunk_windows(&mut backend, "long_concat.wav", 3);
+    let Some(_guard) = turn() else { return };
+    let (mut backend, tokenizer, config, windows) = model_and_windows(CpuWeights::Int8, 3);
     let mels: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
     for options in [
         DecodeOptions::default(),
@@ -194,11 +203,8 @@ fn int8_decoding_chunks_together_equals_decoding_them_one_by_one() {
 /// windows of a batch decoded in reverse order give the same results.
 #[test]
 fn window_order_in_a_pass_does_not_matter() {
-    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
-        return;
-    };
-    let (mut backend, tokenizer, config) = cpu_model();
-    let windows = chunk_windows(&mut backend, "long_concat.wav", 3);
+    let Some(_guard) = turn() else { return };
+    let (mut backend, tokenizer, config, windows) = model_and_windows(CpuWeights::F32, 3);
     let mels: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
     let options = DecodeOptions::default();
     let task = DecodingTask::new(&tokenizer, &config, &options).unwrap();
@@ -226,17 +232,8 @@ fn assert_sane_timeline(t: &Transcript, name: &str) {
 /// batch size (2 and 4 group the chunks and their continuations differently).
 #[test]
 fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
-    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
-        return;
-    };
+    let Some(_guard) = turn() else { return };
     let refs = clips::real_references();
-    let greedy = |batch_size: usize| {
-        let mut o = TranscribeOptions::default();
-        o.decode.beam_size = None;
-        o.decode.best_of = None;
-        o.batch_size = batch_size;
-        o
-    };
     let mut sequential = transcriber(greedy(1));
     let mut batched = transcriber(greedy(4));
     let mut pairs = Vec::new();
@@ -284,13 +281,8 @@ fn batched_long_clips_are_sane_and_as_accurate_as_sequential() {
 /// up to 0.05 s past their segments too).
 #[test]
 fn batched_word_timestamps_follow_their_segments() {
-    let Some(_guard) = models::cached_and_locked("tiny.en", &MODEL_LOCK) else {
-        return;
-    };
-    let mut o = TranscribeOptions::default();
-    o.decode.beam_size = None;
-    o.decode.best_of = None;
-    o.batch_size = 4;
+    let Some(_guard) = turn() else { return };
+    let mut o = greedy(4);
     o.word_timestamps = true;
     let mut t = transcriber(o);
     let result = t
