@@ -87,20 +87,21 @@ impl ModelConfig {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let cfg = read_json(&cfg_path)?;
-        let d_model = get_usize(&cfg, "d_model", &cfg_path)?;
+        let dim = |key: &str| get_usize(&cfg, key, &cfg_path);
+        let d_model = dim("d_model")?;
         let dims = ModelDims {
-            n_mels: get_usize(&cfg, "num_mel_bins", &cfg_path)?,
-            n_audio_ctx: get_usize(&cfg, "max_source_positions", &cfg_path)?,
+            n_mels: dim("num_mel_bins")?,
+            n_audio_ctx: dim("max_source_positions")?,
             n_audio_state: d_model,
-            n_audio_head: get_usize(&cfg, "encoder_attention_heads", &cfg_path)?,
-            n_audio_layer: get_usize(&cfg, "encoder_layers", &cfg_path)?,
-            n_audio_ffn: get_usize(&cfg, "encoder_ffn_dim", &cfg_path)?,
-            n_vocab: get_usize(&cfg, "vocab_size", &cfg_path)?,
-            n_text_ctx: get_usize(&cfg, "max_target_positions", &cfg_path)?,
+            n_audio_head: dim("encoder_attention_heads")?,
+            n_audio_layer: dim("encoder_layers")?,
+            n_audio_ffn: dim("encoder_ffn_dim")?,
+            n_vocab: dim("vocab_size")?,
+            n_text_ctx: dim("max_target_positions")?,
             n_text_state: d_model,
-            n_text_head: get_usize(&cfg, "decoder_attention_heads", &cfg_path)?,
-            n_text_layer: get_usize(&cfg, "decoder_layers", &cfg_path)?,
-            n_text_ffn: get_usize(&cfg, "decoder_ffn_dim", &cfg_path)?,
+            n_text_head: dim("decoder_attention_heads")?,
+            n_text_layer: dim("decoder_layers")?,
+            n_text_ffn: dim("decoder_ffn_dim")?,
         };
         for (name, heads) in [
             ("encoder", dims.n_audio_head),

@@ -75,18 +75,9 @@ impl Weights {
         }
         let bytes = t.data();
         let out = match t.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F32 => le_f32s(bytes),
+            Dtype::F16 => le_f16s(bytes),
+            Dtype::BF16 => le_bf16s(bytes),
             other => {
                 return Err(Error::model(
                     &self.path,
@@ -96,4 +87,28 @@ impl Weights {
         };
         Ok(out)
     }
+}
+
+/// Little-endian f32 values.
+pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Little-endian IEEE half-precision values, as f32.
+pub(crate) fn le_f16s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect()
+}
+
+/// Little-endian bfloat16 values, as f32.
+pub(crate) fn le_bf16s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect()
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, View};
 
 use crate::error::{Error, Result};
+use crate::model::weights::{le_bf16s, le_f16s, le_f32s};
 
 /// Newest `model.bin` format version this reader understands.
 pub const MAX_BINARY_VERSION: u32 = 6;
@@ -88,18 +89,9 @@ impl Variable {
     pub fn values_f32(&self) -> Vec<f32> {
         let d = &self.data;
         match self.dtype {
-            Ct2Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Ct2Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Ct2Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Ct2Dtype::F32 => le_f32s(d),
+            Ct2Dtype::F16 => le_f16s(d),
+            Ct2Dtype::BF16 => le_bf16s(d),
             Ct2Dtype::I8 => d.iter().map(|&b| b as i8 as f32).collect(),
             Ct2Dtype::I16 => d
                 .chunks_exact(2)
@@ -316,44 +308,32 @@ impl Ct2Model {
             for _ in 0..rank {
                 shape.push(s.u32(&|| format!("the shape of variable '{name}'"))? as usize);
             }
+            let corrupt =
+                |what: String| Error::model(label, format!("corrupt: variable '{name}' {what}"));
             let (dtype, n_bytes) = if version >= 4 {
                 let id = s.u8(&|| format!("the dtype of variable '{name}'"))?;
-                let dtype = Ct2Dtype::from_id(id).ok_or_else(|| {
-                    Error::model(
-                        label,
-                        format!("corrupt: variable '{name}' has unknown dtype id {id}"),
-                    )
-                })?;
+                let dtype = Ct2Dtype::from_id(id)
+                    .ok_or_else(|| corrupt(format!("has unknown dtype id {id}")))?;
                 let n = s.u32(&|| format!("the byte count of variable '{name}'"))? as u64;
                 (dtype, n)
             } else {
                 let size = s.u8(&|| format!("the item size of variable '{name}'"))?;
-                let dtype = Ct2Dtype::from_item_size(size).ok_or_else(|| {
-                    Error::model(
-                        label,
-                        format!("corrupt: variable '{name}' has unsupported item size {size}"),
-                    )
-                })?;
+                let dtype = Ct2Dtype::from_item_size(size)
+                    .ok_or_else(|| corrupt(format!("has unsupported item size {size}")))?;
                 let n = s.u32(&|| format!("the element count of variable '{name}'"))? as u64;
                 (dtype, n * size as u64)
             };
             let numel: u64 = shape.iter().map(|&d| d as u64).product();
             if numel * dtype.size() as u64 != n_bytes {
-                return Err(Error::model(
-                    label,
-                    format!(
-                        "corrupt: variable '{name}' has shape {shape:?} of {} ({} bytes) but declares {n_bytes} bytes",
-                        dtype.name(),
-                        numel * dtype.size() as u64
-                    ),
-                ));
+                return Err(corrupt(format!(
+                    "has shape {shape:?} of {} ({} bytes) but declares {n_bytes} bytes",
+                    dtype.name(),
+                    numel * dtype.size() as u64
+                )));
             }
             let data = s.bytes(n_bytes, &|| format!("variable '{name}'"))?;
             if variables.contains_key(&name) {
-                return Err(Error::model(
-                    label,
-                    format!("corrupt: variable '{name}' appears twice"),
-                ));
+                return Err(corrupt("appears twice".into()));
             }
             variables.insert(
                 name.clone(),
