@@ -209,19 +209,24 @@ impl Session {
         json!({"type": "error", "event_id": self.event_id(), "error": body})
     }
 
+    /// `session.<what>` (`transcription_session.<what>` in the beta interface) with the session
+    /// as it now is.
+    fn session_event(&mut self, what: &str) -> Value {
+        let kind = if self.beta {
+            format!("transcription_session.{what}")
+        } else {
+            format!("session.{what}")
+        };
+        json!({"type": kind, "event_id": self.event_id(), "session": self.session_object()})
+    }
+
     /// The session until the client leaves (`Ok(false)`), or a refusal that ends it.
     async fn serve(&mut self, socket: &mut WebSocket) -> Result<bool, Refusal> {
         let settings = self
             .default_settings()
             .map_err(|e| Refusal::new(CLOSE_POLICY, e))?;
         self.settings = Some(settings);
-        let created = if self.beta {
-            "transcription_session.created"
-        } else {
-            "session.created"
-        };
-        let event =
-            json!({"type": created, "event_id": self.event_id(), "session": self.session_object()});
+        let event = self.session_event("created");
         if !send(socket, &event).await {
             return Ok(false);
         }
@@ -398,13 +403,7 @@ impl Session {
         self.settings = Some(next);
         // The event names and session shape follow the client's (beta or GA).
         self.beta = kind == "transcription_session.update";
-        let updated = if self.beta {
-            "transcription_session.updated"
-        } else {
-            "session.updated"
-        };
-        let event =
-            json!({"type": updated, "event_id": self.event_id(), "session": self.session_object()});
+        let event = self.session_event("updated");
         send(socket, &event).await;
         Ok(())
     }
