@@ -227,13 +227,18 @@ fn committed_output_is_append_only_and_makes_the_done_text() {
     assert_eq!(all.last(), Some(&StreamEvent::Done { text }));
 }
 
-#[test]
-fn trims_at_a_committed_segment_end_past_the_trim_point() {
-    let config = StreamConfig {
+/// The default policy, but trimming the buffer after 3 s (the default is longer than the
+/// hypotheses these tests build).
+fn trimming_after_3_s() -> LocalAgreement {
+    LocalAgreement::new(StreamConfig {
         trim_after_s: 3.0,
         ..StreamConfig::default()
-    };
-    let mut policy = LocalAgreement::new(config);
+    })
+}
+
+#[test]
+fn trims_at_a_committed_segment_end_past_the_trim_point() {
+    let mut policy = trimming_after_3_s();
     let segments: [&[(&str, f64, f64)]; 2] = [
         &[("one", 0.2, 0.6), ("two", 0.8, 1.2)],
         &[("three", 2.5, 2.9), ("four", 3.0, 3.4)],
@@ -527,10 +532,16 @@ fn offline(path: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Word edit distance after normalisation (case, punctuation), and the offline word count.
-fn word_errors(streamed: &str, offline: &str) -> (usize, usize) {
-    let (s, o) = (wer::normalize(streamed), wer::normalize(offline));
-    (wer::edit_distance(&o, &s), o.len())
+/// `streamed`, the streamed transcript of `clip`, is within [`tolerance`] word errors (word edit
+/// distance after normalisation: case, punctuation) of the greedy offline transcript.
+fn assert_close_to_offline(streamed: &str, clip: &str) {
+    let offline = offline(clip);
+    let (s, o) = (wer::normalize(streamed), wer::normalize(&offline));
+    let (errors, words) = (wer::edit_distance(&o, &s), o.len());
+    assert!(
+        errors <= tolerance(words),
+        "{errors} word errors in {words}:\n streamed: {streamed}\n offline:  {offline}"
+    );
 }
 
 /// Word errors allowed against the offline greedy transcript of `words` words: 1 in 10 (at
@@ -560,12 +571,7 @@ fn a_clip_streams_to_committed_text_close_to_the_offline_transcript() {
             "words spell the commit"
         );
     }
-    let offline = offline(&clip);
-    let (errors, words) = word_errors(&text, &offline);
-    assert!(
-        errors <= tolerance(words),
-        "{errors} word errors in {words}:\n streamed: {text}\n offline:  {offline}"
-    );
+    assert_close_to_offline(&text, &clip);
 }
 
 #[test]
@@ -575,12 +581,7 @@ fn stdin_streams_as_it_arrives() {
         return;
     };
     let text = check_contract(&events(&o));
-    let offline = offline(&speech("ps_cards_005.wav"));
-    let (errors, words) = word_errors(&text, &offline);
-    assert!(
-        errors <= tolerance(words),
-        "{errors} errors: {text} / {offline}"
-    );
+    assert_close_to_offline(&text, &speech("ps_cards_005.wav"));
 }
 
 #[test]
@@ -685,11 +686,7 @@ fn a_hypothesis_that_stops_early_leaves_the_rest_for_another_step() {
 
 #[test]
 fn one_long_segment_is_cut_after_a_committed_clause() {
-    let config = StreamConfig {
-        trim_after_s: 3.0,
-        ..StreamConfig::default()
-    };
-    let mut policy = LocalAgreement::new(config);
+    let mut policy = trimming_after_3_s();
     // One segment, still open past the committed words.
     let words: &[(&str, f64, f64)] = &[
         ("fuel,", 0.2, 0.6),
@@ -764,10 +761,5 @@ fn vad_skips_the_steps_in_silence() {
         first["start"].as_f64().unwrap() >= 4.4,
         "nothing before the speech: {first}"
     );
-    let offline = offline("samples/jfk.wav");
-    let (errors, words) = word_errors(&text, &offline);
-    assert!(
-        errors <= tolerance(words),
-        "{errors} errors: {text} / {offline}"
-    );
+    assert_close_to_offline(&text, "samples/jfk.wav");
 }
