@@ -79,17 +79,13 @@ fn alias_chains_resolve_and_cycles_are_errors() {
     let mut w = Writer::default();
     w.f32("x", &[1], &[1.0]);
     w.alias("a", "b").alias("b", "a");
-    let e = Ct2Model::from_bytes(Path::new("cycle.bin"), &w.bytes(6))
-        .unwrap_err()
-        .to_string();
+    let e = refused("cycle.bin", &w.bytes(6));
     assert!(e.contains("cycle.bin") && e.contains("cycle"), "{e}");
 
     let mut w = Writer::default();
     w.f32("x", &[1], &[1.0]);
     w.alias("a", "nowhere");
-    let e = Ct2Model::from_bytes(Path::new("dangling.bin"), &w.bytes(6))
-        .unwrap_err()
-        .to_string();
+    let e = refused("dangling.bin", &w.bytes(6));
     assert!(e.contains("nowhere"), "{e}");
 }
 
@@ -128,6 +124,18 @@ fn split_parts_read_as_one_stream() {
     );
 }
 
+/// Why `Ct2Model::open` refuses the file at `path`.
+fn open_error(path: &Path) -> String {
+    Ct2Model::open(path).unwrap_err().to_string()
+}
+
+/// Why `bytes`, read as the CTranslate2 file `name`, are refused.
+fn refused(name: &str, bytes: &[u8]) -> String {
+    Ct2Model::from_bytes(Path::new(name), bytes)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn truncated_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,11 +157,9 @@ fn truncated_file_is_a_clear_error() {
     }
     // Cut the alias count (4 bytes) and the last 4 data bytes.
     std::fs::write(&path, &bytes[..bytes.len() - 8]).unwrap();
-    let msg = Ct2Model::open(&path).unwrap_err().to_string();
-    assert!(
-        msg.contains("variable 'encoder/conv1/weight' needs 40 bytes, 36 left"),
-        "{msg}"
-    );
+    let msg = open_error(&path);
+    let needs = "variable 'encoder/conv1/weight' needs 40 bytes, 36 left";
+    assert!(msg.contains(needs), "{msg}");
 }
 
 #[test]
@@ -161,34 +167,27 @@ fn garbage_and_wrong_magic_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.bin");
     std::fs::write(&path, b"PK\x03\x04 this is a zip, not a model").unwrap();
-    let msg = Ct2Model::open(&path).unwrap_err().to_string();
-    assert!(
-        msg.contains("model.bin") && msg.contains("not a CTranslate2"),
-        "{msg}"
-    );
+    let msg = open_error(&path);
+    for needle in ["model.bin", "not a CTranslate2"] {
+        assert!(msg.contains(needle), "{msg}");
+    }
 
     // Version 7 (unknown)
     let mut b = Writer::default().bytes(6);
     b[0] = 7;
-    let msg = Ct2Model::from_bytes(Path::new("v7.bin"), &b)
-        .unwrap_err()
-        .to_string();
+    let msg = refused("v7.bin", &b);
     assert!(msg.contains("version 7"), "{msg}");
 
     // Trailing bytes
     let mut b = Writer::default().bytes(6);
     b.extend_from_slice(b"junk");
-    let msg = Ct2Model::from_bytes(Path::new("t.bin"), &b)
-        .unwrap_err()
-        .to_string();
+    let msg = refused("t.bin", &b);
     assert!(msg.contains("4 unexpected bytes"), "{msg}");
 
     // Byte count disagreeing with the shape
     let mut w = Writer::default();
     w.var("x", &[3], F32, vec![0; 8]);
-    let msg = Ct2Model::from_bytes(Path::new("s.bin"), &w.bytes(6))
-        .unwrap_err()
-        .to_string();
+    let msg = refused("s.bin", &w.bytes(6));
     assert!(msg.contains("'x'") && msg.contains("12 bytes"), "{msg}");
 
     // Pseudo-random garbage after a valid version: errors, no panics.

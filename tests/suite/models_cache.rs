@@ -410,30 +410,21 @@ fn cli_import_list_json_rm_gc() {
     let tmp = tempfile::tempdir().unwrap();
     let cache_dir = tmp.path().join("hub");
     let cfg = tmp.path().join("cfg");
-    let src = ct2_src(tmp.path(), "a");
+    let src_dir = ct2_src(tmp.path(), "a");
+    let src = src_dir.to_str().unwrap();
+    let run = |args: &[&str]| cli(&cache_dir, &cfg, args, None);
 
-    let o = cli(&cache_dir, &cfg, &["models", "list"], None);
+    let o = run(&["models", "list"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).starts_with("no models in"),
-        "{}",
-        text(&o.stdout)
-    );
+    let out = text(&o.stdout);
+    assert!(out.starts_with("no models in"), "{out}");
 
-    let o = cli(
-        &cache_dir,
-        &cfg,
-        &["models", "import", src.to_str().unwrap(), "--as", "mine"],
-        None,
-    );
+    let o = run(&["models", "import", src, "--as", "mine"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stdout).starts_with("imported "),
-        "{}",
-        text(&o.stdout)
-    );
+    let out = text(&o.stdout);
+    assert!(out.starts_with("imported "), "{out}");
 
-    let o = cli(&cache_dir, &cfg, &["models", "list", "--json"], None);
+    let o = run(&["models", "list", "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["cache"], cache_dir.to_str().unwrap());
@@ -452,29 +443,19 @@ fn cli_import_list_json_rm_gc() {
     assert!(m["last_used"].as_u64().unwrap() > 1_700_000_000);
     assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
 
-    let o = cli(&cache_dir, &cfg, &["models", "list"], None);
+    let o = run(&["models", "list"]);
     let out = text(&o.stdout);
     assert!(out.starts_with("NAME "), "{out}");
     assert!(out.lines().nth(1).unwrap().starts_with("mine "), "{out}");
 
     // gc needs a cap; with one that fits, nothing goes.
-    let o = cli(&cache_dir, &cfg, &["models", "gc"], None);
+    let o = run(&["models", "gc"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("no cache size cap"));
-    let o = cli(
-        &cache_dir,
-        &cfg,
-        &["models", "gc", "--max-size", "lots"],
-        None,
-    );
+    let o = run(&["models", "gc", "--max-size", "lots"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("invalid size 'lots'"));
-    let o = cli(
-        &cache_dir,
-        &cfg,
-        &["models", "gc", "--max-size", "1GB"],
-        None,
-    );
+    let o = run(&["models", "gc", "--max-size", "1GB"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(!text(&o.stdout).contains("evicted"));
 
@@ -486,18 +467,10 @@ fn cli_import_list_json_rm_gc() {
         format!(r#"{{"cache_max_size": "{}B"}}"#, size + size / 2),
     )
     .unwrap();
-    let o = cli(
-        &cache_dir,
-        &cfg,
-        &["models", "import", src.to_str().unwrap(), "--as", "other"],
-        None,
-    );
+    let o = run(&["models", "import", src, "--as", "other"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("evicted mine"),
-        "{}",
-        text(&o.stderr)
-    );
+    let err = text(&o.stderr);
+    assert!(err.contains("evicted mine"), "{err}");
     // The environment variable wins over the config file.
     let o = cli(&cache_dir, &cfg, &["models", "list", "--json"], Some("5MB"));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -505,10 +478,10 @@ fn cli_import_list_json_rm_gc() {
     assert_eq!(v["models"].as_array().unwrap().len(), 1);
     assert_eq!(v["models"][0]["name"], "other");
 
-    let o = cli(&cache_dir, &cfg, &["models", "rm", "other"], None);
+    let o = run(&["models", "rm", "other"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).starts_with("removed other"));
-    let o = cli(&cache_dir, &cfg, &["models", "rm", "other"], None);
+    let o = run(&["models", "rm", "other"]);
     assert_eq!(o.status.code(), Some(3));
     let err = text(&o.stderr);
     assert!(
@@ -516,16 +489,11 @@ fn cli_import_list_json_rm_gc() {
         "{err}"
     );
     assert!(!err.contains("panicked"));
-    let o = cli(&cache_dir, &cfg, &["models", "list", "--json"], None);
+    let o = run(&["models", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["models"].as_array().unwrap().is_empty());
 
     // pull takes names, not directories.
-    let o = cli(
-        &cache_dir,
-        &cfg,
-        &["models", "pull", src.to_str().unwrap()],
-        None,
-    );
+    let o = run(&["models", "pull", src]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
