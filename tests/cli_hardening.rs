@@ -5,6 +5,8 @@
 mod cli;
 #[path = "common/models.rs"]
 mod models;
+#[path = "common/wav.rs"]
+mod wav;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -305,23 +307,7 @@ fn bench_without_file_outside_the_repo_says_what_to_pass() {
 /// 32-bit float mono WAV at 16 kHz.
 fn float_wav(path: &std::path::Path, samples: &[f32]) {
     let data: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    for v in [3u16, 1] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    b.extend_from_slice(&16000u32.to_le_bytes());
-    b.extend_from_slice(&64000u32.to_le_bytes());
-    for v in [4u16, 32] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    b.extend_from_slice(&data);
-    std::fs::write(path, b).unwrap();
+    std::fs::write(path, wav::wav(3, 1, 16000, 32, &data)).unwrap();
 }
 
 #[test]

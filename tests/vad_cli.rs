@@ -12,6 +12,8 @@ mod clips;
 mod cli;
 #[path = "common/models.rs"]
 mod models;
+#[path = "common/wav.rs"]
+mod wav;
 
 use std::path::Path;
 use std::process::Command;
@@ -45,21 +47,7 @@ fn write_wav(path: &Path, samples: &[f32]) {
         .iter()
         .flat_map(|&x| ((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
         .collect();
-    let mut out = Vec::with_capacity(44 + data.len());
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&(SR as u32).to_le_bytes());
-    out.extend_from_slice(&(SR as u32 * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
-    std::fs::write(path, out).unwrap();
+    std::fs::write(path, wav::wav(1, 1, SR as u32, 16, &data)).unwrap();
 }
 
 /// Speech, 40 s of silence, speech (a second of silence first): the json of `transcribe --vad`
