@@ -44,17 +44,15 @@ pub trait TokenSearch: Send {
     fn finalize(&mut self, sampled: &[Vec<u32>], sum_logprobs: &[f64]) -> Vec<Candidate>;
 }
 
-/// log-softmax of one row, in f64 (the ranking sums hundreds of these).
-fn log_softmax(row: &[f32], out: &mut Vec<f64>) {
+/// The log-sum-exp of one row, in f64 (the ranking sums hundreds of log-probabilities): its
+/// log-softmax is `v as f64 - lse`.
+fn log_sum_exp_f64(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    out.clear();
-    out.extend(row.iter().map(|&v| v as f64 - lse));
+    max + row
+        .iter()
+        .map(|&v| (v as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
 }
 
 /// A small, seedable PRNG (SplitMix64) for temperature sampling: reproducible runs without a
@@ -83,11 +81,17 @@ impl Rng {
 pub struct Sampler {
     temperature: f32,
     eot: u32,
+    /// A row's unnormalised probabilities, computed once for the total and the draw.
+    weights: Vec<f64>,
 }
 
 impl Sampler {
     pub fn new(temperature: f32, eot: u32) -> Self {
-        Sampler { temperature, eot }
+        Sampler {
+            temperature,
+            eot,
+            weights: Vec::new(),
+        }
     }
 }
 
@@ -109,7 +113,7 @@ impl TokenSearch for Sampler {
             let next = if self.temperature == 0.0 {
                 crate::backend::cpu::ops::argmax(row) as u32
             } else {
-                sample(row, self.temperature, rng)
+                sample(row, self.temperature, rng, &mut self.weights)
             };
             sum_logprobs[i] +=
                 (row[next as usize] - crate::backend::cpu::ops::log_sum_exp(row)) as f64;
@@ -131,15 +135,16 @@ impl TokenSearch for Sampler {
     }
 }
 
-/// Draw from `softmax(logits / temperature)`.
-fn sample(row: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
+/// Draw from `softmax(logits / temperature)` (`weights`: scratch).
+fn sample(row: &[f32], temperature: f32, rng: &mut Rng, weights: &mut Vec<f64>) -> u32 {
     let t = temperature as f64;
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let total: f64 = row.iter().map(|&v| ((v as f64 - max) / t).exp()).sum();
+    weights.clear();
+    weights.extend(row.iter().map(|&v| ((v as f64 - max) / t).exp()));
+    let total: f64 = weights.iter().sum();
     let mut u = rng.next_f64() * total;
     let mut last_possible = 0;
-    for (i, &v) in row.iter().enumerate() {
-        let p = ((v as f64 - max) / t).exp();
+    for (i, &p) in weights.iter().enumerate() {
         if p > 0.0 {
             last_possible = i;
             if u < p {
@@ -159,7 +164,6 @@ pub struct BeamSearch {
     eot: u32,
     max_candidates: usize,
     finished: Vec<(Vec<u32>, f64)>,
-    logprobs: Vec<f64>,
 }
 
 impl BeamSearch {
@@ -169,7 +173,6 @@ impl BeamSearch {
             eot,
             max_candidates: ((beam_size as f32 * patience).round() as usize).max(1),
             finished: Vec::new(),
-            logprobs: Vec::new(),
         }
     }
 }
@@ -188,11 +191,13 @@ impl TokenSearch for BeamSearch {
         let mut order: Vec<Vec<u32>> = Vec::new();
         let mut scores: HashMap<Vec<u32>, (f64, usize)> = HashMap::new();
         for (idx, row) in logits.chunks_exact(n_vocab).enumerate().take(sampled.len()) {
-            log_softmax(row, &mut self.logprobs);
-            for token in top_k(&self.logprobs, self.beam_size + 1) {
+            // The log-softmax is read only at the top tokens, not written out for the row.
+            let lse = log_sum_exp_f64(row);
+            let logprob = |i: usize| row[i] as f64 - lse;
+            for token in top_k(row.len(), logprob, self.beam_size + 1) {
                 let mut seq = sampled[idx].clone();
                 seq.push(token as u32);
-                let score = sum_logprobs[idx] + self.logprobs[token];
+                let score = sum_logprobs[idx] + logprob(token);
                 match scores.get_mut(&seq) {
                     Some(entry) => *entry = (score, idx),
                     None => {
@@ -254,15 +259,16 @@ impl TokenSearch for BeamSearch {
     }
 }
 
-/// Indices of the `k` largest values, largest first.
-fn top_k(x: &[f64], k: usize) -> Vec<usize> {
-    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
-    for (i, &v) in x.iter().enumerate() {
-        if best.len() < k || v > x[best[best.len() - 1]] {
-            let pos = best.partition_point(|&j| x[j] >= v);
-            best.insert(pos, i);
+/// Indices of the `k` largest of `x(0) .. x(n - 1)`, largest first (ties: the lower index).
+fn top_k(n: usize, x: impl Fn(usize) -> f64, k: usize) -> Vec<usize> {
+    let mut best: Vec<(usize, f64)> = Vec::with_capacity(k + 1);
+    for i in 0..n {
+        let v = x(i);
+        if best.len() < k || v > best[best.len() - 1].1 {
+            let pos = best.partition_point(|&(_, b)| b >= v);
+            best.insert(pos, (i, v));
             best.truncate(k);
         }
     }
-    best
+    best.into_iter().map(|(i, _)| i).collect()
 }
