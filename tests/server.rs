@@ -657,9 +657,8 @@ fn cached_models_load_on_demand_and_others_are_404() {
 }
 
 /// The limits at the command line's defaults: an upload of 26,214,401 bytes (25 MiB + 1)
-/// is a 413; 10,000 header lines are refused by the HTTP layer (hyper answers 431 with an empty
-/// body before the request reaches the router, so OpenAI's error shape cannot be given there);
-/// the server stays up.
+/// is a 413; 10,000 header lines are a 431 in OpenAI's shape (the server reads that many, and
+/// refuses more than 100); the server stays up.
 #[test]
 fn a_body_past_25_mib_and_10000_headers_are_refused() {
     let Some(addr) = defaults() else { return };
@@ -703,7 +702,11 @@ fn a_body_past_25_mib_and_10000_headers_are_refused() {
         });
         let _ = s.write_all(head.as_bytes());
         let r = parse_reply(&read.join().unwrap());
-        assert_eq!(r.status, 431, "{path}: {}", r.text());
+        assert_eq!(
+            r.error(431)["code"],
+            "request_header_fields_too_large",
+            "{path}"
+        );
     }
     assert_eq!(request(addr, "GET", "/health", &[], None).status, 200);
     let r = post(
@@ -713,4 +716,60 @@ fn a_body_past_25_mib_and_10000_headers_are_refused() {
         None,
     );
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// What the scheduler does with windows that fail the thresholds: clips of foreign speech on
+/// the English-only model fall back through every temperature, and a step decodes each
+/// temperature's retries of several requests in one lockstep pass (each with its own sampler).
+/// Every loop still gets exactly what the library gives its file alone.
+#[test]
+fn fallback_windows_of_several_requests_decode_together_as_each_alone() {
+    use dattavani_asr::MelSource;
+    let Some(dir) = models::cached_dir("tiny.en") else {
+        return;
+    };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let model = dir.to_str().unwrap();
+    let paths = [
+        "tests/data/speech/synth_de.wav",
+        "samples/jfk.wav",
+        "tests/data/speech/synth_fr.wav",
+        "tests/data/speech/synth_es.wav",
+    ];
+    let mut t = Transcriber::builder()
+        .model(model)
+        .device(Device::Cpu)
+        .build()
+        .unwrap();
+    let audio: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|p| dattavani_asr::audio_io::load_audio(Path::new(p)).unwrap())
+        .collect();
+    let alone: Vec<Transcript> = audio
+        .iter()
+        .map(|a| t.transcribe_samples(a, 16_000).unwrap())
+        .collect();
+    let mut mels: Vec<_> = audio.iter().map(|a| t.log_mel(a).unwrap()).collect();
+    let mut seeks: Vec<_> = mels.iter_mut().map(|m| t.begin_seek(m).unwrap()).collect();
+    while !seeks.iter().all(|s| s.is_done()) {
+        let mut loops: Vec<_> = seeks
+            .iter_mut()
+            .zip(mels.iter_mut())
+            .map(|(s, m)| (s, m as &mut dyn MelSource))
+            .collect();
+        t.step_windows(&mut loops, None).unwrap();
+    }
+    let json =
+        |x: &Transcript| dattavani_asr::writers::render(x, dattavani_asr::OutputFormat::Json);
+    let hot = alone
+        .iter()
+        .filter(|x| x.segments.iter().any(|s| s.temperature > 0.0))
+        .count();
+    assert!(hot >= 2, "the synthetic foreign clips fall back");
+    for ((path, seek), want) in paths.iter().zip(seeks).zip(&alone) {
+        let mut got = t.finish_seek(seek).unwrap();
+        // A seek loop knows its length in mel frames, the library's own run in samples.
+        got.duration = want.duration;
+        assert_eq!(json(&got), json(want), "{path}");
+    }
 }

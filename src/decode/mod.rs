@@ -476,6 +476,34 @@ impl<'a> DecodingTask<'a> {
         windows: &[usize],
         rng: &mut Rng,
     ) -> Result<Vec<DecodingResult>> {
+        self.lockstep(backend, windows, PassRngs::Shared(rng))
+    }
+
+    /// [`run_windows`](Self::run_windows) where pass `i` draws from `rngs[i]` alone (one per
+    /// window), so that at any temperature each result equals decoding that window alone with
+    /// its own sampler: e.g. the temperature fallback of several requests' windows.
+    pub fn run_windows_each(
+        &self,
+        backend: &mut dyn Backend,
+        windows: &[usize],
+        rngs: &mut [Rng],
+    ) -> Result<Vec<DecodingResult>> {
+        if rngs.len() != windows.len() {
+            return Err(Error::Internal(format!(
+                "{} samplers for {} windows",
+                rngs.len(),
+                windows.len()
+            )));
+        }
+        self.lockstep(backend, windows, PassRngs::Each(rngs))
+    }
+
+    fn lockstep(
+        &self,
+        backend: &mut dyn Backend,
+        windows: &[usize],
+        mut rngs: PassRngs<'_>,
+    ) -> Result<Vec<DecodingResult>> {
         let v = self.n_vocab;
         let (n_win, n_group) = (windows.len(), self.n_group());
         if n_win == 0 {
@@ -512,9 +540,11 @@ impl<'a> DecodingTask<'a> {
         let mut live: Vec<usize> = (0..n_win).filter(|&p| !passes[p].is_done()).collect();
         let mut still_live = Vec::with_capacity(n_win);
         let mut src = Vec::with_capacity(n_win * n_group);
-        // At temperature 0 no pass draws from `rng`, so the passes' host-side work (filters,
-        // search: a log-softmax of every row in beam search) runs in parallel.
-        let parallel = self.options.temperature == 0.0 && rayon::current_num_threads() > 1;
+        // At temperature 0 no pass draws from `rng`, and passes with samplers of their own do
+        // not share one, so the passes' host-side work (filters, search: a log-softmax of
+        // every row in beam search, a softmax per row in sampling) runs in parallel.
+        let independent = self.options.temperature == 0.0 || matches!(rngs, PassRngs::Each(_));
+        let parallel = independent && rayon::current_num_threads() > 1;
         let mut reorders: Vec<Option<Vec<usize>>> = vec![None; n_win];
         while !live.is_empty() {
             src.clear();
@@ -525,20 +555,38 @@ impl<'a> DecodingTask<'a> {
                 // not done, in order, own consecutive row blocks of `logits`.
                 let mut rest = &mut logits[..];
                 let mut work = Vec::with_capacity(live.len());
-                for (pass, reorder) in passes.iter_mut().zip(reorders.iter_mut()) {
+                for (p, (pass, reorder)) in passes.iter_mut().zip(reorders.iter_mut()).enumerate() {
                     if !pass.is_done() {
                         let (rows, tail) = std::mem::take(&mut rest).split_at_mut(pass.n_seq() * v);
                         rest = tail;
-                        work.push((pass, reorder, rows));
+                        let rng = match &rngs {
+                            PassRngs::Each(r) => r[p].clone(),
+                            // Not drawn from at temperature 0.
+                            PassRngs::Shared(_) => Rng::new(0),
+                        };
+                        work.push((p, pass, reorder, rows, rng));
                     }
                 }
-                work.into_par_iter().for_each(|(pass, reorder, rows)| {
-                    *reorder = pass.step(rows, &mut Rng::new(0));
-                });
+                let drawn: Vec<(usize, Rng)> = work
+                    .into_par_iter()
+                    .map(|(p, pass, reorder, rows, mut rng)| {
+                        *reorder = pass.step(rows, &mut rng);
+                        (p, rng)
+                    })
+                    .collect();
+                if let PassRngs::Each(r) = &mut rngs {
+                    for (p, rng) in drawn {
+                        r[p] = rng;
+                    }
+                }
             } else {
                 let mut row = 0;
                 for &p in &live {
                     let n = passes[p].n_seq();
+                    let rng = match &mut rngs {
+                        PassRngs::Shared(r) => &mut **r,
+                        PassRngs::Each(r) => &mut r[p],
+                    };
                     reorders[p] = passes[p].step(&mut logits[row * v..(row + n) * v], rng);
                     row += n;
                 }
@@ -597,6 +645,12 @@ impl<'a> DecodingTask<'a> {
         self.apply_filters(&[sampled.to_vec()], &mut logits);
         Ok(logits)
     }
+}
+
+/// The samplers of a lockstep decode: one that the passes draw from in turn, or one per pass.
+enum PassRngs<'r> {
+    Shared(&'r mut Rng),
+    Each(&'r mut [Rng]),
 }
 
 /// One decoding pass over one window between backend calls: the sequences sampled so far,

@@ -44,17 +44,129 @@ pub trait TokenSearch: Send {
     fn finalize(&mut self, sampled: &[Vec<u32>], sum_logprobs: &[f64]) -> Vec<Candidate>;
 }
 
-/// log-softmax of one row, in f64 (the ranking sums hundreds of these).
-fn log_softmax(row: &[f32], out: &mut Vec<f64>) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    out.clear();
-    out.extend(row.iter().map(|&v| v as f64 - lse));
+/// The log-sum-exp of one row, in f64 (the ranking sums hundreds of log-probabilities): its
+/// log-softmax is `v as f64 - lse`. Every beam of every window takes one per step over the
+/// whole vocabulary, so the sum runs [`LANES`] wide on the widest instruction set the CPU has
+/// ([`exp_nonpositive`] instead of libm's scalar `exp`); every version computes the same bits
+/// (no fused multiply-adds, a fixed order of the lanes).
+fn log_sum_exp_f64(row: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::backend::cpu::isa::{isa, Isa};
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(row: &[f32]) -> f64 {
+            log_sum_exp_lanes(row)
+        }
+        #[target_feature(enable = "avx2,avx512f,avx512dq,avx512vl")]
+        unsafe fn avx512(row: &[f32]) -> f64 {
+            log_sum_exp_lanes(row)
+        }
+        match isa() {
+            // SAFETY: the CPU has the instruction set (`isa()` detected it).
+            Isa::Avx512 => return unsafe { avx512(row) },
+            Isa::Avx2 => return unsafe { avx2(row) },
+            Isa::Portable => {}
+        }
+    }
+    log_sum_exp_lanes(row)
+}
+
+/// Lanes of [`log_sum_exp_lanes`]' partial sums.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn log_sum_exp_lanes(row: &[f32]) -> f64 {
+    // The maximum does not depend on the order it is taken in.
+    let mut top = [f32::NEG_INFINITY; 2 * LANES];
+    let chunks = row.chunks_exact(2 * LANES);
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for (t, &v) in top.iter_mut().zip(c) {
+            *t = t.max(v);
+        }
+    }
+    max = top.iter().copied().fold(max, f32::max);
+    let max = max as f64;
+    let mut acc = [0.0f64; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let mut x = [0.0f64; LANES];
+    for c in chunks {
+        for (x, &v) in x.iter_mut().zip(c) {
+            *x = v as f64 - max;
+        }
+        let e = exp_nonpositive(x);
+        for (a, e) in acc.iter_mut().zip(e) {
+            *a += e;
+        }
+    }
+    let mut sum = 0.0;
+    for a in acc {
+        sum += a;
+    }
+    for &v in tail {
+        let mut x = [f64::NEG_INFINITY; LANES];
+        x[0] = v as f64 - max;
+        sum += exp_nonpositive(x)[0];
+    }
+    max + sum.ln()
+}
+
+/// `exp(x)` of [`LANES`] values `x <= 0` (a logit less the row's maximum) within about an ulp
+/// of libm's, each step a loop over the lanes (so that it vectorises): `x = k·ln 2 + r` with
+/// `|r| <= ln 2 / 2`, `exp(r)` by its Taylor series to degree 13 (the remainder below 1e-17),
+/// times `2^k` built in the exponent bits. Below -708 (and at -inf, a suppressed token) it is
+/// 0, where libm's is at most 3e-308.
+#[inline(always)]
+fn exp_nonpositive(x: [f64; LANES]) -> [f64; LANES] {
+    const INV_LN2: f64 = std::f64::consts::LOG2_E;
+    // ln 2 in two parts: k·LN2_HI is exact for the k that occur (|k| <= 1022).
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    // Adding 1.5·2^52 rounds to an integer (ties to even), left in the low bits.
+    const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    // 1/13! .. 1/2!: Horner from the highest degree.
+    const C: [f64; 12] = [
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ];
+    let mut k = [0.0f64; LANES];
+    let mut scale = [0.0f64; LANES];
+    let mut r = [0.0f64; LANES];
+    for l in 0..LANES {
+        let xc = if x[l] < -708.0 { -708.0 } else { x[l] };
+        let t = xc * INV_LN2 + SHIFTER;
+        k[l] = t - SHIFTER;
+        let ki = t.to_bits().wrapping_sub(SHIFTER.to_bits());
+        scale[l] = f64::from_bits(ki.wrapping_add(1023) << 52);
+        r[l] = (xc - k[l] * LN2_HI) - k[l] * LN2_LO;
+    }
+    let mut p = [C[0]; LANES];
+    for &c in &C[1..] {
+        for l in 0..LANES {
+            p[l] = p[l] * r[l] + c;
+        }
+    }
+    let mut out = [0.0f64; LANES];
+    for l in 0..LANES {
+        let e = ((p[l] * r[l] + 1.0) * r[l] + 1.0) * scale[l];
+        out[l] = if x[l] < -708.0 { 0.0 } else { e };
+    }
+    out
 }
 
 /// A small, seedable PRNG (SplitMix64) for temperature sampling: reproducible runs without a
@@ -83,11 +195,17 @@ impl Rng {
 pub struct Sampler {
     temperature: f32,
     eot: u32,
+    /// A row's unnormalised probabilities, computed once for the total and the draw.
+    weights: Vec<f64>,
 }
 
 impl Sampler {
     pub fn new(temperature: f32, eot: u32) -> Self {
-        Sampler { temperature, eot }
+        Sampler {
+            temperature,
+            eot,
+            weights: Vec::new(),
+        }
     }
 }
 
@@ -109,7 +227,7 @@ impl TokenSearch for Sampler {
             let next = if self.temperature == 0.0 {
                 crate::backend::cpu::ops::argmax(row) as u32
             } else {
-                sample(row, self.temperature, rng)
+                sample(row, self.temperature, rng, &mut self.weights)
             };
             sum_logprobs[i] +=
                 (row[next as usize] - crate::backend::cpu::ops::log_sum_exp(row)) as f64;
@@ -131,15 +249,16 @@ impl TokenSearch for Sampler {
     }
 }
 
-/// Draw from `softmax(logits / temperature)`.
-fn sample(row: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
+/// Draw from `softmax(logits / temperature)` (`weights`: scratch).
+fn sample(row: &[f32], temperature: f32, rng: &mut Rng, weights: &mut Vec<f64>) -> u32 {
     let t = temperature as f64;
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let total: f64 = row.iter().map(|&v| ((v as f64 - max) / t).exp()).sum();
+    weights.clear();
+    weights.extend(row.iter().map(|&v| ((v as f64 - max) / t).exp()));
+    let total: f64 = weights.iter().sum();
     let mut u = rng.next_f64() * total;
     let mut last_possible = 0;
-    for (i, &v) in row.iter().enumerate() {
-        let p = ((v as f64 - max) / t).exp();
+    for (i, &p) in weights.iter().enumerate() {
         if p > 0.0 {
             last_possible = i;
             if u < p {
@@ -159,7 +278,6 @@ pub struct BeamSearch {
     eot: u32,
     max_candidates: usize,
     finished: Vec<(Vec<u32>, f64)>,
-    logprobs: Vec<f64>,
 }
 
 impl BeamSearch {
@@ -169,7 +287,6 @@ impl BeamSearch {
             eot,
             max_candidates: ((beam_size as f32 * patience).round() as usize).max(1),
             finished: Vec::new(),
-            logprobs: Vec::new(),
         }
     }
 }
@@ -188,11 +305,13 @@ impl TokenSearch for BeamSearch {
         let mut order: Vec<Vec<u32>> = Vec::new();
         let mut scores: HashMap<Vec<u32>, (f64, usize)> = HashMap::new();
         for (idx, row) in logits.chunks_exact(n_vocab).enumerate().take(sampled.len()) {
-            log_softmax(row, &mut self.logprobs);
-            for token in top_k(&self.logprobs, self.beam_size + 1) {
+            // The log-softmax is read only at the top tokens, not written out for the row.
+            let lse = log_sum_exp_f64(row);
+            let logprob = |i: usize| row[i] as f64 - lse;
+            for token in top_k(row.len(), logprob, self.beam_size + 1) {
                 let mut seq = sampled[idx].clone();
                 seq.push(token as u32);
-                let score = sum_logprobs[idx] + self.logprobs[token];
+                let score = sum_logprobs[idx] + logprob(token);
                 match scores.get_mut(&seq) {
                     Some(entry) => *entry = (score, idx),
                     None => {
@@ -254,15 +373,62 @@ impl TokenSearch for BeamSearch {
     }
 }
 
-/// Indices of the `k` largest values, largest first.
-fn top_k(x: &[f64], k: usize) -> Vec<usize> {
-    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
-    for (i, &v) in x.iter().enumerate() {
-        if best.len() < k || v > x[best[best.len() - 1]] {
-            let pos = best.partition_point(|&j| x[j] >= v);
-            best.insert(pos, i);
+/// Indices of the `k` largest of `x(0) .. x(n - 1)`, largest first (ties: the lower index).
+fn top_k(n: usize, x: impl Fn(usize) -> f64, k: usize) -> Vec<usize> {
+    let mut best: Vec<(usize, f64)> = Vec::with_capacity(k + 1);
+    for i in 0..n {
+        let v = x(i);
+        if best.len() < k || v > best[best.len() - 1].1 {
+            let pos = best.partition_point(|&(_, b)| b >= v);
+            best.insert(pos, (i, v));
             best.truncate(k);
         }
     }
-    best
+    best.into_iter().map(|(i, _)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vectorised_exp_is_libms_to_an_ulp_or_two() {
+        let mut worst = 0.0f64;
+        for i in 0..200_000 {
+            let x = -(i as f64) * 708.0 / 200_000.0 - (i % 7) as f64 * 1e-9;
+            let (got, want) = (exp_nonpositive([x; LANES])[i % LANES], x.exp());
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 4.5e-16, "relative error {worst:e}");
+        let e = exp_nonpositive([0.0, f64::NEG_INFINITY, -800.0, -708.0, -1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(e[..3], [1.0, 0.0, 0.0]);
+        assert!(e[3] > 0.0 && (e[4] - (-1.0f64).exp()).abs() < 2e-16);
+    }
+
+    #[test]
+    fn log_sum_exp_is_the_sequential_ones_to_rounding_on_every_isa() {
+        use crate::backend::cpu::isa::isa;
+        let row: Vec<f32> = (0..51_865)
+            .map(|i| match i % 97 {
+                0 => f32::NEG_INFINITY,
+                m => ((i * 7919) % 1000) as f32 * 0.02 - 12.0 + m as f32 * 1e-3,
+            })
+            .collect();
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let want = max
+            + row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        let got = log_sum_exp_f64(&row);
+        assert!((got - want).abs() < 1e-13, "{got} vs {want}");
+        // The portable loop gives the very bits of the dispatched one.
+        assert_eq!(
+            log_sum_exp_lanes(&row).to_bits(),
+            got.to_bits(),
+            "{:?}",
+            isa()
+        );
+    }
 }

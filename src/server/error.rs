@@ -82,6 +82,18 @@ impl ApiError {
         }
     }
 
+    /// 431: more header lines than the server reads (`limit`).
+    pub fn too_many_headers(count: usize, limit: usize) -> Self {
+        ApiError {
+            code: Some("request_header_fields_too_large"),
+            ..Self::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_request_error",
+                format!("The request has {count} header lines; at most {limit} are accepted."),
+            )
+        }
+    }
+
     pub fn queue_full(retry_after: u64) -> Self {
         ApiError {
             code: Some("queue_full"),

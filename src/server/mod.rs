@@ -19,7 +19,7 @@ mod stream_ws;
 mod upload;
 mod worker;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -167,28 +167,24 @@ pub async fn serve_on(
     });
     let mut graceful_rx = stop_rx.clone();
     let graceful_state = state.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = graceful_rx.wait_for(|stop| *stop).await;
-            graceful_state
-                .shutting_down
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            graceful_state.sessions.stop();
-            tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        })
-        .into_future();
+    let server = serve_connections(listener, app, async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+        graceful_state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        graceful_state.sessions.stop();
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    });
     let mut server = tokio::spawn(server);
     let mut stop_rx = stop_rx;
     tokio::select! {
         r = &mut server => {
-            r.map_err(|e| Error::Internal(format!("server task: {e}")))?
-                .map_err(|e| Error::Internal(format!("server: {e}")))?;
+            r.map_err(|e| Error::Internal(format!("server task: {e}")))?;
         }
         _ = stop_rx.wait_for(|stop| *stop) => {
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(r) => {
-                    r.map_err(|e| Error::Internal(format!("server task: {e}")))?
-                        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+                    r.map_err(|e| Error::Internal(format!("server task: {e}")))?;
                 }
                 Err(_) => {
                     tracing::warn!("grace period of {} s over; requests still open are dropped", grace.as_secs());
@@ -205,6 +201,82 @@ pub async fn serve_on(
         Some(e) => Err(Error::Usage(format!("serve: {e}"))),
         None => Ok(()),
     }
+}
+
+/// Most header lines a request may have; past it, a 431 in OpenAI's shape
+/// ([`ApiError::too_many_headers`]). Hyper's own default limit.
+pub(crate) const MAX_HEADER_LINES: usize = 100;
+
+/// Header lines hyper parses before answering a bare 431 itself: far above
+/// [`MAX_HEADER_LINES`], so that a request with too many gets our answer (unless its head also
+/// passes hyper's ~400-KB buffer, or this many lines: then hyper's bare 431 it is).
+const PARSED_HEADER_LINES: usize = 16_384;
+
+/// `axum::serve` with graceful shutdown, on hyper's HTTP/1 connection builder so that the
+/// header-line limit is ours: accept connections until `signal` resolves, then stop accepting,
+/// let every connection finish its request in progress (idle keep-alive ones close) and
+/// return when all have. WebSocket upgrades are served (the upgraded socket then belongs to
+/// its session, which `signal`'s side stops).
+async fn serve_connections(
+    listener: TcpListener,
+    app: axum::Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    // Connection tasks hold a receiver each; `closed()` on the sender is "all have ended".
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    // Dropped when `signal` resolves: every connection task then shuts down gracefully.
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        signal.await;
+        drop(signal_rx);
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.max_headers(PARSED_HEADER_LINES);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = signal_tx.closed() => break,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little, as axum::serve does.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let (signal_tx, close_rx) = (signal_tx.clone(), close_rx.clone());
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let mut stopping = std::pin::pin!(signal_tx.closed());
+            let mut told = false;
+            loop {
+                tokio::select! {
+                    r = connection.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!("connection: {e}");
+                        }
+                        break;
+                    }
+                    _ = &mut stopping, if !told => {
+                        told = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(close_rx);
+        });
+    }
+    drop(close_rx);
+    drop(listener);
+    close_tx.closed().await;
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -63,8 +63,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Request id (the client's `x-request-id` or a new one) echoed and on every log line, the
-/// API key where one is set, and the request counted by route and status.
+/// Request id (the client's `x-request-id` or a new one) echoed and on every log line, too
+/// many header lines refused (431), the API key where one is set, and the request counted by
+/// route and status.
 async fn around_request(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request
@@ -90,7 +91,10 @@ async fn around_request(State(state): State<Shared>, request: Request, next: Nex
         route.as_str(),
         "/health" | "/ready" | "/metrics" | "/openapi.json"
     );
-    let mut response = if !open && !authorized(&state, request.headers()) {
+    let header_lines = request.headers().len();
+    let mut response = if header_lines > super::MAX_HEADER_LINES {
+        ApiError::too_many_headers(header_lines, super::MAX_HEADER_LINES).into_response()
+    } else if !open && !authorized(&state, request.headers()) {
         ApiError::unauthorized().into_response()
     } else {
         let mut request = request;

@@ -20,7 +20,7 @@ pub use self::seek::{SeekLoop, WindowRequest};
 use crate::backend::Backend;
 use crate::decode::alignment::Word;
 use crate::decode::search::Rng;
-use crate::decode::{language, CancelHandle, DecodeOptions, DecodeStats, DecodingResult};
+use crate::decode::{language, CancelHandle, DecodeOptions};
 use crate::error::{Error, Result};
 pub use crate::mel::MelSource;
 use crate::model::config::ModelConfig;
@@ -438,12 +438,12 @@ impl Transcriber {
 
     /// One window of each loop that is not done: the windows encoded together (one
     /// `encode_batch`), then decoded with temperature fallback, cut, aligned; each loop
-    /// advanced. At a first temperature of 0, windows with the same decoding options (the
-    /// same prompt: e.g. the first windows of requests without an initial prompt) take their
-    /// first pass together, in lockstep ([`batched::decode_windows`]), which gives each the
-    /// tokens it gets alone; only those that fail the thresholds are decoded again, alone, at
-    /// the hotter temperatures. Returns each loop's segments that became final (empty for loops already
-    /// done). `cancel` stops the step within one decoder step. The temperature schedule and
+    /// advanced. Windows with the same decoding options (the same prompt: e.g. the first
+    /// windows of requests without an initial prompt) take each temperature's pass together,
+    /// in lockstep: the first temperature's of all of them, then each hotter one's of those
+    /// that failed the thresholds at the one before
+    /// ([`Model::decode_together_with_fallback`]), which gives each the tokens it gets alone.
+    /// Returns each loop's segments that became final (empty for loops already done). `cancel` stops the step within one decoder step. The temperature schedule and
     /// seed are the transcriber's options; each loop keeps its own prompt.
     pub fn step_windows(
         &mut self,
@@ -479,39 +479,31 @@ impl Transcriber {
             }
         }
         let temperatures = self.options.temperatures();
-        let mut first_pass = self.lockstep_first_pass(&reqs, &temperatures, cancel, &mut wts)?;
-        for (window, (&i, wt)) in live.iter().zip(wts.iter_mut()).enumerate() {
+        let decodes: Vec<&DecodeOptions> = reqs.iter().map(|r| &r.decode).collect();
+        // The loops' samplers, given back only when every window decoded: a cancelled window
+        // leaves its loop as it was (the sampler too), so a driver that interrupts a step and
+        // runs it again gets the same tokens.
+        let mut rngs: Vec<Rng> = live.iter().map(|&i| loops[i].0.rng().clone()).collect();
+        let t = Instant::now();
+        let results = self.model(cancel).decode_together_with_fallback(
+            &decodes,
+            &temperatures,
+            &mut rngs,
+            &mut wts,
+        )?;
+        tracing::debug!(
+            "{} window(s) decoded in {:.0} ms",
+            reqs.len(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        for (&i, rng) in live.iter().zip(rngs) {
+            *loops[i].0.rng() = rng;
+        }
+        for (window, ((&i, wt), result)) in live.iter().zip(wts.iter_mut()).zip(results).enumerate()
+        {
             let request = requests[i].as_ref().expect("live");
             let seek = &mut *loops[i].0;
             let mut model = self.model(cancel);
-            let t = Instant::now();
-            // A cancelled window leaves its loop as it was (the sampler too), so a driver
-            // that interrupts a step and runs it again gets the same tokens.
-            let rng_before = seek.rng().clone();
-            let result = match first_pass[window].take() {
-                Some(r)
-                    if !(temperatures.len() > 1 && window::needs_fallback(model.options, &r)) =>
-                {
-                    Ok(r)
-                }
-                // The lockstep pass was the first temperature's.
-                Some(_) => model.decode_with_fallback(
-                    &request.decode,
-                    &temperatures[1..],
-                    window,
-                    seek.rng(),
-                    wt,
-                ),
-                None => model.decode_with_fallback(
-                    &request.decode,
-                    &temperatures,
-                    window,
-                    seek.rng(),
-                    wt,
-                ),
-            }
-            .inspect_err(|_| *seek.rng() = rng_before)?;
-            wt.decoder_ms += t.elapsed().as_secs_f64() * 1e3;
             wt.tokens = result.tokens.len();
             tracing::debug!(
                 "window at {:.2} s: {} tokens in {:.0} ms (T={})",
@@ -526,65 +518,6 @@ impl Transcriber {
         }
         self.timings.windows.extend(wts);
         Ok(new)
-    }
-
-    /// The first decoding pass of `reqs`' windows (indices of the backend's last
-    /// `encode_batch`) where several share their decoding options and the first temperature is
-    /// 0: one lockstep pass per such group. At temperature 0 no pass draws from a sampler, so
-    /// the result of each window is what its own `decode_with_fallback` would get first.
-    /// `None` for the windows left to decode alone. The group's time and counts go evenly to
-    /// its windows (the call counts to the first).
-    fn lockstep_first_pass(
-        &mut self,
-        reqs: &[&WindowRequest],
-        temperatures: &[f32],
-        cancel: Option<&CancelHandle>,
-        wts: &mut [WindowTimings],
-    ) -> Result<Vec<Option<DecodingResult>>> {
-        let mut first: Vec<Option<DecodingResult>> = vec![None; reqs.len()];
-        if reqs.len() < 2 || temperatures.first() != Some(&0.0) {
-            return Ok(first);
-        }
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (w, r) in reqs.iter().enumerate() {
-            match groups.iter_mut().find(|g| reqs[g[0]].decode == r.decode) {
-                Some(g) => g.push(w),
-                None => groups.push(vec![w]),
-            }
-        }
-        for group in groups.into_iter().filter(|g| g.len() > 1) {
-            let opts = window::options_at(&reqs[group[0]].decode, 0.0);
-            let mut stats = DecodeStats::default();
-            let t = Instant::now();
-            let results = batched::decode_windows(
-                self.backend.as_mut(),
-                &self.tokenizer,
-                &self.config,
-                &opts,
-                &group,
-                // Not drawn from at temperature 0.
-                &mut Rng::new(self.options.seed),
-                cancel,
-                &mut stats,
-            )?;
-            let n = group.len() as f64;
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            tracing::debug!("{} windows in one lockstep pass: {ms:.0} ms", group.len());
-            for (k, (&w, r)) in group.iter().zip(results).enumerate() {
-                let wt = &mut wts[w];
-                wt.decoder_ms += ms / n;
-                wt.forward_ms += stats.forward_ms / n;
-                wt.step_ms += stats.step_ms / n;
-                wt.passes += 1;
-                if k == 0 {
-                    wt.prompt_calls += stats.prompt_calls;
-                    wt.steps += stats.steps;
-                    wt.seq_tokens += stats.seq_tokens;
-                }
-                first[w] = Some(r);
-            }
-        }
-        Ok(first)
     }
 
     /// The transcript of a finished (or abandoned) loop.

@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::decode::alignment::{self, SegmentSpan, Word};
 use crate::decode::search::Rng;
 use crate::decode::TIME_PRECISION;
-use crate::decode::{self, CancelHandle, DecodeOptions, DecodingResult, DecodingTask};
+use crate::decode::{self, CancelHandle, DecodeOptions, DecodeStats, DecodingResult, DecodingTask};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::tokenizer::WhisperTokenizer;
@@ -93,6 +93,65 @@ impl Model<'_> {
         result.ok_or_else(|| Error::Usage("no temperatures to decode with".into()))
     }
 
+    /// [`decode_with_fallback`](Self::decode_with_fallback) of several encoded windows at once
+    /// (`decodes[w]`: the options of the backend's window `w`), temperature by temperature:
+    /// the windows that need a temperature (all at the first, those that failed the thresholds
+    /// at the next ones) are decoded in one lockstep pass per set of equal options (prompt
+    /// included; a window alone as `decode_with_fallback` does), each drawing from its own
+    /// sampler `rngs[w]`. Each result is therefore what the window's own `decode_with_fallback`
+    /// gives (the `Backend` contract), while the retries of several requests share their
+    /// backend calls. A group's time and counts go evenly to its windows (the call counts to the
+    /// first).
+    pub fn decode_together_with_fallback(
+        &mut self,
+        decodes: &[&DecodeOptions],
+        temperatures: &[f32],
+        rngs: &mut [Rng],
+        timings: &mut [WindowTimings],
+    ) -> Result<Vec<DecodingResult>> {
+        let n = decodes.len();
+        let mut results: Vec<Option<DecodingResult>> = vec![None; n];
+        // Every window at the first temperature, then those that failed at the one before.
+        let mut retry = vec![true; n];
+        for (step, &t) in temperatures.iter().enumerate() {
+            let todo: Vec<usize> = (0..n).filter(|&w| retry[w]).collect();
+            for group in groups_of_equal(&todo, |a, b| decodes[a] == decodes[b]) {
+                let opts = options_at(decodes[group[0]], t);
+                let task = DecodingTask::new(self.tokenizer, self.config, &opts)?
+                    .on_window(group[0])
+                    .with_cancel(self.cancel.cloned());
+                let start = Instant::now();
+                let decoded = if let [w] = group[..] {
+                    task.run(self.backend, &mut rngs[w]).map(|r| vec![r])
+                } else {
+                    let mut own: Vec<Rng> = group.iter().map(|&w| rngs[w].clone()).collect();
+                    let r = task.run_windows_each(self.backend, &group, &mut own);
+                    for (&w, rng) in group.iter().zip(own) {
+                        rngs[w] = rng;
+                    }
+                    r
+                };
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                timings_share(timings, &group, ms, &task.stats());
+                for (&w, r) in group.iter().zip(decoded?) {
+                    retry[w] = needs_fallback(self.options, &r);
+                    if retry[w] && step + 1 < temperatures.len() {
+                        tracing::debug!(
+                            "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
+                            r.compression_ratio,
+                            r.avg_logprob
+                        );
+                    }
+                    results[w] = Some(r);
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| Error::Usage("no temperatures to decode with".into())))
+            .collect()
+    }
+
     /// Word timestamps of a window's segments (encoded as `window` of the backend's batch),
     /// moving the segments' bounds to their words as OpenAI does. Returns each segment's words.
     #[allow(clippy::too_many_arguments)]
@@ -133,6 +192,40 @@ impl Model<'_> {
         )?;
         timings.align_ms = t.elapsed().as_secs_f64() * 1e3;
         Ok(words)
+    }
+}
+
+/// `items` in groups of equal ones (by `eq`), each group in the order of `items`, the groups
+/// in the order of their first items.
+pub(crate) fn groups_of_equal(
+    items: &[usize],
+    eq: impl Fn(usize, usize) -> bool,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &w in items {
+        match groups.iter_mut().find(|g| eq(g[0], w)) {
+            Some(g) => g.push(w),
+            None => groups.push(vec![w]),
+        }
+    }
+    groups
+}
+
+/// One decoding pass of the windows `group` took `ms` with `stats`: evenly to their timings,
+/// the call counts to the first.
+fn timings_share(timings: &mut [WindowTimings], group: &[usize], ms: f64, stats: &DecodeStats) {
+    let n = group.len() as f64;
+    for (k, &w) in group.iter().enumerate() {
+        let wt = &mut timings[w];
+        wt.decoder_ms += ms / n;
+        wt.forward_ms += stats.forward_ms / n;
+        wt.step_ms += stats.step_ms / n;
+        wt.passes += 1;
+        if k == 0 {
+            wt.prompt_calls += stats.prompt_calls;
+            wt.steps += stats.steps;
+            wt.seq_tokens += stats.seq_tokens;
+        }
     }
 }
 
