@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::tokenizer::{Task, WhisperTokenizer};
 use filters::{ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens};
-use search::{BeamSearch, Rng, Sampler, TokenSearch};
+use search::{BeamSearch, Hypotheses, Rng, Sampler, TokenSearch};
 
 /// How to decode one window (OpenAI's `DecodingOptions`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -418,8 +418,7 @@ impl<'a> DecodingTask<'a> {
             task: self,
             search,
             rows_before_step: n_group,
-            sampled: vec![Vec::new(); n_group],
-            sum_logprobs: vec![0.0; n_group],
+            hyps: Hypotheses::new(n_group),
             no_speech_prob,
             steps: 0,
             done: self.sample_len == 0,
@@ -659,10 +658,9 @@ enum PassRngs<'r> {
 pub struct WindowPass<'t, 'a> {
     task: &'t DecodingTask<'a>,
     search: Box<dyn TokenSearch>,
-    sampled: Vec<Vec<u32>>,
+    hyps: Hypotheses,
     /// Sequences (rows of logits) the last `step` was given.
     rows_before_step: usize,
-    sum_logprobs: Vec<f64>,
     no_speech_prob: f32,
     steps: usize,
     done: bool,
@@ -671,7 +669,7 @@ pub struct WindowPass<'t, 'a> {
 impl WindowPass<'_, '_> {
     /// Sequences of the pass now (a row of logits each).
     pub fn n_seq(&self) -> usize {
-        self.sampled.len()
+        self.hyps.tokens.len()
     }
 
     /// No more tokens are wanted (all sequences ended, the sample length or the context is
@@ -685,25 +683,20 @@ impl WindowPass<'_, '_> {
     /// must follow, in this pass's own indices.
     pub fn step(&mut self, logits: &mut [f32], rng: &mut Rng) -> Option<Vec<usize>> {
         let task = self.task;
-        self.rows_before_step = self.sampled.len();
-        task.apply_filters(&self.sampled, logits);
-        let step = self.search.update(
-            &mut self.sampled,
-            logits,
-            task.n_vocab,
-            &mut self.sum_logprobs,
-            rng,
-        );
+        self.rows_before_step = self.hyps.tokens.len();
+        task.apply_filters(&self.hyps.tokens, logits);
+        let rows = logits.chunks_exact(task.n_vocab);
+        let step = self.search.update(&mut self.hyps, rows, rng);
         self.steps += 1;
         self.done = step.completed
-            || task.initial_tokens.len() + self.sampled[0].len() > task.n_ctx
+            || task.initial_tokens.len() + self.hyps.tokens[0].len() > task.n_ctx
             || self.steps >= task.sample_len;
         step.reorder
     }
 
     /// Every sequence's newest token, to feed next (finished ones keep getting end-of-text).
     pub fn last_tokens(&self) -> impl Iterator<Item = u32> + '_ {
-        self.sampled
+        self.hyps.tokens
             .iter()
             .map(|s| *s.last().expect("a step samples one token per sequence"))
     }
@@ -713,7 +706,7 @@ impl WindowPass<'_, '_> {
     pub fn finish(mut self) -> Result<DecodingResult> {
         let task = self.task;
         let o = task.options;
-        let candidates = self.search.finalize(&self.sampled, &self.sum_logprobs);
+        let candidates = self.search.finalize(&self.hyps);
         let score = |c: &search::Candidate| {
             let len = c.tokens.len() as f64;
             let penalty = match o.length_penalty {

@@ -2,6 +2,7 @@
 //! `GreedyDecoder`) and beam search (`BeamSearchDecoder`).
 
 use std::collections::HashMap;
+use std::slice::ChunksExact;
 
 /// A finished sequence: its sampled tokens (end-of-text excluded) and total log-probability.
 #[derive(Debug, Clone)]
@@ -29,19 +30,29 @@ pub struct Step {
 }
 
 pub trait TokenSearch: Send {
-    /// Choose the next token of every sequence from its (filtered) logits, appending it to
-    /// `sampled` and its log-probability to `sum_logprobs`.
-    fn update(
-        &mut self,
-        sampled: &mut Vec<Vec<u32>>,
-        logits: &[f32],
-        n_vocab: usize,
-        sum_logprobs: &mut Vec<f64>,
-        rng: &mut Rng,
-    ) -> Step;
+    /// Choose the next token of every sequence from its row of (filtered) logits, appending it
+    /// to the sequence and its log-probability to the sequence's sum.
+    fn update(&mut self, hyps: &mut Hypotheses, rows: ChunksExact<'_, f32>, rng: &mut Rng) -> Step;
 
     /// The candidates to rank once the loop ends.
-    fn finalize(&mut self, sampled: &[Vec<u32>], sum_logprobs: &[f64]) -> Vec<Candidate>;
+    fn finalize(&mut self, hyps: &Hypotheses) -> Vec<Candidate>;
+}
+
+/// The sequences of a pass: each one's sampled tokens and summed log-probability.
+#[derive(Debug, Clone, Default)]
+pub struct Hypotheses {
+    pub tokens: Vec<Vec<u32>>,
+    pub sum_logprobs: Vec<f64>,
+}
+
+impl Hypotheses {
+    /// `n` empty sequences.
+    pub fn new(n: usize) -> Self {
+        Hypotheses {
+            tokens: vec![Vec::new(); n],
+            sum_logprobs: vec![0.0; n],
+        }
+    }
 }
 
 /// The log-sum-exp of one row, in f64 (the ranking sums hundreds of log-probabilities): its
@@ -210,15 +221,12 @@ impl Sampler {
 }
 
 impl TokenSearch for Sampler {
-    fn update(
-        &mut self,
-        sampled: &mut Vec<Vec<u32>>,
-        logits: &[f32],
-        n_vocab: usize,
-        sum_logprobs: &mut Vec<f64>,
-        rng: &mut Rng,
-    ) -> Step {
-        for (i, row) in logits.chunks_exact(n_vocab).enumerate().take(sampled.len()) {
+    fn update(&mut self, hyps: &mut Hypotheses, rows: ChunksExact<'_, f32>, rng: &mut Rng) -> Step {
+        let Hypotheses {
+            tokens: sampled,
+            sum_logprobs,
+        } = hyps;
+        for (i, row) in rows.enumerate().take(sampled.len()) {
             let seq = &mut sampled[i];
             if seq.last() == Some(&self.eot) {
                 seq.push(self.eot);
@@ -240,10 +248,10 @@ impl TokenSearch for Sampler {
         }
     }
 
-    fn finalize(&mut self, sampled: &[Vec<u32>], sum_logprobs: &[f64]) -> Vec<Candidate> {
-        sampled
+    fn finalize(&mut self, hyps: &Hypotheses) -> Vec<Candidate> {
+        hyps.tokens
             .iter()
-            .zip(sum_logprobs)
+            .zip(&hyps.sum_logprobs)
             .map(|(s, &lp)| Candidate::new(s, lp, self.eot))
             .collect()
     }
@@ -292,19 +300,16 @@ impl BeamSearch {
 }
 
 impl TokenSearch for BeamSearch {
-    fn update(
-        &mut self,
-        sampled: &mut Vec<Vec<u32>>,
-        logits: &[f32],
-        n_vocab: usize,
-        sum_logprobs: &mut Vec<f64>,
-        _rng: &mut Rng,
-    ) -> Step {
+    fn update(&mut self, hyps: &mut Hypotheses, rows: ChunksExact<'_, f32>, _: &mut Rng) -> Step {
+        let Hypotheses {
+            tokens: sampled,
+            sum_logprobs,
+        } = hyps;
         // Step 1: every beam's top tokens as candidate sequences. Identical sequences (all
         // beams are equal at the first step) collapse into one, keeping the first position.
         let mut order: Vec<Vec<u32>> = Vec::new();
         let mut scores: HashMap<Vec<u32>, (f64, usize)> = HashMap::new();
-        for (idx, row) in logits.chunks_exact(n_vocab).enumerate().take(sampled.len()) {
+        for (idx, row) in rows.enumerate().take(sampled.len()) {
             // The log-softmax is read only at the top tokens, not written out for the row.
             let lse = log_sum_exp_f64(row);
             let logprob = |i: usize| row[i] as f64 - lse;
@@ -354,7 +359,8 @@ impl TokenSearch for BeamSearch {
         }
     }
 
-    fn finalize(&mut self, sampled: &[Vec<u32>], sum_logprobs: &[f64]) -> Vec<Candidate> {
+    fn finalize(&mut self, hyps: &Hypotheses) -> Vec<Candidate> {
+        let (sampled, sum_logprobs) = (&hyps.tokens, &hyps.sum_logprobs);
         // Not enough finished: add the live beams, best first.
         if self.finished.len() < self.beam_size {
             let mut live: Vec<usize> = (0..sampled.len()).collect();
