@@ -388,36 +388,25 @@ fn main() {
             in_step: 1,
             in_first: 0,
         };
-        let g = time_gpu(&ctx, dflt, 20, &norm);
+        let gelu = Gelu {
+            a: &ob,
+            n: rows * cols,
+        };
         let mut o = vec![0.0; rows * cols];
-        let cpu = time_cpu(|| ops::layer_norm(&x, cols, &gm, &bt, &mut o));
-        row(
-            "layer norm",
-            "1500x384",
-            "GB/s",
-            (2 * rows * cols * 4) as f64,
-            &[("", g)],
-            cpu,
-        );
-        let g = time_gpu(
-            &ctx,
-            dflt,
-            20,
-            &Gelu {
-                a: &ob,
-                n: rows * cols,
-            },
-        );
         let mut o2 = x.clone();
-        let cpu = time_cpu(|| ops::gelu(&mut o2));
-        row(
-            "GELU",
-            "1500x384",
-            "GB/s",
-            (2 * rows * cols * 4) as f64,
-            &[("", g)],
-            cpu,
-        );
+        // Both read and write each value once.
+        let bytes = (2 * rows * cols * 4) as f64;
+        let gpu = [
+            time_gpu(&ctx, dflt, 20, &norm),
+            time_gpu(&ctx, dflt, 20, &gelu),
+        ];
+        let cpu = [
+            time_cpu(|| ops::layer_norm(&x, cols, &gm, &bt, &mut o)),
+            time_cpu(|| ops::gelu(&mut o2)),
+        ];
+        for (i, name) in ["layer norm", "GELU"].into_iter().enumerate() {
+            row(name, "1500x384", "GB/s", bytes, &[("", gpu[i])], cpu[i]);
+        }
     }
 
     {

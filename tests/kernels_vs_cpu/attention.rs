@@ -15,7 +15,7 @@ fn check_attention(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, shape: Shape
     let k = rng.vec(n_kv * d);
     let v = rng.vec(n_kv * d);
     let got = kern
-        .run_attention(ctx, [&q, &k, &v], n_q, n_kv, n_head, causal, unfused)
+        .run_attention(ctx, [&q, &k, &v], (n_q, n_kv, n_head, causal), unfused)
         .unwrap();
     let mut want = vec![0.0; n_q * d];
     ops::attention(&q, &k, &v, n_q, n_kv, d, n_head, causal, &mut want);

@@ -12,10 +12,18 @@ use super::kernels::{
 };
 
 impl Kernels {
-    /// Records `op` alone in one command buffer, submits it and waits.
-    fn run(&self, ctx: &GpuContext, what: &str, op: &impl Op) -> Result<()> {
+    /// Records `op` alone in one command buffer, submits it, waits, and reads back the first
+    /// `len` values of `out`.
+    fn run<T: bytemuck::Pod>(
+        &self,
+        ctx: &GpuContext,
+        what: &str,
+        op: &impl Op,
+        (out, len): (&wgpu::Buffer, usize),
+    ) -> Result<Vec<T>> {
         let record = |pass: &mut wgpu::ComputePass<'_>| op.record(self, pass);
-        ctx.scoped(what, || self.submit_pass(ctx, (what, true), record, |_| {}))
+        ctx.scoped(what, || self.submit_pass(ctx, (what, true), record, |_| {}))?;
+        ctx.read(out, len)
     }
 
     /// `x[m, k] · wᵀ + bias` (w `[n, k]`), GELU optional; any k (rows are zero-padded to a
@@ -47,8 +55,7 @@ impl Kernels {
             gelu,
             ..Linear::new(&xb, wm.view(), &ob, m)
         };
-        self.run(ctx, "linear", &linear)?;
-        ctx.read(&ob, m * n)
+        self.run(ctx, "linear", &linear, (&ob, m * n))
     }
 
     /// `Conv1d` of `input [c_in, t_in]` with `weight [c_out, c_in, 3]` and `bias [c_out]`, GELU
@@ -62,10 +69,12 @@ impl Kernels {
     ) -> Result<Vec<f32>> {
         let t_out = crate::backend::cpu::ops::conv1d_out_len(t_in, stride);
         let out = ctx.storage("out", (t_out * c_out * 4) as u64);
+        let [input, weight, bias] =
+            [("input", input), ("weight", weight), ("bias", bias)].map(|(l, v)| ctx.upload(l, v));
         let conv = Conv1d {
-            input: &ctx.upload("input", input),
-            weight: &ctx.upload("weight", weight),
-            bias: &ctx.upload("bias", bias),
+            input: &input,
+            weight: &weight,
+            bias: &bias,
             out: &out,
             c_in,
             t_in,
@@ -73,8 +82,7 @@ impl Kernels {
             stride,
             gelu,
         };
-        self.run(ctx, "conv1d", &conv)?;
-        ctx.read(&out, t_out * c_out)
+        self.run(ctx, "conv1d", &conv, (&out, t_out * c_out))
     }
 
     /// `LayerNorm` of every row of `x [rows, cols]`.
@@ -98,28 +106,22 @@ impl Kernels {
             in_step: 1,
             in_first: 0,
         };
-        self.run(ctx, "layer_norm", &norm)?;
-        ctx.read(&out, rows * cols)
+        self.run(ctx, "layer_norm", &norm, (&out, rows * cols))
     }
 
     pub fn run_gelu(&self, ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>> {
         let a = ctx.upload("x", x);
-        self.run(ctx, "gelu", &Gelu { a: &a, n: x.len() })?;
-        ctx.read(&a, x.len())
+        self.run(ctx, "gelu", &Gelu { a: &a, n: x.len() }, (&a, x.len()))
     }
 
     pub fn run_add(&self, ctx: &GpuContext, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
         let (ab, n) = (ctx.upload("a", a), a.len());
-        self.run(
-            ctx,
-            "add",
-            &Add {
-                a: &ab,
-                b: &ctx.upload("b", b),
-                n,
-            },
-        )?;
-        ctx.read(&ab, n)
+        let add = Add {
+            a: &ab,
+            b: &ctx.upload("b", b),
+            n,
+        };
+        self.run(ctx, "add", &add, (&ab, n))
     }
 
     /// `Softmax` of the rows of `x [rows, cols]`.
@@ -138,21 +140,17 @@ impl Kernels {
             cols,
             causal,
         };
-        self.run(ctx, "softmax", &softmax)?;
-        ctx.read(&xb, rows * cols)
+        self.run(ctx, "softmax", &softmax, (&xb, rows * cols))
     }
 
-    /// `Attention` of q `[n_q, d]` against k and v `[n_kv, d]`, or with `unfused` (non-causal,
-    /// n_kv a multiple of 4) `AttentionUnfused`.
-    #[allow(clippy::too_many_arguments)]
+    /// `Attention` of q `[n_q, d]` against k and v `[n_kv, d]` (`shape`: n_q, n_kv, heads of
+    /// `HEAD_DIM`, causal offset), or with `unfused` (non-causal, n_kv a multiple of 4)
+    /// `AttentionUnfused`.
     pub fn run_attention(
         &self,
         ctx: &GpuContext,
         [q, k, v]: [&[f32]; 3],
-        n_q: usize,
-        n_kv: usize,
-        n_head: usize,
-        causal: Option<usize>,
+        (n_q, n_kv, n_head, causal): (usize, usize, usize, Option<usize>),
         unfused: bool,
     ) -> Result<Vec<f32>> {
         let d = n_head * super::kernels::HEAD_DIM;
@@ -174,11 +172,10 @@ impl Kernels {
                 d,
                 n_head,
             };
-            self.run(ctx, "attention (unfused)", &op)?;
+            self.run(ctx, "attention (unfused)", &op, (out, n_q * d))
         } else {
-            self.run(ctx, "attention", &fused)?;
+            self.run(ctx, "attention", &fused, (&out, n_q * d))
         }
-        ctx.read(&out, n_q * d)
     }
 
     /// `Embed` of `ids` (one sequence from position `pos0`) from a table stored as `wt` (f32 or
@@ -207,8 +204,7 @@ impl Kernels {
             per_seq: n_tok,
             table: tm.view(),
         };
-        self.run(ctx, "embed", &embed)?;
-        ctx.read(&out, n_tok * d)
+        self.run(ctx, "embed", &embed, (&out, n_tok * d))
     }
 
     /// Argmax of each `n`-long row of `x`.
@@ -220,17 +216,13 @@ impl Kernels {
         n: usize,
     ) -> Result<Vec<u32>> {
         let out = ctx.storage("out", (rows * 4) as u64);
-        self.run(
-            ctx,
-            "argmax",
-            &Argmax {
-                x: &ctx.upload("x", x),
-                out: &out,
-                n,
-                rows,
-            },
-        )?;
-        ctx.read(&out, rows)
+        let argmax = Argmax {
+            x: &ctx.upload("x", x),
+            out: &out,
+            n,
+            rows,
+        };
+        self.run(ctx, "argmax", &argmax, (&out, rows))
     }
 
     /// `GreedyPick` over one row with the ids in `suppress` masked: (index, log-probability).
@@ -253,8 +245,7 @@ impl Kernels {
             n,
             mask_word: 0,
         };
-        self.run(ctx, "greedy_pick", &pick)?;
-        let out: Vec<u32> = ctx.read(&out, 2)?;
+        let out: Vec<u32> = self.run(ctx, "greedy_pick", &pick, (&out, 2))?;
         Ok((out[0], f32::from_bits(out[1])))
     }
 }

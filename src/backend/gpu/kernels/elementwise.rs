@@ -29,8 +29,7 @@ super::wgsl_params! {
 impl ElementwiseParams {
     /// `bytes_per_value` read and written per value, `flops_per_value` computed.
     fn work(&self, flops_per_value: f64, bytes_per_value: f64) -> Work {
-        let n = self.n as f64;
-        Work::new(flops_per_value * n, bytes_per_value * n)
+        Work::per_value(self.n as f64, flops_per_value, bytes_per_value)
     }
 }
 

@@ -23,8 +23,7 @@ super::wgsl_params! {
 impl LayerNormParams {
     /// Each value read and written once, ~8 operations per value.
     fn work(&self) -> Work {
-        let v = self.rows as f64 * self.cols as f64;
-        Work::new(8.0 * v, 8.0 * v)
+        Work::per_value(self.rows as f64 * self.cols as f64, 8.0, 8.0)
     }
 }
 

@@ -21,9 +21,9 @@ super::wgsl_params! {
 }
 
 impl SoftmaxParams {
+    /// Each value read and written once; max, exp, sum and scale.
     fn work(&self) -> Work {
-        let v = self.rows as f64 * self.cols as f64;
-        Work::new(4.0 * v, 8.0 * v)
+        Work::per_value(self.rows as f64 * self.cols as f64, 4.0, 8.0)
     }
 }
 
