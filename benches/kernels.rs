@@ -7,8 +7,11 @@
 use std::time::Instant;
 
 use dattavani_asr::testing::backend::cpu::ops;
+use dattavani_asr::testing::backend::gpu::kernels::{
+    Argmax, Attention, AttentionUnfused, Conv1d, Gelu, LayerNorm, Linear, MatrixRef,
+};
 use dattavani_asr::testing::backend::gpu::{
-    AdapterSelector, GpuContext, GpuMatrix, KernelConfig, Kernels, MatmulVariant, WeightType,
+    AdapterSelector, GpuContext, GpuMatrix, KernelConfig, Kernels, MatmulVariant, Op, WeightType,
 };
 
 #[path = "common/rand.rs"]
@@ -41,24 +44,12 @@ fn time_cpu(mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// Seconds per dispatch: `reps` dispatches in one compute pass, submit + wait, median.
-fn time_gpu(
-    ctx: &GpuContext,
-    k: &Kernels,
-    reps: usize,
-    record: impl Fn(&mut wgpu::ComputePass<'_>),
-) -> f64 {
+/// Seconds per dispatch: `reps` records of `op` in one compute pass, submit + wait, median.
+fn time_gpu(ctx: &GpuContext, k: &Kernels, reps: usize, op: &impl Op) -> f64 {
+    let record = |pass: &mut wgpu::ComputePass<'_>| (0..reps).try_for_each(|_| k.record(pass, op));
     let run = || {
-        k.begin();
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..reps {
-                record(&mut pass);
-            }
-        }
-        k.flush_params();
-        ctx.submit_wait(enc).expect("gpu run");
+        k.submit_pass(ctx, ("bench", true), record, |_| {})
+            .expect("gpu run")
     };
     run();
     median(
@@ -183,12 +174,11 @@ fn main() {
             ctx.upload("b", &b),
         );
         let ob = ctx.storage("o", (m * n * 4) as u64);
-        let t = |kk: &Kernels| {
-            time_gpu(&ctx, kk, 1, |enc| {
-                kk.linear(enc, &xb, &wb, Some(&bb), &ob, m, n, k, false)
-                    .unwrap()
-            })
+        let linear = Linear {
+            bias: Some(&bb),
+            ..Linear::new(&xb, MatrixRef::f32(&wb, n, k), &ob, m)
         };
+        let t = |kk: &Kernels| time_gpu(&ctx, kk, 1, &linear);
         let gpu = [
             ("register", t(&reg)),
             ("tiled", t(&tiled)),
@@ -211,10 +201,8 @@ fn main() {
         }
         let typed = |kk: &Kernels, ty: WeightType| {
             let wm = GpuMatrix::upload(&ctx, "w", &w, n, k, ty);
-            time_gpu(&ctx, kk, 1, |enc| {
-                kk.linear_typed(enc, &xb, wm.view(), Some(&bb), &ob, m, false)
-                    .unwrap()
-            })
+            let w = wm.view();
+            time_gpu(&ctx, kk, 1, &Linear { w, ..linear })
         };
         let mut gpu = Vec::new();
         for (name, kk) in [("register", &reg), ("tiled", &tiled)] {
@@ -239,11 +227,8 @@ fn main() {
         let w = rand_vec(&mut seed, n * k);
         let (xb, wb) = (ctx.upload("x", &x), ctx.upload("w", &w));
         let ob = ctx.storage("o", (m * n * 4) as u64);
-        let t = |kk: &Kernels| {
-            time_gpu(&ctx, kk, 1, |enc| {
-                kk.linear(enc, &xb, &wb, None, &ob, m, n, k, false).unwrap()
-            })
-        };
+        let gemv = Linear::new(&xb, MatrixRef::f32(&wb, n, k), &ob, m);
+        let t = |kk: &Kernels| time_gpu(&ctx, kk, 1, &gemv);
         let gpu = [
             ("1 lane/output", t(dflt)),
             ("32 lanes/output", t(&gpu_defaults)),
@@ -265,10 +250,7 @@ fn main() {
         let mut gpu = Vec::new();
         for ty in [WeightType::F32, WeightType::F16, WeightType::Int8] {
             let wm = GpuMatrix::upload(&ctx, "w", &w, n, k, ty);
-            let t = time_gpu(&ctx, dflt, 1, |enc| {
-                dflt.linear_typed(enc, &xb, wm.view(), None, &ob, m, false)
-                    .unwrap()
-            });
+            let t = time_gpu(&ctx, dflt, 1, &Linear::new(&xb, wm.view(), &ob, m));
             gpu.push((ty.name(), t));
         }
         row(
@@ -292,10 +274,9 @@ fn main() {
         let ob = ctx.storage("o", (n_q * d * 4) as u64);
         let causal = (n_kv == 100).then_some(99);
         let reps = if n_q == 1 { 20 } else { 1 };
-        let g = time_gpu(&ctx, dflt, reps, |enc| {
-            dflt.attention(enc, &qb, &kb, &kb, &ob, n_q, n_kv, d, n_head, causal)
-                .unwrap()
-        });
+        let qkvo = [&qb, &kb, &kb, &ob];
+        let fused = Attention::single(qkvo, (n_q, n_kv, d, n_head), causal);
+        let g = time_gpu(&ctx, dflt, reps, &fused);
         let mut variants = vec![("fused", g)];
         if dflt.use_unfused_attention(n_q, n_kv, causal) || n_q == 1500 {
             // The unfused chain (scores -> softmax -> ·V per chunk of query rows).
@@ -303,10 +284,19 @@ fn main() {
                 "scores",
                 (dflt.unfused_scores_len(n_q, n_kv, n_head) * 4) as u64,
             );
-            let g = time_gpu(&ctx, dflt, 1, |enc| {
-                dflt.attention_unfused(enc, &qb, &kb, &kb, &ob, &sb, n_q, n_kv, d, n_head)
-                    .unwrap()
-            });
+            let (q, k, v, out, scores) = (&qb, &kb, &kb, &ob, &sb);
+            let unfused = AttentionUnfused {
+                q,
+                k,
+                v,
+                out,
+                scores,
+                n_kv,
+                n_q,
+                d,
+                n_head,
+            };
+            let g = time_gpu(&ctx, dflt, 1, &unfused);
             variants.push(("unfused", g));
         }
         let mut o = vec![0.0; n_q * d];
@@ -334,16 +324,18 @@ fn main() {
         let w = rand_vec(&mut seed, c_out * c_in * 3);
         let b = rand_vec(&mut seed, c_out);
         let t_out = ops::conv1d_out_len(t_in, stride);
-        let (xb, wb, bb) = (
-            ctx.upload("x", &x),
-            ctx.upload("w", &w),
-            ctx.upload("b", &b),
-        );
-        let ob = ctx.storage("o", (t_out * c_out * 4) as u64);
-        let g = time_gpu(&ctx, dflt, 1, |enc| {
-            dflt.conv1d_k3(enc, &xb, &wb, &bb, &ob, c_in, t_in, c_out, stride, true)
-                .unwrap()
-        });
+        let conv = Conv1d {
+            input: &ctx.upload("x", &x),
+            weight: &ctx.upload("w", &w),
+            bias: &ctx.upload("b", &b),
+            out: &ctx.storage("o", (t_out * c_out * 4) as u64),
+            c_in,
+            t_in,
+            c_out,
+            stride,
+            gelu: true,
+        };
+        let g = time_gpu(&ctx, dflt, 1, &conv);
         let mut o = vec![0.0; t_out * c_out];
         let cpu = time_cpu(|| {
             ops::conv1d_k3(&x, c_in, t_in, &w, &b, c_out, stride, &mut o);
@@ -385,49 +377,53 @@ fn main() {
         let x = rand_vec(&mut seed, rows * cols);
         let gm = rand_vec(&mut seed, cols);
         let bt = rand_vec(&mut seed, cols);
-        let (xb, gb, bb) = (
-            ctx.upload("x", &x),
-            ctx.upload("g", &gm),
-            ctx.upload("b", &bt),
-        );
         let ob = ctx.storage("o", (rows * cols * 4) as u64);
-        let g = time_gpu(&ctx, dflt, 20, |enc| {
-            dflt.layer_norm(enc, &xb, &gb, &bb, &ob, rows, cols)
-                .unwrap()
-        });
+        let norm = LayerNorm {
+            x: &ctx.upload("x", &x),
+            gamma: &ctx.upload("g", &gm),
+            beta: &ctx.upload("b", &bt),
+            out: &ob,
+            rows,
+            cols,
+            in_step: 1,
+            in_first: 0,
+        };
+        let gelu = Gelu {
+            a: &ob,
+            n: rows * cols,
+        };
         let mut o = vec![0.0; rows * cols];
-        let cpu = time_cpu(|| ops::layer_norm(&x, cols, &gm, &bt, &mut o));
-        row(
-            "layer norm",
-            "1500x384",
-            "GB/s",
-            (2 * rows * cols * 4) as f64,
-            &[("", g)],
-            cpu,
-        );
-        let g = time_gpu(&ctx, dflt, 20, |enc| {
-            dflt.gelu(enc, &ob, rows * cols).unwrap()
-        });
         let mut o2 = x.clone();
-        let cpu = time_cpu(|| ops::gelu(&mut o2));
-        row(
-            "GELU",
-            "1500x384",
-            "GB/s",
-            (2 * rows * cols * 4) as f64,
-            &[("", g)],
-            cpu,
-        );
+        // Both read and write each value once.
+        let bytes = (2 * rows * cols * 4) as f64;
+        let gpu = [
+            time_gpu(&ctx, dflt, 20, &norm),
+            time_gpu(&ctx, dflt, 20, &gelu),
+        ];
+        let cpu = [
+            time_cpu(|| ops::layer_norm(&x, cols, &gm, &bt, &mut o)),
+            time_cpu(|| ops::gelu(&mut o2)),
+        ];
+        for (i, name) in ["layer norm", "GELU"].into_iter().enumerate() {
+            row(name, "1500x384", "GB/s", bytes, &[("", gpu[i])], cpu[i]);
+        }
     }
 
     {
         let n = 51864usize;
         let x = rand_vec(&mut seed, n);
-        let xb = ctx.upload("x", &x);
-        let ob = ctx.storage("o", 4);
-        let g = time_gpu(&ctx, dflt, 20, |enc| {
-            dflt.argmax(enc, &xb, &ob, 1, n).unwrap()
-        });
+        let (xb, ob) = (ctx.upload("x", &x), ctx.storage("o", 4));
+        let g = time_gpu(
+            &ctx,
+            dflt,
+            20,
+            &Argmax {
+                x: &xb,
+                out: &ob,
+                n,
+                rows: 1,
+            },
+        );
         let cpu = time_cpu(|| {
             std::hint::black_box(ops::argmax(&x));
         });

@@ -13,6 +13,11 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * (65535u * EW_WG);
 }
 
+// (i / run, i % run): how transpose and kv_append address their two sides.
+fn split(i: u32) -> vec2<u32> {
+    return vec2<u32>(i / p.run, i % p.run);
+}
+
 // a = gelu(a), in place (b is bound but unused).
 @compute @workgroup_size(EW_WG, 1, 1)
 fn gelu(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -38,9 +43,9 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if (i < p.n) {
-        let c = i / p.run;
-        let r = i % p.run;
-        a[i] = b[r * p.stride + c];
+        // Output row c = i / run, column r = i % run (`run` = input rows).
+        let cr = split(i);
+        a[i] = b[cr.y * p.stride + cr.x];
     }
 }
 
@@ -52,8 +57,8 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn kv_append(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if (i < p.n) {
-        let s = i / p.run;
-        let r = i % p.run;
-        a[s * p.stride + p.offset + r] = b[i];
+        // Sequence s = i / run, value r = i % run of its new rows.
+        let sr = split(i);
+        a[sr.x * p.stride + p.offset + sr.y] = b[i];
     }
 }

@@ -159,12 +159,7 @@ fn cross_attention_weights_match_the_cpu() {
     let g = run(&mut gpu);
     let c = run(&mut cpu);
     assert_eq!(g.len(), heads.len() * tokens.len() * n_audio);
-    assert_eq!(g.len(), c.len());
-    let e = g
-        .iter()
-        .zip(&c)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let e = gpu_adapter::max_abs_err(&g, &c);
     eprintln!(
         "cross-attention weights, {} heads x {} tokens: max abs diff {e:.2e}",
         heads.len(),
@@ -360,19 +355,8 @@ fn cli_bench_gpu_int8_reports_int8_and_less_gpu_memory_than_f16() {
         return;
     }
     let bench = |dtype: &str| {
-        let out = cli(&[
-            "-q",
-            "bench",
-            "--device",
-            "gpu",
-            "--dtype",
-            dtype,
-            "--beam-size",
-            "1",
-            "--runs",
-            "1",
-            "--json",
-        ]);
+        let args = format!("-q bench --device gpu --dtype {dtype} --beam-size 1 --runs 1 --json");
+        let out = cli(&args.split(' ').collect::<Vec<_>>());
         assert!(
             out.status.success(),
             "--dtype {dtype}: {}",

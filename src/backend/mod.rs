@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod decode_pass;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub(crate) mod load_common;
 
 pub use decode_pass::DecodePass;
 

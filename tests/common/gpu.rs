@@ -2,6 +2,7 @@
 //! "skipped: no GPU adapter" and passes, unless DATTAVANI_REQUIRE_GPU=1 (CI), where it fails.
 //!
 //! Use with `#[path = "common/gpu.rs"] mod gpu_adapter;`.
+#![allow(dead_code)]
 
 use dattavani_asr::testing::backend::gpu::{AdapterSelector, GpuContext};
 
@@ -16,4 +17,13 @@ pub fn gpu() -> Option<GpuContext> {
             None
         }
     }
+}
+
+/// Largest |a - b| of two results of the same length (a device's and the CPU's).
+pub fn max_abs_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

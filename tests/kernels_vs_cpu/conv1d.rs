@@ -15,7 +15,7 @@ fn conv1d_k3_matches_cpu() {
             let w = rng.vec(c_out * c_in * 3);
             let b = rng.vec(c_out);
             let got = kern
-                .run_conv1d_k3(&ctx, &x, c_in, t_in, &w, &b, c_out, stride, gelu)
+                .run_conv1d_k3(&ctx, [&x, &w, &b], (c_in, t_in, c_out, stride), gelu)
                 .unwrap();
             let t_out = ops::conv1d_out_len(t_in, stride);
             let mut want = vec![0.0; t_out * c_out];

@@ -55,13 +55,10 @@ fn device_errors_become_error_values_not_panics() {
     let small = ctx.storage("small", 16);
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     let mut pass = enc.begin_compute_pass(&Default::default());
-    let e = kern
-        .linear(&mut pass, &small, &small, None, &small, 4, 4, 4, false)
-        .unwrap_err();
+    let linear = |m, n, k| Linear::new(&small, MatrixRef::f32(&small, n, k), &small, m);
+    let e = kern.record(&mut pass, &linear(4, 4, 4)).unwrap_err();
     assert!(matches!(e, Error::Device(_)), "{e}");
-    let e = kern
-        .linear(&mut pass, &small, &small, None, &small, 1, 1, 3, false)
-        .unwrap_err();
+    let e = kern.record(&mut pass, &linear(1, 1, 3)).unwrap_err();
     drop(pass);
     drop(enc);
     assert!(e.to_string().contains("multiple of 4"), "{e}");
@@ -78,7 +75,14 @@ fn device_errors_become_error_values_not_panics() {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            kern.add(&mut pass, &not_storage, &small, 4)?;
+            kern.record(
+                &mut pass,
+                &Add {
+                    a: &not_storage,
+                    b: &small,
+                    n: 4,
+                },
+            )?;
         }
         kern.flush_params();
         ctx.queue.submit([enc.finish()]);

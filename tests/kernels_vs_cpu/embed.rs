@@ -3,24 +3,52 @@
 
 use super::*;
 
-#[test]
-fn embed_matches_cpu_including_split_table() {
+/// `run_embed` of 13 ids (9 random, then the table's first and last rows and both sides of a
+/// 64-row range boundary) at position 5 from a `[1000, 384]` table stored as `ty`, with and
+/// without a binding limit of `split` bytes, against `ops::embed` of what the device's table
+/// holds (`on_device`: the table as `ty` stores it); `check(got, want, what)`.
+fn check_embed(
+    seed: u64,
+    (ty, split): (WeightType, u64),
+    shape_rows: impl Fn(usize, &mut [f32]),
+    on_device: impl Fn(&[f32]) -> Vec<f32>,
+    check: impl Fn(&[f32], &[f32], &str),
+) {
     let Some(ctx) = gpu() else { return };
-    let mut rng = Lcg(12);
+    let mut rng = Lcg(seed);
     let (vocab, d, n_ctx) = (1000, 384, 448);
-    let table = rng.vec(vocab * d);
+    let mut table = rng.vec(vocab * d);
+    for (r, row) in table.chunks_exact_mut(d).enumerate() {
+        shape_rows(r, row);
+    }
     let pos = rng.vec(n_ctx * d);
+    let stored = on_device(&table);
     let mut ids: Vec<u32> = (0..9).map(|_| rng.below(vocab as u32)).collect();
     ids.extend_from_slice(&[0, 999, 64, 63]);
-    for over in [None, Some(64 * 384 * 4)] {
+    for over in [None, Some(split)] {
         let kern = kernels_with(&ctx, |c| c.max_binding_override = over);
-        let got = kern
-            .run_embed(&ctx, &table, WeightType::F32, &pos, d, &ids, 5)
-            .unwrap();
+        let got = kern.run_embed(&ctx, &table, ty, &pos, d, &ids, 5).unwrap();
         let mut want = vec![0.0; ids.len() * d];
-        ops::embed(&table, &pos, d, &ids, 5, &mut want);
-        assert_eq!(got, want, "embed (binding override {over:?})"); // one addition each: exact
+        ops::embed(&stored, &pos, d, &ids, 5, &mut want);
+        check(
+            &got,
+            &want,
+            &format!("{} embed (binding override {over:?})", ty.name()),
+        );
     }
+}
+
+#[test]
+fn embed_matches_cpu_including_split_table() {
+    // One addition each: exact.
+    let exact = |got: &[f32], want: &[f32], what: &str| assert_eq!(got, want, "{what}");
+    check_embed(
+        12,
+        (WeightType::F32, 64 * 384 * 4),
+        |_, _| {},
+        <[f32]>::to_vec,
+        exact,
+    );
 }
 
 /// The int8 table (the model's token embedding under `--dtype int8`): each element is
@@ -30,28 +58,12 @@ fn embed_matches_cpu_including_split_table() {
 /// 96 quads per binding: table and scales bound at offsets).
 #[test]
 fn embed_int8_table_matches_cpu_including_split_table() {
-    let Some(ctx) = gpu() else { return };
-    let mut rng = Lcg(22);
-    let (vocab, d, n_ctx) = (1000, 384, 448);
-    let mut table = rng.vec(vocab * d);
-    for (r, row) in table.chunks_exact_mut(d).enumerate() {
-        row.iter_mut().for_each(|v| *v /= (1 + r % 4) as f32);
-    }
-    let pos = rng.vec(n_ctx * d);
-    let dequantized = QuantizedMatrix::quantize(&table, vocab, d).dequantize();
-    let mut ids: Vec<u32> = (0..9).map(|_| rng.below(vocab as u32)).collect();
-    ids.extend_from_slice(&[0, 999, 64, 63]);
-    for over in [None, Some(64 * 384)] {
-        let kern = kernels_with(&ctx, |c| c.max_binding_override = over);
-        let got = kern
-            .run_embed(&ctx, &table, WeightType::Int8, &pos, d, &ids, 5)
-            .unwrap();
-        let mut want = vec![0.0; ids.len() * d];
-        ops::embed(&dequantized, &pos, d, &ids, 5, &mut want);
-        let e = max_err(&got, &want);
-        assert!(
-            e <= 2.0 * f32::EPSILON,
-            "int8 embed (binding override {over:?}): {e}"
-        );
-    }
+    // Rows of different magnitudes, so the row scales differ.
+    let rows = |r: usize, row: &mut [f32]| row.iter_mut().for_each(|v| *v /= (1 + r % 4) as f32);
+    let dequantized = |t: &[f32]| QuantizedMatrix::quantize(t, t.len() / 384, 384).dequantize();
+    let fused = |got: &[f32], want: &[f32], what: &str| {
+        let e = max_err(got, want);
+        assert!(e <= 2.0 * f32::EPSILON, "{what}: {e}");
+    };
+    check_embed(22, (WeightType::Int8, 64 * 384), rows, dequantized, fused);
 }

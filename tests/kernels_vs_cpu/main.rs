@@ -13,6 +13,7 @@
 //! duplicated product changes a result by |x_k w_k| ≈ 0.25 on average).
 
 use dattavani_asr::testing::backend::cpu::ops;
+use dattavani_asr::testing::backend::gpu::kernels::{Add, Linear, MatrixRef};
 use dattavani_asr::testing::backend::gpu::{
     pack_i8, AdapterSelector, GpuContext, KernelConfig, Kernels, MatmulVariant, WeightType,
 };
@@ -23,7 +24,7 @@ use dattavani_asr::testing::model::quant::QuantizedMatrix;
 mod gpu_adapter;
 #[path = "../common/npy.rs"]
 mod npy;
-use gpu_adapter::gpu;
+use gpu_adapter::{gpu, max_abs_err};
 
 fn kernels(ctx: &GpuContext) -> Kernels {
     kernels_with(ctx, |_| ())
@@ -72,15 +73,6 @@ fn max_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0, f32::max)
-}
-
-/// Largest |a - b|.
-fn max_abs_err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
 

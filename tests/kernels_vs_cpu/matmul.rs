@@ -192,13 +192,18 @@ fn pack_i8_puts_element_0_in_the_low_byte() {
     assert_eq!(pack_i8(&[-128, 0, 0, 0, 5]), vec![0x80, 5]);
 }
 
-fn linear_suite(ctx: &GpuContext, kern: &Kernels) {
-    let mut rng = Lcg(1);
-    for case in odd_cases() {
+/// `check_linear` of each case in turn, with data from seed `seed`.
+fn check_cases(ctx: &GpuContext, kern: &Kernels, seed: u64, cases: impl IntoIterator<Item = Case>) {
+    let mut rng = Lcg(seed);
+    for case in cases {
         check_linear(ctx, kern, &mut rng, case);
     }
-    check_linear(ctx, kern, &mut rng, (1500, 384, 96, true, true));
-    check_linear(ctx, kern, &mut rng, (2, 8, 3, true, false)); // tiny K: one K tile, partly empty
+}
+
+fn linear_suite(ctx: &GpuContext, kern: &Kernels) {
+    // An encoder-sized product, and a tiny K: one K tile, partly empty.
+    let big_and_tiny = [(1500, 384, 96, true, true), (2, 8, 3, true, false)];
+    check_cases(ctx, kern, 1, odd_cases().into_iter().chain(big_and_tiny));
 }
 
 #[test]
@@ -220,9 +225,8 @@ fn linear_tiled_variant_and_wide_gemv_match_cpu() {
 fn linear_with_bounds_checked_shaders_matches_cpu() {
     let Some(ctx) = gpu() else { return };
     let kern = kernels_with(&ctx, |c| c.trusted = false);
-    let mut rng = Lcg(2);
-    check_linear(&ctx, &kern, &mut rng, (65, 385, 65, true, true));
-    check_linear(&ctx, &kern, &mut rng, (1, 384, 384, true, false));
+    let cases = [(65, 385, 65, true, true), (1, 384, 384, true, false)];
+    check_cases(&ctx, &kern, 2, cases);
 }
 
 #[test]
@@ -232,9 +236,8 @@ fn linear_split_over_row_ranges_matches_cpu() {
     // a byte offset, as whisper-small's 159 MB embedding is on lavapipe's 128 MiB bindings.
     for base in [KernelConfig::for_adapter(&ctx), KernelConfig::gpu()] {
         let kern = kernels_from(&ctx, base, |c| c.max_binding_override = Some(64 * 384 * 4));
-        let mut rng = Lcg(3);
-        check_linear(&ctx, &kern, &mut rng, (1, 384, 300, true, false));
-        check_linear(&ctx, &kern, &mut rng, (65, 384, 300, true, true));
+        let cases = [(1, 384, 300, true, false), (65, 384, 300, true, true)];
+        check_cases(&ctx, &kern, 3, cases);
     }
 }
 

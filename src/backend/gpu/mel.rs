@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::mel::{mel_filters, LogMel, HOP_LENGTH, N_FFT, N_FREQS, N_SAMPLES};
 
 use super::context::GpuContext;
-use super::kernels::{pad_cols, Kernels};
+use super::kernels::{pad_cols, Kernels, Linear, MatrixRef, MelFrames, MelLog, MelNorm, MelPower};
 
 /// Columns of the DFT output: re (k = 0..200), then im.
 const SPEC_COLS: usize = 2 * N_FREQS;
@@ -89,129 +89,162 @@ impl GpuMel {
         if n_mels == 0 {
             return Err(Error::Internal("log-mel with 0 mel bands".into()));
         }
+        // The mel's buffers live for this call: no bind-group cache.
         ctx.scoped("log-mel", || {
-            k.without_bind_cache(|| self.compute_inner(ctx, k, samples, n_mels))
-        })
-    }
-
-    fn compute_inner(
-        &mut self,
-        ctx: &GpuContext,
-        k: &Kernels,
-        samples: &[f32],
-        n_mels: usize,
-    ) -> Result<LogMel> {
-        let n = samples.len();
-        let total = n + N_SAMPLES;
-        let n_frames = total / HOP_LENGTH;
-        let pad = N_FFT / 2;
-        let n_live = (n + pad).div_ceil(HOP_LENGTH).min(n_frames);
-        if n_frames > u32::MAX as usize / N_FFT || n > (i32::MAX as usize) / 2 {
-            return Err(Error::Usage(format!(
-                "{n} samples is too long for the GPU log-mel"
-            )));
-        }
-
-        // Chunk size: a multiple of the range step whose DFT output and sample range each fit
-        // one binding.
-        let step = k.row_step();
-        let mb = k.max_binding() as usize;
-        let by_samples = ((mb / 4).saturating_sub(N_FFT + step) / HOP_LENGTH) / step * step;
-        let chunk = self
-            .chunk_frames
-            .next_multiple_of(step)
-            .min(k.rows_per_binding((SPEC_COLS * 4) as u64))
-            .min(by_samples)
-            .max(step);
-        let cap = chunk.min(n_live.max(1));
-
-        if self.filters.as_ref().map(|f| f.0) != Some(n_mels) {
-            let (f, _) = pad_cols(&mel_filters(n_mels), n_mels, N_FREQS);
-            self.filters = Some((n_mels, ctx.upload("mel filters", &f)));
-        }
-        let filters = &self.filters.as_ref().expect("set above").1;
-
-        let buf = |l: &str, elems: usize| ctx.storage(l, (elems.max(1) * 4) as u64);
-        let samples_b = ctx.upload("mel samples", samples);
-        let frames = buf("mel frames", cap * N_FFT);
-        let spec = buf("mel spectrum", cap * SPEC_COLS);
-        let power = buf("mel power", cap * POWER_COLS);
-        let melp = buf("mel bands", cap * n_mels);
-        let logs = buf("mel log10", n_live * n_mels);
-        let out = buf("log-mel", n_mels * n_frames);
-
-        // Silent frames have log10 mel −10 and take part in the maximum (as on the CPU).
-        let init = if n_live < n_frames {
-            -10.0f32
-        } else {
-            f32::MIN
-        };
-        ctx.queue
-            .write_buffer(&self.gmax, 0, bytemuck::cast_slice(&[ord(init), 0, 0, 0]));
-
-        let starts: Vec<usize> = (0..n_live).step_by(chunk).collect();
-        for batch in starts.chunks(CHUNKS_PER_SUBMIT) {
-            self.submit(ctx, k, |pass| {
-                for &t0 in batch {
-                    let rows = chunk.min(n_live - t0);
-                    // Samples t0·160 − 200 .. (t0 + rows)·160 + 200, clipped to the audio.
-                    let s0 = (t0 * HOP_LENGTH).saturating_sub(pad) / step * step;
-                    let end = n.min((t0 + rows) * HOP_LENGTH + pad);
-                    let len = end.saturating_sub(s0);
-                    let sb = k.range(&samples_b, s0, len, "mel samples")?;
-                    k.mel_frames(pass, sb, &frames, &self.gmax, n, s0, len, t0, rows)?;
-                    k.linear(
-                        pass, &frames, &self.dft, None, &spec, rows, SPEC_COLS, N_FFT, false,
-                    )?;
-                    k.mel_power(pass, &spec, &power, &self.gmax, rows)?;
-                    k.linear(
-                        pass, &power, filters, None, &melp, rows, n_mels, POWER_COLS, false,
-                    )?;
-                    let lb = k.range(&logs, t0 * n_mels, rows * n_mels, "mel log10")?;
-                    k.mel_log(pass, &melp, lb, &self.gmax, rows * n_mels)?;
+            k.without_bind_cache(|| {
+                let n = samples.len();
+                let total = n + N_SAMPLES;
+                let n_frames = total / HOP_LENGTH;
+                let pad = N_FFT / 2;
+                let n_live = (n + pad).div_ceil(HOP_LENGTH).min(n_frames);
+                if n_frames > u32::MAX as usize / N_FFT || n > (i32::MAX as usize) / 2 {
+                    return Err(Error::Usage(format!(
+                        "{n} samples is too long for the GPU log-mel"
+                    )));
                 }
-                Ok(())
-            })?;
-        }
 
-        let block = k.rows_per_binding((n_mels * 4) as u64).min(n_frames);
-        let blocks: Vec<usize> = (0..n_frames).step_by(block.max(1)).collect();
-        for batch in blocks.chunks(CHUNKS_PER_SUBMIT) {
-            self.submit(ctx, k, |pass| {
-                for &b0 in batch {
-                    let rows = block.min(n_frames - b0);
-                    let live = n_live.saturating_sub(b0).min(rows);
-                    let lb = if live > 0 {
-                        k.range(&logs, b0 * n_mels, live * n_mels, "mel log10")?
-                    } else {
-                        k.range(&logs, 0, 1, "mel log10")?
-                    };
-                    let ob = k.range(&out, b0 * n_mels, rows * n_mels, "log-mel")?;
-                    k.mel_norm(pass, lb, ob, &self.gmax, rows, live, n_mels)?;
-                }
-                Ok(())
-            })?;
-        }
+                // Chunk size: a multiple of the range step whose DFT output and sample range each fit
+                // one binding.
+                let step = k.row_step();
+                let mb = k.max_binding() as usize;
+                let by_samples = ((mb / 4).saturating_sub(N_FFT + step) / HOP_LENGTH) / step * step;
+                let chunk = self
+                    .chunk_frames
+                    .next_multiple_of(step)
+                    .min(k.rows_per_binding((SPEC_COLS * 4) as u64))
+                    .min(by_samples)
+                    .max(step);
+                let cap = chunk.min(n_live.max(1));
 
-        let raw: Vec<f32> = ctx.read(&out, n_mels * n_frames)?;
-        let data = if block >= n_frames {
-            raw
-        } else {
-            // Stitch the column blocks [n_mels, rows] into rows of n_frames.
-            let mut data = vec![0.0f32; n_mels * n_frames];
-            for &b0 in &blocks {
-                let rows = block.min(n_frames - b0);
-                let blk = &raw[b0 * n_mels..(b0 + rows) * n_mels];
-                for (m, src) in blk.chunks_exact(rows).enumerate() {
-                    data[m * n_frames + b0..m * n_frames + b0 + rows].copy_from_slice(src);
+                if self.filters.as_ref().map(|f| f.0) != Some(n_mels) {
+                    let (f, _) = pad_cols(&mel_filters(n_mels), n_mels, N_FREQS);
+                    self.filters = Some((n_mels, ctx.upload("mel filters", &f)));
                 }
-            }
-            data
-        };
-        Ok(LogMel {
-            n_mels,
-            n_frames,
-            data,
+                let filters = &self.filters.as_ref().expect("set above").1;
+
+                let buf = |l: &str, elems: usize| ctx.storage(l, (elems.max(1) * 4) as u64);
+                let samples_b = ctx.upload("mel samples", samples);
+                let frames = buf("mel frames", cap * N_FFT);
+                let spec = buf("mel spectrum", cap * SPEC_COLS);
+                let power = buf("mel power", cap * POWER_COLS);
+                let melp = buf("mel bands", cap * n_mels);
+                let logs = buf("mel log10", n_live * n_mels);
+                let out = buf("log-mel", n_mels * n_frames);
+
+                // Silent frames have log10 mel −10 and take part in the maximum (as on the CPU).
+                let init = if n_live < n_frames {
+                    -10.0f32
+                } else {
+                    f32::MIN
+                };
+                ctx.queue
+                    .write_buffer(&self.gmax, 0, bytemuck::cast_slice(&[ord(init), 0, 0, 0]));
+
+                let starts: Vec<usize> = (0..n_live).step_by(chunk).collect();
+                for batch in starts.chunks(CHUNKS_PER_SUBMIT) {
+                    self.submit(ctx, k, |pass| {
+                        for &t0 in batch {
+                            let rows = chunk.min(n_live - t0);
+                            // Samples t0·160 − 200 .. (t0 + rows)·160 + 200, clipped to the audio.
+                            let s0 = (t0 * HOP_LENGTH).saturating_sub(pad) / step * step;
+                            let end = n.min((t0 + rows) * HOP_LENGTH + pad);
+                            let len = end.saturating_sub(s0);
+                            let sb = k.range(&samples_b, s0, len, "mel samples")?;
+                            let (gmax, n_samples, s_len) = (&self.gmax, n, len);
+                            let (frames, samples) = (&frames, sb);
+                            k.record(
+                                pass,
+                                &MelFrames {
+                                    frames,
+                                    gmax,
+                                    n_samples,
+                                    s0,
+                                    s_len,
+                                    t0,
+                                    rows,
+                                    samples,
+                                },
+                            )?;
+                            let dft = MatrixRef::f32(&self.dft, SPEC_COLS, N_FFT);
+                            k.record(pass, &Linear::new(frames, dft, &spec, rows))?;
+                            k.record(
+                                pass,
+                                &MelPower {
+                                    spec: &spec,
+                                    power: &power,
+                                    gmax,
+                                    rows,
+                                },
+                            )?;
+                            let filters = MatrixRef::f32(filters, n_mels, POWER_COLS);
+                            k.record(pass, &Linear::new(&power, filters, &melp, rows))?;
+                            let logs = k.range(&logs, t0 * n_mels, rows * n_mels, "mel log10")?;
+                            let count = rows * n_mels;
+                            k.record(
+                                pass,
+                                &MelLog {
+                                    mel: &melp,
+                                    gmax,
+                                    count,
+                                    logs,
+                                },
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                }
+
+                let block = k.rows_per_binding((n_mels * 4) as u64).min(n_frames);
+                let blocks: Vec<usize> = (0..n_frames).step_by(block.max(1)).collect();
+                for batch in blocks.chunks(CHUNKS_PER_SUBMIT) {
+                    self.submit(ctx, k, |pass| {
+                        for &b0 in batch {
+                            let rows = block.min(n_frames - b0);
+                            let live = n_live.saturating_sub(b0).min(rows);
+                            let lb = if live > 0 {
+                                k.range(&logs, b0 * n_mels, live * n_mels, "mel log10")?
+                            } else {
+                                k.range(&logs, 0, 1, "mel log10")?
+                            };
+                            let ob = k.range(&out, b0 * n_mels, rows * n_mels, "log-mel")?;
+                            let (logs, out, gmax) = (lb, ob, &self.gmax);
+                            k.record(
+                                pass,
+                                &MelNorm {
+                                    gmax,
+                                    rows,
+                                    n_mels,
+                                    logs,
+                                    out,
+                                    live,
+                                },
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                }
+
+                let raw: Vec<f32> = ctx.read(&out, n_mels * n_frames)?;
+                let data = if block >= n_frames {
+                    raw
+                } else {
+                    // Stitch the column blocks [n_mels, rows] into rows of n_frames.
+                    let mut data = vec![0.0f32; n_mels * n_frames];
+                    for &b0 in &blocks {
+                        let rows = block.min(n_frames - b0);
+                        let blk = &raw[b0 * n_mels..(b0 + rows) * n_mels];
+                        for (m, src) in blk.chunks_exact(rows).enumerate() {
+                            data[m * n_frames + b0..m * n_frames + b0 + rows].copy_from_slice(src);
+                        }
+                    }
+                    data
+                };
+                Ok(LogMel {
+                    n_mels,
+                    n_frames,
+                    data,
+                })
+            })
         })
     }
 
@@ -221,20 +254,6 @@ impl GpuMel {
         k: &Kernels,
         record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
     ) -> Result<()> {
-        k.begin();
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("log-mel"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("log-mel"),
-                timestamp_writes: None,
-            });
-            record(&mut pass)?;
-        }
-        k.flush_params();
-        ctx.submit_wait(enc)
+        k.submit_pass(ctx, ("log-mel", true), record, |_| {})
     }
 }

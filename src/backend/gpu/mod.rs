@@ -22,7 +22,7 @@ pub mod profile;
 pub use context::{list_adapters, AdapterReport, AdapterSelector, GpuContext};
 pub use kernels::{
     pack_f16, pack_i8, pad_cols, GpuMatrix, KernelConfig, Kernels, MatmulTile, MatmulVariant,
-    MatrixRef, WeightType, HEAD_DIM,
+    MatrixRef, Op, WeightType, HEAD_DIM,
 };
 pub use mel::GpuMel;
 pub use model::GpuModel;

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
 
 use super::context::GpuContext;
-use super::kernels::{GpuMatrix, KernelConfig, Kernels, WeightType, HEAD_DIM};
+use super::kernels::{self, GpuMatrix, KernelConfig, Kernels, WeightType, HEAD_DIM};
 use super::mel::GpuMel;
 
 mod decoder;
@@ -278,14 +278,14 @@ impl Backend for GpuModel {
             true,
             |pass| {
                 self.record_decoder(pass, 1, n, pos0, None)?;
-                self.k.greedy_pick(
-                    pass,
-                    &self.io.logits,
-                    &self.greedy.mask,
-                    row * words,
-                    &self.greedy.out,
-                    n_vocab,
-                )
+                let pick = kernels::GreedyPick {
+                    x: &self.io.logits,
+                    mask: &self.greedy.mask,
+                    out: &self.greedy.out,
+                    n: n_vocab,
+                    mask_word: row * words,
+                };
+                self.k.record(pass, &pick)
             },
             |enc| enc.copy_buffer_to_buffer(&self.greedy.out, 0, &self.io.staging, 0, 8),
         )?;
@@ -371,8 +371,14 @@ impl Backend for GpuModel {
             true,
             |pass| {
                 self.record_decoder(pass, 1, n, 0, Some(heads))?;
-                self.k
-                    .softmax(pass, &self.attn_w, heads.len() * n, na, None)
+                let (rows, cols) = (heads.len() * n, na);
+                let softmax = kernels::Softmax {
+                    x: &self.attn_w,
+                    rows,
+                    cols,
+                    causal: None,
+                };
+                self.k.record(pass, &softmax)
             },
             |_| {},
         )?;

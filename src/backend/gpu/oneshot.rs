@@ -6,27 +6,24 @@
 use crate::error::Result;
 
 use super::context::GpuContext;
-use super::kernels::{pad_cols, GpuMatrix, Kernels, WeightType};
+use super::kernels::{
+    pad_cols, Add, Argmax, Attention, AttentionUnfused, Conv1d, Embed, Gelu, GpuMatrix, GreedyPick,
+    Kernels, LayerNorm, Linear, Op, Softmax, WeightType,
+};
 
 impl Kernels {
-    fn run(
+    /// Records `op` alone in one command buffer, submits it, waits, and reads back the first
+    /// `len` values of `out`.
+    fn run<T: bytemuck::Pod>(
         &self,
         ctx: &GpuContext,
         what: &str,
-        record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
-    ) -> Result<()> {
-        ctx.scoped(what, || {
-            self.begin();
-            let mut enc = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                record(&mut pass)?;
-            }
-            self.flush_params();
-            ctx.submit_wait(enc)
-        })
+        op: &impl Op,
+        (out, len): (&wgpu::Buffer, usize),
+    ) -> Result<Vec<T>> {
+        let record = |pass: &mut wgpu::ComputePass<'_>| op.record(self, pass);
+        ctx.scoped(what, || self.submit_pass(ctx, (what, true), record, |_| {}))?;
+        ctx.read(out, len)
     }
 
     /// `x[m, k] · wᵀ + bias` (w `[n, k]`), GELU optional; any k (rows are zero-padded to a
@@ -52,36 +49,43 @@ impl Kernels {
         debug_assert_eq!(wm.cols, kp);
         let bb = bias.map(|b| ctx.upload("bias", b));
         let ob = ctx.storage("out", (m * n * 4) as u64);
-        self.run(ctx, "linear", |enc| {
-            self.linear_typed(enc, &xb, wm.view(), bb.as_ref(), &ob, m, gelu)
-        })?;
-        ctx.read(&ob, m * n)
+        let bias = bb.as_ref();
+        let linear = Linear {
+            bias,
+            gelu,
+            ..Linear::new(&xb, wm.view(), &ob, m)
+        };
+        self.run(ctx, "linear", &linear, (&ob, m * n))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `Conv1d` of `input [c_in, t_in]` with `weight [c_out, c_in, 3]` and `bias [c_out]`, GELU
+    /// optional: `[t_out, c_out]`.
     pub fn run_conv1d_k3(
         &self,
         ctx: &GpuContext,
-        input: &[f32],
-        c_in: usize,
-        t_in: usize,
-        weight: &[f32],
-        bias: &[f32],
-        c_out: usize,
-        stride: usize,
+        [input, weight, bias]: [&[f32]; 3],
+        (c_in, t_in, c_out, stride): (usize, usize, usize, usize),
         gelu: bool,
     ) -> Result<Vec<f32>> {
         let t_out = crate::backend::cpu::ops::conv1d_out_len(t_in, stride);
-        let ib = ctx.upload("input", input);
-        let wb = ctx.upload("weight", weight);
-        let bb = ctx.upload("bias", bias);
-        let ob = ctx.storage("out", (t_out * c_out * 4) as u64);
-        self.run(ctx, "conv1d", |enc| {
-            self.conv1d_k3(enc, &ib, &wb, &bb, &ob, c_in, t_in, c_out, stride, gelu)
-        })?;
-        ctx.read(&ob, t_out * c_out)
+        let out = ctx.storage("out", (t_out * c_out * 4) as u64);
+        let [input, weight, bias] =
+            [("input", input), ("weight", weight), ("bias", bias)].map(|(l, v)| ctx.upload(l, v));
+        let conv = Conv1d {
+            input: &input,
+            weight: &weight,
+            bias: &bias,
+            out: &out,
+            c_in,
+            t_in,
+            c_out,
+            stride,
+            gelu,
+        };
+        self.run(ctx, "conv1d", &conv, (&out, t_out * c_out))
     }
 
+    /// `LayerNorm` of every row of `x [rows, cols]`.
     pub fn run_layer_norm(
         &self,
         ctx: &GpuContext,
@@ -91,29 +95,36 @@ impl Kernels {
         gamma: &[f32],
         beta: &[f32],
     ) -> Result<Vec<f32>> {
-        let xb = ctx.upload("x", x);
-        let gb = ctx.upload("gamma", gamma);
-        let bb = ctx.upload("beta", beta);
-        let ob = ctx.storage("out", (rows * cols * 4) as u64);
-        self.run(ctx, "layer_norm", |enc| {
-            self.layer_norm(enc, &xb, &gb, &bb, &ob, rows, cols)
-        })?;
-        ctx.read(&ob, rows * cols)
+        let out = ctx.storage("out", (rows * cols * 4) as u64);
+        let norm = LayerNorm {
+            x: &ctx.upload("x", x),
+            gamma: &ctx.upload("gamma", gamma),
+            beta: &ctx.upload("beta", beta),
+            out: &out,
+            rows,
+            cols,
+            in_step: 1,
+            in_first: 0,
+        };
+        self.run(ctx, "layer_norm", &norm, (&out, rows * cols))
     }
 
     pub fn run_gelu(&self, ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>> {
-        let xb = ctx.upload("x", x);
-        self.run(ctx, "gelu", |enc| self.gelu(enc, &xb, x.len()))?;
-        ctx.read(&xb, x.len())
+        let a = ctx.upload("x", x);
+        self.run(ctx, "gelu", &Gelu { a: &a, n: x.len() }, (&a, x.len()))
     }
 
     pub fn run_add(&self, ctx: &GpuContext, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
-        let ab = ctx.upload("a", a);
-        let bb = ctx.upload("b", b);
-        self.run(ctx, "add", |enc| self.add(enc, &ab, &bb, a.len()))?;
-        ctx.read(&ab, a.len())
+        let (ab, n) = (ctx.upload("a", a), a.len());
+        let add = Add {
+            a: &ab,
+            b: &ctx.upload("b", b),
+            n,
+        };
+        self.run(ctx, "add", &add, (&ab, n))
     }
 
+    /// `Softmax` of the rows of `x [rows, cols]`.
     pub fn run_softmax(
         &self,
         ctx: &GpuContext,
@@ -123,59 +134,52 @@ impl Kernels {
         causal: Option<usize>,
     ) -> Result<Vec<f32>> {
         let xb = ctx.upload("x", x);
-        self.run(ctx, "softmax", |enc| {
-            self.softmax(enc, &xb, rows, cols, causal)
-        })?;
-        ctx.read(&xb, rows * cols)
+        let softmax = Softmax {
+            x: &xb,
+            rows,
+            cols,
+            causal,
+        };
+        self.run(ctx, "softmax", &softmax, (&xb, rows * cols))
     }
 
-    /// Uploads q, k and v, records `record(pass, [q, k, v, out])` with an `out_len`-value output
-    /// and reads the output back.
-    fn run_qkv(
-        &self,
-        ctx: &GpuContext,
-        what: &str,
-        [q, k, v]: [&[f32]; 3],
-        out_len: usize,
-        record: impl FnOnce(&mut wgpu::ComputePass<'_>, [&wgpu::Buffer; 4]) -> Result<()>,
-    ) -> Result<Vec<f32>> {
-        let qb = ctx.upload("q", q);
-        let kb = ctx.upload("k", k);
-        let vb = ctx.upload("v", v);
-        let ob = ctx.storage("out", (out_len * 4) as u64);
-        self.run(ctx, what, |enc| record(enc, [&qb, &kb, &vb, &ob]))?;
-        ctx.read(&ob, out_len)
-    }
-
-    /// `attention` of q `[n_q, d]` against k and v `[n_kv, d]`, or with `unfused` (non-causal,
-    /// n_kv a multiple of 4) `attention_unfused`.
-    #[allow(clippy::too_many_arguments)]
+    /// `Attention` of q `[n_q, d]` against k and v `[n_kv, d]` (`shape`: n_q, n_kv, heads of
+    /// `HEAD_DIM`, causal offset), or with `unfused` (non-causal, n_kv a multiple of 4)
+    /// `AttentionUnfused`.
     pub fn run_attention(
         &self,
         ctx: &GpuContext,
-        qkv: [&[f32]; 3],
-        n_q: usize,
-        n_kv: usize,
-        n_head: usize,
-        causal: Option<usize>,
+        [q, k, v]: [&[f32]; 3],
+        (n_q, n_kv, n_head, causal): (usize, usize, usize, Option<usize>),
         unfused: bool,
     ) -> Result<Vec<f32>> {
         let d = n_head * super::kernels::HEAD_DIM;
-        if !unfused {
-            return self.run_qkv(ctx, "attention", qkv, n_q * d, |enc, [q, k, v, o]| {
-                self.attention(enc, q, k, v, o, n_q, n_kv, d, n_head, causal)
-            });
+        let (q, k, v) = (ctx.upload("q", q), ctx.upload("k", k), ctx.upload("v", v));
+        let out = ctx.storage("out", (n_q * d * 4) as u64);
+        let fused = Attention::single([&q, &k, &v, &out], (n_q, n_kv, d, n_head), causal);
+        if unfused {
+            let scores = self.unfused_scores_len(n_q, n_kv, n_head);
+            let scores = &ctx.storage("scores", (scores * 4) as u64);
+            let (q, k, v, out) = (&q, &k, &v, &out);
+            let op = AttentionUnfused {
+                q,
+                k,
+                v,
+                out,
+                scores,
+                n_kv,
+                n_q,
+                d,
+                n_head,
+            };
+            self.run(ctx, "attention (unfused)", &op, (out, n_q * d))
+        } else {
+            self.run(ctx, "attention", &fused, (&out, n_q * d))
         }
-        let scores = self.unfused_scores_len(n_q, n_kv, n_head);
-        let sb = ctx.storage("scores", (scores * 4) as u64);
-        let what = "attention (unfused)";
-        self.run_qkv(ctx, what, qkv, n_q * d, |enc, [q, k, v, o]| {
-            self.attention_unfused(enc, q, k, v, o, &sb, n_q, n_kv, d, n_head)
-        })
     }
 
-    /// `embed_batched` of `ids` (one sequence from position `pos0`) from a table stored as `wt`
-    /// (f32 or int8; converted here as `GpuMatrix` stores model weights).
+    /// `Embed` of `ids` (one sequence from position `pos0`) from a table stored as `wt` (f32 or
+    /// int8; converted here as `GpuMatrix` stores model weights).
     #[allow(clippy::too_many_arguments)]
     pub fn run_embed(
         &self,
@@ -187,15 +191,20 @@ impl Kernels {
         ids: &[u32],
         pos0: usize,
     ) -> Result<Vec<f32>> {
-        let vocab = table.len() / d.max(1);
-        let ib = ctx.upload("ids", ids);
+        let (vocab, n_tok) = (table.len() / d.max(1), ids.len());
         let tm = GpuMatrix::upload(ctx, "table", &table[..vocab * d], vocab, d, wt);
-        let pb = ctx.upload("positions", positions);
-        let ob = ctx.storage("out", (ids.len() * d * 4) as u64);
-        self.run(ctx, "embed", |enc| {
-            self.embed_batched(enc, &ib, tm.view(), &pb, &ob, ids.len(), d, pos0, ids.len())
-        })?;
-        ctx.read(&ob, ids.len() * d)
+        let out = ctx.storage("out", (n_tok * d * 4) as u64);
+        let embed = Embed {
+            ids: &ctx.upload("ids", ids),
+            pos: &ctx.upload("positions", positions),
+            out: &out,
+            n_tok,
+            d,
+            pos0,
+            per_seq: n_tok,
+            table: tm.view(),
+        };
+        self.run(ctx, "embed", &embed, (&out, n_tok * d))
     }
 
     /// Argmax of each `n`-long row of `x`.
@@ -206,13 +215,17 @@ impl Kernels {
         rows: usize,
         n: usize,
     ) -> Result<Vec<u32>> {
-        let xb = ctx.upload("x", x);
-        let ob = ctx.storage("out", (rows * 4) as u64);
-        self.run(ctx, "argmax", |enc| self.argmax(enc, &xb, &ob, rows, n))?;
-        ctx.read(&ob, rows)
+        let out = ctx.storage("out", (rows * 4) as u64);
+        let argmax = Argmax {
+            x: &ctx.upload("x", x),
+            out: &out,
+            n,
+            rows,
+        };
+        self.run(ctx, "argmax", &argmax, (&out, rows))
     }
 
-    /// `greedy_pick` over one row with the ids in `suppress` masked: (index, log-probability).
+    /// `GreedyPick` over one row with the ids in `suppress` masked: (index, log-probability).
     pub fn run_greedy_pick(
         &self,
         ctx: &GpuContext,
@@ -224,13 +237,15 @@ impl Kernels {
         for &t in suppress {
             bits[t as usize / 32] |= 1 << (t % 32);
         }
-        let xb = ctx.upload("x", x);
-        let mb = ctx.upload("mask", &bits);
-        let ob = ctx.storage("out", 8);
-        self.run(ctx, "greedy_pick", |enc| {
-            self.greedy_pick(enc, &xb, &mb, 0, &ob, n)
-        })?;
-        let out: Vec<u32> = ctx.read(&ob, 2)?;
+        let out = ctx.storage("out", 8);
+        let pick = GreedyPick {
+            x: &ctx.upload("x", x),
+            mask: &ctx.upload("mask", &bits),
+            out: &out,
+            n,
+            mask_word: 0,
+        };
+        let out: Vec<u32> = self.run(ctx, "greedy_pick", &pick, (&out, 2))?;
         Ok((out[0], f32::from_bits(out[1])))
     }
 }

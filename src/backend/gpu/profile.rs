@@ -70,6 +70,12 @@ impl Work {
     pub(crate) const fn new(flops: f64, bytes: f64) -> Self {
         Work { flops, bytes }
     }
+
+    /// `values` values, each costing `flops` operations and moving `bytes` bytes (elementwise
+    /// and per-row kernels).
+    pub(crate) fn per_value(values: f64, flops: f64, bytes: f64) -> Self {
+        Work::new(flops * values, bytes * values)
+    }
 }
 
 /// A kernel's label in the profile.

@@ -8,7 +8,8 @@ use crate::error::Result;
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
-use super::{need, whole, Kernels};
+use super::op::Op;
+use super::Kernels;
 
 super::wgsl_params! {
     ArgmaxParams in "argmax.wgsl" {
@@ -33,60 +34,47 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     }
 }
 
-impl Kernels {
+super::op::kernel_ops! {
     /// Index of the maximum of each row of `x [rows, n]` (first on ties) into `out[rows]` (u32).
-    pub fn argmax(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        rows: usize,
-        n: usize,
-    ) -> Result<()> {
-        if rows == 0 || n == 0 {
-            return Ok(());
-        }
-        need(x, rows * n, "argmax x")?;
-        need(out, rows, "argmax out")?;
-        let params = ArgmaxParams {
-            n: n as u32,
-            rows: rows as u32,
-            ..Default::default()
-        };
-        let work = || Work::new(0.0, 4.0 * n as f64 * rows as f64);
-        let (binds, wg) = ([whole(x), whole(out)], (rows as u32, 1, 1));
-        self.launch(pass, &self.argmax.argmax, &params, &binds, wg, work)
-    }
-
+    Argmax(ArgmaxParams) { x, out; n, rows }
     /// Greedy token choice over one row of `n` logits (see `greedy_pick` in argmax.wgsl):
     /// `mask` holds bitsets of suppressed ids, the row used starting at word `mask_word`;
     /// `out` receives (index, log-probability bits).
-    pub fn greedy_pick(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        mask: &wgpu::Buffer,
-        mask_word: usize,
-        out: &wgpu::Buffer,
-        n: usize,
-    ) -> Result<()> {
-        need(x, n, "greedy_pick x")?;
-        need(mask, mask_word + n.div_ceil(32), "greedy_pick mask")?;
-        need(out, 2, "greedy_pick out")?;
+    GreedyPick(ArgmaxParams) { x, mask, out; n, mask_word }
+}
+
+impl Op for Argmax<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (rows, n) = (self.rows, self.n);
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        let params = self.params()?;
+        let operands = [("x", self.x, rows * n), ("out", self.out, rows)];
+        let work = || Work::new(0.0, 4.0 * n as f64 * rows as f64);
+        let (kernel, wg) = (&k.argmax.argmax, (rows as u32, 1, 1));
+        k.dispatch(pass, "argmax", kernel, &params, &operands, wg, work)
+    }
+}
+
+impl Op for GreedyPick<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let n = self.n;
         let params = ArgmaxParams {
-            n: n as u32,
             rows: 1,
-            mask_word: mask_word as u32,
-            ..Default::default()
+            ..self.params()?
         };
+        let mask = ("mask", self.mask, self.mask_word + n.div_ceil(32));
+        let operands = [("x", self.x, n), ("out", self.out, 2), mask];
         // The logits and their suppression bits.
         let work = || Work::new(0.0, 4.0 * n as f64 + n as f64 / 8.0);
-        let binds = [whole(x), whole(out), whole(mask)];
-        self.launch(
+        let kernel = &k.argmax.greedy_pick;
+        k.dispatch(
             pass,
-            &self.argmax.greedy_pick,
+            "greedy_pick",
+            kernel,
             &params,
-            &binds,
+            &operands,
             (1, 1, 1),
             work,
         )

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
+use super::op::{word, Op};
 use super::{groups, need, whole, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
@@ -81,97 +82,90 @@ pub(super) fn check_heads(d: usize, n_head: usize) -> Result<()> {
     Ok(())
 }
 
-impl Kernels {
-    /// Fused multi-head attention, as `ops::attention` (head_dim must be `HEAD_DIM`). The
-    /// few-query kernel serves `n_q ≤ attn_split_max_q` (decoder steps), the tiled one the rest.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        n_head: usize,
-        causal: Option<usize>,
-    ) -> Result<()> {
-        self.attention_batched_at(pass, q, k, v, out, 0, n_q, n_kv, d, n_head, causal, 1, 0)
+super::op::kernel_ops! {
+    /// Fused multi-head attention as `ops::attention` (head_dim `HEAD_DIM`) for `n_seq`
+    /// sequences in one dispatch, on the query / output rows from `row0` on: sequence s has
+    /// query rows `row0 + s * n_q ..` of q / out and key / value rows `s * kv_stride ..` of k / v
+    /// (`kv_stride` 0: all sequences attend to the same keys). q and out are bound from `row0`
+    /// (the cross-attention of one window's sequences in a batched pass), so `row0 · d` values
+    /// must be a multiple of the storage offset alignment (d is a multiple of 64). With
+    /// `causal = Some(p)` query i sees keys `0..=p + i`. The few-query kernel serves
+    /// `n_q ≤ attn_split_max_q` (decoder steps), the tiled one the rest.
+    Attention(AttentionParams) {
+        q, k, v, out; n_q, n_kv, n_head, kv_stride;
+        d: usize, causal: Option<usize>, row0: usize, n_seq: usize,
     }
+}
 
-    /// `attention` for `n_seq` sequences in one dispatch, on the query / output rows from `row0`
-    /// on: sequence s has query rows `row0 + s * n_q ..` of q / out and key / value rows
-    /// `s * kv_stride ..` of k / v (`kv_stride` 0: all sequences attend to the same keys). q and
-    /// out are bound from `row0` (the cross-attention of one window's sequences in a batched
-    /// pass), so `row0 · d` values must be a multiple of the storage offset alignment (d is a
-    /// multiple of 64).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_batched_at(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        row0: usize,
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        n_head: usize,
+impl<'a> Attention<'a> {
+    /// One sequence's attention over all its query rows: `(n_q, n_kv, d, n_head)`.
+    pub fn single(
+        [q, k, v, out]: [&'a wgpu::Buffer; 4],
+        (n_q, n_kv, d, n_head): (usize, usize, usize, usize),
         causal: Option<usize>,
-        n_seq: usize,
-        kv_stride: usize,
-    ) -> Result<()> {
-        check_heads(d, n_head)?;
+    ) -> Self {
+        let (kv_stride, row0, n_seq) = (0, 0, 1);
+        Attention {
+            q,
+            k,
+            v,
+            out,
+            n_q,
+            n_kv,
+            n_head,
+            kv_stride,
+            d,
+            causal,
+            row0,
+            n_seq,
+        }
+    }
+}
+
+impl Op for Attention<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (n_q, n_kv, d, n_seq, row0) = (self.n_q, self.n_kv, self.d, self.n_seq, self.row0);
+        check_heads(d, self.n_head)?;
         if n_q == 0 || n_seq == 0 {
             return Ok(());
         }
         if n_kv == 0 {
             return Err(Error::Device("attention: no keys".into()));
         }
+        let kv_stride = self.kv_stride;
         if n_seq > 1 && kv_stride != 0 && kv_stride < n_kv {
             return Err(Error::Device(format!(
                 "attention: sequences {kv_stride} rows apart hold {n_kv} keys"
             )));
         }
-        need(q, (row0 + n_seq * n_q) * d, "attention q")?;
-        need(k, ((n_seq - 1) * kv_stride + n_kv) * d, "attention k")?;
-        need(v, ((n_seq - 1) * kv_stride + n_kv) * d, "attention v")?;
-        need(out, (row0 + n_seq * n_q) * d, "attention out")?;
+        let kv_rows = (n_seq - 1) * kv_stride + n_kv;
+        need(self.k, kv_rows * d, "attention k")?;
+        need(self.v, kv_rows * d, "attention v")?;
         let params = AttentionParams {
-            n_q: n_q as u32,
-            n_kv: n_kv as u32,
             d4: (d / 4) as u32,
-            n_head: n_head as u32,
-            causal: causal.is_some() as u32,
-            offset: causal.unwrap_or(0) as u32,
+            causal: self.causal.is_some() as u32,
+            offset: word("attention", self.causal.unwrap_or(0))?,
             scale: 1.0 / (HEAD_DIM as f32).sqrt(),
-            kv_stride: kv_stride as u32,
-            ..Default::default()
+            ..self.params()?
         };
+        // q / out: `need` inside `range` checks the rows bound.
         let rows = |b| match row0 {
-            0 => Ok(whole(b)),
-            _ => self.range(b, row0 * d, n_seq * n_q * d, "attention rows"),
+            0 => need(b, n_seq * n_q * d, "attention rows").map(|()| whole(b)),
+            _ => k.range(b, row0 * d, n_seq * n_q * d, "attention rows"),
         };
-        let binds = [rows(q)?, whole(k), whole(v), rows(out)?];
-        let (kernel, wg) = if n_q <= self.config.attn_split_max_q {
-            (
-                &self.attention.split,
-                (n_head as u32, n_q as u32, n_seq as u32),
-            )
+        let binds = [rows(self.q)?, whole(self.k), whole(self.v), rows(self.out)?];
+        let (kernel, wg) = if n_q <= k.config.attn_split_max_q {
+            let wg = (self.n_head as u32, n_q as u32, n_seq as u32);
+            (&k.attention.split, wg)
         } else {
-            (
-                &self.attention.tiled,
-                (
-                    groups(n_q, self.config.attn_bq),
-                    n_head as u32,
-                    n_seq as u32,
-                ),
-            )
+            let wg = (
+                groups(n_q, k.config.attn_bq),
+                self.n_head as u32,
+                n_seq as u32,
+            );
+            (&k.attention.tiled, wg)
         };
-        self.launch(pass, kernel, &params, &binds, wg, || params.work(n_seq))
+        k.launch(pass, kernel, &params, &binds, wg, || params.work(n_seq))
     }
 }
 

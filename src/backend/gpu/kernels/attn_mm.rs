@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use super::super::profile::Work;
 use super::attention::check_heads;
 use super::build::{Builder, Kernel};
+use super::op::Op;
+use super::softmax::Softmax;
 use super::{groups, need, ranges, whole, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
@@ -78,24 +80,18 @@ impl Kernels {
     pub fn unfused_scores_len(&self, n_q: usize, n_kv: usize, n_head: usize) -> usize {
         n_head * self.config.attn_chunk.max(1).min(n_q) * n_kv
     }
+}
 
-    /// Non-causal multi-head attention as `attention`, unfused: per chunk of `attn_chunk` query
+super::op::kernel_ops! {
+    /// Non-causal multi-head attention as `Attention`, unfused: per chunk of `attn_chunk` query
     /// rows, scores of every head into `scores` (`unfused_scores_len` values), a row softmax,
     /// then the product with V into the chunk's rows of `out` (see `shaders/attn_mm.wgsl`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_unfused(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        scores: &wgpu::Buffer,
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        n_head: usize,
-    ) -> Result<()> {
+    AttentionUnfused(AttnMmParams) { q, k, v, out, scores; n_kv; n_q: usize, d: usize, n_head: usize }
+}
+
+impl Op for AttentionUnfused<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (n_q, n_kv, d, n_head) = (self.n_q, self.n_kv, self.d, self.n_head);
         check_heads(d, n_head)?;
         if n_q == 0 {
             return Ok(());
@@ -105,43 +101,43 @@ impl Kernels {
                 "unfused attention: n_kv = {n_kv} must be a positive multiple of 4"
             )));
         }
-        need(q, n_q * d, "attention q")?;
-        need(k, n_kv * d, "attention k")?;
-        need(v, n_kv * d, "attention v")?;
-        need(out, n_q * d, "attention out")?;
-        need(
-            scores,
-            self.unfused_scores_len(n_q, n_kv, n_head),
-            "attention scores",
-        )?;
-        let c = &self.config;
-        let chunk = c.attn_chunk.max(1);
+        need(self.q, n_q * d, "attention q")?;
+        need(self.k, n_kv * d, "attention k")?;
+        need(self.v, n_kv * d, "attention v")?;
+        need(self.out, n_q * d, "attention out")?;
+        let scores_len = k.unfused_scores_len(n_q, n_kv, n_head);
+        need(self.scores, scores_len, "attention scores")?;
+        let c = &k.config;
         let (wx, wy) = c.attn_mm_wg;
-        for (r0, rows) in ranges(n_q, chunk) {
+        let (q, kb, v, out, scores) = (self.q, self.k, self.v, self.out, self.scores);
+        for (r0, rows) in ranges(n_q, c.attn_chunk.max(1)) {
             let params = AttnMmParams {
                 n_q: rows as u32,
-                n_kv: n_kv as u32,
                 d4: (d / 4) as u32,
                 row0: r0 as u32,
                 scale: 1.0 / (HEAD_DIM as f32).sqrt(),
-                ..Default::default()
+                ..self.params()?
             };
             let work = || params.work(n_head);
-            let binds = [whole(q), whole(k), whole(&self.dummy), whole(scores)];
-            let wg = (
-                groups(n_kv, wx * c.attn_mm_tn),
-                groups(rows, wy * c.attn_mm_tm),
-                n_head as u32,
-            );
-            self.launch(pass, &self.attn_mm.qk, &params, &binds, wg, work)?;
-            self.softmax(pass, scores, n_head * rows, n_kv, None)?;
-            let binds = [whole(scores), whole(v), whole(&self.dummy), whole(out)];
+            let row_groups = groups(rows, wy * c.attn_mm_tm);
+            let binds = [whole(q), whole(kb), whole(&k.dummy), whole(scores)];
+            let wg = (groups(n_kv, wx * c.attn_mm_tn), row_groups, n_head as u32);
+            k.launch(pass, &k.attn_mm.qk, &params, &binds, wg, work)?;
+            let (rows, cols) = (n_head * rows, n_kv);
+            let softmax = Softmax {
+                x: scores,
+                rows,
+                cols,
+                causal: None,
+            };
+            k.record(pass, &softmax)?;
+            let binds = [whole(scores), whole(v), whole(&k.dummy), whole(out)];
             let wg = (
                 groups(HEAD_DIM / 4, wx * c.attn_mm_tn4),
-                groups(rows, wy * c.attn_mm_tm),
+                row_groups,
                 n_head as u32,
             );
-            self.launch(pass, &self.attn_mm.pv, &params, &binds, wg, work)?;
+            k.launch(pass, &k.attn_mm.pv, &params, &binds, wg, work)?;
         }
         Ok(())
     }

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
-use super::{groups, need, whole, Kernels, HEAD_DIM};
+use super::op::Op;
+use super::{groups, Kernels, HEAD_DIM};
 
 super::wgsl_params! {
     AttnScoresParams in "attn_scores.wgsl" {
@@ -38,23 +39,16 @@ pub(super) fn compile(b: &Builder<'_>) -> Kernel {
     b.single::<AttnScoresParams>("attn_scores", &consts, "attn_scores", &b.layouts.ro3_rw)
 }
 
-impl Kernels {
+super::op::kernel_ops! {
     /// Scaled scores `q_h · k_hᵀ / √head_dim` of head `head` for `n_q` queries against `n_kv`
-    /// keys into rows `out_row0 ..` of `out [.., n_kv]` (softmax them with `softmax`): the
+    /// keys into rows `out_row0 ..` of `out [.., n_kv]` (softmax them with `Softmax`): the
     /// cross-attention weights, as `ops::attention_weights`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attn_scores(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        head: usize,
-        out_row0: usize,
-    ) -> Result<()> {
+    AttnScores(AttnScoresParams) { q, k, out; n_q, n_kv, head, out_row0; d: usize }
+}
+
+impl Op for AttnScores<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (n_q, n_kv, d, head) = (self.n_q, self.n_kv, self.d, self.head);
         if !d.is_multiple_of(HEAD_DIM) || (head + 1) * HEAD_DIM > d {
             return Err(Error::Device(format!(
                 "attn_scores: head {head} of d = {d} with head_dim {HEAD_DIM}"
@@ -63,22 +57,26 @@ impl Kernels {
         if n_q == 0 || n_kv == 0 {
             return Ok(());
         }
-        need(q, n_q * d, "attn_scores q")?;
-        need(k, n_kv * d, "attn_scores k")?;
-        need(out, (out_row0 + n_q) * n_kv, "attn_scores out")?;
         let params = AttnScoresParams {
-            n_q: n_q as u32,
-            n_kv: n_kv as u32,
             d4: (d / 4) as u32,
-            head: head as u32,
-            out_row0: out_row0 as u32,
             scale: 1.0 / (HEAD_DIM as f32).sqrt(),
-            ..Default::default()
+            ..self.params()?
         };
-        let binds = [whole(q), whole(k), whole(&self.dummy), whole(out)];
-        let wg = (groups(n_kv, 64), n_q as u32, 1);
-        self.launch(pass, &self.attn_scores, &params, &binds, wg, || {
-            params.work()
-        })
+        let operands = [
+            ("q", self.q, n_q * d),
+            ("k", self.k, n_kv * d),
+            ("dummy", &k.dummy, 0),
+            ("out", self.out, (self.out_row0 + n_q) * n_kv),
+        ];
+        let (wg, work) = ((groups(n_kv, 64), n_q as u32, 1), || params.work());
+        k.dispatch(
+            pass,
+            "attn_scores",
+            &k.attn_scores,
+            &params,
+            &operands,
+            wg,
+            work,
+        )
     }
 }

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
-use super::{groups, need, whole, Kernels};
+use super::op::{word, Op};
+use super::{groups, Kernels};
 
 super::wgsl_params! {
     /// `n` values; `transpose` and `kv_append` split the index i into `i / run` and `i % run`.
@@ -28,8 +29,7 @@ super::wgsl_params! {
 impl ElementwiseParams {
     /// `bytes_per_value` read and written per value, `flops_per_value` computed.
     fn work(&self, flops_per_value: f64, bytes_per_value: f64) -> Work {
-        let n = self.n as f64;
-        Work::new(flops_per_value * n, bytes_per_value * n)
+        Work::per_value(self.n as f64, flops_per_value, bytes_per_value)
     }
 }
 
@@ -52,96 +52,75 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     }
 }
 
+super::op::kernel_ops! {
+    /// `a = gelu(a)` over the first `n` values (erf form, see `shaders/elementwise.wgsl`).
+    Gelu(ElementwiseParams) { a; n }
+    /// `a += b` over the first `n` values (the residual add).
+    Add(ElementwiseParams) { a, b; n }
+    /// `out[cols, rows] = inp[rows, cols]ᵀ` (time-major conv1 output -> channels-first conv2
+    /// input).
+    Transpose(ElementwiseParams) { out, inp; ; rows: usize, cols: usize }
+    /// Appends `n_new` rows per sequence of `src [n_seq, n_new, d]` to the per-sequence caches
+    /// `cache [.., ctx, d]` at row `pos0` of each sequence.
+    KvAppend(ElementwiseParams) { cache, src; ; n_seq: usize, n_new: usize, d: usize, ctx: usize, pos0: usize }
+}
+
 impl Kernels {
-    /// One thread per value of `params.n` over `a` (read-write) and `b`.
+    /// One thread per value of `params.n` over `operands` (the first read-write, the second
+    /// read; `dummy` where the kernel reads none).
     fn elementwise(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        kernel: &Kernel,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        (what, kernel): (&str, &Kernel),
+        operands: [(&str, &wgpu::Buffer, usize); 2],
         params: ElementwiseParams,
         work: Work,
     ) -> Result<()> {
+        if params.n == 0 {
+            return Ok(());
+        }
         let wg = Self::grid(groups(params.n as usize, self.config.elementwise_wg) as usize);
-        self.launch(pass, kernel, &params, &[whole(a), whole(b)], wg, || work)
+        self.dispatch(pass, what, kernel, &params, &operands, wg, || work)
     }
+}
 
-    /// `a = gelu(a)` over the first `n` values (erf form, see `shaders/elementwise.wgsl`).
-    pub fn gelu(&self, pass: &mut wgpu::ComputePass<'_>, a: &wgpu::Buffer, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        need(a, n, "gelu")?;
-        let params = ElementwiseParams {
-            n: n as u32,
-            ..Default::default()
-        };
+impl Op for Gelu<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let params = self.params()?;
+        let operands = [("a", self.a, self.n), ("-", &k.dummy, 0)];
         let work = params.work(0.0, 8.0);
-        self.elementwise(pass, &self.elementwise.gelu, a, &self.dummy, params, work)
+        k.elementwise(pass, ("gelu", &k.elementwise.gelu), operands, params, work)
     }
+}
 
-    /// `a += b` over the first `n` values (the residual add).
-    pub fn add(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        n: usize,
-    ) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        need(a, n, "add a")?;
-        need(b, n, "add b")?;
-        let params = ElementwiseParams {
-            n: n as u32,
-            ..Default::default()
-        };
+impl Op for Add<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let params = self.params()?;
+        let operands = [("a", self.a, self.n), ("b", self.b, self.n)];
         let work = params.work(1.0, 12.0);
-        self.elementwise(pass, &self.elementwise.add, a, b, params, work)
+        k.elementwise(pass, ("add", &k.elementwise.add), operands, params, work)
     }
+}
 
-    /// `out[cols, rows] = inp[rows, cols]ᵀ` (time-major conv1 output -> channels-first conv2 input).
-    pub fn transpose(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        out: &wgpu::Buffer,
-        inp: &wgpu::Buffer,
-        rows: usize,
-        cols: usize,
-    ) -> Result<()> {
-        let n = rows * cols;
-        if n == 0 {
-            return Ok(());
-        }
-        need(out, n, "transpose out")?;
-        need(inp, n, "transpose in")?;
+impl Op for Transpose<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let n = self.rows * self.cols;
         let params = ElementwiseParams {
-            n: n as u32,
-            run: rows as u32,
-            stride: cols as u32,
+            n: word("transpose", n)?,
+            run: self.rows as u32,
+            stride: self.cols as u32,
             ..Default::default()
         };
-        let work = params.work(0.0, 8.0);
-        self.elementwise(pass, &self.elementwise.transpose, out, inp, params, work)
+        let operands = [("out", self.out, n), ("in", self.inp, n)];
+        let kernel = ("transpose", &k.elementwise.transpose);
+        k.elementwise(pass, kernel, operands, params, params.work(0.0, 8.0))
     }
+}
 
-    /// Appends `n_new` rows per sequence of `src [n_seq, n_new, d]` to the per-sequence caches
-    /// `cache [.., ctx, d]` at row `pos0` of each sequence.
-    #[allow(clippy::too_many_arguments)]
-    pub fn kv_append(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        cache: &wgpu::Buffer,
-        src: &wgpu::Buffer,
-        n_seq: usize,
-        n_new: usize,
-        d: usize,
-        ctx: usize,
-        pos0: usize,
-    ) -> Result<()> {
-        let n = n_seq * n_new * d;
+impl Op for KvAppend<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (n_new, d, ctx, pos0) = (self.n_new, self.d, self.ctx, self.pos0);
+        let n = self.n_seq * n_new * d;
         if n == 0 {
             return Ok(());
         }
@@ -151,16 +130,17 @@ impl Kernels {
                 pos0 + n_new
             )));
         }
-        need(src, n, "kv_append src")?;
-        need(cache, n_seq * ctx * d, "kv_append cache")?;
+        // The cache is checked whole: every sequence's `ctx` rows.
         let params = ElementwiseParams {
-            n: n as u32,
+            n: word("kv_append", n)?,
             run: (n_new * d) as u32,
-            stride: (ctx * d) as u32,
+            stride: word("kv_append", ctx * d)?,
             offset: (pos0 * d) as u32,
             ..Default::default()
         };
-        let work = params.work(0.0, 8.0);
-        self.elementwise(pass, &self.elementwise.kv_append, cache, src, params, work)
+        let cache = ("cache", self.cache, self.n_seq * ctx * d);
+        let operands = [cache, ("src", self.src, n)];
+        let kernel = ("kv_append", &k.elementwise.kv_append);
+        k.elementwise(pass, kernel, operands, params, params.work(0.0, 8.0))
     }
 }

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
 use super::matrix::{MatrixRef, WeightType};
+use super::op::Op;
 use super::{binding, groups, need, ranges, whole, Kernels};
 
 super::wgsl_params! {
@@ -69,24 +70,18 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     }
 }
 
-impl Kernels {
+super::op::kernel_ops! {
     /// `out[i] = table[ids[i]] + pos[pos0 + i % per_seq]` for `n_tok` ids (u32) into
-    /// `[n_tok, d]`: `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`, from
-    /// a table of `table.rows` tokens stored as f32 or int8 (an int8 row is dequantized as it is
-    /// read); the first `d` of its `table.cols` columns are used.
-    #[allow(clippy::too_many_arguments)]
-    pub fn embed_batched(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        ids: &wgpu::Buffer,
-        table: MatrixRef<'_>,
-        pos: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        n_tok: usize,
-        d: usize,
-        pos0: usize,
-        per_seq: usize,
-    ) -> Result<()> {
+    /// `[n_tok, d]`: `n_tok / per_seq` sequences of `per_seq` tokens, each starting at `pos0`,
+    /// from a table of `table.rows` tokens stored as f32 or int8 (an int8 row is dequantized as
+    /// it is read); the first `d` of its `table.cols` columns are used.
+    Embed(EmbedParams) { ids, pos, out; n_tok, d, pos0, per_seq; table: MatrixRef<'a> }
+}
+
+impl Op for Embed<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (n_tok, d, pos0, per_seq, table) =
+            (self.n_tok, self.d, self.pos0, self.per_seq, self.table);
         if n_tok == 0 || d == 0 {
             return Ok(());
         }
@@ -96,8 +91,8 @@ impl Kernels {
             )));
         }
         let (kernel, row_stride) = match table.ty {
-            WeightType::F32 => (&self.embed.f32, table.cols),
-            WeightType::Int8 if table.cols.is_multiple_of(4) => (&self.embed.int8, table.cols / 4),
+            WeightType::F32 => (&k.embed.f32, table.cols),
+            WeightType::Int8 if table.cols.is_multiple_of(4) => (&k.embed.int8, table.cols / 4),
             ty => {
                 return Err(Error::Device(format!(
                     "embed: no kernel for a {} table of {} columns",
@@ -113,36 +108,29 @@ impl Kernels {
             )));
         }
         let vocab = table.rows;
-        need(ids, n_tok, "embed ids")?;
+        need(self.ids, n_tok, "embed ids")?;
         need(table.data, vocab * table.row_bytes() / 4, "embed table")?;
         let scale = table.scales("embed scales")?;
-        need(pos, (pos0 + per_seq) * d, "embed positions")?;
-        need(out, n_tok * d, "embed out")?;
+        need(self.pos, (pos0 + per_seq) * d, "embed positions")?;
+        need(self.out, n_tok * d, "embed out")?;
         let row_bytes = table.row_bytes();
-        let chunk = self.rows_per_binding(row_bytes as u64).min(vocab);
+        let chunk = k.rows_per_binding(row_bytes as u64).min(vocab);
         for (r0, rows) in ranges(vocab, chunk) {
             let params = EmbedParams {
-                n_tok: n_tok as u32,
-                d: d as u32,
-                pos0: pos0 as u32,
                 row_base: r0 as u32,
                 table_rows: rows as u32,
-                per_seq: per_seq as u32,
                 row_stride: row_stride as u32,
-                ..Default::default()
+                ..self.params()?
             };
-            let tb = binding(
-                table.data,
-                (r0 * row_bytes) as u64,
-                (rows * row_bytes) as u64,
-            );
+            let (first, len) = ((r0 * row_bytes) as u64, (rows * row_bytes) as u64);
+            let tb = binding(table.data, first, len);
             let sb = match scale {
                 Some(s) => binding(s, (r0 * 4) as u64, (rows * 4) as u64),
-                None => whole(&self.dummy),
+                None => whole(&k.dummy),
             };
-            let wg = (groups(d, self.config.embed_wg), n_tok as u32, 1);
-            let binds = [whole(ids), tb, whole(pos), whole(out), sb];
-            self.launch(pass, kernel, &params, &binds, wg, || params.work())?;
+            let wg = (groups(d, k.config.embed_wg), n_tok as u32, 1);
+            let binds = [whole(self.ids), tb, whole(self.pos), whole(self.out), sb];
+            k.launch(pass, kernel, &params, &binds, wg, || params.work())?;
         }
         Ok(())
     }

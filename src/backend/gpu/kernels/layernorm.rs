@@ -7,7 +7,8 @@ use crate::error::Result;
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
-use super::{need, whole, Kernels};
+use super::op::Op;
+use super::Kernels;
 
 super::wgsl_params! {
     LayerNormParams in "layernorm.wgsl" + "reduce.wgsl" {
@@ -22,8 +23,7 @@ super::wgsl_params! {
 impl LayerNormParams {
     /// Each value read and written once, ~8 operations per value.
     fn work(&self) -> Work {
-        let v = self.rows as f64 * self.cols as f64;
-        Work::new(8.0 * v, 8.0 * v)
+        Work::per_value(self.rows as f64 * self.cols as f64, 8.0, 8.0)
     }
 }
 
@@ -32,53 +32,36 @@ pub(super) fn compile(b: &Builder<'_>) -> Kernel {
     b.single::<LayerNormParams>("layernorm", &consts, "layer_norm", &b.layouts.ro3_rw)
 }
 
-impl Kernels {
-    /// Layer norm of each `cols`-wide row (eps 1e-5), out-of-place; as `ops::layer_norm`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        rows: usize,
-        cols: usize,
-    ) -> Result<()> {
-        self.layer_norm_rows(pass, x, gamma, beta, out, rows, cols, 1, 0)
-    }
+super::op::kernel_ops! {
+    /// Layer norm (eps 1e-5) of each `cols`-wide input row `in_first + r * in_step` (r < `rows`)
+    /// into output row r, out-of-place; as `ops::layer_norm`. `in_step` 1, `in_first` 0: every
+    /// row; `in_step` = tokens per sequence: the decoder's last position of each sequence.
+    LayerNorm(LayerNormParams) { x, gamma, beta, out; rows, cols, in_step, in_first }
+}
 
-    /// Layer norm of input rows `first + r * step` (r < `rows`) into output rows r: the
-    /// decoder's last position of each sequence (`step` = tokens per sequence).
-    #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm_rows(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        rows: usize,
-        cols: usize,
-        step: usize,
-        first: usize,
-    ) -> Result<()> {
+impl Op for LayerNorm<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
         if rows == 0 || cols == 0 {
             return Ok(());
         }
-        need(x, ((rows - 1) * step + first + 1) * cols, "layer_norm x")?;
-        need(out, rows * cols, "layer_norm out")?;
-        need(gamma, cols, "layer_norm gamma")?;
-        need(beta, cols, "layer_norm beta")?;
-        let params = LayerNormParams {
-            rows: rows as u32,
-            cols: cols as u32,
-            in_step: step as u32,
-            in_first: first as u32,
-            ..Default::default()
-        };
-        let binds = [whole(x), whole(gamma), whole(beta), whole(out)];
-        let wg = Self::grid(rows);
-        self.launch(pass, &self.layernorm, &params, &binds, wg, || params.work())
+        let params = self.params()?;
+        let last_in = (rows - 1) * self.in_step + self.in_first;
+        let operands = [
+            ("x", self.x, (last_in + 1) * cols),
+            ("gamma", self.gamma, cols),
+            ("beta", self.beta, cols),
+            ("out", self.out, rows * cols),
+        ];
+        let (wg, work) = (Kernels::grid(rows), || params.work());
+        k.dispatch(
+            pass,
+            "layer_norm",
+            &k.layernorm,
+            &params,
+            &operands,
+            wg,
+            work,
+        )
     }
 }

@@ -12,6 +12,7 @@ use super::super::profile::Work;
 use super::build::{Builder, Kernel};
 use super::config::{MatmulTile, MatmulVariant};
 use super::matrix::{MatrixRef, WeightType};
+use super::op::{word, Op};
 use super::{binding, groups, need, ranges, whole, Kernels};
 
 super::wgsl_params! {
@@ -108,39 +109,37 @@ pub(super) fn compile(b: &Builder<'_>, ty: WeightType) -> Pipelines {
     }
 }
 
-impl Kernels {
-    /// `out[m, n] = act(x[m, k] · wᵀ + bias)`, w PyTorch's `[n, k]`, k a multiple of 4 (zero-pad
-    /// rows otherwise). GEMV for `m ≤ gemv_max_rows`, else the configured matmul variant.
-    /// Weights larger than one storage binding are processed in row ranges (see module docs).
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        bias: Option<&wgpu::Buffer>,
-        out: &wgpu::Buffer,
-        m: usize,
-        n: usize,
-        k: usize,
-        gelu: bool,
-    ) -> Result<()> {
-        self.linear_typed(pass, x, MatrixRef::f32(w, n, k), bias, out, m, gelu)
+super::op::kernel_ops! {
+    /// `out[m, n] = act(x[m, k] · wᵀ + bias)`, w PyTorch's `[n, k]` (n = `w.rows`, k =
+    /// `w.cols`, a multiple of 4: zero-pad rows otherwise) stored in any `WeightType` (see
+    /// `GpuMatrix`; `MatrixRef::f32` for a plain f32 buffer). GEMV for `m ≤ gemv_max_rows`, else
+    /// the configured matmul variant. Weights larger than one storage binding are processed in
+    /// row ranges (see module docs).
+    Linear(MatmulParams) {
+        x, out; m;
+        w: MatrixRef<'a>, bias: Option<&'a wgpu::Buffer>, gelu: bool,
     }
+}
 
-    /// `linear` with the weights `w` (`[n, k]`, n = `w.rows`, k = `w.cols`) stored in any
-    /// `WeightType` (see `GpuMatrix`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_typed(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        w: MatrixRef<'_>,
-        bias: Option<&wgpu::Buffer>,
-        out: &wgpu::Buffer,
-        m: usize,
-        gelu: bool,
-    ) -> Result<()> {
+impl<'a> Linear<'a> {
+    /// `out = x · wᵀ` for `m` rows of x, without bias or GELU (set those with
+    /// `Linear { bias, gelu, ..Linear::new(..) }`).
+    pub fn new(x: &'a wgpu::Buffer, w: MatrixRef<'a>, out: &'a wgpu::Buffer, m: usize) -> Self {
+        let (bias, gelu) = (None, false);
+        Linear {
+            x,
+            out,
+            m,
+            w,
+            bias,
+            gelu,
+        }
+    }
+}
+
+impl Op for Linear<'_> {
+    fn record(&self, kn: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (x, w, bias, out, m, gelu) = (self.x, self.w, self.bias, self.out, self.m, self.gelu);
         let (n, k) = (w.rows, w.cols);
         let wbytes = w.ty.bytes();
         if !k.is_multiple_of(4) {
@@ -158,30 +157,29 @@ impl Kernels {
             need(b, n, "linear bias")?;
         }
         let scale = w.scales("linear scales")?;
-        let c = &self.config;
+        let c = &kn.config;
         let use_gemv = m <= c.gemv_max_rows;
-        let chunk = self.rows_per_binding(w.row_bytes() as u64).min(n);
-        let pipes = &self.matmul[w.ty as usize];
+        let chunk = kn.rows_per_binding(w.row_bytes() as u64).min(n);
+        let pipes = &kn.matmul[w.ty as usize];
         for (n0, rows) in ranges(n, chunk) {
             let params = MatmulParams {
-                m: m as u32,
                 n: rows as u32,
                 k4: (k / 4) as u32,
                 flags: bias.is_some() as u32 | ((gelu as u32) << 1),
-                out_stride: n as u32,
+                out_stride: word("linear", n)?,
                 col0: n0 as u32,
-                ..Default::default()
+                ..self.params()?
             };
             let wb = binding(w.data, (n0 * k * wbytes) as u64, (rows * k * wbytes) as u64);
             // Bias and scales of this row range: offsets n0 · 4 bytes, aligned as n0 is a
             // multiple of `row_step`.
             let bb = match bias {
                 Some(b) => binding(b, (n0 * 4) as u64, (rows * 4) as u64),
-                None => whole(&self.dummy),
+                None => whole(&kn.dummy),
             };
             let sb = match scale {
                 Some(s) => binding(s, (n0 * 4) as u64, (rows * 4) as u64),
-                None => whole(&self.dummy),
+                None => whole(&kn.dummy),
             };
             let binds = [whole(x), wb, bb, whole(out), sb];
             let (pl, wg) = if use_gemv {
@@ -197,7 +195,7 @@ impl Kernels {
                 )
             };
             let work = || params.work(wbytes as f64);
-            self.launch(pass, pl, &params, &binds, wg, work)?;
+            kn.launch(pass, pl, &params, &binds, wg, work)?;
         }
         Ok(())
     }

@@ -138,7 +138,7 @@ impl GpuMatrix {
 
 /// A `[rows, cols]` weight matrix as `linear_typed` and `embed_batched` read it (cols a
 /// multiple of 4 for `linear_typed`): storage buffer, type, and for `Int8` the row scales.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct MatrixRef<'a> {
     pub data: &'a wgpu::Buffer,
     pub scale: Option<&'a wgpu::Buffer>,

@@ -9,6 +9,7 @@ use crate::mel::N_FFT;
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
+use super::op::Op;
 use super::{groups, need, whole, Kernels};
 
 /// Columns of a DFT output row (re 0..200, im 201..401) and of a power-spectrum row (201 bins
@@ -64,152 +65,120 @@ fn bound(b: &wgpu::BufferBinding<'_>) -> u64 {
     b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
 }
 
+super::op::kernel_ops! {
+    /// `frames [rows, 400]` of STFT frames `t0 ..` (see `shaders/mel.wgsl`); `samples` binds
+    /// samples `s0 .. s0 + s_len` of an `n_samples`-sample signal.
+    MelFrames(MelParams) {
+        frames, gmax; n_samples, s0, s_len, t0, rows; samples: wgpu::BufferBinding<'a>
+    }
+    /// `power [rows, 204] = re² + im²` of `spec [rows, 402]` (zero padding columns).
+    MelPower(MelParams) { spec, power, gmax; rows }
+    /// `logs[i] = log10(max(mel[i], 1e-10))` for `count` values, folding their maximum into
+    /// `gmax` (an order-preserving u32, initialised by the caller).
+    MelLog(MelParams) { mel, gmax; count; logs: wgpu::BufferBinding<'a> }
+    /// One output block `out [n_mels, rows]`: normalised log-mel of `rows` frames whose first
+    /// `live` have log10 values in `logs` (frame-major `[live, n_mels]`), the rest silence.
+    MelNorm(MelParams) {
+        gmax; rows, n_mels;
+        logs: wgpu::BufferBinding<'a>, out: wgpu::BufferBinding<'a>, live: usize,
+    }
+}
+
 impl Kernels {
-    /// One dispatch of a mel kernel over `threads` threads (all four share one layout).
-    #[allow(clippy::too_many_arguments)]
+    /// One dispatch of a mel kernel over `threads` threads (all four share one layout), if
+    /// `params.rows` or `params.count` is not 0.
     fn mel_dispatch(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         kernel: &Kernel,
-        src: wgpu::BufferBinding<'_>,
-        dst: wgpu::BufferBinding<'_>,
-        gmax: &wgpu::Buffer,
-        params: MelParams,
-        threads: usize,
+        [src, dst, gmax]: [wgpu::BufferBinding<'_>; 3],
+        (params, threads): (MelParams, usize),
         work: Work,
     ) -> Result<()> {
         let wg = Self::grid(groups(threads, self.config.elementwise_wg) as usize);
-        let binds = [src, dst, whole(gmax)];
-        self.launch(pass, kernel, &params, &binds, wg, || work)
+        self.launch(pass, kernel, &params, &[src, dst, gmax], wg, || work)
     }
+}
 
-    /// `frames [rows, 400]` of STFT frames `t0 ..` (see `shaders/mel.wgsl`); `samples` binds
-    /// samples `s0 .. s0 + len` of an `n`-sample signal.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mel_frames(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        samples: wgpu::BufferBinding<'_>,
-        frames: &wgpu::Buffer,
-        gmax: &wgpu::Buffer,
-        n: usize,
-        s0: usize,
-        len: usize,
-        t0: usize,
-        rows: usize,
-    ) -> Result<()> {
+/// A binding of `values` 4-byte values, or the error naming `what`.
+fn holds(b: &wgpu::BufferBinding<'_>, values: usize, what: &str) -> Result<()> {
+    let bytes = bound(b);
+    if (values as u64) * 4 > bytes {
+        return Err(Error::Device(format!(
+            "{what}: {values} values in a binding of {bytes} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Op for MelFrames<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let rows = self.rows;
         if rows == 0 {
             return Ok(());
         }
-        let bytes = bound(&samples);
-        if (len as u64) * 4 > bytes {
-            return Err(Error::Device(format!(
-                "mel_frames: {len} samples in a binding of {bytes} bytes"
-            )));
-        }
-        need(frames, rows * N_FFT, "mel_frames out")?;
-        let params = MelParams {
-            n_samples: n as u32,
-            s0: s0 as u32,
-            s_len: len as u32,
-            t0: t0 as u32,
-            rows: rows as u32,
-            ..Default::default()
-        };
+        holds(&self.samples, self.s_len, "mel_frames samples")?;
+        need(self.frames, rows * N_FFT, "mel_frames out")?;
         // 400-sample windowed frames.
         let v = (rows * N_FFT) as f64;
-        let work = Work::new(v, 8.0 * v);
-        let (pl, out) = (&self.mel.frames, whole(frames));
-        self.mel_dispatch(pass, pl, samples, out, gmax, params, rows * N_FFT, work)
+        let binds = [self.samples.clone(), whole(self.frames), whole(self.gmax)];
+        let (kernel, params) = (&k.mel.frames, (self.params()?, rows * N_FFT));
+        k.mel_dispatch(pass, kernel, binds, params, Work::new(v, 8.0 * v))
     }
+}
 
-    /// `power [rows, 204] = re² + im²` of `spec [rows, 402]` (zero padding columns).
-    pub fn mel_power(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        spec: &wgpu::Buffer,
-        power: &wgpu::Buffer,
-        gmax: &wgpu::Buffer,
-        rows: usize,
-    ) -> Result<()> {
+impl Op for MelPower<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let rows = self.rows;
         if rows == 0 {
             return Ok(());
         }
-        need(spec, rows * SPEC_COLS, "mel_power spec")?;
-        need(power, rows * POWER_COLS, "mel_power out")?;
-        let params = MelParams {
-            rows: rows as u32,
-            ..Default::default()
-        };
+        need(self.spec, rows * SPEC_COLS, "mel_power spec")?;
+        need(self.power, rows * POWER_COLS, "mel_power out")?;
         // 201 complex bins in, 201 powers out (rows padded to 402 / 204 values).
         let r = rows as f64;
         let work = Work::new(3.0 * r * N_FREQS, 4.0 * r * (SPEC_COLS + POWER_COLS) as f64);
-        let (pl, src, dst) = (&self.mel.power, whole(spec), whole(power));
-        self.mel_dispatch(pass, pl, src, dst, gmax, params, rows * POWER_COLS, work)
+        let binds = [whole(self.spec), whole(self.power), whole(self.gmax)];
+        let (kernel, params) = (&k.mel.power, (self.params()?, rows * POWER_COLS));
+        k.mel_dispatch(pass, kernel, binds, params, work)
     }
+}
 
-    /// `logs[i] = log10(max(mel[i], 1e-10))` for `count` values, folding their maximum into
-    /// `gmax` (an order-preserving u32, initialised by the caller).
-    pub fn mel_log(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        mel: &wgpu::Buffer,
-        logs: wgpu::BufferBinding<'_>,
-        gmax: &wgpu::Buffer,
-        count: usize,
-    ) -> Result<()> {
+impl Op for MelLog<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let count = self.count;
         if count == 0 {
             return Ok(());
         }
-        need(mel, count, "mel_log in")?;
-        let bytes = bound(&logs);
-        if (count as u64) * 4 > bytes {
-            return Err(Error::Device(format!(
-                "mel_log: {count} values in a binding of {bytes} bytes"
-            )));
-        }
-        let params = MelParams {
-            count: count as u32,
-            ..Default::default()
-        };
+        need(self.mel, count, "mel_log in")?;
+        holds(&self.logs, count, "mel_log")?;
         let work = Work::new(count as f64, 8.0 * count as f64);
-        let threads = count.div_ceil(LOG_PER);
-        let (pl, src) = (&self.mel.log, whole(mel));
-        self.mel_dispatch(pass, pl, src, logs, gmax, params, threads, work)
+        let binds = [whole(self.mel), self.logs.clone(), whole(self.gmax)];
+        let params = (self.params()?, count.div_ceil(LOG_PER));
+        k.mel_dispatch(pass, &k.mel.log, binds, params, work)
     }
+}
 
-    /// One output block `out [n_mels, rows]`: normalised log-mel of `rows` frames whose first
-    /// `live` have log10 values in `logs` (frame-major `[live, n_mels]`), the rest silence.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mel_norm(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        logs: wgpu::BufferBinding<'_>,
-        out: wgpu::BufferBinding<'_>,
-        gmax: &wgpu::Buffer,
-        rows: usize,
-        live: usize,
-        n_mels: usize,
-    ) -> Result<()> {
+impl Op for MelNorm<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let (rows, n_mels, live) = (self.rows, self.n_mels, self.live.min(self.rows));
         if rows == 0 || n_mels == 0 {
             return Ok(());
         }
-        if (live.min(rows) * n_mels * 4) as u64 > bound(&logs)
-            || (rows * n_mels * 4) as u64 > bound(&out)
+        if (live * n_mels * 4) as u64 > bound(&self.logs)
+            || (rows * n_mels * 4) as u64 > bound(&self.out)
         {
             return Err(Error::Device(format!(
                 "mel_norm: {rows} x {n_mels} block with {live} live frames exceeds its bindings"
             )));
         }
         let params = MelParams {
-            rows: rows as u32,
-            live: live.min(rows) as u32,
-            n_mels: n_mels as u32,
-            ..Default::default()
+            live: live as u32,
+            ..self.params()?
         };
         let (r, m) = (rows as f64, n_mels as f64);
-        let work = Work::new(2.0 * r * m, 4.0 * (params.live as f64 + r) * m);
-        let threads = rows * n_mels;
-        self.mel_dispatch(pass, &self.mel.norm, logs, out, gmax, params, threads, work)
+        let work = Work::new(2.0 * r * m, 4.0 * (live as f64 + r) * m);
+        let binds = [self.logs.clone(), self.out.clone(), whole(self.gmax)];
+        k.mel_dispatch(pass, &k.mel.norm, binds, (params, rows * n_mels), work)
     }
 }

@@ -42,6 +42,7 @@ use super::profile::{KernelProfile, KernelTag, Profiler, Work};
 mod build;
 mod config;
 mod matrix;
+mod op;
 
 mod argmax;
 mod attention;
@@ -57,6 +58,19 @@ mod softmax;
 
 pub use config::{KernelConfig, MatmulTile, MatmulVariant};
 pub use matrix::{pack_f16, pack_i8, pad_cols, GpuMatrix, MatrixRef, WeightType};
+pub use op::Op;
+
+pub use argmax::{Argmax, GreedyPick};
+pub use attention::Attention;
+pub use attn_mm::AttentionUnfused;
+pub use attn_scores::AttnScores;
+pub use conv1d::Conv1d;
+pub use elementwise::{Add, Gelu, KvAppend, Transpose};
+pub use embed::Embed;
+pub use layernorm::LayerNorm;
+pub use matmul::Linear;
+pub use mel::{MelFrames, MelLog, MelNorm, MelPower};
+pub use softmax::Softmax;
 
 /// Size of every kernel's parameter block (8 × 32-bit words).
 const PARAM_BYTES: u64 = 32;

@@ -7,7 +7,8 @@ use crate::error::Result;
 
 use super::super::profile::Work;
 use super::build::{Builder, Kernel};
-use super::{need, whole, Kernels};
+use super::op::{word, Op};
+use super::Kernels;
 
 super::wgsl_params! {
     SoftmaxParams in "softmax.wgsl" + "reduce.wgsl" {
@@ -20,9 +21,9 @@ super::wgsl_params! {
 }
 
 impl SoftmaxParams {
+    /// Each value read and written once; max, exp, sum and scale.
     fn work(&self) -> Work {
-        let v = self.rows as f64 * self.cols as f64;
-        Work::new(4.0 * v, 8.0 * v)
+        Work::per_value(self.rows as f64 * self.cols as f64, 4.0, 8.0)
     }
 }
 
@@ -31,31 +32,24 @@ pub(super) fn compile(b: &Builder<'_>) -> Kernel {
     b.single::<SoftmaxParams>("softmax", &consts, "softmax", &b.layouts.rw)
 }
 
-impl Kernels {
+super::op::kernel_ops! {
     /// Stable softmax of each row of `x [rows, cols]` in place; with `causal = Some(p)` row i
     /// keeps columns `0..=p + i` and the rest become 0.
-    pub fn softmax(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        x: &wgpu::Buffer,
-        rows: usize,
-        cols: usize,
-        causal: Option<usize>,
-    ) -> Result<()> {
-        if rows == 0 || cols == 0 {
+    Softmax(SoftmaxParams) { x; rows, cols; causal: Option<usize> }
+}
+
+impl Op for Softmax<'_> {
+    fn record(&self, k: &Kernels, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        if self.rows == 0 || self.cols == 0 {
             return Ok(());
         }
-        need(x, rows * cols, "softmax")?;
         let params = SoftmaxParams {
-            rows: rows as u32,
-            cols: cols as u32,
-            causal: causal.is_some() as u32,
-            offset: causal.unwrap_or(0) as u32,
-            ..Default::default()
+            causal: self.causal.is_some() as u32,
+            offset: word("softmax", self.causal.unwrap_or(0))?,
+            ..self.params()?
         };
-        let wg = Self::grid(rows);
-        self.launch(pass, &self.softmax, &params, &[whole(x)], wg, || {
-            params.work()
-        })
+        let x = [("x", self.x, self.rows * self.cols)];
+        let (wg, work) = (Kernels::grid(self.rows), || params.work());
+        k.dispatch(pass, "softmax", &k.softmax, &params, &x, wg, work)
     }
 }

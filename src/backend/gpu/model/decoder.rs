@@ -6,6 +6,7 @@ use wgpu::Buffer;
 use crate::error::{Error, Result};
 
 use super::super::context::GpuContext;
+use super::super::kernels::{Attention, AttnScores, Embed, KvAppend, LayerNorm, Linear};
 use super::GpuModel;
 
 /// Suppression bitsets resident on the device for `decode_greedy` (a greedy pass uses two: the
@@ -79,19 +80,19 @@ impl GpuModel {
     ) -> Result<()> {
         let (dims, k, s, c) = (&self.dims, &self.k, &self.dec, &self.cache);
         let (d, h, ctx) = (dims.n_text_state, dims.n_text_head, dims.n_text_ctx);
-        let n_kv = pos0 + n;
+        let (n_kv, n_kv_audio) = (pos0 + n, dims.n_audio_ctx);
         let rows = n_seq * n;
-        k.embed_batched(
-            pass,
-            &self.io.ids,
-            self.tok_emb.view(),
-            &self.dec_pos,
-            &s.x,
-            rows,
+        let embed = Embed {
+            ids: &self.io.ids,
+            pos: &self.dec_pos,
+            out: &s.x,
+            n_tok: rows,
             d,
             pos0,
-            n,
-        )?;
+            per_seq: n,
+            table: self.tok_emb.view(),
+        };
+        k.record(pass, &embed)?;
         for (i, b) in self.dec_blocks.iter().enumerate() {
             // Causal self-attention: each sequence's new K/V rows go into its cache, and its
             // queries see its cache.
@@ -99,25 +100,29 @@ impl GpuModel {
             b.attn.q.run(k, pass, &s.h, rows, &s.q, false)?;
             b.attn.k.run(k, pass, &s.h, rows, &s.k, false)?;
             b.attn.v.run(k, pass, &s.h, rows, &s.v, false)?;
-            k.kv_append(pass, &c.k[i], &s.k, n_seq, n, d, ctx, pos0)?;
-            k.kv_append(pass, &c.v[i], &s.v, n_seq, n, d, ctx, pos0)?;
-            k.attention_batched_at(
-                pass,
-                &s.q,
-                &c.k[i],
-                &c.v[i],
-                &s.a,
-                0,
-                n,
-                n_kv,
-                d,
-                h,
-                Some(pos0),
+            for (cache, src) in [(&c.k[i], &s.k), (&c.v[i], &s.v)] {
+                let n_new = n;
+                k.record(
+                    pass,
+                    &KvAppend {
+                        cache,
+                        src,
+                        n_seq,
+                        n_new,
+                        d,
+                        ctx,
+                        pos0,
+                    },
+                )?;
+            }
+            let attn = Attention {
                 n_seq,
-                ctx,
-            )?;
+                kv_stride: ctx,
+                ..Attention::single([&s.q, &c.k[i], &c.v[i], &s.a], (n, n_kv, d, h), Some(pos0))
+            };
+            k.record(pass, &attn)?;
             b.attn.o.run(k, pass, &s.a, rows, &s.o, false)?;
-            k.add(pass, &s.x, &s.o, rows * d)?;
+            s.add_residual(k, pass, rows * d)?;
 
             // Cross-attention over each sequence's window, one dispatch per run of sequences on
             // one window: they read the same keys (stride 0), batched per sequence so that a
@@ -126,70 +131,60 @@ impl GpuModel {
             cross_ln.run(k, pass, &s.x, &s.h, rows)?;
             cross.q.run(k, pass, &s.h, rows, &s.q, false)?;
             for &(w, seq0, run_seqs) in self.pass.runs() {
-                k.attention_batched_at(
-                    pass,
-                    &s.q,
-                    &self.cross_k[w][i],
-                    &self.cross_v[w][i],
-                    &s.a,
-                    seq0 * n,
-                    n,
-                    dims.n_audio_ctx,
-                    d,
-                    h,
-                    None,
-                    run_seqs,
-                    0,
-                )?;
+                let kv = [&self.cross_k[w][i], &self.cross_v[w][i]];
+                let attn = Attention {
+                    row0: seq0 * n,
+                    n_seq: run_seqs,
+                    ..Attention::single([&s.q, kv[0], kv[1], &s.a], (n, n_kv_audio, d, h), None)
+                };
+                k.record(pass, &attn)?;
             }
             if let Some(heads) = capture {
                 let w = self.pass.runs()[0].0;
                 for (slot, &(layer, head)) in heads.iter().enumerate() {
                     if layer == i {
-                        k.attn_scores(
-                            pass,
-                            &s.q,
-                            &self.cross_k[w][i],
-                            &self.attn_w,
-                            rows,
-                            dims.n_audio_ctx,
-                            d,
+                        let scores = AttnScores {
+                            q: &s.q,
+                            k: &self.cross_k[w][i],
+                            out: &self.attn_w,
+                            n_q: rows,
+                            n_kv: n_kv_audio,
                             head,
-                            slot * rows,
-                        )?;
+                            out_row0: slot * rows,
+                            d,
+                        };
+                        k.record(pass, &scores)?;
                     }
                 }
             }
             cross.o.run(k, pass, &s.a, rows, &s.o, false)?;
-            k.add(pass, &s.x, &s.o, rows * d)?;
+            s.add_residual(k, pass, rows * d)?;
 
             b.mlp_ln.run(k, pass, &s.x, &s.h, rows)?;
             b.fc1.run(k, pass, &s.h, rows, &s.hidden, true)?;
             b.fc2.run(k, pass, &s.hidden, rows, &s.o, false)?;
-            k.add(pass, &s.x, &s.o, rows * d)?;
+            s.add_residual(k, pass, rows * d)?;
         }
         // Only each sequence's last position is needed: final LN of those rows, then the tied
         // output projection (token embedding transposed).
-        k.layer_norm_rows(
-            pass,
-            &s.x,
-            &self.dec_ln.g,
-            &self.dec_ln.b,
-            &self.io.last_ln,
-            n_seq,
-            d,
-            n,
-            n - 1,
-        )?;
-        k.linear_typed(
-            pass,
+        let last_ln = LayerNorm {
+            x: &s.x,
+            gamma: &self.dec_ln.g,
+            beta: &self.dec_ln.b,
+            out: &self.io.last_ln,
+            rows: n_seq,
+            cols: d,
+            in_step: n,
+            in_first: n - 1,
+        };
+        k.record(pass, &last_ln)?;
+        let logits = Linear::new(
             &self.io.last_ln,
             self.tok_emb.view(),
-            None,
             &self.io.logits,
             n_seq,
-            false,
-        )
+        );
+        k.record(pass, &logits)
     }
 
     /// Maps the staging buffer and copies its first `out.len()` floats out.

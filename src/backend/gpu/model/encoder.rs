@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 
+use super::super::kernels::{Add, Attention, AttentionUnfused, Conv1d, Transpose};
 use super::GpuModel;
 
 impl GpuModel {
@@ -14,70 +15,79 @@ impl GpuModel {
     ) -> Result<()> {
         let (dims, k, s) = (&self.dims, &self.k, &self.enc);
         let (d, n, t_in) = (dims.n_audio_state, dims.n_audio_ctx, 2 * dims.n_audio_ctx);
-        k.conv1d_k3(
-            enc,
-            &self.mel,
-            &self.conv1_w,
-            &self.conv1_b,
-            &self.stem1,
-            dims.n_mels,
+        // Stem: conv1 (time-major out) -> transpose -> conv2 (stride 2), GELU after each.
+        let conv1 = Conv1d {
+            input: &self.mel,
+            weight: &self.conv1_w,
+            bias: &self.conv1_b,
+            out: &self.stem1,
+            c_in: dims.n_mels,
             t_in,
-            d,
-            1,
-            true,
-        )?;
-        k.transpose(enc, &self.stem1_cf, &self.stem1, t_in, d)?;
-        k.conv1d_k3(
+            c_out: d,
+            stride: 1,
+            gelu: true,
+        };
+        k.record(enc, &conv1)?;
+        let (out, inp) = (&self.stem1_cf, &self.stem1);
+        k.record(
             enc,
-            &self.stem1_cf,
-            &self.conv2_w,
-            &self.conv2_b,
-            &s.x,
-            d,
-            t_in,
-            d,
-            2,
-            true,
+            &Transpose {
+                out,
+                inp,
+                rows: t_in,
+                cols: d,
+            },
         )?;
-        k.add(enc, &s.x, &self.enc_pos, n * d)?;
+        let conv2 = Conv1d {
+            input: &self.stem1_cf,
+            weight: &self.conv2_w,
+            bias: &self.conv2_b,
+            out: &s.x,
+            c_in: d,
+            stride: 2,
+            ..conv1
+        };
+        k.record(enc, &conv2)?;
+        k.record(
+            enc,
+            &Add {
+                a: &s.x,
+                b: &self.enc_pos,
+                n: n * d,
+            },
+        )?;
         for b in &self.enc_blocks {
             b.attn_ln.run(k, enc, &s.x, &s.h, n)?;
             b.attn.q.run(k, enc, &s.h, n, &s.q, false)?;
             b.attn.k.run(k, enc, &s.h, n, &s.k, false)?;
             b.attn.v.run(k, enc, &s.h, n, &s.v, false)?;
+            let (q, kk, v, out, n_head) = (&s.q, &s.k, &s.v, &s.a, dims.n_audio_head);
             if k.use_unfused_attention(n, n, None) {
-                k.attention_unfused(
-                    enc,
-                    &s.q,
-                    &s.k,
-                    &s.v,
-                    &s.a,
-                    &self.enc_scores,
-                    n,
-                    n,
+                let scores = &self.enc_scores;
+                let attn = AttentionUnfused {
+                    q,
+                    k: kk,
+                    v,
+                    out,
+                    scores,
+                    n_kv: n,
+                    n_q: n,
                     d,
-                    dims.n_audio_head,
-                )?;
+                    n_head,
+                };
+                k.record(enc, &attn)?;
             } else {
-                k.attention(
+                k.record(
                     enc,
-                    &s.q,
-                    &s.k,
-                    &s.v,
-                    &s.a,
-                    n,
-                    n,
-                    d,
-                    dims.n_audio_head,
-                    None,
+                    &Attention::single([q, kk, v, out], (n, n, d, n_head), None),
                 )?;
             }
             b.attn.o.run(k, enc, &s.a, n, &s.o, false)?;
-            k.add(enc, &s.x, &s.o, n * d)?;
+            s.add_residual(k, enc, n * d)?;
             b.mlp_ln.run(k, enc, &s.x, &s.h, n)?;
             b.fc1.run(k, enc, &s.h, n, &s.hidden, true)?;
             b.fc2.run(k, enc, &s.hidden, n, &s.o, false)?;
-            k.add(enc, &s.x, &s.o, n * d)?;
+            s.add_residual(k, enc, n * d)?;
         }
         self.enc_ln.run(k, enc, &s.x, &self.enc_out, n)?;
         for (i, b) in self.dec_blocks.iter().enumerate() {

@@ -8,6 +8,7 @@ use super::{
     Attention, Block, GpuContext, GpuMatrix, GpuModel, GreedyPick, KernelConfig, Kernels, KvCache,
     LayerNorm, Linear, Scratch, StepIo, WeightType, HEAD_DIM,
 };
+use crate::backend::load_common::Layer;
 use crate::backend::DecodePass;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
@@ -40,16 +41,9 @@ impl LayerNorm {
 }
 
 impl Block {
-    /// Layer `i` of `side` (cross-attention in decoder layers).
-    fn load(
-        ctx: &GpuContext,
-        w: &Weights,
-        dims: &ModelDims,
-        side: Side,
-        i: usize,
-        wt: WeightType,
-    ) -> Result<Self> {
-        let at = |part| schema::layer(dims, side, i, part);
+    /// The weights of `layer` (with cross-attention in decoder layers).
+    fn load(ctx: &GpuContext, w: &Weights, layer: Layer<'_>, wt: WeightType) -> Result<Self> {
+        let at = |part| layer.at(part);
         let linear = |part| Linear::load(ctx, w, &at(part), wt);
         let attention = |[q, k, v, o]: [Part; 4]| -> Result<Attention> {
             Ok(Attention {
@@ -59,7 +53,7 @@ impl Block {
                 o: linear(o)?,
             })
         };
-        let cross = side == Side::Decoder;
+        let cross = layer.has_cross_attention();
         Ok(Block {
             attn_ln: LayerNorm::load(ctx, w, &at(Part::SelfAttnNorm))?,
             attn: attention([
@@ -128,7 +122,7 @@ impl GpuModel {
             let c = &ctx;
             let blocks = |side: Side| {
                 (0..side.layers(dims))
-                    .map(|i| Block::load(c, weights, dims, side, i, wt))
+                    .map(|i| Block::load(c, weights, Layer { dims, side, i }, wt))
                     .collect::<Result<Vec<_>>>()
             };
             let enc_blocks = blocks(Side::Encoder)?;

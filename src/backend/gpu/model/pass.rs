@@ -6,7 +6,7 @@ use wgpu::Buffer;
 use crate::error::Result;
 
 use super::super::context::GpuContext;
-use super::super::kernels::Kernels;
+use super::super::kernels::{self, Kernels};
 use super::{GpuModel, LayerNorm, Linear};
 
 /// Activation buffers of one pass (`rows` × d, hidden `rows` × ffn).
@@ -37,6 +37,25 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// The residual connection `x += o` over the first `n` values.
+    pub(super) fn add_residual(
+        &self,
+        k: &Kernels,
+        pass: &mut wgpu::ComputePass<'_>,
+        n: usize,
+    ) -> Result<()> {
+        k.record(
+            pass,
+            &kernels::Add {
+                a: &self.x,
+                b: &self.o,
+                n,
+            },
+        )
+    }
+}
+
 impl Linear {
     pub(super) fn run(
         &self,
@@ -47,7 +66,15 @@ impl Linear {
         out: &Buffer,
         gelu: bool,
     ) -> Result<()> {
-        k.linear_typed(enc, x, self.w.view(), self.b.as_ref(), out, rows, gelu)
+        let bias = self.b.as_ref();
+        k.record(
+            enc,
+            &kernels::Linear {
+                bias,
+                gelu,
+                ..kernels::Linear::new(x, self.w.view(), out, rows)
+            },
+        )
     }
 }
 
@@ -60,7 +87,21 @@ impl LayerNorm {
         out: &Buffer,
         rows: usize,
     ) -> Result<()> {
-        k.layer_norm(enc, x, &self.g, &self.b, out, rows, self.n)
+        let (gamma, beta, cols) = (&self.g, &self.b, self.n);
+        let (in_step, in_first) = (1, 0); // every row
+        k.record(
+            enc,
+            &kernels::LayerNorm {
+                x,
+                gamma,
+                beta,
+                out,
+                rows,
+                cols,
+                in_step,
+                in_first,
+            },
+        )
     }
 }
 
@@ -74,27 +115,8 @@ impl GpuModel {
         record: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
         after: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<()> {
-        self.ctx.scoped(what, || {
-            self.k.begin();
-            let mut enc = self
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(what),
-                    timestamp_writes: None,
-                });
-                record(&mut pass)?;
-            }
-            after(&mut enc);
-            self.k.flush_params();
-            if wait {
-                self.ctx.submit_wait(enc)
-            } else {
-                self.ctx.queue.submit([enc.finish()]);
-                self.ctx.check()
-            }
-        })
+        let k = &self.k;
+        let submit = || k.submit_pass(&self.ctx, (what, wait), record, after);
+        self.ctx.scoped(what, submit)
     }
 }
