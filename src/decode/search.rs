@@ -222,12 +222,8 @@ impl Sampler {
 
 impl TokenSearch for Sampler {
     fn update(&mut self, hyps: &mut Hypotheses, rows: ChunksExact<'_, f32>, rng: &mut Rng) -> Step {
-        let Hypotheses {
-            tokens: sampled,
-            sum_logprobs,
-        } = hyps;
-        for (i, row) in rows.enumerate().take(sampled.len()) {
-            let seq = &mut sampled[i];
+        for (i, row) in rows.enumerate().take(hyps.tokens.len()) {
+            let seq = &mut hyps.tokens[i];
             if seq.last() == Some(&self.eot) {
                 seq.push(self.eot);
                 continue;
@@ -237,11 +233,11 @@ impl TokenSearch for Sampler {
             } else {
                 sample(row, self.temperature, rng, &mut self.weights)
             };
-            sum_logprobs[i] +=
+            hyps.sum_logprobs[i] +=
                 (row[next as usize] - crate::backend::cpu::ops::log_sum_exp(row)) as f64;
             seq.push(next);
         }
-        let completed = sampled.iter().all(|s| s.last() == Some(&self.eot));
+        let completed = hyps.tokens.iter().all(|s| s.last() == Some(&self.eot));
         Step {
             reorder: None,
             completed,
