@@ -10,6 +10,8 @@
 use gemm::Parallelism;
 
 use super::fused_attention::fused_attention;
+#[cfg(test)]
+use super::fused_attention::fused_attention_on;
 use super::matmul::SMALL_M;
 use super::softmax::softmax_rows;
 use super::{gemm_strided, SendPtr, View, PARALLEL_MIN_FLOPS, ROW_MAJOR};
@@ -452,6 +454,7 @@ pub fn attention_weights_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::isa::{isa, Isa};
     use crate::backend::cpu::ops::test_data as data;
 
     /// Naive f64 attention: the reference for both paths of [`attention`].
@@ -492,8 +495,8 @@ mod tests {
         out
     }
 
-    /// The fused kernel (AVX-512, 64-wide heads) and the blocked `gemm` path on odd shapes,
-    /// against f64 and against each other, keys as rows and head-major.
+    /// The fused kernels (AVX2 and AVX-512, 64-wide heads, each forced where the CPU has it) and
+    /// the blocked `gemm` path on odd shapes, against f64, keys as rows and head-major.
     #[test]
     fn fused_and_blocked_attention_match_f64_on_odd_shapes() {
         let (d, n_head) = (128, 2);
@@ -523,22 +526,26 @@ mod tests {
             let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
             to_head_major(&k, n_kv, d, n_head, &mut k_heads);
             to_head_major(&v, n_kv, d, n_head, &mut v_heads);
-            let mut results = vec![("blocked", blocked)];
-            for (name, layout, k, v) in [
-                ("fused rows", KvLayout::Rows, &k, &v),
-                ("fused heads", KvLayout::Heads, &k_heads, &v_heads),
-            ] {
-                let mut out = vec![f32::NAN; n_q * d];
-                let hd = d / n_head;
-                let head = |h| layout.head(h, n_kv, d, hd);
-                if fused_attention(&q, k, v, head, n_q, n_kv, d, n_head, causal, &mut out) {
-                    results.push((name, out));
+            let mut results = vec![("blocked".to_string(), blocked)];
+            let mut expected = 1;
+            for simd in [Isa::Avx2, Isa::Avx512] {
+                for (name, layout, k, v) in [
+                    ("rows", KvLayout::Rows, &k, &v),
+                    ("heads", KvLayout::Heads, &k_heads, &v_heads),
+                ] {
+                    let mut out = vec![f32::NAN; n_q * d];
+                    let hd = d / n_head;
+                    let head = |h| layout.head(h, n_kv, d, hd);
+                    if fused_attention_on(
+                        simd, &q, k, v, head, n_q, n_kv, d, n_head, causal, &mut out,
+                    ) {
+                        results.push((format!("fused {simd:?} {name}"), out));
+                    }
+                    // The kernel of each instruction set the CPU has must have run.
+                    expected += usize::from(isa() >= simd);
                 }
             }
-            // On a CPU with AVX-512 the fused kernel must have run (both layouts).
-            let fused_runs =
-                crate::backend::cpu::isa::isa() >= crate::backend::cpu::isa::Isa::Avx512;
-            assert_eq!(results.len(), if fused_runs { 3 } else { 1 });
+            assert_eq!(results.len(), expected);
             for (name, got) in &results {
                 for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
                     // Sums of at most 1500 terms of size <= 0.5 in f32: well inside 1e-5.

@@ -1,5 +1,5 @@
 //! Fused multi-head attention for many queries (encoder self-attention, cross-attention of
-//! prompts and batched passes), AVX-512, head_dim 64 (every Whisper size): the FlashAttention
+//! prompts and batched passes), AVX-512 or AVX2 + FMA, head_dim 64 (every Whisper size): the FlashAttention
 //! scheme on the CPU. Per task, a tile of [`TILE_ROWS`] queries of one head walks the keys in
 //! blocks of [`KEY_BLOCK`]: scores `q · kᵀ` into a small block (registers, then L1), an online
 //! softmax (running max and sum per query; earlier partial results rescaled when the max grows),
@@ -11,8 +11,13 @@
 //! The f32 sums run in another order than the unfused path (`attention.rs` on `gemm`): results
 //! agree to f32 rounding (tested against f64 in `attention.rs`'s tests).
 //!
-//! Where the CPU lacks AVX-512 or heads are not 64 wide, [`fused_attention`] declines and the
-//! caller takes the unfused path.
+//! The two instruction sets share the layout, the tile sizes and the tile's driver
+//! (`tile_driver!`); their kernels differ in width: AVX-512 scores 12 rows × 32 keys and weighs
+//! values 6 rows × 64 dimensions at a time in its 32 registers, AVX2 (16 registers of 8 lanes)
+//! 6 rows × 16 keys and 3 rows × 32 dimensions.
+//!
+//! Where the CPU lacks AVX2 + FMA or heads are not 64 wide, [`fused_attention`] declines and
+//! the caller takes the unfused path.
 
 use crate::backend::cpu::isa::{isa, Isa};
 
@@ -36,7 +41,7 @@ thread_local! {
 
 /// Multi-head attention as [`super::attention_in`] with `n_q` above the few-query kernel's
 /// limit; `head_rows(h)` gives (offset of head `h`'s first key/value row, distance between
-/// rows). Returns false, having written nothing, where this kernel does not apply (no AVX-512,
+/// rows). Returns false, having written nothing, where this kernel does not apply (no AVX2,
 /// or heads not [`HEAD_DIM`] wide).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fused_attention(
@@ -51,7 +56,39 @@ pub(super) fn fused_attention(
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) -> bool {
-    if isa() < Isa::Avx512 || d != n_head * HEAD_DIM || n_kv == 0 {
+    fused_attention_on(
+        isa(),
+        q,
+        k,
+        v,
+        head_rows,
+        n_q,
+        n_kv,
+        d,
+        n_head,
+        causal_offset,
+        out,
+    )
+}
+
+/// [`fused_attention`] on the kernels of `simd` (capped at what the CPU has): tests force the
+/// AVX2 kernels on an AVX-512 CPU with it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn fused_attention_on(
+    simd: Isa,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    head_rows: impl Fn(usize) -> (usize, usize) + Sync,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) -> bool {
+    let simd = simd.min(isa());
+    if simd < Isa::Avx2 || d != n_head * HEAD_DIM || n_kv == 0 {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -94,13 +131,18 @@ pub(super) fn fused_attention(
         let q_tiles = n_q.div_ceil(TILE_ROWS);
         let out_ptr = super::SendPtr(out.as_mut_ptr());
         let kt = &keys_t;
+        let tile_fn: TileFn = if simd >= Isa::Avx512 {
+            avx512::tile
+        } else {
+            avx2::tile
+        };
         let run = |task: usize| {
             let (h, tile) = (task / q_tiles, task % q_tiles);
             let (off, rs) = head_rows(h);
-            // SAFETY: AVX-512 is present (checked above); the asserts above bound every key and
+            // SAFETY: the CPU has `simd` (capped above); the asserts above bound every key and
             // value row read; the task writes rows tile*12.. (< n_q) of head h's columns only.
             unsafe {
-                avx512::tile(
+                tile_fn(
                     q,
                     d,
                     h,
@@ -126,8 +168,101 @@ pub(super) fn fused_attention(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (q, k, v, head_rows, n_q, causal_offset, out);
-        unreachable!("Isa::Avx512 is only detected on x86-64")
+        unreachable!("Isa::Avx2 is only detected on x86-64")
     }
+}
+
+/// One ISA's `tile` (see `tile_driver!`).
+#[cfg(target_arch = "x86_64")]
+type TileFn = unsafe fn(
+    &[f32],
+    usize,
+    usize,
+    usize,
+    usize,
+    &[f32],
+    *const f32,
+    usize,
+    usize,
+    Option<usize>,
+    super::SendPtr,
+) -> ();
+
+/// The driver of one tile of queries, the same for every instruction set: it calls the
+/// module's `scores`, `online_softmax` and `values` kernels, compiled with `$features`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_driver {
+    ($features:literal) => {
+        /// Rows `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h`: see the module comment. `kt` is
+        /// the head's transposed keys, `v` its first value row (rows `rs` apart).
+        ///
+        /// # Safety
+        /// The CPU has the module's features; `v` is valid for `n_kv` rows; `out` for
+        /// `(i0 + rows) * d` floats, and no one else writes rows `i0..i0 + rows` of head `h`'s
+        /// columns meanwhile.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn tile(
+            q: &[f32],
+            d: usize,
+            h: usize,
+            i0: usize,
+            rows: usize,
+            kt: &[f32],
+            v: *const f32,
+            rs: usize,
+            n_kv: usize,
+            causal_offset: Option<usize>,
+            out: SendPtr,
+        ) {
+            // Queries scaled by 1/√64 = 1/8 (exact: a power of two), rows past `rows` zero.
+            let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
+            let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+            for r in 0..rows {
+                let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
+                for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
+                    *dst = x * scale;
+                }
+            }
+            // Keys each row sees: all, or the causal prefix; none for padding rows.
+            let visible: [usize; TILE_ROWS] =
+                std::array::from_fn(|r| match (r < rows, causal_offset) {
+                    (false, _) => 0,
+                    (true, None) => n_kv,
+                    (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
+                });
+            let kv_end = visible.iter().copied().max().unwrap_or(0);
+            let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
+            let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
+            let mut max = [f32::NEG_INFINITY; TILE_ROWS];
+            let mut sum = [0.0f32; TILE_ROWS];
+            let mut alpha = [0.0f32; TILE_ROWS];
+            for j0 in (0..kv_end).step_by(KEY_BLOCK) {
+                let cb = KEY_BLOCK.min(kv_end - j0);
+                for t in 0..cb.div_ceil(KEY_TILE) {
+                    let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * HEAD_DIM);
+                    scores(qs.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
+                }
+                for r in 0..TILE_ROWS {
+                    let valid = visible[r].saturating_sub(j0).min(cb);
+                    alpha[r] = online_softmax(
+                        s.as_mut_ptr().add(r * KEY_BLOCK),
+                        valid,
+                        &mut max[r],
+                        &mut sum[r],
+                    );
+                }
+                values(s.as_ptr(), v.add(j0 * rs), rs, cb, o.as_mut_ptr(), &alpha);
+            }
+            for r in 0..rows {
+                let inv = 1.0 / sum[r];
+                let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
+                for t in 0..HEAD_DIM {
+                    *dst.add(t) = o[r * HEAD_DIM + t] * inv;
+                }
+            }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -136,81 +271,28 @@ mod avx512 {
     use super::{HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// Rows `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h`: see the module comment. `kt` is
-    /// the head's transposed keys, `v` its first value row (rows `rs` apart).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F; `v` is valid for `n_kv` rows; `out` for `(i0 + rows) * d` floats,
-    /// and no one else writes rows `i0..i0 + rows` of head `h`'s columns meanwhile.
-    #[target_feature(enable = "avx512f,avx512dq,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
-        q: &[f32],
-        d: usize,
-        h: usize,
-        i0: usize,
-        rows: usize,
-        kt: &[f32],
+    tile_driver!("avx512f,avx512dq,fma");
+
+    /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for the [`TILE_ROWS`] rows, 6 at a time.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn values(
+        p: *const f32,
         v: *const f32,
         rs: usize,
-        n_kv: usize,
-        causal_offset: Option<usize>,
-        out: SendPtr,
+        cb: usize,
+        o: *mut f32,
+        alpha: &[f32],
     ) {
-        // Queries scaled by 1/√64 = 1/8 (exact: a power of two), rows past `rows` zero.
-        let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
-        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-        for r in 0..rows {
-            let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
-            for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
-                *dst = x * scale;
-            }
-        }
-        // Keys each row sees: all, or the causal prefix; none for padding rows.
-        let visible: [usize; TILE_ROWS] =
-            std::array::from_fn(|r| match (r < rows, causal_offset) {
-                (false, _) => 0,
-                (true, None) => n_kv,
-                (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
-            });
-        let kv_end = visible.iter().copied().max().unwrap_or(0);
-        let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
-        let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
-        let mut max = [f32::NEG_INFINITY; TILE_ROWS];
-        let mut sum = [0.0f32; TILE_ROWS];
-        let mut alpha = [0.0f32; TILE_ROWS];
-        for j0 in (0..kv_end).step_by(KEY_BLOCK) {
-            let cb = KEY_BLOCK.min(kv_end - j0);
-            for t in 0..cb.div_ceil(KEY_TILE) {
-                let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * HEAD_DIM);
-                scores(qs.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
-            }
-            for r in 0..TILE_ROWS {
-                let valid = visible[r].saturating_sub(j0).min(cb);
-                alpha[r] = online_softmax(
-                    s.as_mut_ptr().add(r * KEY_BLOCK),
-                    valid,
-                    &mut max[r],
-                    &mut sum[r],
-                );
-            }
-            for g in 0..TILE_ROWS / 6 {
-                weighted_values(
-                    s.as_ptr().add(g * 6 * KEY_BLOCK),
-                    v.add(j0 * rs),
-                    rs,
-                    cb,
-                    o.as_mut_ptr().add(g * 6 * HEAD_DIM),
-                    &alpha[g * 6..g * 6 + 6],
-                );
-            }
-        }
-        for r in 0..rows {
-            let inv = 1.0 / sum[r];
-            let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
-            for t in 0..HEAD_DIM {
-                *dst.add(t) = o[r * HEAD_DIM + t] * inv;
-            }
+        for g in 0..TILE_ROWS / 6 {
+            weighted_values(
+                p.add(g * 6 * KEY_BLOCK),
+                v,
+                rs,
+                cb,
+                o.add(g * 6 * HEAD_DIM),
+                &alpha[g * 6..g * 6 + 6],
+            );
         }
     }
 
@@ -323,14 +405,8 @@ mod avx512 {
         );
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm512_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
+        let mut p = _mm512_set1_ps(super::super::math::EXP_POLY[0]);
+        for &c in &super::super::math::EXP_POLY[1..] {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
         let er = _mm512_add_ps(
@@ -339,5 +415,167 @@ mod avx512 {
         );
         let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.3));
         _mm512_maskz_mov_ps(live, _mm512_scalef_ps(er, n))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::SendPtr;
+    use super::{HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
+    use std::arch::x86_64::*;
+
+    tile_driver!("avx2,fma");
+
+    /// `s[r, 0..32] = qs[r] · keys` as the AVX-512 `scores`, in blocks of 6 rows × 16 keys
+    /// (12 accumulators of the 16 registers).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn scores(qs: *const f32, keys: *const f32, s: *mut f32) {
+        for g in 0..TILE_ROWS / 6 {
+            for half in 0..KEY_TILE / 16 {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+                for t in 0..HEAD_DIM {
+                    let k0 = _mm256_loadu_ps(keys.add(t * KEY_TILE + half * 16));
+                    let k1 = _mm256_loadu_ps(keys.add(t * KEY_TILE + half * 16 + 8));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let qb = _mm256_set1_ps(*qs.add((g * 6 + r) * HEAD_DIM + t));
+                        a[0] = _mm256_fmadd_ps(qb, k0, a[0]);
+                        a[1] = _mm256_fmadd_ps(qb, k1, a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    let row = s.add((g * 6 + r) * KEY_BLOCK + half * 16);
+                    _mm256_storeu_ps(row, a[0]);
+                    _mm256_storeu_ps(row.add(8), a[1]);
+                }
+            }
+        }
+    }
+
+    /// Lanes `8c..8c + 8` of `row`, −∞ from index `valid` on.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn masked(row: *const f32, c: usize, valid: usize) -> __m256 {
+        let live = valid.saturating_sub(c * 8).min(8) as i32;
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(live), lane);
+        _mm256_blendv_ps(
+            _mm256_set1_ps(f32::NEG_INFINITY),
+            _mm256_loadu_ps(row.add(c * 8)),
+            _mm256_castsi256_ps(mask),
+        )
+    }
+
+    /// The 8 lanes of `x` combined with `f` (a horizontal max or sum).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn reduce(x: __m256, f: impl Fn(__m128, __m128) -> __m128) -> f32 {
+        let x = f(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+        let x = f(x, _mm_movehl_ps(x, x));
+        _mm_cvtss_f32(f(x, _mm_shuffle_ps::<1>(x, x)))
+    }
+
+    /// The AVX-512 `online_softmax`, 8 lanes at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn online_softmax(row: *mut f32, valid: usize, max: &mut f32, sum: &mut f32) -> f32 {
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        for c in 0..KEY_BLOCK / 8 {
+            m = _mm256_max_ps(m, masked(row, c, valid));
+        }
+        let new_max = max.max(reduce(m, |a, b| _mm_max_ps(a, b)));
+        // A row that has seen no key yet keeps max −∞; subtract 0 then, never −∞ − −∞.
+        let shift = if new_max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            new_max
+        };
+        let alpha = if *max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*max - shift).exp()
+        };
+        let shift_v = _mm256_set1_ps(shift);
+        let mut total = _mm256_setzero_ps();
+        for c in 0..KEY_BLOCK / 8 {
+            let p = exp(_mm256_sub_ps(masked(row, c, valid), shift_v));
+            _mm256_storeu_ps(row.add(c * 8), p);
+            total = _mm256_add_ps(total, p);
+        }
+        *sum = *sum * alpha + reduce(total, |a, b| _mm_add_ps(a, b));
+        *max = new_max;
+        alpha
+    }
+
+    /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for the [`TILE_ROWS`] rows, in blocks of
+    /// 3 rows × 32 dimensions (12 accumulators, 3 broadcast weights, 1 value vector).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn values(
+        p: *const f32,
+        v: *const f32,
+        rs: usize,
+        cb: usize,
+        o: *mut f32,
+        alpha: &[f32],
+    ) {
+        for g in 0..TILE_ROWS / 3 {
+            for half in 0..HEAD_DIM / 32 {
+                let o = o.add(g * 3 * HEAD_DIM + half * 32);
+                let (p, v) = (p.add(g * 3 * KEY_BLOCK), v.add(half * 32));
+                let mut acc: [[__m256; 4]; 3] = std::array::from_fn(|r| {
+                    let a = _mm256_set1_ps(alpha[g * 3 + r]);
+                    std::array::from_fn(|c| {
+                        _mm256_mul_ps(a, _mm256_loadu_ps(o.add(r * HEAD_DIM + c * 8)))
+                    })
+                });
+                for j in 0..cb {
+                    let vr = v.add(j * rs);
+                    let pb: [__m256; 3] =
+                        std::array::from_fn(|r| _mm256_set1_ps(*p.add(r * KEY_BLOCK + j)));
+                    for c in 0..4 {
+                        let vv = _mm256_loadu_ps(vr.add(c * 8));
+                        for (a, &pr) in acc.iter_mut().zip(&pb) {
+                            a[c] = _mm256_fmadd_ps(pr, vv, a[c]);
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (c, &x) in a.iter().enumerate() {
+                        _mm256_storeu_ps(o.add(r * HEAD_DIM + c * 8), x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `e^x` lane-wise: the AVX-512 `exp`'s polynomial, 2^n built in the exponent bits (n is
+    /// within −126..=127 after the clamp, so always a normal number); 0 below −87.3.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn exp(x: __m256) -> __m256 {
+        let xc = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+            _mm256_set1_ps(88.3),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), xc);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(super::super::math::EXP_POLY[0]);
+        for &c in &super::super::math::EXP_POLY[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let er = _mm256_add_ps(
+            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+            _mm256_set1_ps(1.0),
+        );
+        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        let live = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(-87.3));
+        _mm256_and_ps(_mm256_mul_ps(er, _mm256_castsi256_ps(two_n)), live)
     }
 }

@@ -261,14 +261,8 @@ mod isa_tests {
             let xc = x.clamp(-87.3, 88.3);
             let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
             let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
-            let mut p = 1.987_569_1e-4f32;
-            for c in [
-                1.398_199_9e-3,
-                8.333_452e-3,
-                4.166_579_6e-2,
-                1.666_666_5e-1,
-                0.5,
-            ] {
+            let mut p = math::EXP_POLY[0];
+            for c in &math::EXP_POLY[1..] {
                 p = p * r + c;
             }
             let er = p * r * r + r + 1.0;
