@@ -244,6 +244,9 @@ pub struct CpuModel {
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
     dtype: CpuWeights,
+    /// Threads of the rayon pool the model was loaded in (the caller's `--threads` pool; calls
+    /// such as `device_name` may come from outside it).
+    threads: usize,
 }
 
 impl CpuModel {
@@ -322,7 +325,7 @@ impl Backend for CpuModel {
     }
 
     fn device_name(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        format!("cpu ({} threads)", self.threads)
     }
 
     fn diagnostics(&mut self) -> Option<&mut dyn crate::backend::Diagnostics> {
