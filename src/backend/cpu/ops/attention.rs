@@ -10,11 +10,10 @@
 use gemm::Parallelism;
 
 use super::fused_attention::fused_attention;
-#[cfg(test)]
-use super::fused_attention::fused_attention_on;
 use super::matmul::SMALL_M;
 use super::softmax::softmax_rows;
 use super::{gemm_strided, SendPtr, View, PARALLEL_MIN_FLOPS, ROW_MAJOR};
+use crate::backend::cpu::isa::isa;
 
 thread_local! {
     /// Per-thread scratch of `attention` (scores and one head's result).
@@ -51,6 +50,16 @@ pub fn attention(
         causal_offset,
         out,
     );
+}
+
+/// The sizes of one multi-head attention: `n_q` queries over `n_kv` keys and values, rows `d`
+/// wide, in `n_head` heads of `d / n_head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AttnShape {
+    pub n_q: usize,
+    pub n_kv: usize,
+    pub d: usize,
+    pub n_head: usize,
 }
 
 /// How keys and values are laid out for [`attention_in`].
@@ -107,44 +116,41 @@ pub fn attention_in(
         k.len() >= n_kv * d && v.len() >= n_kv * d,
         "attention keys/values too small"
     );
+    let shape = AttnShape {
+        n_q,
+        n_kv,
+        d,
+        n_head,
+    };
     if n_q <= SMALL_M {
-        attention_few_queries(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
+        attention_few_queries(q, k, v, layout, shape, causal_offset, out);
         return;
     }
-    if n_q >= FUSED_MIN_QUERIES
-        && fused_attention(
-            q,
-            k,
-            v,
-            |h| layout.head(h, n_kv, d, hd),
-            n_q,
-            n_kv,
-            d,
-            n_head,
-            causal_offset,
-            out,
-        )
+    let head = |h| layout.head(h, n_kv, d, hd);
+    if n_q >= FUSED_MIN_QUERIES && fused_attention(isa(), q, k, v, head, shape, causal_offset, out)
     {
         return;
     }
-    attention_blocked(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
+    attention_blocked(q, k, v, layout, shape, causal_offset, out);
 }
 
 /// [`attention_in`] for many queries without the fused kernel: per (head, block of queries),
 /// the block's scores on `gemm`, a softmax, and the product with the values on `gemm`.
-#[allow(clippy::too_many_arguments)]
 fn attention_blocked(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     layout: KvLayout,
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
+    shape: AttnShape,
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) {
+    let AttnShape {
+        n_q,
+        n_kv,
+        d,
+        n_head,
+    } = shape;
     use rayon::prelude::*;
     let hd = d / n_head;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -242,19 +248,21 @@ fn attention_blocked(
 /// share the cross-attention keys, so they are read once, not once per sequence), then a
 /// softmax per query, then the value rows weighted and summed the same way. Query `i` sees
 /// `visible(i)` keys (all, or the causal prefix); masked keys are skipped (weight exactly 0).
-#[allow(clippy::too_many_arguments)]
 fn attention_few_queries(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     layout: KvLayout,
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
+    shape: AttnShape,
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) {
+    let AttnShape {
+        n_q,
+        n_kv,
+        d,
+        n_head,
+    } = shape;
     use rayon::prelude::*;
     let hd = d / n_head;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -454,7 +462,7 @@ pub fn attention_weights_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::cpu::isa::{isa, Isa};
+    use crate::backend::cpu::isa::Isa;
     use crate::backend::cpu::ops::test_data as data;
 
     /// Naive f64 attention: the reference for both paths of [`attention`].
@@ -511,18 +519,13 @@ mod tests {
             let (q, k, v) = (data(21, n_q * d), data(22, n_kv * d), data(23, n_kv * d));
             let want = attention_f64(&q, &k, &v, n_q, n_kv, d, n_head, causal);
             let mut blocked = vec![f32::NAN; n_q * d];
-            attention_blocked(
-                &q,
-                &k,
-                &v,
-                KvLayout::Rows,
+            let shape = AttnShape {
                 n_q,
                 n_kv,
                 d,
                 n_head,
-                causal,
-                &mut blocked,
-            );
+            };
+            attention_blocked(&q, &k, &v, KvLayout::Rows, shape, causal, &mut blocked);
             let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
             to_head_major(&k, n_kv, d, n_head, &mut k_heads);
             to_head_major(&v, n_kv, d, n_head, &mut v_heads);
@@ -536,9 +539,7 @@ mod tests {
                     let mut out = vec![f32::NAN; n_q * d];
                     let hd = d / n_head;
                     let head = |h| layout.head(h, n_kv, d, hd);
-                    if fused_attention_on(
-                        simd, &q, k, v, head, n_q, n_kv, d, n_head, causal, &mut out,
-                    ) {
+                    if fused_attention(simd, &q, k, v, head, shape, causal, &mut out) {
                         results.push((format!("fused {simd:?} {name}"), out));
                     }
                     // The kernel of each instruction set the CPU has must have run.
