@@ -8,6 +8,7 @@
 //! `tests/kernels_vs_cpu/attention.rs`.
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use super::fused_attention::fused_attention;
 use super::matmul::SMALL_M;
@@ -60,6 +61,54 @@ pub(super) struct AttnShape {
     pub n_kv: usize,
     pub d: usize,
     pub n_head: usize,
+}
+
+/// The operands of one unfused multi-head attention ([`attention_in`]'s arguments but `out`).
+#[derive(Clone, Copy)]
+struct AttnCall<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    layout: KvLayout,
+    shape: AttnShape,
+    causal_offset: Option<usize>,
+}
+
+impl<'a> AttnCall<'a> {
+    /// (q, k, v, layout, causal_offset).
+    #[allow(clippy::type_complexity)]
+    fn operands(self) -> (&'a [f32], &'a [f32], &'a [f32], KvLayout, Option<usize>) {
+        (self.q, self.k, self.v, self.layout, self.causal_offset)
+    }
+
+    /// (n_q, n_kv, d, n_head, head_dim, the score scale 1/√head_dim).
+    fn sizes(self) -> (usize, usize, usize, usize, usize, f32) {
+        let AttnShape {
+            n_q,
+            n_kv,
+            d,
+            n_head,
+        } = self.shape;
+        let hd = d / n_head;
+        (n_q, n_kv, d, n_head, hd, 1.0 / (hd as f32).sqrt())
+    }
+}
+
+/// Runs `f` on this thread's attention scratch split into `scores` (`n_scores` floats) and
+/// `o` (`n_out`), grown when too small (so decoder steps allocate nothing).
+fn with_scratch<R>(
+    n_scores: usize,
+    n_out: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    ATTENTION_SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n_scores + n_out {
+            buf.resize(n_scores + n_out, 0.0);
+        }
+        let (scores, o) = buf.split_at_mut(n_scores);
+        f(scores, &mut o[..n_out])
+    })
 }
 
 /// How keys and values are laid out for [`attention_in`].
@@ -122,8 +171,16 @@ pub fn attention_in(
         d,
         n_head,
     };
+    let call = AttnCall {
+        q,
+        k,
+        v,
+        layout,
+        shape,
+        causal_offset,
+    };
     if n_q <= SMALL_M {
-        attention_few_queries(q, k, v, layout, shape, causal_offset, out);
+        attention_few_queries(call, out);
         return;
     }
     let head = |h| layout.head(h, n_kv, d, hd);
@@ -131,29 +188,14 @@ pub fn attention_in(
     {
         return;
     }
-    attention_blocked(q, k, v, layout, shape, causal_offset, out);
+    attention_blocked(call, out);
 }
 
 /// [`attention_in`] for many queries without the fused kernel: per (head, block of queries),
 /// the block's scores on `gemm`, a softmax, and the product with the values on `gemm`.
-fn attention_blocked(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    layout: KvLayout,
-    shape: AttnShape,
-    causal_offset: Option<usize>,
-    out: &mut [f32],
-) {
-    let AttnShape {
-        n_q,
-        n_kv,
-        d,
-        n_head,
-    } = shape;
-    use rayon::prelude::*;
-    let hd = d / n_head;
-    let scale = 1.0 / (hd as f32).sqrt();
+fn attention_blocked(call: AttnCall, out: &mut [f32]) {
+    let (q, k, v, layout, causal_offset) = call.operands();
+    let (n_q, n_kv, d, n_head, hd, scale) = call.sizes();
     let out_ptr = SendPtr(out.as_mut_ptr());
     // One task per (head, block of queries): its [rows, n_kv] score block and [rows, head_dim]
     // result live in the running thread's scratch (grown once, so decoder steps allocate
@@ -166,13 +208,7 @@ fn attention_blocked(
         let (h, b) = (task / n_blocks, task % n_blocks);
         let (i0, i1) = (b * block, ((b + 1) * block).min(n_q));
         let rows = i1 - i0;
-        ATTENTION_SCRATCH.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            if buf.len() < rows * (n_kv + hd) {
-                buf.resize(rows * (n_kv + hd), 0.0);
-            }
-            let (scores, o) = buf.split_at_mut(rows * n_kv);
-            let scores = &mut scores[..rows * n_kv];
+        with_scratch(rows * n_kv, rows * hd, |scores, o| {
             let q_h = &q[i0 * d + h * hd..];
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
@@ -248,36 +284,15 @@ fn attention_blocked(
 /// share the cross-attention keys, so they are read once, not once per sequence), then a
 /// softmax per query, then the value rows weighted and summed the same way. Query `i` sees
 /// `visible(i)` keys (all, or the causal prefix); masked keys are skipped (weight exactly 0).
-fn attention_few_queries(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    layout: KvLayout,
-    shape: AttnShape,
-    causal_offset: Option<usize>,
-    out: &mut [f32],
-) {
-    let AttnShape {
-        n_q,
-        n_kv,
-        d,
-        n_head,
-    } = shape;
-    use rayon::prelude::*;
-    let hd = d / n_head;
-    let scale = 1.0 / (hd as f32).sqrt();
+fn attention_few_queries(call: AttnCall, out: &mut [f32]) {
+    let (q, k, v, layout, causal_offset) = call.operands();
+    let (n_q, n_kv, d, n_head, hd, scale) = call.sizes();
     assert!(k.len() >= n_kv * d && v.len() >= n_kv * d && q.len() >= n_q * d);
     // Query i sees keys 0..first_visible + i (capped at n_kv).
     let first_visible = causal_offset.map_or(n_kv, |p| p + 1);
     let out_ptr = SendPtr(out.as_mut_ptr());
     let run = |h: usize| {
-        ATTENTION_SCRATCH.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            if buf.len() < n_q * (n_kv + hd) {
-                buf.resize(n_q * (n_kv + hd), 0.0);
-            }
-            let (scores, o) = buf.split_at_mut(n_q * n_kv);
-            let o = &mut o[..n_q * hd];
+        with_scratch(n_q * n_kv, n_q * hd, |scores, o| {
             let col = h * hd;
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
@@ -525,7 +540,15 @@ mod tests {
                 d,
                 n_head,
             };
-            attention_blocked(&q, &k, &v, KvLayout::Rows, shape, causal, &mut blocked);
+            let call = AttnCall {
+                q: &q,
+                k: &k,
+                v: &v,
+                layout: KvLayout::Rows,
+                shape,
+                causal_offset: causal,
+            };
+            attention_blocked(call, &mut blocked);
             let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
             to_head_major(&k, n_kv, d, n_head, &mut k_heads);
             to_head_major(&v, n_kv, d, n_head, &mut v_heads);
