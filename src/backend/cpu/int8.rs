@@ -52,11 +52,13 @@ pub struct Int8Matrix {
     layout: Layout,
 }
 
-/// Whether this CPU runs the `avx512vnni` kernel.
+/// Whether this CPU runs the `avx512vnni` kernel (not where [`super::isa::isa`] is capped
+/// below AVX-512).
 pub fn has_vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f")
+        super::isa::isa() >= super::isa::Isa::Avx512
+            && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
     }

@@ -3,7 +3,7 @@
 //! Every op family with hand-vectorised or target-compiled variants dispatches on [`isa`]:
 //! AVX-512 (F/BW/VL/DQ) where the CPU has it, else AVX2, else the portable code (what every
 //! other architecture compiles, aarch64 included). The int8 GEMM has its own finer test
-//! ([`super::int8::has_vnni`]). AMX (Intel's tile units) is not used: no machine here has it, and
+//! ([`super::int8::has_vnni`], which also needs [`Isa::Avx512`]). AMX (Intel's tile units) is not used: no machine here has it, and
 //! untested kernels are not shipped.
 
 use std::sync::OnceLock;
@@ -27,10 +27,26 @@ impl Isa {
     }
 }
 
-/// The widest [`Isa`] this CPU runs (detected on the first call, then cached).
+/// The environment variable that caps [`isa`] (`portable`, `avx2` or `avx512`): to run, and
+/// measure, the narrower paths on a wider CPU, as `ONEDNN_MAX_CPU_ISA` does for oneDNN.
+pub const MAX_ISA_VAR: &str = "DATTAVANI_MAX_ISA";
+
+/// The widest [`Isa`] this CPU runs, capped by [`MAX_ISA_VAR`] (read on the first call, then
+/// cached).
 pub fn isa() -> Isa {
     static DETECTED: OnceLock<Isa> = OnceLock::new();
-    *DETECTED.get_or_init(detect)
+    *DETECTED.get_or_init(|| {
+        let cap = std::env::var(MAX_ISA_VAR).ok().and_then(|name| {
+            let cap = [Isa::Portable, Isa::Avx2, Isa::Avx512]
+                .into_iter()
+                .find(|isa| isa.name() == name.trim().to_ascii_lowercase());
+            if cap.is_none() {
+                tracing::warn!("{MAX_ISA_VAR}={name:?} is not portable, avx2 or avx512: ignored");
+            }
+            cap
+        });
+        detect().min(cap.unwrap_or(Isa::Avx512))
+    })
 }
 
 fn detect() -> Isa {
@@ -74,8 +90,8 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
     } else {
         ("portable", "portable")
     };
-    let fused = if simd >= Isa::Avx512 {
-        "avx512 fused (online softmax)".to_string()
+    let fused = if simd >= Isa::Avx2 {
+        format!("{} fused (online softmax)", simd.name())
     } else {
         format!("gemm crate + softmax ({})", simd.name())
     };

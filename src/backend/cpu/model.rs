@@ -244,6 +244,9 @@ pub struct CpuModel {
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
     dtype: CpuWeights,
+    /// Threads of the rayon pool the model was loaded in (the caller's `--threads` pool; calls
+    /// such as `device_name` may come from outside it).
+    threads: usize,
 }
 
 impl CpuModel {
@@ -273,11 +276,14 @@ impl CpuModel {
         );
         ops::gelu(&mut x1);
         let mut x1_cf = vec![0.0; d * t_in];
-        for t in 0..t_in {
-            for c in 0..d {
-                x1_cf[c * t_in + t] = x1[t * d + c];
+        ops::par_chunks(&mut x1_cf, t_in, |at, channels| {
+            for (i, row) in channels.chunks_exact_mut(t_in).enumerate() {
+                let c = at / t_in + i;
+                for (t, v) in row.iter_mut().enumerate() {
+                    *v = x1[t * d + c];
+                }
             }
-        }
+        });
         let n = ops::conv1d_out_len(t_in, 2);
         debug_assert_eq!(n, dims.n_audio_ctx);
         let mut x = vec![0.0; n * d];
@@ -322,7 +328,7 @@ impl Backend for CpuModel {
     }
 
     fn device_name(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        format!("cpu ({} threads)", self.threads)
     }
 
     fn diagnostics(&mut self) -> Option<&mut dyn crate::backend::Diagnostics> {

@@ -151,6 +151,7 @@ impl CpuModel {
             greedy_logits: Vec::new(),
             dims: dims.clone(),
             dtype,
+            threads: rayon::current_num_threads(),
         })
     }
 }

@@ -8,11 +8,13 @@
 //! `tests/kernels_vs_cpu/attention.rs`.
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use super::fused_attention::fused_attention;
 use super::matmul::SMALL_M;
 use super::softmax::softmax_rows;
 use super::{gemm_strided, SendPtr, View, PARALLEL_MIN_FLOPS, ROW_MAJOR};
+use crate::backend::cpu::isa::isa;
 
 thread_local! {
     /// Per-thread scratch of `attention` (scores and one head's result).
@@ -49,6 +51,64 @@ pub fn attention(
         causal_offset,
         out,
     );
+}
+
+/// The sizes of one multi-head attention: `n_q` queries over `n_kv` keys and values, rows `d`
+/// wide, in `n_head` heads of `d / n_head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AttnShape {
+    pub n_q: usize,
+    pub n_kv: usize,
+    pub d: usize,
+    pub n_head: usize,
+}
+
+/// The operands of one unfused multi-head attention ([`attention_in`]'s arguments but `out`).
+#[derive(Clone, Copy)]
+struct AttnCall<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    layout: KvLayout,
+    shape: AttnShape,
+    causal_offset: Option<usize>,
+}
+
+impl<'a> AttnCall<'a> {
+    /// (q, k, v, layout, causal_offset).
+    #[allow(clippy::type_complexity)]
+    fn operands(self) -> (&'a [f32], &'a [f32], &'a [f32], KvLayout, Option<usize>) {
+        (self.q, self.k, self.v, self.layout, self.causal_offset)
+    }
+
+    /// (n_q, n_kv, d, n_head, head_dim, the score scale 1/√head_dim).
+    fn sizes(self) -> (usize, usize, usize, usize, usize, f32) {
+        let AttnShape {
+            n_q,
+            n_kv,
+            d,
+            n_head,
+        } = self.shape;
+        let hd = d / n_head;
+        (n_q, n_kv, d, n_head, hd, 1.0 / (hd as f32).sqrt())
+    }
+}
+
+/// Runs `f` on this thread's attention scratch split into `scores` (`n_scores` floats) and
+/// `o` (`n_out`), grown when too small (so decoder steps allocate nothing).
+fn with_scratch<R>(
+    n_scores: usize,
+    n_out: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    ATTENTION_SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n_scores + n_out {
+            buf.resize(n_scores + n_out, 0.0);
+        }
+        let (scores, o) = buf.split_at_mut(n_scores);
+        f(scores, &mut o[..n_out])
+    })
 }
 
 /// How keys and values are laid out for [`attention_in`].
@@ -105,47 +165,37 @@ pub fn attention_in(
         k.len() >= n_kv * d && v.len() >= n_kv * d,
         "attention keys/values too small"
     );
+    let shape = AttnShape {
+        n_q,
+        n_kv,
+        d,
+        n_head,
+    };
+    let call = AttnCall {
+        q,
+        k,
+        v,
+        layout,
+        shape,
+        causal_offset,
+    };
     if n_q <= SMALL_M {
-        attention_few_queries(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
+        attention_few_queries(call, out);
         return;
     }
-    if n_q >= FUSED_MIN_QUERIES
-        && fused_attention(
-            q,
-            k,
-            v,
-            |h| layout.head(h, n_kv, d, hd),
-            n_q,
-            n_kv,
-            d,
-            n_head,
-            causal_offset,
-            out,
-        )
+    let head = |h| layout.head(h, n_kv, d, hd);
+    if n_q >= FUSED_MIN_QUERIES && fused_attention(isa(), q, k, v, head, shape, causal_offset, out)
     {
         return;
     }
-    attention_blocked(q, k, v, layout, n_q, n_kv, d, n_head, causal_offset, out);
+    attention_blocked(call, out);
 }
 
 /// [`attention_in`] for many queries without the fused kernel: per (head, block of queries),
 /// the block's scores on `gemm`, a softmax, and the product with the values on `gemm`.
-#[allow(clippy::too_many_arguments)]
-fn attention_blocked(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    layout: KvLayout,
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
-    causal_offset: Option<usize>,
-    out: &mut [f32],
-) {
-    use rayon::prelude::*;
-    let hd = d / n_head;
-    let scale = 1.0 / (hd as f32).sqrt();
+fn attention_blocked(call: AttnCall, out: &mut [f32]) {
+    let (q, k, v, layout, causal_offset) = call.operands();
+    let (n_q, n_kv, d, n_head, hd, scale) = call.sizes();
     let out_ptr = SendPtr(out.as_mut_ptr());
     // One task per (head, block of queries): its [rows, n_kv] score block and [rows, head_dim]
     // result live in the running thread's scratch (grown once, so decoder steps allocate
@@ -158,13 +208,7 @@ fn attention_blocked(
         let (h, b) = (task / n_blocks, task % n_blocks);
         let (i0, i1) = (b * block, ((b + 1) * block).min(n_q));
         let rows = i1 - i0;
-        ATTENTION_SCRATCH.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            if buf.len() < rows * (n_kv + hd) {
-                buf.resize(rows * (n_kv + hd), 0.0);
-            }
-            let (scores, o) = buf.split_at_mut(rows * n_kv);
-            let scores = &mut scores[..rows * n_kv];
+        with_scratch(rows * n_kv, rows * hd, |scores, o| {
             let q_h = &q[i0 * d + h * hd..];
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
@@ -240,34 +284,15 @@ fn attention_blocked(
 /// share the cross-attention keys, so they are read once, not once per sequence), then a
 /// softmax per query, then the value rows weighted and summed the same way. Query `i` sees
 /// `visible(i)` keys (all, or the causal prefix); masked keys are skipped (weight exactly 0).
-#[allow(clippy::too_many_arguments)]
-fn attention_few_queries(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    layout: KvLayout,
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
-    causal_offset: Option<usize>,
-    out: &mut [f32],
-) {
-    use rayon::prelude::*;
-    let hd = d / n_head;
-    let scale = 1.0 / (hd as f32).sqrt();
+fn attention_few_queries(call: AttnCall, out: &mut [f32]) {
+    let (q, k, v, layout, causal_offset) = call.operands();
+    let (n_q, n_kv, d, n_head, hd, scale) = call.sizes();
     assert!(k.len() >= n_kv * d && v.len() >= n_kv * d && q.len() >= n_q * d);
     // Query i sees keys 0..first_visible + i (capped at n_kv).
     let first_visible = causal_offset.map_or(n_kv, |p| p + 1);
     let out_ptr = SendPtr(out.as_mut_ptr());
     let run = |h: usize| {
-        ATTENTION_SCRATCH.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            if buf.len() < n_q * (n_kv + hd) {
-                buf.resize(n_q * (n_kv + hd), 0.0);
-            }
-            let (scores, o) = buf.split_at_mut(n_q * n_kv);
-            let o = &mut o[..n_q * hd];
+        with_scratch(n_q * n_kv, n_q * hd, |scores, o| {
             let col = h * hd;
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
@@ -452,6 +477,7 @@ pub fn attention_weights_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::isa::Isa;
     use crate::backend::cpu::ops::test_data as data;
 
     /// Naive f64 attention: the reference for both paths of [`attention`].
@@ -492,8 +518,8 @@ mod tests {
         out
     }
 
-    /// The fused kernel (AVX-512, 64-wide heads) and the blocked `gemm` path on odd shapes,
-    /// against f64 and against each other, keys as rows and head-major.
+    /// The fused kernels (AVX2 and AVX-512, 64-wide heads, each forced where the CPU has it) and
+    /// the blocked `gemm` path on odd shapes, against f64, keys as rows and head-major.
     #[test]
     fn fused_and_blocked_attention_match_f64_on_odd_shapes() {
         let (d, n_head) = (128, 2);
@@ -508,37 +534,42 @@ mod tests {
             let (q, k, v) = (data(21, n_q * d), data(22, n_kv * d), data(23, n_kv * d));
             let want = attention_f64(&q, &k, &v, n_q, n_kv, d, n_head, causal);
             let mut blocked = vec![f32::NAN; n_q * d];
-            attention_blocked(
-                &q,
-                &k,
-                &v,
-                KvLayout::Rows,
+            let shape = AttnShape {
                 n_q,
                 n_kv,
                 d,
                 n_head,
-                causal,
-                &mut blocked,
-            );
+            };
+            let call = AttnCall {
+                q: &q,
+                k: &k,
+                v: &v,
+                layout: KvLayout::Rows,
+                shape,
+                causal_offset: causal,
+            };
+            attention_blocked(call, &mut blocked);
             let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
             to_head_major(&k, n_kv, d, n_head, &mut k_heads);
             to_head_major(&v, n_kv, d, n_head, &mut v_heads);
-            let mut results = vec![("blocked", blocked)];
-            for (name, layout, k, v) in [
-                ("fused rows", KvLayout::Rows, &k, &v),
-                ("fused heads", KvLayout::Heads, &k_heads, &v_heads),
-            ] {
-                let mut out = vec![f32::NAN; n_q * d];
-                let hd = d / n_head;
-                let head = |h| layout.head(h, n_kv, d, hd);
-                if fused_attention(&q, k, v, head, n_q, n_kv, d, n_head, causal, &mut out) {
-                    results.push((name, out));
+            let mut results = vec![("blocked".to_string(), blocked)];
+            let mut expected = 1;
+            for simd in [Isa::Avx2, Isa::Avx512] {
+                for (name, layout, k, v) in [
+                    ("rows", KvLayout::Rows, &k, &v),
+                    ("heads", KvLayout::Heads, &k_heads, &v_heads),
+                ] {
+                    let mut out = vec![f32::NAN; n_q * d];
+                    let hd = d / n_head;
+                    let head = |h| layout.head(h, n_kv, d, hd);
+                    if fused_attention(simd, &q, k, v, head, shape, causal, &mut out) {
+                        results.push((format!("fused {simd:?} {name}"), out));
+                    }
+                    // The kernel of each instruction set the CPU has must have run.
+                    expected += usize::from(isa() >= simd);
                 }
             }
-            // On a CPU with AVX-512 the fused kernel must have run (both layouts).
-            let fused_runs =
-                crate::backend::cpu::isa::isa() >= crate::backend::cpu::isa::Isa::Avx512;
-            assert_eq!(results.len(), if fused_runs { 3 } else { 1 });
+            assert_eq!(results.len(), expected);
             for (name, got) in &results {
                 for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
                     // Sums of at most 1500 terms of size <= 0.5 in f32: well inside 1e-5.

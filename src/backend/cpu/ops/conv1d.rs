@@ -27,16 +27,18 @@ pub fn conv1d_k3(
     let t_out = conv1d_out_len(t_in, stride);
     // im2col, time-major: row t holds input[c, t*stride + j - 1] for every (c, j).
     let mut cols = vec![0.0f32; t_out * c_in * 3];
-    for t in 0..t_out {
-        let row = &mut cols[t * c_in * 3..(t + 1) * c_in * 3];
-        for c in 0..c_in {
-            for j in 0..3 {
-                let src = (t * stride + j) as isize - 1;
-                if src >= 0 && (src as usize) < t_in {
-                    row[c * 3 + j] = input[c * t_in + src as usize];
+    super::par_chunks(&mut cols, c_in * 3, |at, rows| {
+        for (i, row) in rows.chunks_exact_mut(c_in * 3).enumerate() {
+            let t = at / (c_in * 3) + i;
+            for c in 0..c_in {
+                for j in 0..3 {
+                    let src = (t * stride + j) as isize - 1;
+                    if src >= 0 && (src as usize) < t_in {
+                        row[c * 3 + j] = input[c * t_in + src as usize];
+                    }
                 }
             }
         }
-    }
+    });
     linear(&cols, t_out, c_in * 3, weight, c_out, Some(bias), out);
 }

@@ -5,9 +5,16 @@
 
 use super::math::erf;
 
+/// GELU in the erf form OpenAI's Whisper uses (`torch.nn.functional.gelu`, not the tanh form),
+/// in place. Encoder-sized inputs are split across the rayon pool (each element is computed
+/// alone, so the split changes no bit).
+pub fn gelu(x: &mut [f32]) {
+    super::par_chunks(x, 1, |_, chunk| gelu_serial(chunk));
+}
+
 simd_dispatch! {
-/// GELU in the erf form OpenAI's Whisper uses (`torch.nn.functional.gelu`, not the tanh form).
-[gelu_on] pub fn gelu(x: &mut [f32]) {
+/// [`gelu`] on one thread.
+[gelu_on] pub(super) fn gelu_serial(x: &mut [f32]) {
     for v in x {
         *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }

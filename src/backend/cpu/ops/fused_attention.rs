@@ -1,5 +1,5 @@
 //! Fused multi-head attention for many queries (encoder self-attention, cross-attention of
-//! prompts and batched passes), AVX-512, head_dim 64 (every Whisper size): the FlashAttention
+//! prompts and batched passes), AVX-512 or AVX2 + FMA, head_dim 64 (every Whisper size): the FlashAttention
 //! scheme on the CPU. Per task, a tile of [`TILE_ROWS`] queries of one head walks the keys in
 //! blocks of [`KEY_BLOCK`]: scores `q · kᵀ` into a small block (registers, then L1), an online
 //! softmax (running max and sum per query; earlier partial results rescaled when the max grows),
@@ -11,9 +11,15 @@
 //! The f32 sums run in another order than the unfused path (`attention.rs` on `gemm`): results
 //! agree to f32 rounding (tested against f64 in `attention.rs`'s tests).
 //!
-//! Where the CPU lacks AVX-512 or heads are not 64 wide, [`fused_attention`] declines and the
-//! caller takes the unfused path.
+//! The two instruction sets share the layout, the tile sizes and the tile's driver
+//! (`tile_driver!`); their kernels differ in width: AVX-512 scores 12 rows × 32 keys and weighs
+//! values 6 rows × 64 dimensions at a time in its 32 registers, AVX2 (16 registers of 8 lanes)
+//! 6 rows × 16 keys and 3 rows × 32 dimensions.
+//!
+//! Where the CPU lacks AVX2 + FMA or heads are not 64 wide, [`fused_attention`] declines and
+//! the caller takes the unfused path.
 
+use super::attention::AttnShape;
 use crate::backend::cpu::isa::{isa, Isa};
 
 /// Dimensions per head this kernel handles.
@@ -35,23 +41,29 @@ thread_local! {
 }
 
 /// Multi-head attention as [`super::attention_in`] with `n_q` above the few-query kernel's
-/// limit; `head_rows(h)` gives (offset of head `h`'s first key/value row, distance between
-/// rows). Returns false, having written nothing, where this kernel does not apply (no AVX-512,
-/// or heads not [`HEAD_DIM`] wide).
+/// limit, on the kernels of `simd` (capped at what the CPU has: tests force the AVX2 kernels on
+/// an AVX-512 CPU with it); `head_rows(h)` gives (offset of head `h`'s first key/value row,
+/// distance between rows). Returns false, having written nothing, where this kernel does not
+/// apply (no AVX2, or heads not [`HEAD_DIM`] wide).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fused_attention(
+    simd: Isa,
     q: &[f32],
     k: &[f32],
     v: &[f32],
     head_rows: impl Fn(usize) -> (usize, usize) + Sync,
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
+    shape: AttnShape,
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) -> bool {
-    if isa() < Isa::Avx512 || d != n_head * HEAD_DIM || n_kv == 0 {
+    let AttnShape {
+        n_q,
+        n_kv,
+        d,
+        n_head,
+    } = shape;
+    let simd = simd.min(isa());
+    if simd < Isa::Avx2 || d != n_head * HEAD_DIM || n_kv == 0 {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -94,13 +106,18 @@ pub(super) fn fused_attention(
         let q_tiles = n_q.div_ceil(TILE_ROWS);
         let out_ptr = super::SendPtr(out.as_mut_ptr());
         let kt = &keys_t;
+        let tile_fn: TileFn = if simd >= Isa::Avx512 {
+            avx512::tile
+        } else {
+            avx2::tile
+        };
         let run = |task: usize| {
             let (h, tile) = (task / q_tiles, task % q_tiles);
             let (off, rs) = head_rows(h);
-            // SAFETY: AVX-512 is present (checked above); the asserts above bound every key and
+            // SAFETY: the CPU has `simd` (capped above); the asserts above bound every key and
             // value row read; the task writes rows tile*12.. (< n_q) of head h's columns only.
             unsafe {
-                avx512::tile(
+                tile_fn(
                     q,
                     d,
                     h,
@@ -126,8 +143,141 @@ pub(super) fn fused_attention(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (q, k, v, head_rows, n_q, causal_offset, out);
-        unreachable!("Isa::Avx512 is only detected on x86-64")
+        unreachable!("Isa::Avx2 is only detected on x86-64")
     }
+}
+
+/// The online softmax's bookkeeping for one row whose running max is `max` and whose next
+/// block's max is `block_max`: (the new running max, what to subtract from the block's scores,
+/// the factor that rescales the earlier sum and output).
+#[cfg(target_arch = "x86_64")]
+fn online_step(max: f32, block_max: f32) -> (f32, f32, f32) {
+    let new_max = max.max(block_max);
+    // A row that has seen no key yet keeps max −∞; subtract 0 then, never −∞ − −∞.
+    let shift = if new_max == f32::NEG_INFINITY {
+        0.0
+    } else {
+        new_max
+    };
+    let alpha = if max == f32::NEG_INFINITY {
+        0.0
+    } else {
+        (max - shift).exp()
+    };
+    (new_max, shift, alpha)
+}
+
+/// The part of a vector `exp` both instruction sets share, written with the intrinsics named:
+/// for x clamped to [−87.3, 88.3], x = n·ln2 + r and `(n, e^r)` by `math::exp`'s polynomial
+/// with fused multiply-adds. The caller scales by 2^n and zeroes lanes below −87.3.
+#[cfg(target_arch = "x86_64")]
+macro_rules! exp_core {
+    ($x:expr; $set1:ident, $min:ident, $max:ident, $mul:ident, $add:ident, $fmadd:ident,
+     $fnmadd:ident, $round:ident) => {{
+        let xc = $min($max($x, $set1(-87.3)), $set1(88.3));
+        let n = $round($mul(xc, $set1(std::f32::consts::LOG2_E)));
+        let r = $fnmadd(n, $set1(0.693_359_4), xc);
+        let r = $fnmadd(n, $set1(-2.121_944_4e-4), r);
+        let mut p = $set1(super::super::math::EXP_POLY[0]);
+        for &c in &super::super::math::EXP_POLY[1..] {
+            p = $fmadd(p, r, $set1(c));
+        }
+        (n, $add($fmadd(p, $mul(r, r), r), $set1(1.0)))
+    }};
+}
+
+/// One ISA's `tile` (see `tile_driver!`).
+#[cfg(target_arch = "x86_64")]
+type TileFn = unsafe fn(
+    &[f32],
+    usize,
+    usize,
+    usize,
+    usize,
+    &[f32],
+    *const f32,
+    usize,
+    usize,
+    Option<usize>,
+    super::SendPtr,
+) -> ();
+
+/// The driver of one tile of queries, the same for every instruction set: it calls the
+/// module's `scores`, `block_max`, `exp_block` and `values` kernels, compiled with `$features`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_driver {
+    ($features:literal) => {
+        /// Rows `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h`: see the module comment. `kt` is
+        /// the head's transposed keys, `v` its first value row (rows `rs` apart).
+        ///
+        /// # Safety
+        /// The CPU has the module's features; `v` is valid for `n_kv` rows; `out` for
+        /// `(i0 + rows) * d` floats, and no one else writes rows `i0..i0 + rows` of head `h`'s
+        /// columns meanwhile.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn tile(
+            q: &[f32],
+            d: usize,
+            h: usize,
+            i0: usize,
+            rows: usize,
+            kt: &[f32],
+            v: *const f32,
+            rs: usize,
+            n_kv: usize,
+            causal_offset: Option<usize>,
+            out: SendPtr,
+        ) {
+            // Queries scaled by 1/√64 = 1/8 (exact: a power of two), rows past `rows` zero.
+            let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
+            let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+            for r in 0..rows {
+                let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
+                for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
+                    *dst = x * scale;
+                }
+            }
+            // Keys each row sees: all, or the causal prefix; none for padding rows.
+            let visible: [usize; TILE_ROWS] =
+                std::array::from_fn(|r| match (r < rows, causal_offset) {
+                    (false, _) => 0,
+                    (true, None) => n_kv,
+                    (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
+                });
+            let kv_end = visible.iter().copied().max().unwrap_or(0);
+            let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
+            let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
+            let mut max = [f32::NEG_INFINITY; TILE_ROWS];
+            let mut sum = [0.0f32; TILE_ROWS];
+            let mut alpha = [0.0f32; TILE_ROWS];
+            for j0 in (0..kv_end).step_by(KEY_BLOCK) {
+                let cb = KEY_BLOCK.min(kv_end - j0);
+                for t in 0..cb.div_ceil(KEY_TILE) {
+                    let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * HEAD_DIM);
+                    scores(qs.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
+                }
+                for r in 0..TILE_ROWS {
+                    let valid = visible[r].saturating_sub(j0).min(cb);
+                    // The online softmax: raise the running max, overwrite the row with
+                    // exp(s - max) (0 past `valid`), rescale the running sum by
+                    // exp(old max - new max) and add the row's; alpha rescales the output.
+                    let row = s.as_mut_ptr().add(r * KEY_BLOCK);
+                    let (new_max, shift, a) = super::online_step(max[r], block_max(row, valid));
+                    sum[r] = sum[r] * a + exp_block(row, valid, shift);
+                    (max[r], alpha[r]) = (new_max, a);
+                }
+                values(s.as_ptr(), v.add(j0 * rs), rs, cb, o.as_mut_ptr(), &alpha);
+            }
+            for r in 0..rows {
+                let inv = 1.0 / sum[r];
+                let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
+                for t in 0..HEAD_DIM {
+                    *dst.add(t) = o[r * HEAD_DIM + t] * inv;
+                }
+            }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -136,81 +286,21 @@ mod avx512 {
     use super::{HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// Rows `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h`: see the module comment. `kt` is
-    /// the head's transposed keys, `v` its first value row (rows `rs` apart).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F; `v` is valid for `n_kv` rows; `out` for `(i0 + rows) * d` floats,
-    /// and no one else writes rows `i0..i0 + rows` of head `h`'s columns meanwhile.
-    #[target_feature(enable = "avx512f,avx512dq,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
-        q: &[f32],
-        d: usize,
-        h: usize,
-        i0: usize,
-        rows: usize,
-        kt: &[f32],
-        v: *const f32,
-        rs: usize,
-        n_kv: usize,
-        causal_offset: Option<usize>,
-        out: SendPtr,
-    ) {
-        // Queries scaled by 1/√64 = 1/8 (exact: a power of two), rows past `rows` zero.
-        let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
-        let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-        for r in 0..rows {
-            let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
-            for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
-                *dst = x * scale;
-            }
-        }
-        // Keys each row sees: all, or the causal prefix; none for padding rows.
-        let visible: [usize; TILE_ROWS] =
-            std::array::from_fn(|r| match (r < rows, causal_offset) {
-                (false, _) => 0,
-                (true, None) => n_kv,
-                (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
-            });
-        let kv_end = visible.iter().copied().max().unwrap_or(0);
-        let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
-        let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
-        let mut max = [f32::NEG_INFINITY; TILE_ROWS];
-        let mut sum = [0.0f32; TILE_ROWS];
-        let mut alpha = [0.0f32; TILE_ROWS];
-        for j0 in (0..kv_end).step_by(KEY_BLOCK) {
-            let cb = KEY_BLOCK.min(kv_end - j0);
-            for t in 0..cb.div_ceil(KEY_TILE) {
-                let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * HEAD_DIM);
-                scores(qs.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
-            }
-            for r in 0..TILE_ROWS {
-                let valid = visible[r].saturating_sub(j0).min(cb);
-                alpha[r] = online_softmax(
-                    s.as_mut_ptr().add(r * KEY_BLOCK),
-                    valid,
-                    &mut max[r],
-                    &mut sum[r],
-                );
-            }
-            for g in 0..TILE_ROWS / 6 {
-                weighted_values(
-                    s.as_ptr().add(g * 6 * KEY_BLOCK),
-                    v.add(j0 * rs),
-                    rs,
-                    cb,
-                    o.as_mut_ptr().add(g * 6 * HEAD_DIM),
-                    &alpha[g * 6..g * 6 + 6],
-                );
-            }
-        }
-        for r in 0..rows {
-            let inv = 1.0 / sum[r];
-            let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
-            for t in 0..HEAD_DIM {
-                *dst.add(t) = o[r * HEAD_DIM + t] * inv;
-            }
+    tile_driver!("avx512f,avx512dq,fma");
+
+    /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for the [`TILE_ROWS`] rows, 6 at a time.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn values(p: *const f32, v: *const f32, rs: usize, n: usize, o: *mut f32, a: &[f32]) {
+        for g in 0..TILE_ROWS / 6 {
+            weighted_values(
+                p.add(g * 6 * KEY_BLOCK),
+                v,
+                rs,
+                n,
+                o.add(g * 6 * HEAD_DIM),
+                &a[g * 6..g * 6 + 6],
+            );
         }
     }
 
@@ -235,45 +325,39 @@ mod avx512 {
         }
     }
 
-    /// One row's step of the online softmax over its `valid` scores in `row` (the rest of the
-    /// [`KEY_BLOCK`] are treated as −∞): raises the running `max`, overwrites the row with
-    /// `exp(s - max)` (0 past `valid`), adds their sum to the rescaled running `sum`, and returns
-    /// the factor `exp(old max - new max)` by which earlier output must be rescaled.
+    /// The largest of the first `valid` scores of a [`KEY_BLOCK`]-long `row` (−∞ if none).
+    #[target_feature(enable = "avx512f,avx512dq")]
+    #[inline]
+    unsafe fn block_max(row: *const f32, valid: usize) -> f32 {
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        for c in 0..KEY_BLOCK / 16 {
+            m = _mm512_max_ps(m, masked(row, c, valid));
+        }
+        _mm512_reduce_max_ps(m)
+    }
+
+    /// Overwrites `row` with `exp(s - shift)` for its first `valid` scores and 0 after, and
+    /// returns their sum.
     #[target_feature(enable = "avx512f,avx512dq,fma")]
     #[inline]
-    unsafe fn online_softmax(row: *mut f32, valid: usize, max: &mut f32, sum: &mut f32) -> f32 {
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let lanes = |c: usize| -> __mmask16 {
-            let live = valid.saturating_sub(c * 16).min(16);
-            ((1u32 << live) - 1) as __mmask16
-        };
-        let mut m = ninf;
-        for c in 0..KEY_BLOCK / 16 {
-            m = _mm512_max_ps(m, _mm512_mask_loadu_ps(ninf, lanes(c), row.add(c * 16)));
-        }
-        let new_max = max.max(_mm512_reduce_max_ps(m));
-        // A row that has seen no key yet keeps max −∞; subtract 0 then, never −∞ − −∞.
-        let shift = if new_max == f32::NEG_INFINITY {
-            0.0
-        } else {
-            new_max
-        };
-        let alpha = if *max == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (*max - shift).exp()
-        };
+    unsafe fn exp_block(row: *mut f32, valid: usize, shift: f32) -> f32 {
         let shift_v = _mm512_set1_ps(shift);
         let mut total = _mm512_setzero_ps();
         for c in 0..KEY_BLOCK / 16 {
-            let x = _mm512_mask_loadu_ps(ninf, lanes(c), row.add(c * 16));
-            let p = exp(_mm512_sub_ps(x, shift_v));
+            let p = exp(_mm512_sub_ps(masked(row, c, valid), shift_v));
             _mm512_storeu_ps(row.add(c * 16), p);
             total = _mm512_add_ps(total, p);
         }
-        *sum = *sum * alpha + _mm512_reduce_add_ps(total);
-        *max = new_max;
-        alpha
+        _mm512_reduce_add_ps(total)
+    }
+
+    /// Lanes `16c..16c + 16` of `row`, −∞ from index `valid` on (not read there).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn masked(row: *const f32, c: usize, valid: usize) -> __m512 {
+        let live = valid.saturating_sub(c * 16).min(16);
+        let lanes = ((1u32 << live) - 1) as __mmask16;
+        _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), lanes, row.add(c * 16))
     }
 
     /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for 6 rows (`p` rows [`KEY_BLOCK`] apart,
@@ -314,30 +398,154 @@ mod avx512 {
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
     unsafe fn exp(x: __m512) -> __m512 {
-        let xc = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-87.3)),
-            _mm512_set1_ps(88.3),
-        );
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm512_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let er = _mm512_add_ps(
-            _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r),
-            _mm512_set1_ps(1.0),
-        );
+        let (n, er) = exp_core! { x; _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_mul_ps,
+        _mm512_add_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, round_nearest };
         let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.3));
         _mm512_maskz_mov_ps(live, _mm512_scalef_ps(er, n))
+    }
+
+    /// Each lane rounded to the nearest integer (ties to even).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn round_nearest(x: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::SendPtr;
+    use super::{HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
+    use std::arch::x86_64::*;
+
+    tile_driver!("avx2,fma");
+
+    /// `s[r, 0..32] = qs[r] · keys` as the AVX-512 `scores`, in blocks of 6 rows × 16 keys
+    /// (12 accumulators of the 16 registers).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn scores(qs: *const f32, keys: *const f32, s: *mut f32) {
+        for g in 0..TILE_ROWS / 6 {
+            for half in 0..KEY_TILE / 16 {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+                for t in 0..HEAD_DIM {
+                    let k0 = _mm256_loadu_ps(keys.add(t * KEY_TILE + half * 16));
+                    let k1 = _mm256_loadu_ps(keys.add(t * KEY_TILE + half * 16 + 8));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let qb = _mm256_set1_ps(*qs.add((g * 6 + r) * HEAD_DIM + t));
+                        a[0] = _mm256_fmadd_ps(qb, k0, a[0]);
+                        a[1] = _mm256_fmadd_ps(qb, k1, a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    let row = s.add((g * 6 + r) * KEY_BLOCK + half * 16);
+                    _mm256_storeu_ps(row, a[0]);
+                    _mm256_storeu_ps(row.add(8), a[1]);
+                }
+            }
+        }
+    }
+
+    /// Lanes `8c..8c + 8` of `row`, −∞ from index `valid` on.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn masked(row: *const f32, c: usize, valid: usize) -> __m256 {
+        let live = valid.saturating_sub(c * 8).min(8) as i32;
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(live), lane);
+        _mm256_blendv_ps(
+            _mm256_set1_ps(f32::NEG_INFINITY),
+            _mm256_loadu_ps(row.add(c * 8)),
+            _mm256_castsi256_ps(mask),
+        )
+    }
+
+    /// The 8 lanes of `x` combined with `f` (a horizontal max or sum).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn reduce(x: __m256, f: impl Fn(__m128, __m128) -> __m128) -> f32 {
+        let x = f(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+        let x = f(x, _mm_movehl_ps(x, x));
+        _mm_cvtss_f32(f(x, _mm_shuffle_ps::<1>(x, x)))
+    }
+
+    /// The AVX-512 `block_max`, 8 lanes at a time.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn block_max(row: *const f32, valid: usize) -> f32 {
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        for c in 0..KEY_BLOCK / 8 {
+            m = _mm256_max_ps(m, masked(row, c, valid));
+        }
+        reduce(m, |a, b| _mm_max_ps(a, b))
+    }
+
+    /// The AVX-512 `exp_block`, 8 lanes at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn exp_block(row: *mut f32, valid: usize, shift: f32) -> f32 {
+        let (shift_v, mut total) = (_mm256_set1_ps(shift), _mm256_setzero_ps());
+        for c in 0..KEY_BLOCK / 8 {
+            let p = exp(_mm256_sub_ps(masked(row, c, valid), shift_v));
+            total = _mm256_add_ps(total, p);
+            _mm256_storeu_ps(row.add(c * 8), p);
+        }
+        reduce(total, |a, b| _mm_add_ps(a, b))
+    }
+
+    /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for the [`TILE_ROWS`] rows, in blocks of
+    /// 3 rows × 32 dimensions (12 accumulators, 3 broadcast weights, 1 value vector).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn values(p: *const f32, v: *const f32, rs: usize, n: usize, o: *mut f32, a: &[f32]) {
+        for g in 0..TILE_ROWS / 3 {
+            for half in 0..HEAD_DIM / 32 {
+                let o = o.add(g * 3 * HEAD_DIM + half * 32);
+                let (p, v) = (p.add(g * 3 * KEY_BLOCK), v.add(half * 32));
+                let mut acc: [[__m256; 4]; 3] = std::array::from_fn(|r| {
+                    let scale = _mm256_set1_ps(a[g * 3 + r]);
+                    std::array::from_fn(|c| {
+                        _mm256_mul_ps(scale, _mm256_loadu_ps(o.add(r * HEAD_DIM + c * 8)))
+                    })
+                });
+                for j in 0..n {
+                    let vr = v.add(j * rs);
+                    let pb: [__m256; 3] =
+                        std::array::from_fn(|r| _mm256_set1_ps(*p.add(r * KEY_BLOCK + j)));
+                    for c in 0..4 {
+                        let vv = _mm256_loadu_ps(vr.add(c * 8));
+                        for (a, &pr) in acc.iter_mut().zip(&pb) {
+                            a[c] = _mm256_fmadd_ps(pr, vv, a[c]);
+                        }
+                    }
+                }
+                // Accumulator i is row i / 4, dimensions 8 (i % 4)..
+                for (i, &x) in acc.iter().flatten().enumerate() {
+                    _mm256_storeu_ps(o.add((i / 4) * HEAD_DIM + (i % 4) * 8), x);
+                }
+            }
+        }
+    }
+
+    /// `e^x` lane-wise: the AVX-512 `exp`'s polynomial, 2^n built in the exponent bits (n is
+    /// within −126..=127 after the clamp, so always a normal number); 0 below −87.3.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn exp(x: __m256) -> __m256 {
+        let live = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(-87.3));
+        let (n, er) = exp_core! { x; _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_mul_ps,
+        _mm256_add_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps, round_nearest };
+        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_and_ps(_mm256_mul_ps(er, _mm256_castsi256_ps(two_n)), live)
+    }
+
+    /// Each lane rounded to the nearest integer (ties to even).
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn round_nearest(x: __m256) -> __m256 {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x)
     }
 }

@@ -1,6 +1,17 @@
 //! Vectorisable scalar functions the ops share: `exp` (softmax, GELU's `erf`), `erf`, and the
 //! lane-wise reduction the row reductions use.
 
+/// Cephes `expf`'s polynomial for e^r − 1 − r, divided by r², highest power first: what [`exp`]
+/// and the fused attention kernels' vector `exp`s evaluate.
+pub(super) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+
 /// `e^x` in f32, written so the compiler vectorises loops over it (`f32::exp` is a libm call per
 /// element, which made softmax and GELU cost as much as the encoder's matrix products).
 /// Cephes `expf`: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, then 2^n via
@@ -16,12 +27,10 @@ pub fn exp(x: f32) -> f32 {
     let xc = x.clamp(-87.3, 88.3);
     let n = (xc * LOG2_E + ROUND) - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
     let er = p * r * r + r + 1.0;
     // 2^n from the exponent bits. `n as i32` would be a saturating conversion, which compilers
     // do not vectorise (it made softmax a scalar loop); instead the integer n + 127 (in 1..=254)

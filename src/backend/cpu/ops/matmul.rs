@@ -5,6 +5,8 @@
 //! GPU twin: `backend/gpu/kernels/matmul.rs` (`shaders/matmul.wgsl`). Test:
 //! `tests/kernels_vs_cpu/matmul.rs`. The int8 GEMM is its own family, `backend/cpu/int8.rs`.
 
+use std::ops::Range;
+
 use super::{gemm_strided, parallelism, SendPtr, ROW_MAJOR, TRANSPOSED};
 
 /// `out[m, n] = a[m, k] · b[k, n]`.
@@ -108,19 +110,15 @@ pub fn linear_small_m(
             // SAFETY: block `block` writes only columns j0..j1 of rows i0..i0 + rows of `out`
             // (in bounds: asserted above); blocks are disjoint, so no two tasks write one
             // element.
-            unsafe {
-                small_m_block(
-                    &x[i0 * k..],
-                    rows,
-                    k,
-                    w,
-                    n,
-                    bias,
-                    out_ptr.get().add(i0 * n),
-                    j0,
-                    j1,
-                )
-            }
+            let block = SmallM {
+                x: &x[i0 * k..],
+                m: rows,
+                k,
+                w,
+                n,
+                bias,
+            };
+            unsafe { small_m_block(&block, out_ptr.get().add(i0 * n), j0..j1) }
         }
     };
     let blocks = n.div_ceil(SMALL_M_BLOCK);
@@ -131,53 +129,74 @@ pub fn linear_small_m(
     }
 }
 
-/// Columns `j0..j1` of `linear_small_m`, with AVX when the CPU has it (the same arithmetic in
-/// the same order: see [`dot`]).
-///
-/// # Safety
-/// `out` must be valid for writes at `i * n + j` for `i < m`, `j0 <= j < j1`, and no other thread
-/// may access those elements meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn small_m_block(
-    x: &[f32],
+/// The operands of one `linear_small_m` call: `x` `[m, k]`, `w` `[n, k]`, `bias` `[n]`.
+struct SmallM<'a> {
+    x: &'a [f32],
     m: usize,
     k: usize,
-    w: &[f32],
+    w: &'a [f32],
     n: usize,
-    bias: Option<&[f32]>,
-    out: *mut f32,
-    j0: usize,
-    j1: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx") {
-            return small_m_block_avx(x, m, k, w, n, bias, out, j0, j1);
-        }
-    }
-    for j in j0..j1 {
-        let wj = &w[j * k..(j + 1) * k];
-        let b = bias.map_or(0.0, |b| b[j]);
-        for i in 0..m {
-            *out.add(i * n + j) = dot(&x[i * k..(i + 1) * k], wj) + b;
+    bias: Option<&'a [f32]>,
+}
+
+impl SmallM<'_> {
+    /// Columns `cols` of the product, one weight row at a time, each entry by `dot`.
+    ///
+    /// # Safety
+    /// As [`small_m_block`].
+    #[inline(always)]
+    unsafe fn columns(
+        &self,
+        out: *mut f32,
+        cols: Range<usize>,
+        dot: impl Fn(&[f32], &[f32]) -> f32,
+    ) {
+        let SmallM {
+            x,
+            m,
+            k,
+            w,
+            n,
+            bias,
+        } = *self;
+        for j in cols {
+            let wj = &w[j * k..(j + 1) * k];
+            let b = bias.map_or(0.0, |b| b[j]);
+            for i in 0..m {
+                *out.add(i * n + j) = dot(&x[i * k..(i + 1) * k], wj) + b;
+            }
         }
     }
 }
 
+/// Columns `cols` of `linear_small_m`, with AVX when the CPU has it (the same arithmetic in
+/// the same order: see [`dot`]).
+///
+/// # Safety
+/// `out` must be valid for writes at `i * n + j` for `i < m`, `j` in `cols`, and no other
+/// thread may access those elements meanwhile.
+unsafe fn small_m_block(p: &SmallM, out: *mut f32, cols: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx") {
+            return small_m_block_avx(p, out, cols);
+        }
+    }
+    p.columns(out, cols, dot);
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn small_m_block_avx(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
-    bias: Option<&[f32]>,
-    out: *mut f32,
-    j0: usize,
-    j1: usize,
-) {
+unsafe fn small_m_block_avx(p: &SmallM, out: *mut f32, cols: Range<usize>) {
+    let SmallM {
+        x,
+        m,
+        k,
+        w,
+        n,
+        bias,
+    } = *p;
+    let (j0, j1) = (cols.start, cols.end);
     // Two weight rows at a time: eight independent add chains instead of four.
     let mut j = j0;
     while m > 1 && j + 2 <= j1 {
@@ -190,13 +209,7 @@ unsafe fn small_m_block_avx(
         }
         j += 2;
     }
-    for j in j..j1 {
-        let wj = &w[j * k..(j + 1) * k];
-        let b = bias.map_or(0.0, |b| b[j]);
-        for i in 0..m {
-            *out.add(i * n + j) = dot_avx(&x[i * k..(i + 1) * k], wj) + b;
-        }
-    }
+    p.columns(out, j..j1, |a, b| dot_avx(a, b));
 }
 
 /// `Σ a[i]·b[i]` (equal lengths) over 32 lanes: lane `l` sums the products at `32c + l`, in

@@ -82,6 +82,24 @@ pub use softmax::{log_sum_exp, softmax_rows};
 /// than it saves.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
+/// Below this many elements an element- or row-wise op (GELU, layer norm) stays on one thread.
+const PARALLEL_MIN_ELEMS: usize = 1 << 16;
+
+/// `f(offset of the chunk in x, chunk)` over chunks of `x` that are whole multiples of `unit`
+/// elements: four chunks per thread of the rayon pool (so a thread held up elsewhere delays
+/// little) where `x` is large enough to gain from it, else `x` whole on this thread.
+pub(crate) fn par_chunks(x: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    if x.len() < PARALLEL_MIN_ELEMS || threads < 2 || unit == 0 {
+        return f(0, x);
+    }
+    let chunk = (x.len() / unit).div_ceil(4 * threads) * unit;
+    x.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i * chunk, c));
+}
+
 fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     if m * n * k >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
         Parallelism::Rayon(rayon::current_num_threads())
@@ -261,14 +279,8 @@ mod isa_tests {
             let xc = x.clamp(-87.3, 88.3);
             let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
             let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
-            let mut p = 1.987_569_1e-4f32;
-            for c in [
-                1.398_199_9e-3,
-                8.333_452e-3,
-                4.166_579_6e-2,
-                1.666_666_5e-1,
-                0.5,
-            ] {
+            let mut p = math::EXP_POLY[0];
+            for c in &math::EXP_POLY[1..] {
                 p = p * r + c;
             }
             let er = p * r * r + r + 1.0;
