@@ -81,7 +81,15 @@ pub trait Backend {
     /// Start a decoding pass with one empty sequence per entry of `windows`: sequence `i`
     /// attends to encoded window `windows[i]`. A window's sequences are best kept adjacent
     /// (the backends run cross-attention per run of equal windows).
-    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()>;
+    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
+        self.pass().check_begin(windows)?;
+        self.reserve_sequences(windows.len());
+        self.pass_mut().begin(windows);
+        Ok(())
+    }
+
+    /// Make the self-attention caches hold at least `n_seq` sequences (before a pass begins).
+    fn reserve_sequences(&mut self, n_seq: usize);
 
     /// Tokens held per sequence in the self-attention cache.
     fn cached_len(&self) -> usize {

@@ -386,12 +386,9 @@ impl Backend for CpuModel {
         Ok(self.encoder_out.clone())
     }
 
-    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        self.pass.check_begin(windows)?;
+    fn reserve_sequences(&mut self, n_seq: usize) {
         self.cache
-            .ensure(windows.len(), self.dims.n_text_ctx * self.dims.n_text_state);
-        self.pass.begin(windows);
-        Ok(())
+            .ensure(n_seq, self.dims.n_text_ctx * self.dims.n_text_state);
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {

@@ -225,11 +225,8 @@ impl Backend for GpuModel {
         )
     }
 
-    fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        self.pass.check_begin(windows)?;
-        self.ensure_seqs(windows.len());
-        self.pass.begin(windows);
-        Ok(())
+    fn reserve_sequences(&mut self, n_seq: usize) {
+        self.ensure_seqs(n_seq);
     }
 
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
