@@ -696,7 +696,8 @@ impl WindowPass<'_, '_> {
 
     /// Every sequence's newest token, to feed next (finished ones keep getting end-of-text).
     pub fn last_tokens(&self) -> impl Iterator<Item = u32> + '_ {
-        self.hyps.tokens
+        self.hyps
+            .tokens
             .iter()
             .map(|s| *s.last().expect("a step samples one token per sequence"))
     }

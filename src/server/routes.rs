@@ -37,10 +37,10 @@ const DEFAULT_ALIASES: [&str; 3] = ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mi
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
-        .route("/v1/audio/transcriptions", post(transcriptions))
-        .route("/audio/transcriptions", post(transcriptions))
-        .route("/v1/audio/translations", post(translations))
-        .route("/audio/translations", post(translations))
+        .route("/v1/audio/transcriptions", audio_endpoint(Task::Transcribe))
+        .route("/audio/transcriptions", audio_endpoint(Task::Transcribe))
+        .route("/v1/audio/translations", audio_endpoint(Task::Translate))
+        .route("/audio/translations", audio_endpoint(Task::Translate))
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
@@ -193,24 +193,17 @@ fn loads_on_demand(state: &AppState) -> bool {
     state.config.max_models > state.config.models.len()
 }
 
-async fn transcriptions(
-    State(state): State<Shared>,
-    request_id: axum::Extension<RequestId>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
-    handle(state, Task::Transcribe, request_id.0 .0, multipart)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn translations(
-    State(state): State<Shared>,
-    request_id: axum::Extension<RequestId>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
-    handle(state, Task::Translate, request_id.0 .0, multipart)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+/// The handler of an audio endpoint: both take the same form and differ only in the task.
+fn audio_endpoint(task: Task) -> axum::routing::MethodRouter<Shared> {
+    post(
+        move |State(state): State<Shared>,
+              request_id: axum::Extension<RequestId>,
+              multipart: Result<Multipart, MultipartRejection>| async move {
+            handle(state, task, request_id.0 .0, multipart)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        },
+    )
 }
 
 /// Cancels the job when the handler (or its event stream) is dropped: the client went away.
