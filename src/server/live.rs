@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +19,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
+use super::places::{Place, Places};
 use super::routes::CancelOnDrop;
 use super::worker::{Job, JobEvent, ModelInfo};
 use super::{metrics as m, AppState};
@@ -42,29 +43,18 @@ const MAX_FINAL_STEPS: usize = 4;
 
 /// Live sessions open now, against `--max-sessions`.
 pub(crate) struct Sessions {
-    open: Arc<AtomicUsize>,
-    max: usize,
+    open: Places,
     /// Turns true when the server shuts down: open sessions close (1001).
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// One open session: its place is given back when dropped.
-pub(super) struct SessionSlot {
-    open: Arc<AtomicUsize>,
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let now = self.open.fetch_sub(1, Ordering::SeqCst) - 1;
-        m::stream_sessions(now);
-    }
-}
+pub(super) type SessionSlot = Place;
 
 impl Sessions {
     pub(crate) fn new(max: usize) -> Self {
         Sessions {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
+            open: Places::new(max, m::stream_sessions),
             stop: tokio::sync::watch::channel(false).0,
         }
     }
@@ -84,26 +74,7 @@ impl Sessions {
 
     /// A place for one more session, or `None` when `max` are open.
     pub(super) fn try_open(&self) -> Option<SessionSlot> {
-        let mut current = self.open.load(Ordering::SeqCst);
-        loop {
-            if current >= self.max {
-                return None;
-            }
-            match self.open.compare_exchange(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => {
-                    m::stream_sessions(current + 1);
-                    return Some(SessionSlot {
-                        open: self.open.clone(),
-                    });
-                }
-                Err(now) => current = now,
-            }
-        }
+        self.open.try_take()
     }
 }
 

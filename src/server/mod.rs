@@ -12,6 +12,7 @@ mod live;
 mod metrics;
 mod models;
 mod openapi;
+mod places;
 mod realtime;
 mod respond;
 mod routes;

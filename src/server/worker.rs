@@ -35,6 +35,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics as m;
 use super::models::{self, ModelSet};
+use super::places::{Place, Places};
 use crate::audio::SpooledMel;
 use crate::decode::CancelHandle;
 use crate::error::{Error, Result};
@@ -125,8 +126,7 @@ struct WorkerHandle {
 pub struct Pool {
     workers: Mutex<Vec<WorkerHandle>>,
     /// Jobs admitted and not finished (waiting in a queue or active), all workers together.
-    admitted: Arc<AtomicUsize>,
-    capacity: usize,
+    admitted: Places,
     models: Mutex<Vec<ModelInfo>>,
     loaded: AtomicUsize,
     n_workers: usize,
@@ -135,16 +135,7 @@ pub struct Pool {
 }
 
 /// A place in the pool: returned to it when dropped.
-pub struct Admission {
-    admitted: Arc<AtomicUsize>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let now = self.admitted.fetch_sub(1, Ordering::SeqCst) - 1;
-        m::queue_depth(now);
-    }
-}
+pub type Admission = Place;
 
 impl Pool {
     /// Start one worker per device; each loads `models` (the first is the default) and then
@@ -159,8 +150,7 @@ impl Pool {
     ) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             workers: Mutex::new(Vec::new()),
-            admitted: Arc::new(AtomicUsize::new(0)),
-            capacity: devices.len() * max_batch + max_queue,
+            admitted: Places::new(devices.len() * max_batch + max_queue, m::queue_depth),
             models: Mutex::new(Vec::new()),
             loaded: AtomicUsize::new(0),
             n_workers: devices.len(),
@@ -230,26 +220,7 @@ impl Pool {
     /// A place for one more job, or `None` when waiting and active jobs fill the capacity
     /// (`devices x max_batch + max_queue`).
     pub fn admit(&self) -> Option<Admission> {
-        let mut current = self.admitted.load(Ordering::SeqCst);
-        loop {
-            if current >= self.capacity {
-                return None;
-            }
-            match self.admitted.compare_exchange(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => {
-                    m::queue_depth(current + 1);
-                    return Some(Admission {
-                        admitted: self.admitted.clone(),
-                    });
-                }
-                Err(now) => current = now,
-            }
-        }
+        self.admitted.try_take()
     }
 
     /// Hand `job` to the worker with the fewest jobs; returns that worker's step slot (for
