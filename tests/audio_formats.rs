@@ -767,3 +767,58 @@ fn a_webm_claiming_a_huge_element_is_an_error_not_an_abort() {
         Err(e) => assert!(e.to_string().starts_with("-: "), "{e}"),
     }
 }
+
+/// Found by `fuzz/` after the MP4 and WebM fixes: a 916-byte FLAC whose Vorbis comment claims
+/// 4 GiB, which symphonia-metadata allocates before reading it. Ogg Vorbis and Opus comment
+/// headers reach the same reader (the two `.ogg`/`.opus` fixtures are ffmpeg's 0.5-s files
+/// with their first comment's length set to 0xFFFFFFFF and the page CRC redone). The comment
+/// and picture lengths are checked first (src/audio/flac_guard.rs, ogg_guard.rs,
+/// comment_guard.rs): a one-line error naming the file, from a file and from a stream, and the
+/// message says the check refused it (so nothing was allocated).
+#[test]
+fn comments_claiming_4_gib_are_an_error_not_an_allocation() {
+    for (name, refusal) in [
+        (
+            "malformed_comment.flac",
+            "malformed FLAC VORBIS_COMMENT block: comment 0 claims 4294967295 bytes",
+        ),
+        (
+            "malformed_comment.opus",
+            "malformed Ogg Opus comment header: comment 0 claims 4294967295 bytes",
+        ),
+        (
+            "malformed_comment.ogg",
+            "malformed Ogg Vorbis comment header: comment 0 claims 4294967295 bytes",
+        ),
+    ] {
+        let path = fixture(name);
+        let err = load_audio(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains(refusal) && !err.contains('\n'),
+            "{err}"
+        );
+        let err = from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+    }
+}
+
+/// A real 100-KB comment (ffmpeg -metadata comment=...) is no reason to refuse a file: it
+/// decodes as without it, from a file and from a stream (the Opus one spans two Ogg pages).
+#[test]
+fn a_long_comment_still_decodes() {
+    let flac = load_audio(&fixture("long_comment.flac")).unwrap();
+    assert_eq!(flac, jfk(8000));
+    let opus = load_audio(&fixture("long_comment.opus")).unwrap();
+    // 0.5 s, plus the end of the last Opus frame (symphonia 0.5 does not trim Ogg's end).
+    assert!((8000..8400).contains(&opus.len()), "{}", opus.len());
+    for (name, want) in [("long_comment.flac", flac), ("long_comment.opus", opus)] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        assert_eq!(
+            from_reader(bytes, &OpenOptions::default()).unwrap(),
+            want,
+            "{name}"
+        );
+    }
+}

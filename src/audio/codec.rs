@@ -130,6 +130,8 @@ impl SymphoniaSource {
                 "unsupported or malformed {} container ({e})",
                 container.name()
             ),
+            // A structure check's refusal (see flac_guard, ogg_guard, ebml_guard): its message.
+            SymError::IoError(e) if e.kind() == std::io::ErrorKind::InvalidData => e.to_string(),
             SymError::IoError(_) => format!(
                 "truncated or malformed {}: the stream ends inside its header",
                 container.name()

@@ -16,9 +16,10 @@
 //! 2112 from Apple: 64-132 ms of leading near-silence), because symphonia does not apply MP4
 //! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length);
 //! CAF needs a seekable file, not stdin (MP4 from a stream is spooled to a temporary file).
-//! Every MP4 box tree and every Matroska/WebM element header is checked before symphonia
-//! reads it (`mp4_guard`, `ebml_guard`): its demuxers trust the counts and sizes they read and
-//! would reserve gigabytes for a few bytes of file.
+//! Every MP4 box tree, every Matroska/WebM element header, every FLAC comment and picture
+//! block and every Ogg comment header is checked before symphonia reads it (`mp4_guard`,
+//! `ebml_guard`, `flac_guard`, `ogg_guard`, `comment_guard`): its demuxers and metadata
+//! readers trust the counts and sizes they read and would reserve gigabytes for a few bytes.
 //!
 //! # What the CLI calls (for the merger wiring `src/cli`)
 //! - `transcribe FILE` (short files, today's loop): [`load_audio`]`(path)` as now; it now reads
@@ -40,11 +41,14 @@
 //!   name, &opts)` then `next_chunk()` for 16 kHz mono chunks; [`SpooledMel::from_stream`].
 
 mod codec;
+mod comment_guard;
 mod ebml_guard;
+mod flac_guard;
 mod info;
 mod levels;
 mod mel_source;
 mod mp4_guard;
+mod ogg_guard;
 mod opus;
 mod pcm;
 mod resample;

@@ -110,8 +110,8 @@ fn open_source_inner(
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| format!("cannot read: {e}"))?;
             }
-            // The two containers whose demuxer trusts sizes in the file: their structure is
-            // checked first (see mp4_guard, ebml_guard).
+            // The containers whose demuxer (or metadata reader) trusts sizes in the file: their
+            // structure is checked first (see mp4_guard, ebml_guard, flac_guard, ogg_guard).
             if matches!(container, Container::Mp4 | Container::Matroska) {
                 let len = file
                     .metadata()
@@ -122,6 +122,11 @@ fn open_source_inner(
                 } else {
                     super::ebml_guard::check_file(&mut file, len)?;
                 }
+            }
+            match container {
+                Container::Flac => super::flac_guard::check_file(&mut file)?,
+                Container::Ogg => super::ogg_guard::check_file(&mut file)?,
+                _ => {}
             }
             let mss =
                 MediaSourceStream::new(Box::new(file) as Box<dyn MediaSource>, Default::default());
@@ -170,10 +175,14 @@ fn open_source_inner(
                     .map_err(|e| format!("temporary file: {e}"))?;
                 return open_source_inner(Input::File(spool), opts);
             }
-            if container == Container::Matroska {
-                // Checked as it streams (see ebml_guard): live WebM cannot wait for its end.
-                replay = Box::new(super::ebml_guard::EbmlGate::new(replay));
-            }
+            // Checked as they stream (see ebml_guard, flac_guard, ogg_guard): live WebM and Ogg
+            // cannot wait for their end.
+            replay = match container {
+                Container::Matroska => Box::new(super::ebml_guard::EbmlGate::new(replay)),
+                Container::Flac => Box::new(super::flac_guard::FlacGate::new(replay)),
+                Container::Ogg => Box::new(super::ogg_guard::OggGate::new(replay)),
+                _ => replay,
+            };
             symphonia_from_reader(replay, container, opts).map(Some)
         }
     }
