@@ -822,3 +822,50 @@ fn a_long_comment_still_decodes() {
         );
     }
 }
+
+/// symphonia reads ID3v2 frames at their claimed size too (an APIC frame header can claim
+/// 4 GiB), and its probe, past a tag, opens whichever container's marker comes next. ID3v2
+/// tags are skipped unread (src/audio/id3_guard.rs) and what follows is sniffed again, so a
+/// tag before MP3 changes nothing and a tag before a FLAC does not bypass the FLAC check.
+#[test]
+fn id3v2_tags_are_skipped_unread() {
+    let mut tag = b"ID3\x03\0\0\0\0\x01\x00".to_vec(); // 128 bytes after the header
+    tag.extend(b"APIC\xFF\xFF\xFF\xFF\0\0");
+    tag.resize(10 + 128, 0);
+    let mp3 = std::fs::read(fixture("mp3_48k.mp3")).unwrap();
+    let want = load_audio(&fixture("mp3_48k.mp3")).unwrap();
+    let got = from_reader([tag.clone(), mp3].concat(), &OpenOptions::default()).unwrap();
+    assert_eq!(got, want);
+    let flac = std::fs::read(fixture("malformed_comment.flac")).unwrap();
+    let err = from_reader([tag, flac].concat(), &OpenOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("malformed FLAC VORBIS_COMMENT block: comment 0 claims 4294967295"),
+        "{err}"
+    );
+}
+
+/// symphonia's CAF demuxer reads a magic cookie, a packet table and each packet at their
+/// claimed sizes (64-bit: terabytes, an abort). Chunks are walked first
+/// (src/audio/caf_guard.rs); a CAF from a stream is spooled to a temporary file for it (and
+/// now decodes as from the file: the demuxer needs to seek).
+#[test]
+fn a_caf_claiming_a_huge_cookie_is_an_error_not_an_abort() {
+    let path = fixture("pcm_s16le_16k.caf");
+    let caf = std::fs::read(&path).unwrap();
+    let from_stream = from_reader(caf.clone(), &OpenOptions::default()).unwrap();
+    assert_eq!(from_stream, load_audio(&path).unwrap());
+    // After the file header (8 bytes) and the description chunk (12 + 32).
+    let mut bad = caf[..52].to_vec();
+    bad.extend(b"kuki");
+    bad.extend((1i64 << 40).to_be_bytes());
+    bad.extend(&caf[52..]);
+    let err = from_reader(bad, &OpenOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("-: malformed CAF: 'kuki' chunk at byte 52 claims 1099511627776 bytes"),
+        "{err}"
+    );
+}
