@@ -869,3 +869,26 @@ fn a_caf_claiming_a_huge_cookie_is_an_error_not_an_abort() {
         "{err}"
     );
 }
+
+/// symphonia reads each entry of a WAV's LIST/INFO chunk at its claimed size, bounded only by
+/// the enclosing claims (4 GiB). For the encodings it decodes for us (A-law here), the chunks
+/// before the audio are walked first (src/audio/riff_guard.rs).
+#[test]
+fn a_wav_list_chunk_claiming_gigabytes_is_an_error_not_an_allocation() {
+    let wav = std::fs::read(fixture("alaw.wav")).unwrap();
+    // After the RIFF header (12 bytes) and the 'fmt ' chunk (8 + its size).
+    let fmt_end = 20 + u32::from_le_bytes(wav[16..20].try_into().unwrap()) as usize;
+    let mut bad = wav[..fmt_end].to_vec();
+    bad.extend(b"LIST");
+    bad.extend(0xFFFF_FFF0u32.to_le_bytes());
+    bad.extend(b"INFOINAM");
+    bad.extend(0xFFFF_FFE0u32.to_le_bytes());
+    bad.extend(&wav[fmt_end..]);
+    let err = from_reader(bad, &OpenOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("-: malformed WAV: 'LIST' chunk claims 4294967280 bytes"),
+        "{err}"
+    );
+}

@@ -13,148 +13,60 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::comment_guard::{check_picture, check_vorbis_comment};
+use super::header_gate::{file_error, refused, take_into, HeaderGate, HeaderWalk};
 
 const VORBIS_COMMENT: u8 = 4;
 const PICTURE: u8 = 6;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Before the "fLaC" marker.
-    Marker,
-    /// At a metadata block header.
-    Blocks,
-    /// Past the last metadata block (or not FLAC after all): nothing more to check.
-    Frames,
+/// The walk of FLAC metadata blocks for [`HeaderGate`]: a stream whose VORBIS_COMMENT and
+/// PICTURE blocks are handed on only once checked; a failed check is a read error
+/// (InvalidData), so the demuxer never reads a length it would trust.
+#[derive(Default)]
+pub(crate) struct FlacWalk {
+    /// Past the "fLaC" marker.
+    in_blocks: bool,
 }
 
-/// A FLAC stream whose VORBIS_COMMENT and PICTURE blocks are handed on only once checked; a
-/// failed check is a read error (InvalidData), so the demuxer never reads a length it would
-/// trust.
-pub(crate) struct FlacGate<R> {
-    inner: R,
-    /// Checked bytes not handed on yet, from `at`.
-    pending: Vec<u8>,
-    at: usize,
-    /// Bytes of a block nobody allocates from, passed straight through.
-    through: u64,
-    stage: Stage,
+pub(crate) type FlacGate<R> = HeaderGate<R, FlacWalk>;
+
+/// `inner` behind the FLAC metadata check.
+pub(crate) fn gate<R: Read>(inner: R) -> FlacGate<R> {
+    HeaderGate::new(inner, FlacWalk::default())
 }
 
-impl<R: Read> FlacGate<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        FlacGate {
-            inner,
-            pending: Vec::new(),
-            at: 0,
-            through: 0,
-            stage: Stage::Marker,
+impl HeaderWalk for FlacWalk {
+    fn step(&mut self, inner: &mut dyn Read, unit: &mut Vec<u8>) -> std::io::Result<(u64, bool)> {
+        if !self.in_blocks {
+            take_into(inner, 4, unit)?;
+            self.in_blocks = true;
+            // Not FLAC after all: nothing to check.
+            return Ok((0, unit == b"fLaC"));
         }
-    }
-
-    /// Replace `pending` with up to `n` more bytes of `inner` (fewer at its end).
-    fn take(&mut self, n: u64) -> std::io::Result<usize> {
-        self.pending.clear();
-        self.at = 0;
-        self.inner.by_ref().take(n).read_to_end(&mut self.pending)
-    }
-
-    /// Move past the marker or the next block header, reading and checking the block if it is
-    /// one symphonia allocates from.
-    fn step(&mut self) -> std::io::Result<()> {
-        match self.stage {
-            Stage::Frames => {}
-            Stage::Marker => {
-                self.take(4)?;
-                self.stage = if self.pending == b"fLaC" {
-                    Stage::Blocks
-                } else {
-                    Stage::Frames
-                };
-            }
-            Stage::Blocks => {
-                if self.take(4)? < 4 {
-                    // The stream ends inside a header: the demuxer says so.
-                    self.stage = Stage::Frames;
-                    return Ok(());
-                }
-                let header = [
-                    self.pending[0],
-                    self.pending[1],
-                    self.pending[2],
-                    self.pending[3],
-                ];
-                let len = u32::from_be_bytes([0, header[1], header[2], header[3]]);
-                if header[0] & 0x80 != 0 {
-                    self.stage = Stage::Frames;
-                }
-                let block_type = header[0] & 0x7F;
-                if block_type != VORBIS_COMMENT && block_type != PICTURE {
-                    self.through = u64::from(len);
-                    return Ok(());
-                }
-                self.inner
-                    .by_ref()
-                    .take(u64::from(len))
-                    .read_to_end(&mut self.pending)?;
-                let body = &self.pending[4..];
-                let checked = if block_type == VORBIS_COMMENT {
-                    check_vorbis_comment(body, "FLAC VORBIS_COMMENT block")
-                } else {
-                    check_picture(body, "FLAC PICTURE block")
-                };
-                checked.map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            }
+        if take_into(inner, 4, unit)? < 4 {
+            // The stream ends inside a header: the demuxer says so.
+            return Ok((0, false));
         }
-        Ok(())
-    }
-
-    /// Read and check every metadata block, handing nothing on.
-    fn check_metadata(&mut self) -> std::io::Result<()> {
-        while self.stage != Stage::Frames {
-            std::io::copy(
-                &mut self.inner.by_ref().take(self.through),
-                &mut std::io::sink(),
-            )?;
-            self.through = 0;
-            self.step()?;
+        let len = u32::from_be_bytes([0, unit[1], unit[2], unit[3]]);
+        let more = unit[0] & 0x80 == 0;
+        let block_type = unit[0] & 0x7F;
+        if block_type != VORBIS_COMMENT && block_type != PICTURE {
+            return Ok((u64::from(len), more));
         }
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for FlacGate<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            if self.at < self.pending.len() {
-                let n = out.len().min(self.pending.len() - self.at);
-                out[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-                self.at += n;
-                return Ok(n);
-            }
-            if self.through > 0 {
-                let want = out
-                    .len()
-                    .min(usize::try_from(self.through).unwrap_or(usize::MAX));
-                let n = self.inner.read(&mut out[..want])?;
-                self.through = if n == 0 { 0 } else { self.through - n as u64 };
-                return Ok(n);
-            }
-            if self.stage == Stage::Frames {
-                return self.inner.read(out);
-            }
-            self.step()?;
+        take_into(inner, u64::from(len), unit)?;
+        let body = &unit[4..];
+        if block_type == VORBIS_COMMENT {
+            check_vorbis_comment(body, "FLAC VORBIS_COMMENT block")
+        } else {
+            check_picture(body, "FLAC PICTURE block")
         }
+        .map_err(refused)?;
+        Ok((0, more))
     }
 }
 
 /// Check the metadata blocks of the FLAC file `r`, then rewind it.
 pub(crate) fn check_file<R: Read + Seek>(r: &mut R) -> Result<(), String> {
-    FlacGate::new(&mut *r)
-        .check_metadata()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => e.to_string(),
-            _ => format!("cannot read: {e}"),
-        })?;
+    gate(&mut *r).check_all().map_err(file_error)?;
     r.seek(SeekFrom::Start(0))
         .map_err(|e| format!("cannot read: {e}"))?;
     Ok(())
@@ -184,11 +96,11 @@ mod tests {
 
     fn both(bytes: &[u8]) -> (Result<(), String>, Result<Vec<u8>, String>) {
         let file = check_file(&mut Cursor::new(bytes));
-        let mut gate = FlacGate::new(Cursor::new(bytes));
+        let mut stream_gate = gate(Cursor::new(bytes));
         let mut out = Vec::new();
         let mut buf = [0u8; 7];
         let stream = loop {
-            match gate.read(&mut buf) {
+            match stream_gate.read(&mut buf) {
                 Ok(0) => break Ok(out),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
                 Err(e) => break Err(e.to_string()),

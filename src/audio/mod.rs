@@ -17,10 +17,11 @@
 //! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length).
 //! MP4 and CAF from a stream are spooled to a temporary file (their demuxers seek).
 //! Every MP4 box tree, every Matroska/WebM element header, every CAF chunk and packet table,
-//! every FLAC comment and picture block and every Ogg comment header is checked before
-//! symphonia reads it (`mp4_guard`, `ebml_guard`, `caf_guard`, `flac_guard`, `ogg_guard`,
-//! `comment_guard`): its demuxers and metadata
-//! readers trust the counts and sizes they read and would reserve gigabytes for a few bytes.
+//! every FLAC comment and picture block, every Ogg comment header and the LIST chunks of a WAV
+//! symphonia decodes are checked before symphonia reads them (`mp4_guard`, `ebml_guard`,
+//! `caf_guard`, `flac_guard`, `ogg_guard`, `comment_guard`, `riff_guard`): its demuxers and
+//! metadata readers trust the counts and sizes they read and would reserve gigabytes for a few
+//! bytes.
 //! ID3v2 tags are skipped unread (`id3_guard`), and symphonia's probe only knows the demuxer
 //! of the container sniffed (`codec::probe_for`).
 //!
@@ -48,6 +49,7 @@ mod codec;
 mod comment_guard;
 mod ebml_guard;
 mod flac_guard;
+mod header_gate;
 mod id3_guard;
 mod info;
 mod levels;
@@ -57,6 +59,7 @@ mod ogg_guard;
 mod opus;
 mod pcm;
 mod resample;
+mod riff_guard;
 mod sniff;
 mod stream;
 mod wav;

@@ -115,9 +115,12 @@ fn open_source_inner(
                 file = reader.into_inner();
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| format!("cannot read: {e}"))?;
+                // An encoding symphonia decodes: its LIST chunks are checked first.
+                super::riff_guard::check_file(&mut file)?;
             }
             // The containers whose demuxer (or metadata reader) trusts sizes in the file: their
-            // structure is checked first (see mp4_guard, ebml_guard, flac_guard, ogg_guard).
+            // structure is checked first (see mp4_guard, ebml_guard, caf_guard, flac_guard,
+            // ogg_guard; riff_guard above).
             if matches!(
                 container,
                 Container::Mp4 | Container::Matroska | Container::Caf
@@ -166,8 +169,9 @@ fn open_source_inner(
                             .into())
                     }
                     WavStart::Other => {
-                        let replay: Box<dyn Read + Send> =
-                            Box::new(Cursor::new(rec.log).chain(rec.inner));
+                        let replay: Box<dyn Read + Send> = Box::new(super::riff_guard::gate(
+                            Cursor::new(rec.log).chain(rec.inner),
+                        ));
                         return symphonia_from_reader(replay, container, opts).map(Some);
                     }
                 }
@@ -199,7 +203,7 @@ fn open_source_inner(
             // cannot wait for their end.
             replay = match container {
                 Container::Matroska => Box::new(super::ebml_guard::EbmlGate::new(replay)),
-                Container::Flac => Box::new(super::flac_guard::FlacGate::new(replay)),
+                Container::Flac => Box::new(super::flac_guard::gate(replay)),
                 Container::Ogg => Box::new(super::ogg_guard::OggGate::new(replay)),
                 _ => replay,
             };
