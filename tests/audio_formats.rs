@@ -269,6 +269,13 @@ fn from_reader(bytes: Vec<u8>, opts: &OpenOptions) -> dattavani_asr::Result<Vec<
     .read_all()
 }
 
+/// The one-line error of decoding `bytes` from a stream (named "-").
+fn stream_error(bytes: Vec<u8>) -> String {
+    from_reader(bytes, &OpenOptions::default())
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn stdin_reads_containers_and_raw_pcm() {
     // Containers through a non-seekable reader decode as from the file.
@@ -797,9 +804,7 @@ fn comments_claiming_4_gib_are_an_error_not_an_allocation() {
             err.contains(name) && err.contains(refusal) && !err.contains('\n'),
             "{err}"
         );
-        let err = from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default())
-            .unwrap_err()
-            .to_string();
+        let err = stream_error(std::fs::read(&path).unwrap());
         assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
     }
 }
@@ -837,9 +842,7 @@ fn id3v2_tags_are_skipped_unread() {
     let got = from_reader([tag.clone(), mp3].concat(), &OpenOptions::default()).unwrap();
     assert_eq!(got, want);
     let flac = std::fs::read(fixture("malformed_comment.flac")).unwrap();
-    let err = from_reader([tag, flac].concat(), &OpenOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = stream_error([tag, flac].concat());
     assert!(
         err.contains("malformed FLAC VORBIS_COMMENT block: comment 0 claims 4294967295"),
         "{err}"
@@ -861,9 +864,7 @@ fn a_caf_claiming_a_huge_cookie_is_an_error_not_an_abort() {
     bad.extend(b"kuki");
     bad.extend((1i64 << 40).to_be_bytes());
     bad.extend(&caf[52..]);
-    let err = from_reader(bad, &OpenOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = stream_error(bad);
     assert!(
         err.starts_with("-: malformed CAF: 'kuki' chunk at byte 52 claims 1099511627776 bytes"),
         "{err}"
@@ -884,9 +885,7 @@ fn a_wav_list_chunk_claiming_gigabytes_is_an_error_not_an_allocation() {
     bad.extend(b"INFOINAM");
     bad.extend(0xFFFF_FFE0u32.to_le_bytes());
     bad.extend(&wav[fmt_end..]);
-    let err = from_reader(bad, &OpenOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = stream_error(bad);
     assert!(
         err.starts_with("-: malformed WAV: 'LIST' chunk claims 4294967280 bytes"),
         "{err}"

@@ -10,10 +10,10 @@
 //! A file is checked before the demuxer opens it ([`check_file`]); a stream (stdin, a pipe)
 //! goes through [`FlacGate`], which hands a checked block on only after its check.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 
 use super::comment_guard::{check_picture, check_vorbis_comment};
-use super::header_gate::{file_error, refused, take_into, HeaderGate, HeaderWalk};
+use super::header_gate::{self, refused, take_into, HeaderGate, HeaderWalk};
 
 const VORBIS_COMMENT: u8 = 4;
 const PICTURE: u8 = 6;
@@ -66,16 +66,14 @@ impl HeaderWalk for FlacWalk {
 
 /// Check the metadata blocks of the FLAC file `r`, then rewind it.
 pub(crate) fn check_file<R: Read + Seek>(r: &mut R) -> Result<(), String> {
-    gate(&mut *r).check_all().map_err(file_error)?;
-    r.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(())
+    header_gate::check_file(r, FlacWalk::default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::comment_guard::tests::comment_body;
+    use crate::audio::comment_guard::tests::{comment_body, comment_claiming_4_gib};
+    use crate::audio::header_gate::read_in_pieces;
     use std::io::Cursor;
 
     fn block(block_type: u8, body: &[u8]) -> Vec<u8> {
@@ -96,16 +94,7 @@ mod tests {
 
     fn both(bytes: &[u8]) -> (Result<(), String>, Result<Vec<u8>, String>) {
         let file = check_file(&mut Cursor::new(bytes));
-        let mut stream_gate = gate(Cursor::new(bytes));
-        let mut out = Vec::new();
-        let mut buf = [0u8; 7];
-        let stream = loop {
-            match stream_gate.read(&mut buf) {
-                Ok(0) => break Ok(out),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
+        let stream = read_in_pieces(gate(Cursor::new(bytes)), 7);
         (file, stream)
     }
 
@@ -127,8 +116,7 @@ mod tests {
 
     #[test]
     fn a_comment_claiming_4_gib_is_refused_before_it_is_handed_on() {
-        let mut body = comment_body(&[b"TITLE=a"]);
-        body[11..15].copy_from_slice(&u32::MAX.to_le_bytes());
+        let body = comment_claiming_4_gib();
         let f = flac(&body);
         let (file, stream) = both(&f);
         let want = "malformed FLAC VORBIS_COMMENT block: comment 0 claims 4294967295 bytes, \

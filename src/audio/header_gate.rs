@@ -2,7 +2,7 @@
 //! checked parts are whole units (a FLAC metadata block, a RIFF chunk header) with unchecked
 //! bytes between them (`flac_guard`, `riff_guard`).
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 /// What a check does at the next unit of the stream.
 pub(crate) trait HeaderWalk {
@@ -104,5 +104,30 @@ pub(crate) fn file_error(e: std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::InvalidData => e.to_string(),
         _ => format!("cannot read: {e}"),
+    }
+}
+
+/// Check every unit of the file `r` with `walk`, then rewind it.
+pub(crate) fn check_file<R: Read + Seek, W: HeaderWalk>(r: &mut R, walk: W) -> Result<(), String> {
+    HeaderGate::new(&mut *r, walk)
+        .check_all()
+        .map_err(file_error)?;
+    r.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(())
+}
+
+/// Everything `gate` hands on, read `piece` bytes at a time as a pipe gives them; its error's
+/// message if it refuses.
+#[cfg(test)]
+pub(crate) fn read_in_pieces(mut gate: impl Read, piece: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; piece];
+    loop {
+        match gate.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }

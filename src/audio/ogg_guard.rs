@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 
 use super::comment_guard::{check_picture, check_vorbis_comment};
+use super::header_gate::file_error;
 
 const CAPTURE: &[u8; 4] = b"OggS";
 const PAGE_HEADER: usize = 27;
@@ -319,12 +320,7 @@ impl<R: Read> Read for OggGate<R> {
 
 /// Read the Ogg file `r` through [`OggGate`], then rewind it.
 pub(crate) fn check_file<R: Read + Seek>(r: &mut R) -> Result<(), String> {
-    std::io::copy(&mut OggGate::new(&mut *r), &mut std::io::sink()).map_err(|e| {
-        match e.kind() {
-            std::io::ErrorKind::InvalidData => e.to_string(),
-            _ => format!("cannot read: {e}"),
-        }
-    })?;
+    std::io::copy(&mut OggGate::new(&mut *r), &mut std::io::sink()).map_err(file_error)?;
     r.seek(SeekFrom::Start(0))
         .map_err(|e| format!("cannot read: {e}"))?;
     Ok(())
@@ -333,7 +329,8 @@ pub(crate) fn check_file<R: Read + Seek>(r: &mut R) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::comment_guard::tests::comment_body;
+    use crate::audio::comment_guard::tests::{comment_body, comment_claiming_4_gib};
+    use crate::audio::header_gate::read_in_pieces;
     use std::io::Cursor;
 
     /// One page of `serial` holding `packets` (the last one unfinished if `open_end`).
@@ -378,16 +375,7 @@ mod tests {
 
     fn both(bytes: &[u8]) -> (Result<(), String>, Result<Vec<u8>, String>) {
         let file = check_file(&mut Cursor::new(bytes));
-        let mut gate = OggGate::new(Cursor::new(bytes));
-        let mut out = Vec::new();
-        let mut buf = [0u8; 100];
-        let stream = loop {
-            match gate.read(&mut buf) {
-                Ok(0) => break Ok(out),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
+        let stream = read_in_pieces(OggGate::new(Cursor::new(bytes)), 100);
         (file, stream)
     }
 
@@ -405,8 +393,7 @@ mod tests {
 
     #[test]
     fn a_comment_claiming_4_gib_is_refused_before_its_last_page_is_handed_on() {
-        let mut tags = comment_body(&[b"TITLE=a"]);
-        tags[11..15].copy_from_slice(&u32::MAX.to_le_bytes());
+        let tags = comment_claiming_4_gib();
         let f = opus(&tags);
         let (file, stream) = both(&f);
         let want = "malformed Ogg Opus comment header: comment 0 claims 4294967295 bytes, only \

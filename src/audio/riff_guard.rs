@@ -7,9 +7,9 @@
 //! chunks before `data` are walked as its demuxer walks them (word-aligned), and a `LIST`
 //! chunk may claim at most [`MAX_LIST`] bytes, which bounds every entry in it.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 
-use super::header_gate::{file_error, refused, take_into, HeaderGate, HeaderWalk};
+use super::header_gate::{self, refused, take_into, HeaderGate, HeaderWalk};
 
 /// The largest `LIST` chunk before the audio: tags and labels take a few KB.
 pub(crate) const MAX_LIST: u32 = 16 << 20;
@@ -58,22 +58,17 @@ impl HeaderWalk for RiffWalk {
 
 /// Check the chunks before the audio of the WAV file `r`, then rewind it.
 pub(crate) fn check_file<R: Read + Seek>(r: &mut R) -> Result<(), String> {
-    gate(&mut *r).check_all().map_err(file_error)?;
-    r.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(())
+    header_gate::check_file(r, RiffWalk::default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::header_gate::read_in_pieces;
     use std::io::Cursor;
 
     fn chunk(id: &[u8; 4], size: u32, body: &[u8]) -> Vec<u8> {
-        let mut c = id.to_vec();
-        c.extend(size.to_le_bytes());
-        c.extend_from_slice(body);
-        c
+        [id.as_slice(), &size.to_le_bytes(), body].concat()
     }
 
     fn wav(chunks: &[Vec<u8>]) -> Vec<u8> {
@@ -86,12 +81,7 @@ mod tests {
 
     fn both(bytes: &[u8]) -> (Result<(), String>, Result<Vec<u8>, String>) {
         let file = check_file(&mut Cursor::new(bytes));
-        let mut out = Vec::new();
-        let stream = gate(Cursor::new(bytes))
-            .read_to_end(&mut out)
-            .map(|_| out)
-            .map_err(|e| e.to_string());
-        (file, stream)
+        (file, read_in_pieces(gate(Cursor::new(bytes)), 5))
     }
 
     #[test]
