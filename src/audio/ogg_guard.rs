@@ -237,6 +237,11 @@ impl Walker {
         if buf.len() < PAGE_HEADER {
             return Ok(Scan::More);
         }
+        if buf[4] != 0 || buf[5] & 0xF8 != 0 {
+            // The demuxer refuses the header having read it, and looks for the next capture
+            // pattern after it.
+            return Ok(Scan::Pass(PAGE_HEADER));
+        }
         let lacing_end = PAGE_HEADER + usize::from(buf[26]);
         let Some(lacing) = buf.get(PAGE_HEADER..lacing_end) else {
             return Ok(Scan::More);
@@ -246,8 +251,8 @@ impl Walker {
             return Ok(Scan::More);
         };
         let stored = u32::from_le_bytes([page[22], page[23], page[24], page[25]]);
-        if page[4] != 0 || page[5] & 0xF8 != 0 || page_crc(page) != stored {
-            // The demuxer skips it and looks for the next capture pattern after this one.
+        if page_crc(page) != stored {
+            // The demuxer goes back to just after this capture pattern and looks for the next.
             return Ok(Scan::Pass(CAPTURE.len()));
         }
         self.page(page)?;
@@ -400,6 +405,12 @@ mod tests {
                     577 left in it";
         assert_eq!(file.unwrap_err(), want);
         assert_eq!(stream.unwrap_err(), want);
+        // Behind a header of a bad version, which the demuxer skips whole (27 bytes) however
+        // many segments it claims: still found.
+        let mut bogus = CAPTURE.to_vec();
+        bogus.push(1);
+        bogus.resize(PAGE_HEADER, 0xFF);
+        assert_eq!(both(&[bogus, f.clone()].concat()).1.unwrap_err(), want);
         // The same page with a bad CRC is skipped by the demuxer, and so here.
         let mut bad = f.clone();
         let last = bad.len() - 1;
