@@ -9,11 +9,11 @@
 //!   the spooled mel are identical to their whole-clip twins.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dattavani_asr::testing::audio::{
-    audio_info, decode_wav, load_audio, load_audio_with, resample, AudioStream, MelSource,
-    OpenOptions, RawEncoding, RawPcm, SpooledMel, StreamResampler,
+    audio_info, load_audio, load_audio_with, resample, AudioStream, MelSource, OpenOptions,
+    RawEncoding, RawPcm, SpooledMel, StreamResampler,
 };
 use dattavani_asr::testing::mel::log_mel_spectrogram;
 
@@ -23,22 +23,10 @@ mod wav;
 #[allow(dead_code)]
 mod wer;
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    data("formats").join(name)
-}
-
-/// jfk.wav's first `n` samples (16 kHz mono).
-fn jfk(n: usize) -> Vec<f32> {
-    let (s, rate) = decode_wav(&data("speech/jfk.wav")).unwrap();
-    assert_eq!(rate, 16_000);
-    s[..n].to_vec()
-}
+#[path = "common/audio_fixtures.rs"]
+#[allow(dead_code)]
+mod audio_fixtures;
+use audio_fixtures::{data, fixture, from_reader, jfk, NotSeek};
 
 /// Samples of the two clip lengths the fixtures were cut to (`-t 2.28`, `-t 4.42`).
 const SHORT: usize = 36_480;
@@ -249,26 +237,6 @@ fn truncated_and_corrupted_fixtures_never_panic() {
             }
         }
     }
-}
-
-/// A reader that is only `Read` (as stdin): no seeking possible.
-struct NotSeek<R>(R);
-
-impl<R: Read> Read for NotSeek<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // Hand out small reads, as a pipe does.
-        let n = buf.len().min(3000);
-        self.0.read(&mut buf[..n])
-    }
-}
-
-fn from_reader(bytes: Vec<u8>, opts: &OpenOptions) -> dattavani_asr::Result<Vec<f32>> {
-    AudioStream::from_reader(
-        Box::new(NotSeek(std::io::Cursor::new(bytes))),
-        Path::new("-"),
-        opts,
-    )?
-    .read_all()
 }
 
 #[test]
@@ -712,46 +680,4 @@ fn raw_pcm_is_handed_on_as_it_arrives() {
     }
     assert_eq!(got, want);
     assert!(stream.damage().is_none());
-}
-
-/// Found by `fuzz/` (target audio_stream): a 4-KB M4A whose `stts` box claims 3.3 billion
-/// entries made symphonia reserve 26 GB and the process abort. The box tree is checked first
-/// (src/audio/mp4_guard.rs): a one-line error naming the file, from a file and from a stream.
-#[test]
-fn an_mp4_claiming_huge_tables_is_an_error_not_an_abort() {
-    let path = fixture("malformed_stts.m4a");
-    let err = load_audio(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("malformed_stts.m4a") && err.contains("'stts' claims") && !err.contains('\n'),
-        "{err}"
-    );
-    let err = from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("-: ") && err.contains("'stts' claims"),
-        "{err}"
-    );
-}
-
-/// Found by `fuzz/` right after: a 3-KB WebM whose block claims ~35 PB, which symphonia's
-/// Matroska demuxer allocates before reading. Element headers are checked first
-/// (src/audio/ebml_guard.rs): from a file an error naming it, from a stream the part before
-/// the bad header at most; never an abort.
-#[test]
-fn a_webm_claiming_a_huge_element_is_an_error_not_an_abort() {
-    let path = fixture("malformed_block.webm");
-    let err = load_audio(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("malformed_block.webm")
-            && err.contains("malformed Matroska/WebM")
-            && !err.contains('\n'),
-        "{err}"
-    );
-    // From a stream the gate stops at the bad header: the blocks before it decode (a damaged
-    // stream's readable part, as for any cut stream), or the open fails; never an abort.
-    match from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default()) {
-        Ok(samples) => assert!(samples.len() < 16_000, "{}", samples.len()),
-        Err(e) => assert!(e.to_string().starts_with("-: "), "{e}"),
-    }
 }

@@ -11,7 +11,8 @@ use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
+use symphonia::core::probe::{Hint, Probe};
+use symphonia::default::formats;
 
 use super::opus::{OpusDecoder, OpusHead, OPUS_RATE};
 use super::sniff::Container;
@@ -70,6 +71,28 @@ fn contained<T>(f: impl FnOnce() -> T) -> Option<T> {
 }
 
 /// A readable name for a codec id, for `info` and for "unsupported codec" errors.
+/// A probe that knows only the demuxer of the container sniffed (and no metadata reader).
+/// symphonia's default probe scans up to 1 MiB for the marker of any format it knows and reads
+/// every ID3v2 tag it meets on the way: a file sniffed as one container (an ID3v2 tag, then a
+/// FLAC) could be opened as another, past that one's structure check, and ID3v2 frames are
+/// allocated at their claimed size (up to 4 GiB). Leading ID3v2 tags are skipped before
+/// (`id3_guard`), and what follows them is sniffed again.
+fn probe_for(container: Container) -> Probe {
+    let mut probe = Probe::default();
+    match container {
+        Container::Wav => probe.register_all::<formats::WavReader>(),
+        Container::Aiff => probe.register_all::<formats::AiffReader>(),
+        Container::Caf => probe.register_all::<formats::CafReader>(),
+        Container::Flac => probe.register_all::<formats::FlacReader>(),
+        Container::Ogg => probe.register_all::<formats::OggReader>(),
+        Container::Matroska => probe.register_all::<formats::MkvReader>(),
+        Container::Mp4 => probe.register_all::<formats::IsoMp4Reader>(),
+        Container::Mpeg => probe.register_all::<formats::MpaReader>(),
+        Container::Adts => probe.register_all::<formats::AdtsReader>(),
+    }
+    probe
+}
+
 fn codec_name(codec: CodecType) -> String {
     use symphonia::core::codecs as c;
     let known = [
@@ -112,12 +135,7 @@ impl SymphoniaSource {
         // Symphonia asserts on some malformed headers (e.g. a damaged Matroska EBML header):
         // contain that as an error rather than let it take the process down.
         let probed = contained(|| {
-            symphonia::default::get_probe().format(
-                &hint,
-                mss,
-                &fmt_opts,
-                &MetadataOptions::default(),
-            )
+            probe_for(container).format(&hint, mss, &fmt_opts, &MetadataOptions::default())
         })
         .ok_or_else(|| {
             format!(
@@ -130,6 +148,8 @@ impl SymphoniaSource {
                 "unsupported or malformed {} container ({e})",
                 container.name()
             ),
+            // A structure check's refusal (see flac_guard, ogg_guard, ebml_guard): its message.
+            SymError::IoError(e) if e.kind() == std::io::ErrorKind::InvalidData => e.to_string(),
             SymError::IoError(_) => format!(
                 "truncated or malformed {}: the stream ends inside its header",
                 container.name()

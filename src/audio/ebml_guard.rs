@@ -234,6 +234,7 @@ impl<R: Read> Read for EbmlGate<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::header_gate::read_in_pieces;
     use std::io::Cursor;
 
     /// An element: ID bytes, an 8-byte size, the body.
@@ -259,17 +260,8 @@ mod tests {
 
     fn both(bytes: &[u8]) -> (Result<(), String>, Result<Vec<u8>, String>) {
         let file = check_file(&mut Cursor::new(bytes), bytes.len() as u64);
-        let mut out = Vec::new();
         // Small reads, as a pipe gives them.
-        let mut gate = EbmlGate::new(Cursor::new(bytes.to_vec()));
-        let mut buf = [0u8; 5];
-        let stream = loop {
-            match gate.read(&mut buf) {
-                Ok(0) => break Ok(out),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
+        let stream = read_in_pieces(EbmlGate::new(Cursor::new(bytes.to_vec())), 5);
         (file, stream)
     }
 

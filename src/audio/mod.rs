@@ -14,11 +14,16 @@
 //!
 //! Known limits (symphonia 0.5): AAC in MP4 keeps its encoder priming (1024 frames from ffmpeg,
 //! 2112 from Apple: 64-132 ms of leading near-silence), because symphonia does not apply MP4
-//! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length);
-//! CAF needs a seekable file, not stdin (MP4 from a stream is spooled to a temporary file).
-//! Every MP4 box tree and every Matroska/WebM element header is checked before symphonia
-//! reads it (`mp4_guard`, `ebml_guard`): its demuxers trust the counts and sizes they read and
-//! would reserve gigabytes for a few bytes of file.
+//! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length).
+//! MP4 and CAF from a stream are spooled to a temporary file (their demuxers seek).
+//! Every MP4 box tree, every Matroska/WebM element header, every CAF chunk and packet table,
+//! every FLAC comment and picture block, every Ogg comment header and the LIST chunks of a WAV
+//! symphonia decodes are checked before symphonia reads them (`mp4_guard`, `ebml_guard`,
+//! `caf_guard`, `flac_guard`, `ogg_guard`, `comment_guard`, `riff_guard`): its demuxers and
+//! metadata readers trust the counts and sizes they read and would reserve gigabytes for a few
+//! bytes.
+//! ID3v2 tags are skipped unread (`id3_guard`), and symphonia's probe only knows the demuxer
+//! of the container sniffed (`codec::probe_for`).
 //!
 //! # What the CLI calls (for the merger wiring `src/cli`)
 //! - `transcribe FILE` (short files, today's loop): [`load_audio`]`(path)` as now; it now reads
@@ -39,15 +44,22 @@
 //! - A server or streamer with bytes in hand: [`AudioStream::from_reader`]`(Box::new(reader),
 //!   name, &opts)` then `next_chunk()` for 16 kHz mono chunks; [`SpooledMel::from_stream`].
 
+mod caf_guard;
 mod codec;
+mod comment_guard;
 mod ebml_guard;
+mod flac_guard;
+mod header_gate;
+mod id3_guard;
 mod info;
 mod levels;
 mod mel_source;
 mod mp4_guard;
+mod ogg_guard;
 mod opus;
 mod pcm;
 mod resample;
+mod riff_guard;
 mod sniff;
 mod stream;
 mod wav;

@@ -97,6 +97,12 @@ fn open_source_inner(
             let container = sniff(&head[..n])?;
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| format!("cannot read: {e}"))?;
+            if container == Container::Mpeg && head[..n].starts_with(b"ID3") {
+                // Its ID3v2 tags are skipped as a stream (see id3_guard); an MP3 does not need
+                // seeking.
+                let reader = std::io::BufReader::with_capacity(1 << 16, file);
+                return open_source_inner(Input::Reader(Box::new(reader)), opts);
+            }
             if container == Container::Wav {
                 let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
                 match read_wav_header(&mut reader)? {
@@ -109,19 +115,30 @@ fn open_source_inner(
                 file = reader.into_inner();
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| format!("cannot read: {e}"))?;
+                // An encoding symphonia decodes: its LIST chunks are checked first.
+                super::riff_guard::check_file(&mut file)?;
             }
-            // The two containers whose demuxer trusts sizes in the file: their structure is
-            // checked first (see mp4_guard, ebml_guard).
-            if matches!(container, Container::Mp4 | Container::Matroska) {
+            // The containers whose demuxer (or metadata reader) trusts sizes in the file: their
+            // structure is checked first (see mp4_guard, ebml_guard, caf_guard, flac_guard,
+            // ogg_guard; riff_guard above).
+            if matches!(
+                container,
+                Container::Mp4 | Container::Matroska | Container::Caf
+            ) {
                 let len = file
                     .metadata()
                     .map_err(|e| format!("cannot read: {e}"))?
                     .len();
-                if container == Container::Mp4 {
-                    super::mp4_guard::check(&mut file, len)?;
-                } else {
-                    super::ebml_guard::check_file(&mut file, len)?;
+                match container {
+                    Container::Mp4 => super::mp4_guard::check(&mut file, len)?,
+                    Container::Caf => super::caf_guard::check_file(&mut file, len)?,
+                    _ => super::ebml_guard::check_file(&mut file, len)?,
                 }
+            }
+            match container {
+                Container::Flac => super::flac_guard::check_file(&mut file)?,
+                Container::Ogg => super::ogg_guard::check_file(&mut file)?,
+                _ => {}
             }
             let mss =
                 MediaSourceStream::new(Box::new(file) as Box<dyn MediaSource>, Default::default());
@@ -152,17 +169,29 @@ fn open_source_inner(
                             .into())
                     }
                     WavStart::Other => {
-                        let replay: Box<dyn Read + Send> =
-                            Box::new(Cursor::new(rec.log).chain(rec.inner));
+                        let replay: Box<dyn Read + Send> = Box::new(super::riff_guard::gate(
+                            Cursor::new(rec.log).chain(rec.inner),
+                        ));
                         return symphonia_from_reader(replay, container, opts).map(Some);
                     }
                 }
             }
+            let starts_with_id3 = head.starts_with(b"ID3");
             let mut replay: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(reader));
-            if container == Container::Mp4 {
-                // An MP4 read from a stream goes through an unnamed temporary file: its index
-                // may come after the media data, and its box tree is checked before the
-                // demuxer trusts it (see mp4_guard). Disk, not memory, holds it meanwhile.
+            if container == Container::Mpeg && starts_with_id3 {
+                // ID3v2 tags are skipped unread (see id3_guard); what follows is the input.
+                return match super::id3_guard::skip_tags(replay)
+                    .map_err(|e| format!("read error: {e}"))?
+                {
+                    Ok(rest) => open_after_tags(rest, opts),
+                    Err(whole) => symphonia_from_reader(whole, container, opts).map(Some),
+                };
+            }
+            if container == Container::Mp4 || container == Container::Caf {
+                // An MP4 or CAF read from a stream goes through an unnamed temporary file: an
+                // MP4's index may come after the media data, CAF's demuxer needs to seek, and
+                // their structure is checked before the demuxer trusts it (see mp4_guard,
+                // caf_guard). Disk, not memory, holds it meanwhile.
                 let mut spool = tempfile::tempfile().map_err(|e| format!("temporary file: {e}"))?;
                 std::io::copy(&mut replay, &mut spool).map_err(|e| format!("read error: {e}"))?;
                 spool
@@ -170,12 +199,34 @@ fn open_source_inner(
                     .map_err(|e| format!("temporary file: {e}"))?;
                 return open_source_inner(Input::File(spool), opts);
             }
-            if container == Container::Matroska {
-                // Checked as it streams (see ebml_guard): live WebM cannot wait for its end.
-                replay = Box::new(super::ebml_guard::EbmlGate::new(replay));
-            }
+            // Checked as they stream (see ebml_guard, flac_guard, ogg_guard): live WebM and Ogg
+            // cannot wait for their end.
+            replay = match container {
+                Container::Matroska => Box::new(super::ebml_guard::EbmlGate::new(replay)),
+                Container::Flac => Box::new(super::flac_guard::gate(replay)),
+                Container::Ogg => Box::new(super::ogg_guard::OggGate::new(replay)),
+                _ => replay,
+            };
             symphonia_from_reader(replay, container, opts).map(Some)
         }
+    }
+}
+
+/// Open what follows leading ID3v2 tags: sniffed again (an ID3v2 tag may precede FLAC or AAC
+/// too); where it is not recognised, MPEG audio, whose demuxer scans for the first frame.
+fn open_after_tags(
+    mut rest: Box<dyn Read + Send>,
+    opts: &OpenOptions,
+) -> std::result::Result<Option<Box<dyn FrameSource>>, String> {
+    let mut head = vec![0u8; SNIFF_LEN];
+    let n = read_full(&mut rest, &mut head).map_err(|e| format!("read error: {e}"))?;
+    head.truncate(n);
+    let known = sniff(&head).is_ok();
+    let replay: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(rest));
+    if known {
+        open_source_inner(Input::Reader(replay), opts)
+    } else {
+        symphonia_from_reader(replay, Container::Mpeg, opts).map(Some)
     }
 }
 

@@ -1,0 +1,170 @@
+//! Inputs whose claims symphonia 0.5 would trust (counts, sizes, lengths it allocates before
+//! reading), found by `fuzz/` (target audio_stream) or by reading its readers: each is refused
+//! by a structure check in src/audio/*_guard.rs with a one-line error naming the input, never
+//! an abort or a multi-gigabyte allocation; sound files with the same structures still decode.
+
+use dattavani_asr::testing::audio::{load_audio, OpenOptions};
+
+#[path = "common/audio_fixtures.rs"]
+#[allow(dead_code)]
+mod audio_fixtures;
+use audio_fixtures::{fixture, from_reader, jfk, stream_error};
+
+/// Found by `fuzz/` (target audio_stream): a 4-KB M4A whose `stts` box claims 3.3 billion
+/// entries made symphonia reserve 26 GB and the process abort. The box tree is checked first
+/// (src/audio/mp4_guard.rs): a one-line error naming the file, from a file and from a stream.
+#[test]
+fn an_mp4_claiming_huge_tables_is_an_error_not_an_abort() {
+    let path = fixture("malformed_stts.m4a");
+    let err = load_audio(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("malformed_stts.m4a") && err.contains("'stts' claims") && !err.contains('\n'),
+        "{err}"
+    );
+    let err = from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("-: ") && err.contains("'stts' claims"),
+        "{err}"
+    );
+}
+
+/// Found by `fuzz/` right after: a 3-KB WebM whose block claims ~35 PB, which symphonia's
+/// Matroska demuxer allocates before reading. Element headers are checked first
+/// (src/audio/ebml_guard.rs): from a file an error naming it, from a stream the part before
+/// the bad header at most; never an abort.
+#[test]
+fn a_webm_claiming_a_huge_element_is_an_error_not_an_abort() {
+    let path = fixture("malformed_block.webm");
+    let err = load_audio(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("malformed_block.webm")
+            && err.contains("malformed Matroska/WebM")
+            && !err.contains('\n'),
+        "{err}"
+    );
+    // From a stream the gate stops at the bad header: the blocks before it decode (a damaged
+    // stream's readable part, as for any cut stream), or the open fails; never an abort.
+    match from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default()) {
+        Ok(samples) => assert!(samples.len() < 16_000, "{}", samples.len()),
+        Err(e) => assert!(e.to_string().starts_with("-: "), "{e}"),
+    }
+}
+
+/// Found by `fuzz/` after the MP4 and WebM fixes: a 916-byte FLAC whose Vorbis comment claims
+/// 4 GiB, which symphonia-metadata allocates before reading it. Ogg Vorbis and Opus comment
+/// headers reach the same reader (the two `.ogg`/`.opus` fixtures are ffmpeg's 0.5-s files
+/// with their first comment's length set to 0xFFFFFFFF and the page CRC redone). The comment
+/// and picture lengths are checked first (src/audio/flac_guard.rs, ogg_guard.rs,
+/// comment_guard.rs): a one-line error naming the file, from a file and from a stream, and the
+/// message says the check refused it (so nothing was allocated).
+#[test]
+fn comments_claiming_4_gib_are_an_error_not_an_allocation() {
+    for (name, refusal) in [
+        (
+            "malformed_comment.flac",
+            "malformed FLAC VORBIS_COMMENT block: comment 0 claims 4294967295 bytes",
+        ),
+        (
+            "malformed_comment.opus",
+            "malformed Ogg Opus comment header: comment 0 claims 4294967295 bytes",
+        ),
+        (
+            "malformed_comment.ogg",
+            "malformed Ogg Vorbis comment header: comment 0 claims 4294967295 bytes",
+        ),
+    ] {
+        let path = fixture(name);
+        let err = load_audio(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains(refusal) && !err.contains('\n'),
+            "{err}"
+        );
+        let err = stream_error(std::fs::read(&path).unwrap());
+        assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+    }
+}
+
+/// A real 100-KB comment (ffmpeg -metadata comment=...) is no reason to refuse a file: it
+/// decodes as without it, from a file and from a stream (the Opus one spans two Ogg pages).
+#[test]
+fn a_long_comment_still_decodes() {
+    let flac = load_audio(&fixture("long_comment.flac")).unwrap();
+    assert_eq!(flac, jfk(8000));
+    let opus = load_audio(&fixture("long_comment.opus")).unwrap();
+    // 0.5 s, plus the end of the last Opus frame (symphonia 0.5 does not trim Ogg's end).
+    assert!((8000..8400).contains(&opus.len()), "{}", opus.len());
+    for (name, want) in [("long_comment.flac", flac), ("long_comment.opus", opus)] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        assert_eq!(
+            from_reader(bytes, &OpenOptions::default()).unwrap(),
+            want,
+            "{name}"
+        );
+    }
+}
+
+/// symphonia reads ID3v2 frames at their claimed size too (an APIC frame header can claim
+/// 4 GiB), and its probe, past a tag, opens whichever container's marker comes next. ID3v2
+/// tags are skipped unread (src/audio/id3_guard.rs) and what follows is sniffed again, so a
+/// tag before MP3 changes nothing and a tag before a FLAC does not bypass the FLAC check.
+#[test]
+fn id3v2_tags_are_skipped_unread() {
+    let mut tag = b"ID3\x03\0\0\0\0\x01\x00".to_vec(); // 128 bytes after the header
+    tag.extend(b"APIC\xFF\xFF\xFF\xFF\0\0");
+    tag.resize(10 + 128, 0);
+    let mp3 = std::fs::read(fixture("mp3_48k.mp3")).unwrap();
+    let want = load_audio(&fixture("mp3_48k.mp3")).unwrap();
+    let got = from_reader([tag.clone(), mp3].concat(), &OpenOptions::default()).unwrap();
+    assert_eq!(got, want);
+    let flac = std::fs::read(fixture("malformed_comment.flac")).unwrap();
+    let err = stream_error([tag, flac].concat());
+    assert!(
+        err.contains("malformed FLAC VORBIS_COMMENT block: comment 0 claims 4294967295"),
+        "{err}"
+    );
+}
+
+/// symphonia's CAF demuxer reads a magic cookie, a packet table and each packet at their
+/// claimed sizes (64-bit: terabytes, an abort). Chunks are walked first
+/// (src/audio/caf_guard.rs); a CAF from a stream is spooled to a temporary file for it (and
+/// now decodes as from the file: the demuxer needs to seek).
+#[test]
+fn a_caf_claiming_a_huge_cookie_is_an_error_not_an_abort() {
+    let path = fixture("pcm_s16le_16k.caf");
+    let caf = std::fs::read(&path).unwrap();
+    let from_stream = from_reader(caf.clone(), &OpenOptions::default()).unwrap();
+    assert_eq!(from_stream, load_audio(&path).unwrap());
+    // After the file header (8 bytes) and the description chunk (12 + 32).
+    let mut bad = caf[..52].to_vec();
+    bad.extend(b"kuki");
+    bad.extend((1i64 << 40).to_be_bytes());
+    bad.extend(&caf[52..]);
+    let err = stream_error(bad);
+    assert!(
+        err.starts_with("-: malformed CAF: 'kuki' chunk at byte 52 claims 1099511627776 bytes"),
+        "{err}"
+    );
+}
+
+/// symphonia reads each entry of a WAV's LIST/INFO chunk at its claimed size, bounded only by
+/// the enclosing claims (4 GiB). For the encodings it decodes for us (A-law here), the chunks
+/// before the audio are walked first (src/audio/riff_guard.rs).
+#[test]
+fn a_wav_list_chunk_claiming_gigabytes_is_an_error_not_an_allocation() {
+    let wav = std::fs::read(fixture("alaw.wav")).unwrap();
+    // After the RIFF header (12 bytes) and the 'fmt ' chunk (8 + its size).
+    let fmt_end = 20 + u32::from_le_bytes(wav[16..20].try_into().unwrap()) as usize;
+    let mut bad = wav[..fmt_end].to_vec();
+    bad.extend(b"LIST");
+    bad.extend(0xFFFF_FFF0u32.to_le_bytes());
+    bad.extend(b"INFOINAM");
+    bad.extend(0xFFFF_FFE0u32.to_le_bytes());
+    bad.extend(&wav[fmt_end..]);
+    let err = stream_error(bad);
+    assert!(
+        err.starts_with("-: malformed WAV: 'LIST' chunk claims 4294967280 bytes"),
+        "{err}"
+    );
+}
