@@ -422,24 +422,13 @@ mod tests {
     #[test]
     fn redecoded_tails_move_the_seek() {
         let tb = 1000;
-        let redecode = TailPolicy::Redecode;
-        let c = cut_segments(
-            &[tb, 1, 2, tb + 50, tb + 50, 3, 4],
-            tb,
-            10.0,
-            20.0,
-            redecode,
-        );
+        let cut =
+            |tokens: &[u32], offset| cut_segments(tokens, tb, offset, 20.0, TailPolicy::Redecode);
+        let c = cut(&[tb, 1, 2, tb + 50, tb + 50, 3, 4], 10.0);
         assert_eq!(times(&c), vec![(10.0, 11.0)]);
         assert_eq!(c.redecode_from, Some(50));
         assert!(!c.single_timestamp_ending);
-        let c = cut_segments(
-            &[tb, 1, tb + 50, tb + 50, 3, tb + 100],
-            tb,
-            0.0,
-            20.0,
-            redecode,
-        );
+        let c = cut(&[tb, 1, tb + 50, tb + 50, 3, tb + 100], 0.0);
         assert_eq!(times(&c), vec![(0.0, 1.0), (1.0, 2.0)]);
         assert_eq!(c.redecode_from, None);
         assert!(c.single_timestamp_ending);
