@@ -117,29 +117,17 @@ struct Attention {
     out: Linear,
 }
 
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-}
+/// OpenAI `ResidualAttentionBlock`: pre-LN self-attention, (decoder only) cross-attention, MLP.
+type Block = crate::backend::load_common::Block<LayerNorm, Attention, Linear>;
 
-impl Mlp {
+impl Block {
     /// `out = fc2(gelu(fc1(x)))`, using `hidden` (`rows * ffn`) as scratch.
-    fn forward(&self, x: &[f32], rows: usize, hidden: &mut [f32], out: &mut [f32]) {
+    fn mlp(&self, x: &[f32], rows: usize, hidden: &mut [f32], out: &mut [f32]) {
         let hidden = &mut hidden[..rows * self.fc1.n_out];
         self.fc1.forward(x, rows, hidden);
         ops::gelu(hidden);
         self.fc2.forward(hidden, rows, out);
     }
-}
-
-/// OpenAI `ResidualAttentionBlock`: pre-LN self-attention, (decoder only) cross-attention, MLP.
-struct Block {
-    attn_ln: LayerNorm,
-    attn: Attention,
-    cross_ln: Option<LayerNorm>,
-    cross: Option<Attention>,
-    mlp_ln: LayerNorm,
-    mlp: Mlp,
 }
 
 /// Self-attention keys and values of every decoded position, per decoder layer, for up to
@@ -254,13 +242,8 @@ impl CpuModel {
     /// `[n_audio_ctx, d]`.
     fn run_encoder(&self, mel: &[f32]) -> Result<Vec<f32>> {
         let dims = &self.dims;
+        // `encode_batch` has checked the window's size.
         let (d, n_mels, t_in) = (dims.n_audio_state, dims.n_mels, 2 * dims.n_audio_ctx);
-        if mel.len() != n_mels * t_in {
-            return Err(Error::Internal(format!(
-                "mel window has {} values, expected {n_mels} x {t_in}",
-                mel.len()
-            )));
-        }
         // Stem: conv1 (stride 1) + GELU, conv2 (stride 2) + GELU. conv1 writes time-major rows;
         // conv2 reads channels-first, hence the transpose between them.
         let mut x1 = vec![0.0; t_in * d];
@@ -304,7 +287,7 @@ impl CpuModel {
             block.attn.out.forward(&a, n, &mut o);
             ops::add_assign(&mut x, &o);
             block.mlp_ln.forward(&x, &mut h);
-            block.mlp.forward(&h, n, &mut hidden, &mut o);
+            block.mlp(&h, n, &mut hidden, &mut o);
             ops::add_assign(&mut x, &o);
         }
         let mut out = vec![0.0; n * d];
@@ -335,12 +318,7 @@ impl Backend for CpuModel {
         Some(self)
     }
 
-    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
-        if mels.is_empty() {
-            return Err(Error::Internal("encode_batch given no windows".into()));
-        }
-        // A new batch: the next pass must call begin_decode.
-        self.pass.set_encoded(0);
+    fn encode_windows(&mut self, mels: &[&[f32]]) -> Result<()> {
         let (n, d, h) = (
             self.dims.n_audio_ctx,
             self.dims.n_text_state,
@@ -370,17 +348,10 @@ impl Backend for CpuModel {
                 self.encoder_out = out;
             }
         }
-        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
-    fn pass(&self) -> &DecodePass {
-        &self.pass
-    }
-
-    fn pass_mut(&mut self) -> &mut DecodePass {
-        &mut self.pass
-    }
+    crate::backend::decode_pass_field!(pass);
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
         Ok(self.encoder_out.clone())
@@ -405,8 +376,7 @@ impl Backend for CpuModel {
         result.map(|()| choice)
     }
 
-    fn reorder(&mut self, src: &[usize]) -> Result<()> {
-        self.pass.check_reorder(src)?;
+    fn reorder_caches(&mut self, src: &[usize]) -> Result<()> {
         let c = &mut self.cache;
         let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
         c.ensure(src.len(), seq_len);
@@ -420,17 +390,10 @@ impl Backend for CpuModel {
         }
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        self.pass.reorder(src);
         Ok(())
     }
 
-    fn cross_attention_weights_in(
-        &mut self,
-        window: usize,
-        tokens: &[u32],
-        heads: &[(usize, usize)],
-    ) -> Result<Vec<f32>> {
-        self.begin_decode_windows(&[window])?;
+    fn cross_attention(&mut self, tokens: &[u32], heads: &[(usize, usize)]) -> Result<Vec<f32>> {
         let mut logits = vec![0.0; self.dims.n_vocab];
         let mut weights = vec![0.0; heads.len() * tokens.len() * self.dims.n_audio_ctx];
         self.forward_decoder(tokens, &mut logits, Some((heads, &mut weights)))?;
@@ -474,11 +437,11 @@ impl RowSplit<'_> {
         self.each(|row0, rows, rowwise| lin.forward_rows(x, row0, rows, rowwise, out));
     }
 
-    /// `Mlp::forward` over the groups.
-    fn mlp(&self, mlp: &Mlp, x: &[f32], hidden: &mut [f32], out: &mut [f32]) {
-        self.linear(&mlp.fc1, x, hidden);
-        ops::gelu(&mut hidden[..self.total_rows * mlp.fc1.n_out]);
-        self.linear(&mlp.fc2, hidden, out);
+    /// `Block::mlp` over the groups.
+    fn mlp(&self, block: &Block, x: &[f32], hidden: &mut [f32], out: &mut [f32]) {
+        self.linear(&block.fc1, x, hidden);
+        ops::gelu(&mut hidden[..self.total_rows * block.fc1.n_out]);
+        self.linear(&block.fc2, hidden, out);
     }
 }
 
@@ -648,7 +611,7 @@ impl CpuModel {
             ops::add_assign(x, &s.o[..rows * d]);
 
             block.mlp_ln.forward(x, &mut s.h);
-            split.mlp(&block.mlp, &s.h, &mut s.hidden, &mut s.o);
+            split.mlp(block, &s.h, &mut s.hidden, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
         }
         // Only each sequence's last position is needed: final LN of those rows, then the tied
