@@ -300,7 +300,20 @@ fn main() {
             variants.push(("unfused", g));
         }
         let mut o = vec![0.0; n_q * d];
-        let cpu = time_cpu(|| ops::attention(&q, &kv, &kv, n_q, n_kv, d, n_head, causal, &mut o));
+        let cpu = time_cpu(|| {
+            ops::attention(
+                &q,
+                &kv,
+                &kv,
+                ops::KvLayout::Rows,
+                n_q,
+                n_kv,
+                d,
+                n_head,
+                causal,
+                &mut o,
+            )
+        });
         row(
             "attention",
             &format!(

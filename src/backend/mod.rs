@@ -119,9 +119,8 @@ pub trait Backend {
     /// attends to encoded window `windows[i]`. A window's sequences are best kept adjacent
     /// (the backends run cross-attention per run of equal windows).
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        self.pass().check_begin(windows)?;
+        self.pass_mut().begin(windows)?;
         self.reserve_sequences(windows.len());
-        self.pass_mut().begin(windows);
         Ok(())
     }
 

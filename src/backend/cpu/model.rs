@@ -283,7 +283,18 @@ impl CpuModel {
             block.attn.query.forward(&h, n, &mut q);
             block.attn.key.forward(&h, n, &mut k);
             block.attn.value.forward(&h, n, &mut v);
-            ops::attention(&q, &k, &v, n, n, d, dims.n_audio_head, None, &mut a);
+            ops::attention(
+                &q,
+                &k,
+                &v,
+                ops::KvLayout::Rows,
+                n,
+                n,
+                d,
+                dims.n_audio_head,
+                None,
+                &mut a,
+            );
             block.attn.out.forward(&a, n, &mut o);
             ops::add_assign(&mut x, &o);
             block.mlp_ln.forward(&x, &mut h);
@@ -447,7 +458,7 @@ impl RowSplit<'_> {
 
 /// Cross-attention of the query rows `q` (runs of sequences, `rows_per_seq` rows each) over
 /// their windows' keys and values (head-major, `n_ctx · d` values per window) into `out`: one
-/// `ops::attention_in` per run, as a lone window's pass makes it; runs in parallel when they
+/// `ops::attention` per run, as a lone window's pass makes it; runs in parallel when they
 /// are the same size.
 #[allow(clippy::too_many_arguments)]
 fn cross_attention_runs(
@@ -466,7 +477,7 @@ fn cross_attention_runs(
     let attend = |&(w, _, n_seq): &(usize, usize, usize), q: &[f32], out: &mut [f32]| {
         let rows = n_seq * rows_per_seq;
         let (k, v) = (&k[kv(w)], &v[kv(w)]);
-        ops::attention_in(
+        ops::attention(
             q,
             k,
             v,
@@ -554,6 +565,7 @@ impl CpuModel {
                     &s.q[new.clone()],
                     &cache.k[i][base..base + n_kv * d],
                     &cache.v[i][base..base + n_kv * d],
+                    ops::KvLayout::Rows,
                     n,
                     n_kv,
                     d,
@@ -593,7 +605,7 @@ impl CpuModel {
                     if layer == i {
                         let w = &mut out
                             [slot * rows * dims.n_audio_ctx..(slot + 1) * rows * dims.n_audio_ctx];
-                        ops::attention_weights_in(
+                        ops::attention_weights(
                             &s.q[..rows * d],
                             ck,
                             ops::KvLayout::Heads,
