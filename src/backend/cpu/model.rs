@@ -27,27 +27,20 @@ enum Matrix {
 }
 
 impl Matrix {
-    /// `out[m, rows] = x[m, cols] · selfᵀ + bias`.
-    fn product(&self, x: &[f32], m: usize, cols: usize, bias: Option<&[f32]>, out: &mut [f32]) {
-        match self {
-            Matrix::F32(w) => ops::linear(x, m, cols, w, w.len() / cols, bias, out),
-            Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
-        }
-    }
-
-    /// `product` where each row's result is what it is in a call of at most `ops::SMALL_M`
-    /// rows, whatever `m`: f32 through `ops::linear_small_m`; int8 as is (its sums are exact
-    /// integers and its activations are quantized per row, so rows never interact).
-    fn product_rowwise(
+    /// `out[m, rows] = x[m, cols] · selfᵀ + bias`. With `rowwise`, each row's result is what
+    /// it is in a call of at most `ops::SMALL_M` rows, whatever `m`: f32 as `ops::linear` says;
+    /// int8 as is (its sums are exact integers and its activations are quantized per row, so
+    /// rows never interact).
+    fn product(
         &self,
         x: &[f32],
-        m: usize,
-        cols: usize,
+        (m, cols): (usize, usize),
         bias: Option<&[f32]>,
+        rowwise: bool,
         out: &mut [f32],
     ) {
         match self {
-            Matrix::F32(w) => ops::linear_small_m(x, m, cols, w, w.len() / cols, bias, out),
+            Matrix::F32(w) => ops::linear(x, m, cols, w, w.len() / cols, bias, rowwise, out),
             Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
         }
     }
@@ -64,31 +57,15 @@ struct Linear {
 impl Linear {
     /// `rows` rows of `x` -> `out` (`rows * n_out`).
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        self.w.product(
-            x,
-            rows,
-            self.n_in,
-            self.b.as_deref(),
-            &mut out[..rows * self.n_out],
-        );
+        self.forward_rows(x, 0, rows, false, out);
     }
 
-    /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` takes
-    /// `Matrix::product_rowwise` (each row's result as with at most `ops::SMALL_M` rows), else
-    /// `forward`.
+    /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` as
+    /// `Matrix::product` says.
     fn forward_rows(&self, x: &[f32], row0: usize, rows: usize, rowwise: bool, out: &mut [f32]) {
         let (x, out) = (&x[row0 * self.n_in..], &mut out[row0 * self.n_out..]);
-        if rowwise {
-            self.w.product_rowwise(
-                x,
-                rows,
-                self.n_in,
-                self.b.as_deref(),
-                &mut out[..rows * self.n_out],
-            );
-        } else {
-            self.forward(x, rows, out);
-        }
+        let (b, out) = (self.b.as_deref(), &mut out[..rows * self.n_out]);
+        self.w.product(x, (rows, self.n_in), b, rowwise, out);
     }
 }
 
@@ -418,7 +395,7 @@ type AttentionCapture<'a> = (&'a [(usize, usize)], &'a mut Vec<f32>);
 /// How the rows of a decoder call go through a matrix product so that each row gets exactly
 /// what decoding its window alone gives (windows decoded together equal windows decoded one by
 /// one): with one window, all rows at once, as always; with several, all at once through
-/// `Matrix::product_rowwise` when each window alone would have been at most `ops::SMALL_M`
+/// `Matrix::product` rowwise when each window alone would have been at most `ops::SMALL_M`
 /// rows (its per-row results do not depend on the row count), else window by window with the
 /// row counts a lone window has.
 #[derive(Clone, Copy)]
@@ -642,11 +619,7 @@ impl CpuModel {
         per_seq.each(|row0, m, rowwise| {
             let (x, out) = (&s.last[row0 * d..], &mut logits[row0 * n_vocab..]);
             let out = &mut out[..m * n_vocab];
-            if rowwise {
-                self.tok_emb.product_rowwise(x, m, d, None, out);
-            } else {
-                self.tok_emb.product(x, m, d, None, out);
-            }
+            self.tok_emb.product(x, (m, d), None, rowwise, out);
         });
         self.pass.advance(n);
         Ok(())

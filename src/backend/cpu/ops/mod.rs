@@ -73,7 +73,7 @@ pub use elementwise::{add_assign, gelu};
 pub use embed::embed;
 pub use layernorm::layer_norm;
 pub use math::{erf, exp};
-pub use matmul::{linear, linear_small_m, matmul, SMALL_M};
+pub use matmul::{linear, matmul, SMALL_M};
 pub use softmax::{log_sum_exp, softmax_rows};
 
 /// Below this many multiply-adds a matrix product runs on one thread: thread hand-off costs more
