@@ -95,7 +95,7 @@ pub trait Backend {
     fn encode_windows(&mut self, mels: &[&[f32]]) -> Result<()>;
 
     /// The sequence/window bookkeeping of the current decoding pass (the default methods
-    /// below read it); [`decode_pass_field!`] writes both for a backend's field.
+    /// below read it); `decode_pass_field!` writes both for a backend's field.
     fn pass(&self) -> &DecodePass;
     fn pass_mut(&mut self) -> &mut DecodePass;
 

@@ -27,7 +27,7 @@ pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32
 
 /// A fully connected layer: `out[m, n] = x[m, k] · wᵀ + bias`, with `w` as `[n, k]`.
 ///
-/// Up to [`SMALL_M`] rows (decoder steps: one row per sequence) take [`linear_small_m`], which
+/// Up to [`SMALL_M`] rows (decoder steps: one row per sequence) take `linear_small_m`, which
 /// reads the weights once for all rows; more rows go through `gemm`, unless `rowwise` asks that
 /// each row get exactly what a call of at most [`SMALL_M`] rows gives it (batched decoding),
 /// which `linear_small_m` gives for any `m`.
@@ -78,7 +78,7 @@ pub fn linear(
     }
 }
 
-/// Most rows of `x` for which `linear` takes [`linear_small_m`].
+/// Most rows of `x` for which `linear` takes `linear_small_m`.
 pub const SMALL_M: usize = 8;
 
 /// Output columns per task of [`linear_small_m`]: 256 weight rows of 384 floats are 384 KiB,
