@@ -74,7 +74,7 @@ fn main() {
             let b = rand_vec(&mut seed, n);
             let q = int8::Int8Matrix::quantize(&w, n, k);
             let mut o = vec![0.0; m * n];
-            let t32 = seconds(|| ops::linear(&x, m, k, &w, n, Some(&b), &mut o));
+            let t32 = seconds(|| ops::linear(&x, m, k, &w, n, Some(&b), false, &mut o));
             let t8 = seconds(|| int8::linear(&x, m, &q, Some(&b), &mut o));
             // Few-row products are bound by reading the weights: report GB/s of weights read;
             // many-row ones by arithmetic: GFLOP/s.

@@ -185,7 +185,7 @@ fn main() {
             ("register checked", t(&checked)),
         ];
         let mut o = vec![0.0; m * n];
-        let cpu = time_cpu(|| ops::linear(&x, m, k, &w, n, Some(&b), &mut o));
+        let cpu = time_cpu(|| ops::linear(&x, m, k, &w, n, Some(&b), false, &mut o));
         row(
             "linear (+bias)",
             &format!("{m}x{k}x{n}"),
@@ -235,7 +235,7 @@ fn main() {
             ("checked", t(&checked)),
         ];
         let mut o = vec![0.0; m * n];
-        let cpu = time_cpu(|| ops::linear(&x, m, k, &w, n, None, &mut o));
+        let cpu = time_cpu(|| ops::linear(&x, m, k, &w, n, None, false, &mut o));
         row(
             "GEMV (logits)",
             "1x384x51864",
@@ -300,7 +300,20 @@ fn main() {
             variants.push(("unfused", g));
         }
         let mut o = vec![0.0; n_q * d];
-        let cpu = time_cpu(|| ops::attention(&q, &kv, &kv, n_q, n_kv, d, n_head, causal, &mut o));
+        let cpu = time_cpu(|| {
+            ops::attention(
+                &q,
+                &kv,
+                &kv,
+                ops::KvLayout::Rows,
+                n_q,
+                n_kv,
+                d,
+                n_head,
+                causal,
+                &mut o,
+            )
+        });
         row(
             "attention",
             &format!(

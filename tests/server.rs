@@ -91,6 +91,15 @@ fn transcribe(addr: SocketAddr, fields: &[(&str, &str)]) -> Reply {
     )
 }
 
+/// The string field `key` of each object in the JSON array `list` (`words`' words, `data`'s ids).
+fn strings<'a>(list: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    let items = list.as_array().expect("a JSON array");
+    items
+        .iter()
+        .map(|item| item[key].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn every_response_format_is_the_library_transcript() {
     let Some(server) = shared() else { return };
@@ -161,12 +170,7 @@ fn word_granularity_and_streaming() {
         ],
     );
     let v = r.json();
-    let words: Vec<&str> = v["words"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["word"].as_str().unwrap())
-        .collect();
+    let words = strings(&v["words"], "word");
     let want: Vec<String> = expected
         .segments
         .iter()
@@ -362,12 +366,7 @@ fn health_ready_models_openapi_and_metrics() {
     );
     let models = request(addr, "GET", "/v1/models", &[("Authorization", &auth)], None).json();
     assert_eq!(models["object"], "list");
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = strings(&models["data"], "id");
     assert_eq!(ids[0], server.model);
     assert!(ids.contains(&"whisper-1"));
     let one = request(
@@ -606,12 +605,7 @@ fn cached_models_load_on_demand_and_others_are_404() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let list = request(addr, "GET", "/v1/models", &[("Authorization", &auth)], None).json();
-    let ids: Vec<&str> = list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = strings(&list["data"], "id");
     assert!(ids.contains(&"base"), "{ids:?}");
 
     let r = transcribe(

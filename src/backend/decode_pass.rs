@@ -55,9 +55,10 @@ impl DecodePass {
         &self.runs
     }
 
-    /// Checks `windows` (one per sequence) for `begin_decode_windows`; the backend then makes
-    /// room for `windows.len()` sequences and calls [`DecodePass::begin`].
-    pub fn check_begin(&self, windows: &[usize]) -> Result<()> {
+    /// Starts a pass of one sequence per entry of `windows` (`begin_decode_windows`), after
+    /// checking that each names an encoded window; the backend then makes room for
+    /// `windows.len()` sequences.
+    pub fn begin(&mut self, windows: &[usize]) -> Result<()> {
         if self.n_windows == 0 {
             return Err(Error::Internal("begin_decode called before encode".into()));
         }
@@ -72,16 +73,12 @@ impl DecodePass {
                 self.n_windows
             )));
         }
-        Ok(())
-    }
-
-    /// Start a pass of one sequence per entry of `windows` (checked by `check_begin`).
-    pub fn begin(&mut self, windows: &[usize]) {
         self.n_seq = windows.len();
         self.len = 0;
         self.seq_window.clear();
         self.seq_window.extend_from_slice(windows);
         window_runs(&self.seq_window, &mut self.runs);
+        Ok(())
     }
 
     /// `n_seq` zeros for `begin_decode(n_seq)` (every sequence on window 0), in the spare
@@ -161,11 +158,10 @@ mod tests {
     #[test]
     fn begin_reorder_and_runs() {
         let mut p = DecodePass::default();
-        assert!(p.check_begin(&[0]).is_err(), "nothing encoded");
+        assert!(p.begin(&[0]).is_err(), "nothing encoded");
         p.set_encoded(3);
-        assert!(p.check_begin(&[0, 3]).is_err(), "window 3 of 3");
-        p.check_begin(&[0, 0, 2]).unwrap();
-        p.begin(&[0, 0, 2]);
+        assert!(p.begin(&[0, 3]).is_err(), "window 3 of 3");
+        p.begin(&[0, 0, 2]).unwrap();
         assert_eq!(p.runs(), &[(0, 0, 2), (2, 2, 1)]);
         p.advance(4);
         assert!(p.check_reorder(&[3]).is_err());

@@ -9,9 +9,24 @@ pub(crate) mod load_common;
 
 pub use decode_pass::DecodePass;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mel::LogMel;
 use crate::model::config::ModelDims;
+
+/// The [`Backend::pass`] and [`Backend::pass_mut`] accessors of a backend that keeps its
+/// [`DecodePass`] in the field `$field`.
+macro_rules! decode_pass_field {
+    ($field:ident) => {
+        fn pass(&self) -> &$crate::backend::DecodePass {
+            &self.$field
+        }
+
+        fn pass_mut(&mut self) -> &mut $crate::backend::DecodePass {
+            &mut self.$field
+        }
+    };
+}
+pub(crate) use decode_pass_field;
 
 /// A loaded Whisper model on some device.
 ///
@@ -54,11 +69,33 @@ pub trait Backend {
     }
 
     /// Encode several windows (each as `encode` takes it), replacing what was encoded before:
-    /// window `i` is `mels[i]`, and each keeps its own cross-attention K/V.
-    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()>;
+    /// window `i` is `mels[i]`, and each keeps its own cross-attention K/V. Checks the windows,
+    /// runs the backend's [`encode_windows`](Self::encode_windows) and records them in the
+    /// decoding-pass bookkeeping.
+    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
+        let (n_mels, t_in) = (self.dims().n_mels, 2 * self.dims().n_audio_ctx);
+        if mels.is_empty() {
+            return Err(Error::Internal("encode_batch given no windows".into()));
+        }
+        if let Some(mel) = mels.iter().find(|m| m.len() != n_mels * t_in) {
+            return Err(Error::Internal(format!(
+                "mel window has {} values, expected {n_mels} x {t_in}",
+                mel.len()
+            )));
+        }
+        // A new batch: the next pass must call begin_decode (and a failed encode leaves none).
+        self.pass_mut().set_encoded(0);
+        self.encode_windows(mels)?;
+        self.pass_mut().set_encoded(mels.len());
+        Ok(())
+    }
+
+    /// The device work of [`encode_batch`](Self::encode_batch), on windows it has checked (at
+    /// least one, each `n_mels * 2 * n_audio_ctx` values).
+    fn encode_windows(&mut self, mels: &[&[f32]]) -> Result<()>;
 
     /// The sequence/window bookkeeping of the current decoding pass (the default methods
-    /// below read it).
+    /// below read it); `decode_pass_field!` writes both for a backend's field.
     fn pass(&self) -> &DecodePass;
     fn pass_mut(&mut self) -> &mut DecodePass;
 
@@ -82,9 +119,8 @@ pub trait Backend {
     /// attends to encoded window `windows[i]`. A window's sequences are best kept adjacent
     /// (the backends run cross-attention per run of equal windows).
     fn begin_decode_windows(&mut self, windows: &[usize]) -> Result<()> {
-        self.pass().check_begin(windows)?;
+        self.pass_mut().begin(windows)?;
         self.reserve_sequences(windows.len());
-        self.pass_mut().begin(windows);
         Ok(())
     }
 
@@ -106,8 +142,19 @@ pub trait Backend {
     fn decode(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<()>;
 
     /// Continue with sequences `src` (new sequence `i` is old sequence `src[i]`, window
-    /// included); `src.len()` becomes the new `n_seq`.
-    fn reorder(&mut self, src: &[usize]) -> Result<()>;
+    /// included); `src.len()` becomes the new `n_seq`. Checks `src`, has the backend move its
+    /// cache rows ([`reorder_caches`](Self::reorder_caches)) and updates the bookkeeping.
+    fn reorder(&mut self, src: &[usize]) -> Result<()> {
+        self.pass().check_reorder(src)?;
+        self.reorder_caches(src)?;
+        self.pass_mut().reorder(src);
+        Ok(())
+    }
+
+    /// The device work of [`reorder`](Self::reorder), with `src` checked: the self-attention
+    /// cache of new sequence `i` becomes that of old sequence `src[i]` (the first
+    /// `cached_len` positions; the pass still describes the old sequences).
+    fn reorder_caches(&mut self, src: &[usize]) -> Result<()>;
 
     /// Cross-attention weights of the given (layer, head) pairs when the decoder reads `tokens`
     /// from an empty cache: `[heads.len(), tokens.len(), n_audio_ctx]`, each row a softmax.
@@ -120,13 +167,28 @@ pub trait Backend {
         self.cross_attention_weights_in(0, tokens, heads)
     }
 
-    /// `cross_attention_weights` over encoded window `window`.
+    /// `cross_attention_weights` over encoded window `window`: checks `heads`, starts a pass of
+    /// one sequence on `window` and runs the backend's
+    /// [`cross_attention`](Self::cross_attention).
     fn cross_attention_weights_in(
         &mut self,
         window: usize,
         tokens: &[u32],
         heads: &[(usize, usize)],
-    ) -> Result<Vec<f32>>;
+    ) -> Result<Vec<f32>> {
+        let (layers, n_head) = (self.dims().n_text_layer, self.dims().n_text_head);
+        if let Some(bad) = heads.iter().find(|&&(l, h)| l >= layers || h >= n_head) {
+            return Err(Error::Internal(format!(
+                "alignment head {bad:?} outside {layers} layers x {n_head} heads"
+            )));
+        }
+        self.begin_decode_windows(&[window])?;
+        self.cross_attention(tokens, heads)
+    }
+
+    /// The device work of [`cross_attention_weights_in`](Self::cross_attention_weights_in), in
+    /// the pass it has begun (one sequence, empty cache) with `heads` checked.
+    fn cross_attention(&mut self, tokens: &[u32], heads: &[(usize, usize)]) -> Result<Vec<f32>>;
 
     /// Greedy decoding's step for one sequence: like `decode`, but the backend masks the
     /// `suppress` ids (sorted) and returns only the likeliest token and its log-probability

@@ -89,31 +89,39 @@ impl ModelConfig {
         let cfg = read_json(&cfg_path)?;
         let dim = |key: &str| get_usize(&cfg, key, &cfg_path);
         let d_model = dim("d_model")?;
-        let dims = ModelDims {
-            n_mels: dim("num_mel_bins")?,
-            n_audio_ctx: dim("max_source_positions")?,
-            n_audio_state: d_model,
-            n_audio_head: dim("encoder_attention_heads")?,
-            n_audio_layer: dim("encoder_layers")?,
-            n_audio_ffn: dim("encoder_ffn_dim")?,
-            n_vocab: dim("vocab_size")?,
-            n_text_ctx: dim("max_target_positions")?,
-            n_text_state: d_model,
-            n_text_head: dim("decoder_attention_heads")?,
-            n_text_layer: dim("decoder_layers")?,
-            n_text_ffn: dim("decoder_ffn_dim")?,
-        };
-        for (name, heads) in [
-            ("encoder", dims.n_audio_head),
-            ("decoder", dims.n_text_head),
-        ] {
+        // Encoder and decoder stacks are described alike: (heads, layers, ffn width).
+        let stack = |side: &str| -> Result<(usize, usize, usize)> {
+            let heads = dim(&format!("{side}_attention_heads"))?;
             if heads == 0 || d_model % heads != 0 {
                 return Err(Error::model(
                     &cfg_path,
-                    format!("d_model {d_model} is not divisible by {name}_attention_heads {heads}"),
+                    format!("d_model {d_model} is not divisible by {side}_attention_heads {heads}"),
                 ));
             }
-        }
+            Ok((
+                heads,
+                dim(&format!("{side}_layers"))?,
+                dim(&format!("{side}_ffn_dim"))?,
+            ))
+        };
+        let (n_mels, n_audio_ctx) = (dim("num_mel_bins")?, dim("max_source_positions")?);
+        let (n_audio_head, n_audio_layer, n_audio_ffn) = stack("encoder")?;
+        let (n_vocab, n_text_ctx) = (dim("vocab_size")?, dim("max_target_positions")?);
+        let (n_text_head, n_text_layer, n_text_ffn) = stack("decoder")?;
+        let dims = ModelDims {
+            n_mels,
+            n_audio_ctx,
+            n_audio_state: d_model,
+            n_audio_head,
+            n_audio_layer,
+            n_audio_ffn,
+            n_vocab,
+            n_text_ctx,
+            n_text_state: d_model,
+            n_text_head,
+            n_text_layer,
+            n_text_ffn,
+        };
         let gen_path = dir.join("generation_config.json");
         let gen = if gen_path.exists() {
             Some(read_json(&gen_path)?)

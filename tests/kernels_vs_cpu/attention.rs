@@ -18,7 +18,18 @@ fn check_attention(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, shape: Shape
         .run_attention(ctx, [&q, &k, &v], (n_q, n_kv, n_head, causal), unfused)
         .unwrap();
     let mut want = vec![0.0; n_q * d];
-    ops::attention(&q, &k, &v, n_q, n_kv, d, n_head, causal, &mut want);
+    ops::attention(
+        &q,
+        &k,
+        &v,
+        ops::KvLayout::Rows,
+        n_q,
+        n_kv,
+        d,
+        n_head,
+        causal,
+        &mut want,
+    );
     // Scores: 64-term dot products (≈ 64·ε·16 ≈ 1e-4 worst case, ~1e-6 typical) then exp and
     // sums over n_kv; outputs are convex combinations of |v| ≤ 1, so absolute error ≈ score
     // error + n_kv·ε. 2e-5 + n_kv·ε covers both with margin.

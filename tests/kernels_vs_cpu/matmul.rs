@@ -45,7 +45,7 @@ fn check_linear(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, case: Case) {
         .run_linear(ctx, &x, m, k, &w, WeightType::F32, n, bias, gelu)
         .unwrap();
     let mut want = vec![0.0; m * n];
-    ops::linear(&x, m, k, &w, n, bias, &mut want);
+    ops::linear(&x, m, k, &w, n, bias, false, &mut want);
     if gelu {
         ops::gelu(&mut want);
     }
@@ -80,7 +80,7 @@ fn check_linear_f16(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, m: usize, k
         (&w, 4.0 * (k as f32).sqrt() / 2048.0, "f32 weights"),
     ] {
         let mut want = vec![0.0; m * n];
-        ops::linear(&x, m, k, weights, n, Some(&b), &mut want);
+        ops::linear(&x, m, k, weights, n, Some(&b), false, &mut want);
         if n % 2 == 1 {
             ops::gelu(&mut want);
         }
@@ -137,7 +137,7 @@ fn check_linear_int8(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, case: Case
         (&w, (k as f32).sqrt() / 127.0, "f32 weights"),
     ] {
         let mut want = vec![0.0; m * n];
-        ops::linear(&x, m, k, weights, n, bias, &mut want);
+        ops::linear(&x, m, k, weights, n, bias, false, &mut want);
         if gelu {
             ops::gelu(&mut want);
         }

@@ -27,27 +27,20 @@ enum Matrix {
 }
 
 impl Matrix {
-    /// `out[m, rows] = x[m, cols] · selfᵀ + bias`.
-    fn product(&self, x: &[f32], m: usize, cols: usize, bias: Option<&[f32]>, out: &mut [f32]) {
-        match self {
-            Matrix::F32(w) => ops::linear(x, m, cols, w, w.len() / cols, bias, out),
-            Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
-        }
-    }
-
-    /// `product` where each row's result is what it is in a call of at most `ops::SMALL_M`
-    /// rows, whatever `m`: f32 through `ops::linear_small_m`; int8 as is (its sums are exact
-    /// integers and its activations are quantized per row, so rows never interact).
-    fn product_rowwise(
+    /// `out[m, rows] = x[m, cols] · selfᵀ + bias`. With `rowwise`, each row's result is what
+    /// it is in a call of at most `ops::SMALL_M` rows, whatever `m`: f32 as `ops::linear` says;
+    /// int8 as is (its sums are exact integers and its activations are quantized per row, so
+    /// rows never interact).
+    fn product(
         &self,
         x: &[f32],
-        m: usize,
-        cols: usize,
+        (m, cols): (usize, usize),
         bias: Option<&[f32]>,
+        rowwise: bool,
         out: &mut [f32],
     ) {
         match self {
-            Matrix::F32(w) => ops::linear_small_m(x, m, cols, w, w.len() / cols, bias, out),
+            Matrix::F32(w) => ops::linear(x, m, cols, w, w.len() / cols, bias, rowwise, out),
             Matrix::Int8(w) => crate::backend::cpu::int8::linear(x, m, w, bias, out),
         }
     }
@@ -64,31 +57,15 @@ struct Linear {
 impl Linear {
     /// `rows` rows of `x` -> `out` (`rows * n_out`).
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        self.w.product(
-            x,
-            rows,
-            self.n_in,
-            self.b.as_deref(),
-            &mut out[..rows * self.n_out],
-        );
+        self.forward_rows(x, 0, rows, false, out);
     }
 
-    /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` takes
-    /// `Matrix::product_rowwise` (each row's result as with at most `ops::SMALL_M` rows), else
-    /// `forward`.
+    /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` as
+    /// `Matrix::product` says.
     fn forward_rows(&self, x: &[f32], row0: usize, rows: usize, rowwise: bool, out: &mut [f32]) {
         let (x, out) = (&x[row0 * self.n_in..], &mut out[row0 * self.n_out..]);
-        if rowwise {
-            self.w.product_rowwise(
-                x,
-                rows,
-                self.n_in,
-                self.b.as_deref(),
-                &mut out[..rows * self.n_out],
-            );
-        } else {
-            self.forward(x, rows, out);
-        }
+        let (b, out) = (self.b.as_deref(), &mut out[..rows * self.n_out]);
+        self.w.product(x, (rows, self.n_in), b, rowwise, out);
     }
 }
 
@@ -117,29 +94,17 @@ struct Attention {
     out: Linear,
 }
 
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-}
+/// OpenAI `ResidualAttentionBlock`: pre-LN self-attention, (decoder only) cross-attention, MLP.
+type Block = crate::backend::load_common::Block<LayerNorm, Attention, Linear>;
 
-impl Mlp {
+impl Block {
     /// `out = fc2(gelu(fc1(x)))`, using `hidden` (`rows * ffn`) as scratch.
-    fn forward(&self, x: &[f32], rows: usize, hidden: &mut [f32], out: &mut [f32]) {
+    fn mlp(&self, x: &[f32], rows: usize, hidden: &mut [f32], out: &mut [f32]) {
         let hidden = &mut hidden[..rows * self.fc1.n_out];
         self.fc1.forward(x, rows, hidden);
         ops::gelu(hidden);
         self.fc2.forward(hidden, rows, out);
     }
-}
-
-/// OpenAI `ResidualAttentionBlock`: pre-LN self-attention, (decoder only) cross-attention, MLP.
-struct Block {
-    attn_ln: LayerNorm,
-    attn: Attention,
-    cross_ln: Option<LayerNorm>,
-    cross: Option<Attention>,
-    mlp_ln: LayerNorm,
-    mlp: Mlp,
 }
 
 /// Self-attention keys and values of every decoded position, per decoder layer, for up to
@@ -254,13 +219,8 @@ impl CpuModel {
     /// `[n_audio_ctx, d]`.
     fn run_encoder(&self, mel: &[f32]) -> Result<Vec<f32>> {
         let dims = &self.dims;
+        // `encode_batch` has checked the window's size.
         let (d, n_mels, t_in) = (dims.n_audio_state, dims.n_mels, 2 * dims.n_audio_ctx);
-        if mel.len() != n_mels * t_in {
-            return Err(Error::Internal(format!(
-                "mel window has {} values, expected {n_mels} x {t_in}",
-                mel.len()
-            )));
-        }
         // Stem: conv1 (stride 1) + GELU, conv2 (stride 2) + GELU. conv1 writes time-major rows;
         // conv2 reads channels-first, hence the transpose between them.
         let mut x1 = vec![0.0; t_in * d];
@@ -300,11 +260,22 @@ impl CpuModel {
             block.attn.query.forward(&h, n, &mut q);
             block.attn.key.forward(&h, n, &mut k);
             block.attn.value.forward(&h, n, &mut v);
-            ops::attention(&q, &k, &v, n, n, d, dims.n_audio_head, None, &mut a);
+            ops::attention(
+                &q,
+                &k,
+                &v,
+                ops::KvLayout::Rows,
+                n,
+                n,
+                d,
+                dims.n_audio_head,
+                None,
+                &mut a,
+            );
             block.attn.out.forward(&a, n, &mut o);
             ops::add_assign(&mut x, &o);
             block.mlp_ln.forward(&x, &mut h);
-            block.mlp.forward(&h, n, &mut hidden, &mut o);
+            block.mlp(&h, n, &mut hidden, &mut o);
             ops::add_assign(&mut x, &o);
         }
         let mut out = vec![0.0; n * d];
@@ -335,12 +306,7 @@ impl Backend for CpuModel {
         Some(self)
     }
 
-    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
-        if mels.is_empty() {
-            return Err(Error::Internal("encode_batch given no windows".into()));
-        }
-        // A new batch: the next pass must call begin_decode.
-        self.pass.set_encoded(0);
+    fn encode_windows(&mut self, mels: &[&[f32]]) -> Result<()> {
         let (n, d, h) = (
             self.dims.n_audio_ctx,
             self.dims.n_text_state,
@@ -370,17 +336,10 @@ impl Backend for CpuModel {
                 self.encoder_out = out;
             }
         }
-        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
-    fn pass(&self) -> &DecodePass {
-        &self.pass
-    }
-
-    fn pass_mut(&mut self) -> &mut DecodePass {
-        &mut self.pass
-    }
+    crate::backend::decode_pass_field!(pass);
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
         Ok(self.encoder_out.clone())
@@ -405,8 +364,7 @@ impl Backend for CpuModel {
         result.map(|()| choice)
     }
 
-    fn reorder(&mut self, src: &[usize]) -> Result<()> {
-        self.pass.check_reorder(src)?;
+    fn reorder_caches(&mut self, src: &[usize]) -> Result<()> {
         let c = &mut self.cache;
         let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
         c.ensure(src.len(), seq_len);
@@ -420,17 +378,10 @@ impl Backend for CpuModel {
         }
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        self.pass.reorder(src);
         Ok(())
     }
 
-    fn cross_attention_weights_in(
-        &mut self,
-        window: usize,
-        tokens: &[u32],
-        heads: &[(usize, usize)],
-    ) -> Result<Vec<f32>> {
-        self.begin_decode_windows(&[window])?;
+    fn cross_attention(&mut self, tokens: &[u32], heads: &[(usize, usize)]) -> Result<Vec<f32>> {
         let mut logits = vec![0.0; self.dims.n_vocab];
         let mut weights = vec![0.0; heads.len() * tokens.len() * self.dims.n_audio_ctx];
         self.forward_decoder(tokens, &mut logits, Some((heads, &mut weights)))?;
@@ -444,7 +395,7 @@ type AttentionCapture<'a> = (&'a [(usize, usize)], &'a mut Vec<f32>);
 /// How the rows of a decoder call go through a matrix product so that each row gets exactly
 /// what decoding its window alone gives (windows decoded together equal windows decoded one by
 /// one): with one window, all rows at once, as always; with several, all at once through
-/// `Matrix::product_rowwise` when each window alone would have been at most `ops::SMALL_M`
+/// `Matrix::product` rowwise when each window alone would have been at most `ops::SMALL_M`
 /// rows (its per-row results do not depend on the row count), else window by window with the
 /// row counts a lone window has.
 #[derive(Clone, Copy)]
@@ -474,17 +425,17 @@ impl RowSplit<'_> {
         self.each(|row0, rows, rowwise| lin.forward_rows(x, row0, rows, rowwise, out));
     }
 
-    /// `Mlp::forward` over the groups.
-    fn mlp(&self, mlp: &Mlp, x: &[f32], hidden: &mut [f32], out: &mut [f32]) {
-        self.linear(&mlp.fc1, x, hidden);
-        ops::gelu(&mut hidden[..self.total_rows * mlp.fc1.n_out]);
-        self.linear(&mlp.fc2, hidden, out);
+    /// `Block::mlp` over the groups.
+    fn mlp(&self, block: &Block, x: &[f32], hidden: &mut [f32], out: &mut [f32]) {
+        self.linear(&block.fc1, x, hidden);
+        ops::gelu(&mut hidden[..self.total_rows * block.fc1.n_out]);
+        self.linear(&block.fc2, hidden, out);
     }
 }
 
 /// Cross-attention of the query rows `q` (runs of sequences, `rows_per_seq` rows each) over
 /// their windows' keys and values (head-major, `n_ctx · d` values per window) into `out`: one
-/// `ops::attention_in` per run, as a lone window's pass makes it; runs in parallel when they
+/// `ops::attention` per run, as a lone window's pass makes it; runs in parallel when they
 /// are the same size.
 #[allow(clippy::too_many_arguments)]
 fn cross_attention_runs(
@@ -503,7 +454,7 @@ fn cross_attention_runs(
     let attend = |&(w, _, n_seq): &(usize, usize, usize), q: &[f32], out: &mut [f32]| {
         let rows = n_seq * rows_per_seq;
         let (k, v) = (&k[kv(w)], &v[kv(w)]);
-        ops::attention_in(
+        ops::attention(
             q,
             k,
             v,
@@ -591,6 +542,7 @@ impl CpuModel {
                     &s.q[new.clone()],
                     &cache.k[i][base..base + n_kv * d],
                     &cache.v[i][base..base + n_kv * d],
+                    ops::KvLayout::Rows,
                     n,
                     n_kv,
                     d,
@@ -630,7 +582,7 @@ impl CpuModel {
                     if layer == i {
                         let w = &mut out
                             [slot * rows * dims.n_audio_ctx..(slot + 1) * rows * dims.n_audio_ctx];
-                        ops::attention_weights_in(
+                        ops::attention_weights(
                             &s.q[..rows * d],
                             ck,
                             ops::KvLayout::Heads,
@@ -648,7 +600,7 @@ impl CpuModel {
             ops::add_assign(x, &s.o[..rows * d]);
 
             block.mlp_ln.forward(x, &mut s.h);
-            split.mlp(&block.mlp, &s.h, &mut s.hidden, &mut s.o);
+            split.mlp(block, &s.h, &mut s.hidden, &mut s.o);
             ops::add_assign(x, &s.o[..rows * d]);
         }
         // Only each sequence's last position is needed: final LN of those rows, then the tied
@@ -667,11 +619,7 @@ impl CpuModel {
         per_seq.each(|row0, m, rowwise| {
             let (x, out) = (&s.last[row0 * d..], &mut logits[row0 * n_vocab..]);
             let out = &mut out[..m * n_vocab];
-            if rowwise {
-                self.tok_emb.product_rowwise(x, m, d, None, out);
-            } else {
-                self.tok_emb.product(x, m, d, None, out);
-            }
+            self.tok_emb.product(x, (m, d), None, rowwise, out);
         });
         self.pass.advance(n);
         Ok(())

@@ -48,15 +48,7 @@ struct Attention {
     o: Linear,
 }
 
-struct Block {
-    attn_ln: LayerNorm,
-    attn: Attention,
-    cross_ln: Option<LayerNorm>,
-    cross: Option<Attention>,
-    mlp_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-}
+type Block = crate::backend::load_common::Block<LayerNorm, Attention, Linear>;
 
 /// Self-attention keys and values of every decoded position, per decoder layer, for up to `cap`
 /// sequences of `n_text_ctx` rows each (as `cpu::model::KvCache`); `spare_*` are the targets of
@@ -168,21 +160,7 @@ impl Backend for GpuModel {
             .compute(ctx, k, samples, n_mels)
     }
 
-    fn encode_batch(&mut self, mels: &[&[f32]]) -> Result<()> {
-        let dims = &self.dims;
-        let t_in = 2 * dims.n_audio_ctx;
-        if mels.is_empty() {
-            return Err(Error::Internal("encode_batch given no windows".into()));
-        }
-        if let Some(mel) = mels.iter().find(|m| m.len() != dims.n_mels * t_in) {
-            return Err(Error::Internal(format!(
-                "mel window has {} values, expected {} x {t_in}",
-                mel.len(),
-                dims.n_mels
-            )));
-        }
-        // A new batch: the next pass must call begin_decode.
-        self.pass.set_encoded(0);
+    fn encode_windows(&mut self, mels: &[&[f32]]) -> Result<()> {
         while self.cross_k.len() < mels.len() {
             self.cross_k
                 .push(Self::cross_buffers(&self.ctx, &self.dims, "cross_k"));
@@ -203,17 +181,10 @@ impl Backend for GpuModel {
                 |_| {},
             )?;
         }
-        self.pass.set_encoded(mels.len());
         Ok(())
     }
 
-    fn pass(&self) -> &DecodePass {
-        &self.pass
-    }
-
-    fn pass_mut(&mut self) -> &mut DecodePass {
-        &mut self.pass
-    }
+    crate::backend::decode_pass_field!(pass);
 
     fn encoder_output(&self) -> Result<Vec<f32>> {
         if self.pass.n_windows() == 0 {
@@ -292,8 +263,7 @@ impl Backend for GpuModel {
         Ok((picked[0].to_bits(), picked[1]))
     }
 
-    fn reorder(&mut self, src: &[usize]) -> Result<()> {
-        self.pass.check_reorder(src)?;
+    fn reorder_caches(&mut self, src: &[usize]) -> Result<()> {
         let grow = src.len() > self.cache.cap;
         if grow {
             // The target must hold the new sequences; the source keeps its contents.
@@ -323,7 +293,6 @@ impl Backend for GpuModel {
         let c = &mut self.cache;
         std::mem::swap(&mut c.k, &mut c.spare_k);
         std::mem::swap(&mut c.v, &mut c.spare_v);
-        self.pass.reorder(src);
         if grow {
             let dims = &self.dims;
             c.spare_k = Self::cache_buffers(&self.ctx, dims, src.len(), "cache_k");
@@ -335,23 +304,7 @@ impl Backend for GpuModel {
         Ok(())
     }
 
-    fn cross_attention_weights_in(
-        &mut self,
-        window: usize,
-        tokens: &[u32],
-        heads: &[(usize, usize)],
-    ) -> Result<Vec<f32>> {
-        let dims = &self.dims;
-        if let Some(bad) = heads
-            .iter()
-            .find(|&&(l, h)| l >= dims.n_text_layer || h >= dims.n_text_head)
-        {
-            return Err(Error::Internal(format!(
-                "alignment head {bad:?} outside {} layers x {} heads",
-                dims.n_text_layer, dims.n_text_head
-            )));
-        }
-        self.begin_decode_windows(&[window])?;
+    fn cross_attention(&mut self, tokens: &[u32], heads: &[(usize, usize)]) -> Result<Vec<f32>> {
         let n = self.check_decode(tokens)?;
         let na = self.dims.n_audio_ctx;
         let n_w = heads.len() * n * na;

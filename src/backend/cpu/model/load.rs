@@ -2,9 +2,10 @@
 //! [`crate::model::schema`], matrices stored as `--dtype` asks.
 
 use super::{
-    Attention, Block, CpuModel, CpuWeights, DecoderScratch, KvCache, LayerNorm, Linear, Matrix, Mlp,
+    Attention, Block, CpuModel, CpuWeights, DecoderScratch, KvCache, LayerNorm, Linear, Matrix,
 };
 use crate::backend::cpu::int8::Int8Matrix;
+use crate::backend::load_common::Layer;
 use crate::backend::DecodePass;
 use crate::error::{Error, Result};
 use crate::model::config::ModelDims;
@@ -47,62 +48,6 @@ impl LayerNorm {
     }
 }
 
-/// The parts of one attention: query, key, value, output projection.
-type AttentionParts = [Part; 4];
-const SELF_ATTN: AttentionParts = [
-    Part::SelfAttnQuery,
-    Part::SelfAttnKey,
-    Part::SelfAttnValue,
-    Part::SelfAttnOut,
-];
-const CROSS_ATTN: AttentionParts = [
-    Part::CrossAttnQuery,
-    Part::CrossAttnKey,
-    Part::CrossAttnValue,
-    Part::CrossAttnOut,
-];
-
-impl Block {
-    /// Layer `i` of `side` (cross-attention in decoder layers).
-    fn load(
-        w: &Weights,
-        dims: &ModelDims,
-        side: Side,
-        i: usize,
-        dtype: CpuWeights,
-    ) -> Result<Self> {
-        let at = |part| schema::layer(dims, side, i, part);
-        let attention = |[q, k, v, o]: AttentionParts| -> Result<Attention> {
-            Ok(Attention {
-                query: Linear::load(w, &at(q), dtype)?,
-                key: Linear::load(w, &at(k), dtype)?,
-                value: Linear::load(w, &at(v), dtype)?,
-                out: Linear::load(w, &at(o), dtype)?,
-            })
-        };
-        let cross = side == Side::Decoder;
-        Ok(Block {
-            attn_ln: LayerNorm::load(w, &at(Part::SelfAttnNorm))?,
-            attn: attention(SELF_ATTN)?,
-            cross_ln: if cross {
-                Some(LayerNorm::load(w, &at(Part::CrossAttnNorm))?)
-            } else {
-                None
-            },
-            cross: if cross {
-                Some(attention(CROSS_ATTN)?)
-            } else {
-                None
-            },
-            mlp_ln: LayerNorm::load(w, &at(Part::MlpNorm))?,
-            mlp: Mlp {
-                fc1: Linear::load(w, &at(Part::Fc1), dtype)?,
-                fc2: Linear::load(w, &at(Part::Fc2), dtype)?,
-            },
-        })
-    }
-}
-
 impl CpuModel {
     /// Load every tensor in f32, checking each one's shape against `dims`.
     pub fn load(weights: &Weights, dims: &ModelDims) -> Result<Self> {
@@ -119,7 +64,19 @@ impl CpuModel {
         }
         let blocks = |side: Side| {
             (0..side.layers(dims))
-                .map(|i| Block::load(weights, dims, side, i, dtype))
+                .map(|i| {
+                    Block::load(
+                        Layer { dims, side, i },
+                        |m| LayerNorm::load(weights, m),
+                        |m| Linear::load(weights, m, dtype),
+                        |[query, key, value, out]| Attention {
+                            query,
+                            key,
+                            value,
+                            out,
+                        },
+                    )
+                })
                 .collect::<Result<Vec<_>>>()
         };
         let enc_blocks = blocks(Side::Encoder)?;

@@ -21,38 +21,6 @@ thread_local! {
     static ATTENTION_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Multi-head scaled dot-product attention.
-///
-/// `q` is `[n_q, d]`, `k` and `v` are `[n_kv, d]` with `d = n_head * head_dim`; heads are
-/// contiguous column blocks. With `causal_offset = Some(p)`, query `i` sits at absolute position
-/// `p + i` and sees keys `0..=p + i` (the decoder's self-attention over its KV cache); `None`
-/// lets every query see every key (encoder self-attention, cross-attention).
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
-    causal_offset: Option<usize>,
-    out: &mut [f32],
-) {
-    attention_in(
-        q,
-        k,
-        v,
-        KvLayout::Rows,
-        n_q,
-        n_kv,
-        d,
-        n_head,
-        causal_offset,
-        out,
-    );
-}
-
 /// The sizes of one multi-head attention: `n_q` queries over `n_kv` keys and values, rows `d`
 /// wide, in `n_head` heads of `d / n_head`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +31,7 @@ pub(super) struct AttnShape {
     pub n_head: usize,
 }
 
-/// The operands of one unfused multi-head attention ([`attention_in`]'s arguments but `out`).
+/// The operands of one unfused multi-head attention ([`attention`]'s arguments but `out`).
 #[derive(Clone, Copy)]
 struct AttnCall<'a> {
     q: &'a [f32],
@@ -111,7 +79,7 @@ fn with_scratch<R>(
     })
 }
 
-/// How keys and values are laid out for [`attention_in`].
+/// How keys and values are laid out for [`attention`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvLayout {
     /// `[n_kv, d]`, heads as column blocks: activations as the projections write them.
@@ -145,9 +113,14 @@ pub fn to_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec
     }
 }
 
-/// [`attention`] with keys and values in `layout` (queries and output are always rows).
+/// Multi-head scaled dot-product attention.
+///
+/// `q` is `[n_q, d]`, `k` and `v` are `[n_kv, d]` laid out as `layout` says, with `d = n_head * head_dim`; heads are
+/// contiguous column blocks. With `causal_offset = Some(p)`, query `i` sits at absolute position
+/// `p + i` and sees keys `0..=p + i` (the decoder's self-attention over its KV cache); `None`
+/// lets every query see every key (encoder self-attention, cross-attention).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_in(
+pub fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -191,7 +164,7 @@ pub fn attention_in(
     attention_blocked(call, out);
 }
 
-/// [`attention_in`] for many queries without the fused kernel: per (head, block of queries),
+/// [`attention`] for many queries without the fused kernel: per (head, block of queries),
 /// the block's scores on `gemm`, a softmax, and the product with the values on `gemm`.
 fn attention_blocked(call: AttnCall, out: &mut [f32]) {
     let (q, k, v, layout, causal_offset) = call.operands();
@@ -212,25 +185,7 @@ fn attention_blocked(call: AttnCall, out: &mut [f32]) {
             let q_h = &q[i0 * d + h * hd..];
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
-            // scores = q_h · k_hᵀ
-            gemm_strided(
-                rows,
-                n_kv,
-                hd,
-                scores,
-                ROW_MAJOR(n_kv),
-                q_h,
-                View {
-                    rs: d as isize,
-                    cs: 1,
-                },
-                k_h,
-                View {
-                    rs: 1,
-                    cs: rs as isize,
-                },
-                Parallelism::None,
-            );
+            head_scores_gemm(scores, q_h, k_h, (rows, n_kv, hd), d, rs);
             for (r, row) in scores.chunks_exact_mut(n_kv).enumerate() {
                 for s in row.iter_mut() {
                     *s *= scale;
@@ -258,17 +213,9 @@ fn attention_blocked(call: AttnCall, out: &mut [f32]) {
                 },
                 Parallelism::None,
             );
-            for r in 0..rows {
-                // SAFETY: row i0 + r < n_q, columns h*hd..(h+1)*hd of `out` (asserted in
-                // bounds above); each task writes only its own rows of its head's columns.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        o[r * hd..].as_ptr(),
-                        out_ptr.get().add((i0 + r) * d + h * hd),
-                        hd,
-                    );
-                }
-            }
+            // SAFETY: rows i0..i1 <= n_q, columns h*hd..(h+1)*hd of `out` (asserted in bounds
+            // above); each task writes only its own rows of its head's columns.
+            unsafe { write_head_rows(out_ptr, o, (i0, rows), d, h * hd, hd) };
         })
     };
     if n_q * n_kv * hd >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
@@ -314,23 +261,63 @@ fn attention_few_queries(call: AttnCall, out: &mut [f32]) {
                 softmax_rows(&mut scores[i * n_kv..i * n_kv + vis], vis);
             }
             head_weighted_sum(scores, n_q, v_h, rs, hd, n_kv, first_visible, o);
-            for i in 0..n_q {
-                // SAFETY: row i < n_q, columns col..col+hd of `out` (len >= n_q * d asserted by
-                // the caller); each task writes only its own head's columns.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        o[i * hd..].as_ptr(),
-                        out_ptr.get().add(i * d + col),
-                        hd,
-                    )
-                };
-            }
+            // SAFETY: rows 0..n_q, columns col..col+hd of `out` (len >= n_q * d asserted by
+            // the caller); each task writes only its own head's columns.
+            unsafe { write_head_rows(out_ptr, o, (0, n_q), d, col, hd) };
         })
     };
     if n_q * n_kv * d >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
         (0..n_head).into_par_iter().for_each(run);
     } else {
         (0..n_head).for_each(run);
+    }
+}
+
+/// One head's `scores [rows, n_kv] = q_h · k_hᵀ` on `gemm`, single-threaded: `hd`-wide query
+/// rows `d` apart, key rows `rs` apart.
+fn head_scores_gemm(
+    scores: &mut [f32],
+    q_h: &[f32],
+    k_h: &[f32],
+    (rows, n_kv, hd): (usize, usize, usize),
+    d: usize,
+    rs: usize,
+) {
+    gemm_strided(
+        rows,
+        n_kv,
+        hd,
+        scores,
+        ROW_MAJOR(n_kv),
+        q_h,
+        View {
+            rs: d as isize,
+            cs: 1,
+        },
+        k_h,
+        View {
+            rs: 1,
+            cs: rs as isize,
+        },
+        Parallelism::None,
+    );
+}
+
+/// Copies one head's result `o` (`rows` rows of `hd`) into rows `i0..i0 + rows`, columns
+/// `col..col + hd` of `out` (rows `d` wide).
+///
+/// # Safety
+/// Those elements of `out` must be in bounds, and no other task may write them meanwhile.
+unsafe fn write_head_rows(
+    out: SendPtr,
+    o: &[f32],
+    (i0, rows): (usize, usize),
+    d: usize,
+    col: usize,
+    hd: usize,
+) {
+    for r in 0..rows {
+        std::ptr::copy_nonoverlapping(o[r * hd..].as_ptr(), out.get().add((i0 + r) * d + col), hd);
     }
 }
 
@@ -414,30 +401,15 @@ simd_dispatch! {
 /// Queries per task of [`attention`] (see there).
 const ATTENTION_QUERY_BLOCK: usize = 64;
 
-/// From this many queries [`attention_in`] takes the fused kernel (where the CPU has it): it
+/// From this many queries [`attention`] takes the fused kernel (where the CPU has it): it
 /// first transposes every head's keys, which costs about what 30 queries' products do.
 const FUSED_MIN_QUERIES: usize = 32;
 
 /// The attention probabilities of one head: `softmax(q_h · k_hᵀ / √head_dim)` for the head whose
-/// columns start at `col` (`head_dim` wide), no mask. `out` is `[n_q, n_kv]`. Word timestamps
+/// columns start at `col` (`head_dim` wide), no mask, keys in `layout`. `out` is `[n_q, n_kv]`. Word timestamps
 /// read these from the alignment heads.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_weights(
-    q: &[f32],
-    k: &[f32],
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    col: usize,
-    head_dim: usize,
-    out: &mut [f32],
-) {
-    attention_weights_in(q, k, KvLayout::Rows, n_q, n_kv, d, col, head_dim, out);
-}
-
-/// [`attention_weights`] with keys in `layout`.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_weights_in(
     q: &[f32],
     k: &[f32],
     layout: KvLayout,
@@ -449,24 +421,7 @@ pub fn attention_weights_in(
     out: &mut [f32],
 ) {
     let (off, rs) = layout.head(col / head_dim, n_kv, d, head_dim);
-    gemm_strided(
-        n_q,
-        n_kv,
-        head_dim,
-        out,
-        ROW_MAJOR(n_kv),
-        &q[col..],
-        View {
-            rs: d as isize,
-            cs: 1,
-        },
-        &k[off..],
-        View {
-            rs: 1,
-            cs: rs as isize,
-        },
-        Parallelism::None,
-    );
+    head_scores_gemm(out, &q[col..], &k[off..], (n_q, n_kv, head_dim), d, rs);
     let scale = 1.0 / (head_dim as f32).sqrt();
     for v in out[..n_q * n_kv].iter_mut() {
         *v *= scale;
@@ -480,19 +435,12 @@ mod tests {
     use crate::backend::cpu::isa::Isa;
     use crate::backend::cpu::ops::test_data as data;
 
-    /// Naive f64 attention: the reference for both paths of [`attention`].
-    #[allow(clippy::too_many_arguments)]
-    fn attention_f64(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        n_q: usize,
-        n_kv: usize,
-        d: usize,
-        n_head: usize,
-        causal: Option<usize>,
-    ) -> Vec<f64> {
-        let hd = d / n_head;
+    /// Naive f64 attention of `call` (keys and values as rows): the reference for both paths
+    /// of [`attention`].
+    fn attention_f64(call: AttnCall<'_>) -> Vec<f64> {
+        assert_eq!(call.layout, KvLayout::Rows);
+        let (q, k, v, _, causal) = call.operands();
+        let (n_q, n_kv, d, n_head, hd, _) = call.sizes();
         let mut out = vec![0.0; n_q * d];
         for i in 0..n_q {
             let vis = causal.map_or(n_kv, |p| (p + i + 1).min(n_kv));
@@ -518,6 +466,38 @@ mod tests {
         out
     }
 
+    /// The call of `attention` on `[q, k, v]` (keys and values as rows) of sizes
+    /// `(n_q, n_kv, d, n_head)`.
+    fn rows_call<'a>(
+        [q, k, v]: [&'a [f32]; 3],
+        (n_q, n_kv, d, n_head): (usize, usize, usize, usize),
+        causal_offset: Option<usize>,
+    ) -> AttnCall<'a> {
+        let shape = AttnShape {
+            n_q,
+            n_kv,
+            d,
+            n_head,
+        };
+        let layout = KvLayout::Rows;
+        AttnCall {
+            q,
+            k,
+            v,
+            layout,
+            shape,
+            causal_offset,
+        }
+    }
+
+    /// Asserts that `got` (an f32 attention output) is within 1e-5 of the f64 reference `want`:
+    /// sums of at most 1500 terms of size <= 0.5 in f32 are well inside it.
+    fn assert_near(what: &str, got: &[f32], want: &[f64]) {
+        for (idx, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((g as f64 - w).abs() < 1e-5, "{what} [{idx}]: {g} vs {w}");
+        }
+    }
+
     /// The fused kernels (AVX2 and AVX-512, 64-wide heads, each forced where the CPU has it) and
     /// the blocked `gemm` path on odd shapes, against f64, keys as rows and head-major.
     #[test]
@@ -532,22 +512,9 @@ mod tests {
             (300, 300, None),
         ] {
             let (q, k, v) = (data(21, n_q * d), data(22, n_kv * d), data(23, n_kv * d));
-            let want = attention_f64(&q, &k, &v, n_q, n_kv, d, n_head, causal);
             let mut blocked = vec![f32::NAN; n_q * d];
-            let shape = AttnShape {
-                n_q,
-                n_kv,
-                d,
-                n_head,
-            };
-            let call = AttnCall {
-                q: &q,
-                k: &k,
-                v: &v,
-                layout: KvLayout::Rows,
-                shape,
-                causal_offset: causal,
-            };
+            let call = rows_call([&q, &k, &v], (n_q, n_kv, d, n_head), causal);
+            let (shape, want) = (call.shape, attention_f64(call));
             attention_blocked(call, &mut blocked);
             let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
             to_head_major(&k, n_kv, d, n_head, &mut k_heads);
@@ -571,13 +538,7 @@ mod tests {
             }
             assert_eq!(results.len(), expected);
             for (name, got) in &results {
-                for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    // Sums of at most 1500 terms of size <= 0.5 in f32: well inside 1e-5.
-                    assert!(
-                        (g as f64 - w).abs() < 1e-5,
-                        "{name} {n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w}"
-                    );
-                }
+                assert_near(&format!("{name} {n_q}x{n_kv} {causal:?}"), got, &want);
             }
         }
     }
@@ -596,15 +557,20 @@ mod tests {
         ] {
             let (q, k, v) = (data(11, n_q * d), data(12, n_kv * d), data(13, n_kv * d));
             let mut out = vec![f32::NAN; n_q * d];
-            attention(&q, &k, &v, n_q, n_kv, d, n_head, causal, &mut out);
-            let want = attention_f64(&q, &k, &v, n_q, n_kv, d, n_head, causal);
-            for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
-                // f32 sums over at most 1500 terms of size <= 0.5: well inside 1e-5.
-                assert!(
-                    (g as f64 - w).abs() < 1e-5,
-                    "{n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w}"
-                );
-            }
+            attention(
+                &q,
+                &k,
+                &v,
+                KvLayout::Rows,
+                n_q,
+                n_kv,
+                d,
+                n_head,
+                causal,
+                &mut out,
+            );
+            let want = attention_f64(rows_call([&q, &k, &v], (n_q, n_kv, d, n_head), causal));
+            assert_near(&format!("{n_q}x{n_kv} {causal:?}"), &out, &want);
         }
     }
 }

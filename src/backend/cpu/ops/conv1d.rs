@@ -40,5 +40,14 @@ pub fn conv1d_k3(
             }
         }
     });
-    linear(&cols, t_out, c_in * 3, weight, c_out, Some(bias), out);
+    linear(
+        &cols,
+        t_out,
+        c_in * 3,
+        weight,
+        c_out,
+        Some(bias),
+        false,
+        out,
+    );
 }

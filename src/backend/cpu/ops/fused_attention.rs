@@ -40,7 +40,7 @@ thread_local! {
     static KEYS_T: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Multi-head attention as [`super::attention_in`] with `n_q` above the few-query kernel's
+/// Multi-head attention as [`super::attention`] with `n_q` above the few-query kernel's
 /// limit, on the kernels of `simd` (capped at what the CPU has: tests force the AVX2 kernels on
 /// an AVX-512 CPU with it); `head_rows(h)` gives (offset of head `h`'s first key/value row,
 /// distance between rows). Returns false, having written nothing, where this kernel does not

@@ -27,8 +27,11 @@ pub fn matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32
 
 /// A fully connected layer: `out[m, n] = x[m, k] · wᵀ + bias`, with `w` as `[n, k]`.
 ///
-/// Up to [`SMALL_M`] rows (decoder steps: one row per sequence) take [`linear_small_m`], which
-/// reads the weights once for all rows; more rows go through `gemm`.
+/// Up to [`SMALL_M`] rows (decoder steps: one row per sequence) take `linear_small_m`, which
+/// reads the weights once for all rows; more rows go through `gemm`, unless `rowwise` asks that
+/// each row get exactly what a call of at most [`SMALL_M`] rows gives it (batched decoding),
+/// which `linear_small_m` gives for any `m`.
+#[allow(clippy::too_many_arguments)]
 pub fn linear(
     x: &[f32],
     m: usize,
@@ -36,11 +39,22 @@ pub fn linear(
     w: &[f32],
     n: usize,
     bias: Option<&[f32]>,
+    rowwise: bool,
     out: &mut [f32],
 ) {
     debug_assert_eq!(w.len(), n * k);
-    if m <= SMALL_M {
-        linear_small_m(x, m, k, w, n, bias, out);
+    if m <= SMALL_M || rowwise {
+        linear_small_m(
+            SmallM {
+                x,
+                m,
+                k,
+                w,
+                n,
+                bias,
+            },
+            out,
+        );
         return;
     }
     gemm_strided(
@@ -64,7 +78,7 @@ pub fn linear(
     }
 }
 
-/// Most rows of `x` for which `linear` takes [`linear_small_m`].
+/// Most rows of `x` for which `linear` takes `linear_small_m`.
 pub const SMALL_M: usize = 8;
 
 /// Output columns per task of [`linear_small_m`]: 256 weight rows of 384 floats are 384 KiB,
@@ -86,16 +100,16 @@ const SMALL_M_PARALLEL_MIN: usize = 1 << 20;
 /// thread count or the instruction set, so a sequence's logits do not depend on how many others
 /// share its step. Any `m` is accepted (rows beyond [`SMALL_M`] are taken [`SMALL_M`] at a time
 /// per weight block): batched decoding relies on this row independence.
-pub fn linear_small_m(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
+fn linear_small_m(p: SmallM<'_>, out: &mut [f32]) {
     use rayon::prelude::*;
+    let SmallM {
+        x,
+        m,
+        k,
+        w,
+        n,
+        bias,
+    } = p;
     assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
     if let Some(b) = bias {
         assert!(b.len() >= n);
@@ -113,10 +127,7 @@ pub fn linear_small_m(
             let block = SmallM {
                 x: &x[i0 * k..],
                 m: rows,
-                k,
-                w,
-                n,
-                bias,
+                ..p
             };
             unsafe { small_m_block(&block, out_ptr.get().add(i0 * n), j0..j1) }
         }
@@ -130,6 +141,7 @@ pub fn linear_small_m(
 }
 
 /// The operands of one `linear_small_m` call: `x` `[m, k]`, `w` `[n, k]`, `bias` `[n]`.
+#[derive(Clone, Copy)]
 struct SmallM<'a> {
     x: &'a [f32],
     m: usize,
@@ -255,17 +267,30 @@ unsafe fn dot2_avx(a: &[f32], b0: &[f32], b1: &[f32]) -> (f32, f32) {
             acc1[r] = _mm256_add_ps(acc1[r], _mm256_mul_ps(x, _mm256_loadu_ps(p1.add(off))));
         }
     }
-    let fold = |acc: [__m256; 4], b: &[f32]| {
-        let g = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut l = [0.0f32; 8];
-        _mm256_storeu_ps(l.as_mut_ptr(), g);
-        let mut s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
-        for i in chunks * 32..len {
-            s += a[i] * b[i];
-        }
-        s
-    };
-    (fold(acc0, b0), fold(acc1, b1))
+    let tail = (chunks * 32, len);
+    (fold_avx(acc0, a, b0, tail), fold_avx(acc1, a, b1, tail))
+}
+
+/// The end of an AVX dot product: its four 8-lane accumulators summed in [`dot`]'s order, then
+/// `a[i] * b[i]` added for `i` in `from..len` (the tail the 32-wide chunks left).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn fold_avx(
+    acc: [std::arch::x86_64::__m256; 4],
+    a: &[f32],
+    b: &[f32],
+    (from, len): (usize, usize),
+) -> f32 {
+    use std::arch::x86_64::*;
+    let g = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut l = [0.0f32; 8];
+    _mm256_storeu_ps(l.as_mut_ptr(), g);
+    let mut s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for i in from..len {
+        s += a[i] * b[i];
+    }
+    s
 }
 
 /// [`dot`] with AVX: bit-identical results.
@@ -286,14 +311,7 @@ unsafe fn dot_avx(a: &[f32], b: &[f32]) -> f32 {
             *acc = _mm256_add_ps(*acc, p);
         }
     }
-    let g = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut l = [0.0f32; 8];
-    _mm256_storeu_ps(l.as_mut_ptr(), g);
-    let mut s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
-    for i in chunks * 32..len {
-        s += a[i] * b[i];
-    }
-    s
+    fold_avx(acc, a, b, (chunks * 32, len))
 }
 
 #[cfg(test)]
@@ -325,10 +343,19 @@ mod tests {
         for m in 1..=SMALL_M {
             let x = data(6 + m as u32, m * k);
             let mut out = vec![0.0; m * n];
-            linear(&x, m, k, &w, n, Some(&b), &mut out);
+            linear(&x, m, k, &w, n, Some(&b), false, &mut out);
             for i in 0..m {
                 let mut one = vec![0.0; n];
-                linear_small_m(&x[i * k..(i + 1) * k], 1, k, &w, n, Some(&b), &mut one);
+                linear(
+                    &x[i * k..(i + 1) * k],
+                    1,
+                    k,
+                    &w,
+                    n,
+                    Some(&b),
+                    false,
+                    &mut one,
+                );
                 for j in 0..n {
                     let want: f64 = b[j] as f64
                         + (0..k)

@@ -67,15 +67,13 @@ mod matmul;
 mod softmax;
 
 pub use argmax::argmax;
-pub use attention::{
-    attention, attention_in, attention_weights, attention_weights_in, to_head_major, KvLayout,
-};
+pub use attention::{attention, attention_weights, to_head_major, KvLayout};
 pub use conv1d::{conv1d_k3, conv1d_out_len};
 pub use elementwise::{add_assign, gelu};
 pub use embed::embed;
 pub use layernorm::layer_norm;
 pub use math::{erf, exp};
-pub use matmul::{linear, linear_small_m, matmul, SMALL_M};
+pub use matmul::{linear, matmul, SMALL_M};
 pub use softmax::{log_sum_exp, softmax_rows};
 
 /// Below this many multiply-adds a matrix product runs on one thread: thread hand-off costs more

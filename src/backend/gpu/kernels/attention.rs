@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 
 use super::super::profile::Work;
-use super::build::{Builder, Kernel};
+use super::build::Builder;
 use super::op::{word, Op};
 use super::{groups, need, whole, Kernels, HEAD_DIM};
 
@@ -52,10 +52,7 @@ impl AttentionParams {
     }
 }
 
-pub(super) struct Pipelines {
-    tiled: Kernel,
-    split: Kernel,
-}
+super::build::pipelines! { tiled: "attn_tiled", split: "attn_split" }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let c = b.config;
@@ -66,10 +63,7 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
         ("AD_WG", c.attn_split_wg),
     ];
     let m = b.module::<AttentionParams>("attention", &consts, "");
-    Pipelines {
-        tiled: b.pipeline(&m, "attn_tiled", &b.layouts.ro3_rw),
-        split: b.pipeline(&m, "attn_split", &b.layouts.ro3_rw),
-    }
+    Pipelines::new(b, &m, &b.layouts.ro3_rw)
 }
 
 /// The attention kernels' check that `d` is `n_head` heads of `HEAD_DIM`.

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 use super::super::profile::Work;
 use super::attention::check_heads;
-use super::build::{Builder, Kernel};
+use super::build::Builder;
 use super::op::Op;
 use super::softmax::Softmax;
 use super::{groups, need, ranges, whole, Kernels, HEAD_DIM};
@@ -44,10 +44,7 @@ impl AttnMmParams {
     }
 }
 
-pub(super) struct Pipelines {
-    qk: Kernel,
-    pv: Kernel,
-}
+super::build::pipelines! { qk: "attn_qk", pv: "attn_pv" }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let c = b.config;
@@ -60,10 +57,7 @@ pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
         ("AT_HD4", (HEAD_DIM / 4) as u32),
     ];
     let m = b.module::<AttnMmParams>("attn_mm", &consts, "");
-    Pipelines {
-        qk: b.pipeline(&m, "attn_qk", &b.layouts.ro3_rw),
-        pv: b.pipeline(&m, "attn_pv", &b.layouts.ro3_rw),
-    }
+    Pipelines::new(b, &m, &b.layouts.ro3_rw)
 }
 
 impl Kernels {

@@ -203,3 +203,27 @@ impl<'a> Builder<'a> {
         self.tags.into_inner()
     }
 }
+
+/// Declares a family's `Pipelines`, one row per entry point of its shader module: a `Kernel`
+/// field named as the row says, and `Pipelines::new(b, &module, layout)` that builds them in
+/// order, all bound with `layout`.
+macro_rules! pipelines {
+    ($($field:ident: $entry:literal),* $(,)?) => {
+        pub(super) struct Pipelines {
+            $($field: super::build::Kernel,)*
+        }
+
+        impl Pipelines {
+            fn new(
+                b: &super::build::Builder<'_>,
+                m: &super::build::Module,
+                layout: &super::build::Layout,
+            ) -> Self {
+                Pipelines {
+                    $($field: b.pipeline(m, $entry, layout),)*
+                }
+            }
+        }
+    };
+}
+pub(super) use pipelines;

@@ -33,23 +33,12 @@ impl ElementwiseParams {
     }
 }
 
-pub(super) struct Pipelines {
-    gelu: Kernel,
-    add: Kernel,
-    transpose: Kernel,
-    kv_append: Kernel,
-}
+super::build::pipelines! { gelu: "gelu", add: "add", transpose: "transpose", kv_append: "kv_append" }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let consts = [("EW_WG", b.config.elementwise_wg)];
     let m = b.module::<ElementwiseParams>("elementwise", &consts, "");
-    let l = &b.layouts.rw_ro;
-    Pipelines {
-        gelu: b.pipeline(&m, "gelu", l),
-        add: b.pipeline(&m, "add", l),
-        transpose: b.pipeline(&m, "transpose", l),
-        kv_append: b.pipeline(&m, "kv_append", l),
-    }
+    Pipelines::new(b, &m, &b.layouts.rw_ro)
 }
 
 super::op::kernel_ops! {

@@ -42,22 +42,11 @@ super::wgsl_params! {
     }
 }
 
-pub(super) struct Pipelines {
-    frames: Kernel,
-    power: Kernel,
-    log: Kernel,
-    norm: Kernel,
-}
+super::build::pipelines! { frames: "mel_frames", power: "mel_power", log: "mel_log", norm: "mel_norm" }
 
 pub(super) fn compile(b: &Builder<'_>) -> Pipelines {
     let m = b.module::<MelParams>("mel", &[("MEL_WG", b.config.elementwise_wg)], "");
-    let l = &b.layouts.ro_2rw;
-    Pipelines {
-        frames: b.pipeline(&m, "mel_frames", l),
-        power: b.pipeline(&m, "mel_power", l),
-        log: b.pipeline(&m, "mel_log", l),
-        norm: b.pipeline(&m, "mel_norm", l),
-    }
+    Pipelines::new(b, &m, &b.layouts.ro_2rw)
 }
 
 /// Bytes a binding spans.

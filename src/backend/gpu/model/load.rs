@@ -40,50 +40,6 @@ impl LayerNorm {
     }
 }
 
-impl Block {
-    /// The weights of `layer` (with cross-attention in decoder layers).
-    fn load(ctx: &GpuContext, w: &Weights, layer: Layer<'_>, wt: WeightType) -> Result<Self> {
-        let at = |part| layer.at(part);
-        let linear = |part| Linear::load(ctx, w, &at(part), wt);
-        let attention = |[q, k, v, o]: [Part; 4]| -> Result<Attention> {
-            Ok(Attention {
-                q: linear(q)?,
-                k: linear(k)?,
-                v: linear(v)?,
-                o: linear(o)?,
-            })
-        };
-        let cross = layer.has_cross_attention();
-        Ok(Block {
-            attn_ln: LayerNorm::load(ctx, w, &at(Part::SelfAttnNorm))?,
-            attn: attention([
-                Part::SelfAttnQuery,
-                Part::SelfAttnKey,
-                Part::SelfAttnValue,
-                Part::SelfAttnOut,
-            ])?,
-            cross_ln: if cross {
-                Some(LayerNorm::load(ctx, w, &at(Part::CrossAttnNorm))?)
-            } else {
-                None
-            },
-            cross: if cross {
-                Some(attention([
-                    Part::CrossAttnQuery,
-                    Part::CrossAttnKey,
-                    Part::CrossAttnValue,
-                    Part::CrossAttnOut,
-                ])?)
-            } else {
-                None
-            },
-            mlp_ln: LayerNorm::load(ctx, w, &at(Part::MlpNorm))?,
-            fc1: linear(Part::Fc1)?,
-            fc2: linear(Part::Fc2)?,
-        })
-    }
-}
-
 impl GpuModel {
     /// Uploads every tensor (shapes checked against `dims`) and allocates all buffers, with the
     /// kernel configuration for the adapter's type.
@@ -122,7 +78,14 @@ impl GpuModel {
             let c = &ctx;
             let blocks = |side: Side| {
                 (0..side.layers(dims))
-                    .map(|i| Block::load(c, weights, Layer { dims, side, i }, wt))
+                    .map(|i| {
+                        Block::load(
+                            Layer { dims, side, i },
+                            |m| LayerNorm::load(c, weights, m),
+                            |m| Linear::load(c, weights, m, wt),
+                            |[q, k, v, o]| Attention { q, k, v, o },
+                        )
+                    })
                     .collect::<Result<Vec<_>>>()
             };
             let enc_blocks = blocks(Side::Encoder)?;
