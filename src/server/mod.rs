@@ -1,10 +1,10 @@
 //! An OpenAI-compatible transcription server (`dattavani-asr serve`): OpenAI's audio API as its
 //! official clients send and parse it, over axum, with one worker thread per device that steps
-//! the 30-s windows of every active request together ([`worker`]).
+//! the 30-s windows of every active request together (`worker`).
 //!
 //! Routes: `POST /v1/audio/transcriptions` and `/v1/audio/translations` (also without `/v1`),
 //! `GET /v1/models`, `/v1/models/{id}`, `/health`, `/ready`, `/metrics`, `/openapi.json`, and
-//! the live WebSockets `/v1/audio/stream` ([`stream_ws`]) and `/v1/realtime` ([`realtime`]).
+//! the live WebSockets `/v1/audio/stream` (`stream_ws`) and `/v1/realtime` (`realtime`).
 //! Errors are always `{"error": {"message", "type", "param", "code"}}`.
 
 mod error;

@@ -442,7 +442,7 @@ impl Transcriber {
     /// windows of requests without an initial prompt) take each temperature's pass together,
     /// in lockstep: the first temperature's of all of them, then each hotter one's of those
     /// that failed the thresholds at the one before
-    /// ([`Model::decode_together_with_fallback`]), which gives each the tokens it gets alone.
+    /// (`Model::decode_together_with_fallback`), which gives each the tokens it gets alone.
     /// Returns each loop's segments that became final (empty for loops already done). `cancel` stops the step within one decoder step. The temperature schedule and
     /// seed are the transcriber's options; each loop keeps its own prompt.
     pub fn step_windows(

@@ -1,6 +1,6 @@
 //! Batched `--vad` (`--vad --batch-size N`), as faster-whisper's `BatchedInferencePipeline`: the
 //! speech found by the VAD is packed by [`merge_segments`] into spans of at most 30 s, and the
-//! spans are decoded independently, N at a time in lockstep ([`Transcriber::transcribe_chunks`]),
+//! spans are decoded independently, N at a time in lockstep ([`crate::Transcriber::transcribe_chunks`]),
 //! without previous-text conditioning.
 //!
 //! Each span is a window of the original audio (the silence between the speech chunks packed

@@ -114,7 +114,7 @@ pub fn batch_spans(
 /// `restore_speech_timestamps`: a segment with words takes its times from its first and last word,
 /// each word mapped within the chunk holding its midpoint; a segment without words maps its start,
 /// and its end as an end (a time exactly at a chunk's end stays in that chunk). Unlike there, a
-/// segment without words that crosses a cut by less than [`MISSED_CUT_S`] (and less than half
+/// segment without words that crosses a cut by less than `MISSED_CUT_S` (and less than half
 /// its length) starts at the next chunk (ends at the previous one): otherwise a boundary put
 /// 0.4 s early maps to before the silence removed, a minute early after a minute of silence.
 pub fn restore_timestamps(segments: &mut [Segment], chunks: &[SpeechChunk]) {

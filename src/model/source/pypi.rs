@@ -54,7 +54,7 @@ pub(crate) fn sweep_stale_temps(dir: &Path) -> (usize, u64) {
     stale_temps(dir, true)
 }
 
-/// The stale `.tmp-*` entries of `dir` (see [`sweep_stale_temps`]): how many and their bytes;
+/// The stale `.tmp-*` entries of `dir` (see `sweep_stale_temps`): how many and their bytes;
 /// removed when `remove`.
 pub fn stale_temps(dir: &Path, remove: bool) -> (usize, u64) {
     let mut removed = (0, 0);
