@@ -52,6 +52,30 @@ fn a_webm_claiming_a_huge_element_is_an_error_not_an_abort() {
     }
 }
 
+/// Found by `fuzz/` (a 600-s audio_stream run after the FLAC/Ogg/CAF/WAV/ID3 checks): a 2-KB
+/// WebM whose EBML-laced SimpleBlock claims a 26-GB frame, which symphonia's
+/// `lacing::extract_frames` allocates before reading. Each block's lacing header is checked
+/// first (src/audio/ebml_guard.rs): a one-line error naming the file; from a stream the blocks
+/// before it at most; never an abort.
+#[test]
+fn a_webm_lace_claiming_26_gb_is_an_error_not_an_allocation() {
+    let path = fixture("malformed_lacing.webm");
+    let err = load_audio(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("malformed_lacing.webm")
+            && err.contains("claims laced frames of 26005605902 bytes, past its end")
+            && !err.contains('\n'),
+        "{err}"
+    );
+    match from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default()) {
+        Ok(samples) => assert!(samples.len() < 16_000, "{}", samples.len()),
+        Err(e) => assert!(
+            e.to_string().starts_with("-: ") && e.to_string().contains("claims laced frames"),
+            "{e}"
+        ),
+    }
+}
+
 /// Found by `fuzz/` after the MP4 and WebM fixes: a 916-byte FLAC whose Vorbis comment claims
 /// 4 GiB, which symphonia-metadata allocates before reading it. Ogg Vorbis and Opus comment
 /// headers reach the same reader (the two `.ogg`/`.opus` fixtures are ffmpeg's 0.5-s files
