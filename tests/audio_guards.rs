@@ -76,6 +76,23 @@ fn a_webm_lace_claiming_26_gb_is_an_error_not_an_allocation() {
     }
 }
 
+/// Laced blocks are sound Matroska (mkvmerge laces audio; ffmpeg never does): opus_32k.webm
+/// with its frames regrouped into Xiph- and EBML-laced SimpleBlocks of three
+/// (tests/data/formats/relace_webm.py) passes the lacing check and decodes to the very samples
+/// of the unlaced file, from a file and from a stream.
+#[test]
+fn a_laced_webm_decodes_like_the_unlaced_one() {
+    let unlaced = load_audio(&fixture("opus_32k.webm")).unwrap();
+    let laced = load_audio(&fixture("laced_opus.webm")).unwrap();
+    assert!(unlaced.len() > 16_000, "{}", unlaced.len());
+    assert_eq!(laced, unlaced);
+    let bytes = std::fs::read(fixture("laced_opus.webm")).unwrap();
+    assert_eq!(
+        from_reader(bytes, &OpenOptions::default()).unwrap(),
+        unlaced
+    );
+}
+
 /// Found by `fuzz/` after the MP4 and WebM fixes: a 916-byte FLAC whose Vorbis comment claims
 /// 4 GiB, which symphonia-metadata allocates before reading it. Ogg Vorbis and Opus comment
 /// headers reach the same reader (the two `.ogg`/`.opus` fixtures are ffmpeg's 0.5-s files
