@@ -36,20 +36,56 @@ fn an_mp4_claiming_huge_tables_is_an_error_not_an_abort() {
 /// the bad header at most; never an abort.
 #[test]
 fn a_webm_claiming_a_huge_element_is_an_error_not_an_abort() {
-    let path = fixture("malformed_block.webm");
+    webm_is_refused("malformed_block.webm", "malformed Matroska/WebM");
+}
+
+/// From a file: a one-line error naming it and saying `refusal`. From a stream the gate stops
+/// at the bad header or block: the blocks before it decode (a damaged stream's readable part,
+/// as for any cut stream), or the open fails with `refusal`; never an abort.
+fn webm_is_refused(name: &str, refusal: &str) {
+    let path = fixture(name);
     let err = load_audio(&path).unwrap_err().to_string();
     assert!(
-        err.contains("malformed_block.webm")
-            && err.contains("malformed Matroska/WebM")
-            && !err.contains('\n'),
+        err.contains(name) && err.contains(refusal) && !err.contains('\n'),
         "{err}"
     );
-    // From a stream the gate stops at the bad header: the blocks before it decode (a damaged
-    // stream's readable part, as for any cut stream), or the open fails; never an abort.
     match from_reader(std::fs::read(&path).unwrap(), &OpenOptions::default()) {
         Ok(samples) => assert!(samples.len() < 16_000, "{}", samples.len()),
-        Err(e) => assert!(e.to_string().starts_with("-: "), "{e}"),
+        Err(e) => assert!(
+            e.to_string().starts_with("-: ") && e.to_string().contains(refusal),
+            "{e}"
+        ),
     }
+}
+
+/// Found by `fuzz/` (a 600-s audio_stream run after the FLAC/Ogg/CAF/WAV/ID3 checks): a 2-KB
+/// WebM whose EBML-laced SimpleBlock claims a 26-GB frame, which symphonia's
+/// `lacing::extract_frames` allocates before reading. Each block's lacing header is checked
+/// first (src/audio/ebml_guard.rs): a one-line error naming the file; from a stream the blocks
+/// before it at most; never an abort.
+#[test]
+fn a_webm_lace_claiming_26_gb_is_an_error_not_an_allocation() {
+    webm_is_refused(
+        "malformed_lacing.webm",
+        "claims laced frames of 26005605902 bytes, past its end",
+    );
+}
+
+/// Laced blocks are sound Matroska (mkvmerge laces audio; ffmpeg never does): opus_32k.webm
+/// with its frames regrouped into Xiph- and EBML-laced SimpleBlocks of three
+/// (tests/data/formats/relace_webm.py) passes the lacing check and decodes to the very samples
+/// of the unlaced file, from a file and from a stream.
+#[test]
+fn a_laced_webm_decodes_like_the_unlaced_one() {
+    let unlaced = load_audio(&fixture("opus_32k.webm")).unwrap();
+    let laced = load_audio(&fixture("laced_opus.webm")).unwrap();
+    assert!(unlaced.len() > 16_000, "{}", unlaced.len());
+    assert_eq!(laced, unlaced);
+    let bytes = std::fs::read(fixture("laced_opus.webm")).unwrap();
+    assert_eq!(
+        from_reader(bytes, &OpenOptions::default()).unwrap(),
+        unlaced
+    );
 }
 
 /// Found by `fuzz/` after the MP4 and WebM fixes: a 916-byte FLAC whose Vorbis comment claims

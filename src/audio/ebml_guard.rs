@@ -9,7 +9,10 @@
 //! - a child may not end past the end of its parent (so the demuxer and this check agree on
 //!   where every header is);
 //! - an invalid element ID is refused (the demuxer would scan for the next cluster: what it
-//!   then reads is not checked here).
+//!   then reads is not checked here);
+//! - a laced SimpleBlock or Block (Xiph or EBML lacing) may not claim frames past its own end:
+//!   symphonia's `lacing::extract_frames` allocates each claimed frame size before reading it
+//!   (a 2-KB WebM whose EBML lace claimed 26 GB, found by the fuzzer). See [`LaceCheck`].
 //!
 //! A file is walked before the demuxer opens it ([`check_file`]); a stream (stdin, a pipe) goes
 //! through [`EbmlGate`], which hands bytes on only once the header they belong to has passed.
@@ -40,6 +43,10 @@ const ALLOCATING: [u32; 24] = [
 
 const CLUSTER: u32 = 0x1F43B675;
 
+/// SimpleBlock and Block (in a BlockGroup): their data is a block header and lacing header that
+/// symphonia's `lacing::extract_frames` reads (see [`LaceCheck`]).
+const BLOCKS: [u32; 2] = [0xA3, 0xA1];
+
 /// Segment-level elements: one of these ends a cluster of unknown size.
 const SEGMENT_LEVEL: [u32; 8] = [
     CLUSTER, 0x1C53BB6B, 0x1549A966, 0x114D9B74, 0x1254C367, 0x1654AE6B, 0x1043A770, 0x1941A469,
@@ -54,6 +61,8 @@ struct Walker {
     next_header: u64,
     /// (end, whether it is a cluster of unknown size)
     open: Vec<(u64, bool)>,
+    /// The lacing check of the block whose data comes next, if the last header was a block's.
+    block: Option<LaceCheck>,
 }
 
 impl Walker {
@@ -129,7 +138,224 @@ impl Walker {
             // Symphonia reads an unknown size as 0.
             self.next_header = if unknown { data } else { end };
         }
+        // Symphonia reads a block of unknown size as empty: no lacing header to check.
+        self.block = (BLOCKS.contains(&id) && !unknown).then(|| LaceCheck::new(at, data, end));
         Ok(Some(header_len))
+    }
+
+    /// Check the element data `bytes`, which start at stream position `from`, in order.
+    fn data(&mut self, from: u64, bytes: &[u8]) -> Result<(), String> {
+        match &mut self.block {
+            Some(block) => block.feed(from, bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where the check of a block's header stands; the block's bytes come one at a time, in order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LaceStage {
+    /// The first byte of the track number (an EBML vint).
+    Track,
+    /// Bytes to pass over before the flags: the rest of the track number, the 2-byte timecode.
+    Skip(u8),
+    Flags,
+    /// The byte holding the number of lace sizes that follow (frames - 1).
+    Count {
+        ebml: bool,
+    },
+    /// A Xiph lace size: 255-byte prefixes so far.
+    Xiph {
+        prefixes: u64,
+    },
+    /// An EBML lace size: the value so far, bytes still to come, its length (0: not started).
+    Ebml {
+        value: u64,
+        left: u8,
+        len: u8,
+    },
+    /// Nothing more to check: no lacing or fixed-size lacing (every frame is an equal share of
+    /// the block), or every size read and within the block.
+    Done,
+}
+
+/// The check of one SimpleBlock/Block's lacing header, read as symphonia-format-mkv 0.5's
+/// `lacing::extract_frames` reads it: track number (vint), timecode (2 bytes), flags (lacing
+/// in bits 0x06: none, Xiph, fixed-size, EBML); for Xiph and EBML lacing a count byte and that
+/// many frame sizes (Xiph: runs of 255 plus a last byte; EBML: an unsigned vint, then signed
+/// vint deltas), the last frame being the rest of the block. Symphonia allocates each claimed
+/// size before reading it, so the sizes' sum may not pass the block's end.
+#[derive(Debug)]
+struct LaceCheck {
+    /// Stream positions: the block's element header, its data's end, the next byte to check.
+    at: u64,
+    end: u64,
+    next: u64,
+    stage: LaceStage,
+    ebml: bool,
+    /// Sizes still to read, sizes read, the last one, their sum.
+    sizes_left: u8,
+    sizes_read: u32,
+    last: u64,
+    sum: u64,
+    /// A refusal, kept: the same answer if more bytes come.
+    refused: Option<String>,
+}
+
+impl LaceCheck {
+    fn new(at: u64, data: u64, end: u64) -> Self {
+        LaceCheck {
+            at,
+            end,
+            next: data,
+            stage: LaceStage::Track,
+            ebml: false,
+            sizes_left: 0,
+            sizes_read: 0,
+            last: 0,
+            sum: 0,
+            refused: None,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.stage == LaceStage::Done || self.refused.is_some()
+    }
+
+    /// Check `bytes`, which start at stream position `from`; bytes before the next unchecked
+    /// one (the element header, bytes seen already) are passed over.
+    fn feed(&mut self, from: u64, bytes: &[u8]) -> Result<(), String> {
+        if let Some(e) = &self.refused {
+            return Err(e.clone());
+        }
+        let skip = usize::try_from(self.next.saturating_sub(from)).unwrap_or(usize::MAX);
+        for &b in bytes.iter().skip(skip) {
+            if self.stage == LaceStage::Done || self.next >= self.end {
+                break;
+            }
+            self.next += 1;
+            match self.step(b) {
+                Ok(stage) => self.stage = stage,
+                Err(e) => {
+                    let e = format!("malformed Matroska/WebM: the block at byte {} {e}", self.at);
+                    self.refused = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stage after byte `b` (already counted in `self.next`).
+    fn step(&mut self, b: u8) -> Result<LaceStage, String> {
+        Ok(match self.stage {
+            LaceStage::Track => match b {
+                0 => return Err("has an invalid track number".into()),
+                // Symphonia reads a lone 0xFF as a one-byte vint ("unknown").
+                0xFF => LaceStage::Skip(2),
+                _ => LaceStage::Skip(b.leading_zeros() as u8 + 2),
+            },
+            LaceStage::Skip(1) => LaceStage::Flags,
+            LaceStage::Skip(n) => LaceStage::Skip(n - 1),
+            LaceStage::Flags => match (b >> 1) & 0b11 {
+                0b01 => LaceStage::Count { ebml: false },
+                0b11 => LaceStage::Count { ebml: true },
+                _ => LaceStage::Done,
+            },
+            LaceStage::Count { ebml } => {
+                self.ebml = ebml;
+                self.sizes_left = b;
+                self.next_size()
+            }
+            LaceStage::Xiph { prefixes } if b == 255 => {
+                // The size is at least the prefixes' 255s: refuse a run longer than the block.
+                self.claim(self.sum + (prefixes + 1) * 255)?;
+                LaceStage::Xiph {
+                    prefixes: prefixes + 1,
+                }
+            }
+            LaceStage::Xiph { prefixes } => self.size(prefixes * 255 + u64::from(b))?,
+            LaceStage::Ebml { len: 0, .. } => match b {
+                0 => return Err("has an invalid lace size".into()),
+                0xFF => self.ebml_size(u64::MAX, 1)?,
+                _ => {
+                    let width = b.leading_zeros() as u8;
+                    let value = u64::from(b & (0x7F >> width));
+                    if width == 0 {
+                        self.ebml_size(value, 1)?
+                    } else {
+                        LaceStage::Ebml {
+                            value,
+                            left: width,
+                            len: width + 1,
+                        }
+                    }
+                }
+            },
+            LaceStage::Ebml { value, left, len } => {
+                let value = (value << 8) | u64::from(b);
+                if left == 1 {
+                    self.ebml_size(value, len)?
+                } else {
+                    LaceStage::Ebml {
+                        value,
+                        left: left - 1,
+                        len,
+                    }
+                }
+            }
+            LaceStage::Done => LaceStage::Done,
+        })
+    }
+
+    fn next_size(&self) -> LaceStage {
+        match (self.sizes_left, self.ebml) {
+            (0, _) => LaceStage::Done,
+            (_, false) => LaceStage::Xiph { prefixes: 0 },
+            (_, true) => LaceStage::Ebml {
+                value: 0,
+                left: 0,
+                len: 0,
+            },
+        }
+    }
+
+    /// An EBML lace size read as symphonia reads it: the first unsigned, the others signed
+    /// deltas from the one before (the vint minus half its range).
+    fn ebml_size(&mut self, value: u64, len: u8) -> Result<LaceStage, String> {
+        if self.sizes_read == 0 {
+            return self.size(value);
+        }
+        let half_range = (1i64 << (u32::from(len) * 7 - 1)) - 1;
+        // `last` is within the block (at most MAX_ELEMENT) and the delta under 2^56: no overflow.
+        let size = self.last as i64 + (value as i64).wrapping_sub(half_range);
+        match u64::try_from(size) {
+            Ok(size) => self.size(size),
+            Err(_) => Err(format!(
+                "has a negative lace size ({size}) for frame {}",
+                self.sizes_read + 1
+            )),
+        }
+    }
+
+    fn size(&mut self, size: u64) -> Result<LaceStage, String> {
+        self.claim(self.sum.saturating_add(size))?;
+        self.sum += size;
+        self.last = size;
+        self.sizes_read += 1;
+        self.sizes_left -= 1;
+        Ok(self.next_size())
+    }
+
+    /// Refuse frames of `sum` bytes if they pass the block's end.
+    fn claim(&self, sum: u64) -> Result<(), String> {
+        let room = self.end - self.next;
+        if sum > room {
+            return Err(format!(
+                "claims laced frames of {sum} bytes, past its end ({room} bytes left)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -145,6 +371,18 @@ pub(crate) fn check_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), Stri
         r.read_exact(&mut buf[..want]).map_err(io)?;
         if walker.header(&buf[..want])?.is_none() {
             break;
+        }
+        if let Some(block) = walker.block.as_mut() {
+            // Read the block's header and lacing header (a few bytes; runs of Xiph 255s more).
+            let stop = block.end.min(len);
+            r.seek(SeekFrom::Start(block.next)).map_err(io)?;
+            let mut chunk = [0u8; 256];
+            while !block.done() && block.next < stop {
+                let from = block.next;
+                let n = (stop - from).min(chunk.len() as u64) as usize;
+                r.read_exact(&mut chunk[..n]).map_err(io)?;
+                block.feed(from, &chunk[..n])?;
+            }
         }
     }
     r.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -211,6 +449,11 @@ impl<R: Read> Read for EbmlGate<R> {
                     self.pending.drain(..n);
                     n
                 };
+                // A block's bytes are handed on only once checked: the demuxer reads a whole
+                // block before its lacing, so a refusal always comes before it could.
+                self.walker
+                    .data(self.pos, &out[..n])
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 self.pos += n as u64;
                 return Ok(n);
             }
@@ -308,6 +551,86 @@ mod tests {
             .1
             .unwrap_err()
             .contains("invalid element ID at byte 5"));
+    }
+
+    /// A WebM whose cluster holds one SimpleBlock: track 1, timecode 0, `flags`, then `lacing`
+    /// (count and sizes) and `payload` bytes of frames.
+    fn laced(flags: u8, lacing: &[u8], payload: usize) -> Vec<u8> {
+        let mut data = vec![0x81, 0, 0, flags];
+        data.extend_from_slice(lacing);
+        data.resize(data.len() + payload, 7);
+        webm(&el(&[0xA3], &data))
+    }
+
+    /// Sound at every cut (the demuxer reports truncation) and whole.
+    fn passes_whole_and_cut(f: &[u8]) {
+        for cut in 0..=f.len() {
+            let (file, stream) = both(&f[..cut]);
+            assert_eq!(file, Ok(()), "cut {cut}");
+            assert_eq!(stream.as_deref(), Ok(&f[..cut]), "cut {cut}");
+        }
+    }
+
+    /// Refused whole, from a file and a stream, with `why`; cut anywhere, either sound (the
+    /// deciding byte is not there yet) or refused the same way, never anything else.
+    fn refused_whole_and_cut(f: &[u8], why: &str) {
+        let (file, stream) = both(f);
+        assert!(file.as_ref().unwrap_err().contains(why), "{file:?}");
+        assert_eq!(stream.unwrap_err(), file.unwrap_err());
+        for cut in 0..f.len() {
+            let (file, stream) = both(&f[..cut]);
+            match file {
+                Ok(()) => assert_eq!(stream.as_deref(), Ok(&f[..cut]), "cut {cut}"),
+                Err(e) => {
+                    assert!(e.contains(why), "cut {cut}: {e}");
+                    assert_eq!(stream, Err(e), "cut {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sound_laced_blocks_pass_unchanged() {
+        // Xiph: 2 sizes, 300 (255 + 45) and 10; the last frame is the 5 bytes left.
+        passes_whole_and_cut(&laced(0x02, &[2, 0xFF, 45, 10], 315));
+        // Xiph: sizes filling the block exactly (an empty last frame).
+        passes_whole_and_cut(&laced(0x82, &[1, 0xFF, 0], 255));
+        // EBML: 300 (2-byte vint 0x412C), then +10 (1-byte signed: 10 + 63 = 73 = 0xC9).
+        passes_whole_and_cut(&laced(0x06, &[2, 0x41, 0x2C, 0xC9], 615));
+        // EBML: 300, then -64 (0xFF, as symphonia reads it): 236; the rest 1 byte.
+        passes_whole_and_cut(&laced(0x06, &[2, 0x41, 0x2C, 0xFF], 537));
+        // Fixed-size: 4 frames of 3 bytes, and a block no lacing reaches past (no sizes).
+        passes_whole_and_cut(&laced(0x04, &[3], 12));
+        passes_whole_and_cut(&laced(0x04, &[3], 13));
+        passes_whole_and_cut(&laced(0x80, &[], 20));
+        // A count of 0: one frame, the whole rest.
+        passes_whole_and_cut(&laced(0x06, &[0], 9));
+    }
+
+    #[test]
+    fn laced_frames_past_the_block_are_refused() {
+        // The fuzzer's find: EBML lacing whose first size is 0x060E0E0E0E (26 GB).
+        let find = [0x0E, 0x0E, 0x0E, 0x0E, 0x0E, 0x0E];
+        refused_whole_and_cut(
+            &laced(0x0E, &find, 55),
+            "claims laced frames of 26005605902",
+        );
+        // EBML: 300, then +10: 610 bytes of frames in a block of 609.
+        refused_whole_and_cut(&laced(0x06, &[2, 0x41, 0x2C, 0xC9], 609), "of 610 bytes");
+        // EBML: 5, then -64: a negative size (symphonia would read it as 2^64 - 59).
+        refused_whole_and_cut(
+            &laced(0x06, &[2, 0x85, 0xFF], 40),
+            "negative lace size (-59)",
+        );
+        // EBML: a first size of 0xFF, which symphonia reads as u64::MAX.
+        refused_whole_and_cut(&laced(0x06, &[1, 0xFF], 40), "of 18446744073709551615");
+        refused_whole_and_cut(&laced(0x06, &[1, 0x00], 40), "invalid lace size");
+        // Xiph: 300 then 10 in a block of 309 bytes of frames; a run of 255s past the end.
+        refused_whole_and_cut(&laced(0x02, &[2, 0xFF, 45, 10], 309), "of 310 bytes");
+        let run = [&[1u8][..], &[0xFF; 40][..]].concat();
+        refused_whole_and_cut(&laced(0x02, &run, 1000), "of 1275 bytes");
+        // Track number 0 is no vint symphonia reads soundly.
+        refused_whole_and_cut(&webm(&el(&[0xA3], &[0, 1, 2, 3])), "invalid track number");
     }
 
     #[test]
