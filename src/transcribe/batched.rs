@@ -263,18 +263,12 @@ impl Transcriber {
             // The batch's shared figures go evenly to its chunks; the call counts to the first.
             let n = batch.len() as f64;
             let mut timings: Vec<WindowTimings> = (0..batch.len())
-                .map(|i| WindowTimings {
+                .map(|_| WindowTimings {
                     encoder_ms: encoder_ms / n,
-                    decoder_ms: lockstep_ms / n,
-                    forward_ms: shared.forward_ms / n,
-                    step_ms: shared.step_ms / n,
-                    passes: 1,
-                    prompt_calls: if i == 0 { shared.prompt_calls } else { 0 },
-                    steps: if i == 0 { shared.steps } else { 0 },
-                    seq_tokens: if i == 0 { shared.seq_tokens } else { 0 },
                     ..WindowTimings::default()
                 })
                 .collect();
+            window::timings_share(&mut timings, &ids, lockstep_ms, &shared);
 
             let mut model = self.model(cancel.as_ref());
             for (i, (&chunk, result)) in batch.iter().zip(results.iter_mut()).enumerate() {

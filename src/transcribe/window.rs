@@ -68,7 +68,7 @@ impl Model<'_> {
         timings: &mut WindowTimings,
     ) -> Result<DecodingResult> {
         let mut result = None;
-        for &t in temperatures {
+        for (step, &t) in temperatures.iter().enumerate() {
             let opts = options_at(decode, t);
             timings.passes += 1;
             let task = DecodingTask::new(self.tokenizer, self.config, &opts)?
@@ -77,20 +77,27 @@ impl Model<'_> {
             let r = task.run(self.backend, rng);
             timings.add_stats(&task.stats());
             let r = r?;
-            let retry = needs_fallback(self.options, &r);
-            if retry {
-                tracing::debug!(
-                    "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
-                    r.compression_ratio,
-                    r.avg_logprob
-                );
-            }
+            let retry = self.falls_back(t, &r, step + 1 < temperatures.len());
             result = Some(r);
             if !retry {
                 break;
             }
         }
         result.ok_or_else(|| Error::Usage("no temperatures to decode with".into()))
+    }
+
+    /// Whether `r`, decoded at temperature `t`, fails the thresholds; logged when a hotter
+    /// temperature follows.
+    fn falls_back(&self, t: f32, r: &DecodingResult, hotter_follows: bool) -> bool {
+        let retry = needs_fallback(self.options, r);
+        if retry && hotter_follows {
+            tracing::debug!(
+                "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
+                r.compression_ratio,
+                r.avg_logprob
+            );
+        }
+        retry
     }
 
     /// [`decode_with_fallback`](Self::decode_with_fallback) of several encoded windows at once
@@ -134,14 +141,7 @@ impl Model<'_> {
                 let ms = start.elapsed().as_secs_f64() * 1e3;
                 timings_share(timings, &group, ms, &task.stats());
                 for (&w, r) in group.iter().zip(decoded?) {
-                    retry[w] = needs_fallback(self.options, &r);
-                    if retry[w] && step + 1 < temperatures.len() {
-                        tracing::debug!(
-                            "temperature {t}: compression {:.2}, avg logprob {:.2}: falling back",
-                            r.compression_ratio,
-                            r.avg_logprob
-                        );
-                    }
+                    retry[w] = self.falls_back(t, &r, step + 1 < temperatures.len());
                     results[w] = Some(r);
                 }
             }
@@ -213,7 +213,12 @@ pub(crate) fn groups_of_equal(
 
 /// One decoding pass of the windows `group` took `ms` with `stats`: evenly to their timings,
 /// the call counts to the first.
-fn timings_share(timings: &mut [WindowTimings], group: &[usize], ms: f64, stats: &DecodeStats) {
+pub(crate) fn timings_share(
+    timings: &mut [WindowTimings],
+    group: &[usize],
+    ms: f64,
+    stats: &DecodeStats,
+) {
     let n = group.len() as f64;
     for (k, &w) in group.iter().enumerate() {
         let wt = &mut timings[w];
