@@ -217,7 +217,8 @@ const PARSED_HEADER_LINES: usize = 16_384;
 /// header-line limit is ours: accept connections until `signal` resolves, then stop accepting,
 /// let every connection finish its request in progress (idle keep-alive ones close) and
 /// return when all have. WebSocket upgrades are served (the upgraded socket then belongs to
-/// its session, which `signal`'s side stops).
+/// its session, which `signal`'s side stops). Written by hand because hyper-util 0.1's
+/// `GracefulShutdown` does not take http1's `UpgradeableConnection` (WebSockets need it).
 async fn serve_connections(
     listener: TcpListener,
     app: axum::Router,
