@@ -47,6 +47,7 @@ const LOSSY_16K: &[&str] = &[
     "aac_48k.aac",
     "video_aac.mp4",
     "vorbis.ogg",
+    "vorbis.webm",
     "adpcm_ima.wav",
     "alaw.wav",
 ];
@@ -251,6 +252,7 @@ fn stdin_reads_containers_and_raw_pcm() {
         "vorbis.ogg",
         "opus_32k.opus",
         "opus_32k.webm",
+        "vorbis.webm",
         "adpcm_ima.wav",
         "alaw.wav",
     ] {

@@ -71,6 +71,39 @@ fn a_webm_lace_claiming_26_gb_is_an_error_not_an_allocation() {
     );
 }
 
+/// Found by reading symphonia-format-mkv 0.5: a Vorbis track's CodecPrivate is a count and
+/// Xiph-laced sizes of the three Vorbis headers, and `vorbis_extra_data_from_codec_private`
+/// allocates each claimed size before reading it (up to 255 times the element: 16 GB for one
+/// of 64 MB). vorbis.webm (ffmpeg's) decodes; the same file with the first size turned into a
+/// run of twenty 255s (5 KB claimed in a 3.3-KB element) is refused by the check of the
+/// TrackEntry (src/audio/ebml_guard.rs), from a file and from a stream, before any block.
+#[test]
+fn a_vorbis_webm_whose_headers_claim_past_their_element_is_refused() {
+    let sound = std::fs::read(fixture("vorbis.webm")).unwrap();
+    assert!(load_audio(&fixture("vorbis.webm")).unwrap().len() > 30_000);
+    // The CodecPrivate element: ID 63 A2, a size vint, then the count byte (2: three packets).
+    let at = sound.windows(2).position(|w| w == [0x63, 0xA2]).unwrap();
+    let size_len = sound[at + 2].leading_zeros() as usize + 1;
+    let data = at + 2 + size_len;
+    assert_eq!(sound[data], 2, "the Vorbis CodecPrivate's packet count");
+    let mut broken = sound.clone();
+    broken[data + 1..data + 21].fill(0xFF);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vorbis_private.webm");
+    std::fs::write(&path, &broken).unwrap();
+    let refusal = "Vorbis codec private data at byte";
+    let err = load_audio(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("vorbis_private.webm")
+            && err.contains(refusal)
+            && err.contains("claims header packets of")
+            && !err.contains('\n'),
+        "{err}"
+    );
+    let err = stream_error(broken);
+    assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+}
+
 /// Laced blocks are sound Matroska (mkvmerge laces audio; ffmpeg never does): opus_32k.webm
 /// with its frames regrouped into Xiph- and EBML-laced SimpleBlocks of three
 /// (tests/data/formats/relace_webm.py) passes the lacing check and decodes to the very samples

@@ -13,6 +13,11 @@
 //! - a laced SimpleBlock or Block (Xiph or EBML lacing) may not claim frames past its own end:
 //!   symphonia's `lacing::extract_frames` allocates each claimed frame size before reading it
 //!   (a 2-KB WebM whose EBML lace claimed 26 GB, found by the fuzzer). See [`LaceCheck`].
+//! - a Vorbis track's CodecPrivate (a count and Xiph-laced sizes of the three Vorbis header
+//!   packets) may not claim packets past its own end: symphonia's
+//!   `vorbis_extra_data_from_codec_private` allocates each claimed size before reading it (up
+//!   to 255 times the element's size). The CodecID and the CodecPrivate of a TrackEntry come in
+//!   either order, so the refusal comes with whichever of the two is read second.
 //!
 //! A file is walked before the demuxer opens it ([`check_file`]); a stream (stdin, a pipe) goes
 //! through [`EbmlGate`], which hands bytes on only once the header they belong to has passed.
@@ -47,6 +52,14 @@ const CLUSTER: u32 = 0x1F43B675;
 /// symphonia's `lacing::extract_frames` reads (see [`LaceCheck`]).
 const BLOCKS: [u32; 2] = [0xA3, 0xA1];
 
+/// A track's description, and in it the codec's ID (a string) and private data (binary).
+const TRACK_ENTRY: u32 = 0xAE;
+const CODEC_ID: u32 = 0x86;
+const CODEC_PRIVATE: u32 = 0x63A2;
+
+/// The CodecID whose CodecPrivate symphonia splits by Xiph-laced sizes.
+const VORBIS: &[u8] = b"A_VORBIS";
+
 /// Segment-level elements: one of these ends a cluster of unknown size.
 const SEGMENT_LEVEL: [u32; 8] = [
     CLUSTER, 0x1C53BB6B, 0x1549A966, 0x114D9B74, 0x1254C367, 0x1654AE6B, 0x1043A770, 0x1941A469,
@@ -61,8 +74,66 @@ struct Walker {
     next_header: u64,
     /// (end, whether it is a cluster of unknown size)
     open: Vec<(u64, bool)>,
-    /// The lacing check of the block whose data comes next, if the last header was a block's.
-    block: Option<LaceCheck>,
+    /// The check of the element data that comes next, if the last header's data is checked.
+    data_check: Option<DataCheck>,
+    /// The TrackEntry the walk is in, if any.
+    track: Option<TrackEntry>,
+}
+
+/// What is checked in an element's data.
+#[derive(Debug)]
+enum DataCheck {
+    /// A block's lacing header: refused as soon as it claims frames past the block.
+    Block(LaceCheck),
+    /// A CodecPrivate read as Vorbis's (count, Xiph sizes): a bad one is refused only in a
+    /// Vorbis track, since other codecs' private data has another layout.
+    Private(LaceCheck),
+    /// A CodecID: whether it says Vorbis.
+    CodecId(CodecIdRead),
+}
+
+/// What the walk knows of the TrackEntry it is in.
+#[derive(Debug)]
+struct TrackEntry {
+    end: u64,
+    vorbis: bool,
+    /// Why a CodecPrivate of this entry would not split as Vorbis's does, if it would not.
+    bad_private: Option<String>,
+}
+
+/// The first bytes of a CodecID: as symphonia reads a string, up to the first NUL byte.
+#[derive(Debug)]
+struct CodecIdRead {
+    next: u64,
+    /// Where reading stops: the element's end, or one byte past "A_VORBIS" (enough to tell).
+    stop: u64,
+    bytes: Vec<u8>,
+}
+
+impl CodecIdRead {
+    fn new(data: u64, end: u64) -> Self {
+        CodecIdRead {
+            next: data,
+            stop: end.min(data + VORBIS.len() as u64 + 1),
+            bytes: Vec::with_capacity(VORBIS.len() + 1),
+        }
+    }
+
+    fn feed(&mut self, from: u64, bytes: &[u8]) {
+        let skip = usize::try_from(self.next.saturating_sub(from)).unwrap_or(usize::MAX);
+        for &b in bytes.iter().skip(skip) {
+            if self.next >= self.stop {
+                break;
+            }
+            self.bytes.push(b);
+            self.next += 1;
+        }
+    }
+
+    /// Whether the ID says Vorbis, once every byte that tells has been read.
+    fn vorbis(&self) -> Option<bool> {
+        (self.next >= self.stop).then(|| self.bytes.split(|&b| b == 0).next() == Some(VORBIS))
+    }
 }
 
 impl Walker {
@@ -72,6 +143,9 @@ impl Walker {
         let at = self.next_header;
         while self.open.last().is_some_and(|&(end, _)| end <= at) {
             self.open.pop();
+        }
+        if self.track.as_ref().is_some_and(|t| t.end <= at) {
+            self.track = None;
         }
         let Some(&first) = bytes.first() else {
             return Ok(None);
@@ -138,17 +212,69 @@ impl Walker {
             // Symphonia reads an unknown size as 0.
             self.next_header = if unknown { data } else { end };
         }
-        // Symphonia reads a block of unknown size as empty: no lacing header to check.
-        self.block = (BLOCKS.contains(&id) && !unknown).then(|| LaceCheck::new(at, data, end));
+        if id == TRACK_ENTRY {
+            self.track = Some(TrackEntry {
+                end,
+                vorbis: false,
+                bad_private: None,
+            });
+        }
+        // Symphonia reads data of unknown size as empty: nothing to check.
+        let in_track = self.track.is_some();
+        self.data_check = match id {
+            _ if unknown => None,
+            _ if BLOCKS.contains(&id) => Some(DataCheck::Block(LaceCheck::block(at, data, end))),
+            CODEC_PRIVATE if in_track => {
+                Some(DataCheck::Private(LaceCheck::vorbis_private(at, data, end)))
+            }
+            CODEC_ID if in_track => Some(DataCheck::CodecId(CodecIdRead::new(data, end))),
+            _ => None,
+        };
         Ok(Some(header_len))
     }
 
     /// Check the element data `bytes`, which start at stream position `from`, in order.
     fn data(&mut self, from: u64, bytes: &[u8]) -> Result<(), String> {
-        match &mut self.block {
-            Some(block) => block.feed(from, bytes),
+        match &mut self.data_check {
             None => Ok(()),
+            Some(DataCheck::Block(block)) => block.feed(from, bytes),
+            Some(DataCheck::Private(private)) => {
+                if let (Err(e), Some(track)) = (private.feed(from, bytes), &mut self.track) {
+                    track.bad_private = Some(e);
+                }
+                self.track_verdict()
+            }
+            Some(DataCheck::CodecId(codec_id)) => {
+                codec_id.feed(from, bytes);
+                if let (Some(vorbis), Some(track)) = (codec_id.vorbis(), &mut self.track) {
+                    track.vorbis = vorbis;
+                }
+                self.track_verdict()
+            }
         }
+    }
+
+    /// A Vorbis track whose CodecPrivate claims packets past its end is refused.
+    fn track_verdict(&self) -> Result<(), String> {
+        match &self.track {
+            Some(TrackEntry {
+                vorbis: true,
+                bad_private: Some(e),
+                ..
+            }) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The stream position of the next data byte the pending check wants, and where the
+    /// element's data ends; None when no check wants more.
+    fn wanted(&self) -> Option<(u64, u64)> {
+        let (next, end) = match &self.data_check {
+            Some(DataCheck::Block(c) | DataCheck::Private(c)) if !c.done() => (c.next, c.end),
+            Some(DataCheck::CodecId(c)) => (c.next, c.stop),
+            _ => return None,
+        };
+        (next < end).then_some((next, end))
     }
 }
 
@@ -185,9 +311,17 @@ enum LaceStage {
 /// many frame sizes (Xiph: runs of 255 plus a last byte; EBML: an unsigned vint, then signed
 /// vint deltas), the last frame being the rest of the block. Symphonia allocates each claimed
 /// size before reading it, so the sizes' sum may not pass the block's end.
+///
+/// A Vorbis CodecPrivate is read the same way from its count byte on (symphonia's
+/// `vorbis_extra_data_from_codec_private` calls the same `read_xiph_sizes`), the last packet
+/// being the rest of the element.
 #[derive(Debug)]
 struct LaceCheck {
-    /// Stream positions: the block's element header, its data's end, the next byte to check.
+    /// What is checked and what its sizes measure, for the error: "block" and "laced frames",
+    /// "Vorbis codec private data" and "header packets".
+    what: &'static str,
+    parts: &'static str,
+    /// Stream positions: the element's header, its data's end, the next byte to check.
     at: u64,
     end: u64,
     next: u64,
@@ -203,12 +337,32 @@ struct LaceCheck {
 }
 
 impl LaceCheck {
-    fn new(at: u64, data: u64, end: u64) -> Self {
+    /// A SimpleBlock's or Block's data: from the track number on.
+    fn block(at: u64, data: u64, end: u64) -> Self {
+        Self::new(("block", "laced frames"), LaceStage::Track, at, data, end)
+    }
+
+    /// A CodecPrivate read as Vorbis's: the count byte, then Xiph sizes.
+    fn vorbis_private(at: u64, data: u64, end: u64) -> Self {
+        let count = LaceStage::Count { ebml: false };
+        let what = ("Vorbis codec private data", "header packets");
+        Self::new(what, count, at, data, end)
+    }
+
+    fn new(
+        (what, parts): (&'static str, &'static str),
+        stage: LaceStage,
+        at: u64,
+        data: u64,
+        end: u64,
+    ) -> Self {
         LaceCheck {
+            what,
+            parts,
             at,
             end,
             next: data,
-            stage: LaceStage::Track,
+            stage,
             ebml: false,
             sizes_left: 0,
             sizes_read: 0,
@@ -237,7 +391,10 @@ impl LaceCheck {
             match self.step(b) {
                 Ok(stage) => self.stage = stage,
                 Err(e) => {
-                    let e = format!("malformed Matroska/WebM: the block at byte {} {e}", self.at);
+                    let e = format!(
+                        "malformed Matroska/WebM: the {} at byte {} {e}",
+                        self.what, self.at
+                    );
                     self.refused = Some(e.clone());
                     return Err(e);
                 }
@@ -352,7 +509,8 @@ impl LaceCheck {
         let room = self.end - self.next;
         if sum > room {
             return Err(format!(
-                "claims laced frames of {sum} bytes, past its end ({room} bytes left)"
+                "claims {} of {sum} bytes, past its end ({room} bytes left)",
+                self.parts
             ));
         }
         Ok(())
@@ -372,17 +530,18 @@ pub(crate) fn check_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), Stri
         if walker.header(&buf[..want])?.is_none() {
             break;
         }
-        if let Some(block) = walker.block.as_mut() {
-            // Read the block's header and lacing header (a few bytes; runs of Xiph 255s more).
-            let stop = block.end.min(len);
-            r.seek(SeekFrom::Start(block.next)).map_err(io)?;
-            let mut chunk = [0u8; 256];
-            while !block.done() && block.next < stop {
-                let from = block.next;
-                let n = (stop - from).min(chunk.len() as u64) as usize;
-                r.read_exact(&mut chunk[..n]).map_err(io)?;
-                block.feed(from, &chunk[..n])?;
+        // Read what the data check wants: a block's header and lacing header, a CodecPrivate's
+        // count and sizes, a CodecID's first bytes (a few bytes; runs of Xiph 255s more).
+        let mut chunk = [0u8; 256];
+        while let Some((from, end)) = walker.wanted() {
+            let stop = end.min(len);
+            if from >= stop {
+                break;
             }
+            r.seek(SeekFrom::Start(from)).map_err(io)?;
+            let n = (stop - from).min(chunk.len() as u64) as usize;
+            r.read_exact(&mut chunk[..n]).map_err(io)?;
+            walker.data(from, &chunk[..n])?;
         }
     }
     r.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -490,12 +649,14 @@ mod tests {
     }
 
     fn webm(cluster_body: &[u8]) -> Vec<u8> {
+        webm_with_tracks(&[el(&[0x86], b"A_OPUS")], cluster_body)
+    }
+
+    /// A WebM with one TrackEntry of each body in `tracks` and one cluster.
+    fn webm_with_tracks(tracks: &[Vec<u8>], cluster_body: &[u8]) -> Vec<u8> {
         let mut f = el(&[0x1A, 0x45, 0xDF, 0xA3], &el(&[0x42, 0x82], b"webm"));
-        let tracks = el(
-            &[0x16, 0x54, 0xAE, 0x6B],
-            &el(&[0xAE], &el(&[0x86], b"A_OPUS")),
-        );
-        let mut seg = tracks;
+        let entries: Vec<u8> = tracks.iter().flat_map(|t| el(&[0xAE], t)).collect();
+        let mut seg = el(&[0x16, 0x54, 0xAE, 0x6B], &entries);
         seg.extend(el(&[0x1F, 0x43, 0xB6, 0x75], cluster_body));
         f.extend(el(&[0x18, 0x53, 0x80, 0x67], &seg));
         f
@@ -631,6 +792,75 @@ mod tests {
         refused_whole_and_cut(&laced(0x02, &run, 1000), "of 1275 bytes");
         // Track number 0 is no vint symphonia reads soundly.
         refused_whole_and_cut(&webm(&el(&[0xA3], &[0, 1, 2, 3])), "invalid track number");
+    }
+
+    /// A WebM with one track: CodecID `codec_id`, CodecPrivate `private`, in that order or
+    /// the other.
+    fn with_private(codec_id: &[u8], private: &[u8], id_first: bool) -> Vec<u8> {
+        let (id, private) = (el(&[0x86], codec_id), el(&[0x63, 0xA2], private));
+        let track = if id_first {
+            [id, private].concat()
+        } else {
+            [private, id].concat()
+        };
+        webm_with_tracks(&[track], &el(&[0xA3], &[0x81, 0, 0, 0x80, 9]))
+    }
+
+    /// A Vorbis CodecPrivate: the count (2), the Xiph sizes `sizes`, then `packets` bytes.
+    fn vorbis_private(sizes: &[u8], packets: usize) -> Vec<u8> {
+        let mut p = vec![2];
+        p.extend_from_slice(sizes);
+        p.resize(p.len() + packets, 1);
+        p
+    }
+
+    #[test]
+    fn sound_vorbis_private_data_passes_unchanged() {
+        // Packets of 30, 300 (255 + 45) and the 5 bytes left.
+        let private = vorbis_private(&[30, 0xFF, 45], 335);
+        for id_first in [true, false] {
+            passes_whole_and_cut(&with_private(b"A_VORBIS", &private, id_first));
+        }
+        // Sizes filling it exactly (an empty last packet); a string padded with NULs.
+        passes_whole_and_cut(&with_private(
+            b"A_VORBIS\0\0",
+            &vorbis_private(&[3, 4], 7),
+            true,
+        ));
+    }
+
+    #[test]
+    fn vorbis_private_data_claiming_packets_past_its_end_is_refused() {
+        // Packets of 30 and 300 in 329 bytes; a run of 255s (10 KB) in 101 bytes, refused at
+        // its first 255.
+        let short = vorbis_private(&[30, 0xFF, 45], 329);
+        let run = vorbis_private(&[0xFF; 40], 60);
+        for id_first in [true, false] {
+            refused_whole_and_cut(
+                &with_private(b"A_VORBIS", &short, id_first),
+                "claims header packets of 330 bytes, past its end (329 bytes left)",
+            );
+            refused_whole_and_cut(
+                &with_private(b"A_VORBIS\0", &run, id_first),
+                "claims header packets of 255 bytes, past its end (99 bytes left)",
+            );
+        }
+        // The same bytes in another codec's track are its own business (Opus: "OpusHead...").
+        for codec_id in [&b"A_OPUS"[..], b"A_VORBISX", b"A_VORBI", b""] {
+            for id_first in [true, false] {
+                passes_whole_and_cut(&with_private(codec_id, &short, id_first));
+            }
+        }
+        // A bad private in an Opus track, then a sound Vorbis track: each entry on its own.
+        let tracks = [
+            [el(&[0x86], b"A_OPUS"), el(&[0x63, 0xA2], &short)].concat(),
+            [
+                el(&[0x63, 0xA2], &vorbis_private(&[3, 4], 9)),
+                el(&[0x86], b"A_VORBIS"),
+            ]
+            .concat(),
+        ];
+        passes_whole_and_cut(&webm_with_tracks(&tracks, &[]));
     }
 
     #[test]
