@@ -104,6 +104,39 @@ fn a_vorbis_webm_whose_headers_claim_past_their_element_is_refused() {
     assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
 }
 
+/// Found by reading symphonia-codec-vorbis 0.5: the decoder builds each codebook of the setup
+/// header at its claimed size, so 21 bytes claiming 16 777 215 entries of 31 dimensions made it
+/// fill a 2-GB table (2.06 GB resident for this 20-KB file before the check; 256 such books
+/// would need 512 GB), then fail as "unsupported codec". The codebooks are checked first
+/// (src/audio/vorbis_setup_guard.rs, called by the Ogg and Matroska checks): a one-line error
+/// naming the file, from a file and from a stream. A header within the limits that still makes
+/// symphonia panic (255 dimensions overflow its `lookup1_values`) is an error too.
+#[test]
+fn vorbis_setup_headers_claiming_gigabytes_are_refused() {
+    let claim = "claims 16777215 entries of 31 dimensions";
+    for (name, refusal) in [
+        (
+            "malformed_setup.ogg",
+            "malformed Ogg Vorbis setup header: codebook 0",
+        ),
+        (
+            "malformed_setup.webm",
+            "malformed Matroska/WebM Vorbis setup header: codebook 0",
+        ),
+        ("panicking_setup.webm", "damaged Vorbis headers"),
+    ] {
+        let path = fixture(name);
+        let err = load_audio(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains(refusal) && !err.contains('\n'),
+            "{err}"
+        );
+        assert_eq!(err.contains(claim), name.starts_with("malformed"), "{err}");
+        let err = stream_error(std::fs::read(&path).unwrap());
+        assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+    }
+}
+
 /// Laced blocks are sound Matroska (mkvmerge laces audio; ffmpeg never does): opus_32k.webm
 /// with its frames regrouped into Xiph- and EBML-laced SimpleBlocks of three
 /// (tests/data/formats/relace_webm.py) passes the lacing check and decodes to the very samples

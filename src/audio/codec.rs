@@ -210,9 +210,15 @@ impl SymphoniaSource {
                 head.channels as u16,
             )
         } else {
-            let dec = symphonia::default::get_codecs()
-                .make(&params, &DecoderOptions::default())
-                .map_err(|_| format!("unsupported codec {}", codec_name(params.codec)))?;
+            let codecs = symphonia::default::get_codecs();
+            if codecs.get_codec(params.codec).is_none() {
+                return Err(format!("unsupported codec {}", codec_name(params.codec)));
+            }
+            // A decoder reads its headers (Vorbis: the setup header) when made, and may
+            // panic on a damaged one, as the demuxers may.
+            let dec = contained(|| codecs.make(&params, &DecoderOptions::default()))
+                .ok_or_else(|| format!("damaged {} headers", codec_name(params.codec)))?
+                .map_err(|e| format!("damaged {} headers: {e}", codec_name(params.codec)))?;
             let rate = params
                 .sample_rate
                 .ok_or("audio track without a sample rate")?;

@@ -17,10 +17,11 @@
 //! edit lists; MP3 and Ogg streams cut short are not flagged as truncated (no declared length).
 //! MP4 and CAF from a stream are spooled to a temporary file (their demuxers seek).
 //! Every MP4 box tree, every Matroska/WebM element header, every CAF chunk and packet table,
-//! every FLAC comment and picture block, every Ogg comment header and the LIST chunks of a WAV
-//! symphonia decodes are checked before symphonia reads them (`mp4_guard`, `ebml_guard`,
-//! `caf_guard`, `flac_guard`, `ogg_guard`, `comment_guard`, `riff_guard`): its demuxers and
-//! metadata readers trust the counts and sizes they read and would reserve gigabytes for a few
+//! every FLAC comment and picture block, every Ogg comment header, every Vorbis setup header
+//! (in Ogg or Matroska) and the LIST chunks of a WAV symphonia decodes are checked before
+//! symphonia reads them (`mp4_guard`, `ebml_guard`, `caf_guard`, `flac_guard`, `ogg_guard`,
+//! `comment_guard`, `vorbis_setup_guard`, `riff_guard`): its demuxers, metadata readers and
+//! Vorbis decoder trust the counts and sizes they read and would reserve gigabytes for a few
 //! bytes.
 //! ID3v2 tags are skipped unread (`id3_guard`), and symphonia's probe only knows the demuxer
 //! of the container sniffed (`codec::probe_for`).
@@ -62,6 +63,7 @@ mod resample;
 mod riff_guard;
 mod sniff;
 mod stream;
+mod vorbis_setup_guard;
 mod wav;
 
 use std::path::Path;

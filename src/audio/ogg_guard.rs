@@ -1,4 +1,4 @@
-//! A check of Ogg comment headers before symphonia reads them.
+//! A check of Ogg comment headers (and Vorbis setup headers) before symphonia reads them.
 //!
 //! symphonia's Ogg demuxer hands a Vorbis comment header, an OpusTags packet and an Ogg FLAC
 //! VORBIS_COMMENT or PICTURE packet to symphonia-metadata, which allocates every claimed
@@ -7,7 +7,8 @@
 //! version, flags, CRC; a bad page is skipped and the stream resynchronised), packets are
 //! reassembled per logical stream as it does (a continuation page without a partial packet
 //! drops its first packet; packets over its 16-MiB limit are not assembled), and every packet
-//! its mapper would read as a comment or picture is checked against the packet's own length.
+//! its mapper would read as a comment or picture is checked against the packet's own length,
+//! and a Vorbis setup header's codebooks against their limits (`vorbis_setup_guard`).
 //! Only such packets are held, the others are counted; memory stays within one page plus the
 //! comment packets symphonia itself holds.
 //!
@@ -20,6 +21,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use super::comment_guard::{check_picture, check_vorbis_comment};
 use super::header_gate::file_error;
+use super::vorbis_setup_guard::check_vorbis_setup;
 
 const CAPTURE: &[u8; 4] = b"OggS";
 const PAGE_HEADER: usize = 27;
@@ -51,8 +53,9 @@ impl Mapping {
     /// (`head` holds its first 8 bytes, or all of a shorter packet).
     fn reads_metadata(self, head: &[u8]) -> bool {
         match self {
-            // Odd packet types are headers; 3 is the comment header.
-            Mapping::Vorbis => head.starts_with(b"\x03vorbis"),
+            // Odd packet types are headers; 3 is the comment header, 5 the setup header
+            // (whose codebooks the decoder builds at their claimed sizes).
+            Mapping::Vorbis => head.starts_with(b"\x03vorbis") || head.starts_with(b"\x05vorbis"),
             // Read as comments until the first OpusTags (checked whenever, to be safe).
             Mapping::Opus => head.starts_with(b"OpusTags"),
             // A metadata block per packet; 0xFF is audio.
@@ -65,6 +68,9 @@ impl Mapping {
     /// Check a whole packet the mapper reads metadata from.
     fn check(self, packet: &[u8]) -> Result<(), String> {
         match self {
+            Mapping::Vorbis if packet[0] == 5 => {
+                check_vorbis_setup(packet, "Ogg Vorbis setup header")
+            }
             Mapping::Vorbis => check_vorbis_comment(&packet[7..], "Ogg Vorbis comment header"),
             Mapping::Opus => check_vorbis_comment(&packet[8..], "Ogg Opus comment header"),
             Mapping::Flac if packet.len() < 4 => Ok(()),
