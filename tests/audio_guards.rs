@@ -137,6 +137,23 @@ fn vorbis_setup_headers_claiming_gigabytes_are_refused() {
     }
 }
 
+/// Found by reading symphonia-codec-alac 0.5: the decoder allocates buffers of the frame length
+/// its configuration claims when it is made. alac_16k.m4a (84 KB) with that length set to ~4
+/// billion took 16.8 GB and 52 s; the MP4 check (and the CAF one, for a `kuki` cookie) refuses
+/// more than 2^20 frames: a one-line error naming the file, from a file and from a stream.
+#[test]
+fn an_alac_configuration_claiming_huge_frames_is_refused() {
+    let name = "malformed_alac.m4a";
+    let refusal = "malformed MP4 'alac' box: ALAC frames of 4294967280 samples";
+    let err = load_audio(&fixture(name)).unwrap_err().to_string();
+    assert!(
+        err.contains(name) && err.contains(refusal) && !err.contains('\n'),
+        "{err}"
+    );
+    let err = stream_error(std::fs::read(fixture(name)).unwrap());
+    assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+}
+
 /// Laced blocks are sound Matroska (mkvmerge laces audio; ffmpeg never does): opus_32k.webm
 /// with its frames regrouped into Xiph- and EBML-laced SimpleBlocks of three
 /// (tests/data/formats/relace_webm.py) passes the lacing check and decodes to the very samples

@@ -7,12 +7,15 @@
 //! chunks are walked as the demuxer walks them (including its reading of the bytes after an
 //! audio chunk of unknown size as more chunks), and every such claim must fit in the file:
 //! the cookie in the bytes left, the packet count in the table's bytes left (an entry takes at
-//! least one byte), each packet size in the file.
+//! least one byte), each packet size in the file. An ALAC cookie's frame length is checked as
+//! in MP4 (`mp4_guard::check_alac_frame_length`: the decoder allocates that many frames).
 //!
 //! CAF is read from files only (a stream is spooled to a temporary file first, as MP4 is).
 //! Written by hand: no crate does only this check.
 
 use std::io::{BufReader, Read, Seek, SeekFrom};
+
+use super::mp4_guard::check_alac_frame_length;
 
 /// The CAF file header: "caff", version, flags.
 const FILE_HEADER: u64 = 8;
@@ -24,6 +27,7 @@ pub(crate) fn check_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), Stri
     let mut at = FILE_HEADER;
     // bytes and frames per packet, from the description chunk.
     let mut packet_shape = None;
+    let mut alac = false;
     while at + CHUNK_HEADER <= len {
         r.seek(SeekFrom::Start(at)).map_err(io)?;
         let mut header = [0u8; CHUNK_HEADER as usize];
@@ -45,7 +49,18 @@ pub(crate) fn check_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), Stri
                      left in the file"
                 ));
             }
+            // symphonia reads a 24- or 48-byte cookie of an ALAC track as ALAC's configuration.
+            (b"kuki", Ok(24 | 48)) if alac => {
+                r.seek(SeekFrom::Start(body)).map_err(io)?;
+                let mut frames = [0u8; 4];
+                r.read_exact(&mut frames).map_err(io)?;
+                check_alac_frame_length(u32::from_be_bytes(frames), "CAF 'kuki' chunk")?;
+            }
             (b"desc", _) if packet_shape.is_none() && left >= 24 => {
+                r.seek(SeekFrom::Start(body + 8)).map_err(io)?;
+                let mut format = [0u8; 4];
+                r.read_exact(&mut format).map_err(io)?;
+                alac = &format == b"alac";
                 r.seek(SeekFrom::Start(body + 16)).map_err(io)?;
                 let mut shape = [0u8; 8];
                 r.read_exact(&mut shape).map_err(io)?;
@@ -189,6 +204,31 @@ mod tests {
         }
         let f = caf(&[chunk(b"data", -1, &[0u8; 100])]);
         assert_eq!(check(&f), Ok(()));
+    }
+
+    #[test]
+    fn an_alac_cookie_claiming_huge_frames_is_refused() {
+        // desc: sample rate, format "alac", flags, bytes/frames per packet, channels, bits.
+        let mut desc = 16_000f64.to_be_bytes().to_vec();
+        desc.extend(b"alac\0\0\0\0\0\0\0\0\0\0\x10\0\0\0\0\x01\0\0\0\x10");
+        let cookie = |frames: u32| {
+            let mut c = frames.to_be_bytes().to_vec();
+            c.resize(24, 0);
+            c
+        };
+        let with = |frames: u32| {
+            let mut f = b"caff\0\x01\0\0".to_vec();
+            f.extend(chunk(b"desc", 32, &desc));
+            f.extend(chunk(b"kuki", 24, &cookie(frames)));
+            f
+        };
+        assert_eq!(check(&with(4096)), Ok(()));
+        assert!(check(&with(u32::MAX))
+            .unwrap_err()
+            .contains("malformed CAF 'kuki' chunk: ALAC frames of 4294967295 samples"));
+        // The same cookie bytes in a track of another codec are not ALAC's configuration.
+        let other = [&caf(&[])[..], &chunk(b"kuki", 24, &cookie(u32::MAX))].concat();
+        assert_eq!(check(&other), Ok(()));
     }
 
     #[test]

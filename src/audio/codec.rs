@@ -218,7 +218,9 @@ impl SymphoniaSource {
             // panic on a damaged one, as the demuxers may.
             let dec = contained(|| codecs.make(&params, &DecoderOptions::default()))
                 .ok_or_else(|| format!("damaged {} headers", codec_name(params.codec)))?
-                .map_err(|e| format!("damaged {} headers: {e}", codec_name(params.codec)))?;
+                .map_err(|e| {
+                    format!("cannot read its {} headers: {e}", codec_name(params.codec))
+                })?;
             let rate = params
                 .sample_rate
                 .ok_or("audio track without a sample rate")?;

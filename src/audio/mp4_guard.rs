@@ -8,7 +8,10 @@
 //! - sample tables (`stts`, `stsc`, `stco`, `co64`, `stsz`, `ctts`, `stss`, `elst`) claim more
 //!   entries than their box holds,
 //! - packets (`stsz`, `trun` sample sizes) exceed [`MAX_PACKET`]: the demuxer allocates each
-//!   packet whole before reading it.
+//!   packet whole before reading it,
+//! - an ALAC configuration (`alac` box) claims frames longer than [`MAX_ALAC_FRAME`]: the
+//!   decoder allocates buffers of that many frames when made (an 84-KB M4A with its frame
+//!   length set to 4 billion took 16.8 GB and 52 s before this check).
 //!
 //! Written by hand because no crate does only this check; it reads box headers and tables only
 //! (a few KB for a typical file), never the media data.
@@ -18,6 +21,22 @@ use std::io::{Read, Seek, SeekFrom};
 /// The largest packet we let the demuxer allocate. Real audio packets are at most a few
 /// hundred KB (uncompressed PCM in MOV: one chunk of a second or so).
 pub(crate) const MAX_PACKET: u64 = 16 << 20;
+
+/// The longest ALAC frame we let the decoder allocate buffers for. Encoders write 4096 frames
+/// (Apple's and ffmpeg's default); this is 256 times that, 40 MB of buffers at 8 channels.
+pub(crate) const MAX_ALAC_FRAME: u32 = 1 << 20;
+
+/// Check an ALAC magic cookie's frame length (its first field; the same cookie in MP4's `alac`
+/// box and CAF's `kuki` chunk). `place` names where it was found, for the error.
+pub(crate) fn check_alac_frame_length(frame_length: u32, place: &str) -> Result<(), String> {
+    if frame_length > MAX_ALAC_FRAME {
+        return Err(format!(
+            "malformed {place}: ALAC frames of {frame_length} samples claimed (at most \
+             {MAX_ALAC_FRAME} are decoded)"
+        ));
+    }
+    Ok(())
+}
 
 /// Deeper nesting than any real file has; bounds the recursion.
 const MAX_DEPTH: usize = 16;
@@ -151,6 +170,12 @@ impl<R: Read + Seek> Walker<'_, R> {
             }
             b"stsz" => self.sample_sizes(b),
             b"trun" => self.track_run(b),
+            // The ALAC configuration in an `alac` sample entry (which reaches here only as a
+            // configuration box): version and flags, then the cookie, frame length first.
+            b"alac" => match self.u32_at(b.body + 4)? {
+                Some(frames) if len >= 8 => check_alac_frame_length(frames, "MP4 'alac' box"),
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -318,6 +343,27 @@ mod tests {
         f.extend(boxed(b"moov", &trak));
         f.extend(boxed(b"mdat", &[1, 2, 3]));
         f
+    }
+
+    #[test]
+    fn an_alac_configuration_claiming_huge_frames_is_refused() {
+        let entry = |frames: u32| {
+            // AudioSampleEntry: reserved (6), data reference (2), version 0 and the rest (20).
+            let mut body = vec![0u8; 28];
+            let mut cookie = frames.to_be_bytes().to_vec();
+            cookie.resize(24, 0);
+            body.extend(full(b"alac", &cookie));
+            let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
+            stsd.extend(boxed(b"alac", &body));
+            file_with(boxed(b"stsd", &stsd))
+        };
+        assert_eq!(run(&entry(4096)), Ok(()));
+        assert_eq!(run(&entry(MAX_ALAC_FRAME)), Ok(()));
+        let err = run(&entry(MAX_ALAC_FRAME + 1)).unwrap_err();
+        assert!(
+            err.contains("malformed MP4 'alac' box: ALAC frames of 1048577 samples"),
+            "{err}"
+        );
     }
 
     #[test]
