@@ -141,17 +141,29 @@ fn vorbis_setup_headers_claiming_gigabytes_are_refused() {
 /// its configuration claims when it is made. alac_16k.m4a (84 KB) with that length set to ~4
 /// billion took 16.8 GB and 52 s; the MP4 check (and the CAF one, for a `kuki` cookie) refuses
 /// more than 2^20 frames: a one-line error naming the file, from a file and from a stream.
+/// Likewise the PCM decoder allocates a packet's worth of frames, and a QuickTime version-2
+/// PCM entry says how many: a 4.5-KB MOV claiming 4 billion frames of 8 channels of f64 asked
+/// for 275 GB and aborted the process. At most 65 536 are accepted (real files say 1).
 #[test]
-fn an_alac_configuration_claiming_huge_frames_is_refused() {
-    let name = "malformed_alac.m4a";
-    let refusal = "malformed MP4 'alac' box: ALAC frames of 4294967280 samples";
-    let err = load_audio(&fixture(name)).unwrap_err().to_string();
-    assert!(
-        err.contains(name) && err.contains(refusal) && !err.contains('\n'),
-        "{err}"
-    );
-    let err = stream_error(std::fs::read(fixture(name)).unwrap());
-    assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+fn decoder_configurations_claiming_huge_frames_are_refused() {
+    for (name, refusal) in [
+        (
+            "malformed_alac.m4a",
+            "malformed MP4 'alac' box: ALAC frames of 4294967280 samples",
+        ),
+        (
+            "malformed_lpcm.mov",
+            "malformed MP4: a PCM sample entry claims 4294967280 frames per packet",
+        ),
+    ] {
+        let err = load_audio(&fixture(name)).unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains(refusal) && !err.contains('\n'),
+            "{err}"
+        );
+        let err = stream_error(std::fs::read(fixture(name)).unwrap());
+        assert!(err.starts_with("-: ") && err.contains(refusal), "{err}");
+    }
 }
 
 /// Laced blocks are sound Matroska (mkvmerge laces audio; ffmpeg never does): opus_32k.webm

@@ -11,7 +11,10 @@
 //!   packet whole before reading it,
 //! - an ALAC configuration (`alac` box) claims frames longer than [`MAX_ALAC_FRAME`]: the
 //!   decoder allocates buffers of that many frames when made (an 84-KB M4A with its frame
-//!   length set to 4 billion took 16.8 GB and 52 s before this check).
+//!   length set to 4 billion took 16.8 GB and 52 s before this check),
+//! - a QuickTime version-2 PCM sample entry claims more than [`MAX_PCM_FRAMES_PER_PACKET`]
+//!   frames per packet: the PCM decoder allocates a packet's worth of frames when made (a
+//!   3-KB MOV claiming 4 billion frames of 8 channels of f64 aborted the process).
 //!
 //! Written by hand because no crate does only this check; it reads box headers and tables only
 //! (a few KB for a typical file), never the media data.
@@ -37,6 +40,15 @@ pub(crate) fn check_alac_frame_length(frame_length: u32, place: &str) -> Result<
     }
     Ok(())
 }
+
+/// The most PCM frames per packet a version-2 sample entry may claim (real files say 1).
+pub(crate) const MAX_PCM_FRAMES_PER_PACKET: u32 = 1 << 16;
+
+/// Sample entries symphonia reads as PCM (`is_pcm_codec`): version 2 carries their frames per
+/// packet.
+const PCM_ENTRIES: [&[u8; 4]; 8] = [
+    b"lpcm", b"raw ", b"sowt", b"twos", b"in24", b"in32", b"fl32", b"fl64",
+];
 
 /// Deeper nesting than any real file has; bounds the recursion.
 const MAX_DEPTH: usize = 16;
@@ -278,7 +290,8 @@ impl<R: Read + Seek> Walker<'_, R> {
             let Some(e) = self.header(at, b.end)? else {
                 return Ok(());
             };
-            if AUDIO_ENTRIES.contains(&&e.kind) {
+            let pcm = PCM_ENTRIES.contains(&&e.kind);
+            if AUDIO_ENTRIES.contains(&&e.kind) || pcm {
                 // SampleEntry (8) + AudioSampleEntry (20); QuickTime versions 1 and 2 add 16
                 // and 36 bytes (the version is the first field after the SampleEntry).
                 let mut v = [0u8; 2];
@@ -293,6 +306,18 @@ impl<R: Read + Seek> Walker<'_, R> {
                         2 => 36,
                         _ => 0,
                     };
+                // Version 2: frames per packet at byte 60 of the entry (after the 28 bytes of
+                // version 0, 4 reserved, rate f64, channels, a constant, bits, flags, bytes).
+                if pcm && version == 2 {
+                    if let Some(frames) = self.u32_at(e.body + 60)? {
+                        if frames > MAX_PCM_FRAMES_PER_PACKET && e.body + 64 <= e.end {
+                            return Err(format!(
+                                "malformed MP4: a PCM sample entry claims {frames} frames per \
+                                 packet (at most {MAX_PCM_FRAMES_PER_PACKET} are decoded)"
+                            ));
+                        }
+                    }
+                }
                 if e.body + fixed <= e.end {
                     self.children(e.body + fixed, e.end, depth + 2, false)?;
                 }
@@ -364,6 +389,25 @@ mod tests {
             err.contains("malformed MP4 'alac' box: ALAC frames of 1048577 samples"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pcm_entry_claiming_huge_packets_is_refused() {
+        let entry = |kind: &[u8; 4], version: u16, frames: u32| {
+            let mut body = vec![0u8; 64];
+            body[8..10].copy_from_slice(&version.to_be_bytes());
+            body[60..64].copy_from_slice(&frames.to_be_bytes());
+            let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
+            stsd.extend(boxed(kind, &body));
+            file_with(boxed(b"stsd", &stsd))
+        };
+        assert_eq!(run(&entry(b"lpcm", 2, 1)), Ok(()));
+        assert_eq!(run(&entry(b"lpcm", 2, MAX_PCM_FRAMES_PER_PACKET)), Ok(()));
+        let err = run(&entry(b"sowt", 2, u32::MAX)).unwrap_err();
+        assert!(err.contains("claims 4294967295 frames per packet"), "{err}");
+        // Only version 2 has the field; other entries are not PCM.
+        assert_eq!(run(&entry(b"lpcm", 1, u32::MAX)), Ok(()));
+        assert_eq!(run(&entry(b"mp4a", 2, u32::MAX)), Ok(()));
     }
 
     #[test]
