@@ -87,6 +87,8 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
     let vnni = super::int8::has_vnni();
     let (int8, quantize) = if vnni {
         ("avx512-vnni", "avx512")
+    } else if simd >= Isa::Avx2 {
+        ("avx2 (rows kernel)", "portable")
     } else {
         ("portable", "portable")
     };
