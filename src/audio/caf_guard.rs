@@ -57,16 +57,13 @@ pub(crate) fn check_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<(), Stri
                 check_alac_frame_length(u32::from_be_bytes(frames), "CAF 'kuki' chunk")?;
             }
             (b"desc", _) if packet_shape.is_none() && left >= 24 => {
+                // Sample rate (8), format ID, format flags, bytes and frames per packet.
                 r.seek(SeekFrom::Start(body + 8)).map_err(io)?;
-                let mut format = [0u8; 4];
-                r.read_exact(&mut format).map_err(io)?;
-                alac = &format == b"alac";
-                r.seek(SeekFrom::Start(body + 16)).map_err(io)?;
-                let mut shape = [0u8; 8];
-                r.read_exact(&mut shape).map_err(io)?;
-                let bytes = u32::from_be_bytes(shape[..4].try_into().expect("4 bytes"));
-                let frames = u32::from_be_bytes(shape[4..].try_into().expect("4 bytes"));
-                packet_shape = Some((bytes, frames));
+                let mut desc = [0u8; 16];
+                r.read_exact(&mut desc).map_err(io)?;
+                let word = |i: usize| u32::from_be_bytes(desc[i..i + 4].try_into().expect("4"));
+                alac = &desc[..4] == b"alac";
+                packet_shape = Some((word(8), word(12)));
             }
             (b"pakt", _) => {
                 // Without a description first, the demuxer stops before any table.

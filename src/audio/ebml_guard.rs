@@ -33,6 +33,16 @@ mod tracks;
 use lacing::LaceCheck;
 use tracks::{CodecIdRead, PrivateRead, TrackEntry};
 
+/// The part of `bytes` (which start at stream position `from`) at positions `next..end`: what a
+/// data check has not seen yet of its element. The gate and the file walk hand element data on
+/// in order, so `from <= next` unless the bytes end before it.
+fn unseen(bytes: &[u8], from: u64, next: u64, end: u64) -> &[u8] {
+    let at = |pos: u64| {
+        usize::try_from(pos.saturating_sub(from)).map_or(bytes.len(), |i| i.min(bytes.len()))
+    };
+    &bytes[at(next)..at(end.max(next))]
+}
+
 /// The largest string or binary element we let the demuxer allocate: blocks of audio are a
 /// few KB, codec private data and tags rarely more than a few hundred.
 pub(crate) const MAX_ELEMENT: u64 = 64 << 20;
@@ -192,7 +202,7 @@ impl Walker {
         self.data_check = match id {
             _ if unknown => None,
             _ if BLOCKS.contains(&id) => Some(DataCheck::Block(LaceCheck::block(at, data, end))),
-            CODEC_PRIVATE if in_track && size > MAX_VORBIS_PRIVATE => {
+            CODEC_PRIVATE if size > MAX_VORBIS_PRIVATE => {
                 if let Some(track) = &mut self.track {
                     track.bad_private = Some(format!(
                         "malformed Matroska/WebM: the Vorbis codec private data at byte {at} is \

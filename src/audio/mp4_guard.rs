@@ -184,9 +184,9 @@ impl<R: Read + Seek> Walker<'_, R> {
             b"trun" => self.track_run(b),
             // The ALAC configuration in an `alac` sample entry (which reaches here only as a
             // configuration box): version and flags, then the cookie, frame length first.
-            b"alac" => match self.u32_at(b.body + 4)? {
-                Some(frames) if len >= 8 => check_alac_frame_length(frames, "MP4 'alac' box"),
-                _ => Ok(()),
+            b"alac" if len >= 8 => match self.u32_at(b.body + 4)? {
+                Some(frames) => check_alac_frame_length(frames, "MP4 'alac' box"),
+                None => Ok(()),
             },
             _ => Ok(()),
         }
@@ -308,15 +308,16 @@ impl<R: Read + Seek> Walker<'_, R> {
                     };
                 // Version 2: frames per packet at byte 60 of the entry (after the 28 bytes of
                 // version 0, 4 reserved, rate f64, channels, a constant, bits, flags, bytes).
-                if pcm && version == 2 {
-                    if let Some(frames) = self.u32_at(e.body + 60)? {
-                        if frames > MAX_PCM_FRAMES_PER_PACKET && e.body + 64 <= e.end {
-                            return Err(format!(
-                                "malformed MP4: a PCM sample entry claims {frames} frames per \
-                                 packet (at most {MAX_PCM_FRAMES_PER_PACKET} are decoded)"
-                            ));
-                        }
-                    }
+                let frames = if pcm && version == 2 && e.body + 64 <= e.end {
+                    self.u32_at(e.body + 60)?
+                } else {
+                    None
+                };
+                if let Some(frames) = frames.filter(|&f| f > MAX_PCM_FRAMES_PER_PACKET) {
+                    return Err(format!(
+                        "malformed MP4: a PCM sample entry claims {frames} frames per packet \
+                         (at most {MAX_PCM_FRAMES_PER_PACKET} are decoded)"
+                    ));
                 }
                 if e.body + fixed <= e.end {
                     self.children(e.body + fixed, e.end, depth + 2, false)?;

@@ -1,6 +1,8 @@
 //! The lacing check of a Matroska/WebM block (and of a Vorbis CodecPrivate, laced the same
 //! way): see [`LaceCheck`].
 
+use super::unseen;
+
 /// Where the check of a block's header stands; the block's bytes come one at a time, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum LaceStage {
@@ -105,9 +107,8 @@ impl LaceCheck {
         if let Some(e) = &self.refused {
             return Err(e.clone());
         }
-        let skip = usize::try_from(self.next.saturating_sub(from)).unwrap_or(usize::MAX);
-        for &b in bytes.iter().skip(skip) {
-            if self.stage == LaceStage::Done || self.next >= self.end {
+        for &b in unseen(bytes, from, self.next, self.end) {
+            if self.stage == LaceStage::Done {
                 break;
             }
             self.next += 1;

@@ -2,7 +2,7 @@
 //! whether its CodecPrivate would split and decode as a Vorbis track's.
 
 use super::lacing::LaceCheck;
-use super::VORBIS;
+use super::{unseen, VORBIS};
 use crate::audio::vorbis_setup_guard::check_vorbis_setup;
 
 /// What the walk knows of the TrackEntry it is in.
@@ -37,11 +37,9 @@ impl PrivateRead {
     /// Take in data bytes from stream position `from`; Err: why it would not do as Vorbis's.
     pub(super) fn feed(&mut self, from: u64, bytes: &[u8]) -> Result<(), String> {
         self.lacing.feed(from, bytes)?;
-        let skip = usize::try_from(self.next.saturating_sub(from)).unwrap_or(usize::MAX);
-        let want = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
-        let new: Vec<u8> = bytes.iter().skip(skip).take(want).copied().collect();
+        let new = unseen(bytes, from, self.next, self.end);
         self.next += new.len() as u64;
-        self.kept.extend(new);
+        self.kept.extend_from_slice(new);
         if self.next < self.end {
             return Ok(());
         }
@@ -105,14 +103,9 @@ impl CodecIdRead {
     }
 
     pub(super) fn feed(&mut self, from: u64, bytes: &[u8]) {
-        let skip = usize::try_from(self.next.saturating_sub(from)).unwrap_or(usize::MAX);
-        for &b in bytes.iter().skip(skip) {
-            if self.next >= self.stop {
-                break;
-            }
-            self.bytes.push(b);
-            self.next += 1;
-        }
+        let new = unseen(bytes, from, self.next, self.stop);
+        self.next += new.len() as u64;
+        self.bytes.extend_from_slice(new);
     }
 
     /// Whether the ID says Vorbis, once every byte that tells has been read.
