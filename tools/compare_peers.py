@@ -2,7 +2,7 @@
 """WER and wall time of dattavani-asr next to faster-whisper, on the same clips, in one run.
 
     python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--beam-size N] [--plain]
-                                   [--gpu] [--save-transcripts DIR]
+                                   [--int8] [--int8-bf16] [--gpu] [--save-transcripts DIR]
     python3 tools/compare_peers.py --encoder [--runs N] [--threads N ...]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
@@ -13,14 +13,15 @@ Ours runs twice: with its default weights (`--dtype auto`: int8 on a CPU with AV
 with `--dtype f32`, the reference. Both engines run with their defaults (OpenAI's: timestamps, temperature fallback, conditioning on
 previous text, no VAD) and the same beam size (--beam-size, default 1: greedy), 2 threads; this
 is the setting of the peer figures in shared/data/README.md. --plain runs ours without
-timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well. --gpu adds
+timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well; --int8 and
+--int8-bf16 run ours with that --dtype as well. --gpu adds
 our GPU path (`--device gpu`: the best adapter, a software one such as lavapipe included; slow
 there, hence opt-in) as one more engine. Our wall time is the whole process (start, model
 load, all clips); faster-whisper's is the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
 corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
 (all real clips with --long; long_concat.wav, made of the others, is left out).
 
---encoder compares the encoders alone, ms per 30-s window, int8 and f32, at each --threads
+--encoder compares the encoders alone, ms per 30-s window, int8, int8-bf16 and f32, at each --threads
 (several allowed, e.g. `--threads 1 2`): ours from `bench --json` (`encoder_ms_per_window`, the
 median of --runs windows of samples/jfk.wav), CTranslate2's from `Whisper.encode` on the same
 clip's log-mel (median of --runs calls after one warm-up), in the same run, interleaved.
@@ -157,16 +158,17 @@ def peer_encoder_ms(py, model, compute_type, threads, runs):
 
 
 def compare_encoders(py, model, threads_list, runs):
-    """Ours vs CTranslate2's encoder, ms per 30-s window, int8 and f32 at each thread count."""
+    """Ours vs CTranslate2's encoder, ms per 30-s window, int8 (and ours int8-bf16: CTranslate2
+    has no bf16 on the CPU) and f32 at each thread count."""
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
     print(f"encoder only, tiny.en, ms per 30-s window (median of {runs}); load average {load}")
-    print(f"\n{'threads':>7} {'dtype':>6} {'ours ms':>9} {'ct2 ms':>9} {'ours/ct2':>9}")
+    print(f"\n{'threads':>7} {'dtype':>9} {'ours ms':>9} {'ct2 ms':>9} {'ours/ct2':>9}")
     for threads in threads_list:
-        for ours_dtype, ct2_type in (("int8", "int8"), ("f32", "float32")):
+        for ours_dtype, ct2_type in (("int8", "int8"), ("int8-bf16", "int8"), ("f32", "float32")):
             ours = ours_encoder_ms(ours_dtype, threads, runs)
             peer = peer_encoder_ms(py, model, ct2_type, threads, runs)
-            print(f"{threads:>7} {ours_dtype:>6} {ours:>9.1f} {peer:>9.1f} {ours / peer:>8.2f}x", flush=True)
+            print(f"{threads:>7} {ours_dtype:>9} {ours:>9.1f} {peer:>9.1f} {ours / peer:>8.2f}x", flush=True)
 
 
 def main():
@@ -185,6 +187,8 @@ def main():
     ap.add_argument("--model", default="tiny.en",
                     help="our checkpoint; the peer runs only with tiny.en (the offline CTranslate2 package it loads)")
     ap.add_argument("--int8", action="store_true", help="also run ours with int8 weights (--dtype int8)")
+    ap.add_argument("--int8-bf16", action="store_true",
+                    help="also run ours with --dtype int8-bf16 (bf16 encoder attention where the CPU has AVX-512 BF16)")
     ap.add_argument("--plain", action="store_true", help="also run ours without timestamps/fallback")
     ap.add_argument("--gpu", action="store_true", help="also run ours on the GPU (--device gpu; slow on lavapipe)")
     ap.add_argument("--save-transcripts", type=Path, help="write each engine's texts here as TSV")
@@ -221,6 +225,9 @@ def main():
     }
     if args.int8:
         engines["dattavani-asr cpu int8"] = lambda: run_ours(files, args.threads, b, ["--dtype", "int8"], model=m)
+    if args.int8_bf16:
+        engines["dattavani-asr cpu int8-bf16"] = lambda: run_ours(
+            files, args.threads, b, ["--dtype", "int8-bf16"], model=m)
     if args.plain:
         engines["dattavani-asr cpu plain"] = lambda: run_ours(
             files, args.threads, b, ["--without-timestamps", "--dtype", "f32"], model=m)

@@ -50,10 +50,7 @@ pub struct BenchArgs {
     /// GPU adapter: an index or part of a name from `dattavani-asr devices` (implies the GPU).
     #[arg(long, value_name = "N|NAME")]
     adapter: Option<String>,
-    /// Weight storage: auto (the default: int8 on a CPU with AVX-512 VNNI, else f32; f16 on a
-    /// GPU), f32 (the reference), f16 (GPU only) or int8 (row-scaled, as CTranslate2: CPU, with
-    /// AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul)
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", help = super::DTYPE_HELP)]
     dtype: DtypeArg,
     /// Timed runs after one warm-up run; each figure is the median over them.
     #[arg(long, default_value_t = 3)]

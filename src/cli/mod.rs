@@ -73,7 +73,16 @@ pub enum DtypeArg {
     F32,
     F16,
     Int8,
+    #[value(name = "int8-bf16")]
+    Int8Bf16,
 }
+
+/// `--dtype`'s help, one text for every command that takes it.
+pub const DTYPE_HELP: &str = "Weight storage: auto (the default: int8 on a CPU with AVX-512 \
+VNNI, else f32; f16 on a GPU), f32 (the reference), f16 (GPU only), int8 (row-scaled, as \
+CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul) or \
+int8-bf16 (int8, and the encoder's attention products in bf16 on a CPU with AVX-512 BF16: \
+faster, slightly noisier; int8 elsewhere)";
 
 impl DtypeArg {
     pub fn dtype(self) -> Dtype {
@@ -82,6 +91,7 @@ impl DtypeArg {
             DtypeArg::F32 => Dtype::F32,
             DtypeArg::F16 => Dtype::F16,
             DtypeArg::Int8 => Dtype::Int8,
+            DtypeArg::Int8Bf16 => Dtype::Int8Bf16,
         }
     }
 }

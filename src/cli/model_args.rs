@@ -30,9 +30,7 @@ pub struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Weight storage: f32 (the CPU default), f16 (GPU only; the GPU default) or int8 (row-scaled,
-    /// as CTranslate2).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help = super::DTYPE_HELP)]
     pub dtype: Option<DtypeArg>,
     /// Spoken language (code such as en, de, fr, or name such as English), or `auto` to detect it
     /// (multilingual models).

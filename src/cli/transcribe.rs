@@ -112,10 +112,7 @@ pub struct TranscribeArgs {
     /// Word-level timestamps (in json: `words` per segment, with probabilities).
     #[arg(long)]
     word_timestamps: bool,
-    /// Weight storage: auto (the default: int8 on a CPU with AVX-512 VNNI, else f32; f16 on a
-    /// GPU), f32 (the reference), f16 (GPU only) or int8 (row-scaled, as CTranslate2: CPU, with
-    /// AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul)
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", help = super::DTYPE_HELP)]
     dtype: DtypeArg,
     /// 1: OpenAI's sequential 30-s seek loop. N > 1: batched long-form transcription: the audio
     /// is cut at quiet points into chunks of at most 30 s, decoded independently (no

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::options::{Device, Dtype, Timings, TranscribeOptions};
 use super::Transcriber;
-use crate::backend::cpu::{model::CpuWeights, CpuModel};
+use crate::backend::cpu::{model::CpuWeights, ops, CpuModel};
 #[cfg(feature = "gpu")]
 use crate::backend::gpu::{AdapterSelector, GpuContext, GpuModel, KernelConfig, WeightType};
 use crate::backend::Backend;
@@ -201,7 +201,7 @@ pub(crate) fn load(
         let mut kc = KernelConfig::for_adapter(&ctx);
         match dtype {
             Some(Dtype::F32) => kc.weights = WeightType::F32,
-            Some(Dtype::Int8) => kc.weights = WeightType::Int8,
+            Some(Dtype::Int8 | Dtype::Int8Bf16) => kc.weights = WeightType::Int8,
             Some(Dtype::F16) | Some(Dtype::Auto) | None => {}
         }
         GpuModel::load_with_config(ctx, &weights, &config.dims, kc)
@@ -214,11 +214,13 @@ pub(crate) fn load(
                     .into(),
             ));
         }
-        let cpu_dtype = match dtype {
-            Dtype::Int8 => CpuWeights::Int8,
-            _ => CpuWeights::F32,
+        let (cpu_dtype, attention) = match dtype {
+            Dtype::Int8 => (CpuWeights::Int8, ops::Products::F32),
+            Dtype::Int8Bf16 => (CpuWeights::Int8, ops::Products::Bf16.on_this_cpu()),
+            _ => (CpuWeights::F32, ops::Products::F32),
         };
-        CpuModel::load_with(&weights, &config.dims, cpu_dtype)
+        Ok(CpuModel::load_with(&weights, &config.dims, cpu_dtype)?
+            .with_encoder_attention(attention))
     };
     let backend: Box<dyn Backend + Send> = match (device, adapter) {
         (Device::Cpu, Some(_)) => {

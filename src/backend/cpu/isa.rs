@@ -3,8 +3,9 @@
 //! Every op family with hand-vectorised or target-compiled variants dispatches on [`isa`]:
 //! AVX-512 (F/BW/VL/DQ) where the CPU has it, else AVX2, else the portable code (what every
 //! other architecture compiles, aarch64 included). The int8 GEMM has its own finer test
-//! ([`super::int8::has_vnni`], which also needs [`Isa::Avx512`]). AMX (Intel's tile units) is not used: no machine here has it, and
-//! untested kernels are not shipped.
+//! ([`super::int8::has_vnni`], which also needs [`Isa::Avx512`]), and so has the bf16 attention
+//! of `--dtype int8-bf16` (`ops::Products::on_this_cpu`: AVX-512 BF16). AMX (Intel's tile
+//! units) is not used: no machine here has had it, and untested kernels are not shipped.
 
 use std::sync::OnceLock;
 
@@ -97,11 +98,16 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
     } else {
         format!("gemm crate + softmax ({})", simd.name())
     };
+    let bf16_attention = match super::ops::Products::Bf16.on_this_cpu() {
+        super::ops::Products::Bf16 => "avx512-bf16 fused (bf16 products)",
+        super::ops::Products::F32 => "as int8 (no AVX-512 BF16)",
+    };
     vec![
         ("matmul f32", "gemm crate (its own dispatch)".to_string()),
         ("matmul int8", int8.to_string()),
         ("int8 row quantization", quantize.to_string()),
         ("attention, 32+ queries", fused),
+        ("  --dtype int8-bf16 encoder", bf16_attention.to_string()),
         ("attention, decoder steps", simd.name().to_string()),
         ("softmax, layer norm, GELU, add", simd.name().to_string()),
     ]

@@ -209,6 +209,9 @@ pub struct CpuModel {
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
     dtype: CpuWeights,
+    /// The precision of the encoder's attention products (`--dtype int8-bf16`: bf16 where the
+    /// CPU has it; f32 otherwise).
+    encoder_attention: ops::Products,
     /// Threads of the rayon pool the model was loaded in (the caller's `--threads` pool; calls
     /// such as `device_name` may come from outside it).
     threads: usize,
@@ -260,7 +263,8 @@ impl CpuModel {
             block.attn.query.forward(&h, n, &mut q);
             block.attn.key.forward(&h, n, &mut k);
             block.attn.value.forward(&h, n, &mut v);
-            ops::attention(
+            ops::attention_with(
+                self.encoder_attention,
                 &q,
                 &k,
                 &v,
@@ -284,11 +288,21 @@ impl CpuModel {
     }
 }
 
+impl CpuModel {
+    /// The model with its encoder's attention products in `products` (f32 unless asked; bf16
+    /// only where [`ops::Products::on_this_cpu`] says so).
+    pub fn with_encoder_attention(mut self, products: ops::Products) -> Self {
+        self.encoder_attention = products.on_this_cpu();
+        self
+    }
+}
+
 impl crate::backend::Diagnostics for CpuModel {
     fn weights_dtype(&self) -> &'static str {
-        match self.dtype {
-            CpuWeights::F32 => "f32",
-            CpuWeights::Int8 => "int8",
+        match (self.dtype, self.encoder_attention) {
+            (CpuWeights::F32, _) => "f32",
+            (CpuWeights::Int8, ops::Products::F32) => "int8",
+            (CpuWeights::Int8, ops::Products::Bf16) => "int8-bf16",
         }
     }
 }

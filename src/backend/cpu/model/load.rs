@@ -108,6 +108,7 @@ impl CpuModel {
             greedy_logits: Vec::new(),
             dims: dims.clone(),
             dtype,
+            encoder_attention: crate::backend::cpu::ops::Products::F32,
             threads: rayon::current_num_threads(),
         })
     }

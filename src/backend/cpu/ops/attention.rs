@@ -10,7 +10,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::fused_attention::fused_attention;
+use super::fused_attention::{fused_attention, Products};
 use super::matmul::SMALL_M;
 use super::softmax::softmax_rows;
 use super::{gemm_strided, SendPtr, View, PARALLEL_MIN_FLOPS, ROW_MAJOR};
@@ -132,6 +132,38 @@ pub fn attention(
     causal_offset: Option<usize>,
     out: &mut [f32],
 ) {
+    attention_with(
+        Products::F32,
+        q,
+        k,
+        v,
+        layout,
+        n_q,
+        n_kv,
+        d,
+        n_head,
+        causal_offset,
+        out,
+    )
+}
+
+/// [`attention`] with its products in `products`' precision where the fused kernel runs
+/// ([`Products::Bf16`] needs AVX-512 BF16, 64-wide heads and at least [`FUSED_MIN_QUERIES`]
+/// queries; elsewhere this is [`attention`], f32).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(
+    products: Products,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    layout: KvLayout,
+    n_q: usize,
+    n_kv: usize,
+    d: usize,
+    n_head: usize,
+    causal_offset: Option<usize>,
+    out: &mut [f32],
+) {
     let hd = d / n_head;
     assert!(out.len() >= n_q * d, "attention out too small");
     assert!(
@@ -157,7 +189,8 @@ pub fn attention(
         return;
     }
     let head = |h| layout.head(h, n_kv, d, hd);
-    if n_q >= FUSED_MIN_QUERIES && fused_attention(isa(), q, k, v, head, shape, causal_offset, out)
+    if n_q >= FUSED_MIN_QUERIES
+        && fused_attention(isa(), products, q, k, v, head, shape, causal_offset, out)
     {
         return;
     }
@@ -529,7 +562,8 @@ mod tests {
                     let mut out = vec![f32::NAN; n_q * d];
                     let hd = d / n_head;
                     let head = |h| layout.head(h, n_kv, d, hd);
-                    if fused_attention(simd, &q, k, v, head, shape, causal, &mut out) {
+                    if fused_attention(simd, Products::F32, &q, k, v, head, shape, causal, &mut out)
+                    {
                         results.push((format!("fused {simd:?} {name}"), out));
                     }
                     // The kernel of each instruction set the CPU has must have run.
@@ -539,6 +573,76 @@ mod tests {
             assert_eq!(results.len(), expected);
             for (name, got) in &results {
                 assert_near(&format!("{name} {n_q}x{n_kv} {causal:?}"), got, &want);
+            }
+        }
+    }
+
+    /// The bf16 kernel against f64 attention of the same operands rounded to bf16 (queries
+    /// after their 1/8, exact): what remains is the rounding of each softmax weight to bf16,
+    /// a relative 2^-9 at most, and of their f32 sums. A weighted mean of values within ±max|v|
+    /// whose weights each move by 2^-9 (and are normalised by their rounded sum) moves by at
+    /// most 2 · 2^-9 · max|v|; 1e-5 more covers the f32 sums. Queries scaled up 16x so the
+    /// softmax is sharp (scores up to ±8) and the running max moves between key blocks.
+    #[test]
+    fn bf16_fused_attention_matches_f64_of_rounded_operands() {
+        let round = |x: &[f32]| -> Vec<f32> {
+            x.iter()
+                .map(|&x| half::bf16::from_f32(x).to_f32())
+                .collect()
+        };
+        let (d, n_head) = (128, 2);
+        for &(n_q, n_kv, causal) in &[
+            (33, 1500, None),
+            (37, 37, Some(0)),
+            (45, 131, Some(85)),
+            (100, 129, None),
+            (13, 1, None),
+            (300, 257, None),
+        ] {
+            let q: Vec<f32> = data(31, n_q * d).iter().map(|x| x * 16.0).collect();
+            let (k, v) = (data(32, n_kv * d), data(33, n_kv * d));
+            let q_rounded: Vec<f32> = round(&q.iter().map(|x| x / 8.0).collect::<Vec<_>>())
+                .iter()
+                .map(|x| x * 8.0)
+                .collect();
+            let (k_rounded, v_rounded) = (round(&k), round(&v));
+            let call = rows_call(
+                [&q_rounded, &k_rounded, &v_rounded],
+                (n_q, n_kv, d, n_head),
+                causal,
+            );
+            let (shape, want) = (call.shape, attention_f64(call));
+            let v_max = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
+            let tolerance = 2.0 * v_max / 512.0 + 1e-5;
+            let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
+            to_head_major(&k, n_kv, d, n_head, &mut k_heads);
+            to_head_major(&v, n_kv, d, n_head, &mut v_heads);
+            for (name, layout, k, v) in [
+                ("rows", KvLayout::Rows, &k, &v),
+                ("heads", KvLayout::Heads, &k_heads, &v_heads),
+            ] {
+                let mut out = vec![f32::NAN; n_q * d];
+                let head = |h| layout.head(h, n_kv, d, d / n_head);
+                if !fused_attention(
+                    Isa::Avx512,
+                    Products::Bf16,
+                    &q,
+                    k,
+                    v,
+                    head,
+                    shape,
+                    causal,
+                    &mut out,
+                ) {
+                    assert!(isa() < Isa::Avx2, "the fused kernel declined");
+                    continue;
+                }
+                for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() < tolerance,
+                        "bf16 {name} {n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w} (tolerance {tolerance})"
+                    );
+                }
             }
         }
     }

@@ -16,11 +16,17 @@
 //! values 6 rows × 64 dimensions at a time in its 32 registers, AVX2 (16 registers of 8 lanes)
 //! 6 rows × 16 keys and 3 rows × 32 dimensions.
 //!
+//! With [`Products::Bf16`] on a CPU with AVX-512 BF16, the products run in bf16 with f32 sums
+//! (module `bf16`); elsewhere that request runs the f32 kernels.
+//!
 //! Where the CPU lacks AVX2 + FMA or heads are not 64 wide, [`fused_attention`] declines and
 //! the caller takes the unfused path.
 
 use super::attention::AttnShape;
 use crate::backend::cpu::isa::{isa, Isa};
+
+#[cfg(target_arch = "x86_64")]
+mod bf16;
 
 /// Dimensions per head this kernel handles.
 pub(super) const HEAD_DIM: usize = 64;
@@ -38,6 +44,29 @@ thread_local! {
     /// The transposed keys of one call (taken out for the call, so a rayon task that this thread
     /// runs meanwhile never finds it borrowed).
     static KEYS_T: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The bf16 kernel's packed keys and values of one call, taken out as `KEYS_T`.
+    static PACKED_BF16: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The precision of attention's products (queries × keys, weights × values); every sum is f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Products {
+    /// f32 products: the reference.
+    F32,
+    /// Operands rounded to bf16 (8 significant bits), where the CPU has AVX-512 BF16 (else
+    /// f32): twice the multiply-adds per instruction.
+    Bf16,
+}
+
+impl Products {
+    /// What `products` runs on this CPU: [`Products::Bf16`] only where the bf16 kernel exists.
+    pub fn on_this_cpu(self) -> Products {
+        #[cfg(target_arch = "x86_64")]
+        if self == Products::Bf16 && bf16::available() {
+            return Products::Bf16;
+        }
+        Products::F32
+    }
 }
 
 /// Multi-head attention as [`super::attention`] with `n_q` above the few-query kernel's
@@ -48,6 +77,7 @@ thread_local! {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fused_attention(
     simd: Isa,
+    products: Products,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -80,6 +110,10 @@ pub(super) fn fused_attention(
         }
         let parallel =
             n_q * n_kv * d >= super::PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
+        if simd >= Isa::Avx512 && products.on_this_cpu() == Products::Bf16 {
+            fused_bf16(q, k, v, &head_rows, shape, causal_offset, parallel, out);
+            return true;
+        }
         let key_tiles = n_kv.div_ceil(KEY_TILE);
         let head_len = key_tiles * KEY_TILE * HEAD_DIM;
         let mut keys_t = KEYS_T.take();
@@ -142,9 +176,80 @@ pub(super) fn fused_attention(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (q, k, v, head_rows, n_q, causal_offset, out);
+        let _ = (q, k, v, head_rows, n_q, causal_offset, out, products);
         unreachable!("Isa::Avx2 is only detected on x86-64")
     }
+}
+
+/// [`fused_attention`] with bf16 products: every head's keys and values packed (module `bf16`),
+/// then one task per head and tile of queries.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn fused_bf16(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    head_rows: &(impl Fn(usize) -> (usize, usize) + Sync),
+    shape: AttnShape,
+    causal_offset: Option<usize>,
+    parallel: bool,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let AttnShape {
+        n_q,
+        n_kv,
+        d,
+        n_head,
+    } = shape;
+    let (keys_len, values_len) = (bf16::keys_len(n_kv), bf16::values_len(n_kv));
+    let head_len = keys_len + values_len;
+    let mut packed = PACKED_BF16.take();
+    packed.clear();
+    packed.resize(n_head * head_len, 0);
+    let pack = |(h, dst): (usize, &mut [u32])| {
+        let (off, rs) = head_rows(h);
+        let (keys, values) = dst.split_at_mut(keys_len);
+        // SAFETY: `Products::on_this_cpu` found the bf16 kernel's features; the caller checked
+        // that `k` and `v` hold every row of every head.
+        unsafe {
+            bf16::pack_keys(k, off, rs, n_kv, keys);
+            bf16::pack_values(v, off, rs, n_kv, values);
+        }
+    };
+    if parallel {
+        packed.par_chunks_mut(head_len).enumerate().for_each(pack);
+    } else {
+        packed.chunks_mut(head_len).enumerate().for_each(pack);
+    }
+    let q_tiles = n_q.div_ceil(TILE_ROWS);
+    let out_ptr = super::SendPtr(out.as_mut_ptr());
+    let packed_ref = &packed;
+    let run = |task: usize| {
+        let (h, tile) = (task / q_tiles, task % q_tiles);
+        let (keys, values) = packed_ref[h * head_len..(h + 1) * head_len].split_at(keys_len);
+        // SAFETY: as `pack`; the task writes rows tile*12.. (< n_q) of head h's columns only.
+        unsafe {
+            bf16::tile(
+                q,
+                d,
+                h,
+                tile * TILE_ROWS,
+                (n_q - tile * TILE_ROWS).min(TILE_ROWS),
+                keys,
+                values,
+                n_kv,
+                causal_offset,
+                out_ptr,
+            )
+        }
+    };
+    if parallel {
+        (0..n_head * q_tiles).into_par_iter().for_each(run);
+    } else {
+        (0..n_head * q_tiles).for_each(run);
+    }
+    PACKED_BF16.set(packed);
 }
 
 /// The online softmax's bookkeeping for one row whose running max is `max` and whose next
@@ -328,7 +433,7 @@ mod avx512 {
     /// The largest of the first `valid` scores of a [`KEY_BLOCK`]-long `row` (−∞ if none).
     #[target_feature(enable = "avx512f,avx512dq")]
     #[inline]
-    unsafe fn block_max(row: *const f32, valid: usize) -> f32 {
+    pub(super) unsafe fn block_max(row: *const f32, valid: usize) -> f32 {
         let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
         for c in 0..KEY_BLOCK / 16 {
             m = _mm512_max_ps(m, masked(row, c, valid));
@@ -397,7 +502,7 @@ mod avx512 {
     /// for 2^n; 0 below −87.3 (so −∞ gives exactly 0). Relative error ≤ 2 ulp.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
-    unsafe fn exp(x: __m512) -> __m512 {
+    pub(super) unsafe fn exp(x: __m512) -> __m512 {
         let (n, er) = exp_core! { x; _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_mul_ps,
         _mm512_add_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, round_nearest };
         let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.3));

@@ -1,0 +1,255 @@
+//! The fused attention with bf16 products (AVX-512 BF16): `vdpbf16ps` multiplies two pairs of
+//! bf16 per f32 lane and adds both products to the lane's f32 sum, so the score and value
+//! kernels issue half the instructions of the f32 ones (on Zen 5 it runs at the rate of
+//! `vfmadd231ps`: twice the multiply-adds per cycle). The online softmax stays f32; what is
+//! rounded to bf16 (8 significant bits, nearest even) is each operand of a product: the queries
+//! (scaled by 1/8 first, exact), keys, values and the softmax weights. Sums stay f32.
+//!
+//! Layouts (`u32` = two bf16, the lower half first): keys per head as tiles of 32 keys ×
+//! 32 dimension pairs, `[tile][pair][32]` (the f32 kernel's `[tile][t][32]` with neighbouring
+//! dimensions paired); values per head as `[key pair][64 dimensions]`, each lane the same
+//! dimension of two neighbouring keys (an odd last key paired with a zero row). The weights of
+//! a row are bf16 in key order, which pairs neighbouring keys as the values do.
+//!
+//! The tile sizes and the online-softmax bookkeeping are the f32 kernel's ([`super::online_step`],
+//! `block_max` and `exp` of its AVX-512 module); the normalising sum adds the rounded weights,
+//! so each output row is a weighted mean whose weights sum to 1 up to f32 rounding.
+
+use super::super::SendPtr;
+use super::avx512::{block_max, exp};
+use super::{online_step, HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
+use std::arch::x86_64::*;
+
+/// bf16 pairs in a row of [`HEAD_DIM`].
+const PAIRS: usize = HEAD_DIM / 2;
+
+/// Whether the CPU runs this module (AVX-512 allowed by `isa()`, and AVX-512 BF16).
+pub(in super::super) fn available() -> bool {
+    use crate::backend::cpu::isa::{isa, Isa};
+    isa() >= Isa::Avx512 && is_x86_feature_detected!("avx512bf16")
+}
+
+/// `u32`s of one head's packed keys ([`pack_keys`]).
+pub(super) fn keys_len(n_kv: usize) -> usize {
+    n_kv.div_ceil(KEY_TILE) * KEY_TILE * PAIRS
+}
+
+/// `u32`s of one head's packed values ([`pack_values`]).
+pub(super) fn values_len(n_kv: usize) -> usize {
+    n_kv.div_ceil(2) * HEAD_DIM
+}
+
+/// 16 floats from `x` rounded to bf16, each in the lower half of a 32-bit lane.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn bf16_lanes(x: *const f32) -> __m512i {
+    let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(x)));
+    _mm512_cvtepu16_epi32(h)
+}
+
+/// The 64 floats of `row` times `scale` as 32 bf16 pairs into `out`.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn pack_row(row: *const f32, scale: f32, out: *mut u32) {
+    let s = _mm512_set1_ps(scale);
+    for half in 0..2 {
+        let x = |c: usize| _mm512_mul_ps(s, _mm512_loadu_ps(row.add(half * 32 + c * 16)));
+        // `cvtne2ps(b, a)` puts a's 16 values first, then b's: the row's order.
+        let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(x(1), x(0)));
+        _mm512_storeu_si512(out.add(half * 16).cast(), pairs);
+    }
+}
+
+/// Head keys `k[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`keys_len`]): `[tile][pair][32]`,
+/// zero past `n_kv`.
+///
+/// # Safety
+/// [`available`]; `k` holds every row named.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pack_keys(k: &[f32], off: usize, rs: usize, n_kv: usize, out: &mut [u32]) {
+    assert!(out.len() >= keys_len(n_kv) && k.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+    out[(n_kv / KEY_TILE) * KEY_TILE * PAIRS..keys_len(n_kv)].fill(0);
+    let mut pairs = [0u32; PAIRS];
+    for j in 0..n_kv {
+        pack_row(k.as_ptr().add(off + j * rs), 1.0, pairs.as_mut_ptr());
+        let tile = &mut out[(j / KEY_TILE) * KEY_TILE * PAIRS..][..KEY_TILE * PAIRS];
+        for (p, &x) in pairs.iter().enumerate() {
+            tile[p * KEY_TILE + j % KEY_TILE] = x;
+        }
+    }
+}
+
+/// Head values `v[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`values_len`]):
+/// `[key pair][64]`, keys `2i` (lower half) and `2i + 1` of dimension `c` in lane `c`.
+///
+/// # Safety
+/// [`available`]; `v` holds every row named.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pack_values(v: &[f32], off: usize, rs: usize, n_kv: usize, out: &mut [u32]) {
+    assert!(out.len() >= values_len(n_kv) && v.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+    let zero = [0.0f32; HEAD_DIM];
+    for p in 0..n_kv.div_ceil(2) {
+        let first = v.as_ptr().add(off + 2 * p * rs);
+        let second = if 2 * p + 1 < n_kv {
+            first.add(rs)
+        } else {
+            zero.as_ptr()
+        };
+        for c in 0..HEAD_DIM / 16 {
+            let lo = bf16_lanes(first.add(c * 16));
+            let hi = _mm512_slli_epi32::<16>(bf16_lanes(second.add(c * 16)));
+            let dst = out.as_mut_ptr().add(p * HEAD_DIM + c * 16);
+            _mm512_storeu_si512(dst.cast(), _mm512_or_si512(lo, hi));
+        }
+    }
+}
+
+/// The bf16 twin of the f32 kernels' `tile`: rows `i0..i0 + rows` of head `h`, `kt` its packed
+/// keys, `vp` its packed values.
+///
+/// # Safety
+/// [`available`]; `kt` and `vp` are [`pack_keys`] and [`pack_values`] of `n_kv` keys; `out`
+/// is valid for `(i0 + rows) * d` floats, and no one else writes rows `i0..i0 + rows` of head
+/// `h`'s columns meanwhile.
+#[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tile(
+    q: &[f32],
+    d: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
+    kt: &[u32],
+    vp: &[u32],
+    n_kv: usize,
+    causal_offset: Option<usize>,
+    out: SendPtr,
+) {
+    debug_assert!(kt.len() >= keys_len(n_kv) && vp.len() >= values_len(n_kv));
+    // Queries scaled by 1/√64 = 1/8 (exact), as pairs; rows past `rows` zero.
+    let mut qp = [0u32; TILE_ROWS * PAIRS];
+    for r in 0..rows {
+        let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
+        pack_row(
+            src,
+            1.0 / (HEAD_DIM as f32).sqrt(),
+            qp.as_mut_ptr().add(r * PAIRS),
+        );
+    }
+    let visible: [usize; TILE_ROWS] = std::array::from_fn(|r| match (r < rows, causal_offset) {
+        (false, _) => 0,
+        (true, None) => n_kv,
+        (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
+    });
+    let kv_end = visible.iter().copied().max().unwrap_or(0);
+    let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
+    // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
+    let mut w = [0u32; TILE_ROWS * KEY_BLOCK / 2];
+    let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
+    let mut max = [f32::NEG_INFINITY; TILE_ROWS];
+    let mut sum = [0.0f32; TILE_ROWS];
+    let mut alpha = [0.0f32; TILE_ROWS];
+    for j0 in (0..kv_end).step_by(KEY_BLOCK) {
+        let cb = KEY_BLOCK.min(kv_end - j0);
+        for t in 0..cb.div_ceil(KEY_TILE) {
+            let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * PAIRS);
+            scores(qp.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
+        }
+        for r in 0..TILE_ROWS {
+            let valid = visible[r].saturating_sub(j0).min(cb);
+            let row = s.as_ptr().add(r * KEY_BLOCK);
+            let (new_max, shift, a) = online_step(max[r], block_max(row, valid));
+            let weights = w.as_mut_ptr().add(r * KEY_BLOCK / 2);
+            sum[r] = sum[r] * a + exp_weights(row, valid, shift, weights);
+            (max[r], alpha[r]) = (new_max, a);
+        }
+        let pairs = vp.as_ptr().add(j0 / 2 * HEAD_DIM);
+        for g in 0..TILE_ROWS / 6 {
+            values(
+                w.as_ptr().add(g * 6 * KEY_BLOCK / 2),
+                pairs,
+                cb.div_ceil(2),
+                o.as_mut_ptr().add(g * 6 * HEAD_DIM),
+                &alpha[g * 6..g * 6 + 6],
+            );
+        }
+    }
+    for r in 0..rows {
+        let inv = 1.0 / sum[r];
+        let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
+        for t in 0..HEAD_DIM {
+            *dst.add(t) = o[r * HEAD_DIM + t] * inv;
+        }
+    }
+}
+
+/// `s[r, 0..32] = qp[r] · keys` for the 12 query rows (`[12][32]` pairs) and one packed key
+/// tile (`[32][32]` pairs); rows of `s` are [`KEY_BLOCK`] apart.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn scores(qp: *const u32, keys: *const u32, s: *mut f32) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
+    for p in 0..PAIRS {
+        let k0: __m512bh = std::mem::transmute(_mm512_loadu_si512(keys.add(p * KEY_TILE).cast()));
+        let k1: __m512bh =
+            std::mem::transmute(_mm512_loadu_si512(keys.add(p * KEY_TILE + 16).cast()));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let qb: __m512bh =
+                std::mem::transmute(_mm512_set1_epi32(*qp.add(r * PAIRS + p) as i32));
+            a[0] = _mm512_dpbf16_ps(a[0], qb, k0);
+            a[1] = _mm512_dpbf16_ps(a[1], qb, k1);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm512_storeu_ps(s.add(r * KEY_BLOCK), a[0]);
+        _mm512_storeu_ps(s.add(r * KEY_BLOCK + 16), a[1]);
+    }
+}
+
+/// Writes `exp(s - shift)` of the first `valid` scores of `row` (0 after) to `weights` as
+/// bf16 ([`KEY_BLOCK`] of them) and returns the sum of the rounded weights.
+#[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
+#[inline]
+unsafe fn exp_weights(row: *const f32, valid: usize, shift: f32, weights: *mut u32) -> f32 {
+    let shift_v = _mm512_set1_ps(shift);
+    let mut total = _mm512_setzero_ps();
+    for c in 0..KEY_BLOCK / 16 {
+        let live = valid.saturating_sub(c * 16).min(16);
+        let lanes = ((1u32 << live) - 1) as __mmask16;
+        let x = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), lanes, row.add(c * 16));
+        let rounded = _mm512_cvtneps_pbh(exp(_mm512_sub_ps(x, shift_v)));
+        let bits: __m256i = std::mem::transmute(rounded);
+        _mm256_storeu_si256(weights.add(c * 8).cast(), bits);
+        let back = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits));
+        total = _mm512_add_ps(total, _mm512_castsi512_ps(back));
+    }
+    _mm512_reduce_add_ps(total)
+}
+
+/// `o[r] = o[r] · alpha[r] + Σ_j w[r, j] · v[j]` for 6 rows (`w` rows [`KEY_BLOCK`] / 2 pairs
+/// apart, `o` rows 64 wide) over `n_pairs` key pairs: 24 accumulators in registers.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn values(w: *const u32, vp: *const u32, n_pairs: usize, o: *mut f32, alpha: &[f32]) {
+    let mut acc: [[__m512; 4]; 6] = std::array::from_fn(|r| {
+        let a = _mm512_set1_ps(alpha[r]);
+        std::array::from_fn(|c| _mm512_mul_ps(a, _mm512_loadu_ps(o.add(r * HEAD_DIM + c * 16))))
+    });
+    for p in 0..n_pairs {
+        let vr = vp.add(p * HEAD_DIM);
+        let vv: [__m512bh; 4] =
+            std::array::from_fn(|c| std::mem::transmute(_mm512_loadu_si512(vr.add(c * 16).cast())));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let wb: __m512bh =
+                std::mem::transmute(_mm512_set1_epi32(*w.add(r * KEY_BLOCK / 2 + p) as i32));
+            for c in 0..4 {
+                a[c] = _mm512_dpbf16_ps(a[c], wb, vv[c]);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (c, &x) in a.iter().enumerate() {
+            _mm512_storeu_ps(o.add(r * HEAD_DIM + c * 16), x);
+        }
+    }
+}
