@@ -354,13 +354,100 @@ unsafe fn write_head_rows(
     }
 }
 
+/// `scores[i, j] = (q[i, col..col + hd] · k[j·rs..j·rs + hd]) · scale` for query `i < n_q`
+/// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q` are `d` wide, of
+/// `scores` `n_kv`). 64-wide heads on AVX-512 take [`head_scores_avx512`]; the rest
+/// [`head_scores_lanes`].
+#[allow(clippy::too_many_arguments)]
+fn head_scores(
+    q: &[f32],
+    n_q: usize,
+    d: usize,
+    col: usize,
+    k: &[f32],
+    rs: usize,
+    hd: usize,
+    scale: f32,
+    n_kv: usize,
+    first_visible: usize,
+    scores: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if hd == 64 && isa() >= crate::backend::cpu::isa::Isa::Avx512 {
+        let last = (first_visible + n_q - 1).min(n_kv);
+        assert!(q.len() >= (n_q - 1) * d + col + 64 && scores.len() >= n_q * n_kv);
+        assert!(last == 0 || k.len() >= (last - 1) * rs + 64);
+        // SAFETY: the CPU has AVX-512 (isa()); the asserts bound every row read and written.
+        unsafe { head_scores_avx512(q, n_q, d, col, k, rs, scale, n_kv, first_visible, scores) };
+        return;
+    }
+    head_scores_lanes(
+        q,
+        n_q,
+        d,
+        col,
+        k,
+        rs,
+        hd,
+        scale,
+        n_kv,
+        first_visible,
+        scores,
+    )
+}
+
+/// [`head_scores`] for 64-wide heads with AVX-512: per key, its four vectors are loaded once;
+/// per visible query, a product and three fused multiply-adds, then a sum across the 16 lanes
+/// as a tree (lane l + lane l + 8, then + 4, + 2, + 1): eight instructions where the portable
+/// loop's lane-by-lane sum compiles to some thirty.
+///
+/// # Safety
+/// The CPU has AVX-512 F; `q`, `k` and `scores` hold every row [`head_scores`] names.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_scores_avx512(
+    q: &[f32],
+    n_q: usize,
+    d: usize,
+    col: usize,
+    k: &[f32],
+    rs: usize,
+    scale: f32,
+    n_kv: usize,
+    first_visible: usize,
+    scores: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let last = (first_visible + n_q - 1).min(n_kv);
+    let (q, k, scores) = (q.as_ptr().add(col), k.as_ptr(), scores.as_mut_ptr());
+    for j in 0..last {
+        let kr = k.add(j * rs);
+        let kv: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(kr.add(c * 16)));
+        // Queries that see key j: those with first_visible + i > j.
+        for i in (j + 1).saturating_sub(first_visible)..n_q {
+            let qi = q.add(i * d);
+            let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qi), kv[0]);
+            for (c, &kc) in kv.iter().enumerate().skip(1) {
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qi.add(c * 16)), kc, acc);
+            }
+            let x8 = _mm256_add_ps(
+                _mm512_castps512_ps256(acc),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc))),
+            );
+            let x4 = _mm_add_ps(_mm256_castps256_ps128(x8), _mm256_extractf128_ps::<1>(x8));
+            let x2 = _mm_add_ps(x4, _mm_movehl_ps(x4, x4));
+            let x1 = _mm_add_ss(x2, _mm_movehdup_ps(x2));
+            *scores.add(i * n_kv + j) = _mm_cvtss_f32(x1) * scale;
+        }
+    }
+}
+
 simd_dispatch! {
-    /// `scores[i, j] = (q[i, col..col + hd] · k[j·rs..j·rs + hd]) · scale` for query `i < n_q`
-    /// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q` are `d` wide, of
-    /// `scores` `n_kv`). Each key slice is loaded once for all queries; each dot product sums
-    /// in 16 lanes, then across them in a fixed order.
+    /// [`head_scores`] for any head width: each key slice is loaded once for all queries; each
+    /// dot product sums in 16 lanes, then across them in a fixed order.
     #[allow(clippy::too_many_arguments)]
-    [head_scores_on] fn head_scores(
+    [head_scores_lanes_on] fn head_scores_lanes(
         q: &[f32],
         n_q: usize,
         d: usize,
@@ -403,6 +490,8 @@ simd_dispatch! {
 simd_dispatch! {
     /// `o[i] = Σ_j p[i, j] · v[j·rs..j·rs + hd]` over query `i`'s visible keys (see
     /// [`head_scores`]); each value slice is loaded once for all queries. `o` is `[n_q, hd]`.
+    /// 64-wide heads (every Whisper size) sum [`WEIGHTED_SUM_GROUP`] queries at a time in
+    /// registers, each in the same order (key by key) as the general loop does in `o`.
     #[allow(clippy::too_many_arguments)]
     [head_weighted_sum_on] fn head_weighted_sum(
         p: &[f32],
@@ -414,6 +503,28 @@ simd_dispatch! {
         first_visible: usize,
         o: &mut [f32],
     ) {
+        if hd == 64 {
+            for i0 in (0..n_q).step_by(WEIGHTED_SUM_GROUP) {
+                let group = (n_q - i0).min(WEIGHTED_SUM_GROUP);
+                let mut acc = [[0.0f32; 64]; WEIGHTED_SUM_GROUP];
+                let last = (first_visible + i0 + group - 1).min(n_kv);
+                for j in 0..last {
+                    let vr: &[f32; 64] = v[j * rs..j * rs + 64].try_into().unwrap();
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        if r < group && first_visible + i0 + r > j {
+                            let pij = p[(i0 + r) * n_kv + j];
+                            for (a, &x) in acc.iter_mut().zip(vr) {
+                                *a += pij * x;
+                            }
+                        }
+                    }
+                }
+                for (r, acc) in acc.iter().take(group).enumerate() {
+                    o[(i0 + r) * 64..(i0 + r + 1) * 64].copy_from_slice(acc);
+                }
+            }
+            return;
+        }
         o.fill(0.0);
         let last = (first_visible + n_q - 1).min(n_kv);
         for j in 0..last {
@@ -430,6 +541,10 @@ simd_dispatch! {
         }
     }
 }
+
+/// Queries whose weighted sums [`head_weighted_sum`] keeps in registers at once (4 × 64
+/// floats: 16 of AVX-512's 32 vector registers).
+const WEIGHTED_SUM_GROUP: usize = 4;
 
 /// Queries per task of [`attention`] (see there).
 const ATTENTION_QUERY_BLOCK: usize = 64;
@@ -649,32 +764,47 @@ mod tests {
 
     #[test]
     fn attention_few_and_many_queries_match_f64() {
-        let (d, n_head) = (96, 3);
-        for &(n_q, n_kv, causal) in &[
-            (1, 1500, None),
-            (5, 1500, None),
-            (3, 7, Some(4)),
-            (8, 20, Some(12)),
-            (1, 1, Some(0)),
-            (9, 70, None),
-            (70, 70, Some(0)),
+        // 32-wide heads take the general few-query loops; 64-wide ones the AVX-512 scores
+        // kernel (where the CPU has it) and the grouped weighted sum (groups of 4: 5 and 7
+        // queries leave partial groups, causal rows see different key counts within a group).
+        for (d, n_head) in [(96, 3), (128, 2)] {
+            for &(n_q, n_kv, causal) in &[
+                (1, 1500, None),
+                (5, 1500, None),
+                (3, 7, Some(4)),
+                (8, 20, Some(12)),
+                (7, 13, Some(2)),
+                (1, 1, Some(0)),
+                (9, 70, None),
+                (70, 70, Some(0)),
+            ] {
+                few_and_many_queries_case(d, n_head, n_q, n_kv, causal);
+            }
+        }
+    }
+
+    /// One case of [`attention_few_and_many_queries_match_f64`], keys and values as rows and
+    /// head-major.
+    fn few_and_many_queries_case(
+        d: usize,
+        n_head: usize,
+        n_q: usize,
+        n_kv: usize,
+        causal: Option<usize>,
+    ) {
+        let (q, k, v) = (data(11, n_q * d), data(12, n_kv * d), data(13, n_kv * d));
+        let want = attention_f64(rows_call([&q, &k, &v], (n_q, n_kv, d, n_head), causal));
+        let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
+        to_head_major(&k, n_kv, d, n_head, &mut k_heads);
+        to_head_major(&v, n_kv, d, n_head, &mut v_heads);
+        for (name, layout, k, v) in [
+            ("rows", KvLayout::Rows, &k, &v),
+            ("heads", KvLayout::Heads, &k_heads, &v_heads),
         ] {
-            let (q, k, v) = (data(11, n_q * d), data(12, n_kv * d), data(13, n_kv * d));
             let mut out = vec![f32::NAN; n_q * d];
-            attention(
-                &q,
-                &k,
-                &v,
-                KvLayout::Rows,
-                n_q,
-                n_kv,
-                d,
-                n_head,
-                causal,
-                &mut out,
-            );
-            let want = attention_f64(rows_call([&q, &k, &v], (n_q, n_kv, d, n_head), causal));
-            assert_near(&format!("{n_q}x{n_kv} {causal:?}"), &out, &want);
+            attention(&q, k, v, layout, n_q, n_kv, d, n_head, causal, &mut out);
+            let what = format!("{name} {n_q}x{n_kv} {causal:?} d {d}");
+            assert_near(&what, &out, &want);
         }
     }
 }
