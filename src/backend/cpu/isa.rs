@@ -107,7 +107,7 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
         ("matmul int8", int8.to_string()),
         ("int8 row quantization", quantize.to_string()),
         ("attention, 32+ queries", fused),
-        ("  --dtype int8-bf16 encoder", bf16_attention.to_string()),
+        ("attention, int8-bf16 encoder", bf16_attention.to_string()),
         ("attention, decoder steps", simd.name().to_string()),
         ("softmax, layer norm, GELU, add", simd.name().to_string()),
     ]
