@@ -148,7 +148,7 @@ pub fn attention(
 }
 
 /// [`attention`] with its products in `products`' precision where the fused kernel runs
-/// ([`Products::Bf16`] needs AVX-512 BF16, 64-wide heads and at least [`FUSED_MIN_QUERIES`]
+/// ([`Products::Bf16`] needs AVX-512 BF16, 64-wide heads and at least 32 (`FUSED_MIN_QUERIES`)
 /// queries; elsewhere this is [`attention`], f32).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_with(
