@@ -276,19 +276,18 @@ fn attention_few_queries(call: AttnCall, out: &mut [f32]) {
             let col = h * hd;
             let (off, rs) = layout.head(h, n_kv, d, hd);
             let (k_h, v_h) = (&k[off..], &v[off..]);
-            head_scores(
-                q,
+            let head = HeadQueries {
+                q: &q[col..],
                 n_q,
                 d,
-                col,
-                k_h,
+                k: k_h,
                 rs,
                 hd,
                 scale,
                 n_kv,
                 first_visible,
-                scores,
-            );
+            };
+            head_scores(head, scores);
             for i in 0..n_q {
                 let vis = (first_visible + i).min(n_kv);
                 softmax_rows(&mut scores[i * n_kv..i * n_kv + vis], vis);
@@ -354,46 +353,54 @@ unsafe fn write_head_rows(
     }
 }
 
-/// `scores[i, j] = (q[i, col..col + hd] · k[j·rs..j·rs + hd]) · scale` for query `i < n_q`
-/// and its visible keys `j < min(first_visible + i, n_kv)` (rows of `q` are `d` wide, of
-/// `scores` `n_kv`). 64-wide heads on AVX-512 take [`head_scores_avx512`]; the rest
-/// [`head_scores_lanes`].
-#[allow(clippy::too_many_arguments)]
-fn head_scores(
-    q: &[f32],
+/// The queries of one head in [`attention_few_queries`] and the keys they see: query `i` is
+/// `q[i * d..][..hd]` (`n_q` of them), key `j` is `k[j * rs..][..hd]`, and query `i` sees keys
+/// `j < min(first_visible + i, n_kv)`; scores are scaled by `scale`.
+#[derive(Clone, Copy)]
+struct HeadQueries<'a> {
+    q: &'a [f32],
     n_q: usize,
     d: usize,
-    col: usize,
-    k: &[f32],
+    k: &'a [f32],
     rs: usize,
     hd: usize,
     scale: f32,
     n_kv: usize,
     first_visible: usize,
-    scores: &mut [f32],
-) {
+}
+
+impl HeadQueries<'_> {
+    /// Keys seen by at least one query.
+    fn keys_seen(&self) -> usize {
+        (self.first_visible + self.n_q - 1).min(self.n_kv)
+    }
+}
+
+/// `scores[i, j] = (query i · key j) · scale` for every query of `head` and the keys it sees
+/// (rows of `scores` are `n_kv` long). 64-wide heads on AVX-512 take [`head_scores_avx512`];
+/// the rest [`head_scores_lanes`].
+fn head_scores(head: HeadQueries, scores: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if hd == 64 && isa() >= crate::backend::cpu::isa::Isa::Avx512 {
-        let last = (first_visible + n_q - 1).min(n_kv);
-        assert!(q.len() >= (n_q - 1) * d + col + 64 && scores.len() >= n_q * n_kv);
+    if head.hd == 64 && isa() >= crate::backend::cpu::isa::Isa::Avx512 {
+        let (
+            last,
+            HeadQueries {
+                q,
+                n_q,
+                d,
+                k,
+                rs,
+                n_kv,
+                ..
+            },
+        ) = (head.keys_seen(), head);
+        assert!(q.len() >= (n_q - 1) * d + 64 && scores.len() >= n_q * n_kv);
         assert!(last == 0 || k.len() >= (last - 1) * rs + 64);
         // SAFETY: the CPU has AVX-512 (isa()); the asserts bound every row read and written.
-        unsafe { head_scores_avx512(q, n_q, d, col, k, rs, scale, n_kv, first_visible, scores) };
+        unsafe { head_scores_avx512(head, scores) };
         return;
     }
-    head_scores_lanes(
-        q,
-        n_q,
-        d,
-        col,
-        k,
-        rs,
-        hd,
-        scale,
-        n_kv,
-        first_visible,
-        scores,
-    )
+    head_scores_lanes(head, scores)
 }
 
 /// [`head_scores`] for 64-wide heads with AVX-512: per key, its four vectors are loaded once;
@@ -402,25 +409,22 @@ fn head_scores(
 /// loop's lane-by-lane sum compiles to some thirty.
 ///
 /// # Safety
-/// The CPU has AVX-512 F; `q`, `k` and `scores` hold every row [`head_scores`] names.
+/// The CPU has AVX-512 F; `head.q`, `head.k` and `scores` hold every row [`head_scores`] names.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn head_scores_avx512(
-    q: &[f32],
-    n_q: usize,
-    d: usize,
-    col: usize,
-    k: &[f32],
-    rs: usize,
-    scale: f32,
-    n_kv: usize,
-    first_visible: usize,
-    scores: &mut [f32],
-) {
+unsafe fn head_scores_avx512(head: HeadQueries, scores: &mut [f32]) {
     use std::arch::x86_64::*;
-    let last = (first_visible + n_q - 1).min(n_kv);
-    let (q, k, scores) = (q.as_ptr().add(col), k.as_ptr(), scores.as_mut_ptr());
+    let last = head.keys_seen();
+    let HeadQueries {
+        n_q,
+        d,
+        rs,
+        scale,
+        n_kv,
+        first_visible,
+        ..
+    } = head;
+    let (q, k, scores) = (head.q.as_ptr(), head.k.as_ptr(), scores.as_mut_ptr());
     for j in 0..last {
         let kr = k.add(j * rs);
         let kv: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(kr.add(c * 16)));
@@ -446,21 +450,9 @@ unsafe fn head_scores_avx512(
 simd_dispatch! {
     /// [`head_scores`] for any head width: each key slice is loaded once for all queries; each
     /// dot product sums in 16 lanes, then across them in a fixed order.
-    #[allow(clippy::too_many_arguments)]
-    [head_scores_lanes_on] fn head_scores_lanes(
-        q: &[f32],
-        n_q: usize,
-        d: usize,
-        col: usize,
-        k: &[f32],
-        rs: usize,
-        hd: usize,
-        scale: f32,
-        n_kv: usize,
-        first_visible: usize,
-        scores: &mut [f32],
-    ) {
-        let last = (first_visible + n_q - 1).min(n_kv);
+    [head_scores_lanes_on] fn head_scores_lanes(head: HeadQueries<'_>, scores: &mut [f32]) {
+        let last = head.keys_seen();
+        let HeadQueries { q, n_q, d, k, rs, hd, scale, n_kv, first_visible } = head;
         for j in 0..last {
             let kr = &k[j * rs..j * rs + hd];
             // Queries that see key j: those with first_visible + i > j.
@@ -468,7 +460,7 @@ simd_dispatch! {
                 if first_visible + i <= j {
                     continue;
                 }
-                let qi = &q[i * d + col..i * d + col + hd];
+                let qi = &q[i * d..i * d + hd];
                 let mut acc = [0.0f32; 16];
                 let (cq, ck) = (qi.chunks_exact(16), kr.chunks_exact(16));
                 let (tq, tk) = (cq.remainder(), ck.remainder());

@@ -98,7 +98,6 @@ pub(super) fn fused_attention(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        use rayon::prelude::*;
         assert!(q.len() >= n_q * d && out.len() >= n_q * d);
         for h in 0..n_head {
             let (off, rs) = head_rows(h);
@@ -129,14 +128,7 @@ pub(super) fn fused_attention(
                 }
             }
         };
-        if parallel {
-            keys_t
-                .par_chunks_mut(head_len)
-                .enumerate()
-                .for_each(transpose);
-        } else {
-            keys_t.chunks_mut(head_len).enumerate().for_each(transpose);
-        }
+        per_head(&mut keys_t, head_len, parallel, transpose);
         let q_tiles = n_q.div_ceil(TILE_ROWS);
         let out_ptr = super::SendPtr(out.as_mut_ptr());
         let kt = &keys_t;
@@ -145,8 +137,7 @@ pub(super) fn fused_attention(
         } else {
             avx2::tile
         };
-        let run = |task: usize| {
-            let (h, tile) = (task / q_tiles, task % q_tiles);
+        let run = |h: usize, tile: usize| {
             let (off, rs) = head_rows(h);
             // SAFETY: the CPU has `simd` (capped above); the asserts above bound every key and
             // value row read; the task writes rows tile*12.. (< n_q) of head h's columns only.
@@ -166,11 +157,7 @@ pub(super) fn fused_attention(
                 )
             }
         };
-        if parallel {
-            (0..n_head * q_tiles).into_par_iter().for_each(run);
-        } else {
-            (0..n_head * q_tiles).for_each(run);
-        }
+        per_tile(n_head, q_tiles, parallel, run);
         KEYS_T.set(keys_t);
         true
     }
@@ -195,7 +182,6 @@ fn fused_bf16(
     parallel: bool,
     out: &mut [f32],
 ) {
-    use rayon::prelude::*;
     let AttnShape {
         n_q,
         n_kv,
@@ -217,16 +203,11 @@ fn fused_bf16(
             bf16::pack_values(v, off, rs, n_kv, values);
         }
     };
-    if parallel {
-        packed.par_chunks_mut(head_len).enumerate().for_each(pack);
-    } else {
-        packed.chunks_mut(head_len).enumerate().for_each(pack);
-    }
+    per_head(&mut packed, head_len, parallel, pack);
     let q_tiles = n_q.div_ceil(TILE_ROWS);
     let out_ptr = super::SendPtr(out.as_mut_ptr());
     let packed_ref = &packed;
-    let run = |task: usize| {
-        let (h, tile) = (task / q_tiles, task % q_tiles);
+    let run = |h: usize, tile: usize| {
         let (keys, values) = packed_ref[h * head_len..(h + 1) * head_len].split_at(keys_len);
         // SAFETY: as `pack`; the task writes rows tile*12.. (< n_q) of head h's columns only.
         unsafe {
@@ -244,12 +225,76 @@ fn fused_bf16(
             )
         }
     };
-    if parallel {
-        (0..n_head * q_tiles).into_par_iter().for_each(run);
-    } else {
-        (0..n_head * q_tiles).for_each(run);
-    }
+    per_tile(n_head, q_tiles, parallel, run);
     PACKED_BF16.set(packed);
+}
+
+/// `f((h, chunk))` for each `head_len`-long chunk of `buf` (head `h`'s), on the rayon pool when
+/// `parallel`.
+#[cfg(target_arch = "x86_64")]
+fn per_head<T: Send>(
+    buf: &mut [T],
+    head_len: usize,
+    parallel: bool,
+    f: impl Fn((usize, &mut [T])) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if parallel {
+        buf.par_chunks_mut(head_len).enumerate().for_each(f);
+    } else {
+        buf.chunks_mut(head_len).enumerate().for_each(f);
+    }
+}
+
+/// `f(h, tile)` for every head `h < n_head` and tile of queries `tile < q_tiles`, on the rayon
+/// pool when `parallel`.
+#[cfg(target_arch = "x86_64")]
+fn per_tile(n_head: usize, q_tiles: usize, parallel: bool, f: impl Fn(usize, usize) + Sync) {
+    use rayon::prelude::*;
+    let task = |t: usize| f(t / q_tiles, t % q_tiles);
+    if parallel {
+        (0..n_head * q_tiles).into_par_iter().for_each(task);
+    } else {
+        (0..n_head * q_tiles).for_each(task);
+    }
+}
+
+/// Keys each of a tile's rows `i0..i0 + rows` sees: all `n_kv`, or the causal prefix; none for
+/// the padding rows past `rows`.
+#[cfg(target_arch = "x86_64")]
+fn visible_keys(
+    rows: usize,
+    i0: usize,
+    n_kv: usize,
+    causal_offset: Option<usize>,
+) -> [usize; TILE_ROWS] {
+    std::array::from_fn(|r| match (r < rows, causal_offset) {
+        (false, _) => 0,
+        (true, None) => n_kv,
+        (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
+    })
+}
+
+/// Writes rows `0..rows` of a tile's output `o` (`[TILE_ROWS, 64]`), each divided by its
+/// softmax sum, to rows `i0..` of head `h`'s columns of `out` (rows `d` wide).
+///
+/// # Safety
+/// `out` is valid for `(i0 + rows) * d` floats, and no one else writes those elements meanwhile.
+#[cfg(target_arch = "x86_64")]
+unsafe fn write_tile(
+    o: &[f32],
+    sum: &[f32],
+    rows: usize,
+    out: super::SendPtr,
+    (i0, d, h): (usize, usize, usize),
+) {
+    for r in 0..rows {
+        let inv = 1.0 / sum[r];
+        let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
+        for t in 0..HEAD_DIM {
+            *dst.add(t) = o[r * HEAD_DIM + t] * inv;
+        }
+    }
 }
 
 /// The online softmax's bookkeeping for one row whose running max is `max` and whose next
@@ -343,13 +388,7 @@ macro_rules! tile_driver {
                     *dst = x * scale;
                 }
             }
-            // Keys each row sees: all, or the causal prefix; none for padding rows.
-            let visible: [usize; TILE_ROWS] =
-                std::array::from_fn(|r| match (r < rows, causal_offset) {
-                    (false, _) => 0,
-                    (true, None) => n_kv,
-                    (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
-                });
+            let visible = super::visible_keys(rows, i0, n_kv, causal_offset);
             let kv_end = visible.iter().copied().max().unwrap_or(0);
             let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
             let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
@@ -374,13 +413,7 @@ macro_rules! tile_driver {
                 }
                 values(s.as_ptr(), v.add(j0 * rs), rs, cb, o.as_mut_ptr(), &alpha);
             }
-            for r in 0..rows {
-                let inv = 1.0 / sum[r];
-                let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
-                for t in 0..HEAD_DIM {
-                    *dst.add(t) = o[r * HEAD_DIM + t] * inv;
-                }
-            }
+            super::write_tile(&o, &sum, rows, out, (i0, d, h));
         }
     };
 }

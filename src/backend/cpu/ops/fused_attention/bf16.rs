@@ -136,11 +136,7 @@ pub(super) unsafe fn tile(
             qp.as_mut_ptr().add(r * PAIRS),
         );
     }
-    let visible: [usize; TILE_ROWS] = std::array::from_fn(|r| match (r < rows, causal_offset) {
-        (false, _) => 0,
-        (true, None) => n_kv,
-        (true, Some(p)) => (p + i0 + r + 1).min(n_kv),
-    });
+    let visible = super::visible_keys(rows, i0, n_kv, causal_offset);
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
     // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
@@ -174,13 +170,7 @@ pub(super) unsafe fn tile(
             );
         }
     }
-    for r in 0..rows {
-        let inv = 1.0 / sum[r];
-        let dst = out.get().add((i0 + r) * d + h * HEAD_DIM);
-        for t in 0..HEAD_DIM {
-            *dst.add(t) = o[r * HEAD_DIM + t] * inv;
-        }
-    }
+    super::write_tile(&o, &sum, rows, out, (i0, d, h));
 }
 
 /// `s[r, 0..32] = qp[r] · keys` for the 12 query rows (`[12][32]` pairs) and one packed key
