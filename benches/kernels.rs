@@ -302,6 +302,7 @@ fn main() {
         let mut o = vec![0.0; n_q * d];
         let cpu = time_cpu(|| {
             ops::attention(
+                ops::Products::F32,
                 &q,
                 &kv,
                 &kv,

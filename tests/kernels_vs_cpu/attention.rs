@@ -19,6 +19,7 @@ fn check_attention(ctx: &GpuContext, kern: &Kernels, rng: &mut Lcg, shape: Shape
         .unwrap();
     let mut want = vec![0.0; n_q * d];
     ops::attention(
+        ops::Products::F32,
         &q,
         &k,
         &v,

@@ -263,7 +263,7 @@ impl CpuModel {
             block.attn.query.forward(&h, n, &mut q);
             block.attn.key.forward(&h, n, &mut k);
             block.attn.value.forward(&h, n, &mut v);
-            ops::attention_with(
+            ops::attention(
                 self.encoder_attention,
                 &q,
                 &k,
@@ -469,6 +469,7 @@ fn cross_attention_runs(
         let rows = n_seq * rows_per_seq;
         let (k, v) = (&k[kv(w)], &v[kv(w)]);
         ops::attention(
+            ops::Products::F32,
             q,
             k,
             v,
@@ -553,6 +554,7 @@ impl CpuModel {
                 cache.k[i][base + pos0 * d..base + n_kv * d].copy_from_slice(&s.k[new.clone()]);
                 cache.v[i][base + pos0 * d..base + n_kv * d].copy_from_slice(&s.v[new.clone()]);
                 ops::attention(
+                    ops::Products::F32,
                     &s.q[new.clone()],
                     &cache.k[i][base..base + n_kv * d],
                     &cache.v[i][base..base + n_kv * d],

@@ -119,39 +119,12 @@ pub fn to_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec
 /// contiguous column blocks. With `causal_offset = Some(p)`, query `i` sits at absolute position
 /// `p + i` and sees keys `0..=p + i` (the decoder's self-attention over its KV cache); `None`
 /// lets every query see every key (encoder self-attention, cross-attention).
+///
+/// `products` is the precision of the products where the fused kernel runs
+/// ([`Products::Bf16`] needs AVX-512 BF16, 64-wide heads and at least 32 (`FUSED_MIN_QUERIES`)
+/// queries); elsewhere, and always with [`Products::F32`] (the reference), they are f32.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    layout: KvLayout,
-    n_q: usize,
-    n_kv: usize,
-    d: usize,
-    n_head: usize,
-    causal_offset: Option<usize>,
-    out: &mut [f32],
-) {
-    attention_with(
-        Products::F32,
-        q,
-        k,
-        v,
-        layout,
-        n_q,
-        n_kv,
-        d,
-        n_head,
-        causal_offset,
-        out,
-    )
-}
-
-/// [`attention`] with its products in `products`' precision where the fused kernel runs
-/// ([`Products::Bf16`] needs AVX-512 BF16, 64-wide heads and at least 32 (`FUSED_MIN_QUERIES`)
-/// queries; elsewhere this is [`attention`], f32).
-#[allow(clippy::too_many_arguments)]
-pub fn attention_with(
     products: Products,
     q: &[f32],
     k: &[f32],
@@ -794,7 +767,19 @@ mod tests {
             ("heads", KvLayout::Heads, &k_heads, &v_heads),
         ] {
             let mut out = vec![f32::NAN; n_q * d];
-            attention(&q, k, v, layout, n_q, n_kv, d, n_head, causal, &mut out);
+            attention(
+                Products::F32,
+                &q,
+                k,
+                v,
+                layout,
+                n_q,
+                n_kv,
+                d,
+                n_head,
+                causal,
+                &mut out,
+            );
             let what = format!("{name} {n_q}x{n_kv} {causal:?} d {d}");
             assert_near(&what, &out, &want);
         }
