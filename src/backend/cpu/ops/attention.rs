@@ -603,6 +603,23 @@ mod tests {
         }
     }
 
+    /// `k` and `v` (`[n_kv, d]` rows) in each [`KvLayout`], with its name.
+    fn both_layouts(
+        k: &[f32],
+        v: &[f32],
+        n_kv: usize,
+        d: usize,
+        n_head: usize,
+    ) -> [(&'static str, KvLayout, Vec<f32>, Vec<f32>); 2] {
+        let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
+        to_head_major(k, n_kv, d, n_head, &mut k_heads);
+        to_head_major(v, n_kv, d, n_head, &mut v_heads);
+        [
+            ("rows", KvLayout::Rows, k.to_vec(), v.to_vec()),
+            ("heads", KvLayout::Heads, k_heads, v_heads),
+        ]
+    }
+
     /// Asserts that `got` (an f32 attention output) is within 1e-5 of the f64 reference `want`:
     /// sums of at most 1500 terms of size <= 0.5 in f32 are well inside it.
     fn assert_near(what: &str, got: &[f32], want: &[f64]) {
@@ -611,34 +628,34 @@ mod tests {
         }
     }
 
+    /// (queries, keys, causal offset) of the fused kernels' tests: key counts around and off the
+    /// 32-key tiles, 128-key blocks and 12-query tiles, odd ones (the bf16 kernel pairs keys),
+    /// causal rows that see no key of a tile's last block, a single key.
+    const FUSED_SHAPES: &[(usize, usize, Option<usize>)] = &[
+        (33, 1500, None),
+        (37, 37, Some(0)),
+        (45, 131, Some(85)),
+        (100, 129, None),
+        (13, 1, None),
+        (300, 257, None),
+    ];
+
     /// The fused kernels (AVX2 and AVX-512, 64-wide heads, each forced where the CPU has it) and
     /// the blocked `gemm` path on odd shapes, against f64, keys as rows and head-major.
     #[test]
     fn fused_and_blocked_attention_match_f64_on_odd_shapes() {
         let (d, n_head) = (128, 2);
-        for &(n_q, n_kv, causal) in &[
-            (33, 1500, None),
-            (37, 37, Some(0)),
-            (45, 130, Some(85)),
-            (100, 129, None),
-            (13, 1, None),
-            (300, 300, None),
-        ] {
+        for &(n_q, n_kv, causal) in FUSED_SHAPES {
             let (q, k, v) = (data(21, n_q * d), data(22, n_kv * d), data(23, n_kv * d));
             let mut blocked = vec![f32::NAN; n_q * d];
             let call = rows_call([&q, &k, &v], (n_q, n_kv, d, n_head), causal);
             let (shape, want) = (call.shape, attention_f64(call));
             attention_blocked(call, &mut blocked);
-            let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
-            to_head_major(&k, n_kv, d, n_head, &mut k_heads);
-            to_head_major(&v, n_kv, d, n_head, &mut v_heads);
+            let layouts = both_layouts(&k, &v, n_kv, d, n_head);
             let mut results = vec![("blocked".to_string(), blocked)];
             let mut expected = 1;
             for simd in [Isa::Avx2, Isa::Avx512] {
-                for (name, layout, k, v) in [
-                    ("rows", KvLayout::Rows, &k, &v),
-                    ("heads", KvLayout::Heads, &k_heads, &v_heads),
-                ] {
+                for &(name, layout, ref k, ref v) in &layouts {
                     let mut out = vec![f32::NAN; n_q * d];
                     let hd = d / n_head;
                     let head = |h| layout.head(h, n_kv, d, hd);
@@ -671,14 +688,7 @@ mod tests {
                 .collect()
         };
         let (d, n_head) = (128, 2);
-        for &(n_q, n_kv, causal) in &[
-            (33, 1500, None),
-            (37, 37, Some(0)),
-            (45, 131, Some(85)),
-            (100, 129, None),
-            (13, 1, None),
-            (300, 257, None),
-        ] {
+        for &(n_q, n_kv, causal) in FUSED_SHAPES {
             let q: Vec<f32> = data(31, n_q * d).iter().map(|x| x * 16.0).collect();
             let (k, v) = (data(32, n_kv * d), data(33, n_kv * d));
             let q_rounded: Vec<f32> = round(&q.iter().map(|x| x / 8.0).collect::<Vec<_>>())
@@ -694,13 +704,8 @@ mod tests {
             let (shape, want) = (call.shape, attention_f64(call));
             let v_max = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
             let tolerance = 2.0 * v_max / 512.0 + 1e-5;
-            let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
-            to_head_major(&k, n_kv, d, n_head, &mut k_heads);
-            to_head_major(&v, n_kv, d, n_head, &mut v_heads);
-            for (name, layout, k, v) in [
-                ("rows", KvLayout::Rows, &k, &v),
-                ("heads", KvLayout::Heads, &k_heads, &v_heads),
-            ] {
+            let layouts = both_layouts(&k, &v, n_kv, d, n_head);
+            for &(name, layout, ref k, ref v) in &layouts {
                 let mut out = vec![f32::NAN; n_q * d];
                 let head = |h| layout.head(h, n_kv, d, d / n_head);
                 if !fused_attention(
@@ -759,13 +764,8 @@ mod tests {
     ) {
         let (q, k, v) = (data(11, n_q * d), data(12, n_kv * d), data(13, n_kv * d));
         let want = attention_f64(rows_call([&q, &k, &v], (n_q, n_kv, d, n_head), causal));
-        let (mut k_heads, mut v_heads) = (Vec::new(), Vec::new());
-        to_head_major(&k, n_kv, d, n_head, &mut k_heads);
-        to_head_major(&v, n_kv, d, n_head, &mut v_heads);
-        for (name, layout, k, v) in [
-            ("rows", KvLayout::Rows, &k, &v),
-            ("heads", KvLayout::Heads, &k_heads, &v_heads),
-        ] {
+        let layouts = both_layouts(&k, &v, n_kv, d, n_head);
+        for &(name, layout, ref k, ref v) in &layouts {
             let mut out = vec![f32::NAN; n_q * d];
             attention(
                 Products::F32,
