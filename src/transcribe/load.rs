@@ -216,7 +216,8 @@ pub(crate) fn load(
         }
         let (cpu_dtype, attention) = match dtype {
             Dtype::Int8 => (CpuWeights::Int8, ops::Products::F32),
-            Dtype::Int8Bf16 => (CpuWeights::Int8, ops::Products::Bf16.on_this_cpu()),
+            // `with_encoder_attention` keeps bf16 only where the CPU runs it.
+            Dtype::Int8Bf16 => (CpuWeights::Int8, ops::Products::Bf16),
             _ => (CpuWeights::F32, ops::Products::F32),
         };
         Ok(CpuModel::load_with(&weights, &config.dims, cpu_dtype)?

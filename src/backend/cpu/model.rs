@@ -286,9 +286,7 @@ impl CpuModel {
         self.enc_ln.forward(&x, &mut out);
         Ok(out)
     }
-}
 
-impl CpuModel {
     /// The model with its encoder's attention products in `products` (f32 unless asked; bf16
     /// only where [`ops::Products::on_this_cpu`] says so).
     pub fn with_encoder_attention(mut self, products: ops::Products) -> Self {

@@ -355,20 +355,9 @@ impl HeadQueries<'_> {
 fn head_scores(head: HeadQueries, scores: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if head.hd == 64 && isa() >= crate::backend::cpu::isa::Isa::Avx512 {
-        let (
-            last,
-            HeadQueries {
-                q,
-                n_q,
-                d,
-                k,
-                rs,
-                n_kv,
-                ..
-            },
-        ) = (head.keys_seen(), head);
-        assert!(q.len() >= (n_q - 1) * d + 64 && scores.len() >= n_q * n_kv);
-        assert!(last == 0 || k.len() >= (last - 1) * rs + 64);
+        let (last, h) = (head.keys_seen(), &head);
+        assert!(h.q.len() >= (h.n_q - 1) * h.d + 64 && scores.len() >= h.n_q * h.n_kv);
+        assert!(last == 0 || h.k.len() >= (last - 1) * h.rs + 64);
         // SAFETY: the CPU has AVX-512 (isa()); the asserts bound every row read and written.
         unsafe { head_scores_avx512(head, scores) };
         return;

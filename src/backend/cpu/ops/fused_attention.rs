@@ -492,7 +492,7 @@ mod avx512 {
     /// Lanes `16c..16c + 16` of `row`, −∞ from index `valid` on (not read there).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn masked(row: *const f32, c: usize, valid: usize) -> __m512 {
+    pub(super) unsafe fn masked(row: *const f32, c: usize, valid: usize) -> __m512 {
         let live = valid.saturating_sub(c * 16).min(16);
         let lanes = ((1u32 << live) - 1) as __mmask16;
         _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), lanes, row.add(c * 16))

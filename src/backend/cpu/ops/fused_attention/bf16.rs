@@ -16,7 +16,7 @@
 //! so each output row is a weighted mean whose weights sum to 1 up to f32 rounding.
 
 use super::super::SendPtr;
-use super::avx512::{block_max, exp};
+use super::avx512::{block_max, exp, masked};
 use super::{online_step, HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
 use std::arch::x86_64::*;
 
@@ -204,10 +204,7 @@ unsafe fn exp_weights(row: *const f32, valid: usize, shift: f32, weights: *mut u
     let shift_v = _mm512_set1_ps(shift);
     let mut total = _mm512_setzero_ps();
     for c in 0..KEY_BLOCK / 16 {
-        let live = valid.saturating_sub(c * 16).min(16);
-        let lanes = ((1u32 << live) - 1) as __mmask16;
-        let x = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), lanes, row.add(c * 16));
-        let rounded = _mm512_cvtneps_pbh(exp(_mm512_sub_ps(x, shift_v)));
+        let rounded = _mm512_cvtneps_pbh(exp(_mm512_sub_ps(masked(row, c, valid), shift_v)));
         let bits: __m256i = std::mem::transmute(rounded);
         _mm256_storeu_si256(weights.add(c * 8).cast(), bits);
         let back = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits));
