@@ -2,7 +2,7 @@
 //! capture (validation / out-of-memory / device loss become `Error::Device`, never a panic), and
 //! small upload / read-back helpers.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use wgpu::util::DeviceExt;
 
@@ -89,10 +89,24 @@ fn yes(b: bool) -> &'static str {
 
 /// Vulkan, Metal, DX12 (and browser WebGPU): never GL, which wgpu could otherwise pick silently on
 /// llvmpipe (no f16, no subgroups).
+///
+/// One instance for the whole process, held by a static and so never destroyed. Destroying the
+/// last Vulkan instance makes the Vulkan loader unload the driver's library. On an NVIDIA H200
+/// (driver 580.159.04) about half of the `transcribe --device gpu` runs on two pinned cores wrote
+/// their transcripts and then died with SIGSEGV at exit, and the kernel logged an instruction
+/// fetch from an unmapped page. That is what a driver thread still running inside the unloaded
+/// library looks like (wgpu issues #1439 and #8365 report crashes at exit with the same driver).
+/// Keeping the instance keeps the library loaded until the process ends. Devices are still
+/// created and destroyed per `GpuContext`.
 fn instance() -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::PRIMARY;
-    wgpu::Instance::new(desc)
+    static INSTANCE: OnceLock<wgpu::Instance> = OnceLock::new();
+    INSTANCE
+        .get_or_init(|| {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = wgpu::Backends::PRIMARY;
+            wgpu::Instance::new(desc)
+        })
+        .clone()
 }
 
 fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
