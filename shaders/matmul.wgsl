@@ -13,6 +13,7 @@
 //   MM_TM, MM_TN       rows / columns of the output each thread owns
 //   MM_BK4             K-tile depth in vec4s (shared-memory kernel only)
 //   GV_LANES, GV_ROWS  GEMV: threads cooperating along K per output, outputs per workgroup
+//   GV_BATCH           GEMV: input rows each workgroup serves from one read of its weights
 //
 // Bounds: row and column indices are clamped to M-1 / N-1 for loads (always in range; the
 // clamped results are never stored) and stores are guarded by m < M, n < N; K needs no guard
@@ -161,34 +162,55 @@ fn matmul_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ---------------------------------------------------------------------------------------------
 // GEMV for few-row inputs (decoder steps, the vocabulary projection): workgroup (GV_LANES,
-// GV_ROWS) computes GV_ROWS outputs of input row m = workgroup_id.y; the GV_LANES threads of an
-// output stride along K (coalesced vec4 loads) and reduce in workgroup memory. GV_LANES = 1
-// degenerates to one thread per output with no reduction.
-var<workgroup> gv_part: array<f32, GV_LANES * GV_ROWS>;
+// GV_ROWS) computes GV_ROWS outputs for up to GV_BATCH input rows (m0 = workgroup_id.y *
+// GV_BATCH ..), so each weight vec4 loaded serves GV_BATCH rows (a beam-5 step reads its weights
+// once, not five times, and does not pad 5 rows to a 64-row tile). The GV_LANES threads of an
+// output stride along K (coalesced vec4 loads) and reduce in workgroup memory. Each output's sum
+// runs in the same order whatever GV_BATCH is. GV_LANES = 1 degenerates to one thread per output
+// with no reduction. `rows` is uniform across the workgroup, so the guards below do not diverge,
+// and the constant trip counts let the compiler keep `s` in registers.
+var<workgroup> gv_part: array<f32, GV_LANES * GV_ROWS * GV_BATCH>;
 
 @compute @workgroup_size(GV_LANES, GV_ROWS, 1)
 fn gemv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = wid.x * GV_ROWS + lid.y;
-    let m = wid.y;
+    let m0 = wid.y * GV_BATCH;
+    let rows = min(GV_BATCH, p.m - m0);
     let wrow = min(n, p.n - 1u) * p.k4;
-    let xrow = min(m, p.m - 1u) * p.k4;
-    var s = vec4<f32>(0.0);
+    var s: array<vec4<f32>, GV_BATCH>; // zero-initialised
     for (var k = lid.x; k < p.k4; k += GV_LANES) {
-        s += x[xrow + k] * wload(wrow + k);
+        let wv = wload(wrow + k);
+        for (var i = 0u; i < GV_BATCH; i++) {
+            if (i < rows) {
+                s[i] += x[(m0 + i) * p.k4 + k] * wv;
+            }
+        }
     }
-    var total = s.x + s.y + s.z + s.w;
+    for (var i = 0u; i < GV_BATCH; i++) {
+        if (i < rows) {
+            gv_part[(i * GV_ROWS + lid.y) * GV_LANES + lid.x] = s[i].x + s[i].y + s[i].z + s[i].w;
+        }
+    }
     if (GV_LANES > 1u) {
-        gv_part[lid.y * GV_LANES + lid.x] = total;
         workgroupBarrier();
         for (var stride = GV_LANES / 2u; stride > 0u; stride /= 2u) {
             if (lid.x < stride) {
-                gv_part[lid.y * GV_LANES + lid.x] += gv_part[lid.y * GV_LANES + lid.x + stride];
+                for (var i = 0u; i < GV_BATCH; i++) {
+                    if (i < rows) {
+                        let at = (i * GV_ROWS + lid.y) * GV_LANES + lid.x;
+                        gv_part[at] += gv_part[at + stride];
+                    }
+                }
             }
             workgroupBarrier();
         }
-        total = gv_part[lid.y * GV_LANES];
     }
-    if (lid.x == 0u && n < p.n && m < p.m) {
-        out[m * p.out_stride + p.col0 + n] = epilogue(total, n);
+    if (lid.x == 0u && n < p.n) {
+        for (var i = 0u; i < GV_BATCH; i++) {
+            if (i < rows) {
+                let total = gv_part[(i * GV_ROWS + lid.y) * GV_LANES];
+                out[(m0 + i) * p.out_stride + p.col0 + n] = epilogue(total, n);
+            }
+        }
     }
 }

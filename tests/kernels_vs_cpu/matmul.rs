@@ -10,7 +10,7 @@ type Case = (usize, usize, usize, bool, bool);
 /// Odd shapes around the tile sizes, with and without bias and GELU.
 fn odd_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for m in [1, 7, 63, 65, 300] {
+    for m in [1, 5, 7, 63, 65, 300] {
         for k in [384, 385] {
             for n in [1, 7, 65, 384] {
                 cases.push((m, k, n, (m + n) % 2 == 1, n == 65));
@@ -20,15 +20,17 @@ fn odd_cases() -> Vec<Case> {
     cases
 }
 
-/// The matmul variants (register: CPU-type adapters' default; tiled: real GPUs'), each with
-/// and without the GEMV for few rows.
+/// The matmul variants (register: CPU-type adapters' default; tiled: real GPUs'), each without
+/// the GEMV for few rows, with a one-row-per-workgroup GEMV up to 4 rows, and with a GEMV up to
+/// 8 rows serving 3 rows per workgroup (m = 5 and 7 leave a partial last block).
 fn matmul_variants(ctx: &GpuContext) -> Vec<Kernels> {
     let mut all = Vec::new();
     for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
-        for gemv_max_rows in [0, 4] {
+        for (gemv_max_rows, gemv_batch) in [(0, 1), (4, 1), (8, 3)] {
             all.push(kernels_with(ctx, |c| {
                 c.matmul = variant;
                 c.gemv_max_rows = gemv_max_rows;
+                c.gemv_batch = gemv_batch;
             }));
         }
     }
@@ -168,6 +170,7 @@ fn linear_int8_weights_match_cpu() {
     let kern = kernels_from(&ctx, KernelConfig::gpu(), |_| ());
     check_linear_int8(&ctx, &kern, &mut rng, (1, 384, 51864, false, false));
     check_linear_int8(&ctx, &kern, &mut rng, (3, 385, 70, true, true));
+    check_linear_int8(&ctx, &kern, &mut rng, (5, 385, 70, true, true));
     check_linear_int8(
         &ctx,
         &kernels(&ctx),
@@ -245,16 +248,20 @@ fn linear_split_over_row_ranges_matches_cpu() {
 fn gemv_logits_projection_matches_cpu() {
     let Some(ctx) = gpu() else { return };
     // the GEMV kernel itself (CPU adapters default to the register matmul for every row count),
-    // one thread and 32 threads per output
-    for (lanes, rows) in [(1, 64), (32, 8)] {
+    // one thread and 32 threads per output, one or 8 input rows per workgroup: a beam-5 step's
+    // 5 rows and a full block of 8
+    for (lanes, rows, batch) in [(1, 64, 1), (32, 8, 1), (32, 8, 8)] {
         let kern = kernels_with(&ctx, |c| {
-            c.gemv_max_rows = 4;
+            c.gemv_max_rows = 8;
             c.gemv_lanes = lanes;
             c.gemv_rows = rows;
+            c.gemv_batch = batch;
         });
         let mut rng = Lcg(4);
         check_linear(&ctx, &kern, &mut rng, (1, 384, 51864, false, false));
+        check_linear(&ctx, &kern, &mut rng, (5, 384, 51864, false, false));
         check_linear(&ctx, &kern, &mut rng, (3, 385, 70, true, true));
+        check_linear(&ctx, &kern, &mut rng, (8, 385, 70, true, true));
     }
     // and the default path for one row
     let logits = (1, 384, 51864, false, false);

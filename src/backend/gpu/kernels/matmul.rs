@@ -90,6 +90,7 @@ pub(super) fn compile(b: &Builder<'_>, ty: WeightType) -> Pipelines {
             ("MM_BK4", t.bk4),
             ("GV_LANES", c.gemv_lanes),
             ("GV_ROWS", c.gemv_rows),
+            ("GV_BATCH", c.gemv_batch),
         ]
     };
     // f32 keeps the plain labels (profile names "matmul_reg", not "... (f32)").
@@ -183,7 +184,10 @@ impl Op for Linear<'_> {
             };
             let binds = [whole(x), wb, bb, whole(out), sb];
             let (pl, wg) = if use_gemv {
-                (&pipes.gemv, (groups(rows, c.gemv_rows), m as u32, 1))
+                (
+                    &pipes.gemv,
+                    (groups(rows, c.gemv_rows), groups(m, c.gemv_batch), 1),
+                )
             } else {
                 let (pl, t) = match c.matmul {
                     MatmulVariant::Tiled => (&pipes.tiled, c.tiled),

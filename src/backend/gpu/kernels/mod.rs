@@ -214,6 +214,11 @@ impl Kernels {
 
     fn build(ctx: &GpuContext, c: KernelConfig) -> Result<Self> {
         let device = &ctx.device;
+        if c.gemv_batch == 0 {
+            return Err(Error::Device(
+                "kernel config: gemv_batch must be at least 1".into(),
+            ));
+        }
         for (name, v) in [
             ("gemv_lanes", c.gemv_lanes),
             ("layernorm_wg", c.layernorm_wg),
