@@ -29,6 +29,27 @@ fn tiny_en_with(
     Some((config, cpu, gpu, mel))
 }
 
+/// One decoder call of `feed` on both models; the largest logit difference, printed as `what`.
+fn decode_both(
+    gpu: &mut GpuModel,
+    cpu: &mut CpuModel,
+    feed: &[u32],
+    (lg, lc): (&mut [f32], &mut [f32]),
+    what: &str,
+) -> f32 {
+    gpu.decode(feed, lg).unwrap();
+    cpu.decode(feed, lc).unwrap();
+    let e = max_abs_err(lg, lc);
+    eprintln!("{what}: logits max abs diff {e:.2e}");
+    e
+}
+
+/// The same reorder of sequences on both models.
+fn reorder_both(gpu: &mut GpuModel, cpu: &mut CpuModel, src: &[usize]) {
+    gpu.reorder(src).unwrap();
+    cpu.reorder(src).unwrap();
+}
+
 /// Model level: the GPU encoder and the first decoder steps against the CPU forward pass on
 /// tiny.en and the reference jfk mel. Four pre-LN blocks of f32 GEMMs in different summation
 /// orders: the CPU path itself is within ~6e-5 of CTranslate2; we allow 1e-3 (the bound
@@ -54,10 +75,13 @@ fn gpu_model_matches_cpu_model_on_jfk() {
     cpu.begin_decode(1).unwrap();
     let mut tokens = vec![50257u32, 50362];
     for step in 0..4 {
-        gpu.decode(&tokens, &mut lg).unwrap();
-        cpu.decode(&tokens, &mut lc).unwrap();
-        let e = max_abs_err(&lg, &lc);
-        eprintln!("step {step}: logits max abs diff {e:.2e}");
+        let e = decode_both(
+            &mut gpu,
+            &mut cpu,
+            &tokens,
+            (&mut lg, &mut lc),
+            &format!("step {step}"),
+        );
         assert!(e <= 2e-3, "step {step}: logits diff {e}");
         let next = dattavani_asr::testing::backend::cpu::ops::argmax(&lc) as u32;
         assert_eq!(
@@ -69,22 +93,22 @@ fn gpu_model_matches_cpu_model_on_jfk() {
     assert_eq!(gpu.cached_len(), cpu.cached_len());
     // Batched: fan out to 3 sequences, feed each a different token, reorder (dropping one,
     // duplicating another), feed two tokens each.
-    for m in [&mut gpu as &mut dyn Backend, &mut cpu] {
-        m.reorder(&[0, 0, 0]).unwrap();
-    }
+    reorder_both(&mut gpu, &mut cpu, &[0, 0, 0]);
     let (mut lg, mut lc) = (vec![0.0; 3 * n_vocab], vec![0.0; 3 * n_vocab]);
     for (feed, src) in [
         (vec![262u32, 11, 13], Some(vec![2usize, 0, 2])),
         (vec![1, 2, 3, 4, 5, 6], None),
     ] {
-        gpu.decode(&feed, &mut lg).unwrap();
-        cpu.decode(&feed, &mut lc).unwrap();
-        let e = max_abs_err(&lg, &lc);
-        eprintln!("batched step: logits max abs diff {e:.2e}");
+        let e = decode_both(
+            &mut gpu,
+            &mut cpu,
+            &feed,
+            (&mut lg, &mut lc),
+            "batched step",
+        );
         assert!(e <= 2e-3, "batched logits diff {e}");
         if let Some(src) = src {
-            gpu.reorder(&src).unwrap();
-            cpu.reorder(&src).unwrap();
+            reorder_both(&mut gpu, &mut cpu, &src);
         }
     }
     assert_eq!(gpu.n_seq(), 3);
@@ -128,16 +152,18 @@ fn gpu_model_matches_cpu_model_over_several_windows() {
         ),
         (vec![1, 2, 3, 4, 5], None),
     ] {
-        gpu.decode(&feed, &mut lg).unwrap();
-        cpu.decode(&feed, &mut lc).unwrap();
-        let e = max_abs_err(&lg, &lc);
-        eprintln!("windows step: logits max abs diff {e:.2e}");
+        let e = decode_both(
+            &mut gpu,
+            &mut cpu,
+            &feed,
+            (&mut lg, &mut lc),
+            "windows step",
+        );
         assert!(e <= 2e-3, "logits diff {e}");
         // Each window's sequences see their own audio: windows 0 and 1 disagree.
         assert!(max_abs_err(&lc[..n_vocab], &lc[2 * n_vocab..3 * n_vocab]) > 0.1);
         if let Some(src) = src {
-            gpu.reorder(&src).unwrap();
-            cpu.reorder(&src).unwrap();
+            reorder_both(&mut gpu, &mut cpu, &src);
         }
     }
     let tokens = [50257u32, 50362, 400, 523, 616];
@@ -170,12 +196,10 @@ fn gpu_model_with_real_gpu_kernels_matches_cpu_model_for_five_sequences() {
         m.begin_decode(1).unwrap();
     }
     let (mut lg, mut lc) = (vec![0.0; n_vocab], vec![0.0; n_vocab]);
-    gpu.decode(&[50257, 50362], &mut lg).unwrap();
-    cpu.decode(&[50257, 50362], &mut lc).unwrap();
-    assert!(max_abs_err(&lg, &lc) <= 2e-3);
-    for m in [&mut gpu as &mut dyn Backend, &mut cpu] {
-        m.reorder(&[0; 5]).unwrap();
-    }
+    let prompt = [50257, 50362];
+    let e = decode_both(&mut gpu, &mut cpu, &prompt, (&mut lg, &mut lc), "prompt");
+    assert!(e <= 2e-3, "prompt logits diff {e}");
+    reorder_both(&mut gpu, &mut cpu, &[0; 5]);
     let (mut lg, mut lc) = (vec![0.0; 5 * n_vocab], vec![0.0; 5 * n_vocab]);
     for (feed, src) in [
         (
@@ -184,16 +208,13 @@ fn gpu_model_with_real_gpu_kernels_matches_cpu_model_for_five_sequences() {
         ),
         (vec![1, 2, 3, 4, 5], None),
     ] {
-        gpu.decode(&feed, &mut lg).unwrap();
-        cpu.decode(&feed, &mut lc).unwrap();
-        let e = max_abs_err(&lg, &lc);
-        eprintln!("five sequences, real-GPU kernels: logits max abs diff {e:.2e}");
+        let what = "five sequences, real-GPU kernels";
+        let e = decode_both(&mut gpu, &mut cpu, &feed, (&mut lg, &mut lc), what);
         assert!(e <= 2e-3, "logits diff {e}");
         // Each sequence's logits are its own: the rows of different tokens differ.
         assert!(max_abs_err(&lc[..n_vocab], &lc[n_vocab..2 * n_vocab]) > 0.1);
         if let Some(src) = src {
-            gpu.reorder(&src).unwrap();
-            cpu.reorder(&src).unwrap();
+            reorder_both(&mut gpu, &mut cpu, &src);
         }
     }
 }
