@@ -3,7 +3,7 @@ threads pinned to two distinct physical cores (taskset), the same 16 real clips 
 tools/compare_peers.py; texts go to $OUT for WER here (jiwer + Whisper's normalizer)."""
 import json, os, statistics, subprocess, sys, tempfile, time
 
-OUT = os.environ["OUT"]; B = "/root/dv/dattavani-asr"; CT2 = "/root/ct2"; D = os.path.dirname(__file__)
+OUT = os.environ["OUT"]; B = "/root/dv/dattavani-asr"; CT2 = "/root/ct2"
 ROOT = os.getcwd(); DATA = ROOT + "/tests/data/speech"
 cpus = [l.split(",") for l in subprocess.run(["lscpu", "-p=CPU,CORE,SOCKET"], capture_output=True,
                                              text=True).stdout.splitlines() if l[:1].isdigit()]
