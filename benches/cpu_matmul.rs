@@ -35,7 +35,9 @@ fn main() {
     println!(
         "CPU: {} threads, int8 kernel: {}",
         rayon::current_num_threads(),
-        if int8::has_vnni() {
+        if int8::has_amx() {
+            "amx (16-row blocks) + avx512vnni"
+        } else if int8::has_vnni() {
             "avx512vnni"
         } else {
             "portable"

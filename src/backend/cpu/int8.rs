@@ -2,7 +2,9 @@
 //! weights row-scaled int8 ([`QuantizedMatrix`]), each activation row quantized the same way on
 //! the fly, products summed exactly in i32, then `y = acc · sx · sw + bias` in f32.
 //!
-//! Two kernels compute the same integers, so their outputs are bit-identical:
+//! Three kernels compute the same integers, so their outputs are bit-identical:
+//! - `amx` (Intel Sapphire Rapids and later, module `amx`): the VNNI layout and epilogue, with
+//!   `tdpbusd` tiles for all rows but the last `m % 16`, which VNNI takes;
 //! - `avx512vnni` (x86-64 with AVX-512 VNNI): `vpdpbusd` multiplies unsigned by signed bytes,
 //!   so activations are shifted to `u8` (`x + 128`) and `128 · Σ w` is subtracted after; the
 //!   weights are packed in panels of 64 output columns × 4 inputs per 64-byte vector, and a
@@ -63,6 +65,20 @@ pub fn has_vnni() -> bool {
             && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU runs int8 products of 16+ rows on AMX tiles (see module `amx`: the CPU
+/// has AMX int8, Linux granted the tile data, `DATTAVANI_AMX` does not turn it off, and the
+/// tiles gave VNNI's bits on a check product).
+pub fn has_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        amx::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -213,63 +229,113 @@ pub fn linear(x: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>, out: &m
     if m == 0 || n == 0 {
         return;
     }
-    let parallel = m * n * k >= PARALLEL_MIN && rayon::current_num_threads() > 1;
-    // The scratch is taken out of the thread-local for the call, so a rayon task that this
-    // thread runs while waiting can never find it borrowed.
-    let mut rows = ROWS.take();
     match w.layout {
-        Layout::Rows => {
-            rows.fill(x, m, k, k, false);
-            let xq = &rows;
-            let dot = rows_dot();
-            let out_ptr = SendPtr(out.as_mut_ptr());
-            let blocks = n.div_ceil(PANEL);
-            let run = |b: usize| {
-                let (j0, j1) = (b * PANEL, ((b + 1) * PANEL).min(n));
-                for j in j0..j1 {
-                    let wj = &w.data[j * k..(j + 1) * k];
-                    for i in 0..m {
-                        let xi = &xq.q[i * k..(i + 1) * k];
-                        let acc = dot(xi, wj);
-                        let y = epilogue(acc, xq.scale[i], w.scale[j], bias.map_or(0.0, |b| b[j]));
-                        // SAFETY: column j < n of row i < m is in `out` (asserted) and written
-                        // by this block only.
-                        unsafe { *out_ptr.get().add(i * n + j) = y };
-                    }
-                }
-            };
-            if parallel {
-                (0..blocks).into_par_iter().for_each(run);
-            } else {
-                (0..blocks).for_each(run);
-            }
+        Layout::Rows => linear_rows(x, m, w, bias, out),
+        #[cfg(target_arch = "x86_64")]
+        Layout::Panels { .. } => {
+            linear_panels::<amx::CpuTiles>(x, m, w, bias, out, amx::available())
         }
-        Layout::Panels { k4, n_pad } => {
-            rows.fill(x, m, k, k4, true);
-            #[cfg(target_arch = "x86_64")]
-            {
-                let xq = &rows;
-                let out_ptr = SendPtr(out.as_mut_ptr());
-                let run = |p: usize| {
-                    // SAFETY: VNNI is present (panels are only built when `has_vnni()`); panel p
-                    // writes columns p*64.. of `out` (bounded by n inside) and no other panel
-                    // touches them.
-                    unsafe { vnni::panel(xq, m, k4, w, p, bias, out_ptr.get(), n) }
-                };
-                if parallel {
-                    (0..n_pad / PANEL).into_par_iter().for_each(run);
-                } else {
-                    (0..n_pad / PANEL).for_each(run);
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                let _ = (k4, n_pad);
-                unreachable!("panel layout is only built on x86-64 with AVX-512 VNNI");
-            }
-        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Layout::Panels { .. } => unreachable!("panel layout is only built on x86-64 with VNNI"),
     }
+}
+
+/// The rows scratch of this thread, taken out of the thread-local for a call (so a rayon task
+/// that this thread runs while waiting can never find it borrowed) and put back after.
+fn with_rows<R>(f: impl FnOnce(&mut QuantizedRows) -> R) -> R {
+    let mut rows = ROWS.take();
+    let r = f(&mut rows);
     ROWS.set(rows);
+    r
+}
+
+/// Whether a product of these dimensions is worth splitting across threads.
+fn parallel(m: usize, n: usize, k: usize) -> bool {
+    m * n * k >= PARALLEL_MIN && rayon::current_num_threads() > 1
+}
+
+/// [`linear`] for the row layout (portable kernel): blocks of 64 columns in parallel.
+fn linear_rows(x: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
+    let (n, k) = (w.n, w.k);
+    with_rows(|rows| {
+        rows.fill(x, m, k, k, false);
+        let xq = &*rows;
+        let dot = rows_dot();
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let blocks = n.div_ceil(PANEL);
+        let run = |b: usize| {
+            let (j0, j1) = (b * PANEL, ((b + 1) * PANEL).min(n));
+            for j in j0..j1 {
+                let wj = &w.data[j * k..(j + 1) * k];
+                for i in 0..m {
+                    let xi = &xq.q[i * k..(i + 1) * k];
+                    let acc = dot(xi, wj);
+                    let y = epilogue(acc, xq.scale[i], w.scale[j], bias.map_or(0.0, |b| b[j]));
+                    // SAFETY: column j < n of row i < m is in `out` (asserted) and written
+                    // by this block only.
+                    unsafe { *out_ptr.get().add(i * n + j) = y };
+                }
+            }
+        };
+        if parallel(m, n, k) {
+            (0..blocks).into_par_iter().for_each(run);
+        } else {
+            (0..blocks).for_each(run);
+        }
+    })
+}
+
+/// [`linear`] for the panel layout: rows in multiples of 16 on AMX tiles when `amx` (and `k4`
+/// is a multiple of 64), the rest on the VNNI kernel; panels in parallel. `U` is the CPU's
+/// tiles, or the emulator of tests.
+#[cfg(target_arch = "x86_64")]
+fn linear_panels<U: amx::TileUnit>(
+    x: &[f32],
+    m: usize,
+    w: &Int8Matrix,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    amx: bool,
+) {
+    let Layout::Panels { k4, n_pad } = w.layout else {
+        unreachable!("linear_panels takes the panel layout");
+    };
+    let (n, k) = (w.n, w.k);
+    let amx_rows = if amx && k4.is_multiple_of(64) {
+        m / amx::TILE_M * amx::TILE_M
+    } else {
+        0
+    };
+    with_rows(|rows| {
+        rows.fill(x, m, k, k4, true);
+        let xq = &*rows;
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let run = |p: usize| {
+            // SAFETY: VNNI is present (panels are only built when `has_vnni()`), and the CPU's
+            // tiles are only asked for when `amx::available()` (or by its self-check, which
+            // runs after the tile permission was granted); panel p writes columns p*64.. of
+            // `out` (bounded by n inside) and no other panel touches them.
+            unsafe {
+                if amx_rows > 0 {
+                    let mut acc: amx::Accumulators = [[0; PANEL]; 2 * amx::TILE_M];
+                    let span = |p: usize, bytes: usize| (p, bytes);
+                    let mut tiles = U::new([
+                        span(xq.q.as_ptr() as usize, xq.q.len()),
+                        span(w.data.as_ptr() as usize, w.data.len()),
+                        span(acc.as_ptr() as usize, std::mem::size_of_val(&acc)),
+                    ]);
+                    let o = out_ptr.get();
+                    amx::panel(&mut tiles, &mut acc, xq, amx_rows, k4, w, p, bias, o, n);
+                }
+                vnni::panel(xq, amx_rows..m, k4, w, p, bias, out_ptr.get(), n)
+            }
+        };
+        if parallel(m, n, k) {
+            (0..n_pad / PANEL).into_par_iter().for_each(run);
+        } else {
+            (0..n_pad / PANEL).for_each(run);
+        }
+    })
 }
 
 /// The f32 result of one output: both kernels end with this arithmetic (the VNNI one
@@ -316,11 +382,14 @@ fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+
+#[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::{Int8Matrix, QuantizedRows, PANEL, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// All rows of `xq` times panel `p` of `w`, written to `out` (row stride `n`, columns
+    /// Rows `rows` of `xq` times panel `p` of `w`, written to `out` (row stride `n`, columns
     /// `p*64 .. min(p*64+64, n)`).
     ///
     /// # Safety
@@ -330,7 +399,7 @@ mod vnni {
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn panel(
         xq: &QuantizedRows,
-        m: usize,
+        rows: std::ops::Range<usize>,
         k4: usize,
         w: &Int8Matrix,
         p: usize,
@@ -339,22 +408,14 @@ mod vnni {
         n: usize,
     ) {
         let j0 = p * PANEL;
-        let cols = (n - j0).min(PANEL);
         let panel = Panel {
             w: w.data.as_ptr().add(p * k4 * PANEL),
             k4,
-            comp: w.shift_comp.as_ptr().add(j0),
-            scale: w.scale.as_ptr().add(j0),
-            bias: bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j0)),
-            // Lanes of each of the 4 vectors that hold real columns (the last panel is partial).
-            masks: std::array::from_fn(|v| {
-                let live = cols.saturating_sub(16 * v).min(16);
-                ((1u32 << live) - 1) as u16
-            }),
+            epilogue: Epilogue::new(w, bias, j0, n),
         };
-        let mut i = 0;
-        while i < m {
-            let r = (m - i).min(TILE_ROWS);
+        let mut i = rows.start;
+        while i < rows.end {
+            let r = (rows.end - i).min(TILE_ROWS);
             let x = xq.q.as_ptr().add(i * k4);
             let sx = xq.scale.as_ptr().add(i);
             let o = out.add(i * n + j0);
@@ -415,21 +476,78 @@ mod vnni {
         amax / 127.0
     }
 
-    /// One 64-column panel of the weights and its epilogue terms (pointers at its first column).
+    /// One 64-column panel of the weights and its epilogue terms (pointer at its first column).
     struct Panel {
         w: *const i8,
         k4: usize,
-        comp: *const i32,
-        scale: *const f32,
-        /// Null without a bias.
-        bias: *const f32,
+        epilogue: Epilogue,
+    }
+
+    /// The per-column terms of [`super::epilogue`] for one panel's 64 columns, as 4 vectors
+    /// each (zero past the last column), and which lanes hold real columns.
+    pub(super) struct Epilogue {
+        comp: [__m512i; 4],
+        scale: [__m512; 4],
+        bias: [__m512; 4],
         masks: [u16; 4],
+    }
+
+    impl Epilogue {
+        /// The terms of columns `j0 .. min(j0 + 64, n)` of `w`.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F; `w` has panel layout; `j0 < n`, `n` is `w`'s column count
+        /// and `bias` has `n` entries.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn new(
+            w: &Int8Matrix,
+            bias: Option<&[f32]>,
+            j0: usize,
+            n: usize,
+        ) -> Self {
+            let cols = (n - j0).min(PANEL);
+            // Lanes of each of the 4 vectors that hold real columns (the last panel is partial).
+            let masks: [u16; 4] = std::array::from_fn(|v| {
+                let live = cols.saturating_sub(16 * v).min(16);
+                ((1u32 << live) - 1) as u16
+            });
+            // Masked loads: lanes past the last column are never read.
+            let (comp, scale) = (w.shift_comp.as_ptr().add(j0), w.scale.as_ptr().add(j0));
+            Epilogue {
+                comp: std::array::from_fn(|v| _mm512_maskz_loadu_epi32(masks[v], comp.add(16 * v))),
+                scale: std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], scale.add(16 * v))),
+                bias: std::array::from_fn(|v| match bias {
+                    Some(b) => _mm512_maskz_loadu_ps(masks[v], b.as_ptr().add(j0 + 16 * v)),
+                    None => _mm512_setzero_ps(),
+                }),
+                masks,
+            }
+        }
+
+        /// Vector `v` (columns `16v .. 16v + 16` of the panel) of one row: accumulators `acc`,
+        /// activation scale `sx`, written at `out` (the row's first panel column); multiply,
+        /// then add: no fused multiply-add, so the portable kernel's rounding is matched.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F; `out + 16v` is valid for the live lanes of vector `v`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        pub(super) unsafe fn store(&self, v: usize, acc: __m512i, sx: f32, out: *mut f32) {
+            let s = _mm512_mul_ps(_mm512_set1_ps(sx), self.scale[v]);
+            let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, self.comp[v]));
+            let y = _mm512_add_ps(_mm512_mul_ps(y, s), self.bias[v]);
+            _mm512_mask_storeu_ps(out.add(16 * v), self.masks[v], y);
+        }
+
+        /// How many of the 4 vectors hold a real column.
+        pub(super) fn live_vectors(&self) -> usize {
+            self.masks.iter().take_while(|&&m| m != 0).count()
+        }
     }
 
     /// `R` activation rows (`u8`, stride `k4`, scales `sx`) times one panel, written to `out`
     /// (row stride `n`): 4 accumulators per row, 4 weight vectors per group of 4 inputs, one
-    /// broadcast per row and group; then the epilogue of [`epilogue`] lane-wise (multiply,
-    /// then add: no fused multiply-add, so the portable kernel's rounding is matched).
+    /// broadcast per row and group; then [`Epilogue::store`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
     unsafe fn tile<const R: usize>(
@@ -455,24 +573,9 @@ mod vnni {
                 a[3] = _mm512_dpbusd_epi32(a[3], xv, w3);
             }
         }
-        for v in 0..4 {
-            let mask = p.masks[v];
-            if mask == 0 {
-                break;
-            }
-            // Masked loads: lanes past the last column are never read.
-            let comp = _mm512_maskz_loadu_epi32(mask, p.comp.add(16 * v));
-            let sw = _mm512_maskz_loadu_ps(mask, p.scale.add(16 * v));
-            let b = if p.bias.is_null() {
-                _mm512_setzero_ps()
-            } else {
-                _mm512_maskz_loadu_ps(mask, p.bias.add(16 * v))
-            };
+        for v in 0..p.epilogue.live_vectors() {
             for (r, a) in acc.iter().enumerate() {
-                let s = _mm512_mul_ps(_mm512_set1_ps(*sx.add(r)), sw);
-                let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[v], comp));
-                let y = _mm512_add_ps(_mm512_mul_ps(y, s), b);
-                _mm512_mask_storeu_ps(out.add(r * n + 16 * v), mask, y);
+                p.epilogue.store(v, a[v], *sx.add(r), out.add(r * n));
             }
         }
     }
@@ -538,6 +641,62 @@ mod tests {
                 let bits = |v: &Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&results[0]), bits(&results[1]), "{m}x{k}x{n}");
             }
+        }
+    }
+
+    /// The AMX kernel's addressing and blocking, run on the tile emulator (every AVX-512 VNNI
+    /// machine), and on the CPU's tiles where `amx::available()`: VNNI's bits on odd shapes
+    /// (row tails of 1-15 past the tiles, one or two row tiles, partial panels, `k4` not a
+    /// multiple of 64, which stays on VNNI).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_tiles_give_the_vnni_bits_on_odd_shapes() {
+        if !has_vnni() {
+            eprintln!("no AVX-512 VNNI here: the AMX kernel's epilogue needs it; not run");
+            return;
+        }
+        let on_cpu_tiles = amx::available();
+        for &(m, k, n) in &[
+            (16, 64, 7),
+            (17, 64, 64),
+            (31, 192, 65),
+            (32, 128, 33),
+            (53, 384, 130),
+            (100, 256, 200),
+            (40, 100, 70),
+        ] {
+            let (x, w, b) = (data(11, m * k), data(12, n * k), data(13, n));
+            let q = QuantizedMatrix::quantize(&w, n, k);
+            let want = reference(&x, m, &q, &b);
+            let mat = Int8Matrix::from_quantized(q, true);
+            let run = |tiles: Option<bool>| {
+                let mut out = vec![f32::NAN; m * n];
+                match tiles {
+                    None => linear_panels::<amx::CpuTiles>(&x, m, &mat, Some(&b), &mut out, false),
+                    Some(false) => {
+                        linear_panels::<amx::Emulated>(&x, m, &mat, Some(&b), &mut out, true)
+                    }
+                    Some(true) => {
+                        linear_panels::<amx::CpuTiles>(&x, m, &mat, Some(&b), &mut out, true)
+                    }
+                }
+                out.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+            };
+            let vnni = run(None);
+            for (idx, (&g, &r)) in vnni.iter().zip(&want).enumerate() {
+                let g = f32::from_bits(g) as f64;
+                assert!(
+                    (g - r).abs() <= 1e-6 * (1.0 + r.abs()),
+                    "{m}x{k}x{n} [{idx}]"
+                );
+            }
+            assert_eq!(run(Some(false)), vnni, "emulated tiles, {m}x{k}x{n}");
+            if on_cpu_tiles {
+                assert_eq!(run(Some(true)), vnni, "the CPU's tiles, {m}x{k}x{n}");
+            }
+        }
+        if !on_cpu_tiles {
+            eprintln!("no usable AMX here: the CPU's tiles not run (the emulator's were)");
         }
     }
 

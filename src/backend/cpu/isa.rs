@@ -5,7 +5,8 @@
 //! other architecture compiles, aarch64 included). The int8 GEMM has its own finer test
 //! ([`super::int8::has_vnni`], which also needs [`Isa::Avx512`]), and so has the bf16 attention
 //! of `--dtype int8-bf16` (`ops::Products::on_this_cpu`: AVX-512 BF16). AMX (Intel's tile
-//! units) is not used: no machine here has had it, and untested kernels are not shipped.
+//! units) runs the int8 products of 16+ rows where [`super::int8::has_amx`] (VNNI's integers
+//! exactly; `DATTAVANI_AMX=0` turns it off).
 
 use std::sync::OnceLock;
 
@@ -86,7 +87,12 @@ pub fn cpu_model() -> String {
 pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
     let simd = isa();
     let vnni = super::int8::has_vnni();
-    let (int8, quantize) = if vnni {
+    let (int8, quantize) = if vnni && super::int8::has_amx() {
+        (
+            "amx-int8 tiles (16-row blocks), avx512-vnni (the rest)",
+            "avx512",
+        )
+    } else if vnni {
         ("avx512-vnni", "avx512")
     } else if simd >= Isa::Avx2 {
         ("avx2 (rows kernel)", "portable")

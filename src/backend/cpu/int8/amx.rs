@@ -1,0 +1,441 @@
+//! AMX int8 tiles (Intel Sapphire Rapids and later) for the many-row products of `--dtype
+//! int8`: the encoder's linear layers, 1500 rows per window.
+//!
+//! `tdpbusd` multiplies unsigned by signed bytes exactly as `vpdpbusd` does, so this kernel
+//! reads the VNNI kernel's operands unchanged and sums the same integers: activation rows
+//! shifted to `u8` (stride `k4`), weight panels of 64 columns whose 4-input groups are 256
+//! bytes apart (one 16-column B tile is 16 groups × 64 bytes at stride 256), then the same
+//! [`Epilogue`]. Outputs are bit-identical to VNNI's, so int8 tokens do not move.
+//!
+//! Blocking: 8 tile registers of 16 rows × 64 bytes hold 2 × 2 i32 accumulators (32 rows ×
+//! 32 columns), 2 activation tiles and 2 weight tiles; each `tdpbusd` is 16 × 16 × 64
+//! multiply-adds, 16x a `vpdpbusd`. Rows past the last multiple of 16, and products whose
+//! `k4` is not a multiple of 64 (no Whisper size has one), stay on the VNNI kernel.
+//!
+//! The kernel drives a [`TileUnit`]: the CPU's tiles ([`CpuTiles`], inline asm, since Rust's
+//! AMX intrinsics are unstable) or, in tests, [`Emulated`], which follows Intel's pseudo-code
+//! for each instruction and checks every row it touches against the buffers. That runs the
+//! kernel's addressing on every AVX-512 machine; the CPU's tiles run only on AMX machines, and
+//! [`available`] checks them against VNNI once per process before the first use.
+
+use super::vnni::Epilogue;
+use super::{Int8Matrix, QuantizedRows, PANEL};
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+/// Rows of every tile register, and the activation rows one A tile holds.
+pub(super) const TILE_M: usize = 16;
+/// Bytes per tile row: 64 inputs of A, 16 columns × 4 inputs of B, 16 i32 of C.
+const TILE_ROW_BYTES: usize = 64;
+/// Bytes between two 4-input groups of a weight panel (64 columns × 4 bytes).
+const GROUP_BYTES: usize = PANEL * 4;
+
+/// The environment variable that turns the AMX kernel off (`0`/`off`): to run, and measure,
+/// VNNI on an AMX machine.
+pub const AMX_VAR: &str = "DATTAVANI_AMX";
+
+/// The tile operations the kernel uses. Registers: `C(r, c)` = tmm`2r + c` (i32
+/// accumulators), `A(r)` = tmm`4 + r` (activations), `B(c)` = tmm`6 + c` (weights).
+pub(super) trait TileUnit {
+    /// A unit for one panel's work, which touches only these buffers (start address, bytes):
+    /// the activations, the weights and the [`Accumulators`].
+    fn new(buffers: [(usize, usize); 3]) -> Self;
+    /// Configure all 8 tiles as 16 rows × 64 bytes (`ldtilecfg`).
+    unsafe fn configure(&mut self);
+    /// Return the tiles to their initial state (`tilerelease`).
+    unsafe fn release(&mut self);
+    /// Zero the 4 accumulators (`tilezero`).
+    unsafe fn zero_accumulators(&mut self);
+    /// Load A(r) (`r` < 2) from 16 rows of 64 bytes, `stride` bytes apart (`tileloadd`).
+    unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize);
+    /// Load B(c) (`c` < 2) likewise.
+    unsafe fn load_b(&mut self, c: usize, src: *const i8, stride: usize);
+    /// `C(r, c) += A(r) · B(c)` for all four (`tdpbusd`).
+    unsafe fn multiply_accumulate(&mut self);
+    /// Store C(r, c) to 16 rows of 64 bytes (16 i32), `stride` bytes apart (`tilestored`).
+    unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize);
+}
+
+/// Whether the int8 products run AMX tiles for their first `16·⌊m/16⌋` rows: the CPU has AMX
+/// int8 with the palette this kernel assumes, Linux granted this process the tile data, our
+/// ISA is not capped below AVX-512 (VNNI runs the epilogue and the other rows), [`AMX_VAR`]
+/// does not turn it off, and a product on the CPU's tiles gave VNNI's bits. Decided once.
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if !super::has_vnni() || !cpu_has_amx_int8() {
+            return false;
+        }
+        if let Ok(v) = std::env::var(AMX_VAR) {
+            if matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "off" | "false" | "no"
+            ) {
+                tracing::info!("{AMX_VAR}={v}: the int8 products use VNNI, not AMX");
+                return false;
+            }
+        }
+        if let Err(why) = request_tile_data() {
+            tracing::warn!("AMX present but not usable ({why}): the int8 products use VNNI");
+            return false;
+        }
+        if !self_check() {
+            tracing::warn!(
+                "AMX tiles gave a product that differs from VNNI's: the int8 products use VNNI"
+            );
+            return false;
+        }
+        tracing::debug!("int8 products of 16+ rows run on AMX tiles");
+        true
+    })
+}
+
+/// CPUID: AMX-TILE and AMX-INT8 (leaf 7), and palette 1 with 8 tiles of 16 rows × 64 bytes
+/// (leaf 0x1D), the configuration [`CpuTiles::configure`] loads.
+fn cpu_has_amx_int8() -> bool {
+    if __cpuid(0).eax < 0x1D {
+        return false;
+    }
+    let leaf7 = __cpuid_count(7, 0);
+    let (tile, int8) = (leaf7.edx & (1 << 24) != 0, leaf7.edx & (1 << 25) != 0);
+    if !(tile && int8) || __cpuid_count(0x1D, 0).eax < 1 {
+        return false;
+    }
+    let palette = __cpuid_count(0x1D, 1);
+    let bytes_per_row = palette.ebx & 0xFFFF;
+    let names = palette.ebx >> 16;
+    let max_rows = palette.ecx & 0xFFFF;
+    bytes_per_row as usize >= TILE_ROW_BYTES && names >= 8 && max_rows as usize >= TILE_M
+}
+
+/// Ask Linux for the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
+/// Linux 5.16+), which a process must hold before its first tile instruction; the grant covers
+/// every thread of the process.
+fn request_tile_data() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: arch_prctl with these codes reads an integer or writes one u64 we own.
+        unsafe {
+            if libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) != 0
+            {
+                return Err(format!(
+                    "arch_prctl(ARCH_REQ_XCOMP_PERM): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let mut granted: u64 = 0;
+            if libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_GET_XCOMP_PERM,
+                &mut granted as *mut u64,
+            ) != 0
+                || granted & (1 << XFEATURE_XTILEDATA) == 0
+            {
+                return Err("the kernel did not grant the tile data state".into());
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("tile permission is only requested on Linux".into())
+    }
+}
+
+/// One product of odd shape on the CPU's tiles against VNNI, bit for bit: a tile kernel that
+/// has never run on this CPU model gets one chance to disagree before it is used.
+fn self_check() -> bool {
+    let (m, k, n) = (16 * 3 + 5, 64 * 3, PANEL + 7);
+    // Small integers in every byte position, extremes included, so a misplaced byte shows.
+    let value = |i: usize, salt: usize| (((i * 2_654_435_761 + salt) >> 7) % 255) as f32 - 127.0;
+    let x: Vec<f32> = (0..m * k).map(|i| value(i, 1) / 127.0).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| value(i, 2) / 64.0).collect();
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 / 8.0).collect();
+    let q = crate::model::quant::QuantizedMatrix::quantize(&w, n, k);
+    let mat = Int8Matrix::from_quantized(q, true);
+    let (mut vnni, mut amx) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+    super::linear_panels::<CpuTiles>(&x, m, &mat, Some(&bias), &mut vnni, false);
+    super::linear_panels::<CpuTiles>(&x, m, &mat, Some(&bias), &mut amx, true);
+    vnni.iter()
+        .zip(&amx)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+/// The accumulators of 32 rows × a panel's 64 columns, out of the tiles (a caller's buffer,
+/// so that the emulator knows it).
+pub(super) type Accumulators = [[i32; PANEL]; 2 * TILE_M];
+
+/// Rows `0..rows` (a multiple of 16) of `xq` times panel `p` of `w` on `unit`'s tiles, written
+/// to `out` (row stride `n`, columns `p*64 .. min(p*64+64, n)`).
+///
+/// # Safety
+/// The CPU has AVX-512 F (the epilogue) and `unit`'s tiles are usable (for [`CpuTiles`]:
+/// [`available`]); `w` is in panel layout with `k4 % 64 == 0` and `xq` holds at least `rows`
+/// rows of `k4` bytes; `out` is valid for `rows * n` floats and nobody else touches this
+/// panel's columns.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn panel<U: TileUnit>(
+    unit: &mut U,
+    acc: &mut Accumulators,
+    xq: &QuantizedRows,
+    rows: usize,
+    k4: usize,
+    w: &Int8Matrix,
+    p: usize,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n: usize,
+) {
+    debug_assert!(rows.is_multiple_of(TILE_M) && k4.is_multiple_of(TILE_ROW_BYTES));
+    let j0 = p * PANEL;
+    let epilogue = Epilogue::new(w, bias, j0, n);
+    let weights = w.data.as_ptr().add(p * k4 * PANEL);
+    let acc_stride = PANEL * 4;
+    // Column halves with a live column: 1 for a panel of ≤ 32 columns.
+    let halves = (n - j0).min(PANEL).div_ceil(PANEL / 2);
+    unit.configure();
+    let mut i = 0;
+    while i < rows {
+        // Two row tiles, or one: the second then reloads the first's rows and is not stored.
+        let both = rows - i >= 2 * TILE_M;
+        let a0 = xq.q.as_ptr().add(i * k4);
+        let a1 = if both { a0.add(TILE_M * k4) } else { a0 };
+        for half in 0..halves {
+            unit.zero_accumulators();
+            for kb in 0..k4 / TILE_ROW_BYTES {
+                unit.load_a(0, a0.add(kb * TILE_ROW_BYTES), k4);
+                unit.load_a(1, a1.add(kb * TILE_ROW_BYTES), k4);
+                // 16 groups of 4 inputs from group 16·kb, columns 32·half (+16).
+                let b = weights.add(kb * TILE_M * GROUP_BYTES + half * (PANEL / 2) * 4);
+                unit.load_b(0, b, GROUP_BYTES);
+                unit.load_b(1, b.add(TILE_ROW_BYTES), GROUP_BYTES);
+                unit.multiply_accumulate();
+            }
+            for r in 0..1 + both as usize {
+                for c in 0..2 {
+                    let dst = acc[r * TILE_M].as_mut_ptr().add(half * PANEL / 2 + c * 16);
+                    unit.store(r, c, dst, acc_stride);
+                }
+            }
+        }
+        let live = epilogue.live_vectors();
+        for (r, row) in acc
+            .iter()
+            .enumerate()
+            .take(if both { 2 * TILE_M } else { TILE_M })
+        {
+            let sx = *xq.scale.get_unchecked(i + r);
+            let o = out.add((i + r) * n + j0);
+            for v in 0..live {
+                let a = _mm512_loadu_si512(row.as_ptr().add(16 * v) as *const __m512i);
+                epilogue.store(v, a, sx, o);
+            }
+        }
+        i += if both { 2 * TILE_M } else { TILE_M };
+    }
+    unit.release();
+}
+
+/// The CPU's tile registers, through inline asm (one instruction per call, registers named
+/// as [`TileUnit`] says).
+pub(super) struct CpuTiles;
+
+/// `ldtilecfg`'s 64-byte operand: palette 1, tiles 0-7 of 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    bytes_per_row: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+impl TileUnit for CpuTiles {
+    fn new(_: [(usize, usize); 3]) -> Self {
+        CpuTiles
+    }
+
+    #[inline(always)]
+    unsafe fn configure(&mut self) {
+        std::arch::asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+    }
+
+    #[inline(always)]
+    unsafe fn release(&mut self) {
+        std::arch::asm!("tilerelease", options(nostack, nomem));
+    }
+
+    #[inline(always)]
+    unsafe fn zero_accumulators(&mut self) {
+        std::arch::asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+    }
+
+    #[inline(always)]
+    unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize) {
+        match r {
+            0 => std::arch::asm!("tileloadd tmm4, [{0} + {1}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly)),
+            _ => std::arch::asm!("tileloadd tmm5, [{0} + {1}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly)),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_b(&mut self, c: usize, src: *const i8, stride: usize) {
+        match c {
+            0 => std::arch::asm!("tileloadd tmm6, [{0} + {1}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly)),
+            _ => std::arch::asm!("tileloadd tmm7, [{0} + {1}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly)),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn multiply_accumulate(&mut self) {
+        // Intel syntax: destination, A (unsigned bytes), B (signed bytes).
+        std::arch::asm!(
+            "tdpbusd tmm0, tmm4, tmm6",
+            "tdpbusd tmm1, tmm4, tmm7",
+            "tdpbusd tmm2, tmm5, tmm6",
+            "tdpbusd tmm3, tmm5, tmm7",
+            options(nostack, nomem)
+        );
+    }
+
+    #[inline(always)]
+    unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize) {
+        match (r, c) {
+            (0, 0) => std::arch::asm!("tilestored [{0} + {1}*1], tmm0", in(reg) dst,
+                in(reg) stride, options(nostack)),
+            (0, _) => std::arch::asm!("tilestored [{0} + {1}*1], tmm1", in(reg) dst,
+                in(reg) stride, options(nostack)),
+            (_, 0) => std::arch::asm!("tilestored [{0} + {1}*1], tmm2", in(reg) dst,
+                in(reg) stride, options(nostack)),
+            _ => std::arch::asm!("tilestored [{0} + {1}*1], tmm3", in(reg) dst,
+                in(reg) stride, options(nostack)),
+        }
+    }
+}
+
+/// Tile registers in memory, each instruction as Intel's pseudo-code defines it (for the
+/// 16 × 64-byte configuration), every row read or written checked to lie inside one of
+/// `buffers`: the kernel's addressing, tested on any machine.
+#[cfg(test)]
+pub(super) struct Emulated {
+    tiles: [[[u8; TILE_ROW_BYTES]; TILE_M]; 8],
+    configured: bool,
+    /// The buffers the kernel may touch: (start address, bytes).
+    buffers: [(usize, usize); 3],
+}
+
+#[cfg(test)]
+impl Emulated {
+    fn check_row(&self, at: usize) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        assert!(
+            self.buffers
+                .iter()
+                .any(|&(s, len)| at >= s && at + TILE_ROW_BYTES <= s + len),
+            "tile row at {at:#x} is outside every buffer"
+        );
+    }
+
+    unsafe fn load(&mut self, t: usize, src: *const u8, stride: usize) {
+        for row in 0..TILE_M {
+            let at = src.wrapping_add(row * stride);
+            self.check_row(at as usize);
+            std::ptr::copy_nonoverlapping(at, self.tiles[t][row].as_mut_ptr(), TILE_ROW_BYTES);
+        }
+    }
+
+    fn dpbusd(&mut self, c: usize, a: usize, b: usize) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        for m in 0..TILE_M {
+            for j in 0..TILE_ROW_BYTES / 4 {
+                let at = 4 * j;
+                let mut sum = i32::from_le_bytes(self.tiles[c][m][at..at + 4].try_into().unwrap());
+                for kk in 0..TILE_ROW_BYTES / 4 {
+                    for i in 0..4 {
+                        let x = self.tiles[a][m][4 * kk + i] as i32;
+                        let y = self.tiles[b][kk][4 * j + i] as i8 as i32;
+                        sum = sum.wrapping_add(x * y);
+                    }
+                }
+                self.tiles[c][m][at..at + 4].copy_from_slice(&sum.to_le_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl TileUnit for Emulated {
+    fn new(buffers: [(usize, usize); 3]) -> Self {
+        Emulated {
+            tiles: [[[0; TILE_ROW_BYTES]; TILE_M]; 8],
+            configured: false,
+            buffers,
+        }
+    }
+
+    unsafe fn configure(&mut self) {
+        self.configured = true;
+    }
+
+    unsafe fn release(&mut self) {
+        assert!(self.configured, "tilerelease without ldtilecfg");
+        self.configured = false;
+        self.tiles = [[[0; TILE_ROW_BYTES]; TILE_M]; 8];
+    }
+
+    unsafe fn zero_accumulators(&mut self) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        for t in 0..4 {
+            self.tiles[t] = [[0; TILE_ROW_BYTES]; TILE_M];
+        }
+    }
+
+    unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize) {
+        self.load(4 + r, src, stride);
+    }
+
+    unsafe fn load_b(&mut self, c: usize, src: *const i8, stride: usize) {
+        self.load(6 + c, src as *const u8, stride);
+    }
+
+    unsafe fn multiply_accumulate(&mut self) {
+        for (c, a, b) in [(0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)] {
+            self.dpbusd(c, a, b);
+        }
+    }
+
+    unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize) {
+        let dst = dst as *mut u8;
+        for row in 0..TILE_M {
+            let at = dst.wrapping_add(row * stride);
+            self.check_row(at as usize);
+            std::ptr::copy_nonoverlapping(self.tiles[2 * r + c][row].as_ptr(), at, TILE_ROW_BYTES);
+        }
+    }
+}
