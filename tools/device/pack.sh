@@ -12,6 +12,7 @@
 #   .devc1: our binary (stripped) + low bytes             -> run1.sh (machine facts, adapters)
 #   .devc2: high bytes + the GPU test binaries            -> run2.sh (GPU tests, benches)
 #   .devc3: CTranslate2 + faster-whisper (cp312, no PyAV) -> run3.sh (peers.py, CPU vs peers)
+#   .devc4: the library's unit tests + the int8 matmul bench -> run4.sh (AMX kernels on the host)
 #
 # Then: run(command="bash .devc1/run1.sh", carry=[".gl", ".devc1"]), and the next two at once,
 # before the machine goes cold. `.gl` holds the Vulkan loader and libglvnd debs (the NVIDIA ICD
@@ -22,12 +23,17 @@ cd "$(dirname "$0")/../.."
 H=${HF_HUB_CACHE:-${HF_HOME:-$HOME/.cache/huggingface}/hub}
 SNAP=$(ls -d "$H"/models--openai--whisper-tiny.en/snapshots/*/ | head -1)
 CT2_MODEL=target/peer-models/tiny.en   # tools/compare_peers.py puts CTranslate2's tiny.en here
-rm -rf .devc1 .devc2 .devc3 && mkdir -p .devc1 .devc2 .devc3 /tmp/devpack
+rm -rf .devc1 .devc2 .devc3 .devc4 && mkdir -p .devc1 .devc2 .devc3 .devc4 /tmp/devpack
 
 cargo build --release --quiet
 bins=$(cargo test --release --no-run --test kernels_vs_cpu --test gpu_end_to_end 2>&1 | sed -n 's/.*Executable .* (\(.*\))/\1/p')
 strip -o /tmp/devpack/dattavani-asr target/release/dattavani-asr
 for b in $bins; do strip -o "/tmp/devpack/$(basename "${b%-*}")" "$b"; done
+lib=$(cargo test --release --no-run --lib 2>&1 | sed -n 's/.*Executable .* (\(.*\))/\1/p')
+matmul=$(cargo bench --no-run --bench cpu_matmul 2>&1 | sed -n 's/.*Executable .* (\(.*\))/\1/p')
+strip -o /tmp/devpack/lib_tests "$lib"; strip -o /tmp/devpack/cpu_matmul "$matmul"
+xz -9e -T2 -c /tmp/devpack/lib_tests > .devc4/lib_tests.xz
+xz -9e -T2 -c /tmp/devpack/cpu_matmul > .devc4/cpu_matmul.xz
 
 python3 - "$SNAP/model.safetensors" /tmp/devpack <<'PY'
 import sys
@@ -56,7 +62,8 @@ tar -C /tmp/devpack/site -cf - . | xz -9 -T2 -c > .devc3/peers.tar.xz
 
 cp tools/device/run1.sh .devc1/; cp tools/device/{run2.sh,join.py,brief.py} .devc2/
 cp tools/device/{run3.sh,peers.py,rebuild_ct2.py} .devc3/
+cp tools/device/run4.sh .devc4/
 tracked=$(git ls-files -z | xargs -0 stat -c %s | awk '{s += $1} END {print s}')
-for c in 1 2 3; do
+for c in 1 2 3 4; do
   echo ".devc$c + tracked files: $(( $(du -cb .devc$c .gl 2>/dev/null | tail -1 | cut -f1) + tracked )) bytes (limit $((64 << 20)))"
 done

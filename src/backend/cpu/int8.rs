@@ -38,7 +38,11 @@ enum Layout {
     /// Panels of [`PANEL`] columns: element (j, t) at
     /// `(j / 64) * k4 * 64 + (t / 4) * 256 + (j % 64) * 4 + t % 4`, with `n` padded to a
     /// multiple of 64 and `k` to a multiple of 4 by zeros (`avx512vnni` kernel).
-    Panels { k4: usize, n_pad: usize },
+    Panels {
+        k4: usize,
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+        n_pad: usize,
+    },
 }
 
 /// A weight matrix `[n, k]` (PyTorch's `[out, in]`) stored as row-scaled int8 for
@@ -73,7 +77,7 @@ pub fn has_vnni() -> bool {
 }
 
 /// Whether this CPU runs int8 products of 16+ rows on AMX tiles (see module `amx`: the CPU
-/// has AMX int8, Linux granted the tile data, `DATTAVANI_AMX` does not turn it off, and the
+/// has AMX int8, Linux granted the tile data, `DATTAVANI_AMX` does not turn AMX off, and the
 /// tiles gave VNNI's bits on a check product).
 pub fn has_amx() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -5,8 +5,9 @@
 //! other architecture compiles, aarch64 included). The int8 GEMM has its own finer test
 //! ([`super::int8::has_vnni`], which also needs [`Isa::Avx512`]), and so has the bf16 attention
 //! of `--dtype int8-bf16` (`ops::Products::on_this_cpu`: AVX-512 BF16). AMX (Intel's tile
-//! units) runs the int8 products of 16+ rows where [`super::int8::has_amx`] (VNNI's integers
-//! exactly; `DATTAVANI_AMX=0` turns it off).
+//! units, module `super::amx`) runs the int8 products of 16+ rows where
+//! [`super::int8::has_amx`] (VNNI's integers exactly) and the bf16 attention where
+//! [`super::ops::bf16_amx_available`]; `DATTAVANI_AMX=0` turns both off.
 
 use std::sync::OnceLock;
 
@@ -105,6 +106,9 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
         format!("gemm crate + softmax ({})", simd.name())
     };
     let bf16_attention = match super::ops::Products::Bf16.on_this_cpu() {
+        super::ops::Products::Bf16 if super::ops::bf16_amx_available() => {
+            "amx-bf16 tiles fused (bf16 products)"
+        }
         super::ops::Products::Bf16 => "avx512-bf16 fused (bf16 products)",
         super::ops::Products::F32 => "as int8 (no AVX-512 BF16)",
     };

@@ -13,26 +13,20 @@
 //! `k4` is not a multiple of 64 (no Whisper size has one), stay on the VNNI kernel.
 //!
 //! The kernel drives a [`TileUnit`]: the CPU's tiles ([`CpuTiles`], inline asm, since Rust's
-//! AMX intrinsics are unstable) or, in tests, [`Emulated`], which follows Intel's pseudo-code
-//! for each instruction and checks every row it touches against the buffers. That runs the
-//! kernel's addressing on every AVX-512 machine; the CPU's tiles run only on AMX machines, and
-//! [`available`] checks them against VNNI once per process before the first use.
+//! AMX intrinsics are unstable) or, in tests, [`Emulated`] (`cpu::amx::TileFile`: Intel's
+//! pseudo-code for each instruction, every row it touches checked against the buffers). That
+//! runs the kernel's addressing on every AVX-512 machine; the CPU's tiles run only on AMX
+//! machines, and [`available`] checks them against VNNI once per process before the first use.
 
 use super::vnni::Epilogue;
 use super::{Int8Matrix, QuantizedRows, PANEL};
+pub(super) use crate::backend::cpu::amx::TILE_ROWS as TILE_M;
+use crate::backend::cpu::amx::{self as tiles, Feature, TILE_ROW_BYTES};
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-/// Rows of every tile register, and the activation rows one A tile holds.
-pub(super) const TILE_M: usize = 16;
-/// Bytes per tile row: 64 inputs of A, 16 columns × 4 inputs of B, 16 i32 of C.
-const TILE_ROW_BYTES: usize = 64;
 /// Bytes between two 4-input groups of a weight panel (64 columns × 4 bytes).
 const GROUP_BYTES: usize = PANEL * 4;
-
-/// The environment variable that turns the AMX kernel off (`0`/`off`): to run, and measure,
-/// VNNI on an AMX machine.
-pub const AMX_VAR: &str = "DATTAVANI_AMX";
 
 /// The tile operations the kernel uses. Registers: `C(r, c)` = tmm`2r + c` (i32
 /// accumulators), `A(r)` = tmm`4 + r` (activations), `B(c)` = tmm`6 + c` (weights).
@@ -56,27 +50,14 @@ pub(super) trait TileUnit {
     unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize);
 }
 
-/// Whether the int8 products run AMX tiles for their first `16·⌊m/16⌋` rows: the CPU has AMX
-/// int8 with the palette this kernel assumes, Linux granted this process the tile data, our
-/// ISA is not capped below AVX-512 (VNNI runs the epilogue and the other rows), [`AMX_VAR`]
-/// does not turn it off, and a product on the CPU's tiles gave VNNI's bits. Decided once.
+/// Whether the int8 products run AMX tiles for their first `16·⌊m/16⌋` rows: the tiles are
+/// usable for int8 (`cpu::amx::usable`: the CPU, the tile permission, `DATTAVANI_AMX`), VNNI
+/// runs the epilogue and the other rows, and a product on the CPU's tiles gave VNNI's bits.
+/// Decided once.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        if !super::has_vnni() || !cpu_has_amx_int8() {
-            return false;
-        }
-        if let Ok(v) = std::env::var(AMX_VAR) {
-            if matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "0" | "off" | "false" | "no"
-            ) {
-                tracing::info!("{AMX_VAR}={v}: the int8 products use VNNI, not AMX");
-                return false;
-            }
-        }
-        if let Err(why) = request_tile_data() {
-            tracing::warn!("AMX present but not usable ({why}): the int8 products use VNNI");
+        if !super::has_vnni() || !tiles::usable(Feature::Int8) {
             return false;
         }
         if !self_check() {
@@ -88,65 +69,6 @@ pub fn available() -> bool {
         tracing::debug!("int8 products of 16+ rows run on AMX tiles");
         true
     })
-}
-
-/// CPUID: AMX-TILE and AMX-INT8 (leaf 7), and palette 1 with 8 tiles of 16 rows × 64 bytes
-/// (leaf 0x1D), the configuration [`CpuTiles::configure`] loads.
-fn cpu_has_amx_int8() -> bool {
-    if __cpuid(0).eax < 0x1D {
-        return false;
-    }
-    let leaf7 = __cpuid_count(7, 0);
-    let (tile, int8) = (leaf7.edx & (1 << 24) != 0, leaf7.edx & (1 << 25) != 0);
-    if !(tile && int8) || __cpuid_count(0x1D, 0).eax < 1 {
-        return false;
-    }
-    let palette = __cpuid_count(0x1D, 1);
-    let bytes_per_row = palette.ebx & 0xFFFF;
-    let names = palette.ebx >> 16;
-    let max_rows = palette.ecx & 0xFFFF;
-    bytes_per_row as usize >= TILE_ROW_BYTES && names >= 8 && max_rows as usize >= TILE_M
-}
-
-/// Ask Linux for the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
-/// Linux 5.16+), which a process must hold before its first tile instruction; the grant covers
-/// every thread of the process.
-fn request_tile_data() -> Result<(), String> {
-    #[cfg(target_os = "linux")]
-    {
-        const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
-        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-        const XFEATURE_XTILEDATA: libc::c_long = 18;
-        // SAFETY: arch_prctl with these codes reads an integer or writes one u64 we own.
-        unsafe {
-            if libc::syscall(
-                libc::SYS_arch_prctl,
-                ARCH_REQ_XCOMP_PERM,
-                XFEATURE_XTILEDATA,
-            ) != 0
-            {
-                return Err(format!(
-                    "arch_prctl(ARCH_REQ_XCOMP_PERM): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            let mut granted: u64 = 0;
-            if libc::syscall(
-                libc::SYS_arch_prctl,
-                ARCH_GET_XCOMP_PERM,
-                &mut granted as *mut u64,
-            ) != 0
-                || granted & (1 << XFEATURE_XTILEDATA) == 0
-            {
-                return Err("the kernel did not grant the tile data state".into());
-            }
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Err("tile permission is only requested on Linux".into())
-    }
 }
 
 /// One product of odd shape on the CPU's tiles against VNNI, bit for bit: a tile kernel that
@@ -248,24 +170,6 @@ pub(super) unsafe fn panel<U: TileUnit>(
 /// as [`TileUnit`] says).
 pub(super) struct CpuTiles;
 
-/// `ldtilecfg`'s 64-byte operand: palette 1, tiles 0-7 of 16 rows × 64 bytes.
-#[repr(C, align(64))]
-struct TileConfig {
-    palette: u8,
-    start_row: u8,
-    reserved: [u8; 14],
-    bytes_per_row: [u16; 16],
-    rows: [u8; 16],
-}
-
-const CONFIG: TileConfig = TileConfig {
-    palette: 1,
-    start_row: 0,
-    reserved: [0; 14],
-    bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-};
-
 impl TileUnit for CpuTiles {
     fn new(_: [(usize, usize); 3]) -> Self {
         CpuTiles
@@ -273,12 +177,12 @@ impl TileUnit for CpuTiles {
 
     #[inline(always)]
     unsafe fn configure(&mut self) {
-        std::arch::asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+        tiles::configure();
     }
 
     #[inline(always)]
     unsafe fn release(&mut self) {
-        std::arch::asm!("tilerelease", options(nostack, nomem));
+        tiles::release();
     }
 
     #[inline(always)]
@@ -339,103 +243,43 @@ impl TileUnit for CpuTiles {
     }
 }
 
-/// Tile registers in memory, each instruction as Intel's pseudo-code defines it (for the
-/// 16 × 64-byte configuration), every row read or written checked to lie inside one of
-/// `buffers`: the kernel's addressing, tested on any machine.
+/// The tile emulator ([`tiles::TileFile`]) under this kernel's register plan.
 #[cfg(test)]
-pub(super) struct Emulated {
-    tiles: [[[u8; TILE_ROW_BYTES]; TILE_M]; 8],
-    configured: bool,
-    /// The buffers the kernel may touch: (start address, bytes).
-    buffers: [(usize, usize); 3],
-}
-
-#[cfg(test)]
-impl Emulated {
-    fn check_row(&self, at: usize) {
-        assert!(self.configured, "tile instruction before ldtilecfg");
-        assert!(
-            self.buffers
-                .iter()
-                .any(|&(s, len)| at >= s && at + TILE_ROW_BYTES <= s + len),
-            "tile row at {at:#x} is outside every buffer"
-        );
-    }
-
-    unsafe fn load(&mut self, t: usize, src: *const u8, stride: usize) {
-        for row in 0..TILE_M {
-            let at = src.wrapping_add(row * stride);
-            self.check_row(at as usize);
-            std::ptr::copy_nonoverlapping(at, self.tiles[t][row].as_mut_ptr(), TILE_ROW_BYTES);
-        }
-    }
-
-    fn dpbusd(&mut self, c: usize, a: usize, b: usize) {
-        assert!(self.configured, "tile instruction before ldtilecfg");
-        for m in 0..TILE_M {
-            for j in 0..TILE_ROW_BYTES / 4 {
-                let at = 4 * j;
-                let mut sum = i32::from_le_bytes(self.tiles[c][m][at..at + 4].try_into().unwrap());
-                for kk in 0..TILE_ROW_BYTES / 4 {
-                    for i in 0..4 {
-                        let x = self.tiles[a][m][4 * kk + i] as i32;
-                        let y = self.tiles[b][kk][4 * j + i] as i8 as i32;
-                        sum = sum.wrapping_add(x * y);
-                    }
-                }
-                self.tiles[c][m][at..at + 4].copy_from_slice(&sum.to_le_bytes());
-            }
-        }
-    }
-}
+pub(super) struct Emulated(tiles::TileFile);
 
 #[cfg(test)]
 impl TileUnit for Emulated {
     fn new(buffers: [(usize, usize); 3]) -> Self {
-        Emulated {
-            tiles: [[[0; TILE_ROW_BYTES]; TILE_M]; 8],
-            configured: false,
-            buffers,
-        }
+        Emulated(tiles::TileFile::new(&buffers))
     }
 
     unsafe fn configure(&mut self) {
-        self.configured = true;
+        self.0.configure();
     }
 
     unsafe fn release(&mut self) {
-        assert!(self.configured, "tilerelease without ldtilecfg");
-        self.configured = false;
-        self.tiles = [[[0; TILE_ROW_BYTES]; TILE_M]; 8];
+        self.0.release();
     }
 
     unsafe fn zero_accumulators(&mut self) {
-        assert!(self.configured, "tile instruction before ldtilecfg");
-        for t in 0..4 {
-            self.tiles[t] = [[0; TILE_ROW_BYTES]; TILE_M];
-        }
+        (0..4).for_each(|t| self.0.zero(t));
     }
 
     unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize) {
-        self.load(4 + r, src, stride);
+        self.0.load(4 + r, src, stride);
     }
 
     unsafe fn load_b(&mut self, c: usize, src: *const i8, stride: usize) {
-        self.load(6 + c, src as *const u8, stride);
+        self.0.load(6 + c, src as *const u8, stride);
     }
 
     unsafe fn multiply_accumulate(&mut self) {
         for (c, a, b) in [(0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)] {
-            self.dpbusd(c, a, b);
+            self.0.dpbusd(c, a, b);
         }
     }
 
     unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize) {
-        let dst = dst as *mut u8;
-        for row in 0..TILE_M {
-            let at = dst.wrapping_add(row * stride);
-            self.check_row(at as usize);
-            std::ptr::copy_nonoverlapping(self.tiles[2 * r + c][row].as_ptr(), at, TILE_ROW_BYTES);
-        }
+        self.0.store(2 * r + c, dst as *mut u8, stride);
     }
 }

@@ -711,11 +711,32 @@ mod tests {
                     assert!(isa() < Isa::Avx2, "the fused kernel declined");
                     continue;
                 }
-                for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g as f64 - w).abs() < tolerance,
-                        "bf16 {name} {n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w} (tolerance {tolerance})"
-                    );
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+                let mut results = vec![("dispatched".to_string(), out)];
+                // The AMX kernel on the tile emulator wherever the AVX-512 BF16 kernel runs
+                // (it shares its packing and softmax), and on the CPU's tiles where it is used.
+                #[cfg(target_arch = "x86_64")]
+                if Products::Bf16.on_this_cpu() == Products::Bf16 {
+                    use super::super::fused_attention::{
+                        bf16_amx_available, fused_bf16, Bf16Kernel,
+                    };
+                    let mut kernels = vec![Bf16Kernel::Avx512, Bf16Kernel::AmxEmulated];
+                    if bf16_amx_available() {
+                        kernels.push(Bf16Kernel::Amx);
+                    }
+                    for kernel in kernels {
+                        let mut out = vec![f32::NAN; n_q * d];
+                        fused_bf16(kernel, &q, k, v, &head, shape, causal, true, &mut out);
+                        results.push((format!("{kernel:?}"), out));
+                    }
+                }
+                for (kernel, out) in &results {
+                    for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g as f64 - w).abs() < tolerance,
+                            "bf16 {kernel} {name} {n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w} (tolerance {tolerance})"
+                        );
+                    }
                 }
             }
         }

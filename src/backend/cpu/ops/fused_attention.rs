@@ -110,7 +110,22 @@ pub(super) fn fused_attention(
         let parallel =
             n_q * n_kv * d >= super::PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
         if simd >= Isa::Avx512 && products.on_this_cpu() == Products::Bf16 {
-            fused_bf16(q, k, v, &head_rows, shape, causal_offset, parallel, out);
+            let kernel = if bf16::amx::available() {
+                Bf16Kernel::Amx
+            } else {
+                Bf16Kernel::Avx512
+            };
+            fused_bf16(
+                kernel,
+                q,
+                k,
+                v,
+                &head_rows,
+                shape,
+                causal_offset,
+                parallel,
+                out,
+            );
             return true;
         }
         let key_tiles = n_kv.div_ceil(KEY_TILE);
@@ -168,11 +183,39 @@ pub(super) fn fused_attention(
     }
 }
 
-/// [`fused_attention`] with bf16 products: every head's keys and values packed (module `bf16`),
-/// then one task per head and tile of queries.
+/// Whether [`Products::Bf16`] runs on AMX tiles here (module `bf16::amx`).
+pub fn bf16_amx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        bf16::amx::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Which kernel runs the bf16 products (module `bf16`).
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Bf16Kernel {
+    /// `vdpbf16ps`, 12 queries per task.
+    Avx512,
+    /// The CPU's AMX tiles (`tdpbf16ps`), 16 queries per task.
+    Amx,
+    /// The AMX kernel on the tile emulator (tests).
+    #[cfg(test)]
+    AmxEmulated,
+}
+
+/// [`fused_attention`] with bf16 products on `kernel`: every head's keys and values packed
+/// (module `bf16`), then one task per head and tile of queries. The caller checked what
+/// [`fused_attention`] checks, and that `kernel` runs here (the AVX-512 BF16 kernel for all
+/// three; `bf16::amx::available()` for [`Bf16Kernel::Amx`]).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-fn fused_bf16(
+pub(super) fn fused_bf16(
+    kernel: Bf16Kernel,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -204,29 +247,80 @@ fn fused_bf16(
         }
     };
     per_head(&mut packed, head_len, parallel, pack);
-    let q_tiles = n_q.div_ceil(TILE_ROWS);
+    let tile_rows = match kernel {
+        Bf16Kernel::Avx512 => TILE_ROWS,
+        _ => bf16::amx::QUERY_ROWS,
+    };
+    let q_tiles = n_q.div_ceil(tile_rows);
     let out_ptr = super::SendPtr(out.as_mut_ptr());
     let packed_ref = &packed;
     let run = |h: usize, tile: usize| {
         let (keys, values) = packed_ref[h * head_len..(h + 1) * head_len].split_at(keys_len);
-        // SAFETY: as `pack`; the task writes rows tile*12.. (< n_q) of head h's columns only.
+        let (i0, rows) = (tile * tile_rows, (n_q - tile * tile_rows).min(tile_rows));
+        let args = (
+            q,
+            d,
+            h,
+            i0,
+            rows,
+            keys,
+            values,
+            n_kv,
+            causal_offset,
+            out_ptr,
+        );
+        // SAFETY: as `pack`, and the caller checked that `kernel` runs here; the task writes
+        // rows i0..i0 + rows (< n_q) of head h's columns only.
         unsafe {
-            bf16::tile(
-                q,
-                d,
-                h,
-                tile * TILE_ROWS,
-                (n_q - tile * TILE_ROWS).min(TILE_ROWS),
-                keys,
-                values,
-                n_kv,
-                causal_offset,
-                out_ptr,
-            )
+            match kernel {
+                Bf16Kernel::Avx512 => call_tile(bf16::tile, args),
+                Bf16Kernel::Amx => call_tile(bf16::amx::tile::<bf16::amx::CpuTiles>, args),
+                #[cfg(test)]
+                Bf16Kernel::AmxEmulated => call_tile(bf16::amx::tile::<bf16::amx::Emulated>, args),
+            }
         }
     };
     per_tile(n_head, q_tiles, parallel, run);
     PACKED_BF16.set(packed);
+}
+
+/// The arguments of a bf16 kernel's `tile`.
+#[cfg(target_arch = "x86_64")]
+type Bf16TileArgs<'a> = (
+    &'a [f32],
+    usize,
+    usize,
+    usize,
+    usize,
+    &'a [u32],
+    &'a [u32],
+    usize,
+    Option<usize>,
+    super::SendPtr,
+);
+
+/// `tile(args)`, spread.
+///
+/// # Safety
+/// `tile`'s.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::type_complexity)]
+unsafe fn call_tile(
+    tile: unsafe fn(
+        &[f32],
+        usize,
+        usize,
+        usize,
+        usize,
+        &[u32],
+        &[u32],
+        usize,
+        Option<usize>,
+        super::SendPtr,
+    ),
+    (q, d, h, i0, rows, keys, values, n_kv, causal, out): Bf16TileArgs,
+) {
+    tile(q, d, h, i0, rows, keys, values, n_kv, causal, out)
 }
 
 /// `f((h, chunk))` for each `head_len`-long chunk of `buf` (head `h`'s), on the rayon pool when
@@ -262,12 +356,12 @@ fn per_tile(n_head: usize, q_tiles: usize, parallel: bool, f: impl Fn(usize, usi
 /// Keys each of a tile's rows `i0..i0 + rows` sees: all `n_kv`, or the causal prefix; none for
 /// the padding rows past `rows`.
 #[cfg(target_arch = "x86_64")]
-fn visible_keys(
+fn visible_keys<const ROWS: usize>(
     rows: usize,
     i0: usize,
     n_kv: usize,
     causal_offset: Option<usize>,
-) -> [usize; TILE_ROWS] {
+) -> [usize; ROWS] {
     std::array::from_fn(|r| match (r < rows, causal_offset) {
         (false, _) => 0,
         (true, None) => n_kv,
@@ -388,7 +482,7 @@ macro_rules! tile_driver {
                     *dst = x * scale;
                 }
             }
-            let visible = super::visible_keys(rows, i0, n_kv, causal_offset);
+            let visible = super::visible_keys::<TILE_ROWS>(rows, i0, n_kv, causal_offset);
             let kv_end = visible.iter().copied().max().unwrap_or(0);
             let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
             let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];

@@ -71,7 +71,7 @@ pub use attention::{attention, attention_weights, to_head_major, KvLayout};
 pub use conv1d::{conv1d_k3, conv1d_out_len};
 pub use elementwise::{add_assign, gelu};
 pub use embed::embed;
-pub use fused_attention::Products;
+pub use fused_attention::{bf16_amx_available, Products};
 pub use layernorm::layer_norm;
 pub use math::{erf, exp};
 pub use matmul::{linear, matmul, SMALL_M};

@@ -20,6 +20,8 @@ use super::avx512::{block_max, exp, masked};
 use super::{online_step, HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
 use std::arch::x86_64::*;
 
+pub(super) mod amx;
+
 /// bf16 pairs in a row of [`HEAD_DIM`].
 const PAIRS: usize = HEAD_DIM / 2;
 
@@ -34,9 +36,10 @@ pub(super) fn keys_len(n_kv: usize) -> usize {
     n_kv.div_ceil(KEY_TILE) * KEY_TILE * PAIRS
 }
 
-/// `u32`s of one head's packed values ([`pack_values`]).
+/// `u32`s of one head's packed values ([`pack_values`]): key pairs to a whole number of
+/// [`KEY_TILE`]s, which the AMX kernel reads 16 pairs at a time.
 pub(super) fn values_len(n_kv: usize) -> usize {
-    n_kv.div_ceil(2) * HEAD_DIM
+    n_kv.div_ceil(KEY_TILE) * KEY_TILE / 2 * HEAD_DIM
 }
 
 /// 16 floats from `x` rounded to bf16, each in the lower half of a 32-bit lane.
@@ -80,7 +83,8 @@ pub(super) unsafe fn pack_keys(k: &[f32], off: usize, rs: usize, n_kv: usize, ou
 }
 
 /// Head values `v[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`values_len`]):
-/// `[key pair][64]`, keys `2i` (lower half) and `2i + 1` of dimension `c` in lane `c`.
+/// `[key pair][64]`, keys `2i` (lower half) and `2i + 1` of dimension `c` in lane `c`; zero
+/// past `n_kv`.
 ///
 /// # Safety
 /// [`available`]; `v` holds every row named.
@@ -88,6 +92,7 @@ pub(super) unsafe fn pack_keys(k: &[f32], off: usize, rs: usize, n_kv: usize, ou
 pub(super) unsafe fn pack_values(v: &[f32], off: usize, rs: usize, n_kv: usize, out: &mut [u32]) {
     assert!(out.len() >= values_len(n_kv) && v.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
     let zero = [0.0f32; HEAD_DIM];
+    out[n_kv.div_ceil(2) * HEAD_DIM..values_len(n_kv)].fill(0);
     for p in 0..n_kv.div_ceil(2) {
         let first = v.as_ptr().add(off + 2 * p * rs);
         let second = if 2 * p + 1 < n_kv {
@@ -136,7 +141,7 @@ pub(super) unsafe fn tile(
             qp.as_mut_ptr().add(r * PAIRS),
         );
     }
-    let visible = super::visible_keys(rows, i0, n_kv, causal_offset);
+    let visible = super::visible_keys::<TILE_ROWS>(rows, i0, n_kv, causal_offset);
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
     // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.

@@ -1,0 +1,275 @@
+//! What the AMX kernels share (Intel's tile units, Sapphire Rapids and later): whether this
+//! process may use the tiles, the one tile configuration they load, and, for tests, an
+//! emulator of the instructions they issue.
+//!
+//! Two kernels use the tiles: int8 products (`int8::amx`, `tdpbusd`) and the bf16 attention
+//! of `--dtype int8-bf16` (`ops::fused_attention::bf16::amx`, `tdpbf16ps`). Each drives its
+//! tiles through a small trait of its own, implemented by inline asm (Rust's AMX intrinsics
+//! are unstable) and, in tests, by [`TileFile`]; each checks the CPU's tiles against its
+//! AVX-512 twin once per process before the first use.
+//!
+//! Every tile is configured as 16 rows × 64 bytes: int8 A tiles are 16 rows × 64 inputs, bf16
+//! ones 16 rows × 32 inputs, B tiles 16 groups of 4 (int8) or 2 (bf16) inputs × 16 columns,
+//! accumulators 16 rows × 16 i32 or f32.
+//!
+//! x86-64 only (the module is not built elsewhere).
+
+use std::sync::OnceLock;
+
+/// Rows of every tile register.
+pub(crate) const TILE_ROWS: usize = 16;
+/// Bytes per tile row.
+pub(crate) const TILE_ROW_BYTES: usize = 64;
+
+/// The environment variable that turns the AMX kernels off (`0`/`off`): to run, and measure,
+/// the AVX-512 kernels on an AMX machine.
+pub const AMX_VAR: &str = "DATTAVANI_AMX";
+
+/// The AMX instruction groups the kernels use (CPUID leaf 7, EDX).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Feature {
+    /// `tdpbusd` (bit 25).
+    Int8,
+    /// `tdpbf16ps` (bit 22).
+    Bf16,
+}
+
+/// Whether this process may run tile instructions of `feature`: the CPU has them and the
+/// palette this code configures, our ISA is not capped below AVX-512 (the kernels' other
+/// halves are AVX-512), [`AMX_VAR`] does not turn them off, and Linux granted the tile data
+/// state. Decided once (the permission request is made at most once).
+pub(crate) fn usable(feature: Feature) -> bool {
+    static GRANTED: OnceLock<bool> = OnceLock::new();
+    let granted = *GRANTED.get_or_init(|| {
+        use super::isa::{isa, Isa};
+        if isa() < Isa::Avx512 || !cpu_has_tiles() {
+            return false;
+        }
+        if let Ok(v) = std::env::var(AMX_VAR) {
+            if matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "off" | "false" | "no"
+            ) {
+                tracing::info!("{AMX_VAR}={v}: AMX tiles not used");
+                return false;
+            }
+        }
+        match request_tile_data() {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!("AMX present but not usable ({why}): AVX-512 kernels instead");
+                false
+            }
+        }
+    });
+    let bit = match feature {
+        Feature::Int8 => 25,
+        Feature::Bf16 => 22,
+    };
+    granted && std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << bit) != 0
+}
+
+/// CPUID: AMX-TILE (leaf 7), and palette 1 with at least 8 tiles of 16 rows × 64 bytes (leaf
+/// 0x1D), the configuration [`configure`] loads.
+fn cpu_has_tiles() -> bool {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    if __cpuid(0).eax < 0x1D || __cpuid_count(7, 0).edx & (1 << 24) == 0 {
+        return false;
+    }
+    if __cpuid_count(0x1D, 0).eax < 1 {
+        return false;
+    }
+    let palette = __cpuid_count(0x1D, 1);
+    let bytes_per_row = (palette.ebx & 0xFFFF) as usize;
+    let names = palette.ebx >> 16;
+    let max_rows = (palette.ecx & 0xFFFF) as usize;
+    bytes_per_row >= TILE_ROW_BYTES && names >= 8 && max_rows >= TILE_ROWS
+}
+
+/// Ask Linux for the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
+/// Linux 5.16+), which a process must hold before its first tile instruction; the grant covers
+/// every thread of the process.
+fn request_tile_data() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: arch_prctl with these codes reads an integer or writes one u64 we own.
+        unsafe {
+            if libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) != 0
+            {
+                return Err(format!(
+                    "arch_prctl(ARCH_REQ_XCOMP_PERM): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let mut granted: u64 = 0;
+            let got = libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_GET_XCOMP_PERM,
+                &mut granted as *mut u64,
+            );
+            if got != 0 || granted & (1 << XFEATURE_XTILEDATA) == 0 {
+                return Err("the kernel did not grant the tile data state".into());
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("the tile permission is only requested on Linux".into())
+    }
+}
+
+/// `ldtilecfg`'s 64-byte operand: palette 1, tiles 0-7 of 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    bytes_per_row: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// Configure tiles 0-7 as 16 rows × 64 bytes (`ldtilecfg`), on this thread.
+///
+/// # Safety
+/// [`usable`] for the feature the caller then runs.
+#[inline(always)]
+pub(crate) unsafe fn configure() {
+    std::arch::asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+}
+
+/// Return this thread's tiles to their initial state (`tilerelease`), so that a context switch
+/// need not save them.
+///
+/// # Safety
+/// As [`configure`].
+#[inline(always)]
+pub(crate) unsafe fn release() {
+    std::arch::asm!("tilerelease", options(nostack, nomem));
+}
+
+/// Tile registers in memory, each instruction as Intel's pseudo-code defines it for the
+/// 16 × 64-byte configuration, every row read or written checked to lie inside one of the
+/// buffers the kernel declared: a kernel's addressing and blocking, tested on any machine.
+#[cfg(test)]
+pub(crate) struct TileFile {
+    tiles: [[[u8; TILE_ROW_BYTES]; TILE_ROWS]; 8],
+    configured: bool,
+    /// (start address, bytes) of each buffer the kernel may touch.
+    buffers: Vec<(usize, usize)>,
+}
+
+#[cfg(test)]
+impl TileFile {
+    pub(crate) fn new(buffers: &[(usize, usize)]) -> Self {
+        TileFile {
+            tiles: [[[0; TILE_ROW_BYTES]; TILE_ROWS]; 8],
+            configured: false,
+            buffers: buffers.to_vec(),
+        }
+    }
+
+    pub(crate) fn configure(&mut self) {
+        self.configured = true;
+    }
+
+    pub(crate) fn release(&mut self) {
+        assert!(self.configured, "tilerelease without ldtilecfg");
+        *self = TileFile::new(&self.buffers);
+    }
+
+    fn check(&self, at: usize) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        assert!(
+            self.buffers
+                .iter()
+                .any(|&(s, len)| at >= s && at + TILE_ROW_BYTES <= s + len),
+            "tile row at {at:#x} is outside every buffer"
+        );
+    }
+
+    pub(crate) fn zero(&mut self, t: usize) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        self.tiles[t] = [[0; TILE_ROW_BYTES]; TILE_ROWS];
+    }
+
+    /// `tileloadd`.
+    ///
+    /// # Safety
+    /// Rows that [`Self::check`] accepts are readable.
+    pub(crate) unsafe fn load(&mut self, t: usize, src: *const u8, stride: usize) {
+        for row in 0..TILE_ROWS {
+            let at = src.wrapping_add(row * stride);
+            self.check(at as usize);
+            std::ptr::copy_nonoverlapping(at, self.tiles[t][row].as_mut_ptr(), TILE_ROW_BYTES);
+        }
+    }
+
+    /// `tilestored`.
+    ///
+    /// # Safety
+    /// Rows that [`Self::check`] accepts are writable.
+    pub(crate) unsafe fn store(&mut self, t: usize, dst: *mut u8, stride: usize) {
+        for row in 0..TILE_ROWS {
+            let at = dst.wrapping_add(row * stride);
+            self.check(at as usize);
+            std::ptr::copy_nonoverlapping(self.tiles[t][row].as_ptr(), at, TILE_ROW_BYTES);
+        }
+    }
+
+    fn word(&self, t: usize, row: usize, j: usize) -> [u8; 4] {
+        self.tiles[t][row][4 * j..4 * j + 4].try_into().unwrap()
+    }
+
+    /// `tdpbusd c, a, b`: `c[m][n] += Σ_k Σ_i u8(a[m][4k+i]) · i8(b[k][4n+i])`.
+    pub(crate) fn dpbusd(&mut self, c: usize, a: usize, b: usize) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        for m in 0..TILE_ROWS {
+            for n in 0..TILE_ROW_BYTES / 4 {
+                let mut sum = i32::from_le_bytes(self.word(c, m, n));
+                for k in 0..TILE_ROW_BYTES / 4 {
+                    let (x, y) = (self.word(a, m, k), self.word(b, k, n));
+                    for i in 0..4 {
+                        sum = sum.wrapping_add(x[i] as i32 * y[i] as i8 as i32);
+                    }
+                }
+                self.tiles[c][m][4 * n..4 * n + 4].copy_from_slice(&sum.to_le_bytes());
+            }
+        }
+    }
+
+    /// `tdpbf16ps c, a, b`: `c[m][n] += a[m][2k]·b[k][2n] + a[m][2k+1]·b[k][2n+1]` for each
+    /// pair k in order, each step rounded to f32.
+    pub(crate) fn dpbf16ps(&mut self, c: usize, a: usize, b: usize) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        let bf16 = |w: [u8; 4], i: usize| {
+            f32::from_bits((u16::from_le_bytes([w[2 * i], w[2 * i + 1]]) as u32) << 16)
+        };
+        for m in 0..TILE_ROWS {
+            for n in 0..TILE_ROW_BYTES / 4 {
+                let mut sum = f32::from_le_bytes(self.word(c, m, n));
+                for k in 0..TILE_ROW_BYTES / 4 {
+                    let (x, y) = (self.word(a, m, k), self.word(b, k, n));
+                    sum += bf16(x, 0) * bf16(y, 0);
+                    sum += bf16(x, 1) * bf16(y, 1);
+                }
+                self.tiles[c][m][4 * n..4 * n + 4].copy_from_slice(&sum.to_le_bytes());
+            }
+        }
+    }
+}

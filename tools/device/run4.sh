@@ -1,0 +1,39 @@
+#!/bin/bash
+# Device call 4 (after run1.sh and run2.sh, which leave our binary in /root/dv and tiny.en in
+# /root/hf): the AMX kernels on the lent machine's host CPU (Intel Xeon with AMX), which no
+# development machine has had. Pinned to 2 vCPUs on distinct cores, as the peer comparison.
+#  1. the library's unit tests of both AMX kernels: the CPU's tiles against VNNI's bits (int8)
+#     and against f64 (bf16 attention), besides the emulator, and the process's self-checks;
+#  2. the int8 products alone (benches/cpu_matmul.rs), AMX off and on;
+#  3. the encoder per window (`bench`), int8 and int8-bf16, AMX off and on;
+#  4. the 16 reference clips, default settings, AMX off and on: the JSON must be byte-identical
+#     (int8 sums the same integers on the tiles).
+exec > >(tee $OUT/run4.log) 2>&1
+set -x
+D=$PWD/.devc4
+ux() { if command -v xz >/dev/null; then xz -T0 -dc "$1" > "$2"; else python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"), 1 << 22)' "$1" "$2"; fi; }
+grep -m1 -o -w -E 'amx_[a-z0-9]+' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; uname -r
+B=/root/dv/dattavani-asr
+[ -x $B ] || { echo "call 1's binary is gone (the machine went cold)"; exit 3; }
+export HF_HUB_CACHE=/root/hf
+P="taskset -c 0,1"
+ux $D/lib_tests.xz /root/dv/lib_tests; ux $D/cpu_matmul.xz /root/dv/cpu_matmul
+chmod +x /root/dv/lib_tests /root/dv/cpu_matmul
+RUST_LOG=debug $P /root/dv/lib_tests --test-threads 2 --nocapture amx 2>&1 | tail -20
+$P /root/dv/lib_tests --test-threads 2 int8 attention 2>&1 | tail -12
+$B bench --device cpu --threads 2 --beam-size 1 --runs 1 2>&1 | grep -E "cpu:|matmul|attention"
+for amx in 0 1; do
+  DATTAVANI_AMX=$amx BENCH_ONLY=tiny BENCH_ITERS=5 RAYON_NUM_THREADS=2 $P /root/dv/cpu_matmul
+done
+for dtype in int8 int8-bf16; do
+  for amx in 0 1 0 1; do
+    echo "AMX=$amx $dtype"
+    DATTAVANI_AMX=$amx $P $B bench --device cpu --threads 2 --beam-size 1 --runs 5 --dtype $dtype 2>&1 | grep -E "encoder /|total"
+  done
+done
+FILES=$(awk -F'\t' 'NR > 1 && $5 == "real" && $1 !~ /long_concat/ {print "tests/data/speech/" $1}' tests/data/speech/refs.tsv)
+for amx in 0 1; do
+  rm -rf /tmp/amx$amx; mkdir -p /tmp/amx$amx
+  /usr/bin/time -f "AMX=$amx wall %e s" env DATTAVANI_AMX=$amx $P $B transcribe --quiet --device cpu --threads 2 --output-format json --output-dir /tmp/amx$amx $FILES
+done
+diff -r /tmp/amx0 /tmp/amx1 && echo "AMX on and off: JSON byte-identical"
