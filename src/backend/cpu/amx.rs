@@ -4,9 +4,9 @@
 //!
 //! Two kernels use the tiles: int8 products (`int8::amx`, `tdpbusd`) and the bf16 attention
 //! of `--dtype int8-bf16` (`ops::fused_attention::bf16::amx`, `tdpbf16ps`). Each drives its
-//! tiles through a small trait of its own, implemented by inline asm (Rust's AMX intrinsics
-//! are unstable) and, in tests, by [`TileFile`]; each checks the CPU's tiles against its
-//! AVX-512 twin once per process before the first use.
+//! tiles through a small trait of its own on top of [`Tiles`], implemented by the CPU's tiles
+//! ([`CpuTiles`], inline asm) and, in tests, by the emulator [`TileFile`]; each checks the
+//! CPU's tiles against its AVX-512 twin once per process before the first use.
 //!
 //! Every tile is configured as 16 rows × 64 bytes: int8 A tiles are 16 rows × 64 inputs, bf16
 //! ones 16 rows × 32 inputs, B tiles 16 groups of 4 (int8) or 2 (bf16) inputs × 16 columns,
@@ -144,24 +144,85 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// Configure tiles 0-7 as 16 rows × 64 bytes (`ldtilecfg`), on this thread.
-///
-/// # Safety
-/// [`usable`] for the feature the caller then runs.
-#[inline(always)]
-pub(crate) unsafe fn configure() {
-    std::arch::asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+/// What both kernels' tile units do alike: one per task, configured, accumulators tmm0-3
+/// zeroed, released. The CPU's tiles ([`CpuTiles`]) and the emulator ([`TileFile`]) implement
+/// it, and each kernel's own trait of loads, products and stores on top.
+pub(crate) trait Tiles: Sized {
+    /// A unit for one task, which touches only these buffers (start address, bytes).
+    fn new(buffers: &[(usize, usize)]) -> Self;
+    /// Configure tiles 0-7 as 16 rows × 64 bytes (`ldtilecfg`), on this thread.
+    ///
+    /// # Safety
+    /// [`usable`] for the feature the caller then runs.
+    unsafe fn configure(&mut self);
+    /// Return this thread's tiles to their initial state (`tilerelease`), so that a context
+    /// switch need not save them.
+    ///
+    /// # Safety
+    /// As [`Tiles::configure`].
+    unsafe fn release(&mut self);
+    /// Zero tmm0-3, the accumulators of both kernels (`tilezero`).
+    ///
+    /// # Safety
+    /// Configured.
+    unsafe fn zero_accumulators(&mut self);
 }
 
-/// Return this thread's tiles to their initial state (`tilerelease`), so that a context switch
-/// need not save them.
-///
-/// # Safety
-/// As [`configure`].
-#[inline(always)]
-pub(crate) unsafe fn release() {
-    std::arch::asm!("tilerelease", options(nostack, nomem));
+/// The CPU's tile registers, through inline asm (Rust's AMX intrinsics are unstable). The
+/// compiler never allocates tile registers, so they keep their values between asm blocks.
+pub(crate) struct CpuTiles;
+
+impl Tiles for CpuTiles {
+    fn new(_: &[(usize, usize)]) -> Self {
+        CpuTiles
+    }
+
+    #[inline(always)]
+    unsafe fn configure(&mut self) {
+        std::arch::asm!("ldtilecfg [{0}]", in(reg) &CONFIG, options(nostack, readonly));
+    }
+
+    #[inline(always)]
+    unsafe fn release(&mut self) {
+        std::arch::asm!("tilerelease", options(nostack, nomem));
+    }
+
+    #[inline(always)]
+    unsafe fn zero_accumulators(&mut self) {
+        std::arch::asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+    }
 }
+
+/// `tileloadd tmm$t, [$src + $stride]`: 16 rows of 64 bytes, `$stride` bytes apart.
+macro_rules! tile_load {
+    ($t:literal, $src:expr, $stride:expr) => {
+        std::arch::asm!(
+            concat!("tileloadd tmm", $t, ", [{0} + {1}*1]"),
+            in(reg) $src,
+            in(reg) $stride,
+            options(nostack, readonly)
+        )
+    };
+}
+
+/// `tilestored [$dst + $stride], tmm$t`.
+macro_rules! tile_store {
+    ($t:literal, $dst:expr, $stride:expr) => {
+        std::arch::asm!(
+            concat!("tilestored [{0} + {1}*1], tmm", $t),
+            in(reg) $dst,
+            in(reg) $stride,
+            options(nostack)
+        )
+    };
+}
+pub(crate) use {tile_load, tile_store};
 
 /// Tile registers in memory, each instruction as Intel's pseudo-code defines it for the
 /// 16 × 64-byte configuration, every row read or written checked to lie inside one of the
@@ -175,8 +236,8 @@ pub(crate) struct TileFile {
 }
 
 #[cfg(test)]
-impl TileFile {
-    pub(crate) fn new(buffers: &[(usize, usize)]) -> Self {
+impl Tiles for TileFile {
+    fn new(buffers: &[(usize, usize)]) -> Self {
         TileFile {
             tiles: [[[0; TILE_ROW_BYTES]; TILE_ROWS]; 8],
             configured: false,
@@ -184,15 +245,25 @@ impl TileFile {
         }
     }
 
-    pub(crate) fn configure(&mut self) {
+    unsafe fn configure(&mut self) {
         self.configured = true;
     }
 
-    pub(crate) fn release(&mut self) {
+    unsafe fn release(&mut self) {
         assert!(self.configured, "tilerelease without ldtilecfg");
         *self = TileFile::new(&self.buffers);
     }
 
+    unsafe fn zero_accumulators(&mut self) {
+        assert!(self.configured, "tile instruction before ldtilecfg");
+        for t in 0..4 {
+            self.tiles[t] = [[0; TILE_ROW_BYTES]; TILE_ROWS];
+        }
+    }
+}
+
+#[cfg(test)]
+impl TileFile {
     fn check(&self, at: usize) {
         assert!(self.configured, "tile instruction before ldtilecfg");
         assert!(
@@ -201,11 +272,6 @@ impl TileFile {
                 .any(|&(s, len)| at >= s && at + TILE_ROW_BYTES <= s + len),
             "tile row at {at:#x} is outside every buffer"
         );
-    }
-
-    pub(crate) fn zero(&mut self, t: usize) {
-        assert!(self.configured, "tile instruction before ldtilecfg");
-        self.tiles[t] = [[0; TILE_ROW_BYTES]; TILE_ROWS];
     }
 
     /// `tileloadd`.

@@ -323,7 +323,7 @@ fn linear_panels<U: amx::TileUnit>(
                 if amx_rows > 0 {
                     let mut acc: amx::Accumulators = [[0; PANEL]; 2 * amx::TILE_M];
                     let span = |p: usize, bytes: usize| (p, bytes);
-                    let mut tiles = U::new([
+                    let mut tiles = U::new(&[
                         span(xq.q.as_ptr() as usize, xq.q.len()),
                         span(w.data.as_ptr() as usize, w.data.len()),
                         span(acc.as_ptr() as usize, std::mem::size_of_val(&acc)),
@@ -677,9 +677,14 @@ mod tests {
                 let mut out = vec![f32::NAN; m * n];
                 match tiles {
                     None => linear_panels::<amx::CpuTiles>(&x, m, &mat, Some(&b), &mut out, false),
-                    Some(false) => {
-                        linear_panels::<amx::Emulated>(&x, m, &mat, Some(&b), &mut out, true)
-                    }
+                    Some(false) => linear_panels::<crate::backend::cpu::amx::TileFile>(
+                        &x,
+                        m,
+                        &mat,
+                        Some(&b),
+                        &mut out,
+                        true,
+                    ),
                     Some(true) => {
                         linear_panels::<amx::CpuTiles>(&x, m, &mat, Some(&b), &mut out, true)
                     }

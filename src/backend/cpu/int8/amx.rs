@@ -13,33 +13,30 @@
 //! `k4` is not a multiple of 64 (no Whisper size has one), stay on the VNNI kernel.
 //!
 //! The kernel drives a [`TileUnit`]: the CPU's tiles ([`CpuTiles`], inline asm, since Rust's
-//! AMX intrinsics are unstable) or, in tests, [`Emulated`] (`cpu::amx::TileFile`: Intel's
+//! AMX intrinsics are unstable) or, in tests, the emulator `cpu::amx::TileFile` (Intel's
 //! pseudo-code for each instruction, every row it touches checked against the buffers). That
 //! runs the kernel's addressing on every AVX-512 machine; the CPU's tiles run only on AMX
 //! machines, and [`available`] checks them against VNNI once per process before the first use.
 
 use super::vnni::Epilogue;
 use super::{Int8Matrix, QuantizedRows, PANEL};
+pub(super) use crate::backend::cpu::amx::CpuTiles;
+#[cfg(test)]
+use crate::backend::cpu::amx::TileFile;
 pub(super) use crate::backend::cpu::amx::TILE_ROWS as TILE_M;
-use crate::backend::cpu::amx::{self as tiles, Feature, TILE_ROW_BYTES};
+use crate::backend::cpu::amx::TILE_ROW_BYTES;
+use crate::backend::cpu::amx::{self as tiles, tile_load, tile_store, Feature, Tiles};
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 /// Bytes between two 4-input groups of a weight panel (64 columns × 4 bytes).
 const GROUP_BYTES: usize = PANEL * 4;
 
-/// The tile operations the kernel uses. Registers: `C(r, c)` = tmm`2r + c` (i32
-/// accumulators), `A(r)` = tmm`4 + r` (activations), `B(c)` = tmm`6 + c` (weights).
-pub(super) trait TileUnit {
-    /// A unit for one panel's work, which touches only these buffers (start address, bytes):
-    /// the activations, the weights and the [`Accumulators`].
-    fn new(buffers: [(usize, usize); 3]) -> Self;
-    /// Configure all 8 tiles as 16 rows × 64 bytes (`ldtilecfg`).
-    unsafe fn configure(&mut self);
-    /// Return the tiles to their initial state (`tilerelease`).
-    unsafe fn release(&mut self);
-    /// Zero the 4 accumulators (`tilezero`).
-    unsafe fn zero_accumulators(&mut self);
+/// The tile operations of this kernel, besides [`Tiles`]'. Registers: `C(r, c)` = tmm`2r + c`
+/// (i32 accumulators), `A(r)` = tmm`4 + r` (activations), `B(c)` = tmm`6 + c` (weights). A
+/// unit is made per panel ([`Tiles::new`]) with the activations, the weights and the
+/// [`Accumulators`] as its buffers.
+pub(super) trait TileUnit: Tiles {
     /// Load A(r) (`r` < 2) from 16 rows of 64 bytes, `stride` bytes apart (`tileloadd`).
     unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize);
     /// Load B(c) (`c` < 2) likewise.
@@ -166,53 +163,20 @@ pub(super) unsafe fn panel<U: TileUnit>(
     unit.release();
 }
 
-/// The CPU's tile registers, through inline asm (one instruction per call, registers named
-/// as [`TileUnit`] says).
-pub(super) struct CpuTiles;
-
 impl TileUnit for CpuTiles {
-    fn new(_: [(usize, usize); 3]) -> Self {
-        CpuTiles
-    }
-
-    #[inline(always)]
-    unsafe fn configure(&mut self) {
-        tiles::configure();
-    }
-
-    #[inline(always)]
-    unsafe fn release(&mut self) {
-        tiles::release();
-    }
-
-    #[inline(always)]
-    unsafe fn zero_accumulators(&mut self) {
-        std::arch::asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
-        );
-    }
-
     #[inline(always)]
     unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize) {
         match r {
-            0 => std::arch::asm!("tileloadd tmm4, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-                options(nostack, readonly)),
-            _ => std::arch::asm!("tileloadd tmm5, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-                options(nostack, readonly)),
+            0 => tile_load!(4, src, stride),
+            _ => tile_load!(5, src, stride),
         }
     }
 
     #[inline(always)]
     unsafe fn load_b(&mut self, c: usize, src: *const i8, stride: usize) {
         match c {
-            0 => std::arch::asm!("tileloadd tmm6, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-                options(nostack, readonly)),
-            _ => std::arch::asm!("tileloadd tmm7, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-                options(nostack, readonly)),
+            0 => tile_load!(6, src, stride),
+            _ => tile_load!(7, src, stride),
         }
     }
 
@@ -231,55 +195,32 @@ impl TileUnit for CpuTiles {
     #[inline(always)]
     unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize) {
         match (r, c) {
-            (0, 0) => std::arch::asm!("tilestored [{0} + {1}*1], tmm0", in(reg) dst,
-                in(reg) stride, options(nostack)),
-            (0, _) => std::arch::asm!("tilestored [{0} + {1}*1], tmm1", in(reg) dst,
-                in(reg) stride, options(nostack)),
-            (_, 0) => std::arch::asm!("tilestored [{0} + {1}*1], tmm2", in(reg) dst,
-                in(reg) stride, options(nostack)),
-            _ => std::arch::asm!("tilestored [{0} + {1}*1], tmm3", in(reg) dst,
-                in(reg) stride, options(nostack)),
+            (0, 0) => tile_store!(0, dst, stride),
+            (0, _) => tile_store!(1, dst, stride),
+            (_, 0) => tile_store!(2, dst, stride),
+            _ => tile_store!(3, dst, stride),
         }
     }
 }
 
-/// The tile emulator ([`tiles::TileFile`]) under this kernel's register plan.
+/// The emulator under this kernel's register plan.
 #[cfg(test)]
-pub(super) struct Emulated(tiles::TileFile);
-
-#[cfg(test)]
-impl TileUnit for Emulated {
-    fn new(buffers: [(usize, usize); 3]) -> Self {
-        Emulated(tiles::TileFile::new(&buffers))
-    }
-
-    unsafe fn configure(&mut self) {
-        self.0.configure();
-    }
-
-    unsafe fn release(&mut self) {
-        self.0.release();
-    }
-
-    unsafe fn zero_accumulators(&mut self) {
-        (0..4).for_each(|t| self.0.zero(t));
-    }
-
+impl TileUnit for TileFile {
     unsafe fn load_a(&mut self, r: usize, src: *const u8, stride: usize) {
-        self.0.load(4 + r, src, stride);
+        self.load(4 + r, src, stride);
     }
 
     unsafe fn load_b(&mut self, c: usize, src: *const i8, stride: usize) {
-        self.0.load(6 + c, src as *const u8, stride);
+        self.load(6 + c, src as *const u8, stride);
     }
 
     unsafe fn multiply_accumulate(&mut self) {
         for (c, a, b) in [(0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)] {
-            self.0.dpbusd(c, a, b);
+            self.dpbusd(c, a, b);
         }
     }
 
     unsafe fn store(&mut self, r: usize, c: usize, dst: *mut i32, stride: usize) {
-        self.0.store(2 * r + c, dst as *mut u8, stride);
+        TileFile::store(self, 2 * r + c, dst as *mut u8, stride);
     }
 }

@@ -276,7 +276,9 @@ pub(super) fn fused_bf16(
                 Bf16Kernel::Avx512 => call_tile(bf16::tile, args),
                 Bf16Kernel::Amx => call_tile(bf16::amx::tile::<bf16::amx::CpuTiles>, args),
                 #[cfg(test)]
-                Bf16Kernel::AmxEmulated => call_tile(bf16::amx::tile::<bf16::amx::Emulated>, args),
+                Bf16Kernel::AmxEmulated => {
+                    call_tile(bf16::amx::tile::<crate::backend::cpu::amx::TileFile>, args)
+                }
             }
         }
     };

@@ -131,39 +131,22 @@ pub(super) unsafe fn tile(
     out: SendPtr,
 ) {
     debug_assert!(kt.len() >= keys_len(n_kv) && vp.len() >= values_len(n_kv));
-    // Queries scaled by 1/√64 = 1/8 (exact), as pairs; rows past `rows` zero.
-    let mut qp = [0u32; TILE_ROWS * PAIRS];
-    for r in 0..rows {
-        let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
-        pack_row(
-            src,
-            1.0 / (HEAD_DIM as f32).sqrt(),
-            qp.as_mut_ptr().add(r * PAIRS),
-        );
-    }
+    let qp: [u32; TILE_ROWS * PAIRS] = pack_queries(q, d, h, i0, rows);
     let visible = super::visible_keys::<TILE_ROWS>(rows, i0, n_kv, causal_offset);
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
     // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
     let mut w = [0u32; TILE_ROWS * KEY_BLOCK / 2];
     let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
-    let mut max = [f32::NEG_INFINITY; TILE_ROWS];
-    let mut sum = [0.0f32; TILE_ROWS];
-    let mut alpha = [0.0f32; TILE_ROWS];
+    let mut softmax = Softmax::<TILE_ROWS>::new();
     for j0 in (0..kv_end).step_by(KEY_BLOCK) {
         let cb = KEY_BLOCK.min(kv_end - j0);
         for t in 0..cb.div_ceil(KEY_TILE) {
             let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * PAIRS);
             scores(qp.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
         }
-        for r in 0..TILE_ROWS {
-            let valid = visible[r].saturating_sub(j0).min(cb);
-            let row = s.as_ptr().add(r * KEY_BLOCK);
-            let (new_max, shift, a) = online_step(max[r], block_max(row, valid));
-            let weights = w.as_mut_ptr().add(r * KEY_BLOCK / 2);
-            sum[r] = sum[r] * a + exp_weights(row, valid, shift, weights);
-            (max[r], alpha[r]) = (new_max, a);
-        }
+        softmax.block(&s, &mut w, &visible, j0, cb);
+        let alpha = &softmax.alpha;
         let pairs = vp.as_ptr().add(j0 / 2 * HEAD_DIM);
         for g in 0..TILE_ROWS / 6 {
             values(
@@ -175,7 +158,78 @@ pub(super) unsafe fn tile(
             );
         }
     }
-    super::write_tile(&o, &sum, rows, out, (i0, d, h));
+    super::write_tile(&o, &softmax.sum, rows, out, (i0, d, h));
+}
+
+/// Rows `i0..i0 + rows` (`rows <= ROWS`) of head `h`'s queries, scaled by 1/√64 = 1/8 (exact),
+/// as bf16 pairs (`[ROWS][PAIRS]`); rows past `rows` zero.
+///
+/// # Safety
+/// [`available`]; `q` holds rows `i0..i0 + rows` of `d` floats, and `h`'s columns in them.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pack_queries<const N: usize>(
+    q: &[f32],
+    d: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
+) -> [u32; N] {
+    assert!(rows * PAIRS <= N && q.len() >= (i0 + rows) * d);
+    let mut qp = [0u32; N];
+    for r in 0..rows {
+        let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
+        pack_row(
+            src,
+            1.0 / (HEAD_DIM as f32).sqrt(),
+            qp.as_mut_ptr().add(r * PAIRS),
+        );
+    }
+    qp
+}
+
+/// The online softmax of a tile of `ROWS` queries over its key blocks: running max and sum
+/// per row, and the factor that rescales each row's output for the latest block.
+pub(super) struct Softmax<const ROWS: usize> {
+    max: [f32; ROWS],
+    pub(super) sum: [f32; ROWS],
+    pub(super) alpha: [f32; ROWS],
+}
+
+impl<const ROWS: usize> Softmax<ROWS> {
+    pub(super) fn new() -> Self {
+        Softmax {
+            max: [f32::NEG_INFINITY; ROWS],
+            sum: [0.0; ROWS],
+            alpha: [0.0; ROWS],
+        }
+    }
+
+    /// One block of `cb` keys from key `j0`: `s` holds its scores (`[ROWS][KEY_BLOCK]`), of
+    /// which row r sees keys below `visible[r]`; writes the weights to `w` as bf16 in key order
+    /// (`[ROWS][KEY_BLOCK / 2]` pairs, zero past the visible keys) and updates the sums, maxima
+    /// and `alpha`.
+    ///
+    /// # Safety
+    /// [`available`].
+    #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
+    pub(super) unsafe fn block(
+        &mut self,
+        s: &[f32],
+        w: &mut [u32],
+        visible: &[usize; ROWS],
+        j0: usize,
+        cb: usize,
+    ) {
+        assert!(s.len() >= ROWS * KEY_BLOCK && w.len() >= ROWS * KEY_BLOCK / 2);
+        for (r, &seen) in visible.iter().enumerate() {
+            let valid = seen.saturating_sub(j0).min(cb);
+            let row = s.as_ptr().add(r * KEY_BLOCK);
+            let (new_max, shift, a) = online_step(self.max[r], block_max(row, valid));
+            let weights = w.as_mut_ptr().add(r * KEY_BLOCK / 2);
+            self.sum[r] = self.sum[r] * a + exp_weights(row, valid, shift, weights);
+            (self.max[r], self.alpha[r]) = (new_max, a);
+        }
+    }
 }
 
 /// `s[r, 0..32] = qp[r] · keys` for the 12 query rows (`[12][32]` pairs) and one packed key

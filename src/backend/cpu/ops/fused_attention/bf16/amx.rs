@@ -18,10 +18,13 @@
 //! the AVX-512 kernel once per process before the first use).
 
 use super::super::super::SendPtr;
-use super::super::avx512::block_max;
-use super::super::{online_step, visible_keys, write_tile, HEAD_DIM, KEY_BLOCK, KEY_TILE};
-use super::{exp_weights, pack_row, PAIRS};
-use crate::backend::cpu::amx::{self as tiles, Feature, TILE_ROWS, TILE_ROW_BYTES};
+use super::super::{visible_keys, write_tile, HEAD_DIM, KEY_BLOCK, KEY_TILE};
+use super::{pack_queries, Softmax, PAIRS};
+pub(in super::super) use crate::backend::cpu::amx::CpuTiles;
+#[cfg(test)]
+use crate::backend::cpu::amx::TileFile;
+use crate::backend::cpu::amx::{self as tiles, tile_load, tile_store, Feature, Tiles};
+use crate::backend::cpu::amx::{TILE_ROWS, TILE_ROW_BYTES};
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
@@ -30,19 +33,12 @@ pub(in super::super) const QUERY_ROWS: usize = TILE_ROWS;
 /// bf16 pairs per tile row.
 const TILE_PAIRS: usize = TILE_ROW_BYTES / 4;
 
-/// The tile operations the kernel uses. Registers: accumulators `C(g)` = tmm`g` (g < 4), the
-/// query pairs `Q(half)` = tmm`4 + half`, the key or value tile tmm6, the weights tmm7.
-pub(in super::super) trait TileUnit {
-    /// A unit for one task, which touches only these buffers (start address, bytes): the
-    /// query pairs, the packed keys, the packed values, the scores, the weights and the
-    /// values' accumulators.
-    fn new(buffers: [(usize, usize); 6]) -> Self;
-    /// `ldtilecfg` (all 8 tiles 16 rows × 64 bytes).
-    unsafe fn configure(&mut self);
-    /// `tilerelease`.
-    unsafe fn release(&mut self);
-    /// Zero C(0..4).
-    unsafe fn zero_accumulators(&mut self);
+/// The tile operations of this kernel, besides [`Tiles`]'. Registers: accumulators `C(g)` =
+/// tmm`g` (g < 4), the query pairs `Q(half)` = tmm`4 + half`, the key or value tile tmm6, the
+/// weights tmm7. A unit is made per task ([`Tiles::new`]) with the query pairs, the packed
+/// keys, the packed values, the scores, the weights and the values' accumulators as its
+/// buffers.
+pub(in super::super) trait TileUnit: Tiles {
     /// Load Q(half) from 16 rows of 16 pairs, `stride` bytes apart.
     unsafe fn load_queries(&mut self, half: usize, src: *const u32, stride: usize);
     /// Load tmm6 from `keys` (16 rows of 16 pairs, `stride` bytes apart), then
@@ -128,16 +124,7 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(
     out: SendPtr,
 ) {
     debug_assert!(kt.len() >= super::keys_len(n_kv) && vp.len() >= super::values_len(n_kv));
-    // Queries scaled by 1/√64 = 1/8 (exact), as pairs; rows past `rows` zero.
-    let mut qp = [0u32; QUERY_ROWS * PAIRS];
-    for r in 0..rows {
-        let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
-        pack_row(
-            src,
-            1.0 / (HEAD_DIM as f32).sqrt(),
-            qp.as_mut_ptr().add(r * PAIRS),
-        );
-    }
+    let qp: [u32; QUERY_ROWS * PAIRS] = pack_queries(q, d, h, i0, rows);
     let visible = visible_keys::<QUERY_ROWS>(rows, i0, n_kv, causal_offset);
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; QUERY_ROWS * KEY_BLOCK];
@@ -145,10 +132,9 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(
     let mut w = [0u32; QUERY_ROWS * KEY_BLOCK / 2];
     let mut pv = [0.0f32; QUERY_ROWS * HEAD_DIM];
     let mut o = [0.0f32; QUERY_ROWS * HEAD_DIM];
-    let mut max = [f32::NEG_INFINITY; QUERY_ROWS];
-    let mut sum = [0.0f32; QUERY_ROWS];
+    let mut softmax = Softmax::<QUERY_ROWS>::new();
     let span = |p: *const u8, bytes: usize| (p as usize, bytes);
-    let mut unit = U::new([
+    let mut unit = U::new(&[
         span(qp.as_ptr().cast(), size_of_val(&qp)),
         span(kt.as_ptr().cast(), size_of_val(kt)),
         span(vp.as_ptr().cast(), size_of_val(vp)),
@@ -182,15 +168,7 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(
                 unit.store(g, s.as_mut_ptr().add((g0 + g) * 16), score_row);
             }
         }
-        let mut alpha = [0.0f32; QUERY_ROWS];
-        for r in 0..QUERY_ROWS {
-            let valid = visible[r].saturating_sub(j0).min(cb);
-            let row = s.as_ptr().add(r * KEY_BLOCK);
-            let (new_max, shift, a) = online_step(max[r], block_max(row, valid));
-            let weights = w.as_mut_ptr().add(r * KEY_BLOCK / 2);
-            sum[r] = sum[r] * a + exp_weights(row, valid, shift, weights);
-            (max[r], alpha[r]) = (new_max, a);
-        }
+        softmax.block(&s, &mut w, &visible, j0, cb);
         // Values: 16 key pairs per step (zero weights past the block's keys meet the zero
         // padding of the packed values).
         unit.zero_accumulators();
@@ -204,7 +182,7 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(
         for c in 0..HEAD_DIM / 16 {
             unit.store(c, pv.as_mut_ptr().add(c * 16), value_row);
         }
-        for (r, &a) in alpha.iter().enumerate() {
+        for (r, &a) in softmax.alpha.iter().enumerate() {
             let a = _mm512_set1_ps(a);
             for c in 0..HEAD_DIM / 16 {
                 let at = r * HEAD_DIM + c * 16;
@@ -215,70 +193,26 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(
         }
     }
     unit.release();
-    write_tile(&o, &sum, rows, out, (i0, d, h));
+    write_tile(&o, &softmax.sum, rows, out, (i0, d, h));
 }
-
-/// The CPU's tile registers, through inline asm (registers named as [`TileUnit`] says).
-pub(in super::super) struct CpuTiles;
 
 /// `tileloadd tmm6` from `$src` (stride `$stride`), then `tdpbf16ps tmm$c, tmm$a, tmm6`.
 macro_rules! load_then_multiply {
-    ($c:literal, $a:literal, $src:expr, $stride:expr) => {
+    ($c:literal, $a:literal, $src:expr, $stride:expr) => {{
+        tile_load!(6, $src, $stride);
         std::arch::asm!(
-            "tileloadd tmm6, [{0} + {1}*1]",
             concat!("tdpbf16ps tmm", $c, ", tmm", $a, ", tmm6"),
-            in(reg) $src,
-            in(reg) $stride,
-            options(nostack, readonly)
+            options(nostack, nomem)
         )
-    };
-}
-
-/// `tilestored` of `tmm$t` to `$dst` (stride `$stride`).
-macro_rules! store_tile {
-    ($t:literal, $dst:expr, $stride:expr) => {
-        std::arch::asm!(
-            concat!("tilestored [{0} + {1}*1], tmm", $t),
-            in(reg) $dst,
-            in(reg) $stride,
-            options(nostack)
-        )
-    };
+    }};
 }
 
 impl TileUnit for CpuTiles {
-    fn new(_: [(usize, usize); 6]) -> Self {
-        CpuTiles
-    }
-
-    #[inline(always)]
-    unsafe fn configure(&mut self) {
-        tiles::configure();
-    }
-
-    #[inline(always)]
-    unsafe fn release(&mut self) {
-        tiles::release();
-    }
-
-    #[inline(always)]
-    unsafe fn zero_accumulators(&mut self) {
-        std::arch::asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
-        );
-    }
-
     #[inline(always)]
     unsafe fn load_queries(&mut self, half: usize, src: *const u32, stride: usize) {
         match half {
-            0 => std::arch::asm!("tileloadd tmm4, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-                options(nostack, readonly)),
-            _ => std::arch::asm!("tileloadd tmm5, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-                options(nostack, readonly)),
+            0 => tile_load!(4, src, stride),
+            _ => tile_load!(5, src, stride),
         }
     }
 
@@ -298,8 +232,7 @@ impl TileUnit for CpuTiles {
 
     #[inline(always)]
     unsafe fn load_weights(&mut self, src: *const u32, stride: usize) {
-        std::arch::asm!("tileloadd tmm7, [{0} + {1}*1]", in(reg) src, in(reg) stride,
-            options(nostack, readonly));
+        tile_load!(7, src, stride);
     }
 
     #[inline(always)]
@@ -315,55 +248,36 @@ impl TileUnit for CpuTiles {
     #[inline(always)]
     unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize) {
         match g {
-            0 => store_tile!(0, dst, stride),
-            1 => store_tile!(1, dst, stride),
-            2 => store_tile!(2, dst, stride),
-            _ => store_tile!(3, dst, stride),
+            0 => tile_store!(0, dst, stride),
+            1 => tile_store!(1, dst, stride),
+            2 => tile_store!(2, dst, stride),
+            _ => tile_store!(3, dst, stride),
         }
     }
 }
 
-/// The tile emulator ([`tiles::TileFile`]) under this kernel's register plan.
+/// The emulator under this kernel's register plan.
 #[cfg(test)]
-pub(in super::super) struct Emulated(tiles::TileFile);
-
-#[cfg(test)]
-impl TileUnit for Emulated {
-    fn new(buffers: [(usize, usize); 6]) -> Self {
-        Emulated(tiles::TileFile::new(&buffers))
-    }
-
-    unsafe fn configure(&mut self) {
-        self.0.configure();
-    }
-
-    unsafe fn release(&mut self) {
-        self.0.release();
-    }
-
-    unsafe fn zero_accumulators(&mut self) {
-        (0..4).for_each(|t| self.0.zero(t));
-    }
-
+impl TileUnit for TileFile {
     unsafe fn load_queries(&mut self, half: usize, src: *const u32, stride: usize) {
-        self.0.load(4 + half, src.cast(), stride);
+        self.load(4 + half, src.cast(), stride);
     }
 
     unsafe fn score(&mut self, g: usize, half: usize, keys: *const u32, stride: usize) {
-        self.0.load(6, keys.cast(), stride);
-        self.0.dpbf16ps(g, 4 + half, 6);
+        self.load(6, keys.cast(), stride);
+        self.dpbf16ps(g, 4 + half, 6);
     }
 
     unsafe fn load_weights(&mut self, src: *const u32, stride: usize) {
-        self.0.load(7, src.cast(), stride);
+        self.load(7, src.cast(), stride);
     }
 
     unsafe fn weigh(&mut self, c: usize, values: *const u32, stride: usize) {
-        self.0.load(6, values.cast(), stride);
-        self.0.dpbf16ps(c, 7, 6);
+        self.load(6, values.cast(), stride);
+        self.dpbf16ps(c, 7, 6);
     }
 
     unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize) {
-        self.0.store(g, dst.cast(), stride);
+        TileFile::store(self, g, dst.cast(), stride);
     }
 }
