@@ -290,8 +290,8 @@ fn linear_rows(x: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>, out: &
 }
 
 /// [`linear`] for the panel layout: rows in multiples of 16 on AMX tiles when `amx` (and `k4`
-/// is a multiple of 64), the rest on the VNNI kernel; panels in parallel. `U` is the CPU's
-/// tiles, or the emulator of tests.
+/// is a multiple of 64), the rest on the VNNI kernel; panels (and blocks of rows, for narrow
+/// products on many threads) in parallel. `U` is the CPU's tiles, or the emulator of tests.
 #[cfg(target_arch = "x86_64")]
 fn linear_panels<U: amx::TileUnit>(
     x: &[f32],
@@ -305,22 +305,39 @@ fn linear_panels<U: amx::TileUnit>(
         unreachable!("linear_panels takes the panel layout");
     };
     let (n, k) = (w.n, w.k);
-    let amx_rows = if amx && k4.is_multiple_of(64) {
-        m / amx::TILE_M * amx::TILE_M
+    let amx = amx && k4.is_multiple_of(64);
+    let panels = n_pad / PANEL;
+    let spread = parallel(m, n, k);
+    // Tasks are (panel, block of rows). Narrow products have few panels (6 for tiny's 384
+    // columns), too few for many threads: their rows are split too, into blocks of a multiple
+    // of 32 rows (whole AMX blocks) and at least 96. Every output is computed the same way
+    // whatever the split.
+    let row_blocks = if spread {
+        let wanted = (2 * rayon::current_num_threads()).div_ceil(panels);
+        wanted.min(m / 96).max(1)
     } else {
-        0
+        1
     };
+    let block_rows = m.div_ceil(row_blocks).next_multiple_of(2 * amx::TILE_M);
     with_rows(|rows| {
         rows.fill(x, m, k, k4, true);
         let xq = &*rows;
         let out_ptr = SendPtr(out.as_mut_ptr());
-        let run = |p: usize| {
+        let run = |task: usize| {
+            let (p, b) = (task % panels, task / panels);
+            let (r0, r1) = (b * block_rows, ((b + 1) * block_rows).min(m));
+            // Whole tiles of 16 rows on AMX, the rest of the block on VNNI.
+            let amx_end = if amx {
+                r0 + (r1.saturating_sub(r0)) / amx::TILE_M * amx::TILE_M
+            } else {
+                r0
+            };
             // SAFETY: VNNI is present (panels are only built when `has_vnni()`), and the CPU's
             // tiles are only asked for when `amx::available()` (or by its self-check, which
-            // runs after the tile permission was granted); panel p writes columns p*64.. of
-            // `out` (bounded by n inside) and no other panel touches them.
+            // runs after the tile permission was granted); the task writes rows r0..r1 of
+            // columns p*64.. of `out` (bounded by n inside), which no other task touches.
             unsafe {
-                if amx_rows > 0 {
+                if amx_end > r0 {
                     let mut acc: amx::Accumulators = [[0; PANEL]; 2 * amx::TILE_M];
                     let span = |p: usize, bytes: usize| (p, bytes);
                     let mut tiles = U::new(&[
@@ -329,15 +346,18 @@ fn linear_panels<U: amx::TileUnit>(
                         span(acc.as_ptr() as usize, std::mem::size_of_val(&acc)),
                     ]);
                     let o = out_ptr.get();
-                    amx::panel(&mut tiles, &mut acc, xq, amx_rows, k4, w, p, bias, o, n);
+                    amx::panel(&mut tiles, &mut acc, xq, r0..amx_end, k4, w, p, bias, o, n);
                 }
-                vnni::panel(xq, amx_rows..m, k4, w, p, bias, out_ptr.get(), n)
+                if r1 > amx_end {
+                    vnni::panel(xq, amx_end..r1, k4, w, p, bias, out_ptr.get(), n)
+                }
             }
         };
-        if parallel(m, n, k) {
-            (0..n_pad / PANEL).into_par_iter().for_each(run);
+        let tasks = panels * m.div_ceil(block_rows);
+        if spread {
+            (0..tasks).into_par_iter().for_each(run);
         } else {
-            (0..n_pad / PANEL).for_each(run);
+            (0..tasks).for_each(run);
         }
     })
 }
@@ -660,6 +680,12 @@ mod tests {
             return;
         }
         let on_cpu_tiles = amx::available();
+        // Four threads, so the larger products also split their rows into blocks (the last
+        // one with a tail of rows off the tiles).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
         for &(m, k, n) in &[
             (16, 64, 7),
             (17, 64, 64),
@@ -668,12 +694,14 @@ mod tests {
             (53, 384, 130),
             (100, 256, 200),
             (40, 100, 70),
+            (300, 64, 70),
+            (500, 128, 130),
         ] {
             let (x, w, b) = (data(11, m * k), data(12, n * k), data(13, n));
             let q = QuantizedMatrix::quantize(&w, n, k);
             let want = reference(&x, m, &q, &b);
             let mat = Int8Matrix::from_quantized(q, true);
-            let run = |tiles: Option<bool>| {
+            let run_on = |tiles: Option<bool>| {
                 let mut out = vec![f32::NAN; m * n];
                 match tiles {
                     None => linear_panels::<amx::CpuTiles>(&x, m, &mat, Some(&b), &mut out, false),
@@ -691,6 +719,7 @@ mod tests {
                 }
                 out.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
             };
+            let run = |tiles: Option<bool>| pool.install(|| run_on(tiles));
             let vnni = run(None);
             for (idx, (&g, &r)) in vnni.iter().zip(&want).enumerate() {
                 let g = f32::from_bits(g) as f64;

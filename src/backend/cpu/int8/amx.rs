@@ -91,21 +91,21 @@ fn self_check() -> bool {
 /// so that the emulator knows it).
 pub(super) type Accumulators = [[i32; PANEL]; 2 * TILE_M];
 
-/// Rows `0..rows` (a multiple of 16) of `xq` times panel `p` of `w` on `unit`'s tiles, written
-/// to `out` (row stride `n`, columns `p*64 .. min(p*64+64, n)`).
+/// Rows `rows` (a multiple of 16 of them) of `xq` times panel `p` of `w` on `unit`'s tiles,
+/// written to `out` (row stride `n`, columns `p*64 .. min(p*64+64, n)`).
 ///
 /// # Safety
 /// The CPU has AVX-512 F (the epilogue) and `unit`'s tiles are usable (for [`CpuTiles`]:
-/// [`available`]); `w` is in panel layout with `k4 % 64 == 0` and `xq` holds at least `rows`
-/// rows of `k4` bytes; `out` is valid for `rows * n` floats and nobody else touches this
-/// panel's columns.
+/// [`available`]); `w` is in panel layout with `k4 % 64 == 0` and `xq` holds rows `rows` of
+/// `k4` bytes; `out` is valid for `rows.end * n` floats and nobody else touches these rows of
+/// this panel's columns.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn panel<U: TileUnit>(
     unit: &mut U,
     acc: &mut Accumulators,
     xq: &QuantizedRows,
-    rows: usize,
+    rows: std::ops::Range<usize>,
     k4: usize,
     w: &Int8Matrix,
     p: usize,
@@ -113,7 +113,7 @@ pub(super) unsafe fn panel<U: TileUnit>(
     out: *mut f32,
     n: usize,
 ) {
-    debug_assert!(rows.is_multiple_of(TILE_M) && k4.is_multiple_of(TILE_ROW_BYTES));
+    debug_assert!(rows.len().is_multiple_of(TILE_M) && k4.is_multiple_of(TILE_ROW_BYTES));
     let j0 = p * PANEL;
     let epilogue = Epilogue::new(w, bias, j0, n);
     let weights = w.data.as_ptr().add(p * k4 * PANEL);
@@ -121,10 +121,10 @@ pub(super) unsafe fn panel<U: TileUnit>(
     // Column halves with a live column: 1 for a panel of ≤ 32 columns.
     let halves = (n - j0).min(PANEL).div_ceil(PANEL / 2);
     unit.configure();
-    let mut i = 0;
-    while i < rows {
+    let mut i = rows.start;
+    while i < rows.end {
         // Two row tiles, or one: the second then reloads the first's rows and is not stored.
-        let both = rows - i >= 2 * TILE_M;
+        let both = rows.end - i >= 2 * TILE_M;
         let a0 = xq.q.as_ptr().add(i * k4);
         let a1 = if both { a0.add(TILE_M * k4) } else { a0 };
         for half in 0..halves {
