@@ -9,7 +9,7 @@
 //!
 //! Blocking: 8 tile registers of 16 rows × 64 bytes hold 2 × 2 i32 accumulators (32 rows ×
 //! 32 columns), 2 activation tiles and 2 weight tiles; each `tdpbusd` is 16 × 16 × 64
-//! multiply-adds, 16x a `vpdpbusd`. Rows past the last multiple of 16, and products whose
+//! multiply-adds, 256 `vpdpbusd`s' worth. Rows past the last multiple of 16, and products whose
 //! `k4` is not a multiple of 64 (no Whisper size has one), stay on the VNNI kernel.
 //!
 //! The kernel drives a [`TileUnit`]: the CPU's tiles ([`CpuTiles`], inline asm, since Rust's

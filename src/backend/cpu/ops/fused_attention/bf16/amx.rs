@@ -1,6 +1,6 @@
 //! The bf16 attention on AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later): the
 //! module above's scheme, operands and layouts, with both products on the tiles. One
-//! `tdpbf16ps` is 16 × 16 × 32 bf16 multiply-adds, 32x a `vdpbf16ps`.
+//! `tdpbf16ps` is 16 × 16 × 32 bf16 multiply-adds, 256 `vdpbf16ps`' worth.
 //!
 //! A task is 16 queries of one head (one tile's rows). Its query pairs stay in two tiles
 //! (A: pairs 0-15 and 16-31 of each row, 128 bytes apart). Per block of [`KEY_BLOCK`] keys:
