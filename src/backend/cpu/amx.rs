@@ -319,21 +319,28 @@ impl TileFile {
         }
     }
 
-    /// `tdpbf16ps c, a, b`: `c[m][n] += a[m][2k]·b[k][2n] + a[m][2k+1]·b[k][2n+1]` for each
-    /// pair k in order, each step rounded to f32.
+    /// `tdpbf16ps c, a, b` in the SDM's order: for each row m and column n, the even and the
+    /// odd products of the 16 pairs k summed apart (`a[m][2k]·b[k][2n]`, `a[m][2k+1]·b[k][2n+1]`,
+    /// each step rounded to f32), then the two sums added, then that added to `c[m][n]`;
+    /// denormal inputs and results are zero (DAZ, FTZ).
     pub(crate) fn dpbf16ps(&mut self, c: usize, a: usize, b: usize) {
         assert!(self.configured, "tile instruction before ldtilecfg");
+        let flush = |x: f32| if x.is_subnormal() { 0.0 } else { x };
         let bf16 = |w: [u8; 4], i: usize| {
-            f32::from_bits((u16::from_le_bytes([w[2 * i], w[2 * i + 1]]) as u32) << 16)
+            flush(f32::from_bits(
+                (u16::from_le_bytes([w[2 * i], w[2 * i + 1]]) as u32) << 16,
+            ))
         };
         for m in 0..TILE_ROWS {
             for n in 0..TILE_ROW_BYTES / 4 {
-                let mut sum = f32::from_le_bytes(self.word(c, m, n));
+                let (mut even, mut odd) = (0.0f32, 0.0f32);
                 for k in 0..TILE_ROW_BYTES / 4 {
                     let (x, y) = (self.word(a, m, k), self.word(b, k, n));
-                    sum += bf16(x, 0) * bf16(y, 0);
-                    sum += bf16(x, 1) * bf16(y, 1);
+                    even = flush(even + bf16(x, 0) * bf16(y, 0));
+                    odd = flush(odd + bf16(x, 1) * bf16(y, 1));
                 }
+                let c_mn = flush(f32::from_le_bytes(self.word(c, m, n)));
+                let sum = flush(c_mn + flush(even + odd));
                 self.tiles[c][m][4 * n..4 * n + 4].copy_from_slice(&sum.to_le_bytes());
             }
         }
