@@ -257,7 +257,7 @@ pub(super) fn fused_bf16(
     let run = |h: usize, tile: usize| {
         let (keys, values) = packed_ref[h * head_len..(h + 1) * head_len].split_at(keys_len);
         let (i0, rows) = (tile * tile_rows, (n_q - tile * tile_rows).min(tile_rows));
-        let args = (
+        let task = bf16::Task {
             q,
             d,
             h,
@@ -267,62 +267,23 @@ pub(super) fn fused_bf16(
             values,
             n_kv,
             causal_offset,
-            out_ptr,
-        );
+            out: out_ptr,
+        };
         // SAFETY: as `pack`, and the caller checked that `kernel` runs here; the task writes
         // rows i0..i0 + rows (< n_q) of head h's columns only.
         unsafe {
             match kernel {
-                Bf16Kernel::Avx512 => call_tile(bf16::tile, args),
-                Bf16Kernel::Amx => call_tile(bf16::amx::tile::<bf16::amx::CpuTiles>, args),
+                Bf16Kernel::Avx512 => bf16::tile(&task),
+                Bf16Kernel::Amx => bf16::amx::tile::<bf16::amx::CpuTiles>(&task),
                 #[cfg(test)]
                 Bf16Kernel::AmxEmulated => {
-                    call_tile(bf16::amx::tile::<crate::backend::cpu::amx::TileFile>, args)
+                    bf16::amx::tile::<crate::backend::cpu::amx::TileFile>(&task)
                 }
             }
         }
     };
     per_tile(n_head, q_tiles, parallel, run);
     PACKED_BF16.set(packed);
-}
-
-/// The arguments of a bf16 kernel's `tile`.
-#[cfg(target_arch = "x86_64")]
-type Bf16TileArgs<'a> = (
-    &'a [f32],
-    usize,
-    usize,
-    usize,
-    usize,
-    &'a [u32],
-    &'a [u32],
-    usize,
-    Option<usize>,
-    super::SendPtr,
-);
-
-/// `tile(args)`, spread.
-///
-/// # Safety
-/// `tile`'s.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::type_complexity)]
-unsafe fn call_tile(
-    tile: unsafe fn(
-        &[f32],
-        usize,
-        usize,
-        usize,
-        usize,
-        &[u32],
-        &[u32],
-        usize,
-        Option<usize>,
-        super::SendPtr,
-    ),
-    (q, d, h, i0, rows, keys, values, n_kv, causal, out): Bf16TileArgs,
-) {
-    tile(q, d, h, i0, rows, keys, values, n_kv, causal, out)
 }
 
 /// `f((h, chunk))` for each `head_len`-long chunk of `buf` (head `h`'s), on the rayon pool when

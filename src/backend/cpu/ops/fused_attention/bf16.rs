@@ -109,30 +109,33 @@ pub(super) unsafe fn pack_values(v: &[f32], off: usize, rs: usize, n_kv: usize, 
     }
 }
 
-/// The bf16 twin of the f32 kernels' `tile`: rows `i0..i0 + rows` of head `h`, `kt` its packed
-/// keys, `vp` its packed values.
+/// One task of a bf16 kernel: rows `i0..i0 + rows` of head `h` of the queries `q` (rows `d`
+/// wide), against the head's packed `keys` and `values` ([`pack_keys`], [`pack_values`] of
+/// `n_kv` keys), written to the same rows and columns of `out`.
+pub(super) struct Task<'a> {
+    pub q: &'a [f32],
+    pub d: usize,
+    pub h: usize,
+    pub i0: usize,
+    pub rows: usize,
+    pub keys: &'a [u32],
+    pub values: &'a [u32],
+    pub n_kv: usize,
+    pub causal_offset: Option<usize>,
+    pub out: SendPtr,
+}
+
+/// The bf16 twin of the f32 kernels' `tile` (`task.rows <= 12`).
 ///
 /// # Safety
-/// [`available`]; `kt` and `vp` are [`pack_keys`] and [`pack_values`] of `n_kv` keys; `out`
-/// is valid for `(i0 + rows) * d` floats, and no one else writes rows `i0..i0 + rows` of head
-/// `h`'s columns meanwhile.
+/// [`available`]; `out` is valid for `(i0 + rows) * d` floats, and no one else writes rows
+/// `i0..i0 + rows` of head `h`'s columns meanwhile.
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn tile(
-    q: &[f32],
-    d: usize,
-    h: usize,
-    i0: usize,
-    rows: usize,
-    kt: &[u32],
-    vp: &[u32],
-    n_kv: usize,
-    causal_offset: Option<usize>,
-    out: SendPtr,
-) {
-    debug_assert!(kt.len() >= keys_len(n_kv) && vp.len() >= values_len(n_kv));
-    let qp: [u32; TILE_ROWS * PAIRS] = pack_queries(q, d, h, i0, rows);
-    let visible = super::visible_keys::<TILE_ROWS>(rows, i0, n_kv, causal_offset);
+pub(super) unsafe fn tile(task: &Task) {
+    let (kt, vp) = (task.keys, task.values);
+    debug_assert!(kt.len() >= keys_len(task.n_kv) && vp.len() >= values_len(task.n_kv));
+    let qp: [u32; TILE_ROWS * PAIRS] = task.queries();
+    let visible = task.visible_keys::<TILE_ROWS>();
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
     // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
@@ -158,33 +161,45 @@ pub(super) unsafe fn tile(
             );
         }
     }
-    super::write_tile(&o, &softmax.sum, rows, out, (i0, d, h));
+    task.write(&o, &softmax.sum);
 }
 
-/// Rows `i0..i0 + rows` (`rows <= ROWS`) of head `h`'s queries, scaled by 1/√64 = 1/8 (exact),
-/// as bf16 pairs (`[ROWS][PAIRS]`); rows past `rows` zero.
-///
-/// # Safety
-/// [`available`]; `q` holds rows `i0..i0 + rows` of `d` floats, and `h`'s columns in them.
-#[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn pack_queries<const N: usize>(
-    q: &[f32],
-    d: usize,
-    h: usize,
-    i0: usize,
-    rows: usize,
-) -> [u32; N] {
-    assert!(rows * PAIRS <= N && q.len() >= (i0 + rows) * d);
-    let mut qp = [0u32; N];
-    for r in 0..rows {
-        let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
-        pack_row(
-            src,
-            1.0 / (HEAD_DIM as f32).sqrt(),
-            qp.as_mut_ptr().add(r * PAIRS),
-        );
+impl Task<'_> {
+    /// The task's queries, scaled by 1/√64 = 1/8 (exact), as bf16 pairs (`[N / PAIRS][PAIRS]`);
+    /// rows past `rows` zero.
+    ///
+    /// # Safety
+    /// [`available`].
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn queries<const N: usize>(&self) -> [u32; N] {
+        let Task {
+            q, d, h, i0, rows, ..
+        } = *self;
+        assert!(rows * PAIRS <= N && q.len() >= (i0 + rows) * d);
+        let mut qp = [0u32; N];
+        for r in 0..rows {
+            let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
+            pack_row(
+                src,
+                1.0 / (HEAD_DIM as f32).sqrt(),
+                qp.as_mut_ptr().add(r * PAIRS),
+            );
+        }
+        qp
     }
-    qp
+
+    /// Keys each of the task's rows sees (`super::visible_keys`), for a tile of `ROWS` rows.
+    pub(super) fn visible_keys<const ROWS: usize>(&self) -> [usize; ROWS] {
+        super::visible_keys::<ROWS>(self.rows, self.i0, self.n_kv, self.causal_offset)
+    }
+
+    /// Writes the task's rows of `o` (`[_, 64]`), each divided by its softmax `sum`.
+    ///
+    /// # Safety
+    /// As the kernels' `tile`.
+    pub(super) unsafe fn write(&self, o: &[f32], sum: &[f32]) {
+        super::write_tile(o, sum, self.rows, self.out, (self.i0, self.d, self.h));
+    }
 }
 
 /// The online softmax of a tile of `ROWS` queries over its key blocks: running max and sum

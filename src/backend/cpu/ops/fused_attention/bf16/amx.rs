@@ -17,9 +17,8 @@
 //! not to the bit (tested against f64 like the module above, and on the CPU's tiles against
 //! the AVX-512 kernel once per process before the first use).
 
-use super::super::super::SendPtr;
-use super::super::{visible_keys, write_tile, HEAD_DIM, KEY_BLOCK, KEY_TILE};
-use super::{pack_queries, Softmax, PAIRS};
+use super::super::{HEAD_DIM, KEY_BLOCK, KEY_TILE};
+use super::{Softmax, Task, PAIRS};
 pub(in super::super) use crate::backend::cpu::amx::CpuTiles;
 #[cfg(test)]
 use crate::backend::cpu::amx::TileFile;
@@ -101,31 +100,20 @@ fn self_check() -> bool {
     avx512.iter().zip(&amx).all(|(a, b)| (a - b).abs() <= 1e-4)
 }
 
-/// Rows `i0..i0 + rows` (`rows <= 16`) of head `h` on `U`'s tiles: as the module above's
-/// `tile`, with `kt` and `vp` its packed keys and values.
+/// One task (`task.rows <= 16`) on `U`'s tiles: as the module above's `tile`.
 ///
 /// # Safety
 /// The module above's kernel is available and `U`'s tiles are usable (for [`CpuTiles`]:
-/// [`available`], or its check); `kt` and `vp` are `pack_keys` and `pack_values` of `n_kv`
-/// keys; `out` is valid for `(i0 + rows) * d` floats, and no one else writes rows
-/// `i0..i0 + rows` of head `h`'s columns meanwhile.
+/// [`available`], or its check); `out` is valid for `(i0 + rows) * d` floats, and no one else
+/// writes rows `i0..i0 + rows` of head `h`'s columns meanwhile.
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(in super::super) unsafe fn tile<U: TileUnit>(
-    q: &[f32],
-    d: usize,
-    h: usize,
-    i0: usize,
-    rows: usize,
-    kt: &[u32],
-    vp: &[u32],
-    n_kv: usize,
-    causal_offset: Option<usize>,
-    out: SendPtr,
-) {
-    debug_assert!(kt.len() >= super::keys_len(n_kv) && vp.len() >= super::values_len(n_kv));
-    let qp: [u32; QUERY_ROWS * PAIRS] = pack_queries(q, d, h, i0, rows);
-    let visible = visible_keys::<QUERY_ROWS>(rows, i0, n_kv, causal_offset);
+pub(in super::super) unsafe fn tile<U: TileUnit>(task: &Task) {
+    let (kt, vp) = (task.keys, task.values);
+    debug_assert!(
+        kt.len() >= super::keys_len(task.n_kv) && vp.len() >= super::values_len(task.n_kv)
+    );
+    let qp: [u32; QUERY_ROWS * PAIRS] = task.queries();
+    let visible = task.visible_keys::<QUERY_ROWS>();
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; QUERY_ROWS * KEY_BLOCK];
     // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
@@ -193,7 +181,7 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(
         }
     }
     unit.release();
-    write_tile(&o, &softmax.sum, rows, out, (i0, d, h));
+    task.write(&o, &softmax.sum);
 }
 
 /// `tileloadd tmm6` from `$src` (stride `$stride`), then `tdpbf16ps tmm$c, tmm$a, tmm6`.
