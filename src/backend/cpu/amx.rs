@@ -5,7 +5,7 @@
 //! Two kernels use the tiles: int8 products (`int8::amx`, `tdpbusd`) and the bf16 attention
 //! of `--dtype int8-bf16` (`ops::fused_attention::bf16::amx`, `tdpbf16ps`). Each drives its
 //! tiles through a small trait of its own on top of [`Tiles`], implemented by the CPU's tiles
-//! ([`CpuTiles`], inline asm) and, in tests, by the emulator [`TileFile`]; each checks the
+//! ([`CpuTiles`], inline asm) and, in tests, by the emulator `TileFile`; each checks the
 //! CPU's tiles against its AVX-512 twin once per process before the first use.
 //!
 //! Every tile is configured as 16 rows × 64 bytes: int8 A tiles are 16 rows × 64 inputs, bf16
@@ -70,7 +70,7 @@ pub(crate) fn usable(feature: Feature) -> bool {
 }
 
 /// CPUID: AMX-TILE (leaf 7), and palette 1 with at least 8 tiles of 16 rows × 64 bytes (leaf
-/// 0x1D), the configuration [`configure`] loads.
+/// 0x1D), the configuration [`Tiles::configure`] loads.
 fn cpu_has_tiles() -> bool {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
     if __cpuid(0).eax < 0x1D || __cpuid_count(7, 0).edx & (1 << 24) == 0 {
@@ -145,7 +145,7 @@ const CONFIG: TileConfig = TileConfig {
 };
 
 /// What both kernels' tile units do alike: one per task, configured, accumulators tmm0-3
-/// zeroed, released. The CPU's tiles ([`CpuTiles`]) and the emulator ([`TileFile`]) implement
+/// zeroed, released. The CPU's tiles ([`CpuTiles`]) and the emulator (`TileFile`) implement
 /// it, and each kernel's own trait of loads, products and stores on top.
 pub(crate) trait Tiles: Sized {
     /// A unit for one task, which touches only these buffers (start address, bytes).
