@@ -69,6 +69,21 @@ pub(crate) fn usable(feature: Feature) -> bool {
     granted && std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << bit) != 0
 }
 
+/// Whether one kernel runs on the CPU's tiles, the decision both take once: its AVX-512 twin
+/// runs here (`twin`), the tiles are [`usable`] for `feature`, and `self_check` (the CPU's
+/// tiles against the twin) passes; otherwise the twin runs, with a warning if the check failed.
+pub(crate) fn decide(feature: Feature, twin: bool, self_check: fn() -> bool, what: &str) -> bool {
+    if !twin || !usable(feature) {
+        return false;
+    }
+    if !self_check() {
+        tracing::warn!("AMX tiles differ from the AVX-512 kernel on the {what}: that kernel runs");
+        return false;
+    }
+    tracing::debug!("the {what} run on AMX tiles");
+    true
+}
+
 /// CPUID: AMX-TILE (leaf 7), and palette 1 with at least 8 tiles of 16 rows × 64 bytes (leaf
 /// 0x1D), the configuration [`Tiles::configure`] loads.
 fn cpu_has_tiles() -> bool {

@@ -328,7 +328,7 @@ fn linear_panels<U: amx::TileUnit>(
             let (r0, r1) = (b * block_rows, ((b + 1) * block_rows).min(m));
             // Whole tiles of 16 rows on AMX, the rest of the block on VNNI.
             let amx_end = if amx {
-                r0 + (r1.saturating_sub(r0)) / amx::TILE_M * amx::TILE_M
+                r0 + (r1 - r0) / amx::TILE_M * amx::TILE_M
             } else {
                 r0
             };

@@ -54,17 +54,8 @@ pub(super) trait TileUnit: Tiles {
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        if !super::has_vnni() || !tiles::usable(Feature::Int8) {
-            return false;
-        }
-        if !self_check() {
-            tracing::warn!(
-                "AMX tiles gave a product that differs from VNNI's: the int8 products use VNNI"
-            );
-            return false;
-        }
-        tracing::debug!("int8 products of 16+ rows run on AMX tiles");
-        true
+        let what = "int8 products of 16+ rows";
+        tiles::decide(Feature::Int8, super::has_vnni(), self_check, what)
     })
 }
 

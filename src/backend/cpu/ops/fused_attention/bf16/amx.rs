@@ -59,17 +59,12 @@ pub(in super::super) trait TileUnit: Tiles {
 pub(in super::super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        if !super::available() || !tiles::usable(Feature::Bf16) {
-            return false;
-        }
-        if !self_check() {
-            tracing::warn!(
-                "AMX bf16 attention differs from the AVX-512 kernel's: that kernel runs instead"
-            );
-            return false;
-        }
-        tracing::debug!("bf16 attention runs on AMX tiles");
-        true
+        tiles::decide(
+            Feature::Bf16,
+            super::available(),
+            self_check,
+            "bf16 attention products",
+        )
     })
 }
 
