@@ -25,6 +25,14 @@ pub(crate) const TILE_ROW_BYTES: usize = 64;
 /// the AVX-512 kernels on an AMX machine.
 pub const AMX_VAR: &str = "DATTAVANI_AMX";
 
+/// Tests read this: `1` makes the AMX tests fail where the CPU's tiles would not run (not
+/// usable, or their self-check failed) instead of passing on the emulator alone. For runs
+/// that must prove the tiles ran (`tools/device/run4.sh` sets it on an AMX host).
+#[cfg(test)]
+pub(crate) fn tiles_required() -> bool {
+    std::env::var("DATTAVANI_REQUIRE_AMX").is_ok_and(|v| v.trim() == "1")
+}
+
 /// The AMX instruction groups the kernels use (CPUID leaf 7, EDX).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Feature {

@@ -676,10 +676,18 @@ mod tests {
     #[test]
     fn amx_tiles_give_the_vnni_bits_on_odd_shapes() {
         if !has_vnni() {
+            assert!(
+                !crate::backend::cpu::amx::tiles_required(),
+                "no AVX-512 VNNI here"
+            );
             eprintln!("no AVX-512 VNNI here: the AMX kernel's epilogue needs it; not run");
             return;
         }
         let on_cpu_tiles = amx::available();
+        assert!(
+            on_cpu_tiles || !crate::backend::cpu::amx::tiles_required(),
+            "DATTAVANI_REQUIRE_AMX=1, but the CPU's int8 tiles are not used here (see the log)"
+        );
         // Four threads, so the larger products also split their rows into blocks (the last
         // one with a tail of rows off the tiles).
         let pool = rayon::ThreadPoolBuilder::new()

@@ -723,6 +723,11 @@ mod tests {
                     let mut kernels = vec![Bf16Kernel::Avx512, Bf16Kernel::AmxEmulated];
                     if bf16_amx_available() {
                         kernels.push(Bf16Kernel::Amx);
+                    } else {
+                        assert!(
+                            !crate::backend::cpu::amx::tiles_required(),
+                            "DATTAVANI_REQUIRE_AMX=1, but the CPU's bf16 tiles are not used here"
+                        );
                     }
                     for kernel in kernels {
                         let mut out = vec![f32::NAN; n_q * d];
