@@ -47,34 +47,43 @@ pub(crate) enum Feature {
 /// halves are AVX-512), [`AMX_VAR`] does not turn them off, and Linux granted the tile data
 /// state. Decided once (the permission request is made at most once).
 pub(crate) fn usable(feature: Feature) -> bool {
-    static GRANTED: OnceLock<bool> = OnceLock::new();
-    let granted = *GRANTED.get_or_init(|| {
-        use super::isa::{isa, Isa};
-        if isa() < Isa::Avx512 || !cpu_has_tiles() {
-            return false;
-        }
-        if let Ok(v) = std::env::var(AMX_VAR) {
-            if matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "0" | "off" | "false" | "no"
-            ) {
-                tracing::info!("{AMX_VAR}={v}: AMX tiles not used");
-                return false;
+    tile_status(feature).is_ok()
+}
+
+/// [`usable`], with the reason when not.
+pub(crate) fn tile_status(feature: Feature) -> Result<(), String> {
+    static GRANTED: OnceLock<Result<(), String>> = OnceLock::new();
+    GRANTED
+        .get_or_init(|| {
+            use super::isa::{isa, Isa};
+            if isa() < Isa::Avx512 {
+                return Err("the ISA in use is below AVX-512".into());
             }
-        }
-        match request_tile_data() {
-            Ok(()) => true,
-            Err(why) => {
-                tracing::warn!("AMX present but not usable ({why}): AVX-512 kernels instead");
-                false
+            if !cpu_has_tiles() {
+                return Err("the CPU has no AMX tiles of the palette used".into());
             }
-        }
-    });
+            if let Ok(v) = std::env::var(AMX_VAR) {
+                if matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "0" | "off" | "false" | "no"
+                ) {
+                    tracing::info!("{AMX_VAR}={v}: AMX tiles not used");
+                    return Err(format!("{AMX_VAR}={v}"));
+                }
+            }
+            request_tile_data().inspect_err(|why| {
+                tracing::warn!("AMX present but not usable ({why}): AVX-512 kernels instead")
+            })
+        })
+        .clone()?;
     let bit = match feature {
         Feature::Int8 => 25,
         Feature::Bf16 => 22,
     };
-    granted && std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << bit) != 0
+    if std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << bit) == 0 {
+        return Err(format!("the CPU has no AMX {feature:?}"));
+    }
+    Ok(())
 }
 
 /// Whether one kernel runs on the CPU's tiles, the decision both take once: its AVX-512 twin

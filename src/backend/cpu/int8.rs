@@ -684,10 +684,14 @@ mod tests {
             return;
         }
         let on_cpu_tiles = amx::available();
-        assert!(
-            on_cpu_tiles || !crate::backend::cpu::amx::tiles_required(),
-            "DATTAVANI_REQUIRE_AMX=1, but the CPU's int8 tiles are not used here (see the log)"
-        );
+        if crate::backend::cpu::amx::tiles_required() {
+            use crate::backend::cpu::amx::{tile_status, Feature};
+            assert!(
+                on_cpu_tiles,
+                "DATTAVANI_REQUIRE_AMX=1, but the CPU's int8 tiles are not used here: {}",
+                tile_status(Feature::Int8).map_or_else(|e| e, |()| "the self-check failed".into())
+            );
+        }
         // Four threads, so the larger products also split their rows into blocks (the last
         // one with a tail of rows off the tiles).
         let pool = rayon::ThreadPoolBuilder::new()

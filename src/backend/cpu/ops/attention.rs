@@ -723,10 +723,12 @@ mod tests {
                     let mut kernels = vec![Bf16Kernel::Avx512, Bf16Kernel::AmxEmulated];
                     if bf16_amx_available() {
                         kernels.push(Bf16Kernel::Amx);
-                    } else {
-                        assert!(
-                            !crate::backend::cpu::amx::tiles_required(),
-                            "DATTAVANI_REQUIRE_AMX=1, but the CPU's bf16 tiles are not used here"
+                    } else if crate::backend::cpu::amx::tiles_required() {
+                        use crate::backend::cpu::amx::{tile_status, Feature};
+                        panic!(
+                            "DATTAVANI_REQUIRE_AMX=1, but the CPU's bf16 tiles are not used here: {}",
+                            tile_status(Feature::Bf16)
+                                .map_or_else(|e| e, |()| "the self-check failed".into())
                         );
                     }
                     for kernel in kernels {
