@@ -32,7 +32,7 @@ BOCHS_TAR=bochs_3.0+dfsg.orig.tar.xz
 BOCHS_SHA256=78f6c73d4a6472d5130a87ab9dc306d02c7c71ed8e25b3a8ef642e2a7acd282b
 
 need=()
-for tool in busybox:busybox-static xorriso:xorriso cpio:cpio g++:g++ make:make; do
+for tool in busybox:busybox-static xorriso:xorriso cpio:cpio g++:g++ make:make patch:patch curl:curl xz:xz-utils; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 [ -e /usr/lib/ISOLINUX/isolinux.bin ] || need+=(isolinux)
