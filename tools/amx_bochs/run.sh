@@ -57,7 +57,7 @@ fi
 # The newest trixie package whose name matches $1 (an awk regex): its pool path.
 trixie_deb() {
   curl -fsS "$MIRROR/dists/trixie/main/binary-amd64/Packages.xz" | xz -d \
-    | awk -v re="^Package: $1\$" '$0 ~ re {p=1} p&&/^Filename:/{f=$2; p=0} END{print f}'
+    | awk -v re="^Package: $1\$" '$0 ~ re {p=1} p&&/^Filename:/{print $2; p=0}' | sort -V | tail -1
 }
 # The BIOS images, from trixie's bochsbios (the BIOS of Bochs 3.0) and bookworm's vgabios.
 if [ ! -f "$W/bios/BIOS-bochs-latest" ]; then
