@@ -25,12 +25,19 @@ pub(crate) const TILE_ROW_BYTES: usize = 64;
 /// the AVX-512 kernels on an AMX machine.
 pub const AMX_VAR: &str = "DATTAVANI_AMX";
 
-/// Tests read this: `1` makes the AMX tests fail where the CPU's tiles would not run (not
-/// usable, or their self-check failed) instead of passing on the emulator alone. For runs
-/// that must prove the tiles ran (`tools/device/run4.sh` sets it on an AMX host).
+/// For the AMX tests, told whether the CPU's tiles ran for `feature`: where
+/// `DATTAVANI_REQUIRE_AMX=1`, they fail when the tiles did not run, saying why, instead of
+/// passing on the emulator alone. For runs that must prove the tiles ran
+/// (`tools/device/run4.sh` sets it on an AMX host, `tools/amx_bochs/run.sh` in its guest).
 #[cfg(test)]
-pub(crate) fn tiles_required() -> bool {
-    std::env::var("DATTAVANI_REQUIRE_AMX").is_ok_and(|v| v.trim() == "1")
+pub(crate) fn assert_tiles_ran_if_required(feature: Feature, ran: bool) {
+    if ran || !std::env::var("DATTAVANI_REQUIRE_AMX").is_ok_and(|v| v.trim() == "1") {
+        return;
+    }
+    let why = tile_status(feature)
+        .err()
+        .unwrap_or_else(|| "the self-check failed, or the AVX-512 twin is missing".into());
+    panic!("DATTAVANI_REQUIRE_AMX=1, but the CPU's {feature:?} tiles did not run here: {why}");
 }
 
 /// The AMX instruction groups the kernels use (CPUID leaf 7, EDX).

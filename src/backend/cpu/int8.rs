@@ -675,23 +675,14 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn amx_tiles_give_the_vnni_bits_on_odd_shapes() {
+        use crate::backend::cpu::amx::{assert_tiles_ran_if_required, Feature};
         if !has_vnni() {
-            assert!(
-                !crate::backend::cpu::amx::tiles_required(),
-                "no AVX-512 VNNI here"
-            );
+            assert_tiles_ran_if_required(Feature::Int8, false);
             eprintln!("no AVX-512 VNNI here: the AMX kernel's epilogue needs it; not run");
             return;
         }
         let on_cpu_tiles = amx::available();
-        if crate::backend::cpu::amx::tiles_required() {
-            use crate::backend::cpu::amx::{tile_status, Feature};
-            assert!(
-                on_cpu_tiles,
-                "DATTAVANI_REQUIRE_AMX=1, but the CPU's int8 tiles are not used here: {}",
-                tile_status(Feature::Int8).map_or_else(|e| e, |()| "the self-check failed".into())
-            );
-        }
+        assert_tiles_ran_if_required(Feature::Int8, on_cpu_tiles);
         // Four threads, so the larger products also split their rows into blocks (the last
         // one with a tail of rows off the tiles).
         let pool = rayon::ThreadPoolBuilder::new()
