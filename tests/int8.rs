@@ -10,7 +10,8 @@
 //! - over all clips, int8's word error rate is at most f32's plus one point.
 //!
 //! The same holds for `--dtype int8-bf16` (int8, and the encoder's attention products in bf16
-//! where the CPU has AVX-512 BF16; exactly int8 elsewhere).
+//! where the CPU has AVX-512 BF16; exactly int8 elsewhere) and for `--dtype int8-bf16x3` (those
+//! products as three bf16 products of split operands, near f32, made for AMX tiles).
 
 #[path = "common/clips.rs"]
 mod clips;
@@ -21,6 +22,7 @@ mod models;
 #[path = "common/wer.rs"]
 mod wer;
 
+use dattavani_asr::testing::backend::cpu::ops::Products;
 use dattavani_asr::testing::decode::DecodingTask;
 use dattavani_asr::testing::mel;
 use dattavani_asr::testing::model::hub;
@@ -30,8 +32,10 @@ use dattavani_asr::testing::transcribe::{Device, Dtype, TranscribeOptions, Trans
 /// Measured on tiny.en (AMD EPYC Zen 5, issue 12): 14 of 16 clips give f32's tokens exactly
 /// with int8 and with int8-bf16; the other two part at gaps of 0.07 and 0.11, the same tokens
 /// for both (int8 logits differ from f32's by that much: per-row scales of 1/127 through 4
-/// decoder layers). An earlier int8 kernel parted on a third clip at 0.23. 0.5 means int8 may pick a token f32 gave at least e^-0.5
-/// (61%) of its top token's probability, never a token f32 found clearly worse.
+/// decoder layers). int8-bf16x3 parts at those two and at a third, at token 1 of
+/// synth_espeak_3.wav, gap 0.17 (a near-tie that int8 resolves as f32 does). An earlier int8
+/// kernel parted on a third clip at 0.23. 0.5 means int8 may pick a token f32 gave at least
+/// e^-0.5 (61%) of its top token's probability, never a token f32 found clearly worse.
 const NEAR_TIE: f32 = 0.5;
 
 fn transcriber(dtype: Dtype) -> Transcriber {
@@ -57,14 +61,22 @@ fn int8_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
 
 #[test]
 fn int8_bf16_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
-    // Where the CPU lacks AVX-512 BF16, int8-bf16 is int8 (and says so).
-    use dattavani_asr::testing::backend::cpu::ops::Products;
-    let ran = if Products::Bf16.on_this_cpu() == Products::Bf16 {
-        "int8-bf16"
+    follows_f32_up_to_near_ties(Dtype::Int8Bf16, ran_as(Products::Bf16, "int8-bf16"));
+}
+
+#[test]
+fn int8_bf16x3_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
+    follows_f32_up_to_near_ties(Dtype::Int8Bf16x3, ran_as(Products::Bf16x3, "int8-bf16x3"));
+}
+
+/// What a model asked for attention `products` reports as its weights: `name`, or "int8" where
+/// the CPU lacks AVX-512 BF16 (it then runs int8, and says so).
+fn ran_as(products: Products, name: &'static str) -> &'static str {
+    if products.on_this_cpu() == products {
+        name
     } else {
         "int8"
-    };
-    follows_f32_up_to_near_ties(Dtype::Int8Bf16, ran);
+    }
 }
 
 /// The module's assertions for `dtype`, whose model reports `ran` as its weights.

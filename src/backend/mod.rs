@@ -217,8 +217,9 @@ pub trait Diagnostics {
     }
 
     /// How the matrix weights are stored on the device ("f32", "f16", "int8"), as `--dtype`
-    /// spells them; arithmetic is f32 but for "int8-bf16" (int8 weights, the encoder's attention
-    /// products in bf16: only where the CPU ran them).
+    /// spells them; arithmetic is f32 but for "int8-bf16" and "int8-bf16x3" (int8 weights, the
+    /// encoder's attention products in bf16, plain or as three of split operands: only where
+    /// the CPU ran them).
     fn weights_dtype(&self) -> &'static str;
 
     /// Turns the per-kernel device profile on or off (`bench`); returns whether it is on. Only

@@ -75,6 +75,8 @@ pub enum DtypeArg {
     Int8,
     #[value(name = "int8-bf16")]
     Int8Bf16,
+    #[value(name = "int8-bf16x3")]
+    Int8Bf16x3,
 }
 
 /// `--dtype`'s help, one text for every command that takes it.
@@ -82,7 +84,8 @@ pub const DTYPE_HELP: &str = "Weight storage: auto (the default: int8 on a CPU w
 VNNI, else f32; f16 on a GPU), f32 (the reference), f16 (GPU only), int8 (row-scaled, as \
 CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul) or \
 int8-bf16 (int8, and the encoder's attention products in bf16 on a CPU with AVX-512 BF16: \
-faster, slightly noisier; int8 elsewhere)";
+faster, slightly noisier; int8 elsewhere) or int8-bf16x3 (int8, and those products as three bf16 \
+products of split operands: near f32; made for AMX tiles, slower than int8 without them)";
 
 impl DtypeArg {
     pub fn dtype(self) -> Dtype {
@@ -92,6 +95,7 @@ impl DtypeArg {
             DtypeArg::F16 => Dtype::F16,
             DtypeArg::Int8 => Dtype::Int8,
             DtypeArg::Int8Bf16 => Dtype::Int8Bf16,
+            DtypeArg::Int8Bf16x3 => Dtype::Int8Bf16x3,
         }
     }
 }

@@ -201,7 +201,9 @@ pub(crate) fn load(
         let mut kc = KernelConfig::for_adapter(&ctx);
         match dtype {
             Some(Dtype::F32) => kc.weights = WeightType::F32,
-            Some(Dtype::Int8 | Dtype::Int8Bf16) => kc.weights = WeightType::Int8,
+            Some(Dtype::Int8 | Dtype::Int8Bf16 | Dtype::Int8Bf16x3) => {
+                kc.weights = WeightType::Int8
+            }
             Some(Dtype::F16) | Some(Dtype::Auto) | None => {}
         }
         GpuModel::load_with_config(ctx, &weights, &config.dims, kc)
@@ -218,6 +220,7 @@ pub(crate) fn load(
             Dtype::Int8 => (CpuWeights::Int8, ops::Products::F32),
             // `with_encoder_attention` keeps bf16 only where the CPU runs it.
             Dtype::Int8Bf16 => (CpuWeights::Int8, ops::Products::Bf16),
+            Dtype::Int8Bf16x3 => (CpuWeights::Int8, ops::Products::Bf16x3),
             _ => (CpuWeights::F32, ops::Products::F32),
         };
         Ok(CpuModel::load_with(&weights, &config.dims, cpu_dtype)?

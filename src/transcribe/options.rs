@@ -38,6 +38,14 @@ pub enum Dtype {
     /// more near-tie flips than int8 alone (measured in README, hence not the default). Exactly
     /// [`Dtype::Int8`] elsewhere, the GPU included.
     Int8Bf16,
+    /// [`Dtype::Int8`], and on a CPU with AVX-512 BF16 the encoder's attention products as
+    /// three bf16 products of split operands (each f32 as `hi + lo`, two bf16; what is lost is
+    /// about 2^-16 of each product): near f32. Made for AMX bf16 tiles, where three bf16
+    /// products should take a fraction of the time of f32 ones (not yet measured: the default
+    /// int8 keeps f32 attention until it is, on an AMX CPU, for speed and words); with AVX-512
+    /// BF16 alone it is slower than [`Dtype::Int8`] (it is there to test and compare). Exactly
+    /// [`Dtype::Int8`] without AVX-512 BF16, the GPU included.
+    Int8Bf16x3,
 }
 
 impl Dtype {

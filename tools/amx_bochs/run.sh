@@ -13,7 +13,7 @@
 #   bash tools/amx_bochs/run.sh jfk      samples/jfk.wav, default settings (int8), 2 threads,
 #                                        tiles on and off: the JSON must be byte-identical
 #                                        (and match this machine's); then --dtype int8-bf16
-#                                        on and off, texts printed (~30 min: Bochs interprets
+#                                        and int8-bf16x3 on and off, texts printed (~30 min: Bochs interprets
 #                                        every instruction)
 #
 # Bochs is built from Debian's source package with bochs-amx.patch beside this script; the
@@ -96,7 +96,7 @@ for l in sys.stdin:
         print(m["executable"])')
     add_binary "$bin" lib-tests
     cat > "$root/cmds" <<'EOF'
-DATTAVANI_REQUIRE_AMX=1 /bin/lib-tests --test-threads 1 amx_tiles bf16_fused_attention 2>&1
+DATTAVANI_REQUIRE_AMX=1 /bin/lib-tests --test-threads 1 amx_tiles fused_attention::bf16 2>&1
 echo "== AMX tests (tiles required): exit $?"
 # All the library's unit tests with the tiles on, but the one that reads a fixture from the
 # repository (not in the guest).
@@ -123,13 +123,13 @@ for amx in 1 0; do
   echo "== AMX=$amx sha256 $(sha256sum < /tmp/amx$amx/jfk.json)"
 done
 cmp /tmp/amx0/jfk.json /tmp/amx1/jfk.json && echo "== jfk: JSON byte-identical, AMX on and off"
-# int8-bf16: the bf16 attention on tdpbf16ps against AVX-512 BF16 (equal to f32 rounding, not
-# to the bit, so this compares the text).
-for amx in 1 0; do
-  DATTAVANI_AMX=$amx /bin/dattavani-asr transcribe --quiet --device cpu --threads 2 --dtype int8-bf16 \
-    --output-format txt --output-dir /tmp/bf16amx$amx /jfk.wav 2>&1 | grep -i amx
-  echo "== int8-bf16 AMX=$amx: $(cat /tmp/bf16amx$amx/jfk.txt)"
-done
+# int8-bf16 and int8-bf16x3: the bf16 attention (plain, split) on tdpbf16ps against AVX-512
+# BF16 (equal to f32 rounding, not to the bit, so this compares the text).
+for dtype in int8-bf16 int8-bf16x3; do for amx in 1 0; do
+  DATTAVANI_AMX=$amx /bin/dattavani-asr transcribe --quiet --device cpu --threads 2 --dtype $dtype \
+    --output-format txt --output-dir /tmp/$dtype-amx$amx /jfk.wav 2>&1 | grep -i amx
+  echo "== $dtype AMX=$amx: $(cat /tmp/$dtype-amx$amx/jfk.txt)"
+done; done
 EOF
     ;;
   *) echo "usage: $0 [tests|jfk]" >&2; exit 2 ;;

@@ -3,7 +3,8 @@
 //! emulator of the instructions they issue.
 //!
 //! Two kernels use the tiles: int8 products (`int8::amx`, `tdpbusd`) and the bf16 attention
-//! of `--dtype int8-bf16` (`ops::fused_attention::bf16::amx`, `tdpbf16ps`). Each drives its
+//! (`ops::fused_attention::bf16::amx`, `tdpbf16ps`) of `--dtype int8-bf16`, and of
+//! `int8-bf16x3` with split operands (three bf16 products each: near f32). Each drives its
 //! tiles through a small trait of its own on top of [`Tiles`], implemented by the CPU's tiles
 //! ([`CpuTiles`], inline asm) and, in tests, by the emulator `TileFile`; each checks the
 //! CPU's tiles against its AVX-512 twin once per process before the first use.

@@ -105,19 +105,26 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
     } else {
         format!("gemm crate + softmax ({})", simd.name())
     };
-    let bf16_attention = match super::ops::Products::Bf16.on_this_cpu() {
-        super::ops::Products::Bf16 if super::ops::bf16_amx_available() => {
-            "amx-bf16 tiles fused (bf16 products)"
-        }
-        super::ops::Products::Bf16 => "avx512-bf16 fused (bf16 products)",
-        super::ops::Products::F32 => "as int8 (no AVX-512 BF16)",
+    use super::ops::Products;
+    let bf16_kernel = match Products::Bf16.on_this_cpu() {
+        Products::F32 => None,
+        _ if super::ops::bf16_amx_available() => Some("amx-bf16 tiles fused"),
+        _ => Some("avx512-bf16 fused"),
+    };
+    let (bf16_attention, bf16x3_attention) = match bf16_kernel {
+        Some(kernel) => (
+            format!("{kernel} (bf16 products)"),
+            format!("{kernel} (3 bf16 products of split operands)"),
+        ),
+        None => ("as int8 (no AVX-512 BF16)".into(), "as int8".into()),
     };
     vec![
         ("matmul f32", "gemm crate (its own dispatch)".to_string()),
         ("matmul int8", int8.to_string()),
         ("int8 row quantization", quantize.to_string()),
         ("attention, 32+ queries", fused),
-        ("attention, int8-bf16 encoder", bf16_attention.to_string()),
+        ("attention, int8-bf16 encoder", bf16_attention),
+        ("attention, int8-bf16x3 encoder", bf16x3_attention),
         ("attention, decoder steps", simd.name().to_string()),
         ("softmax, layer norm, GELU, add", simd.name().to_string()),
     ]

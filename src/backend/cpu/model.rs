@@ -209,8 +209,8 @@ pub struct CpuModel {
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
     dtype: CpuWeights,
-    /// The precision of the encoder's attention products (`--dtype int8-bf16`: bf16 where the
-    /// CPU has it; f32 otherwise).
+    /// The precision of the encoder's attention products (`--dtype int8-bf16` and
+    /// `int8-bf16x3`: bf16 where the CPU has it; f32 otherwise).
     encoder_attention: ops::Products,
     /// Threads of the rayon pool the model was loaded in (the caller's `--threads` pool; calls
     /// such as `device_name` may come from outside it).
@@ -301,6 +301,7 @@ impl crate::backend::Diagnostics for CpuModel {
             (CpuWeights::F32, _) => "f32",
             (CpuWeights::Int8, ops::Products::F32) => "int8",
             (CpuWeights::Int8, ops::Products::Bf16) => "int8-bf16",
+            (CpuWeights::Int8, ops::Products::Bf16x3) => "int8-bf16x3",
         }
     }
 }

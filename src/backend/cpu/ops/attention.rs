@@ -93,7 +93,7 @@ pub enum KvLayout {
 
 impl KvLayout {
     /// (offset of head `h`'s first row, distance between its rows).
-    fn head(self, h: usize, n_kv: usize, d: usize, hd: usize) -> (usize, usize) {
+    pub(super) fn head(self, h: usize, n_kv: usize, d: usize, hd: usize) -> (usize, usize) {
         match self {
             KvLayout::Rows => (h * hd, d),
             KvLayout::Heads => (h * n_kv * hd, hd),
@@ -532,7 +532,7 @@ pub fn attention_weights(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::backend::cpu::ops) mod tests {
     use super::*;
     use crate::backend::cpu::isa::Isa;
     use crate::backend::cpu::ops::test_data as data;
@@ -568,6 +568,15 @@ mod tests {
         out
     }
 
+    /// [`attention_f64`] of [`rows_call`]'s call (for the bf16 kernels' tests).
+    pub(in crate::backend::cpu::ops) fn rows_f64(
+        qkv: [&[f32]; 3],
+        sizes: (usize, usize, usize, usize),
+        causal_offset: Option<usize>,
+    ) -> Vec<f64> {
+        attention_f64(rows_call(qkv, sizes, causal_offset))
+    }
+
     /// The call of `attention` on `[q, k, v]` (keys and values as rows) of sizes
     /// `(n_q, n_kv, d, n_head)`.
     fn rows_call<'a>(
@@ -593,7 +602,7 @@ mod tests {
     }
 
     /// `k` and `v` (`[n_kv, d]` rows) in each [`KvLayout`], with its name.
-    fn both_layouts(
+    pub(in crate::backend::cpu::ops) fn both_layouts(
         k: &[f32],
         v: &[f32],
         n_kv: usize,
@@ -620,7 +629,7 @@ mod tests {
     /// (queries, keys, causal offset) of the fused kernels' tests: key counts around and off the
     /// 32-key tiles, 128-key blocks and 12-query tiles, odd ones (the bf16 kernel pairs keys),
     /// causal rows that see no key of a tile's last block, a single key.
-    const FUSED_SHAPES: &[(usize, usize, Option<usize>)] = &[
+    pub(in crate::backend::cpu::ops) const FUSED_SHAPES: &[(usize, usize, Option<usize>)] = &[
         (33, 1500, None),
         (37, 37, Some(0)),
         (45, 131, Some(85)),
@@ -659,90 +668,6 @@ mod tests {
             assert_eq!(results.len(), expected);
             for (name, got) in &results {
                 assert_near(&format!("{name} {n_q}x{n_kv} {causal:?}"), got, &want);
-            }
-        }
-    }
-
-    /// The bf16 kernel against f64 attention of the same operands rounded to bf16 (queries
-    /// after their 1/8, exact): what remains is the rounding of each softmax weight to bf16,
-    /// a relative 2^-9 at most, and of their f32 sums. A weighted mean of values within ±max|v|
-    /// whose weights each move by 2^-9 (and are normalised by their rounded sum) moves by at
-    /// most 2 · 2^-9 · max|v|; 1e-5 more covers the f32 sums. Queries scaled up 16x so the
-    /// softmax is sharp (scores up to ±8) and the running max moves between key blocks.
-    #[test]
-    fn bf16_fused_attention_matches_f64_of_rounded_operands() {
-        let round = |x: &[f32]| -> Vec<f32> {
-            x.iter()
-                .map(|&x| half::bf16::from_f32(x).to_f32())
-                .collect()
-        };
-        let (d, n_head) = (128, 2);
-        for &(n_q, n_kv, causal) in FUSED_SHAPES {
-            let q: Vec<f32> = data(31, n_q * d).iter().map(|x| x * 16.0).collect();
-            let (k, v) = (data(32, n_kv * d), data(33, n_kv * d));
-            let q_rounded: Vec<f32> = round(&q.iter().map(|x| x / 8.0).collect::<Vec<_>>())
-                .iter()
-                .map(|x| x * 8.0)
-                .collect();
-            let (k_rounded, v_rounded) = (round(&k), round(&v));
-            let call = rows_call(
-                [&q_rounded, &k_rounded, &v_rounded],
-                (n_q, n_kv, d, n_head),
-                causal,
-            );
-            let (shape, want) = (call.shape, attention_f64(call));
-            let v_max = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
-            let tolerance = 2.0 * v_max / 512.0 + 1e-5;
-            let layouts = both_layouts(&k, &v, n_kv, d, n_head);
-            for &(name, layout, ref k, ref v) in &layouts {
-                let mut out = vec![f32::NAN; n_q * d];
-                let head = |h| layout.head(h, n_kv, d, d / n_head);
-                if !fused_attention(
-                    Isa::Avx512,
-                    Products::Bf16,
-                    &q,
-                    k,
-                    v,
-                    head,
-                    shape,
-                    causal,
-                    &mut out,
-                ) {
-                    assert!(isa() < Isa::Avx2, "the fused kernel declined");
-                    continue;
-                }
-                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-                let mut results = vec![("dispatched".to_string(), out)];
-                // The AMX kernel on the tile emulator wherever the AVX-512 BF16 kernel runs
-                // (it shares its packing and softmax), and on the CPU's tiles where it is used.
-                #[cfg(target_arch = "x86_64")]
-                if Products::Bf16.on_this_cpu() == Products::Bf16 {
-                    use super::super::fused_attention::{
-                        bf16_amx_available, fused_bf16, Bf16Kernel,
-                    };
-                    let mut kernels = vec![Bf16Kernel::Avx512, Bf16Kernel::AmxEmulated];
-                    let on_cpu_tiles = bf16_amx_available();
-                    crate::backend::cpu::amx::assert_tiles_ran_if_required(
-                        crate::backend::cpu::amx::Feature::Bf16,
-                        on_cpu_tiles,
-                    );
-                    if on_cpu_tiles {
-                        kernels.push(Bf16Kernel::Amx);
-                    }
-                    for kernel in kernels {
-                        let mut out = vec![f32::NAN; n_q * d];
-                        fused_bf16(kernel, &q, k, v, &head, shape, causal, true, &mut out);
-                        results.push((format!("{kernel:?}"), out));
-                    }
-                }
-                for (kernel, out) in &results {
-                    for (idx, (&g, &w)) in out.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g as f64 - w).abs() < tolerance,
-                            "bf16 {kernel} {name} {n_q}x{n_kv} {causal:?} [{idx}]: {g} vs {w} (tolerance {tolerance})"
-                        );
-                    }
-                }
             }
         }
     }

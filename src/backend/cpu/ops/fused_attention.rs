@@ -17,7 +17,8 @@
 //! 6 rows × 16 keys and 3 rows × 32 dimensions.
 //!
 //! With [`Products::Bf16`] on a CPU with AVX-512 BF16, the products run in bf16 with f32 sums
-//! (module `bf16`); elsewhere that request runs the f32 kernels.
+//! (module `bf16`), and with [`Products::Bf16x3`] as three bf16 products of split operands
+//! (near f32); elsewhere those requests run the f32 kernels.
 //!
 //! Where the CPU lacks AVX2 + FMA or heads are not 64 wide, [`fused_attention`] declines and
 //! the caller takes the unfused path.
@@ -56,14 +57,19 @@ pub enum Products {
     /// Operands rounded to bf16 (8 significant bits), where the CPU has AVX-512 BF16 (else
     /// f32): twice the multiply-adds per instruction.
     Bf16,
+    /// Operands split into two bf16 (`hi + lo`, 16 significant bits) and three bf16 products
+    /// each, where the CPU has AVX-512 BF16 (else f32): about 2^-16 of each product lost, near
+    /// f32. Faster than f32 on AMX tiles only (three `tdpbf16ps` against f32 multiply-adds;
+    /// with `vdpbf16ps`, three bf16 products cost more than one f32 multiply-add).
+    Bf16x3,
 }
 
 impl Products {
-    /// What `products` runs on this CPU: [`Products::Bf16`] only where the bf16 kernel exists.
+    /// What `products` runs on this CPU: the bf16 kinds only where the bf16 kernels exist.
     pub fn on_this_cpu(self) -> Products {
         #[cfg(target_arch = "x86_64")]
-        if self == Products::Bf16 && bf16::available() {
-            return Products::Bf16;
+        if self != Products::F32 && bf16::available() {
+            return self;
         }
         Products::F32
     }
@@ -109,7 +115,12 @@ pub(super) fn fused_attention(
         }
         let parallel =
             n_q * n_kv * d >= super::PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
-        if simd >= Isa::Avx512 && products.on_this_cpu() == Products::Bf16 {
+        let split = match products.on_this_cpu() {
+            Products::F32 => None,
+            Products::Bf16 => Some(false),
+            Products::Bf16x3 => Some(true),
+        };
+        if let (true, Some(split)) = (simd >= Isa::Avx512, split) {
             let kernel = if bf16::amx::available() {
                 Bf16Kernel::Amx
             } else {
@@ -117,6 +128,7 @@ pub(super) fn fused_attention(
             };
             fused_bf16(
                 kernel,
+                split,
                 q,
                 k,
                 v,
@@ -183,7 +195,8 @@ pub(super) fn fused_attention(
     }
 }
 
-/// Whether [`Products::Bf16`] runs on AMX tiles here (module `bf16::amx`).
+/// Whether [`Products::Bf16`] and [`Products::Bf16x3`] run on AMX tiles here (module
+/// `bf16::amx`).
 pub fn bf16_amx_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -208,14 +221,15 @@ pub(super) enum Bf16Kernel {
     AmxEmulated,
 }
 
-/// [`fused_attention`] with bf16 products on `kernel`: every head's keys and values packed
-/// (module `bf16`), then one task per head and tile of queries. The caller checked what
+/// [`fused_attention`] with bf16 products on `kernel`, of `split` operands or not: every head's
+/// keys and values packed (module `bf16`), then one task per head and tile of queries. The caller checked what
 /// [`fused_attention`] checks, and that `kernel` runs here (the AVX-512 BF16 kernel for all
 /// three; `bf16::amx::available()` for [`Bf16Kernel::Amx`]).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fused_bf16(
     kernel: Bf16Kernel,
+    split: bool,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -231,19 +245,19 @@ pub(super) fn fused_bf16(
         d,
         n_head,
     } = shape;
-    let (keys_len, values_len) = (bf16::keys_len(n_kv), bf16::values_len(n_kv));
-    let head_len = keys_len + values_len;
+    let planes = bf16::planes(split);
+    let keys_len = planes * bf16::keys_len(n_kv);
+    let head_len = keys_len + planes * bf16::values_len(n_kv);
     let mut packed = PACKED_BF16.take();
     packed.clear();
     packed.resize(n_head * head_len, 0);
     let pack = |(h, dst): (usize, &mut [u32])| {
-        let (off, rs) = head_rows(h);
         let (keys, values) = dst.split_at_mut(keys_len);
         // SAFETY: `Products::on_this_cpu` found the bf16 kernel's features; the caller checked
         // that `k` and `v` hold every row of every head.
         unsafe {
-            bf16::pack_keys(k, off, rs, n_kv, keys);
-            bf16::pack_values(v, off, rs, n_kv, values);
+            bf16::pack_keys(k, head_rows(h), n_kv, split, keys);
+            bf16::pack_values(v, head_rows(h), n_kv, split, values);
         }
     };
     per_head(&mut packed, head_len, parallel, pack);
@@ -267,6 +281,7 @@ pub(super) fn fused_bf16(
             values,
             n_kv,
             causal_offset,
+            split,
             out: out_ptr,
         };
         // SAFETY: as `pack`, and the caller checked that `kernel` runs here; the task writes

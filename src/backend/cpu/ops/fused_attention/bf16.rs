@@ -5,15 +5,25 @@
 //! rounded to bf16 (8 significant bits, nearest even) is each operand of a product: the queries
 //! (scaled by 1/8 first, exact), keys, values and the softmax weights. Sums stay f32.
 //!
+//! With split operands ([`Task::split`], `Products::Bf16x3`) each operand `x` is also kept as
+//! `hi = bf16(x)` and `lo = bf16(x − hi)`, 16 significant bits together, and each product
+//! `a · b` runs as three, `a_hi·b_hi + a_lo·b_hi + a_hi·b_lo` (what XLA calls BF16_BF16_F32_X3):
+//! what is lost is `a_lo·b_lo` and the rounding of the `lo` parts, about 2^-16 of each product,
+//! against bf16's 2^-8. It is near-f32 attention for the AMX tiles (module `amx`), where three
+//! `tdpbf16ps` still cost a fraction of f32 multiply-adds; here, at 1.5 instructions per f32
+//! multiply-add, it is the AMX kernel's twin and its reference on a CPU without tiles.
+//!
 //! Layouts (`u32` = two bf16, the lower half first): keys per head as tiles of 32 keys ×
 //! 32 dimension pairs, `[tile][pair][32]` (the f32 kernel's `[tile][t][32]` with neighbouring
 //! dimensions paired); values per head as `[key pair][64 dimensions]`, each lane the same
 //! dimension of two neighbouring keys (an odd last key paired with a zero row). The weights of
-//! a row are bf16 in key order, which pairs neighbouring keys as the values do.
+//! a row are bf16 in key order, which pairs neighbouring keys as the values do. Split operands
+//! keep their `lo` parts in a second plane of the same layout right after the first.
 //!
 //! The tile sizes and the online-softmax bookkeeping are the f32 kernel's ([`super::online_step`],
-//! `block_max` and `exp` of its AVX-512 module); the normalising sum adds the rounded weights,
-//! so each output row is a weighted mean whose weights sum to 1 up to f32 rounding.
+//! `block_max` and `exp` of its AVX-512 module); the normalising sum adds the rounded weights
+//! (`hi + lo` when split), so each output row is a weighted mean whose weights sum to 1 up to
+//! f32 rounding.
 
 use super::super::SendPtr;
 use super::avx512::{block_max, exp, masked};
@@ -21,6 +31,8 @@ use super::{online_step, HEAD_DIM, KEY_BLOCK, KEY_TILE, TILE_ROWS};
 use std::arch::x86_64::*;
 
 pub(super) mod amx;
+#[cfg(test)]
+mod tests;
 
 /// bf16 pairs in a row of [`HEAD_DIM`].
 const PAIRS: usize = HEAD_DIM / 2;
@@ -42,76 +54,150 @@ pub(super) fn values_len(n_kv: usize) -> usize {
     n_kv.div_ceil(KEY_TILE) * KEY_TILE / 2 * HEAD_DIM
 }
 
-/// 16 floats from `x` rounded to bf16, each in the lower half of a 32-bit lane.
+/// `x` rounded to bf16 (nearest even), as f32.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn bf16_lanes(x: *const f32) -> __m512i {
-    let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(x)));
-    _mm512_cvtepu16_epi32(h)
+unsafe fn rounded(x: __m512) -> __m512 {
+    let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
 }
 
-/// The 64 floats of `row` times `scale` as 32 bf16 pairs into `out`.
+/// 16 floats `x` rounded to bf16, each in the lower half of a 32-bit lane: their `hi` parts,
+/// and with `split` their `lo` parts (else zero).
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn pack_row(row: *const f32, scale: f32, out: *mut u32) {
+unsafe fn bf16_lanes(x: *const f32, split: bool) -> [__m512i; 2] {
+    let x = _mm512_loadu_ps(x);
+    let lanes = |x: __m512| {
+        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
+        _mm512_cvtepu16_epi32(h)
+    };
+    let lo = if split {
+        lanes(_mm512_sub_ps(x, rounded(x)))
+    } else {
+        _mm512_setzero_si512()
+    };
+    [lanes(x), lo]
+}
+
+/// The 64 floats of `row` times `scale` as 32 bf16 pairs into `out`, and with `lo` their `lo`
+/// parts into it.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+unsafe fn pack_row(row: *const f32, scale: f32, out: *mut u32, lo: Option<*mut u32>) {
     let s = _mm512_set1_ps(scale);
+    // `cvtne2ps(b, a)` puts a's 16 values first, then b's: the row's order.
+    let pairs =
+        |a: __m512, b: __m512| -> __m512i { std::mem::transmute(_mm512_cvtne2ps_pbh(b, a)) };
     for half in 0..2 {
         let x = |c: usize| _mm512_mul_ps(s, _mm512_loadu_ps(row.add(half * 32 + c * 16)));
-        // `cvtne2ps(b, a)` puts a's 16 values first, then b's: the row's order.
-        let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(x(1), x(0)));
-        _mm512_storeu_si512(out.add(half * 16).cast(), pairs);
-    }
-}
-
-/// Head keys `k[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`keys_len`]): `[tile][pair][32]`,
-/// zero past `n_kv`.
-///
-/// # Safety
-/// [`available`]; `k` holds every row named.
-#[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn pack_keys(k: &[f32], off: usize, rs: usize, n_kv: usize, out: &mut [u32]) {
-    assert!(out.len() >= keys_len(n_kv) && k.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
-    out[(n_kv / KEY_TILE) * KEY_TILE * PAIRS..keys_len(n_kv)].fill(0);
-    let mut pairs = [0u32; PAIRS];
-    for j in 0..n_kv {
-        pack_row(k.as_ptr().add(off + j * rs), 1.0, pairs.as_mut_ptr());
-        let tile = &mut out[(j / KEY_TILE) * KEY_TILE * PAIRS..][..KEY_TILE * PAIRS];
-        for (p, &x) in pairs.iter().enumerate() {
-            tile[p * KEY_TILE + j % KEY_TILE] = x;
+        let (x0, x1) = (x(0), x(1));
+        _mm512_storeu_si512(out.add(half * 16).cast(), pairs(x0, x1));
+        if let Some(lo) = lo {
+            let (r0, r1) = (
+                _mm512_sub_ps(x0, rounded(x0)),
+                _mm512_sub_ps(x1, rounded(x1)),
+            );
+            _mm512_storeu_si512(lo.add(half * 16).cast(), pairs(r0, r1));
         }
     }
 }
 
-/// Head values `v[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`values_len`]):
+/// Planes of packed operands: 2 with `lo` parts.
+pub(super) fn planes(split: bool) -> usize {
+    1 + usize::from(split)
+}
+
+/// Products per product of operands: `hi·hi` alone, or with `lo·hi` and `hi·lo` when split.
+fn products(split: bool) -> usize {
+    if split {
+        3
+    } else {
+        1
+    }
+}
+
+/// Head keys `k[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`keys_len`] per plane):
+/// `[tile][pair][32]`, zero past `n_kv`; with `split`, their `lo` parts in a second plane.
+///
+/// # Safety
+/// [`available`]; `k` holds every row named.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn pack_keys(
+    k: &[f32],
+    (off, rs): (usize, usize),
+    n_kv: usize,
+    split: bool,
+    out: &mut [u32],
+) {
+    let plane = keys_len(n_kv);
+    assert!(out.len() >= planes(split) * plane && k.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+    let tail = (n_kv / KEY_TILE) * KEY_TILE * PAIRS;
+    for p in 0..planes(split) {
+        out[p * plane + tail..(p + 1) * plane].fill(0);
+    }
+    let mut pairs = [0u32; 2 * PAIRS];
+    let base = pairs.as_mut_ptr();
+    for j in 0..n_kv {
+        pack_row(
+            k.as_ptr().add(off + j * rs),
+            1.0,
+            base,
+            split.then(|| base.add(PAIRS)),
+        );
+        for p in 0..planes(split) {
+            let tile = p * plane + (j / KEY_TILE) * KEY_TILE * PAIRS + j % KEY_TILE;
+            for i in 0..PAIRS {
+                out[tile + i * KEY_TILE] = *base.add(p * PAIRS + i);
+            }
+        }
+    }
+}
+
+/// Head values `v[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`values_len`] per plane):
 /// `[key pair][64]`, keys `2i` (lower half) and `2i + 1` of dimension `c` in lane `c`; zero
-/// past `n_kv`.
+/// past `n_kv`; with `split`, their `lo` parts in a second plane.
 ///
 /// # Safety
 /// [`available`]; `v` holds every row named.
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn pack_values(v: &[f32], off: usize, rs: usize, n_kv: usize, out: &mut [u32]) {
-    assert!(out.len() >= values_len(n_kv) && v.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+pub(super) unsafe fn pack_values(
+    v: &[f32],
+    (off, rs): (usize, usize),
+    n_kv: usize,
+    split: bool,
+    out: &mut [u32],
+) {
+    let plane = values_len(n_kv);
+    assert!(out.len() >= planes(split) * plane && v.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
     let zero = [0.0f32; HEAD_DIM];
-    out[n_kv.div_ceil(2) * HEAD_DIM..values_len(n_kv)].fill(0);
-    for p in 0..n_kv.div_ceil(2) {
-        let first = v.as_ptr().add(off + 2 * p * rs);
-        let second = if 2 * p + 1 < n_kv {
+    for p in 0..planes(split) {
+        out[p * plane + n_kv.div_ceil(2) * HEAD_DIM..(p + 1) * plane].fill(0);
+    }
+    for i in 0..n_kv.div_ceil(2) {
+        let first = v.as_ptr().add(off + 2 * i * rs);
+        let second = if 2 * i + 1 < n_kv {
             first.add(rs)
         } else {
             zero.as_ptr()
         };
         for c in 0..HEAD_DIM / 16 {
-            let lo = bf16_lanes(first.add(c * 16));
-            let hi = _mm512_slli_epi32::<16>(bf16_lanes(second.add(c * 16)));
-            let dst = out.as_mut_ptr().add(p * HEAD_DIM + c * 16);
-            _mm512_storeu_si512(dst.cast(), _mm512_or_si512(lo, hi));
+            let (a, b) = (
+                bf16_lanes(first.add(c * 16), split),
+                bf16_lanes(second.add(c * 16), split),
+            );
+            for p in 0..planes(split) {
+                let both = _mm512_or_si512(a[p], _mm512_slli_epi32::<16>(b[p]));
+                let dst = out.as_mut_ptr().add(p * plane + i * HEAD_DIM + c * 16);
+                _mm512_storeu_si512(dst.cast(), both);
+            }
         }
     }
 }
 
 /// One task of a bf16 kernel: rows `i0..i0 + rows` of head `h` of the queries `q` (rows `d`
 /// wide), against the head's packed `keys` and `values` ([`pack_keys`], [`pack_values`] of
-/// `n_kv` keys), written to the same rows and columns of `out`.
+/// `n_kv` keys, both planes when `split`), written to the same rows and columns of `out`.
 pub(super) struct Task<'a> {
     pub q: &'a [f32],
     pub d: usize,
@@ -122,6 +208,8 @@ pub(super) struct Task<'a> {
     pub values: &'a [u32],
     pub n_kv: usize,
     pub causal_offset: Option<usize>,
+    /// Split operands: three products each (the module comment).
+    pub split: bool,
     pub out: SendPtr,
 }
 
@@ -132,29 +220,39 @@ pub(super) struct Task<'a> {
 /// `i0..i0 + rows` of head `h`'s columns meanwhile.
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
 pub(super) unsafe fn tile(task: &Task) {
-    let (kt, vp) = (task.keys, task.values);
-    debug_assert!(kt.len() >= keys_len(task.n_kv) && vp.len() >= values_len(task.n_kv));
-    let qp: [u32; TILE_ROWS * PAIRS] = task.queries();
+    let (kt, vp, split) = (task.keys, task.values, task.split);
+    let (keys_plane, values_plane) = (keys_len(task.n_kv), values_len(task.n_kv));
+    debug_assert!(kt.len() >= planes(split) * keys_plane);
+    debug_assert!(vp.len() >= planes(split) * values_plane);
+    const QN: usize = TILE_ROWS * PAIRS;
+    let qp: [u32; 2 * QN] = task.queries();
     let visible = task.visible_keys::<TILE_ROWS>();
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
-    // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
-    let mut w = [0u32; TILE_ROWS * KEY_BLOCK / 2];
+    // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row; the `lo`
+    // parts after them.
+    const WN: usize = TILE_ROWS * KEY_BLOCK / 2;
+    let mut w = [0u32; 2 * WN];
     let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
     let mut softmax = Softmax::<TILE_ROWS>::new();
+    let (q_hi, w_hi) = (qp.as_ptr(), w.as_ptr());
     for j0 in (0..kv_end).step_by(KEY_BLOCK) {
         let cb = KEY_BLOCK.min(kv_end - j0);
         for t in 0..cb.div_ceil(KEY_TILE) {
-            let tile_keys = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * PAIRS);
-            scores(qp.as_ptr(), tile_keys, s.as_mut_ptr().add(t * KEY_TILE));
+            let k_hi = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * PAIRS);
+            let k_lo = k_hi.add(keys_plane);
+            let terms = [(q_hi, k_hi), (q_hi.add(QN), k_hi), (q_hi, k_lo)];
+            scores(&terms[..products(split)], s.as_mut_ptr().add(t * KEY_TILE));
         }
-        softmax.block(&s, &mut w, &visible, j0, cb);
+        softmax.block(&s, &mut w, &visible, j0, cb, split);
         let alpha = &softmax.alpha;
-        let pairs = vp.as_ptr().add(j0 / 2 * HEAD_DIM);
+        let v_hi = vp.as_ptr().add(j0 / 2 * HEAD_DIM);
+        let v_lo = v_hi.add(values_plane);
         for g in 0..TILE_ROWS / 6 {
+            let w_g = w_hi.add(g * 6 * KEY_BLOCK / 2);
+            let terms = [(w_g, v_hi), (w_g.add(WN), v_hi), (w_g, v_lo)];
             values(
-                w.as_ptr().add(g * 6 * KEY_BLOCK / 2),
-                pairs,
+                &terms[..products(split)],
                 cb.div_ceil(2),
                 o.as_mut_ptr().add(g * 6 * HEAD_DIM),
                 &alpha[g * 6..g * 6 + 6],
@@ -165,25 +263,30 @@ pub(super) unsafe fn tile(task: &Task) {
 }
 
 impl Task<'_> {
-    /// The task's queries, scaled by 1/√64 = 1/8 (exact), as bf16 pairs (`[N / PAIRS][PAIRS]`);
-    /// rows past `rows` zero.
+    /// The task's queries, scaled by 1/√64 = 1/8 (exact), as bf16 pairs (`[N / PAIRS][PAIRS]`),
+    /// then their `lo` parts when split (else zero): `N` is twice a tile's pairs. Rows past
+    /// `rows` zero.
     ///
     /// # Safety
     /// [`available`].
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn queries<const N: usize>(&self) -> [u32; N] {
         let Task {
-            q, d, h, i0, rows, ..
+            q,
+            d,
+            h,
+            i0,
+            rows,
+            split,
+            ..
         } = *self;
-        assert!(rows * PAIRS <= N && q.len() >= (i0 + rows) * d);
+        assert!(2 * rows * PAIRS <= N && q.len() >= (i0 + rows) * d);
         let mut qp = [0u32; N];
+        let base = qp.as_mut_ptr();
         for r in 0..rows {
             let src = q.as_ptr().add((i0 + r) * d + h * HEAD_DIM);
-            pack_row(
-                src,
-                1.0 / (HEAD_DIM as f32).sqrt(),
-                qp.as_mut_ptr().add(r * PAIRS),
-            );
+            let lo = split.then(|| base.add(N / 2 + r * PAIRS));
+            pack_row(src, 1.0 / (HEAD_DIM as f32).sqrt(), base.add(r * PAIRS), lo);
         }
         qp
     }
@@ -221,8 +324,8 @@ impl<const ROWS: usize> Softmax<ROWS> {
 
     /// One block of `cb` keys from key `j0`: `s` holds its scores (`[ROWS][KEY_BLOCK]`), of
     /// which row r sees keys below `visible[r]`; writes the weights to `w` as bf16 in key order
-    /// (`[ROWS][KEY_BLOCK / 2]` pairs, zero past the visible keys) and updates the sums, maxima
-    /// and `alpha`.
+    /// (`[ROWS][KEY_BLOCK / 2]` pairs, zero past the visible keys), with `split` their `lo`
+    /// parts after them, and updates the sums, maxima and `alpha`.
     ///
     /// # Safety
     /// [`available`].
@@ -234,34 +337,41 @@ impl<const ROWS: usize> Softmax<ROWS> {
         visible: &[usize; ROWS],
         j0: usize,
         cb: usize,
+        split: bool,
     ) {
-        assert!(s.len() >= ROWS * KEY_BLOCK && w.len() >= ROWS * KEY_BLOCK / 2);
+        let plane = ROWS * KEY_BLOCK / 2;
+        assert!(s.len() >= ROWS * KEY_BLOCK && w.len() >= planes(split) * plane);
         for (r, &seen) in visible.iter().enumerate() {
             let valid = seen.saturating_sub(j0).min(cb);
             let row = s.as_ptr().add(r * KEY_BLOCK);
             let (new_max, shift, a) = online_step(self.max[r], block_max(row, valid));
             let weights = w.as_mut_ptr().add(r * KEY_BLOCK / 2);
-            self.sum[r] = self.sum[r] * a + exp_weights(row, valid, shift, weights);
+            let lo = split.then(|| weights.add(plane));
+            self.sum[r] = self.sum[r] * a + exp_weights(row, valid, shift, weights, lo);
             (self.max[r], self.alpha[r]) = (new_max, a);
         }
     }
 }
 
-/// `s[r, 0..32] = qp[r] · keys` for the 12 query rows (`[12][32]` pairs) and one packed key
-/// tile (`[32][32]` pairs); rows of `s` are [`KEY_BLOCK`] apart.
+/// `s[r, 0..32] = Σ_terms q[r] · keys` for the 12 query rows (`q` as `[12][32]` pairs) and one
+/// packed key tile (`[32][32]` pairs) of each (queries, keys) term; rows of `s` are
+/// [`KEY_BLOCK`] apart.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn scores(qp: *const u32, keys: *const u32, s: *mut f32) {
+unsafe fn scores(terms: &[(*const u32, *const u32)], s: *mut f32) {
     let mut acc = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
-    for p in 0..PAIRS {
-        let k0: __m512bh = std::mem::transmute(_mm512_loadu_si512(keys.add(p * KEY_TILE).cast()));
-        let k1: __m512bh =
-            std::mem::transmute(_mm512_loadu_si512(keys.add(p * KEY_TILE + 16).cast()));
-        for (r, a) in acc.iter_mut().enumerate() {
-            let qb: __m512bh =
-                std::mem::transmute(_mm512_set1_epi32(*qp.add(r * PAIRS + p) as i32));
-            a[0] = _mm512_dpbf16_ps(a[0], qb, k0);
-            a[1] = _mm512_dpbf16_ps(a[1], qb, k1);
+    for &(qp, keys) in terms {
+        for p in 0..PAIRS {
+            let k0: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(keys.add(p * KEY_TILE).cast()));
+            let k1: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(keys.add(p * KEY_TILE + 16).cast()));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let qb: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*qp.add(r * PAIRS + p) as i32));
+                a[0] = _mm512_dpbf16_ps(a[0], qb, k0);
+                a[1] = _mm512_dpbf16_ps(a[1], qb, k1);
+            }
         }
     }
     for (r, a) in acc.iter().enumerate() {
@@ -271,40 +381,58 @@ unsafe fn scores(qp: *const u32, keys: *const u32, s: *mut f32) {
 }
 
 /// Writes `exp(s - shift)` of the first `valid` scores of `row` (0 after) to `weights` as
-/// bf16 ([`KEY_BLOCK`] of them) and returns the sum of the rounded weights.
+/// bf16 ([`KEY_BLOCK`] of them), and with `lo` the `lo` parts to it, and returns the sum of
+/// the rounded weights (`hi + lo` when split).
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
 #[inline]
-unsafe fn exp_weights(row: *const f32, valid: usize, shift: f32, weights: *mut u32) -> f32 {
+unsafe fn exp_weights(
+    row: *const f32,
+    valid: usize,
+    shift: f32,
+    weights: *mut u32,
+    lo: Option<*mut u32>,
+) -> f32 {
     let shift_v = _mm512_set1_ps(shift);
     let mut total = _mm512_setzero_ps();
+    // The 16 weights `x` as bf16 into `dst`, and back as f32.
+    let store = |x: __m512, dst: *mut u32| {
+        let bits: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
+        _mm256_storeu_si256(dst.cast(), bits);
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+    };
     for c in 0..KEY_BLOCK / 16 {
-        let rounded = _mm512_cvtneps_pbh(exp(_mm512_sub_ps(masked(row, c, valid), shift_v)));
-        let bits: __m256i = std::mem::transmute(rounded);
-        _mm256_storeu_si256(weights.add(c * 8).cast(), bits);
-        let back = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits));
-        total = _mm512_add_ps(total, _mm512_castsi512_ps(back));
+        let e = exp(_mm512_sub_ps(masked(row, c, valid), shift_v));
+        let hi = store(e, weights.add(c * 8));
+        total = _mm512_add_ps(total, hi);
+        if let Some(lo) = lo {
+            total = _mm512_add_ps(total, store(_mm512_sub_ps(e, hi), lo.add(c * 8)));
+        }
     }
     _mm512_reduce_add_ps(total)
 }
 
-/// `o[r] = o[r] · alpha[r] + Σ_j w[r, j] · v[j]` for 6 rows (`w` rows [`KEY_BLOCK`] / 2 pairs
-/// apart, `o` rows 64 wide) over `n_pairs` key pairs: 24 accumulators in registers.
+/// `o[r] = o[r] · alpha[r] + Σ_terms Σ_j w[r, j] · v[j]` for 6 rows (`w` rows [`KEY_BLOCK`] / 2
+/// pairs apart, `o` rows 64 wide) over `n_pairs` key pairs of each (weights, values) term: 24
+/// accumulators in registers.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn values(w: *const u32, vp: *const u32, n_pairs: usize, o: *mut f32, alpha: &[f32]) {
+unsafe fn values(terms: &[(*const u32, *const u32)], n_pairs: usize, o: *mut f32, alpha: &[f32]) {
     let mut acc: [[__m512; 4]; 6] = std::array::from_fn(|r| {
         let a = _mm512_set1_ps(alpha[r]);
         std::array::from_fn(|c| _mm512_mul_ps(a, _mm512_loadu_ps(o.add(r * HEAD_DIM + c * 16))))
     });
-    for p in 0..n_pairs {
-        let vr = vp.add(p * HEAD_DIM);
-        let vv: [__m512bh; 4] =
-            std::array::from_fn(|c| std::mem::transmute(_mm512_loadu_si512(vr.add(c * 16).cast())));
-        for (r, a) in acc.iter_mut().enumerate() {
-            let wb: __m512bh =
-                std::mem::transmute(_mm512_set1_epi32(*w.add(r * KEY_BLOCK / 2 + p) as i32));
-            for c in 0..4 {
-                a[c] = _mm512_dpbf16_ps(a[c], wb, vv[c]);
+    for &(w, vp) in terms {
+        for p in 0..n_pairs {
+            let vr = vp.add(p * HEAD_DIM);
+            let vv: [__m512bh; 4] = std::array::from_fn(|c| {
+                std::mem::transmute(_mm512_loadu_si512(vr.add(c * 16).cast()))
+            });
+            for (r, a) in acc.iter_mut().enumerate() {
+                let wb: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*w.add(r * KEY_BLOCK / 2 + p) as i32));
+                for c in 0..4 {
+                    a[c] = _mm512_dpbf16_ps(a[c], wb, vv[c]);
+                }
             }
         }
     }

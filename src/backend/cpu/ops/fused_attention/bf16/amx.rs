@@ -2,9 +2,9 @@
 //! module above's scheme, operands and layouts, with both products on the tiles. One
 //! `tdpbf16ps` is 16 × 16 × 32 bf16 multiply-adds, 256 `vdpbf16ps`' worth.
 //!
-//! A task is 16 queries of one head (one tile's rows). Its query pairs stay in two tiles
-//! (A: pairs 0-15 and 16-31 of each row, 128 bytes apart). Per block of [`KEY_BLOCK`] keys:
+//! A task is 16 queries of one head (one tile's rows). Per block of [`KEY_BLOCK`] keys:
 //! - scores: 4 accumulators of 16 queries × 16 keys at a time, each the sum of two products
+//!   of a query tile (A: pairs 0-15, then 16-31, of each row, loaded for each 4 accumulators)
 //!   with a key tile (B: 16 pairs × 16 keys, read straight from the packed keys, whose rows
 //!   are 32 keys = 128 bytes apart), stored to the block's score rows;
 //! - the online softmax of the module above (`block_max`, `exp_weights`), which writes the
@@ -12,6 +12,13 @@
 //! - values: 4 accumulators of 16 queries × 16 dimensions, each the sum over the block's key
 //!   pairs of the weight tile times a value tile (B: 16 key pairs × 16 dimensions of the
 //!   packed values, rows 256 bytes apart), stored, then `o = o · alpha + pv` per row.
+//!
+//! With split operands (`Products::Bf16x3`) every A and B tile has a `lo` twin from the
+//! operand's second plane, and each product is three `tdpbf16ps` into the same accumulator
+//! (`A·B + A_lo·B + A·B_lo`). A product of 16 × 16 × 32 (8192 multiply-adds) then takes 48
+//! cycles at Intel's 16 per `tdpbf16ps`, where AVX-512's f32 kernel, at two 16-lane FMAs a
+//! cycle, takes 256: about 5x fewer cycles for the products, before loads and the softmax.
+//! Not measured: no development machine has had AMX.
 //!
 //! Sums are f32 in the tiles' order, not the AVX-512 kernel's: results agree to f32 rounding,
 //! not to the bit (tested against f64 like the module above, and on the CPU's tiles against
@@ -33,21 +40,17 @@ pub(in super::super) const QUERY_ROWS: usize = TILE_ROWS;
 const TILE_PAIRS: usize = TILE_ROW_BYTES / 4;
 
 /// The tile operations of this kernel, besides [`Tiles`]'. Registers: accumulators `C(g)` =
-/// tmm`g` (g < 4), the query pairs `Q(half)` = tmm`4 + half`, the key or value tile tmm6, the
-/// weights tmm7. A unit is made per task ([`Tiles::new`]) with the query pairs, the packed
-/// keys, the packed values, the scores, the weights and the values' accumulators as its
-/// buffers.
+/// tmm`g` (g < 4); the A operand (query pairs, or weights) `A` = tmm4 and its `lo` parts
+/// `A_lo` = tmm5; the B operand (keys or values) tmm6 and its `lo` parts tmm7. A unit is made
+/// per task ([`Tiles::new`]) with the query pairs, the packed keys, the packed values, the
+/// scores, the weights and the values' accumulators as its buffers.
 pub(in super::super) trait TileUnit: Tiles {
-    /// Load Q(half) from 16 rows of 16 pairs, `stride` bytes apart.
-    unsafe fn load_queries(&mut self, half: usize, src: *const u32, stride: usize);
-    /// Load tmm6 from `keys` (16 rows of 16 pairs, `stride` bytes apart), then
-    /// `C(g) += Q(half) · tmm6`.
-    unsafe fn score(&mut self, g: usize, half: usize, keys: *const u32, stride: usize);
-    /// Load tmm7 (the weights) from 16 rows of 16 pairs, `stride` bytes apart.
-    unsafe fn load_weights(&mut self, src: *const u32, stride: usize);
-    /// Load tmm6 from `values` (16 key pairs × 16 dimensions, rows `stride` bytes apart),
-    /// then `C(c) += tmm7 · tmm6`.
-    unsafe fn weigh(&mut self, c: usize, values: *const u32, stride: usize);
+    /// Load A from 16 rows of 16 pairs, `stride` bytes apart, and `A_lo` from `lo`'s.
+    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize);
+    /// Load tmm6 from `b` (16 rows of 16 pairs, `stride` bytes apart), then `C(g) += A ·
+    /// tmm6`; with `b_lo` (split operands) also `C(g) += A_lo · tmm6`, then tmm7 from `b_lo`
+    /// and `C(g) += A · tmm7`.
+    unsafe fn multiply(&mut self, g: usize, b: *const u32, b_lo: Option<*const u32>, stride: usize);
     /// Store C(g) to 16 rows of 16 f32, `stride` bytes apart.
     unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize);
 }
@@ -68,9 +71,9 @@ pub(in super::super) fn available() -> bool {
     })
 }
 
-/// One head of 19 queries and 45 keys on the CPU's tiles against the AVX-512 bf16 kernel: the
-/// two sum the same rounded products in other orders, so they agree to ~1e-6; a misplaced tile
-/// is off by far more than the 1e-4 allowed.
+/// One head of 19 queries and 45 keys on the CPU's tiles against the AVX-512 bf16 kernel, with
+/// plain and split operands: the two sum the same rounded products in other orders, so they
+/// agree to ~1e-6; a misplaced tile is off by far more than the 1e-4 allowed.
 fn self_check() -> bool {
     let (n_q, n_kv) = (QUERY_ROWS + 3, 45);
     let value =
@@ -85,14 +88,18 @@ fn self_check() -> bool {
         n_head: 1,
     };
     let head = |_| (0, HEAD_DIM);
-    let run = |kernel| {
+    let run = |kernel, split| {
         let mut out = vec![f32::NAN; n_q * HEAD_DIM];
-        super::super::fused_bf16(kernel, &q, &k, &v, &head, shape, None, false, &mut out);
+        super::super::fused_bf16(
+            kernel, split, &q, &k, &v, &head, shape, None, false, &mut out,
+        );
         out
     };
-    let avx512 = run(super::super::Bf16Kernel::Avx512);
-    let amx = run(super::super::Bf16Kernel::Amx);
-    avx512.iter().zip(&amx).all(|(a, b)| (a - b).abs() <= 1e-4)
+    [false, true].into_iter().all(|split| {
+        let avx512 = run(super::super::Bf16Kernel::Avx512, split);
+        let amx = run(super::super::Bf16Kernel::Amx, split);
+        avx512.iter().zip(&amx).all(|(a, b)| (a - b).abs() <= 1e-4)
+    })
 }
 
 /// One task (`task.rows <= 16`) on `U`'s tiles: as the module above's `tile`.
@@ -103,16 +110,19 @@ fn self_check() -> bool {
 /// writes rows `i0..i0 + rows` of head `h`'s columns meanwhile.
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
 pub(in super::super) unsafe fn tile<U: TileUnit>(task: &Task) {
-    let (kt, vp) = (task.keys, task.values);
-    debug_assert!(
-        kt.len() >= super::keys_len(task.n_kv) && vp.len() >= super::values_len(task.n_kv)
-    );
-    let qp: [u32; QUERY_ROWS * PAIRS] = task.queries();
+    let (kt, vp, split) = (task.keys, task.values, task.split);
+    let (keys_plane, values_plane) = (super::keys_len(task.n_kv), super::values_len(task.n_kv));
+    debug_assert!(kt.len() >= super::planes(split) * keys_plane);
+    debug_assert!(vp.len() >= super::planes(split) * values_plane);
+    const QN: usize = QUERY_ROWS * PAIRS;
+    let qp: [u32; 2 * QN] = task.queries();
     let visible = task.visible_keys::<QUERY_ROWS>();
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; QUERY_ROWS * KEY_BLOCK];
-    // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row.
-    let mut w = [0u32; QUERY_ROWS * KEY_BLOCK / 2];
+    // The block's weights per row as bf16 (u16 pairs): KEY_BLOCK / 2 `u32` per row; the `lo`
+    // parts after them.
+    const WN: usize = QUERY_ROWS * KEY_BLOCK / 2;
+    let mut w = [0u32; 2 * WN];
     let mut pv = [0.0f32; QUERY_ROWS * HEAD_DIM];
     let mut o = [0.0f32; QUERY_ROWS * HEAD_DIM];
     let mut softmax = Softmax::<QUERY_ROWS>::new();
@@ -127,9 +137,9 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(task: &Task) {
     ]);
     let (pair_row, weight_row, key_row) = (PAIRS * 4, KEY_BLOCK / 2 * 4, KEY_TILE * 4);
     let (score_row, value_row) = (KEY_BLOCK * 4, HEAD_DIM * 4);
+    // The `lo` plane of an operand at `hi` (`plane` u32 further), when split.
+    let lo = |hi: *const u32, plane: usize| split.then(|| hi.add(plane));
     unit.configure();
-    unit.load_queries(0, qp.as_ptr(), pair_row);
-    unit.load_queries(1, qp.as_ptr().add(TILE_PAIRS), pair_row);
     for j0 in (0..kv_end).step_by(KEY_BLOCK) {
         let cb = KEY_BLOCK.min(kv_end - j0);
         // Scores, 16 keys per accumulator, 4 accumulators at a time.
@@ -138,28 +148,32 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(task: &Task) {
             let live = (groups - g0).min(4);
             unit.zero_accumulators();
             for half in 0..2 {
+                let queries = qp.as_ptr().add(half * TILE_PAIRS);
+                unit.load_a(queries, lo(queries, QN), pair_row);
                 for g in 0..live {
                     let key = j0 + (g0 + g) * 16;
                     let tile = (key / KEY_TILE) * KEY_TILE * PAIRS;
                     let src = kt
                         .as_ptr()
                         .add(tile + half * TILE_PAIRS * KEY_TILE + key % KEY_TILE);
-                    unit.score(g, half, src, key_row);
+                    unit.multiply(g, src, lo(src, keys_plane), key_row);
                 }
             }
             for g in 0..live {
                 unit.store(g, s.as_mut_ptr().add((g0 + g) * 16), score_row);
             }
         }
-        softmax.block(&s, &mut w, &visible, j0, cb);
+        softmax.block(&s, &mut w, &visible, j0, cb, split);
         // Values: 16 key pairs per step (zero weights past the block's keys meet the zero
         // padding of the packed values).
         unit.zero_accumulators();
         for step in 0..cb.div_ceil(2).div_ceil(TILE_PAIRS) {
-            unit.load_weights(w.as_ptr().add(step * TILE_PAIRS), weight_row);
+            let weights = w.as_ptr().add(step * TILE_PAIRS);
+            unit.load_a(weights, lo(weights, WN), weight_row);
             let pairs = vp.as_ptr().add((j0 / 2 + step * TILE_PAIRS) * HEAD_DIM);
             for c in 0..HEAD_DIM / 16 {
-                unit.weigh(c, pairs.add(c * 16), value_row);
+                let src = pairs.add(c * 16);
+                unit.multiply(c, src, lo(src, values_plane), value_row);
             }
         }
         for c in 0..HEAD_DIM / 16 {
@@ -179,52 +193,53 @@ pub(in super::super) unsafe fn tile<U: TileUnit>(task: &Task) {
     task.write(&o, &softmax.sum);
 }
 
-/// `tileloadd tmm6` from `$src` (stride `$stride`), then `tdpbf16ps tmm$c, tmm$a, tmm6`.
-macro_rules! load_then_multiply {
-    ($c:literal, $a:literal, $src:expr, $stride:expr) => {{
-        tile_load!(6, $src, $stride);
-        std::arch::asm!(
-            concat!("tdpbf16ps tmm", $c, ", tmm", $a, ", tmm6"),
-            options(nostack, nomem)
-        )
-    }};
+/// `tdpbf16ps tmm$g, tmm$a, tmm$b` for an accumulator `$g` (< 4) known at run time.
+macro_rules! tdpbf16ps {
+    ($g:expr, $a:literal, $b:literal) => {
+        match $g {
+            0 => std::arch::asm!(
+                concat!("tdpbf16ps tmm0, tmm", $a, ", tmm", $b),
+                options(nostack, nomem)
+            ),
+            1 => std::arch::asm!(
+                concat!("tdpbf16ps tmm1, tmm", $a, ", tmm", $b),
+                options(nostack, nomem)
+            ),
+            2 => std::arch::asm!(
+                concat!("tdpbf16ps tmm2, tmm", $a, ", tmm", $b),
+                options(nostack, nomem)
+            ),
+            _ => std::arch::asm!(
+                concat!("tdpbf16ps tmm3, tmm", $a, ", tmm", $b),
+                options(nostack, nomem)
+            ),
+        }
+    };
 }
 
 impl TileUnit for CpuTiles {
     #[inline(always)]
-    unsafe fn load_queries(&mut self, half: usize, src: *const u32, stride: usize) {
-        match half {
-            0 => tile_load!(4, src, stride),
-            _ => tile_load!(5, src, stride),
+    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize) {
+        tile_load!(4, src, stride);
+        if let Some(lo) = lo {
+            tile_load!(5, lo, stride);
         }
     }
 
     #[inline(always)]
-    unsafe fn score(&mut self, g: usize, half: usize, keys: *const u32, stride: usize) {
-        match (g, half) {
-            (0, 0) => load_then_multiply!(0, 4, keys, stride),
-            (1, 0) => load_then_multiply!(1, 4, keys, stride),
-            (2, 0) => load_then_multiply!(2, 4, keys, stride),
-            (_, 0) => load_then_multiply!(3, 4, keys, stride),
-            (0, _) => load_then_multiply!(0, 5, keys, stride),
-            (1, _) => load_then_multiply!(1, 5, keys, stride),
-            (2, _) => load_then_multiply!(2, 5, keys, stride),
-            _ => load_then_multiply!(3, 5, keys, stride),
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn load_weights(&mut self, src: *const u32, stride: usize) {
-        tile_load!(7, src, stride);
-    }
-
-    #[inline(always)]
-    unsafe fn weigh(&mut self, c: usize, values: *const u32, stride: usize) {
-        match c {
-            0 => load_then_multiply!(0, 7, values, stride),
-            1 => load_then_multiply!(1, 7, values, stride),
-            2 => load_then_multiply!(2, 7, values, stride),
-            _ => load_then_multiply!(3, 7, values, stride),
+    unsafe fn multiply(
+        &mut self,
+        g: usize,
+        b: *const u32,
+        b_lo: Option<*const u32>,
+        stride: usize,
+    ) {
+        tile_load!(6, b, stride);
+        tdpbf16ps!(g, 4, 6);
+        if let Some(b_lo) = b_lo {
+            tile_load!(7, b_lo, stride);
+            tdpbf16ps!(g, 5, 6);
+            tdpbf16ps!(g, 4, 7);
         }
     }
 
@@ -242,22 +257,27 @@ impl TileUnit for CpuTiles {
 /// The emulator under this kernel's register plan.
 #[cfg(test)]
 impl TileUnit for TileFile {
-    unsafe fn load_queries(&mut self, half: usize, src: *const u32, stride: usize) {
-        self.load(4 + half, src.cast(), stride);
+    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize) {
+        self.load(4, src.cast(), stride);
+        if let Some(lo) = lo {
+            self.load(5, lo.cast(), stride);
+        }
     }
 
-    unsafe fn score(&mut self, g: usize, half: usize, keys: *const u32, stride: usize) {
-        self.load(6, keys.cast(), stride);
-        self.dpbf16ps(g, 4 + half, 6);
-    }
-
-    unsafe fn load_weights(&mut self, src: *const u32, stride: usize) {
-        self.load(7, src.cast(), stride);
-    }
-
-    unsafe fn weigh(&mut self, c: usize, values: *const u32, stride: usize) {
-        self.load(6, values.cast(), stride);
-        self.dpbf16ps(c, 7, 6);
+    unsafe fn multiply(
+        &mut self,
+        g: usize,
+        b: *const u32,
+        b_lo: Option<*const u32>,
+        stride: usize,
+    ) {
+        self.load(6, b.cast(), stride);
+        self.dpbf16ps(g, 4, 6);
+        if let Some(b_lo) = b_lo {
+            self.load(7, b_lo.cast(), stride);
+            self.dpbf16ps(g, 5, 6);
+            self.dpbf16ps(g, 4, 7);
+        }
     }
 
     unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize) {
