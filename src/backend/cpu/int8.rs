@@ -115,8 +115,17 @@ impl Int8Matrix {
                 .for_each(|(p, panel)| {
                     for jj in 0..PANEL.min(n.saturating_sub(p * PANEL)) {
                         let row = &m.q[(p * PANEL + jj) * k..(p * PANEL + jj + 1) * k];
-                        for (t, &v) in row.iter().enumerate() {
-                            panel[(t / 4) * PANEL * 4 + jj * 4 + t % 4] = v;
+                        // Inputs 4g..4g + 4 of row jj are word jj of the panel's group g
+                        // (a last partial group padded with the panel's zeros).
+                        let quads = row.chunks_exact(4);
+                        let (g_end, rest) = (k / 4, quads.remainder());
+                        for (g, quad) in quads.enumerate() {
+                            let at = g * PANEL * 4 + jj * 4;
+                            panel[at..at + 4].copy_from_slice(quad);
+                        }
+                        if !rest.is_empty() {
+                            let at = g_end * PANEL * 4 + jj * 4;
+                            panel[at..at + rest.len()].copy_from_slice(rest);
                         }
                     }
                 });
