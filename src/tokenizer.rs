@@ -111,7 +111,7 @@ impl WhisperTokenizer {
             no_timestamps,
             timestamp_begin: no_timestamps + 1,
             languages,
-            multilingual: n_vocab >= 51865,
+            multilingual: is_multilingual(n_vocab),
             inner,
         };
         if tok.timestamp_begin as usize >= n_vocab {
@@ -160,29 +160,69 @@ impl WhisperTokenizer {
     /// The prompt that starts every window: `<|startoftranscript|>`, then on multilingual models
     /// the language and task tokens.
     pub fn sot_sequence(&self, language: Option<&str>, task: Task) -> Result<Vec<u32>> {
+        check_request(self.multilingual, language, task)?;
         let mut seq = vec![self.sot];
         if self.multilingual {
             let code = language.unwrap_or("en");
-            let lang = self
-                .language_token(code)
-                .ok_or_else(|| Error::Usage(format!("unknown language code '{code}'")))?;
-            seq.push(lang);
+            seq.push(
+                self.language_token(code)
+                    .ok_or_else(|| unknown_language(code))?,
+            );
             seq.push(match task {
                 Task::Transcribe => self.transcribe,
                 Task::Translate => self.translate,
             });
-        } else if task == Task::Translate || language.is_some_and(|l| l != "en") {
-            return Err(Error::Usage(
-                "this model is English-only: it cannot translate or transcribe other languages; use a multilingual model (e.g. --model base)".into(),
-            ));
         }
         Ok(seq)
     }
 }
 
+/// Whether a vocabulary of `n_vocab` tokens is a multilingual checkpoint's (51,865 or more).
+pub fn is_multilingual(n_vocab: usize) -> bool {
+    n_vocab >= 51865
+}
+
+/// What [`WhisperTokenizer::sot_sequence`] refuses, known before the tokenizer is read: a
+/// language code outside Whisper's [`LANGUAGES`], and on an English-only model any language but
+/// English or the translate task. (An older multilingual vocabulary may lack a language of
+/// the list; `sot_sequence` says so.)
+pub fn check_request(multilingual: bool, language: Option<&str>, task: Task) -> Result<()> {
+    if multilingual {
+        let code = language.unwrap_or("en");
+        if !LANGUAGES.iter().any(|(c, _)| *c == code) {
+            return Err(unknown_language(code));
+        }
+    } else if task == Task::Translate || language.is_some_and(|l| l != "en") {
+        return Err(Error::Usage(
+            "this model is English-only: it cannot translate or transcribe other languages; use a multilingual model (e.g. --model base)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn unknown_language(code: &str) -> Error {
+    Error::Usage(format!("unknown language code '{code}'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checks made before a model's tokenizer is read.
+    #[test]
+    fn requests_are_checked_without_the_tokenizer() {
+        let (en, translate) = (Task::Transcribe, Task::Translate);
+        assert!(check_request(true, None, en).is_ok());
+        assert!(check_request(true, Some("yue"), translate).is_ok());
+        let e = check_request(true, Some("xx"), en).unwrap_err().to_string();
+        assert!(e.contains("unknown language code 'xx'"), "{e}");
+        assert!(check_request(false, Some("en"), en).is_ok());
+        for (language, task) in [(Some("de"), en), (None, translate)] {
+            let e = check_request(false, language, task).unwrap_err().to_string();
+            assert!(e.contains("English-only"), "{e}");
+        }
+        assert!(is_multilingual(51865) && !is_multilingual(51864));
+    }
 
     /// Regression (fuzz/model_config): malformed JSON inside `decoder` made tokenizers panic.
     #[test]

@@ -40,7 +40,7 @@ pub(crate) fn cached_info(name: &str) -> Option<ModelInfo> {
         name: canonical,
         n_mels: config.dims.n_mels,
         // The tokenizer's rule (`WhisperTokenizer::multilingual`).
-        multilingual: config.dims.n_vocab >= 51865,
+        multilingual: crate::tokenizer::is_multilingual(config.dims.n_vocab),
     })
 }
 

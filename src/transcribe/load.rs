@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::weights::Weights;
 use crate::model::ModelFiles;
-use crate::tokenizer::WhisperTokenizer;
+use crate::tokenizer::{is_multilingual, WhisperTokenizer};
 
 /// Builds a [`Transcriber`]: `Transcriber::builder().model("tiny.en").build()?`.
 #[derive(Debug, Clone)]
@@ -189,12 +189,50 @@ pub(crate) fn load(
 ) -> Result<Transcriber> {
     let t0 = Instant::now();
     let config = ModelConfig::from_dir(&files.dir).map_err(|e| with_repair_hint(e, files))?;
-    let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)
-        .map_err(|e| with_repair_hint(e, files))?;
-    // Fail on a bad language/task request now, not at the first window.
-    tokenizer.sot_sequence(options.decode.language.as_deref(), options.decode.task)?;
+    // Fail on a bad language/task request before the weights, not at the first window.
+    let (language, task) = (options.decode.language.as_deref(), options.decode.task);
+    crate::tokenizer::check_request(is_multilingual(config.dims.n_vocab), language, task)?;
+    // The tokenizer (tens of ms of JSON) is read on a thread of its own beside the weights;
+    // its errors still come first, as when it was read before them.
+    let (tokenizer, backend) = std::thread::scope(|s| {
+        let tokenizer = s.spawn(|| {
+            let tokenizer = WhisperTokenizer::from_file(&files.tokenizer(), config.dims.n_vocab)
+                .map_err(|e| with_repair_hint(e, files))?;
+            tokenizer.sot_sequence(language, task)?;
+            Ok::<_, Error>(tokenizer)
+        });
+        let backend = load_backend(files, &config, device, adapter, options.weights_dtype);
+        let tokenizer = tokenizer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        Ok::<_, Error>((tokenizer, backend?))
+    })?;
+    tracing::info!(
+        "model {} loaded on {} in {:.0} ms",
+        files.name,
+        backend.device_name(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(Transcriber {
+        backend,
+        tokenizer,
+        config,
+        options,
+        timings: Timings::default(),
+        pool: None,
+        _model_lock: files.lock.clone(),
+    })
+}
+
+/// The model's weights on `device` (and `adapter`), stored as `dtype` asks.
+fn load_backend(
+    files: &ModelFiles,
+    config: &ModelConfig,
+    device: Device,
+    adapter: Option<&str>,
+    dtype: Option<Dtype>,
+) -> Result<Box<dyn Backend + Send>> {
     let weights = Weights::open(&files.weights())?;
-    let dtype = options.weights_dtype;
     // The GPU stores f16 unless f32 or int8 is asked for; the CPU holds f32 or int8.
     #[cfg(feature = "gpu")]
     let load_gpu = |ctx: GpuContext| {
@@ -268,21 +306,7 @@ pub(crate) fn load(
             Box::new(load_cpu()?)
         }
     };
-    tracing::info!(
-        "model {} loaded on {} in {:.0} ms",
-        files.name,
-        backend.device_name(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(Transcriber {
-        backend,
-        tokenizer,
-        config,
-        options,
-        timings: Timings::default(),
-        pool: None,
-        _model_lock: files.lock.clone(),
-    })
+    Ok(backend)
 }
 
 #[cfg(test)]

@@ -546,7 +546,7 @@ fn write_hf(
         "suppress_tokens": suppress,
         "begin_suppress_tokens": begin_suppress,
         "alignment_heads": alignment_heads.iter().map(|&(l, h)| json!([l, h])).collect::<Vec<_>>(),
-        "is_multilingual": d.vocab_size >= 51865,
+        "is_multilingual": crate::tokenizer::is_multilingual(d.vocab_size),
         "lang_to_id": lang_to_id,
         "no_timestamps_token_id": special.no_timestamps,
         "return_timestamps": false,
