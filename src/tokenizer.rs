@@ -218,7 +218,9 @@ mod tests {
         assert!(e.contains("unknown language code 'xx'"), "{e}");
         assert!(check_request(false, Some("en"), en).is_ok());
         for (language, task) in [(Some("de"), en), (None, translate)] {
-            let e = check_request(false, language, task).unwrap_err().to_string();
+            let e = check_request(false, language, task)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("English-only"), "{e}");
         }
         assert!(is_multilingual(51865) && !is_multilingual(51864));

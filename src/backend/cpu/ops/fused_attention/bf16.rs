@@ -117,6 +117,15 @@ fn products(split: bool) -> usize {
     }
 }
 
+/// Zeroes `out[p * plane + from..(p + 1) * plane]` of each plane `p` (the padding after an
+/// operand's rows), checking that `out` holds the planes.
+fn zero_padding(out: &mut [u32], plane: usize, from: usize, split: bool) {
+    assert!(out.len() >= planes(split) * plane);
+    for p in 0..planes(split) {
+        out[p * plane + from..(p + 1) * plane].fill(0);
+    }
+}
+
 /// Head keys `k[off + j * rs..][..64]` (`j < n_kv`) into `out` ([`keys_len`] per plane):
 /// `[tile][pair][32]`, zero past `n_kv`; with `split`, their `lo` parts in a second plane.
 ///
@@ -131,11 +140,8 @@ pub(super) unsafe fn pack_keys(
     out: &mut [u32],
 ) {
     let plane = keys_len(n_kv);
-    assert!(out.len() >= planes(split) * plane && k.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
-    let tail = (n_kv / KEY_TILE) * KEY_TILE * PAIRS;
-    for p in 0..planes(split) {
-        out[p * plane + tail..(p + 1) * plane].fill(0);
-    }
+    assert!(k.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+    zero_padding(out, plane, (n_kv / KEY_TILE) * KEY_TILE * PAIRS, split);
     let mut pairs = [0u32; 2 * PAIRS];
     let base = pairs.as_mut_ptr();
     for j in 0..n_kv {
@@ -169,11 +175,9 @@ pub(super) unsafe fn pack_values(
     out: &mut [u32],
 ) {
     let plane = values_len(n_kv);
-    assert!(out.len() >= planes(split) * plane && v.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+    assert!(v.len() >= off + (n_kv - 1) * rs + HEAD_DIM);
+    zero_padding(out, plane, n_kv.div_ceil(2) * HEAD_DIM, split);
     let zero = [0.0f32; HEAD_DIM];
-    for p in 0..planes(split) {
-        out[p * plane + n_kv.div_ceil(2) * HEAD_DIM..(p + 1) * plane].fill(0);
-    }
     for i in 0..n_kv.div_ceil(2) {
         let first = v.as_ptr().add(off + 2 * i * rs);
         let second = if 2 * i + 1 < n_kv {

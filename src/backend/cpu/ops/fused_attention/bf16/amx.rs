@@ -45,14 +45,41 @@ const TILE_PAIRS: usize = TILE_ROW_BYTES / 4;
 /// per task ([`Tiles::new`]) with the query pairs, the packed keys, the packed values, the
 /// scores, the weights and the values' accumulators as its buffers.
 pub(in super::super) trait TileUnit: Tiles {
+    /// Load tmm`t` (4 ≤ t < 8) from 16 rows of 16 pairs, `stride` bytes apart.
+    unsafe fn load(&mut self, t: usize, src: *const u32, stride: usize);
+    /// `C(g) += tmm[a] · tmm[b]`, for (a, b) one of (4, 6), (5, 6), (4, 7).
+    unsafe fn dot(&mut self, g: usize, a: usize, b: usize);
+    /// Store C(g) to 16 rows of 16 f32, `stride` bytes apart.
+    unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize);
+
     /// Load A from 16 rows of 16 pairs, `stride` bytes apart, and `A_lo` from `lo`'s.
-    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize);
+    #[inline(always)]
+    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize) {
+        self.load(4, src, stride);
+        if let Some(lo) = lo {
+            self.load(5, lo, stride);
+        }
+    }
+
     /// Load tmm6 from `b` (16 rows of 16 pairs, `stride` bytes apart), then `C(g) += A ·
     /// tmm6`; with `b_lo` (split operands) also `C(g) += A_lo · tmm6`, then tmm7 from `b_lo`
     /// and `C(g) += A · tmm7`.
-    unsafe fn multiply(&mut self, g: usize, b: *const u32, b_lo: Option<*const u32>, stride: usize);
-    /// Store C(g) to 16 rows of 16 f32, `stride` bytes apart.
-    unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize);
+    #[inline(always)]
+    unsafe fn multiply(
+        &mut self,
+        g: usize,
+        b: *const u32,
+        b_lo: Option<*const u32>,
+        stride: usize,
+    ) {
+        self.load(6, b, stride);
+        self.dot(g, 4, 6);
+        if let Some(b_lo) = b_lo {
+            self.dot(g, 5, 6);
+            self.load(7, b_lo, stride);
+            self.dot(g, 4, 7);
+        }
+    }
 }
 
 /// Whether the bf16 attention runs on AMX tiles: the module above's kernel exists here (its
@@ -219,27 +246,21 @@ macro_rules! tdpbf16ps {
 
 impl TileUnit for CpuTiles {
     #[inline(always)]
-    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize) {
-        tile_load!(4, src, stride);
-        if let Some(lo) = lo {
-            tile_load!(5, lo, stride);
+    unsafe fn load(&mut self, t: usize, src: *const u32, stride: usize) {
+        match t {
+            4 => tile_load!(4, src, stride),
+            5 => tile_load!(5, src, stride),
+            6 => tile_load!(6, src, stride),
+            _ => tile_load!(7, src, stride),
         }
     }
 
     #[inline(always)]
-    unsafe fn multiply(
-        &mut self,
-        g: usize,
-        b: *const u32,
-        b_lo: Option<*const u32>,
-        stride: usize,
-    ) {
-        tile_load!(6, b, stride);
-        tdpbf16ps!(g, 4, 6);
-        if let Some(b_lo) = b_lo {
-            tile_load!(7, b_lo, stride);
-            tdpbf16ps!(g, 5, 6);
-            tdpbf16ps!(g, 4, 7);
+    unsafe fn dot(&mut self, g: usize, a: usize, b: usize) {
+        match (a, b) {
+            (4, 6) => tdpbf16ps!(g, 4, 6),
+            (5, 6) => tdpbf16ps!(g, 5, 6),
+            _ => tdpbf16ps!(g, 4, 7),
         }
     }
 
@@ -257,27 +278,12 @@ impl TileUnit for CpuTiles {
 /// The emulator under this kernel's register plan.
 #[cfg(test)]
 impl TileUnit for TileFile {
-    unsafe fn load_a(&mut self, src: *const u32, lo: Option<*const u32>, stride: usize) {
-        self.load(4, src.cast(), stride);
-        if let Some(lo) = lo {
-            self.load(5, lo.cast(), stride);
-        }
+    unsafe fn load(&mut self, t: usize, src: *const u32, stride: usize) {
+        TileFile::load(self, t, src.cast(), stride);
     }
 
-    unsafe fn multiply(
-        &mut self,
-        g: usize,
-        b: *const u32,
-        b_lo: Option<*const u32>,
-        stride: usize,
-    ) {
-        self.load(6, b.cast(), stride);
-        self.dpbf16ps(g, 4, 6);
-        if let Some(b_lo) = b_lo {
-            self.load(7, b_lo.cast(), stride);
-            self.dpbf16ps(g, 5, 6);
-            self.dpbf16ps(g, 4, 7);
-        }
+    unsafe fn dot(&mut self, g: usize, a: usize, b: usize) {
+        self.dpbf16ps(g, a, b);
     }
 
     unsafe fn store(&mut self, g: usize, dst: *mut f32, stride: usize) {
