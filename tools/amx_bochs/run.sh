@@ -17,8 +17,8 @@
 #                                        every instruction)
 #
 # Bochs is built from Debian's source package with bochs-amx.patch beside this script; the
-# patch adds what Linux needs and Bochs 3.0 lacks (XFD), strips CPUID features Bochs does not
-# emulate, and fixes two Bochs instruction bugs our kernels hit (both described in the patch).
+# patch adds what Linux needs and Bochs 3.0 lacks (XFD) and fixes five Bochs bugs our kernels
+# hit: two in instructions, three in saving and restoring tile state (all described in it).
 # Downloads come from deb.debian.org (trixie: Bochs source, kernel) and apt (bookworm: busybox,
 # isolinux, xorriso, cpio). Root on Debian; everything else stays under target/amx_bochs.
 set -euo pipefail
