@@ -129,6 +129,36 @@ impl KvCache {
         }
     }
 
+    /// Sequence `i` takes the rows of old sequence `src[i]` (the first `used` floats of each
+    /// `seq_len`): only the sequences that change are written, and the old rows of those that
+    /// another sequence copies from are staged in the spare buffers first. A beam search step
+    /// mostly keeps its beams where they are, so it copies a few sequences' rows, not all.
+    fn reorder(&mut self, src: &[usize], seq_len: usize, used: usize) {
+        let n = src.len();
+        // Written by this reorder: a sequence that takes another's rows.
+        let written = |s: usize| s < n && src[s] != s;
+        let rows = |s: usize| s * seq_len..s * seq_len + used;
+        let caches = (self.k.iter_mut().zip(&mut self.spare_k))
+            .chain(self.v.iter_mut().zip(&mut self.spare_v));
+        for (cache, spare) in caches {
+            for (dst, &from) in src.iter().enumerate() {
+                if from != dst && written(from) && !src[..dst].contains(&from) {
+                    spare[rows(from)].copy_from_slice(&cache[rows(from)]);
+                }
+            }
+            for (dst, &from) in src.iter().enumerate() {
+                if from == dst {
+                    continue;
+                }
+                if written(from) {
+                    cache[rows(dst)].copy_from_slice(&spare[rows(from)]);
+                } else {
+                    cache.copy_within(rows(from), dst * seq_len);
+                }
+            }
+        }
+    }
+
     /// Make room for `n_seq` sequences of `seq_len` floats, keeping the first `keep` sequences.
     fn ensure(&mut self, n_seq: usize, seq_len: usize) {
         if n_seq > self.capacity {
@@ -378,19 +408,10 @@ impl Backend for CpuModel {
     }
 
     fn reorder_caches(&mut self, src: &[usize]) -> Result<()> {
-        let c = &mut self.cache;
         let seq_len = self.dims.n_text_ctx * self.dims.n_text_state;
-        c.ensure(src.len(), seq_len);
+        self.cache.ensure(src.len(), seq_len);
         let used = self.pass.cached_len() * self.dims.n_text_state;
-        for layer in 0..c.k.len() {
-            for (dst, &from) in src.iter().enumerate() {
-                let (a, b) = (from * seq_len, dst * seq_len);
-                c.spare_k[layer][b..b + used].copy_from_slice(&c.k[layer][a..a + used]);
-                c.spare_v[layer][b..b + used].copy_from_slice(&c.v[layer][a..a + used]);
-            }
-        }
-        std::mem::swap(&mut c.k, &mut c.spare_k);
-        std::mem::swap(&mut c.v, &mut c.spare_v);
+        self.cache.reorder(src, seq_len, used);
         Ok(())
     }
 
@@ -638,5 +659,53 @@ impl CpuModel {
         });
         self.pass.advance(n);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KvCache;
+
+    /// [`KvCache::reorder`] against copying every sequence from a snapshot, on the orders beam
+    /// search makes: in place, one beam forking over others (chains of sequences that are read
+    /// and overwritten), shrinking, and growing from one sequence to five.
+    #[test]
+    fn reorder_moves_only_what_changes_and_gives_the_full_copy() {
+        let (seq_len, used, layers) = (7, 5, 2);
+        let orders: &[(usize, &[usize])] = &[
+            (5, &[0, 1, 2, 3, 4]),
+            (5, &[0, 0, 1, 2, 3]),
+            (5, &[1, 2, 3, 4, 0]),
+            (5, &[4, 4, 4, 1, 1]),
+            (5, &[2, 2, 0]),
+            (1, &[0, 0, 0, 0, 0]),
+            (3, &[2, 0, 1, 1, 0]),
+        ];
+        for &(n_before, src) in orders {
+            let mut cache = KvCache::new(layers);
+            cache.ensure(n_before.max(src.len()), seq_len);
+            for (l, buf) in cache.k.iter_mut().chain(&mut cache.v).enumerate() {
+                for (i, x) in buf.iter_mut().enumerate() {
+                    *x = (l * 1000 + i) as f32;
+                }
+            }
+            let before = (cache.k.clone(), cache.v.clone());
+            cache.reorder(src, seq_len, used);
+            for (got, old) in cache
+                .k
+                .iter()
+                .zip(&before.0)
+                .chain(cache.v.iter().zip(&before.1))
+            {
+                for (dst, &from) in src.iter().enumerate() {
+                    let (a, b) = (from * seq_len, dst * seq_len);
+                    assert_eq!(
+                        got[b..b + used],
+                        old[a..a + used],
+                        "{src:?}: sequence {dst}"
+                    );
+                }
+            }
+        }
     }
 }
