@@ -67,7 +67,9 @@ impl QuantizedMatrix {
 ///
 /// Compiled for AVX-512 and AVX2 as well as the build's baseline (SSE2), the widest the CPU
 /// has taken: every step is exact or one IEEE operation per element, so all give the same
-/// integers, and model load (which quantizes every matrix) takes a third of the time.
+/// integers. Model load quantizes every matrix: on Zen 5 that took 43 ms of CPU time for
+/// tiny.en with the SSE2 build and takes 12 ms with the AVX-512 one (`perf record` of a
+/// `transcribe`).
 pub fn quantize_row(src: &[f32], dst: &mut [i8]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {

@@ -222,9 +222,9 @@ pub(super) enum Bf16Kernel {
 }
 
 /// [`fused_attention`] with bf16 products on `kernel`, of `split` operands or not: every head's
-/// keys and values packed (module `bf16`), then one task per head and tile of queries. The caller checked what
-/// [`fused_attention`] checks, and that `kernel` runs here (the AVX-512 BF16 kernel for all
-/// three; `bf16::amx::available()` for [`Bf16Kernel::Amx`]).
+/// keys and values packed (module `bf16`), then one task per head and tile of queries. The
+/// caller checked what [`fused_attention`] checks, and that `kernel` runs here (the AVX-512
+/// BF16 kernel for all three; `bf16::amx::available()` for [`Bf16Kernel::Amx`]).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fused_bf16(

@@ -54,30 +54,34 @@ pub(super) fn values_len(n_kv: usize) -> usize {
     n_kv.div_ceil(KEY_TILE) * KEY_TILE / 2 * HEAD_DIM
 }
 
-/// `x` rounded to bf16 (nearest even), as f32.
+/// 16 floats `x` rounded to bf16 (nearest even), each in the lower half of a 32-bit lane.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn rounded(x: __m512) -> __m512 {
+unsafe fn bf16_bits(x: __m512) -> __m512i {
     let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
-    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+    _mm512_cvtepu16_epi32(h)
 }
 
-/// 16 floats `x` rounded to bf16, each in the lower half of a 32-bit lane: their `hi` parts,
-/// and with `split` their `lo` parts (else zero).
+/// The f32 value of each lane's [`bf16_bits`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn bits_to_f32(bits: __m512i) -> __m512 {
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))
+}
+
+/// 16 floats `x` as [`bf16_bits`]: their `hi` parts, and with `split` their `lo` parts (else
+/// zero).
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
 unsafe fn bf16_lanes(x: *const f32, split: bool) -> [__m512i; 2] {
     let x = _mm512_loadu_ps(x);
-    let lanes = |x: __m512| {
-        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
-        _mm512_cvtepu16_epi32(h)
-    };
+    let hi = bf16_bits(x);
     let lo = if split {
-        lanes(_mm512_sub_ps(x, rounded(x)))
+        bf16_bits(_mm512_sub_ps(x, bits_to_f32(hi)))
     } else {
         _mm512_setzero_si512()
     };
-    [lanes(x), lo]
+    [hi, lo]
 }
 
 /// The 64 floats of `row` times `scale` as 32 bf16 pairs into `out`, and with `lo` their `lo`
@@ -94,11 +98,8 @@ unsafe fn pack_row(row: *const f32, scale: f32, out: *mut u32, lo: Option<*mut u
         let (x0, x1) = (x(0), x(1));
         _mm512_storeu_si512(out.add(half * 16).cast(), pairs(x0, x1));
         if let Some(lo) = lo {
-            let (r0, r1) = (
-                _mm512_sub_ps(x0, rounded(x0)),
-                _mm512_sub_ps(x1, rounded(x1)),
-            );
-            _mm512_storeu_si512(lo.add(half * 16).cast(), pairs(r0, r1));
+            let rest = |x: __m512| _mm512_sub_ps(x, bits_to_f32(bf16_bits(x)));
+            _mm512_storeu_si512(lo.add(half * 16).cast(), pairs(rest(x0), rest(x1)));
         }
     }
 }
@@ -402,7 +403,7 @@ unsafe fn exp_weights(
     let store = |x: __m512, dst: *mut u32| {
         let bits: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
         _mm256_storeu_si256(dst.cast(), bits);
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+        bits_to_f32(_mm512_cvtepu16_epi32(bits))
     };
     for c in 0..KEY_BLOCK / 16 {
         let e = exp(_mm512_sub_ps(masked(row, c, valid), shift_v));
