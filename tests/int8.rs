@@ -11,7 +11,8 @@
 //!
 //! The same holds for `--dtype int8-bf16` (int8, and the encoder's attention products in bf16
 //! where the CPU has AVX-512 BF16; exactly int8 elsewhere) and for `--dtype int8-bf16x3` (those
-//! products as three bf16 products of split operands, near f32, made for AMX tiles).
+//! products as three bf16 products of split operands, near f32, made for AMX tiles) and
+//! `--dtype int8-bf16v` (only the weights × values product of that attention in bf16).
 
 #[path = "common/clips.rs"]
 mod clips;
@@ -67,6 +68,11 @@ fn int8_bf16_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
 #[test]
 fn int8_bf16x3_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
     follows_f32_up_to_near_ties(Dtype::Int8Bf16x3, ran_as(Products::Bf16x3, "int8-bf16x3"));
+}
+
+#[test]
+fn int8_bf16v_follows_f32_up_to_near_ties_and_keeps_its_error_rate() {
+    follows_f32_up_to_near_ties(Dtype::Int8Bf16V, ran_as(Products::Bf16Values, "int8-bf16v"));
 }
 
 /// What a model asked for attention `products` reports as its weights: `name`, or "int8" where

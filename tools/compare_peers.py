@@ -2,7 +2,7 @@
 """WER and wall time of dattavani-asr next to faster-whisper, on the same clips, in one run.
 
     python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--beam-size N] [--plain]
-                                   [--int8] [--int8-bf16] [--int8-bf16x3] [--gpu] [--save-transcripts DIR]
+                                   [--int8] [--int8-bf16] [--int8-bf16x3] [--int8-bf16v] [--gpu] [--save-transcripts DIR]
     python3 tools/compare_peers.py --encoder [--runs N] [--threads N ...]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
@@ -14,7 +14,7 @@ with `--dtype f32`, the reference. Both engines run with their defaults (OpenAI'
 previous text, no VAD) and the same beam size (--beam-size, default 1: greedy), 2 threads; this
 is the setting of the peer figures in shared/data/README.md. --plain runs ours without
 timestamps or fallback (`--without-timestamps`: consecutive 30-s windows) as well; --int8,
---int8-bf16 and --int8-bf16x3 run ours with that --dtype as well. --gpu adds
+--int8-bf16, --int8-bf16x3 and --int8-bf16v run ours with that --dtype as well. --gpu adds
 our GPU path (`--device gpu`: the best adapter, a software one such as lavapipe included; slow
 there, hence opt-in) as one more engine. Our wall time is the whole process (start, model
 load, all clips); faster-whisper's is the transcription loop after its model is loaded. WER uses the Whisper English normalizer,
@@ -191,6 +191,8 @@ def main():
                     help="also run ours with --dtype int8-bf16 (bf16 encoder attention where the CPU has AVX-512 BF16)")
     ap.add_argument("--int8-bf16x3", action="store_true",
                     help="also run ours with --dtype int8-bf16x3 (split bf16 encoder attention, near f32)")
+    ap.add_argument("--int8-bf16v", action="store_true",
+                    help="also run ours with --dtype int8-bf16v (bf16 weights x values in the encoder attention)")
     ap.add_argument("--plain", action="store_true", help="also run ours without timestamps/fallback")
     ap.add_argument("--gpu", action="store_true", help="also run ours on the GPU (--device gpu; slow on lavapipe)")
     ap.add_argument("--save-transcripts", type=Path, help="write each engine's texts here as TSV")
@@ -233,6 +235,9 @@ def main():
     if args.int8_bf16x3:
         engines["dattavani-asr cpu int8-bf16x3"] = lambda: run_ours(
             files, args.threads, b, ["--dtype", "int8-bf16x3"], model=m)
+    if args.int8_bf16v:
+        engines["dattavani-asr cpu int8-bf16v"] = lambda: run_ours(
+            files, args.threads, b, ["--dtype", "int8-bf16v"], model=m)
     if args.plain:
         engines["dattavani-asr cpu plain"] = lambda: run_ours(
             files, args.threads, b, ["--without-timestamps", "--dtype", "f32"], model=m)

@@ -77,6 +77,8 @@ pub enum DtypeArg {
     Int8Bf16,
     #[value(name = "int8-bf16x3")]
     Int8Bf16x3,
+    #[value(name = "int8-bf16v")]
+    Int8Bf16V,
 }
 
 /// `--dtype`'s help, one text for every command that takes it.
@@ -85,7 +87,8 @@ VNNI, else f32; f16 on a GPU), f32 (the reference), f16 (GPU only), int8 (row-sc
 CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul) or \
 int8-bf16 (int8, and the encoder's attention products in bf16 on a CPU with AVX-512 BF16: \
 faster, slightly noisier; int8 elsewhere) or int8-bf16x3 (int8, and those products as three bf16 \
-products of split operands: near f32; made for AMX tiles, slower than int8 without them)";
+products of split operands: near f32; made for AMX tiles, slower than int8 without them) or \
+int8-bf16v (int8, and only the weights × values product in bf16)";
 
 impl DtypeArg {
     pub fn dtype(self) -> Dtype {
@@ -96,6 +99,7 @@ impl DtypeArg {
             DtypeArg::Int8 => Dtype::Int8,
             DtypeArg::Int8Bf16 => Dtype::Int8Bf16,
             DtypeArg::Int8Bf16x3 => Dtype::Int8Bf16x3,
+            DtypeArg::Int8Bf16V => Dtype::Int8Bf16V,
         }
     }
 }

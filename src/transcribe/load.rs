@@ -239,7 +239,7 @@ fn load_backend(
         let mut kc = KernelConfig::for_adapter(&ctx);
         match dtype {
             Some(Dtype::F32) => kc.weights = WeightType::F32,
-            Some(Dtype::Int8 | Dtype::Int8Bf16 | Dtype::Int8Bf16x3) => {
+            Some(Dtype::Int8 | Dtype::Int8Bf16 | Dtype::Int8Bf16x3 | Dtype::Int8Bf16V) => {
                 kc.weights = WeightType::Int8
             }
             Some(Dtype::F16) | Some(Dtype::Auto) | None => {}
@@ -259,6 +259,7 @@ fn load_backend(
             // `with_encoder_attention` keeps bf16 only where the CPU runs it.
             Dtype::Int8Bf16 => (CpuWeights::Int8, ops::Products::Bf16),
             Dtype::Int8Bf16x3 => (CpuWeights::Int8, ops::Products::Bf16x3),
+            Dtype::Int8Bf16V => (CpuWeights::Int8, ops::Products::Bf16Values),
             _ => (CpuWeights::F32, ops::Products::F32),
         };
         Ok(CpuModel::load_with(&weights, &config.dims, cpu_dtype)?

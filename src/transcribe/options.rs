@@ -46,6 +46,10 @@ pub enum Dtype {
     /// BF16 alone it is slower than [`Dtype::Int8`] (it is there to test and compare). Exactly
     /// [`Dtype::Int8`] without AVX-512 BF16, the GPU included.
     Int8Bf16x3,
+    /// [`Dtype::Int8`], and on a CPU with AVX-512 BF16 the encoder attention's second product
+    /// (softmax weights × values) in bf16 with f32 sums; queries × keys stay f32. Exactly
+    /// [`Dtype::Int8`] without AVX-512 BF16, the GPU included.
+    Int8Bf16V,
 }
 
 impl Dtype {

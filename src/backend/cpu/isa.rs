@@ -111,12 +111,18 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
         _ if super::ops::bf16_amx_available() => Some("amx-bf16 tiles fused"),
         _ => Some("avx512-bf16 fused"),
     };
-    let (bf16_attention, bf16x3_attention) = match bf16_kernel {
+    let (bf16_attention, bf16x3_attention, bf16v_attention) = match bf16_kernel {
         Some(kernel) => (
             format!("{kernel} (bf16 products)"),
             format!("{kernel} (3 bf16 products of split operands)"),
+            // The AMX kernel has bf16 scores only: f32 scores run on AVX-512.
+            "avx512-bf16 fused (f32 scores, bf16 weights x values)".into(),
         ),
-        None => ("as int8 (no AVX-512 BF16)".into(), "as int8".into()),
+        None => (
+            "as int8 (no AVX-512 BF16)".into(),
+            "as int8".into(),
+            "as int8".into(),
+        ),
     };
     vec![
         ("matmul f32", "gemm crate (its own dispatch)".to_string()),
@@ -125,6 +131,7 @@ pub fn cpu_op_paths() -> Vec<(&'static str, String)> {
         ("attention, 32+ queries", fused),
         ("attention, int8-bf16 encoder", bf16_attention),
         ("attention, int8-bf16x3 encoder", bf16x3_attention),
+        ("attention, int8-bf16v encoder", bf16v_attention),
         ("attention, decoder steps", simd.name().to_string()),
         ("softmax, layer norm, GELU, add", simd.name().to_string()),
     ]

@@ -332,6 +332,7 @@ impl crate::backend::Diagnostics for CpuModel {
             (CpuWeights::Int8, ops::Products::F32) => "int8",
             (CpuWeights::Int8, ops::Products::Bf16) => "int8-bf16",
             (CpuWeights::Int8, ops::Products::Bf16x3) => "int8-bf16x3",
+            (CpuWeights::Int8, ops::Products::Bf16Values) => "int8-bf16v",
         }
     }
 }

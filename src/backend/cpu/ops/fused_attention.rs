@@ -62,6 +62,11 @@ pub enum Products {
     /// f32. Faster than f32 on AMX tiles only (three `tdpbf16ps` against f32 multiply-adds;
     /// with `vdpbf16ps`, three bf16 products cost more than one f32 multiply-add).
     Bf16x3,
+    /// Queries × keys in f32, and softmax weights × values with both operands rounded to bf16,
+    /// where the CPU has AVX-512 BF16 (else f32). The scores, which the softmax exponentiates,
+    /// keep f32; the weighted sum of values, whose result the int8 output projection quantizes
+    /// to 8 bits next, takes bf16's 8 significant bits and half the instructions.
+    Bf16Values,
 }
 
 impl Products {
@@ -115,20 +120,17 @@ pub(super) fn fused_attention(
         }
         let parallel =
             n_q * n_kv * d >= super::PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
-        let split = match products.on_this_cpu() {
-            Products::F32 => None,
-            Products::Bf16 => Some(false),
-            Products::Bf16x3 => Some(true),
-        };
-        if let (true, Some(split)) = (simd >= Isa::Avx512, split) {
-            let kernel = if bf16::amx::available() {
+        let products = products.on_this_cpu();
+        if simd >= Isa::Avx512 && products != Products::F32 {
+            // The AMX kernel has bf16 scores only.
+            let kernel = if bf16::amx::available() && products != Products::Bf16Values {
                 Bf16Kernel::Amx
             } else {
                 Bf16Kernel::Avx512
             };
             fused_bf16(
                 kernel,
-                split,
+                products,
                 q,
                 k,
                 v,
@@ -140,21 +142,12 @@ pub(super) fn fused_attention(
             );
             return true;
         }
-        let key_tiles = n_kv.div_ceil(KEY_TILE);
-        let head_len = key_tiles * KEY_TILE * HEAD_DIM;
+        let head_len = keys_t_len(n_kv);
         let mut keys_t = KEYS_T.take();
         keys_t.clear();
         keys_t.resize(n_head * head_len, 0.0);
-        let transpose = |(h, kt): (usize, &mut [f32])| {
-            let (off, rs) = head_rows(h);
-            for j in 0..n_kv {
-                let row = &k[off + j * rs..off + j * rs + HEAD_DIM];
-                let tile = &mut kt[(j / KEY_TILE) * KEY_TILE * HEAD_DIM..];
-                for (t, &x) in row.iter().enumerate() {
-                    tile[t * KEY_TILE + j % KEY_TILE] = x;
-                }
-            }
-        };
+        let transpose =
+            |(h, kt): (usize, &mut [f32])| transpose_keys(k, head_rows(h), n_kv, kt, |x| x);
         per_head(&mut keys_t, head_len, parallel, transpose);
         let q_tiles = n_q.div_ceil(TILE_ROWS);
         let out_ptr = super::SendPtr(out.as_mut_ptr());
@@ -221,15 +214,16 @@ pub(super) enum Bf16Kernel {
     AmxEmulated,
 }
 
-/// [`fused_attention`] with bf16 products on `kernel`, of `split` operands or not: every head's
-/// keys and values packed (module `bf16`), then one task per head and tile of queries. The
-/// caller checked what [`fused_attention`] checks, and that `kernel` runs here (the AVX-512
-/// BF16 kernel for all three; `bf16::amx::available()` for [`Bf16Kernel::Amx`]).
+/// [`fused_attention`] with bf16 `products` (not [`Products::F32`]) on `kernel`: every head's
+/// keys and values packed (module `bf16`; keys transposed in f32 for
+/// [`Products::Bf16Values`]), then one task per head and tile of queries. The caller checked
+/// what [`fused_attention`] checks, and that `kernel` runs here (the AVX-512 BF16 kernel for
+/// all three; `bf16::amx::available()` for [`Bf16Kernel::Amx`], which takes bf16 scores only).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn fused_bf16(
     kernel: Bf16Kernel,
-    split: bool,
+    products: Products,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -245,8 +239,22 @@ pub(super) fn fused_bf16(
         d,
         n_head,
     } = shape;
+    assert!(products != Products::F32, "fused_bf16 takes bf16 products");
+    let (split, f32_scores) = (
+        products == Products::Bf16x3,
+        products == Products::Bf16Values,
+    );
+    assert!(
+        !f32_scores || kernel == Bf16Kernel::Avx512,
+        "AMX has bf16 scores only"
+    );
     let planes = bf16::planes(split);
-    let keys_len = planes * bf16::keys_len(n_kv);
+    // f32 keys are kept as their bits, read back as f32 by the score kernel.
+    let keys_len = if f32_scores {
+        keys_t_len(n_kv)
+    } else {
+        planes * bf16::keys_len(n_kv)
+    };
     let head_len = keys_len + planes * bf16::values_len(n_kv);
     let mut packed = PACKED_BF16.take();
     packed.clear();
@@ -256,7 +264,11 @@ pub(super) fn fused_bf16(
         // SAFETY: `Products::on_this_cpu` found the bf16 kernel's features; the caller checked
         // that `k` and `v` hold every row of every head.
         unsafe {
-            bf16::pack_keys(k, head_rows(h), n_kv, split, keys);
+            if f32_scores {
+                transpose_keys(k, head_rows(h), n_kv, keys, f32::to_bits);
+            } else {
+                bf16::pack_keys(k, head_rows(h), n_kv, split, keys);
+            }
             bf16::pack_values(v, head_rows(h), n_kv, split, values);
         }
     };
@@ -282,6 +294,7 @@ pub(super) fn fused_bf16(
             n_kv,
             causal_offset,
             split,
+            f32_scores,
             out: out_ptr,
         };
         // SAFETY: as `pack`, and the caller checked that `kernel` runs here; the task writes
@@ -299,6 +312,52 @@ pub(super) fn fused_bf16(
     };
     per_tile(n_head, q_tiles, parallel, run);
     PACKED_BF16.set(packed);
+}
+
+/// Floats of one head's transposed keys ([`transpose_keys`]).
+#[cfg(target_arch = "x86_64")]
+fn keys_t_len(n_kv: usize) -> usize {
+    n_kv.div_ceil(KEY_TILE) * KEY_TILE * HEAD_DIM
+}
+
+/// Head keys `k[off + j * rs..][..64]` (`j < n_kv`) transposed into `out` ([`keys_t_len`]):
+/// tiles of [`KEY_TILE`] keys, `[tile][t][32]`; `out` past `n_kv` is left as it is (zero).
+#[cfg(target_arch = "x86_64")]
+fn transpose_keys<T: Copy>(
+    k: &[f32],
+    (off, rs): (usize, usize),
+    n_kv: usize,
+    out: &mut [T],
+    to: impl Fn(f32) -> T,
+) {
+    for j in 0..n_kv {
+        let row = &k[off + j * rs..off + j * rs + HEAD_DIM];
+        let tile = &mut out[(j / KEY_TILE) * KEY_TILE * HEAD_DIM..];
+        for (t, &x) in row.iter().enumerate() {
+            tile[t * KEY_TILE + j % KEY_TILE] = to(x);
+        }
+    }
+}
+
+/// Queries `i0..i0 + rows` (`rows <= TILE_ROWS`) of head `h` (rows `d` wide), scaled by
+/// 1/√64 = 1/8 (exact: a power of two), as `[TILE_ROWS][64]`, rows past `rows` zero.
+#[cfg(target_arch = "x86_64")]
+fn scaled_queries(
+    q: &[f32],
+    d: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
+) -> [f32; TILE_ROWS * HEAD_DIM] {
+    let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
+    let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+    for r in 0..rows {
+        let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
+        for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
+            *dst = x * scale;
+        }
+    }
+    qs
 }
 
 /// `f((h, chunk))` for each `head_len`-long chunk of `buf` (head `h`'s), on the rayon pool when
@@ -451,15 +510,7 @@ macro_rules! tile_driver {
             causal_offset: Option<usize>,
             out: SendPtr,
         ) {
-            // Queries scaled by 1/√64 = 1/8 (exact: a power of two), rows past `rows` zero.
-            let mut qs = [0.0f32; TILE_ROWS * HEAD_DIM];
-            let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-            for r in 0..rows {
-                let src = &q[(i0 + r) * d + h * HEAD_DIM..][..HEAD_DIM];
-                for (dst, &x) in qs[r * HEAD_DIM..(r + 1) * HEAD_DIM].iter_mut().zip(src) {
-                    *dst = x * scale;
-                }
-            }
+            let qs = super::scaled_queries(q, d, h, i0, rows);
             let visible = super::visible_keys::<TILE_ROWS>(rows, i0, n_kv, causal_offset);
             let kv_end = visible.iter().copied().max().unwrap_or(0);
             let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
@@ -518,7 +569,7 @@ mod avx512 {
     /// tile (`[64][32]`); rows of `s` are [`KEY_BLOCK`] apart.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
-    unsafe fn scores(qs: *const f32, keys: *const f32, s: *mut f32) {
+    pub(super) unsafe fn scores(qs: *const f32, keys: *const f32, s: *mut f32) {
         let mut acc = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
         for t in 0..HEAD_DIM {
             let k0 = _mm512_loadu_ps(keys.add(t * KEY_TILE));
@@ -573,7 +624,7 @@ mod avx512 {
     /// `o[r] = o[r] · alpha[r] + Σ_j p[r, j] · v[j]` for 6 rows (`p` rows [`KEY_BLOCK`] apart,
     /// `o` rows 64 wide) over `cb` keys: 24 accumulators in registers.
     #[target_feature(enable = "avx512f,fma")]
-    #[inline]
+    #[inline(never)]
     unsafe fn weighted_values(
         p: *const f32,
         v: *const f32,

@@ -215,6 +215,9 @@ pub(super) struct Task<'a> {
     pub causal_offset: Option<usize>,
     /// Split operands: three products each (the module comment).
     pub split: bool,
+    /// Scores in f32 (`Products::Bf16Values`): `keys` holds the bits of the f32 kernel's
+    /// transposed keys (`super::transpose_keys`), and `split` is false.
+    pub f32_scores: bool,
     pub out: SendPtr,
 }
 
@@ -227,7 +230,7 @@ pub(super) struct Task<'a> {
 pub(super) unsafe fn tile(task: &Task) {
     let (kt, vp, split) = (task.keys, task.values, task.split);
     let (keys_plane, values_plane) = (keys_len(task.n_kv), values_len(task.n_kv));
-    debug_assert!(kt.len() >= planes(split) * keys_plane);
+    debug_assert!(task.f32_scores || kt.len() >= planes(split) * keys_plane);
     debug_assert!(vp.len() >= planes(split) * values_plane);
     const QN: usize = TILE_ROWS * PAIRS;
     let qp: [u32; 2 * QN] = task.queries();
@@ -241,13 +244,22 @@ pub(super) unsafe fn tile(task: &Task) {
     let mut o = [0.0f32; TILE_ROWS * HEAD_DIM];
     let mut softmax = Softmax::<TILE_ROWS>::new();
     let (q_hi, w_hi) = (qp.as_ptr(), w.as_ptr());
+    let qs = task
+        .f32_scores
+        .then(|| super::scaled_queries(task.q, task.d, task.h, task.i0, task.rows));
     for j0 in (0..kv_end).step_by(KEY_BLOCK) {
         let cb = KEY_BLOCK.min(kv_end - j0);
         for t in 0..cb.div_ceil(KEY_TILE) {
+            let s_t = s.as_mut_ptr().add(t * KEY_TILE);
+            if let Some(qs) = &qs {
+                let tile = (j0 / KEY_TILE + t) * KEY_TILE * HEAD_DIM;
+                super::avx512::scores(qs.as_ptr(), kt.as_ptr().add(tile).cast(), s_t);
+                continue;
+            }
             let k_hi = kt.as_ptr().add((j0 / KEY_TILE + t) * KEY_TILE * PAIRS);
             let k_lo = k_hi.add(keys_plane);
             let terms = [(q_hi, k_hi), (q_hi.add(QN), k_hi), (q_hi, k_lo)];
-            scores(&terms[..products(split)], s.as_mut_ptr().add(t * KEY_TILE));
+            scores(&terms[..products(split)], s_t);
         }
         softmax.block(&s, &mut w, &visible, j0, cb, split);
         let alpha = &softmax.alpha;

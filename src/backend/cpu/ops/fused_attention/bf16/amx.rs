@@ -24,7 +24,7 @@
 //! not to the bit (tested against f64 like the module above, and on the CPU's tiles against
 //! the AVX-512 kernel once per process before the first use).
 
-use super::super::{HEAD_DIM, KEY_BLOCK, KEY_TILE};
+use super::super::{Products, HEAD_DIM, KEY_BLOCK, KEY_TILE};
 use super::{Softmax, Task, PAIRS};
 pub(in super::super) use crate::backend::cpu::amx::CpuTiles;
 #[cfg(test)]
@@ -115,18 +115,20 @@ fn self_check() -> bool {
         n_head: 1,
     };
     let head = |_| (0, HEAD_DIM);
-    let run = |kernel, split| {
+    let run = |kernel, products| {
         let mut out = vec![f32::NAN; n_q * HEAD_DIM];
         super::super::fused_bf16(
-            kernel, split, &q, &k, &v, &head, shape, None, false, &mut out,
+            kernel, products, &q, &k, &v, &head, shape, None, false, &mut out,
         );
         out
     };
-    [false, true].into_iter().all(|split| {
-        let avx512 = run(super::super::Bf16Kernel::Avx512, split);
-        let amx = run(super::super::Bf16Kernel::Amx, split);
-        avx512.iter().zip(&amx).all(|(a, b)| (a - b).abs() <= 1e-4)
-    })
+    [Products::Bf16, Products::Bf16x3]
+        .into_iter()
+        .all(|products| {
+            let avx512 = run(super::super::Bf16Kernel::Avx512, products);
+            let amx = run(super::super::Bf16Kernel::Amx, products);
+            avx512.iter().zip(&amx).all(|(a, b)| (a - b).abs() <= 1e-4)
+        })
 }
 
 /// One task (`task.rows <= 16`) on `U`'s tiles: as the module above's `tile`.
@@ -137,6 +139,7 @@ fn self_check() -> bool {
 /// writes rows `i0..i0 + rows` of head `h`'s columns meanwhile.
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
 pub(in super::super) unsafe fn tile<U: TileUnit>(task: &Task) {
+    assert!(!task.f32_scores, "the AMX kernel has bf16 scores only");
     let (kt, vp, split) = (task.keys, task.values, task.split);
     let (keys_plane, values_plane) = (super::keys_len(task.n_kv), super::values_len(task.n_kv));
     debug_assert!(kt.len() >= super::planes(split) * keys_plane);

@@ -25,7 +25,6 @@ fn bf16_outputs(
     if products.on_this_cpu() != products {
         return None;
     }
-    let split = products == Products::Bf16x3;
     let shape = AttnShape {
         n_q,
         n_kv,
@@ -34,8 +33,12 @@ fn bf16_outputs(
     };
     let on_cpu_tiles = bf16_amx_available();
     assert_tiles_ran_if_required(Feature::Bf16, on_cpu_tiles);
-    let mut kernels = vec![Bf16Kernel::Avx512, Bf16Kernel::AmxEmulated];
-    if on_cpu_tiles {
+    // The AMX kernel has bf16 scores only.
+    let mut kernels = vec![Bf16Kernel::Avx512];
+    if products != Products::Bf16Values {
+        kernels.push(Bf16Kernel::AmxEmulated);
+    }
+    if on_cpu_tiles && products != Products::Bf16Values {
         kernels.push(Bf16Kernel::Amx);
     }
     let mut results = Vec::new();
@@ -57,7 +60,9 @@ fn bf16_outputs(
         results.push((format!("dispatched {name}"), out));
         for &kernel in &kernels {
             let mut out = vec![f32::NAN; n_q * D];
-            fused_bf16(kernel, split, q, k, v, &head, shape, causal, true, &mut out);
+            fused_bf16(
+                kernel, products, q, k, v, &head, shape, causal, true, &mut out,
+            );
             results.push((format!("{kernel:?} {name}"), out));
         }
     }
@@ -160,6 +165,47 @@ fn bf16x3_fused_attention_matches_f64_near_f32() {
                 error < tolerance && error <= plain_error / 64.0,
                 "bf16x3 {kernel} {n_q}x{n_kv} {causal:?}: off by {error} (tolerance \
                  {tolerance}, plain bf16 off by {plain_error})"
+            );
+        }
+    }
+}
+
+/// `Products::Bf16Values` against f64 attention of the queries and keys as given and the values
+/// rounded to bf16: the scores are f32 (the f32 kernel's, within 1e-5 of f64 in its own test),
+/// so what remains is the rounding of each softmax weight to bf16, bounded as in
+/// `bf16_fused_attention_matches_f64_of_rounded_operands` by `2 · 2^-8 · max|v|`; 1e-4 more
+/// covers the f32 scores (which the softmax exponentiates: a score off by 1e-6 of its ±8 moves
+/// a weight by ~1e-5 of itself) and sums. It must also be nearer to f32 attention than plain
+/// bf16 is on every case of more than one key (one key's output is its value, rounded by
+/// both): the scores are where plain bf16 loses most. Rounding the queries or keys to bf16 as
+/// well fails that.
+#[test]
+fn bf16_values_fused_attention_keeps_f32_scores() {
+    let round = |x: &[f32]| -> Vec<f32> {
+        x.iter()
+            .map(|&x| half::bf16::from_f32(x).to_f32())
+            .collect()
+    };
+    for &(n_q, n_kv, causal) in FUSED_SHAPES {
+        let q: Vec<f32> = data(51, n_q * D).iter().map(|x| x * 16.0).collect();
+        let (k, v) = (data(52, n_kv * D), data(53, n_kv * D));
+        let shape = (n_q, n_kv, D, N_HEAD);
+        let want = rows_f64([&q, &k, &round(&v)], shape, causal);
+        let exact = rows_f64([&q, &k, &v], shape, causal);
+        let v_max = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
+        let tolerance = 2.0 * v_max / 256.0 + 1e-4;
+        let case = (n_q, n_kv, causal);
+        let Some(results) = bf16_outputs(Products::Bf16Values, (&q, &k, &v), case) else {
+            return;
+        };
+        let plain = bf16_outputs(Products::Bf16, (&q, &k, &v), case).unwrap();
+        for ((kernel, out), (_, plain)) in results.iter().zip(&plain) {
+            let error = max_error(out, &want);
+            let (to_f32, plain_to_f32) = (max_error(out, &exact), max_error(plain, &exact));
+            assert!(
+                error < tolerance && (to_f32 < plain_to_f32 || n_kv == 1),
+                "bf16 values {kernel} {n_q}x{n_kv} {causal:?}: off by {error} (tolerance \
+                 {tolerance}); from f32 attention {to_f32}, plain bf16 {plain_to_f32}"
             );
         }
     }
