@@ -212,6 +212,36 @@ impl DecoderScratch {
     }
 }
 
+/// The encoder's activations, kept from window to window: a 30-s window of tiny fills about
+/// 40 MB of them, which fresh allocations paid for in page faults and zeroing every window.
+#[derive(Default)]
+struct EncoderScratch {
+    /// conv1's output, time-major, then channels-first for conv2.
+    x1: Vec<f32>,
+    x1_cf: Vec<f32>,
+    /// The residual stream and the blocks' intermediates (`[n_audio_ctx, d]` each).
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    a: Vec<f32>,
+    o: Vec<f32>,
+    /// The MLP's hidden layer, `[n_audio_ctx, ffn]`.
+    hidden: Vec<f32>,
+    /// One window's output and its cross-attention K/V projections (`encode_windows`).
+    out: Vec<f32>,
+    cross_k: Vec<f32>,
+    cross_v: Vec<f32>,
+}
+
+/// `buf` holding `len` elements, reusing its allocation (new elements zero; the callers
+/// overwrite all of them).
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut Vec<f32> {
+    buf.resize(len, 0.0);
+    buf
+}
+
 pub struct CpuModel {
     dims: ModelDims,
     conv1_w: Vec<f32>,
@@ -236,6 +266,7 @@ pub struct CpuModel {
     pass: DecodePass,
     cache: KvCache,
     scratch: DecoderScratch,
+    encoder_scratch: EncoderScratch,
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
     dtype: CpuWeights,
@@ -249,27 +280,19 @@ pub struct CpuModel {
 
 impl CpuModel {
     /// OpenAI `AudioEncoder.forward` for one window: mel `[n_mels, 2 * n_audio_ctx]` ->
-    /// `[n_audio_ctx, d]`.
-    fn run_encoder(&self, mel: &[f32]) -> Result<Vec<f32>> {
+    /// `s.out`, `[n_audio_ctx, d]`.
+    fn run_encoder(&self, mel: &[f32], s: &mut EncoderScratch) {
         let dims = &self.dims;
         // `encode_batch` has checked the window's size.
         let (d, n_mels, t_in) = (dims.n_audio_state, dims.n_mels, 2 * dims.n_audio_ctx);
         // Stem: conv1 (stride 1) + GELU, conv2 (stride 2) + GELU. conv1 writes time-major rows;
         // conv2 reads channels-first, hence the transpose between them.
-        let mut x1 = vec![0.0; t_in * d];
-        ops::conv1d_k3(
-            mel,
-            n_mels,
-            t_in,
-            &self.conv1_w,
-            &self.conv1_b,
-            d,
-            1,
-            &mut x1,
-        );
-        ops::gelu(&mut x1);
-        let mut x1_cf = vec![0.0; d * t_in];
-        ops::par_chunks(&mut x1_cf, t_in, |at, channels| {
+        let x1 = sized(&mut s.x1, t_in * d);
+        ops::conv1d_k3(mel, n_mels, t_in, &self.conv1_w, &self.conv1_b, d, 1, x1);
+        ops::gelu(x1);
+        let x1: &[f32] = x1;
+        let x1_cf = sized(&mut s.x1_cf, d * t_in);
+        ops::par_chunks(x1_cf, t_in, |at, channels| {
             for (i, row) in channels.chunks_exact_mut(t_in).enumerate() {
                 let c = at / t_in + i;
                 for (t, v) in row.iter_mut().enumerate() {
@@ -279,42 +302,39 @@ impl CpuModel {
         });
         let n = ops::conv1d_out_len(t_in, 2);
         debug_assert_eq!(n, dims.n_audio_ctx);
-        let mut x = vec![0.0; n * d];
-        ops::conv1d_k3(&x1_cf, d, t_in, &self.conv2_w, &self.conv2_b, d, 2, &mut x);
-        ops::gelu(&mut x);
-        ops::add_assign(&mut x, &self.enc_pos);
+        let x = sized(&mut s.x, n * d);
+        ops::conv1d_k3(x1_cf, d, t_in, &self.conv2_w, &self.conv2_b, d, 2, x);
+        ops::gelu(x);
+        ops::add_assign(x, &self.enc_pos);
 
-        let mut h = vec![0.0; n * d];
-        let (mut q, mut k, mut v, mut a, mut o) =
-            (h.clone(), h.clone(), h.clone(), h.clone(), h.clone());
-        let mut hidden = vec![0.0; n * dims.n_audio_ffn];
+        let [h, q, k, v, a, o] = [&mut s.h, &mut s.q, &mut s.k, &mut s.v, &mut s.a, &mut s.o]
+            .map(|buf| sized(buf, n * d));
+        let hidden = sized(&mut s.hidden, n * dims.n_audio_ffn);
         for block in &self.enc_blocks {
-            block.attn_ln.forward(&x, &mut h);
-            block.attn.query.forward(&h, n, &mut q);
-            block.attn.key.forward(&h, n, &mut k);
-            block.attn.value.forward(&h, n, &mut v);
+            block.attn_ln.forward(x, h);
+            block.attn.query.forward(h, n, q);
+            block.attn.key.forward(h, n, k);
+            block.attn.value.forward(h, n, v);
             ops::attention(
                 self.encoder_attention,
-                &q,
-                &k,
-                &v,
+                q,
+                k,
+                v,
                 ops::KvLayout::Rows,
                 n,
                 n,
                 d,
                 dims.n_audio_head,
                 None,
-                &mut a,
+                a,
             );
-            block.attn.out.forward(&a, n, &mut o);
-            ops::add_assign(&mut x, &o);
-            block.mlp_ln.forward(&x, &mut h);
-            block.mlp(&h, n, &mut hidden, &mut o);
-            ops::add_assign(&mut x, &o);
+            block.attn.out.forward(a, n, o);
+            ops::add_assign(x, o);
+            block.mlp_ln.forward(x, h);
+            block.mlp(h, n, hidden, o);
+            ops::add_assign(x, o);
         }
-        let mut out = vec![0.0; n * d];
-        self.enc_ln.forward(&x, &mut out);
-        Ok(out)
+        self.enc_ln.forward(x, sized(&mut s.out, n * d));
     }
 
     /// The model with its encoder's attention products in `products` (f32 unless asked; bf16
@@ -359,27 +379,27 @@ impl Backend for CpuModel {
         for buf in self.cross_k.iter_mut().chain(&mut self.cross_v) {
             buf.clear();
         }
-        let (mut k, mut v) = (vec![0.0; n * d], vec![0.0; n * d]);
-        let mut head_major = Vec::with_capacity(n * d);
+        let mut s = std::mem::take(&mut self.encoder_scratch);
         // Window by window, each exactly as if encoded alone.
         for (w, mel) in mels.iter().enumerate() {
-            let out = self.run_encoder(mel)?;
+            self.run_encoder(mel, &mut s);
+            let (k, v) = (sized(&mut s.cross_k, n * d), sized(&mut s.cross_v, n * d));
             for (i, block) in self.dec_blocks.iter().enumerate() {
                 let cross = block
                     .cross
                     .as_ref()
                     .expect("decoder blocks have cross-attention");
-                cross.key.forward(&out, n, &mut k);
-                cross.value.forward(&out, n, &mut v);
-                ops::to_head_major(&k, n, d, h, &mut head_major);
-                self.cross_k[i].extend_from_slice(&head_major);
-                ops::to_head_major(&v, n, d, h, &mut head_major);
-                self.cross_v[i].extend_from_slice(&head_major);
+                cross.key.forward(&s.out, n, k);
+                cross.value.forward(&s.out, n, v);
+                ops::extend_head_major(k, n, d, h, &mut self.cross_k[i]);
+                ops::extend_head_major(v, n, d, h, &mut self.cross_v[i]);
             }
             if w == 0 {
-                self.encoder_out = out;
+                self.encoder_out.clear();
+                self.encoder_out.extend_from_slice(&s.out);
             }
         }
+        self.encoder_scratch = s;
         Ok(())
     }
 

@@ -105,6 +105,7 @@ impl CpuModel {
             pass: DecodePass::default(),
             cache: KvCache::new(dims.n_text_layer),
             scratch: DecoderScratch::default(),
+            encoder_scratch: Default::default(),
             greedy_logits: Vec::new(),
             dims: dims.clone(),
             dtype,

@@ -103,8 +103,13 @@ impl KvLayout {
 
 /// `[n, n_head * head_dim]` rows -> `[n_head, n, head_dim]` ([`KvLayout::Heads`]).
 pub fn to_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec<f32>) {
-    let hd = d / n_head;
     out.clear();
+    extend_head_major(x, n, d, n_head, out);
+}
+
+/// [`to_head_major`] appended to `out` (the windows of a batch, one after another).
+pub fn extend_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec<f32>) {
+    let hd = d / n_head;
     out.reserve(n * d);
     for h in 0..n_head {
         for row in x[..n * d].chunks_exact(d) {
