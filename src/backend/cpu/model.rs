@@ -216,9 +216,8 @@ impl DecoderScratch {
 /// 40 MB of them, which fresh allocations paid for in page faults and zeroing every window.
 #[derive(Default)]
 struct EncoderScratch {
-    /// conv1's output, time-major, then channels-first for conv2.
+    /// conv1's output, time-major (conv2's input).
     x1: Vec<f32>,
-    x1_cf: Vec<f32>,
     /// The residual stream and the blocks' intermediates (`[n_audio_ctx, d]` each).
     x: Vec<f32>,
     h: Vec<f32>,
@@ -285,25 +284,15 @@ impl CpuModel {
         let dims = &self.dims;
         // `encode_batch` has checked the window's size.
         let (d, n_mels, t_in) = (dims.n_audio_state, dims.n_mels, 2 * dims.n_audio_ctx);
-        // Stem: conv1 (stride 1) + GELU, conv2 (stride 2) + GELU. conv1 writes time-major rows;
-        // conv2 reads channels-first, hence the transpose between them.
+        // Stem: conv1 (stride 1) + GELU, conv2 (stride 2) + GELU. conv1 reads the mel channels
+        // first and writes time-major rows, which conv2 reads.
         let x1 = sized(&mut s.x1, t_in * d);
         ops::conv1d_k3(mel, n_mels, t_in, &self.conv1_w, &self.conv1_b, d, 1, x1);
         ops::gelu(x1);
-        let x1: &[f32] = x1;
-        let x1_cf = sized(&mut s.x1_cf, d * t_in);
-        ops::par_chunks(x1_cf, t_in, |at, channels| {
-            for (i, row) in channels.chunks_exact_mut(t_in).enumerate() {
-                let c = at / t_in + i;
-                for (t, v) in row.iter_mut().enumerate() {
-                    *v = x1[t * d + c];
-                }
-            }
-        });
         let n = ops::conv1d_out_len(t_in, 2);
         debug_assert_eq!(n, dims.n_audio_ctx);
         let x = sized(&mut s.x, n * d);
-        ops::conv1d_k3(x1_cf, d, t_in, &self.conv2_w, &self.conv2_b, d, 2, x);
+        ops::conv1d_k3_time_major(x1, d, t_in, &self.conv2_w, &self.conv2_b, d, 2, x);
         ops::gelu(x);
         ops::add_assign(x, &self.enc_pos);
 
