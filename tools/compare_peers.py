@@ -21,7 +21,7 @@ load, all clips); faster-whisper's is the transcription loop after its model is 
 corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at most 30 s long
 (all real clips with --long; long_concat.wav, made of the others, is left out).
 
---encoder compares the encoders alone, ms per 30-s window, int8, int8-bf16 and f32, at each --threads
+--encoder compares the encoders alone, ms per 30-s window, int8, int8-bf16v, int8-bf16 and f32, at each --threads
 (several allowed, e.g. `--threads 1 2`): ours from `bench --json` (`encoder_ms_per_window`, the
 median of --runs windows of samples/jfk.wav), CTranslate2's from `Whisper.encode` on the same
 clip's log-mel (median of --runs calls after one warm-up), in the same run, interleaved.
@@ -165,7 +165,7 @@ def compare_encoders(py, model, threads_list, runs):
     print(f"encoder only, tiny.en, ms per 30-s window (median of {runs}); load average {load}")
     print(f"\n{'threads':>7} {'dtype':>9} {'ours ms':>9} {'ct2 ms':>9} {'ours/ct2':>9}")
     for threads in threads_list:
-        for ours_dtype, ct2_type in (("int8", "int8"), ("int8-bf16", "int8"), ("f32", "float32")):
+        for ours_dtype, ct2_type in (("int8", "int8"), ("int8-bf16v", "int8"), ("int8-bf16", "int8"), ("f32", "float32")):
             ours = ours_encoder_ms(ours_dtype, threads, runs)
             peer = peer_encoder_ms(py, model, ct2_type, threads, runs)
             print(f"{threads:>7} {ours_dtype:>9} {ours:>9.1f} {peer:>9.1f} {ours / peer:>8.2f}x", flush=True)

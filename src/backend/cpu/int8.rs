@@ -298,9 +298,38 @@ fn linear_rows(x: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>, out: &
     })
 }
 
-/// [`linear`] for the panel layout: rows in multiples of 16 on AMX tiles when `amx` (and `k4`
-/// is a multiple of 64), the rest on the VNNI kernel; panels (and blocks of rows, for narrow
-/// products on many threads) in parallel. `U` is the CPU's tiles, or the emulator of tests.
+/// One product of [`linear_shared`]: `out = x · wᵀ + bias`.
+pub struct Product<'a> {
+    pub w: &'a Int8Matrix,
+    pub bias: Option<&'a [f32]>,
+    pub out: &'a mut [f32],
+}
+
+/// [`linear`] of one input by several matrices of its width (the attention's query, key and
+/// value projections; the decoder layers' cross-attention keys and values): the rows are
+/// quantized once, and the products' tasks share the thread pool. Each output has the bits
+/// [`linear`] gives it (the same kernel on the same quantized rows).
+pub fn linear_shared(x: &[f32], m: usize, products: &mut [Product]) {
+    let k = products.first().map_or(0, |p| p.w.k);
+    let panels = products.iter().all(|p| {
+        p.w.k == k && matches!(p.w.layout, Layout::Panels { .. }) && p.out.len() >= m * p.w.n
+    });
+    #[cfg(target_arch = "x86_64")]
+    if panels && m > 0 && x.len() >= m * k {
+        for p in products.iter() {
+            if let Some(b) = p.bias {
+                assert!(b.len() >= p.w.n, "int8 linear: short bias");
+            }
+        }
+        return linear_panels_shared::<amx::CpuTiles>(x, m, products, amx::available());
+    }
+    let _ = panels;
+    for p in products {
+        linear(x, m, p.w, p.bias, p.out);
+    }
+}
+
+/// [`linear`] for the panel layout: [`linear_panels_shared`] of one product.
 #[cfg(target_arch = "x86_64")]
 fn linear_panels<U: amx::TileUnit>(
     x: &[f32],
@@ -310,30 +339,69 @@ fn linear_panels<U: amx::TileUnit>(
     out: &mut [f32],
     amx: bool,
 ) {
-    let Layout::Panels { k4, n_pad } = w.layout else {
+    linear_panels_shared::<U>(x, m, &mut [Product { w, bias, out }], amx);
+}
+
+/// [`linear_shared`] for the panel layout (every matrix in it, of one `k`): rows in multiples
+/// of 16 on AMX tiles when `amx` (and `k4` is a multiple of 64), the rest on the VNNI kernel;
+/// panels (and blocks of rows, for narrow products on many threads) in parallel. `U` is the
+/// CPU's tiles, or the emulator of tests.
+#[cfg(target_arch = "x86_64")]
+fn linear_panels_shared<U: amx::TileUnit>(
+    x: &[f32],
+    m: usize,
+    products: &mut [Product],
+    amx: bool,
+) {
+    let Some(first) = products.first() else {
+        return;
+    };
+    let Layout::Panels { k4, .. } = first.w.layout else {
         unreachable!("linear_panels takes the panel layout");
     };
-    let (n, k) = (w.n, w.k);
+    let k = first.w.k;
     let amx = amx && k4.is_multiple_of(64);
-    let panels = n_pad / PANEL;
-    let spread = parallel(m, n, k);
-    // Tasks are (panel, block of rows). Narrow products have few panels (6 for tiny's 384
-    // columns), too few for many threads: their rows are split too, into blocks of a multiple
-    // of 32 rows (whole AMX blocks) and at least 96. Every output is computed the same way
-    // whatever the split.
-    let row_blocks = if spread {
-        let wanted = (2 * rayon::current_num_threads()).div_ceil(panels);
-        wanted.min(m / 96).max(1)
-    } else {
-        1
-    };
-    let block_rows = m.div_ceil(row_blocks).next_multiple_of(2 * amx::TILE_M);
+    // Per product: (panels, rows per task, first task), its tasks being (panel, block of rows).
+    // Narrow products have few panels (6 for tiny's 384 columns), too few for many threads:
+    // their rows are split too, into blocks of a multiple of 32 rows (whole AMX blocks) and at
+    // least 96. Every output is computed the same way whatever the split.
+    let mut spread = false;
+    let mut tasks = 0;
+    let plans: Vec<(usize, usize, usize)> = products
+        .iter()
+        .map(|p| {
+            let Layout::Panels { k4: pk4, n_pad } = p.w.layout else {
+                unreachable!("linear_panels takes the panel layout");
+            };
+            assert_eq!(pk4, k4, "products of one input have its width");
+            let panels = n_pad / PANEL;
+            let parallel = parallel(m, p.w.n, k);
+            spread |= parallel;
+            let row_blocks = if parallel {
+                let wanted = (2 * rayon::current_num_threads()).div_ceil(panels);
+                wanted.min(m / 96).max(1)
+            } else {
+                1
+            };
+            let block_rows = m.div_ceil(row_blocks).next_multiple_of(2 * amx::TILE_M);
+            let plan = (panels, block_rows, tasks);
+            tasks += panels * m.div_ceil(block_rows);
+            plan
+        })
+        .collect();
+    let outs: Vec<SendPtr> = products
+        .iter_mut()
+        .map(|p| SendPtr(p.out.as_mut_ptr()))
+        .collect();
+    let products = &*products;
     with_rows(|rows| {
         rows.fill(x, m, k, k4, true);
         let xq = &*rows;
-        let out_ptr = SendPtr(out.as_mut_ptr());
         let run = |task: usize| {
-            let (p, b) = (task % panels, task / panels);
+            let i = plans.partition_point(|&(_, _, first)| first <= task) - 1;
+            let (panels, block_rows, first) = plans[i];
+            let Product { w, bias, .. } = products[i];
+            let (p, b) = ((task - first) % panels, (task - first) / panels);
             let (r0, r1) = (b * block_rows, ((b + 1) * block_rows).min(m));
             // Whole tiles of 16 rows on AMX, the rest of the block on VNNI.
             let amx_end = if amx {
@@ -341,10 +409,12 @@ fn linear_panels<U: amx::TileUnit>(
             } else {
                 r0
             };
+            let n = w.n;
             // SAFETY: VNNI is present (panels are only built when `has_vnni()`), and the CPU's
             // tiles are only asked for when `amx::available()` (or by its self-check, which
             // runs after the tile permission was granted); the task writes rows r0..r1 of
-            // columns p*64.. of `out` (bounded by n inside), which no other task touches.
+            // columns p*64.. of its product's `out` (bounded by n inside, `out` holding m * n),
+            // which no other task touches.
             unsafe {
                 if amx_end > r0 {
                     let mut acc: amx::Accumulators = [[0; PANEL]; 2 * amx::TILE_M];
@@ -354,15 +424,14 @@ fn linear_panels<U: amx::TileUnit>(
                         span(w.data.as_ptr() as usize, w.data.len()),
                         span(acc.as_ptr() as usize, std::mem::size_of_val(&acc)),
                     ]);
-                    let o = out_ptr.get();
+                    let o = outs[i].get();
                     amx::panel(&mut tiles, &mut acc, xq, r0..amx_end, k4, w, p, bias, o, n);
                 }
                 if r1 > amx_end {
-                    vnni::panel(xq, amx_end..r1, k4, w, p, bias, out_ptr.get(), n)
+                    vnni::panel(xq, amx_end..r1, k4, w, p, bias, outs[i].get(), n)
                 }
             }
         };
-        let tasks = panels * m.div_ceil(block_rows);
         if spread {
             (0..tasks).into_par_iter().for_each(run);
         } else {
@@ -633,6 +702,42 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn shared_products_give_each_products_bits() {
+        // Products of one input and widths that split into row blocks (1500 rows) and not.
+        for &(m, k, ns) in &[
+            (1500, 384, &[384, 384, 7][..]),
+            (13, 385, &[130, 1, 64][..]),
+        ] {
+            let x = data(1, m * k);
+            let mats: Vec<(Int8Matrix, Vec<f32>)> = ns
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let w = data(10 + i as u32, n * k);
+                    (Int8Matrix::quantize(&w, n, k), data(20 + i as u32, n))
+                })
+                .collect();
+            let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| vec![f32::NAN; m * n]).collect();
+            let mut products: Vec<Product> = mats
+                .iter()
+                .zip(outs.iter_mut())
+                .map(|((w, b), out)| Product {
+                    w,
+                    bias: Some(b),
+                    out,
+                })
+                .collect();
+            linear_shared(&x, m, &mut products);
+            for ((w, b), out) in mats.iter().zip(&outs) {
+                let mut alone = vec![f32::NAN; m * w.n];
+                linear(&x, m, w, Some(b), &mut alone);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(bits(out) == bits(&alone), "{m}x{k}x{}", w.n);
+            }
+        }
     }
 
     #[test]

@@ -60,6 +60,32 @@ impl Linear {
         self.forward_rows(x, 0, rows, false, out);
     }
 
+    /// [`Linear::forward`] of each of `linears` on the same `rows` of `x`, into `outs`: int8
+    /// ones quantize `x` once and share the thread pool (`int8::linear_shared`), with the bits
+    /// each `forward` gives.
+    fn forward_shared(linears: &[&Linear], x: &[f32], rows: usize, outs: &mut [&mut [f32]]) {
+        assert_eq!(linears.len(), outs.len());
+        let int8: Option<Vec<_>> = linears
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(l, out)| match &l.w {
+                Matrix::Int8(w) => Some(crate::backend::cpu::int8::Product {
+                    w,
+                    bias: l.b.as_deref(),
+                    out: &mut out[..rows * l.n_out],
+                }),
+                Matrix::F32(_) => None,
+            })
+            .collect();
+        match int8 {
+            Some(mut products) => crate::backend::cpu::int8::linear_shared(x, rows, &mut products),
+            None => linears
+                .iter()
+                .zip(outs.iter_mut())
+                .for_each(|(l, out)| l.forward(x, rows, out)),
+        }
+    }
+
     /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` as
     /// `Matrix::product` says.
     fn forward_rows(&self, x: &[f32], row0: usize, rows: usize, rowwise: bool, out: &mut [f32]) {
@@ -228,10 +254,10 @@ struct EncoderScratch {
     o: Vec<f32>,
     /// The MLP's hidden layer, `[n_audio_ctx, ffn]`.
     hidden: Vec<f32>,
-    /// One window's output and its cross-attention K/V projections (`encode_windows`).
+    /// One window's output and every decoder layer's cross-attention K/V projections of it
+    /// (`encode_windows`).
     out: Vec<f32>,
-    cross_k: Vec<f32>,
-    cross_v: Vec<f32>,
+    cross_kv: Vec<f32>,
 }
 
 /// `buf` holding `len` elements, reusing its allocation (new elements zero; the callers
@@ -301,9 +327,9 @@ impl CpuModel {
         let hidden = sized(&mut s.hidden, n * dims.n_audio_ffn);
         for block in &self.enc_blocks {
             block.attn_ln.forward(x, h);
-            block.attn.query.forward(h, n, q);
-            block.attn.key.forward(h, n, k);
-            block.attn.value.forward(h, n, v);
+            let attn = &block.attn;
+            let qkv = [&attn.query, &attn.key, &attn.value];
+            Linear::forward_shared(&qkv, h, n, &mut [&mut q[..], &mut k[..], &mut v[..]]);
             ops::attention(
                 self.encoder_attention,
                 q,
@@ -372,14 +398,24 @@ impl Backend for CpuModel {
         // Window by window, each exactly as if encoded alone.
         for (w, mel) in mels.iter().enumerate() {
             self.run_encoder(mel, &mut s);
-            let (k, v) = (sized(&mut s.cross_k, n * d), sized(&mut s.cross_v, n * d));
-            for (i, block) in self.dec_blocks.iter().enumerate() {
-                let cross = block
-                    .cross
-                    .as_ref()
-                    .expect("decoder blocks have cross-attention");
-                cross.key.forward(&s.out, n, k);
-                cross.value.forward(&s.out, n, v);
+            // Every decoder layer's cross-attention keys and values of the window, from one
+            // quantization of the encoder output: [layer][key, value][n, d].
+            let projections: Vec<&Linear> = self
+                .dec_blocks
+                .iter()
+                .flat_map(|block| {
+                    let cross = block
+                        .cross
+                        .as_ref()
+                        .expect("decoder blocks have cross-attention");
+                    [&cross.key, &cross.value]
+                })
+                .collect();
+            let kv = sized(&mut s.cross_kv, projections.len() * n * d);
+            let mut outs: Vec<&mut [f32]> = kv.chunks_exact_mut(n * d).collect();
+            Linear::forward_shared(&projections, &s.out, n, &mut outs);
+            for (i, kv) in s.cross_kv.chunks_exact(2 * n * d).enumerate() {
+                let (k, v) = kv.split_at(n * d);
                 ops::extend_head_major(k, n, d, h, &mut self.cross_k[i]);
                 ops::extend_head_major(v, n, d, h, &mut self.cross_v[i]);
             }
