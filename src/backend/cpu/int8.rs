@@ -191,11 +191,13 @@ thread_local! {
 impl QuantizedRows {
     /// Quantize the `m` rows of `x` (rows in parallel when there are many).
     fn fill(&mut self, x: &[f32], m: usize, k: usize, stride: usize, shifted: bool) {
-        self.q.clear();
-        self.q.resize(m * stride, if shifted { 128 } else { 0 });
-        self.scale.clear();
+        // Each row's first k bytes are written below, its padding here: no pass over the
+        // whole buffer first (the buffer is kept from call to call).
+        let pad = if shifted { 128 } else { 0 };
+        self.q.resize(m * stride, pad);
         self.scale.resize(m, 0.0);
         let one = |(i, (dst, s)): (usize, (&mut [u8], &mut f32))| {
+            dst[k..].fill(pad);
             let src = &x[i * k..(i + 1) * k];
             #[cfg(target_arch = "x86_64")]
             if shifted {

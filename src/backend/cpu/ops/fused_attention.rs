@@ -143,8 +143,9 @@ pub(super) fn fused_attention(
             return true;
         }
         let head_len = keys_t_len(n_kv);
+        // Every element is written by the transposition (the padding keys zero): the buffer is
+        // kept from call to call, not cleared first.
         let mut keys_t = KEYS_T.take();
-        keys_t.clear();
         keys_t.resize(n_head * head_len, 0.0);
         let transpose =
             |(h, kt): (usize, &mut [f32])| transpose_keys(k, head_rows(h), n_kv, kt, |x| x);
@@ -256,8 +257,8 @@ pub(super) fn fused_bf16(
         planes * bf16::keys_len(n_kv)
     };
     let head_len = keys_len + planes * bf16::values_len(n_kv);
+    // Every element is written by the packing (the padding zero): kept, not cleared first.
     let mut packed = PACKED_BF16.take();
-    packed.clear();
     packed.resize(n_head * head_len, 0);
     let pack = |(h, dst): (usize, &mut [u32])| {
         let (keys, values) = dst.split_at_mut(keys_len);
@@ -321,7 +322,7 @@ fn keys_t_len(n_kv: usize) -> usize {
 }
 
 /// Head keys `k[off + j * rs..][..64]` (`j < n_kv`) transposed into `out` ([`keys_t_len`]):
-/// tiles of [`KEY_TILE`] keys, `[tile][t][32]`; `out` past `n_kv` is left as it is (zero).
+/// tiles of [`KEY_TILE`] keys, `[tile][t][32]`, the keys past `n_kv` zero.
 #[cfg(target_arch = "x86_64")]
 fn transpose_keys<T: Copy>(
     k: &[f32],
@@ -330,10 +331,10 @@ fn transpose_keys<T: Copy>(
     out: &mut [T],
     to: impl Fn(f32) -> T,
 ) {
-    for j in 0..n_kv {
-        let row = &k[off + j * rs..off + j * rs + HEAD_DIM];
+    for j in 0..n_kv.next_multiple_of(KEY_TILE) {
         let tile = &mut out[(j / KEY_TILE) * KEY_TILE * HEAD_DIM..];
-        for (t, &x) in row.iter().enumerate() {
+        for t in 0..HEAD_DIM {
+            let x = if j < n_kv { k[off + j * rs + t] } else { 0.0 };
             tile[t * KEY_TILE + j % KEY_TILE] = to(x);
         }
     }
