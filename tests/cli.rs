@@ -227,11 +227,13 @@ fn bench_json_reports_every_stage() {
         .as_str()
         .unwrap()
         .contains("ask not what your country can do for you"));
-    // The default (auto) is int8 where the CPU has the AVX-512 VNNI kernel, else f32.
-    let auto = if dattavani_asr::testing::backend::cpu::int8::has_vnni() {
-        "int8"
-    } else {
-        "f32"
+    // The default (auto) is int8 where the CPU has the AVX-512 VNNI kernel (int8-bf16v where
+    // it has AVX-512 BF16 too), else f32.
+    use dattavani_asr::testing::backend::cpu::ops::Products;
+    let auto = match dattavani_asr::testing::backend::cpu::int8::has_vnni() {
+        true if Products::Bf16Values.on_this_cpu() == Products::Bf16Values => "int8-bf16v",
+        true => "int8",
+        false => "f32",
     };
     assert_eq!(j["dtype"], auto);
     assert!(!j["cpu_model"].as_str().unwrap().is_empty());

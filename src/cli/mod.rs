@@ -83,7 +83,7 @@ pub enum DtypeArg {
 
 /// `--dtype`'s help, one text for every command that takes it.
 pub const DTYPE_HELP: &str = "Weight storage: auto (the default: int8 on a CPU with AVX-512 \
-VNNI, else f32; f16 on a GPU), f32 (the reference), f16 (GPU only), int8 (row-scaled, as \
+VNNI, int8-bf16v where it has AVX-512 BF16 too, else f32; f16 on a GPU), f32 (the reference), f16 (GPU only), int8 (row-scaled, as \
 CTranslate2: CPU, with AVX-512 VNNI where the CPU has it; GPU, dequantized in the matmul) or \
 int8-bf16 (int8, and the encoder's attention products in bf16 on a CPU with AVX-512 BF16: \
 faster, slightly noisier; int8 elsewhere) or int8-bf16x3 (int8, and those products as three bf16 \

@@ -71,7 +71,8 @@ impl TranscriberBuilder {
     }
 
     /// How the matrix weights are stored (default [`Dtype::Auto`]: int8 on a CPU with AVX-512
-    /// VNNI, f32 on other CPUs, f16 on a GPU; [`Dtype::F32`] is the reference).
+    /// VNNI, int8-bf16v with AVX-512 BF16 too, f32 on other CPUs, f16 on a GPU; [`Dtype::F32`]
+    /// is the reference).
     pub fn dtype(mut self, dtype: Dtype) -> Self {
         self.options.weights_dtype = Some(dtype);
         self

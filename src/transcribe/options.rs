@@ -23,8 +23,9 @@ pub enum Device {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Dtype {
     /// The default: the fastest storage whose word error rate stays within noise of f32's on
-    /// the dev clips: int8 on a CPU with AVX-512 VNNI, f32 on other CPUs (their int8 kernel is
-    /// the portable one, not measured faster), f16 on a GPU. See [`Dtype::resolve_cpu`].
+    /// the dev clips: on a CPU with AVX-512 VNNI int8, with [`Dtype::Int8Bf16V`]'s attention
+    /// where it also has AVX-512 BF16; f32 on other CPUs (their int8 kernel is the portable
+    /// one, not measured faster); f16 on a GPU. See [`Dtype::resolve_cpu`].
     Auto,
     /// The reference: token-identical to CTranslate2's float32 on the reference clips.
     F32,
@@ -57,7 +58,14 @@ impl Dtype {
     /// (an error at load).
     pub fn resolve_cpu(dtype: Option<Dtype>) -> Dtype {
         match dtype.unwrap_or(Dtype::Auto) {
-            Dtype::Auto if crate::backend::cpu::int8::has_vnni() => Dtype::Int8,
+            Dtype::Auto if crate::backend::cpu::int8::has_vnni() => {
+                use crate::backend::cpu::ops::Products;
+                if Products::Bf16Values.on_this_cpu() == Products::Bf16Values {
+                    Dtype::Int8Bf16V
+                } else {
+                    Dtype::Int8
+                }
+            }
             Dtype::Auto => Dtype::F32,
             other => other,
         }
@@ -102,7 +110,7 @@ pub struct TranscribeOptions {
     /// Word-level timestamps from the alignment heads' cross-attention.
     pub word_timestamps: bool,
     /// How matrix weights are stored; `None` is [`Dtype::Auto`] (int8 on a CPU with AVX-512
-    /// VNNI, f16 on a GPU). Read when the model is loaded.
+    /// VNNI, int8-bf16v with AVX-512 BF16 too; f16 on a GPU). Read when the model is loaded.
     pub weights_dtype: Option<Dtype>,
     /// 1: OpenAI's sequential seek loop. Above 1: batched long-form transcription: chunks of at
     /// most 30 s cut at quiet points, decoded independently, this many at a time
