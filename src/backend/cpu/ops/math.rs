@@ -65,33 +65,6 @@ pub fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// `Σ f(x_i)` over 32 interleaved partial sums, then a halving tree across them: an
-/// association that vectorises (two AVX-512 registers, four AVX2 ones) with short dependency
-/// chains, where one running sum is a chain of `x.len()` additions.
-#[inline(always)]
-pub(super) fn sum_by(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    const LANES: usize = 32;
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            acc[i] += f(c[i]);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(tail) {
-        *a += f(v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    acc[0]
-}
-
 /// Reduce `x` with `f` over 8 independent lanes, then across them: the same association a SIMD
 /// reduction uses, which lets the compiler vectorise it (a single accumulator cannot be).
 pub(super) fn lanes_reduce(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
