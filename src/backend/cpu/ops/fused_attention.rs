@@ -663,7 +663,7 @@ mod avx512 {
         let (n, er) = exp_core! { x; _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_mul_ps,
         _mm512_add_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, round_nearest };
         let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.3));
-        _mm512_maskz_mov_ps(live, _mm512_scalef_ps(er, n))
+        _mm512_maskz_scalef_ps(live, er, n)
     }
 
     /// Each lane rounded to the nearest integer (ties to even).
