@@ -34,7 +34,8 @@ use dattavani_asr::testing::transcribe::{Device, Dtype, TranscribeOptions, Trans
 /// with int8 and with int8-bf16; the other two part at gaps of 0.07 and 0.11, the same tokens
 /// for both (int8 logits differ from f32's by that much: per-row scales of 1/127 through 4
 /// decoder layers). int8-bf16x3 parts at those two and at a third, at token 1 of
-/// synth_espeak_3.wav, gap 0.17 (a near-tie that int8 resolves as f32 does). An earlier int8
+/// synth_espeak_3.wav, gap 0.17 (a near-tie that int8 resolves as f32 does); int8-bf16v (AMD
+/// Zen 4, stop 18) at those three and at ps_librivox_0890.wav, gap 0.13. An earlier int8
 /// kernel parted on a third clip at 0.23. 0.5 means int8 may pick a token f32 gave at least
 /// e^-0.5 (61%) of its top token's probability, never a token f32 found clearly worse.
 const NEAR_TIE: f32 = 0.5;

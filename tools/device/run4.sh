@@ -6,11 +6,13 @@
 #     and against f64 (bf16 attention, plain and split), besides the emulator, and the
 #     process's self-checks;
 #  2. the int8 products alone (benches/cpu_matmul.rs), AMX off and on;
-#  3. the encoder per window (`bench`), int8, int8-bf16 and int8-bf16x3, AMX off and on;
+#  3. the encoder per window (`bench`), int8, int8-bf16v (the default where the CPU has AVX-512
+#     BF16, since stop 18), int8-bf16 and int8-bf16x3, AMX off and on;
 #  4. the 16 reference clips, default settings, AMX off and on: the JSON must be byte-identical
-#     (int8 sums the same integers on the tiles); then with `--dtype int8-bf16x3` (the split bf16
-#     attention, near f32), AMX on and off, whose texts come back in $OUT/json for
-#     `tools/device/wer.py` (the default keeps f32 attention until these figures are in).
+#     (int8 sums the same integers on the tiles, and int8-bf16v's attention is AVX-512's); then
+#     `--dtype int8` (f32 attention, the default before stop 18) and `--dtype int8-bf16x3` (the
+#     split bf16 attention, near f32), whose texts come back in $OUT/json for
+#     `tools/device/wer.py`.
 exec > >(tee $OUT/run4.log) 2>&1
 set -x
 D=$PWD/.devc4
@@ -31,7 +33,7 @@ $B bench --device cpu --threads 2 --beam-size 1 --runs 1 2>&1 | grep -E "cpu:|ma
 for amx in 0 1; do
   DATTAVANI_AMX=$amx BENCH_ONLY=tiny BENCH_ITERS=5 RAYON_NUM_THREADS=2 $P /root/dv/cpu_matmul
 done
-for dtype in int8 int8-bf16 int8-bf16x3; do
+for dtype in int8 int8-bf16v int8-bf16 int8-bf16x3; do
   for amx in 0 1 0 1; do
     echo "AMX=$amx $dtype"
     DATTAVANI_AMX=$amx $P $B bench --device cpu --threads 2 --beam-size 1 --runs 5 --dtype $dtype 2>&1 | grep -E "encoder /|total"
@@ -46,6 +48,7 @@ run_clips() {  # name, DATTAVANI_AMX, transcribe flags...
 run_clips amx0 0
 run_clips amx1 1
 diff -r -q $OUT/json/amx0 $OUT/json/amx1 && echo "AMX on and off: JSON byte-identical"
+run_clips int8_amx1 1 --dtype int8
 run_clips bf16x3_amx1 1 --dtype int8-bf16x3
 run_clips bf16x3_amx0 0 --dtype int8-bf16x3
 python3 -c '
@@ -53,7 +56,7 @@ import json, pathlib
 d = pathlib.Path("'$OUT'/json")
 files = sorted((d / "amx0").glob("*.json"))
 text = lambda run, f: json.loads((d / run / f.name).read_text())["text"]
-for run in ("amx1", "bf16x3_amx1", "bf16x3_amx0"):
+for run in ("amx1", "int8_amx1", "bf16x3_amx1", "bf16x3_amx0"):
     same = sum(text("amx0", f) == text(run, f) for f in files)
     print(f"{run}: the text of the default with AMX off in {same} of {len(files)} clips")
 '
