@@ -6,29 +6,17 @@
 //! (`BENCH_ONLY=tiny` keeps the rows whose model name contains that text; `BENCH_PRODUCTS=f32`
 //! times only the products named, comma-separated: f32, bf16, bf16x3, bf16v).
 
-use std::time::Instant;
-
 use dattavani_asr::testing::backend::cpu::ops::{self, KvLayout, Products};
 
 #[path = "common/rand.rs"]
 mod rand_data;
 use rand_data::rand_vec;
 
-fn seconds(mut f: impl FnMut()) -> f64 {
-    let iters = std::env::var("BENCH_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    f();
-    let mut v: Vec<f64> = (0..iters)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+#[path = "common/timing.rs"]
+mod timing;
+
+fn seconds(f: impl FnMut()) -> f64 {
+    timing::median_seconds(5, f)
 }
 
 fn main() {

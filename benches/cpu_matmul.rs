@@ -5,29 +5,17 @@
 //! of `BENCH_ITERS` (default 5) runs. Run: `cargo bench --bench cpu_matmul`
 //! (`BENCH_ONLY=tiny` keeps the rows whose model name contains that text).
 
-use std::time::Instant;
-
 use dattavani_asr::testing::backend::cpu::{int8, ops};
 
 #[path = "common/rand.rs"]
 mod rand_data;
 use rand_data::rand_vec;
 
-fn seconds(mut f: impl FnMut()) -> f64 {
-    let iters = std::env::var("BENCH_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    f();
-    let mut v: Vec<f64> = (0..iters)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+#[path = "common/timing.rs"]
+mod timing;
+
+fn seconds(f: impl FnMut()) -> f64 {
+    timing::median_seconds(5, f)
 }
 
 fn main() {

@@ -2,29 +2,17 @@
 //! 1536): layer norm, GELU, the residual add. One warm-up, then the median of `BENCH_ITERS`
 //! (default 7) runs. Run: `cargo bench --bench cpu_ops`.
 
-use std::time::Instant;
-
 use dattavani_asr::testing::backend::cpu::ops;
 
 #[path = "common/rand.rs"]
 mod rand_data;
 use rand_data::rand_vec;
 
-fn ms(mut f: impl FnMut()) -> f64 {
-    let iters = std::env::var("BENCH_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
-    f();
-    let mut v: Vec<f64> = (0..iters)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+#[path = "common/timing.rs"]
+mod timing;
+
+fn ms(f: impl FnMut()) -> f64 {
+    timing::median_seconds(7, f) * 1e3
 }
 
 fn main() {

@@ -69,6 +69,13 @@ fn bf16_outputs(
     Some(results)
 }
 
+/// Each of `x` rounded to bf16 (nearest even) and back.
+fn bf16_round(x: &[f32]) -> Vec<f32> {
+    x.iter()
+        .map(|&x| half::bf16::from_f32(x).to_f32())
+        .collect()
+}
+
 /// The largest distance of `got` from `want`.
 fn max_error(got: &[f32], want: &[f64]) -> f64 {
     got.iter()
@@ -85,19 +92,14 @@ fn max_error(got: &[f32], want: &[f64]) -> f64 {
 /// the softmax is sharp (scores up to ±8) and the running max moves between key blocks.
 #[test]
 fn bf16_fused_attention_matches_f64_of_rounded_operands() {
-    let round = |x: &[f32]| -> Vec<f32> {
-        x.iter()
-            .map(|&x| half::bf16::from_f32(x).to_f32())
-            .collect()
-    };
     for &(n_q, n_kv, causal) in FUSED_SHAPES {
         let q: Vec<f32> = data(31, n_q * D).iter().map(|x| x * 16.0).collect();
         let (k, v) = (data(32, n_kv * D), data(33, n_kv * D));
-        let q_rounded: Vec<f32> = round(&q.iter().map(|x| x / 8.0).collect::<Vec<_>>())
+        let q_rounded: Vec<f32> = bf16_round(&q.iter().map(|x| x / 8.0).collect::<Vec<_>>())
             .iter()
             .map(|x| x * 8.0)
             .collect();
-        let (k_rounded, v_rounded) = (round(&k), round(&v));
+        let (k_rounded, v_rounded) = (bf16_round(&k), bf16_round(&v));
         let want = rows_f64(
             [&q_rounded, &k_rounded, &v_rounded],
             (n_q, n_kv, D, N_HEAD),
@@ -181,16 +183,11 @@ fn bf16x3_fused_attention_matches_f64_near_f32() {
 /// well fails that.
 #[test]
 fn bf16_values_fused_attention_keeps_f32_scores() {
-    let round = |x: &[f32]| -> Vec<f32> {
-        x.iter()
-            .map(|&x| half::bf16::from_f32(x).to_f32())
-            .collect()
-    };
     for &(n_q, n_kv, causal) in FUSED_SHAPES {
         let q: Vec<f32> = data(51, n_q * D).iter().map(|x| x * 16.0).collect();
         let (k, v) = (data(52, n_kv * D), data(53, n_kv * D));
         let shape = (n_q, n_kv, D, N_HEAD);
-        let want = rows_f64([&q, &k, &round(&v)], shape, causal);
+        let want = rows_f64([&q, &k, &bf16_round(&v)], shape, causal);
         let exact = rows_f64([&q, &k, &v], shape, causal);
         let v_max = v.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
         let tolerance = 2.0 * v_max / 256.0 + 1e-4;
