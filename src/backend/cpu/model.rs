@@ -202,10 +202,11 @@ impl KvCache {
     }
 }
 
-/// Scratch space for decoder calls, grown to the largest call seen (rows = sequences x new
-/// tokens), so that steady-state decoder steps allocate nothing.
+/// A transformer block's activations, grown to the largest call seen (rows: the encoder's
+/// positions, or the decoder's sequences x new tokens), so that steady-state calls allocate
+/// nothing. `last` is the decoder's (each sequence's last row).
 #[derive(Default)]
-struct DecoderScratch {
+struct BlockScratch {
     x: Vec<f32>,
     h: Vec<f32>,
     q: Vec<f32>,
@@ -217,7 +218,7 @@ struct DecoderScratch {
     last: Vec<f32>,
 }
 
-impl DecoderScratch {
+impl BlockScratch {
     fn ensure(&mut self, rows: usize, d: usize, ffn: usize) {
         for buf in [
             &mut self.x,
@@ -244,16 +245,8 @@ impl DecoderScratch {
 struct EncoderScratch {
     /// conv1's output, time-major (conv2's input).
     x1: Vec<f32>,
-    /// The residual stream and the blocks' intermediates (`[n_audio_ctx, d]` each).
-    x: Vec<f32>,
-    h: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    a: Vec<f32>,
-    o: Vec<f32>,
-    /// The MLP's hidden layer, `[n_audio_ctx, ffn]`.
-    hidden: Vec<f32>,
+    /// The residual stream and the blocks' intermediates.
+    blocks: BlockScratch,
     /// One window's output and every decoder layer's cross-attention K/V projections of it
     /// (`encode_windows`).
     out: Vec<f32>,
@@ -290,7 +283,7 @@ pub struct CpuModel {
     /// Windows encoded, sequences of the pass, their windows and cached positions.
     pass: DecodePass,
     cache: KvCache,
-    scratch: DecoderScratch,
+    scratch: BlockScratch,
     encoder_scratch: EncoderScratch,
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
@@ -317,19 +310,30 @@ impl CpuModel {
         ops::gelu(x1);
         let n = ops::conv1d_out_len(t_in, 2);
         debug_assert_eq!(n, dims.n_audio_ctx);
-        let x = sized(&mut s.x, n * d);
-        ops::conv1d_k3_time_major(x1, d, t_in, &self.conv2_w, &self.conv2_b, d, 2, x);
+        s.blocks.ensure(n, d, dims.n_audio_ffn);
+        let BlockScratch {
+            x,
+            h,
+            q,
+            k,
+            v,
+            a,
+            o,
+            hidden,
+            ..
+        } = &mut s.blocks;
+        let [x, h, q, k, v, a, o] = [x, h, q, k, v, a, o].map(|buf| &mut buf[..n * d]);
+        let hidden = &mut hidden[..n * dims.n_audio_ffn];
+        let (w, b) = (&self.conv2_w, &self.conv2_b);
+        ops::conv1d_k3_from(ops::ConvInput::TimeMajor, x1, (d, t_in, d, 2), w, b, x);
         ops::gelu(x);
         ops::add_assign(x, &self.enc_pos);
 
-        let [h, q, k, v, a, o] = [&mut s.h, &mut s.q, &mut s.k, &mut s.v, &mut s.a, &mut s.o]
-            .map(|buf| sized(buf, n * d));
-        let hidden = sized(&mut s.hidden, n * dims.n_audio_ffn);
         for block in &self.enc_blocks {
             block.attn_ln.forward(x, h);
             let attn = &block.attn;
             let qkv = [&attn.query, &attn.key, &attn.value];
-            Linear::forward_shared(&qkv, h, n, &mut [&mut q[..], &mut k[..], &mut v[..]]);
+            Linear::forward_shared(&qkv, h, n, &mut [&mut *q, &mut *k, &mut *v]);
             ops::attention(
                 self.encoder_attention,
                 q,

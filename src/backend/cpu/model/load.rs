@@ -2,7 +2,7 @@
 //! [`crate::model::schema`], matrices stored as `--dtype` asks.
 
 use super::{
-    Attention, Block, CpuModel, CpuWeights, DecoderScratch, KvCache, LayerNorm, Linear, Matrix,
+    Attention, Block, BlockScratch, CpuModel, CpuWeights, KvCache, LayerNorm, Linear, Matrix,
 };
 use crate::backend::cpu::int8::Int8Matrix;
 use crate::backend::load_common::Layer;
@@ -104,7 +104,7 @@ impl CpuModel {
             cross_v: vec![Vec::new(); dims.n_text_layer],
             pass: DecodePass::default(),
             cache: KvCache::new(dims.n_text_layer),
-            scratch: DecoderScratch::default(),
+            scratch: BlockScratch::default(),
             encoder_scratch: Default::default(),
             greedy_logits: Vec::new(),
             dims: dims.clone(),

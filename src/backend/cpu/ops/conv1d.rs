@@ -19,7 +19,7 @@ pub fn conv1d_out_len(t_in: usize, stride: usize) -> usize {
 
 /// How a convolution's input is laid out.
 #[derive(Clone, Copy)]
-enum Input {
+pub enum ConvInput {
     /// `[c_in, t_in]` (the mel).
     ChannelsFirst,
     /// `[t_in, c_in]` (what conv1 writes).
@@ -41,28 +41,14 @@ pub fn conv1d_k3(
     out: &mut [f32],
 ) {
     let shape = (c_in, t_in, c_out, stride);
-    conv1d(Input::ChannelsFirst, input, shape, weight, bias, out);
+    conv1d_k3_from(ConvInput::ChannelsFirst, input, shape, weight, bias, out);
 }
 
-/// [`conv1d_k3`] of a time-major input `[t_in, c_in]` (conv2 after conv1): the same im2col rows,
-/// hence the same bits, without a transposed copy of the input.
-#[allow(clippy::too_many_arguments)]
-pub fn conv1d_k3_time_major(
-    input: &[f32],
-    c_in: usize,
-    t_in: usize,
-    weight: &[f32],
-    bias: &[f32],
-    c_out: usize,
-    stride: usize,
-    out: &mut [f32],
-) {
-    let shape = (c_in, t_in, c_out, stride);
-    conv1d(Input::TimeMajor, input, shape, weight, bias, out);
-}
-
-fn conv1d(
-    layout: Input,
+/// [`conv1d_k3`] of an input laid out as `layout` says, `(c_in, t_in, c_out, stride)` its
+/// shape. A time-major input (conv2 after conv1) gives the same im2col rows, hence the same
+/// bits, without a transposed copy.
+pub fn conv1d_k3_from(
+    layout: ConvInput,
     input: &[f32],
     (c_in, t_in, c_out, stride): (usize, usize, usize, usize),
     weight: &[f32],
@@ -82,10 +68,10 @@ fn conv1d(
                 let src = (t * stride + j).checked_sub(1).filter(|&s| s < t_in);
                 match (src, layout) {
                     (None, _) => (0..c_in).for_each(|c| row[c * 3 + j] = 0.0),
-                    (Some(s), Input::ChannelsFirst) => {
+                    (Some(s), ConvInput::ChannelsFirst) => {
                         (0..c_in).for_each(|c| row[c * 3 + j] = input[c * t_in + s])
                     }
-                    (Some(s), Input::TimeMajor) => {
+                    (Some(s), ConvInput::TimeMajor) => {
                         let src_row = &input[s * c_in..(s + 1) * c_in];
                         for (c, &v) in src_row.iter().enumerate() {
                             row[c * 3 + j] = v;
@@ -129,7 +115,8 @@ mod tests {
             }
             let (mut want, mut got) = (vec![0.0; t_out * c_out], vec![1.0; t_out * c_out]);
             conv1d_k3(&x, c_in, t_in, &w, &b, c_out, stride, &mut want);
-            conv1d_k3_time_major(&time_major, c_in, t_in, &w, &b, c_out, stride, &mut got);
+            let shape = (c_in, t_in, c_out, stride);
+            conv1d_k3_from(ConvInput::TimeMajor, &time_major, shape, &w, &b, &mut got);
             assert_eq!(want, got, "{c_in}x{t_in} -> {c_out}, stride {stride}");
         }
     }

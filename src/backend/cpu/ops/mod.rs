@@ -68,7 +68,7 @@ mod softmax;
 
 pub use argmax::argmax;
 pub use attention::{attention, attention_weights, extend_head_major, to_head_major, KvLayout};
-pub use conv1d::{conv1d_k3, conv1d_k3_time_major, conv1d_out_len};
+pub use conv1d::{conv1d_k3, conv1d_k3_from, conv1d_out_len, ConvInput};
 pub use elementwise::{add_assign, gelu};
 pub use embed::embed;
 pub use fused_attention::{bf16_amx_available, Products};
