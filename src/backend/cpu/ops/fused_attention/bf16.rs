@@ -233,7 +233,12 @@ pub(super) unsafe fn tile(task: &Task) {
     debug_assert!(task.f32_scores || kt.len() >= planes(split) * keys_plane);
     debug_assert!(vp.len() >= planes(split) * values_plane);
     const QN: usize = TILE_ROWS * PAIRS;
-    let qp: [u32; 2 * QN] = task.queries();
+    // bf16 queries for bf16 scores; f32 ones (below) for `f32_scores`.
+    let qp: [u32; 2 * QN] = if task.f32_scores {
+        [0; 2 * QN]
+    } else {
+        task.queries()
+    };
     let visible = task.visible_keys::<TILE_ROWS>();
     let kv_end = visible.iter().copied().max().unwrap_or(0);
     let mut s = [0.0f32; TILE_ROWS * KEY_BLOCK];
