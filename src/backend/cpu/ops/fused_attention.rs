@@ -450,13 +450,13 @@ fn online_step(max: f32, block_max: f32) -> (f32, f32, f32) {
 }
 
 /// The part of a vector `exp` both instruction sets share, written with the intrinsics named:
-/// for x clamped to [−87.3, 88.3], x = n·ln2 + r and `(n, e^r)` by `math::exp`'s polynomial
-/// with fused multiply-adds. The caller scales by 2^n and zeroes lanes below −87.3.
+/// x = n·ln2 + r and `(n, e^r)` by `math::exp`'s polynomial with fused multiply-adds. The
+/// caller clamps x where its 2^n needs it, scales by 2^n and zeroes lanes below −87.3.
 #[cfg(target_arch = "x86_64")]
 macro_rules! exp_core {
-    ($x:expr; $set1:ident, $min:ident, $max:ident, $mul:ident, $add:ident, $fmadd:ident,
-     $fnmadd:ident, $round:ident) => {{
-        let xc = $min($max($x, $set1(-87.3)), $set1(88.3));
+    ($x:expr; $set1:ident, $mul:ident, $add:ident, $fmadd:ident, $fnmadd:ident,
+     $round:ident) => {{
+        let xc = $x;
         let n = $round($mul(xc, $set1(std::f32::consts::LOG2_E)));
         let r = $fnmadd(n, $set1(0.693_359_4), xc);
         let r = $fnmadd(n, $set1(-2.121_944_4e-4), r);
@@ -660,8 +660,10 @@ mod avx512 {
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
     pub(super) unsafe fn exp(x: __m512) -> __m512 {
-        let (n, er) = exp_core! { x; _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_mul_ps,
-        _mm512_add_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, round_nearest };
+        // No clamp: lanes below −87.3 (where n would pass −126, and −∞, which gives NaN) are
+        // zeroed, and the attention's x are at most 0; `vscalefps` takes any n.
+        let (n, er) = exp_core! { x; _mm512_set1_ps, _mm512_mul_ps, _mm512_add_ps,
+        _mm512_fmadd_ps, _mm512_fnmadd_ps, round_nearest };
         let live = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(-87.3));
         _mm512_maskz_scalef_ps(live, er, n)
     }

@@ -120,8 +120,12 @@ unsafe fn values(p: *const f32, v: *const f32, rs: usize, n: usize, o: *mut f32,
 #[inline]
 unsafe fn exp(x: __m256) -> __m256 {
     let live = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(-87.3));
-    let (n, er) = exp_core! { x; _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_mul_ps,
-    _mm256_add_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps, round_nearest };
+    let xc = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+        _mm256_set1_ps(88.3),
+    );
+    let (n, er) = exp_core! { xc; _mm256_set1_ps, _mm256_mul_ps, _mm256_add_ps,
+    _mm256_fmadd_ps, _mm256_fnmadd_ps, round_nearest };
     let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
         _mm256_cvtps_epi32(n),
         _mm256_set1_epi32(127),
