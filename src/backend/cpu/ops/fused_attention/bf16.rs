@@ -363,14 +363,32 @@ impl<const ROWS: usize> Softmax<ROWS> {
     ) {
         let plane = ROWS * KEY_BLOCK / 2;
         assert!(s.len() >= ROWS * KEY_BLOCK && w.len() >= planes(split) * plane);
-        for (r, &seen) in visible.iter().enumerate() {
-            let valid = seen.saturating_sub(j0).min(cb);
-            let row = s.as_ptr().add(r * KEY_BLOCK);
-            let (new_max, shift, a) = online_step(self.max[r], block_max(row, valid));
-            let weights = w.as_mut_ptr().add(r * KEY_BLOCK / 2);
-            let lo = split.then(|| weights.add(plane));
-            self.sum[r] = self.sum[r] * a + exp_weights(row, valid, shift, weights, lo);
-            (self.max[r], self.alpha[r]) = (new_max, a);
+        let valid = visible.map(|seen| seen.saturating_sub(j0).min(cb));
+        let row = |r: usize| s.as_ptr().add(r * KEY_BLOCK);
+        let mut shift = [0.0f32; ROWS];
+        for r in 0..ROWS {
+            let (new_max, row_shift, a) = online_step(self.max[r], block_max(row(r), valid[r]));
+            (self.max[r], self.alpha[r], shift[r]) = (new_max, a, row_shift);
+        }
+        // Two rows at a time: their exponentials are independent chains the core overlaps.
+        let w = w.as_mut_ptr();
+        let mut r = 0;
+        while r < ROWS {
+            let n = (ROWS - r).min(2);
+            let weights = |i: usize| w.add((r + i.min(n - 1)) * KEY_BLOCK / 2);
+            let rows = [row(r), row(r + n - 1)];
+            let lo = split.then(|| [weights(0).add(plane), weights(1).add(plane)]);
+            let sums = exp_weights(
+                rows,
+                [valid[r], valid[r + n - 1]],
+                [shift[r], shift[r + n - 1]],
+                [weights(0), weights(1)],
+                lo,
+            );
+            for i in 0..n {
+                self.sum[r + i] = self.sum[r + i] * self.alpha[r + i] + sums[i];
+            }
+            r += n;
         }
     }
 }
@@ -402,20 +420,21 @@ unsafe fn scores(terms: &[(*const u32, *const u32)], s: *mut f32) {
     }
 }
 
-/// Writes `exp(s - shift)` of the first `valid` scores of `row` (0 after) to `weights` as
-/// bf16 ([`KEY_BLOCK`] of them), and with `lo` the `lo` parts to it, and returns the sum of
-/// the rounded weights (`hi + lo` when split).
+/// For each of 2 rows (the same row twice to do one): writes `exp(s - shift)` of the first
+/// `valid` scores of `row` (0 after) to `weights` as bf16 ([`KEY_BLOCK`] of them), and with `lo`
+/// the `lo` parts to it, and returns the sum of the rounded weights (`hi + lo` when split),
+/// each row's added in key order.
 #[target_feature(enable = "avx512f,avx512dq,avx512bf16,fma")]
 #[inline]
 unsafe fn exp_weights(
-    row: *const f32,
-    valid: usize,
-    shift: f32,
-    weights: *mut u32,
-    lo: Option<*mut u32>,
-) -> f32 {
-    let shift_v = _mm512_set1_ps(shift);
-    let mut total = _mm512_setzero_ps();
+    row: [*const f32; 2],
+    valid: [usize; 2],
+    shift: [f32; 2],
+    weights: [*mut u32; 2],
+    lo: Option<[*mut u32; 2]>,
+) -> [f32; 2] {
+    let shift_v = shift.map(|x| _mm512_set1_ps(x));
+    let mut total = [_mm512_setzero_ps(); 2];
     // The 16 weights `x` as bf16 into `dst`, and back as f32.
     let store = |x: __m512, dst: *mut u32| {
         let bits: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
@@ -423,14 +442,16 @@ unsafe fn exp_weights(
         bits_to_f32(_mm512_cvtepu16_epi32(bits))
     };
     for c in 0..KEY_BLOCK / 16 {
-        let e = exp(_mm512_sub_ps(masked(row, c, valid), shift_v));
-        let hi = store(e, weights.add(c * 8));
-        total = _mm512_add_ps(total, hi);
-        if let Some(lo) = lo {
-            total = _mm512_add_ps(total, store(_mm512_sub_ps(e, hi), lo.add(c * 8)));
+        for i in 0..2 {
+            let e = exp(_mm512_sub_ps(masked(row[i], c, valid[i]), shift_v[i]));
+            let hi = store(e, weights[i].add(c * 8));
+            total[i] = _mm512_add_ps(total[i], hi);
+            if let Some(lo) = lo {
+                total[i] = _mm512_add_ps(total[i], store(_mm512_sub_ps(e, hi), lo[i].add(c * 8)));
+            }
         }
     }
-    _mm512_reduce_add_ps(total)
+    total.map(|t| _mm512_reduce_add_ps(t))
 }
 
 /// `o[r] = o[r] · alpha[r] + Σ_terms Σ_j w[r, j] · v[j]` for 6 rows (`w` rows [`KEY_BLOCK`] / 2
