@@ -385,8 +385,8 @@ impl<const ROWS: usize> Softmax<ROWS> {
                 [weights(0), weights(1)],
                 lo,
             );
-            for i in 0..n {
-                self.sum[r + i] = self.sum[r + i] * self.alpha[r + i] + sums[i];
+            for (i, row_sum) in sums.into_iter().take(n).enumerate() {
+                self.sum[r + i] = self.sum[r + i] * self.alpha[r + i] + row_sum;
             }
             r += n;
         }
