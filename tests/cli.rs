@@ -208,6 +208,8 @@ fn bench_json_reports_every_stage() {
         "load_warm_ms",
         "mel_ms",
         "encoder_ms_per_window",
+        "encoder_network_ms_per_window",
+        "cross_kv_ms_per_window",
         "decoder_ms_per_window",
         "ms_per_step",
         "ms_per_seq_token",
@@ -217,6 +219,17 @@ fn bench_json_reports_every_stage() {
         let v = j[key].as_f64().unwrap_or(-1.0);
         assert!(v > 0.0, "{key} = {}", j[key]);
     }
+    // The CPU times the cross-attention K/V apart: the network is the call less them.
+    let [call, network, cross_kv] = [
+        "encoder_ms_per_window",
+        "encoder_network_ms_per_window",
+        "cross_kv_ms_per_window",
+    ]
+    .map(|k| j[k].as_f64().unwrap());
+    assert!(
+        network < call && (network + cross_kv - call).abs() < 1e-6 * call,
+        "{j}"
+    );
     assert_eq!(j["windows"], 1);
     assert_eq!(j["beam_size"], 1);
     assert_eq!(j["steps"], j["seq_tokens"], "greedy: one sequence per step");

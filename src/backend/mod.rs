@@ -222,6 +222,14 @@ pub trait Diagnostics {
     /// the CPU ran them).
     fn weights_dtype(&self) -> &'static str;
 
+    /// Of the last [`Backend::encode_batch`], the milliseconds spent projecting the encoder
+    /// output into every decoder layer's cross-attention keys and values: decoder work that
+    /// runs with the encoder here (CTranslate2 does it in its decoder, outside `encode`).
+    /// `None` where the backend does not time it apart.
+    fn cross_kv_ms(&self) -> Option<f64> {
+        None
+    }
+
     /// Turns the per-kernel device profile on or off (`bench`); returns whether it is on. Only
     /// a GPU whose adapter has timestamp queries inside passes can; the default cannot.
     fn set_kernel_profiling(&mut self, _on: bool) -> bool {

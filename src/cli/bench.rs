@@ -78,6 +78,7 @@ struct Run {
     windows: usize,
     windows_encoded: usize,
     encoder_ms: f64,
+    cross_kv_ms: f64,
     decoder_ms: f64,
     forward_ms: f64,
     step_ms: f64,
@@ -100,6 +101,7 @@ impl Run {
             windows: w.len(),
             windows_encoded: w.iter().filter(|w| w.encoder_ms > 0.0).count(),
             encoder_ms: sum(|w| w.encoder_ms),
+            cross_kv_ms: sum(|w| w.cross_kv_ms),
             decoder_ms: sum(|w| w.decoder_ms),
             forward_ms: sum(|w| w.forward_ms),
             step_ms: sum(|w| w.step_ms),
@@ -137,7 +139,15 @@ struct Report {
     mel_ms: f64,
     language_ms: f64,
     windows: usize,
+    /// The encoder call: the network, then (on the CPU) every decoder layer's cross-attention
+    /// keys and values from its output.
     encoder_ms_per_window: f64,
+    /// Of it, the cross-attention K/V (0 where the backend does not time them apart).
+    cross_kv_ms_per_window: f64,
+    /// The network alone (`encoder_ms_per_window` less the cross-attention K/V): what
+    /// CTranslate2's `Whisper.encode` times.
+    encoder_network_ms_per_window: f64,
+    /// The network's FLOPs over its time.
     encoder_gflops: f64,
     decoder_ms_per_window: f64,
     /// Decoder time outside the forward passes: logit filters, search, bookkeeping.
@@ -246,6 +256,9 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
     let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let last = runs.last().expect("at least one run").clone();
     let encoder_ms_per_window = med(|r| per_window(r.encoder_ms, r.windows_encoded));
+    let cross_kv_ms_per_window = med(|r| per_window(r.cross_kv_ms, r.windows_encoded));
+    let encoder_network_ms_per_window =
+        med(|r| per_window(r.encoder_ms - r.cross_kv_ms, r.windows_encoded));
     let ms_per_step = med(|r| per_window(r.step_ms, r.steps));
     let ms_per_seq_token = med(|r| per_window(r.step_ms, r.seq_tokens));
     // Steps run at cache positions past the prompt; a position of 32 is typical for a window.
@@ -275,7 +288,9 @@ pub fn bench_command(args: BenchArgs) -> Result<i32> {
         language_ms: med(|r| r.language_ms),
         windows: last.windows,
         encoder_ms_per_window,
-        encoder_gflops: encoder_flops(&dims) / encoder_ms_per_window / 1e6,
+        cross_kv_ms_per_window,
+        encoder_network_ms_per_window,
+        encoder_gflops: encoder_flops(&dims) / encoder_network_ms_per_window / 1e6,
         decoder_ms_per_window: med(|r| per_window(r.decoder_ms, r.windows)),
         decoder_host_ms_per_window: med(|r| per_window(r.decoder_ms - r.forward_ms, r.windows)),
         prompt_ms_per_window: med(|r| per_window(r.forward_ms - r.step_ms, r.windows)),
@@ -369,8 +384,29 @@ fn print_table(r: &Report) {
     line(
         "encoder / window",
         f(r.encoder_ms_per_window),
-        format!("{} window(s), {:.1} GFLOP/s", r.windows, r.encoder_gflops),
+        format!("{} window(s)", r.windows),
     );
+    if r.cross_kv_ms_per_window > 0.0 {
+        line(
+            "  network / window",
+            f(r.encoder_network_ms_per_window),
+            format!("{:.1} GFLOP/s", r.encoder_gflops),
+        );
+        line(
+            "  cross-attention K/V",
+            f(r.cross_kv_ms_per_window),
+            "every decoder layer's, from the output".into(),
+        );
+    } else {
+        line(
+            "  network / window",
+            f(r.encoder_network_ms_per_window),
+            format!(
+                "{:.1} GFLOP/s (cross-attention K/V not timed apart)",
+                r.encoder_gflops
+            ),
+        );
+    }
     line(
         "decoder / window",
         f(r.decoder_ms_per_window),

@@ -240,6 +240,7 @@ impl Transcriber {
             let t = Instant::now();
             self.backend.encode_batch(&mels)?;
             let encoder_ms = t.elapsed().as_secs_f64() * 1e3;
+            let cross_kv_ms = super::encode_cross_kv_ms(self.backend.as_mut());
 
             let mut shared = DecodeStats::default();
             let t = Instant::now();
@@ -265,6 +266,7 @@ impl Transcriber {
             let mut timings: Vec<WindowTimings> = (0..batch.len())
                 .map(|_| WindowTimings {
                     encoder_ms: encoder_ms / n,
+                    cross_kv_ms: cross_kv_ms / n,
                     ..WindowTimings::default()
                 })
                 .collect();

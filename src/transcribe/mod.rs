@@ -469,8 +469,10 @@ impl Transcriber {
             let t = Instant::now();
             self.backend.encode_batch(&mels)?;
             let ms = t.elapsed().as_secs_f64() * 1e3;
+            let cross_kv_ms = encode_cross_kv_ms(self.backend.as_mut());
             for (w, r) in wts.iter_mut().zip(&reqs) {
                 w.encoder_ms = ms / reqs.len() as f64;
+                w.cross_kv_ms = cross_kv_ms / reqs.len() as f64;
                 tracing::debug!(
                     "window at {:.2} s: encoder {:.0} ms",
                     r.seek as f64 * seek::FRAME_SECS,
@@ -558,4 +560,13 @@ impl Transcriber {
         hooks.finish();
         self.finish_seek(seek)
     }
+}
+
+/// Of the last `encode_batch`, the ms the backend spent in the cross-attention K/V (0 where it
+/// does not time them apart): [`WindowTimings::cross_kv_ms`].
+fn encode_cross_kv_ms(backend: &mut (dyn Backend + Send)) -> f64 {
+    backend
+        .diagnostics()
+        .and_then(|d| d.cross_kv_ms())
+        .unwrap_or(0.0)
 }

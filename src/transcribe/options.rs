@@ -222,6 +222,9 @@ pub struct Timings {
 pub struct WindowTimings {
     /// Encoder plus the cross-attention K/V; 0 when language detection already encoded it.
     pub encoder_ms: f64,
+    /// Of `encoder_ms`, the cross-attention K/V projections, where the backend times them
+    /// apart (the CPU; else 0).
+    pub cross_kv_ms: f64,
     /// All decoding passes of the window (temperature fallback included): the forward passes
     /// plus the host-side logit filters and search.
     pub decoder_ms: f64,

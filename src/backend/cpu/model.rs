@@ -285,6 +285,10 @@ pub struct CpuModel {
     cache: KvCache,
     scratch: BlockScratch,
     encoder_scratch: EncoderScratch,
+    /// Of the last `encode_windows`, ms in the cross-attention K/V ([`Diagnostics::cross_kv_ms`]).
+    ///
+    /// [`Diagnostics::cross_kv_ms`]: crate::backend::Diagnostics::cross_kv_ms
+    cross_kv_ms: f64,
     /// The logits row of `decode_greedy`.
     greedy_logits: Vec<f32>,
     dtype: CpuWeights,
@@ -374,6 +378,10 @@ impl crate::backend::Diagnostics for CpuModel {
             (CpuWeights::Int8, ops::Products::Bf16Values) => "int8-bf16v",
         }
     }
+
+    fn cross_kv_ms(&self) -> Option<f64> {
+        Some(self.cross_kv_ms)
+    }
 }
 
 impl Backend for CpuModel {
@@ -399,9 +407,11 @@ impl Backend for CpuModel {
             buf.clear();
         }
         let mut s = std::mem::take(&mut self.encoder_scratch);
+        self.cross_kv_ms = 0.0;
         // Window by window, each exactly as if encoded alone.
         for (w, mel) in mels.iter().enumerate() {
             self.run_encoder(mel, &mut s);
+            let cross_kv = std::time::Instant::now();
             // Every decoder layer's cross-attention keys and values of the window, from one
             // quantization of the encoder output: [layer][key, value][n, d].
             let projections: Vec<&Linear> = self
@@ -423,6 +433,7 @@ impl Backend for CpuModel {
                 ops::extend_head_major(k, n, d, h, &mut self.cross_k[i]);
                 ops::extend_head_major(v, n, d, h, &mut self.cross_v[i]);
             }
+            self.cross_kv_ms += cross_kv.elapsed().as_secs_f64() * 1e3;
             if w == 0 {
                 self.encoder_out.clear();
                 self.encoder_out.extend_from_slice(&s.out);

@@ -106,6 +106,7 @@ impl CpuModel {
             cache: KvCache::new(dims.n_text_layer),
             scratch: BlockScratch::default(),
             encoder_scratch: Default::default(),
+            cross_kv_ms: 0.0,
             greedy_logits: Vec::new(),
             dims: dims.clone(),
             dtype,
