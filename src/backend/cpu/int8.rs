@@ -300,11 +300,50 @@ fn linear_rows(x: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>, out: &
     })
 }
 
-/// One product of [`linear_shared`]: `out = x · wᵀ + bias`.
+/// One product of [`linear_shared`]: `out = x · wᵀ + bias`, laid out as `layout`.
 pub struct Product<'a> {
     pub w: &'a Int8Matrix,
     pub bias: Option<&'a [f32]>,
     pub out: &'a mut [f32],
+    pub layout: OutLayout,
+}
+
+/// How a product's `m × n` outputs are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutLayout {
+    /// `[m, n]`.
+    Rows,
+    /// `[n / 64, m, 64]`: each block of 64 columns with its rows together, `n` a multiple of
+    /// 64. For 64-wide attention heads this is the head-major layout
+    /// (`ops::KvLayout::Heads`); the VNNI and AMX kernels write it directly (a block is one of
+    /// their panels), the rows kernel through a copy.
+    Blocks64,
+}
+
+/// Where one panel's outputs go: its first column of row 0, and the step from row to row.
+#[derive(Clone, Copy)]
+struct PanelOut {
+    first: *mut f32,
+    row_stride: usize,
+}
+
+impl PanelOut {
+    /// Panel `p` of a product's `out` (`m` rows, `n` columns) in `layout`.
+    ///
+    /// # Safety
+    /// `out` holds the product's `m * n` outputs.
+    unsafe fn of(out: *mut f32, layout: OutLayout, p: usize, m: usize, n: usize) -> Self {
+        match layout {
+            OutLayout::Rows => PanelOut {
+                first: out.add(p * PANEL),
+                row_stride: n,
+            },
+            OutLayout::Blocks64 => PanelOut {
+                first: out.add(p * m * PANEL),
+                row_stride: PANEL,
+            },
+        }
+    }
 }
 
 /// [`linear`] of one input by several matrices of its width (the attention's query, key and
@@ -313,6 +352,13 @@ pub struct Product<'a> {
 /// [`linear`] gives it (the same kernel on the same quantized rows).
 pub fn linear_shared(x: &[f32], m: usize, products: &mut [Product]) {
     let k = products.first().map_or(0, |p| p.w.k);
+    for p in products.iter() {
+        assert!(
+            p.layout == OutLayout::Rows || p.w.n.is_multiple_of(PANEL),
+            "int8 linear: 64-column blocks of {} columns",
+            p.w.n
+        );
+    }
     let panels = products.iter().all(|p| {
         p.w.k == k && matches!(p.w.layout, Layout::Panels { .. }) && p.out.len() >= m * p.w.n
     });
@@ -327,7 +373,15 @@ pub fn linear_shared(x: &[f32], m: usize, products: &mut [Product]) {
     }
     let _ = panels;
     for p in products {
-        linear(x, m, p.w, p.bias, p.out);
+        match p.layout {
+            OutLayout::Rows => linear(x, m, p.w, p.bias, p.out),
+            OutLayout::Blocks64 => {
+                let mut rows = vec![0.0; m * p.w.n];
+                linear(x, m, p.w, p.bias, &mut rows);
+                // Blocks of 64 columns are the head-major layout of 64-wide heads.
+                super::ops::write_head_major(&rows, m, p.w.n, p.w.n / PANEL, p.out);
+            }
+        }
     }
 }
 
@@ -341,7 +395,18 @@ fn linear_panels<U: amx::TileUnit>(
     out: &mut [f32],
     amx: bool,
 ) {
-    linear_panels_shared::<U>(x, m, &mut [Product { w, bias, out }], amx);
+    let layout = OutLayout::Rows;
+    linear_panels_shared::<U>(
+        x,
+        m,
+        &mut [Product {
+            w,
+            bias,
+            out,
+            layout,
+        }],
+        amx,
+    );
 }
 
 /// [`linear_shared`] for the panel layout (every matrix in it, of one `k`): rows in multiples
@@ -402,7 +467,9 @@ fn linear_panels_shared<U: amx::TileUnit>(
         let run = |task: usize| {
             let i = plans.partition_point(|&(_, _, first)| first <= task) - 1;
             let (panels, block_rows, first) = plans[i];
-            let Product { w, bias, .. } = products[i];
+            let Product {
+                w, bias, layout, ..
+            } = products[i];
             let (p, b) = ((task - first) % panels, (task - first) / panels);
             let (r0, r1) = (b * block_rows, ((b + 1) * block_rows).min(m));
             // Whole tiles of 16 rows on AMX, the rest of the block on VNNI.
@@ -411,7 +478,8 @@ fn linear_panels_shared<U: amx::TileUnit>(
             } else {
                 r0
             };
-            let n = w.n;
+            // SAFETY: `out` holds the product's m * n outputs.
+            let o = unsafe { PanelOut::of(outs[i].get(), layout, p, m, w.n) };
             // SAFETY: VNNI is present (panels are only built when `has_vnni()`), and the CPU's
             // tiles are only asked for when `amx::available()` (or by its self-check, which
             // runs after the tile permission was granted); the task writes rows r0..r1 of
@@ -426,11 +494,10 @@ fn linear_panels_shared<U: amx::TileUnit>(
                         span(w.data.as_ptr() as usize, w.data.len()),
                         span(acc.as_ptr() as usize, std::mem::size_of_val(&acc)),
                     ]);
-                    let o = outs[i].get();
-                    amx::panel(&mut tiles, &mut acc, xq, r0..amx_end, k4, w, p, bias, o, n);
+                    amx::panel(&mut tiles, &mut acc, xq, r0..amx_end, k4, w, p, bias, o);
                 }
                 if r1 > amx_end {
-                    vnni::panel(xq, amx_end..r1, k4, w, p, bias, outs[i].get(), n)
+                    vnni::panel(xq, amx_end..r1, k4, w, p, bias, o)
                 }
             }
         };
@@ -490,15 +557,15 @@ mod amx;
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{Int8Matrix, QuantizedRows, PANEL, TILE_ROWS};
+    use super::{Int8Matrix, PanelOut, QuantizedRows, PANEL, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// Rows `rows` of `xq` times panel `p` of `w`, written to `out` (row stride `n`, columns
-    /// `p*64 .. min(p*64+64, n)`).
+    /// Rows `rows` of `xq` times panel `p` of `w` (columns `p*64 .. min(p*64+64, n)`), written
+    /// to `out`.
     ///
     /// # Safety
     /// The CPU has AVX-512 F/BW/VNNI; `w` is in panel layout with row stride `k4` bytes in
-    /// `xq`; `out` is valid for `m * n` floats and nobody else touches this panel's columns.
+    /// `xq`; `out` is valid for those rows and columns, which nobody else touches.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn panel(
@@ -508,21 +575,20 @@ mod vnni {
         w: &Int8Matrix,
         p: usize,
         bias: Option<&[f32]>,
-        out: *mut f32,
-        n: usize,
+        out: PanelOut,
     ) {
-        let j0 = p * PANEL;
         let panel = Panel {
             w: w.data.as_ptr().add(p * k4 * PANEL),
             k4,
-            epilogue: Epilogue::new(w, bias, j0, n),
+            epilogue: Epilogue::new(w, bias, p * PANEL, w.n),
         };
+        let n = out.row_stride;
         let mut i = rows.start;
         while i < rows.end {
             let r = (rows.end - i).min(TILE_ROWS);
             let x = xq.q.as_ptr().add(i * k4);
             let sx = xq.scale.as_ptr().add(i);
-            let o = out.add(i * n + j0);
+            let o = out.first.add(i * n);
             match r {
                 1 => tile::<1>(x, sx, &panel, o, n),
                 2 => tile::<2>(x, sx, &panel, o, n),

@@ -2,7 +2,7 @@
 //! GPU backend is tested against. Weights are held in f32; every matrix product goes through
 //! `ops::linear` / `ops::attention` (the `gemm` crate, multi-threaded).
 
-use crate::backend::cpu::int8::Int8Matrix;
+use crate::backend::cpu::int8::{Int8Matrix, OutLayout};
 use crate::backend::cpu::ops;
 use crate::backend::{Backend, DecodePass};
 use crate::error::{Error, Result};
@@ -60,10 +60,16 @@ impl Linear {
         self.forward_rows(x, 0, rows, false, out);
     }
 
-    /// [`Linear::forward`] of each of `linears` on the same `rows` of `x`, into `outs`: int8
-    /// ones quantize `x` once and share the thread pool (`int8::linear_shared`), with the bits
-    /// each `forward` gives.
-    fn forward_shared(linears: &[&Linear], x: &[f32], rows: usize, outs: &mut [&mut [f32]]) {
+    /// [`Linear::forward`] of each of `linears` on the same `rows` of `x`, into `outs` laid out
+    /// as `layout`: int8 ones quantize `x` once and share the thread pool
+    /// (`int8::linear_shared`), with the bits each `forward` gives.
+    fn forward_shared(
+        linears: &[&Linear],
+        x: &[f32],
+        rows: usize,
+        outs: &mut [&mut [f32]],
+        layout: OutLayout,
+    ) {
         assert_eq!(linears.len(), outs.len());
         let int8: Option<Vec<_>> = linears
             .iter()
@@ -73,6 +79,7 @@ impl Linear {
                     w,
                     bias: l.b.as_deref(),
                     out: &mut out[..rows * l.n_out],
+                    layout,
                 }),
                 Matrix::F32(_) => None,
             })
@@ -82,7 +89,14 @@ impl Linear {
             None => linears
                 .iter()
                 .zip(outs.iter_mut())
-                .for_each(|(l, out)| l.forward(x, rows, out)),
+                .for_each(|(l, out)| match layout {
+                    OutLayout::Rows => l.forward(x, rows, out),
+                    OutLayout::Blocks64 => {
+                        let mut row_major = vec![0.0; rows * l.n_out];
+                        l.forward(x, rows, &mut row_major);
+                        ops::write_head_major(&row_major, rows, l.n_out, l.n_out / 64, out);
+                    }
+                }),
         }
     }
 
@@ -337,7 +351,8 @@ impl CpuModel {
             block.attn_ln.forward(x, h);
             let attn = &block.attn;
             let qkv = [&attn.query, &attn.key, &attn.value];
-            Linear::forward_shared(&qkv, h, n, &mut [&mut *q, &mut *k, &mut *v]);
+            let qkv_out = &mut [&mut *q, &mut *k, &mut *v];
+            Linear::forward_shared(&qkv, h, n, qkv_out, OutLayout::Rows);
             ops::attention(
                 self.encoder_attention,
                 q,
@@ -403,8 +418,10 @@ impl Backend for CpuModel {
             self.dims.n_text_state,
             self.dims.n_text_head,
         );
+        // Sized, not cleared: every value is written below, and a batch of the same size as
+        // the last rewrites the buffers in place.
         for buf in self.cross_k.iter_mut().chain(&mut self.cross_v) {
-            buf.clear();
+            buf.resize(mels.len() * n * d, 0.0);
         }
         let mut s = std::mem::take(&mut self.encoder_scratch);
         self.cross_kv_ms = 0.0;
@@ -425,13 +442,24 @@ impl Backend for CpuModel {
                     [&cross.key, &cross.value]
                 })
                 .collect();
-            let kv = sized(&mut s.cross_kv, projections.len() * n * d);
-            let mut outs: Vec<&mut [f32]> = kv.chunks_exact_mut(n * d).collect();
-            Linear::forward_shared(&projections, &s.out, n, &mut outs);
-            for (i, kv) in s.cross_kv.chunks_exact(2 * n * d).enumerate() {
-                let (k, v) = kv.split_at(n * d);
-                ops::extend_head_major(k, n, d, h, &mut self.cross_k[i]);
-                ops::extend_head_major(v, n, d, h, &mut self.cross_v[i]);
+            // Each written head-major into its window's part of the layer's buffer: for heads
+            // of 64, the int8 kernels write that layout themselves (64-column blocks).
+            let window = w * n * d..(w + 1) * n * d;
+            let mut heads: Vec<&mut [f32]> = self
+                .cross_k
+                .iter_mut()
+                .zip(&mut self.cross_v)
+                .flat_map(|(k, v)| [&mut k[window.clone()], &mut v[window.clone()]])
+                .collect();
+            if d / h == 64 {
+                Linear::forward_shared(&projections, &s.out, n, &mut heads, OutLayout::Blocks64);
+            } else {
+                let kv = sized(&mut s.cross_kv, projections.len() * n * d);
+                let mut rows: Vec<&mut [f32]> = kv.chunks_exact_mut(n * d).collect();
+                Linear::forward_shared(&projections, &s.out, n, &mut rows, OutLayout::Rows);
+                for (rows, out) in s.cross_kv.chunks_exact(n * d).zip(heads) {
+                    ops::write_head_major(rows, n, d, h, out);
+                }
             }
             self.cross_kv_ms += cross_kv.elapsed().as_secs_f64() * 1e3;
             if w == 0 {

@@ -19,7 +19,7 @@
 //! machines, and [`available`] checks them against VNNI once per process before the first use.
 
 use super::vnni::Epilogue;
-use super::{Int8Matrix, QuantizedRows, PANEL};
+use super::{Int8Matrix, PanelOut, QuantizedRows, PANEL};
 pub(super) use crate::backend::cpu::amx::CpuTiles;
 #[cfg(test)]
 use crate::backend::cpu::amx::TileFile;
@@ -82,14 +82,13 @@ fn self_check() -> bool {
 /// so that the emulator knows it).
 pub(super) type Accumulators = [[i32; PANEL]; 2 * TILE_M];
 
-/// Rows `rows` (a multiple of 16 of them) of `xq` times panel `p` of `w` on `unit`'s tiles,
-/// written to `out` (row stride `n`, columns `p*64 .. min(p*64+64, n)`).
+/// Rows `rows` (a multiple of 16 of them) of `xq` times panel `p` of `w` (columns
+/// `p*64 .. min(p*64+64, n)`) on `unit`'s tiles, written to `out`.
 ///
 /// # Safety
 /// The CPU has AVX-512 F (the epilogue) and `unit`'s tiles are usable (for [`CpuTiles`]:
 /// [`available`]); `w` is in panel layout with `k4 % 64 == 0` and `xq` holds rows `rows` of
-/// `k4` bytes; `out` is valid for `rows.end * n` floats and nobody else touches these rows of
-/// this panel's columns.
+/// `k4` bytes; `out` is valid for these rows and columns, which nobody else touches.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn panel<U: TileUnit>(
@@ -101,9 +100,9 @@ pub(super) unsafe fn panel<U: TileUnit>(
     w: &Int8Matrix,
     p: usize,
     bias: Option<&[f32]>,
-    out: *mut f32,
-    n: usize,
+    out: PanelOut,
 ) {
+    let n = w.n;
     debug_assert!(rows.len().is_multiple_of(TILE_M) && k4.is_multiple_of(TILE_ROW_BYTES));
     let j0 = p * PANEL;
     let epilogue = Epilogue::new(w, bias, j0, n);
@@ -143,7 +142,7 @@ pub(super) unsafe fn panel<U: TileUnit>(
             .take(if both { 2 * TILE_M } else { TILE_M })
         {
             let sx = *xq.scale.get_unchecked(i + r);
-            let o = out.add((i + r) * n + j0);
+            let o = out.first.add((i + r) * out.row_stride);
             for v in 0..live {
                 let a = _mm512_loadu_si512(row.as_ptr().add(16 * v) as *const __m512i);
                 epilogue.store(v, a, sx, o);

@@ -43,6 +43,7 @@ fn shared_products_give_each_products_bits() {
                 w,
                 bias: Some(b),
                 out,
+                layout: OutLayout::Rows,
             })
             .collect();
         linear_shared(&x, m, &mut products);
@@ -51,6 +52,57 @@ fn shared_products_give_each_products_bits() {
             linear(&x, m, w, Some(b), &mut alone);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert!(bits(out) == bits(&alone), "{m}x{k}x{}", w.n);
+        }
+    }
+}
+
+/// [`OutLayout::Blocks64`] (the cross-attention's head-major keys and values): every output
+/// has the bits of the row layout, each 64-column block's rows together. Written by the VNNI
+/// kernel, by the AMX kernel on the tile emulator (32-row tile pairs, then rows past them on
+/// VNNI), and through a copy by the rows kernel; products split into row blocks (1500 rows)
+/// and not.
+#[test]
+fn blocks_of_64_columns_hold_the_rows_bits() {
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for &(m, k, n) in &[(37, 100, 128), (1500, 384, 384), (5, 64, 64)] {
+        let (x, w, b) = (data(31, m * k), data(32, n * k), data(33, n));
+        let q = QuantizedMatrix::quantize(&w, n, k);
+        let mut kernels = vec![("rows kernel", Int8Matrix::from_quantized(q.clone(), false))];
+        if has_vnni() {
+            kernels.push(("vnni", Int8Matrix::from_quantized(q, true)));
+        }
+        for (name, mat) in &kernels {
+            let mut rows = vec![f32::NAN; m * n];
+            linear(&x, m, mat, Some(&b), &mut rows);
+            let mut want = vec![f32::NAN; m * n];
+            crate::backend::cpu::ops::write_head_major(&rows, m, n, n / PANEL, &mut want);
+            let mut got = vec![f32::NAN; m * n];
+            let (w, bias, layout) = (mat, Some(&b[..]), OutLayout::Blocks64);
+            let out = &mut got;
+            linear_shared(
+                &x,
+                m,
+                &mut [Product {
+                    w,
+                    bias,
+                    out,
+                    layout,
+                }],
+            );
+            assert!(bits(&got) == bits(&want), "{name} {m}x{k}x{n}");
+            #[cfg(target_arch = "x86_64")]
+            if *name == "vnni" && k.is_multiple_of(64) {
+                let mut emulated = vec![f32::NAN; m * n];
+                let out = &mut emulated;
+                let products = &mut [Product {
+                    w,
+                    bias,
+                    out,
+                    layout,
+                }];
+                linear_panels_shared::<crate::backend::cpu::amx::TileFile>(&x, m, products, true);
+                assert!(bits(&emulated) == bits(&want), "emulated tiles {m}x{k}x{n}");
+            }
         }
     }
 }

@@ -103,17 +103,17 @@ impl KvLayout {
 
 /// `[n, n_head * head_dim]` rows -> `[n_head, n, head_dim]` ([`KvLayout::Heads`]).
 pub fn to_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec<f32>) {
-    out.clear();
-    extend_head_major(x, n, d, n_head, out);
+    out.resize(n * d, 0.0);
+    write_head_major(x, n, d, n_head, out);
 }
 
-/// [`to_head_major`] appended to `out` (the windows of a batch, one after another).
-pub fn extend_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut Vec<f32>) {
+/// [`to_head_major`] into the first `n * d` values of `out`.
+pub fn write_head_major(x: &[f32], n: usize, d: usize, n_head: usize, out: &mut [f32]) {
     let hd = d / n_head;
-    out.reserve(n * d);
-    for h in 0..n_head {
-        for row in x[..n * d].chunks_exact(d) {
-            out.extend_from_slice(&row[h * hd..(h + 1) * hd]);
+    let rows = x[..n * d].chunks_exact(d);
+    for (h, head) in out[..n * d].chunks_exact_mut(n * hd).enumerate() {
+        for (dst, row) in head.chunks_exact_mut(hd).zip(rows.clone()) {
+            dst.copy_from_slice(&row[h * hd..(h + 1) * hd]);
         }
     }
 }

@@ -67,7 +67,7 @@ mod matmul;
 mod softmax;
 
 pub use argmax::argmax;
-pub use attention::{attention, attention_weights, extend_head_major, to_head_major, KvLayout};
+pub use attention::{attention, attention_weights, to_head_major, write_head_major, KvLayout};
 pub use conv1d::{conv1d_k3, conv1d_k3_from, conv1d_out_len, ConvInput};
 pub use elementwise::{add_assign, gelu};
 pub use embed::embed;
