@@ -321,12 +321,14 @@ pub enum OutLayout {
 }
 
 /// Where one panel's outputs go: its first column of row 0, and the step from row to row.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct PanelOut {
     first: *mut f32,
     row_stride: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl PanelOut {
     /// Panel `p` of a product's `out` (`m` rows, `n` columns) in `layout`.
     ///

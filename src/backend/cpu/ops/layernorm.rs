@@ -31,14 +31,19 @@ pub(super) fn layer_norm_on(
     beta: &[f32],
     out: &mut [f32],
 ) {
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if isa.min(super::super::isa::isa()) >= Isa::Avx512 && cols > 0 && x.len() >= 8 * cols {
-        done = x.len() / cols * cols;
-        assert!(out.len() >= done && gamma.len() >= cols && beta.len() >= cols);
-        // SAFETY: the CPU has AVX-512 (capped by what `isa()` detected); lengths checked.
-        unsafe { avx512::lanes(&x[..done], cols, gamma, beta, &mut out[..done]) };
-    }
+    let done =
+        if isa.min(super::super::isa::isa()) >= Isa::Avx512 && cols > 0 && x.len() >= 8 * cols {
+            let done = x.len() / cols * cols;
+            assert!(out.len() >= done && gamma.len() >= cols && beta.len() >= cols);
+            // SAFETY: the CPU has AVX-512 (capped by what `isa()` detected); lengths checked.
+            unsafe { avx512::lanes(&x[..done], cols, gamma, beta, &mut out[..done]) };
+            done
+        } else {
+            0
+        };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
     layer_norm_rows_on(isa, &x[done..], cols, gamma, beta, &mut out[done..]);
 }
 
