@@ -573,7 +573,8 @@ pub(in crate::backend::cpu::ops) mod tests {
         out
     }
 
-    /// [`attention_f64`] of [`rows_call`]'s call (for the bf16 kernels' tests).
+    /// [`attention_f64`] of [`rows_call`]'s call (for the bf16 kernels' tests: x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(in crate::backend::cpu::ops) fn rows_f64(
         qkv: [&[f32]; 3],
         sizes: (usize, usize, usize, usize),
