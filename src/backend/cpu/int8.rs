@@ -151,6 +151,12 @@ impl Int8Matrix {
         self.k
     }
 
+    /// Whether its products write [`OutLayout::Blocks64`] directly (the panel kernels: VNNI,
+    /// AMX), not through a copy of the rows (the rows kernel).
+    pub fn writes_blocks64(&self) -> bool {
+        matches!(self.layout, Layout::Panels { .. })
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() + 4 * (self.scale.len() + self.shift_comp.len())

@@ -62,7 +62,8 @@ impl Linear {
 
     /// [`Linear::forward`] of each of `linears` on the same `rows` of `x`, into `outs` laid out
     /// as `layout`: int8 ones quantize `x` once and share the thread pool
-    /// (`int8::linear_shared`), with the bits each `forward` gives.
+    /// (`int8::linear_shared`), with the bits each `forward` gives. f32 weights write rows
+    /// only ([`Linear::writes_blocks64`] says where blocks can be asked for).
     fn forward_shared(
         linears: &[&Linear],
         x: &[f32],
@@ -86,18 +87,20 @@ impl Linear {
             .collect();
         match int8 {
             Some(mut products) => crate::backend::cpu::int8::linear_shared(x, rows, &mut products),
-            None => linears
-                .iter()
-                .zip(outs.iter_mut())
-                .for_each(|(l, out)| match layout {
-                    OutLayout::Rows => l.forward(x, rows, out),
-                    OutLayout::Blocks64 => {
-                        let mut row_major = vec![0.0; rows * l.n_out];
-                        l.forward(x, rows, &mut row_major);
-                        ops::write_head_major(&row_major, rows, l.n_out, l.n_out / 64, out);
-                    }
-                }),
+            None => {
+                assert_eq!(layout, OutLayout::Rows, "f32 weights write rows");
+                linears
+                    .iter()
+                    .zip(outs.iter_mut())
+                    .for_each(|(l, out)| l.forward(x, rows, out))
+            }
         }
+    }
+
+    /// Whether [`Linear::forward_shared`] writes [`OutLayout::Blocks64`] for it without a
+    /// copy: int8 weights on the panel kernels.
+    fn writes_blocks64(&self) -> bool {
+        matches!(&self.w, Matrix::Int8(w) if w.writes_blocks64())
     }
 
     /// Rows `row0..row0 + rows` of `x` into the same rows of `out`; `rowwise` as
@@ -443,7 +446,8 @@ impl Backend for CpuModel {
                 })
                 .collect();
             // Each written head-major into its window's part of the layer's buffer: for heads
-            // of 64, the int8 kernels write that layout themselves (64-column blocks).
+            // of 64, the int8 panel kernels write that layout themselves (64-column blocks);
+            // otherwise rows into the scratch, then copied.
             let window = w * n * d..(w + 1) * n * d;
             let mut heads: Vec<&mut [f32]> = self
                 .cross_k
@@ -451,7 +455,7 @@ impl Backend for CpuModel {
                 .zip(&mut self.cross_v)
                 .flat_map(|(k, v)| [&mut k[window.clone()], &mut v[window.clone()]])
                 .collect();
-            if d / h == 64 {
+            if d / h == 64 && projections.iter().all(|l| l.writes_blocks64()) {
                 Linear::forward_shared(&projections, &s.out, n, &mut heads, OutLayout::Blocks64);
             } else {
                 let kv = sized(&mut s.cross_kv, projections.len() * n * d);

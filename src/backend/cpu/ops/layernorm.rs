@@ -3,6 +3,8 @@
 //! GPU twin: `backend/gpu/kernels/layernorm.rs` (`shaders/layernorm.wgsl`). Test:
 //! `tests/kernels_vs_cpu/layernorm.rs`.
 
+use crate::backend::cpu::isa::{isa, Isa};
+
 /// Layer normalisation over each row of `x` (`cols` wide) into `out`, eps as PyTorch's default
 /// 1e-5. Encoder-sized inputs are split by rows across the rayon pool (rows are independent, so
 /// the split changes no bit).
@@ -11,8 +13,6 @@ pub fn layer_norm(x: &[f32], cols: usize, gamma: &[f32], beta: &[f32], out: &mut
         layer_norm_on(isa(), &x[at..at + o.len()], cols, gamma, beta, o)
     });
 }
-
-use crate::backend::cpu::isa::{isa, Isa};
 
 /// Epsilon under the square root: PyTorch's default.
 const EPS: f32 = 1e-5;
@@ -90,6 +90,12 @@ mod avx512 {
     use super::EPS;
     use std::arch::x86_64::*;
 
+    thread_local! {
+        /// [`lanes`]' transposed columns, kept from call to call (decoder steps of 8 rows or
+        /// more come here once per token).
+        static COLUMNS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+
     /// [`super::layer_norm_rows`] of every row of `x`, 16 rows at a time, a row per lane: blocks
     /// of 16 × 16 are transposed in registers (into `columns`, 16 rows × `cols`), so that each
     /// row's elements are added in order in its lane, and a product then a sum as the scalar
@@ -111,8 +117,9 @@ mod avx512 {
     ) {
         let rows = x.len() / cols;
         let n = _mm512_set1_ps(cols as f32);
-        let mut columns = vec![0.0f32; 16 * cols.next_multiple_of(16)];
-        let columns = columns.as_mut_ptr();
+        let mut kept = COLUMNS.take();
+        kept.resize(16 * cols.next_multiple_of(16), 0.0);
+        let columns = kept.as_mut_ptr();
         for r0 in (0..rows).step_by(16) {
             let live = (rows - r0).min(16);
             let mut sum = _mm512_setzero_ps();
@@ -156,6 +163,7 @@ mod avx512 {
                 }
             }
         }
+        COLUMNS.set(kept);
     }
 
     /// The 16 × 16 transpose of `r` (row `i` in `r[i]`): `out[j]` lane `i` is `r[i]` lane `j`.
