@@ -91,26 +91,104 @@ fn ran_as(products: Products, name: &'static str) -> &'static str {
     }
 }
 
+/// The f32 model of a checkpoint, judging where another model's tokens part from f32's: the
+/// f32 logit gap at the first difference, and the error counts of both.
+struct F32Judge {
+    model: Transcriber,
+    tokenizer: dattavani_asr::testing::tokenizer::WhisperTokenizer,
+    failures: Vec<String>,
+    errors_f32: usize,
+    errors_other: usize,
+    words: usize,
+}
+
+impl F32Judge {
+    fn new(model: &str) -> Self {
+        let f32_model = transcriber_of(model, Dtype::F32);
+        let files = hub::resolve(model).unwrap();
+        let tokenizer = dattavani_asr::testing::tokenizer::WhisperTokenizer::from_file(
+            &files.tokenizer(),
+            f32_model.config().dims.n_vocab,
+        )
+        .unwrap();
+        F32Judge {
+            model: f32_model,
+            tokenizer,
+            failures: Vec::new(),
+            errors_f32: 0,
+            errors_other: 0,
+            words: 0,
+        }
+    }
+
+    /// Counts both texts' errors against `reference`; returns (f32's, the other's).
+    fn count(&mut self, reference: &str, f32_text: &str, other_text: &str) -> (usize, usize) {
+        let (e32, n) = wer::corpus_errors([(reference, f32_text)]);
+        let (e8, _) = wer::corpus_errors([(reference, other_text)]);
+        self.errors_f32 += e32;
+        self.errors_other += e8;
+        self.words += n;
+        (e32, e8)
+    }
+
+    /// Where the window of `path` at mel frame `seek` decodes to `f32_ids` with f32 and to
+    /// `other` with the other model: the first token that differs and the f32 model's logit gap
+    /// there (its own token's logit minus the other's), recorded as a failure above
+    /// [`NEAR_TIE`] (`what` names the place).
+    fn gap(
+        &mut self,
+        path: &std::path::Path,
+        seek: usize,
+        f32_ids: &[u32],
+        other: &[u32],
+        what: &str,
+    ) -> (usize, f32) {
+        let at = other
+            .iter()
+            .zip(f32_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let config = self.model.config().clone();
+        let options = self.model.options().decode.clone();
+        let samples = dattavani_asr::testing::audio::load_audio(path).unwrap();
+        let window = mel::log_mel_spectrogram(&samples, config.dims.n_mels).window(seek);
+        let task = DecodingTask::new(&self.tokenizer, &config, &options).unwrap();
+        self.model.backend().encode(&window).unwrap();
+        let logits = task
+            .logits_after(self.model.backend(), &f32_ids[..at])
+            .unwrap();
+        let eot = self.tokenizer.eot;
+        let pick = |ids: &[u32]| ids.get(at).copied().unwrap_or(eot) as usize;
+        let gap = logits[pick(f32_ids)] - logits[pick(other)];
+        if gap > NEAR_TIE {
+            self.failures.push(format!(
+                "{what}: first difference at token {at} has gap {gap:.3}"
+            ));
+        }
+        (at, gap)
+    }
+
+    /// The module's assertions: no first difference above [`NEAR_TIE`], and the other model's
+    /// errors within a point of f32's.
+    fn assert_near_ties_and_error_rate(&self, ran: &str) {
+        let (e32, e8, words) = (self.errors_f32, self.errors_other, self.words);
+        println!("word errors: f32 {e32} / {ran} {e8} of {words}");
+        assert!(self.failures.is_empty(), "{}", self.failures.join("\n"));
+        assert!(
+            e8 as f64 <= e32 as f64 + 0.01 * words as f64,
+            "{ran} {e8} errors vs f32 {e32} of {words} words"
+        );
+    }
+}
+
 /// The module's assertions for `dtype`, whose model reports `ran` as its weights.
 fn follows_f32_up_to_near_ties(dtype: Dtype, ran: &str) {
     if models::cached_dir("tiny.en").is_none() {
         return;
     }
-    let mut f32_model = transcriber(Dtype::F32);
+    let mut judge = F32Judge::new("tiny.en");
     let mut int8_model = transcriber(dtype);
     assert_eq!(int8_model.diagnostics().unwrap().weights_dtype(), ran);
-    let files = hub::resolve("tiny.en").unwrap();
-    let tokenizer = dattavani_asr::testing::tokenizer::WhisperTokenizer::from_file(
-        &files.tokenizer(),
-        f32_model.config().dims.n_vocab,
-    )
-    .unwrap();
-    let (config, options) = (
-        f32_model.config().clone(),
-        f32_model.options().decode.clone(),
-    );
-    let (mut errors_f32, mut errors_int8, mut words) = (0, 0, 0);
-    let mut failures = Vec::new();
     let clips = labelled_clips();
     assert!(clips.len() >= 16, "{} clips", clips.len());
     for (file, f32_ids, reference) in clips {
@@ -121,45 +199,20 @@ fn follows_f32_up_to_near_ties(dtype: Dtype, ran: &str) {
             .iter()
             .flat_map(|s| s.tokens.clone())
             .collect();
-        let f32_text = tokenizer.decode(&f32_ids).unwrap();
-        let (e32, n) = wer::corpus_errors([(reference.as_str(), f32_text.as_str())]);
-        let (e8, _) = wer::corpus_errors([(reference.as_str(), result.text.as_str())]);
-        (errors_f32, errors_int8, words) = (errors_f32 + e32, errors_int8 + e8, words + n);
+        let f32_text = judge.tokenizer.decode(&f32_ids).unwrap();
+        let (e32, e8) = judge.count(&reference, &f32_text, &result.text);
         if ours == f32_ids {
             println!("{file}: same tokens");
             continue;
         }
-        // The f32 model's logits after the common prefix.
-        let at = ours
-            .iter()
-            .zip(&f32_ids)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let samples = dattavani_asr::testing::audio::load_audio(&path).unwrap();
-        let window = mel::log_mel_spectrogram(&samples, config.dims.n_mels).window(0);
-        let task = DecodingTask::new(&tokenizer, &config, &options).unwrap();
-        f32_model.backend().encode(&window).unwrap();
-        let logits = task
-            .logits_after(f32_model.backend(), &f32_ids[..at])
-            .unwrap();
-        let pick = |ids: &[u32]| ids.get(at).copied().unwrap_or(tokenizer.eot) as usize;
-        let gap = logits[pick(&f32_ids)] - logits[pick(&ours)];
+        // Every reference clip is one window (30 s or shorter).
+        let (at, gap) = judge.gap(&path, 0, &f32_ids, &ours, &file);
         println!(
             "{file}: differs at token {at}, f32 logit gap {gap:.3}; f32 {e32} / {ran} {e8} errors\n  f32:  {f32_text}\n  {ran}: {}",
             result.text.trim()
         );
-        if gap > NEAR_TIE {
-            failures.push(format!(
-                "{file}: first difference at token {at} has gap {gap:.3}"
-            ));
-        }
     }
-    println!("word errors: f32 {errors_f32} / {ran} {errors_int8} of {words}");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        errors_int8 as f64 <= errors_f32 as f64 + 0.01 * words as f64,
-        "{ran} {errors_int8} errors vs f32 {errors_f32} of {words} words"
-    );
+    judge.assert_near_ties_and_error_rate(ran);
 }
 
 /// The default's weights (`int8-bf16v`) on the multilingual base checkpoint, against our f32
@@ -177,19 +230,9 @@ fn int8_bf16v_on_base_follows_f32_up_to_near_ties() {
         return;
     }
     let ran = ran_as(Products::Bf16Values, "int8-bf16v");
-    let mut f32_model = transcriber_of("base", Dtype::F32);
+    let mut judge = F32Judge::new("base");
     let mut int8_model = transcriber_of("base", Dtype::Int8Bf16V);
     assert_eq!(int8_model.diagnostics().unwrap().weights_dtype(), ran);
-    let files = hub::resolve("base").unwrap();
-    let tokenizer = dattavani_asr::testing::tokenizer::WhisperTokenizer::from_file(
-        &files.tokenizer(),
-        f32_model.config().dims.n_vocab,
-    )
-    .unwrap();
-    let (config, options) = (
-        f32_model.config().clone(),
-        f32_model.options().decode.clone(),
-    );
     // Text tokens per window (first mel frame), in window order.
     let windows = |t: &dattavani_asr::testing::transcribe::Transcript| {
         let mut w = std::collections::BTreeMap::<usize, Vec<u32>>::new();
@@ -198,17 +241,13 @@ fn int8_bf16v_on_base_follows_f32_up_to_near_ties() {
         }
         w
     };
-    let (mut errors_f32, mut errors_int8, mut words) = (0, 0, 0);
-    let mut failures = Vec::new();
     for (file, _, reference) in labelled_clips() {
         let path = clips::data(&format!("speech/{file}"));
         let (want, got) = (
-            f32_model.transcribe_file(&path).unwrap(),
+            judge.model.transcribe_file(&path).unwrap(),
             int8_model.transcribe_file(&path).unwrap(),
         );
-        let (e32, n) = wer::corpus_errors([(reference.as_str(), want.text.as_str())]);
-        let (e8, _) = wer::corpus_errors([(reference.as_str(), got.text.as_str())]);
-        (errors_f32, errors_int8, words) = (errors_f32 + e32, errors_int8 + e8, words + n);
+        let (e32, e8) = judge.count(&reference, &want.text, &got.text);
         let (want_w, got_w) = (windows(&want), windows(&got));
         let seeks: std::collections::BTreeSet<usize> =
             want_w.keys().chain(got_w.keys()).copied().collect();
@@ -224,27 +263,16 @@ fn int8_bf16v_on_base_follows_f32_up_to_near_ties() {
             println!("{file}: same tokens");
             continue;
         };
-        let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-        let samples = dattavani_asr::testing::audio::load_audio(&path).unwrap();
-        let window = mel::log_mel_spectrogram(&samples, config.dims.n_mels).window(seek);
-        let task = DecodingTask::new(&tokenizer, &config, &options).unwrap();
-        f32_model.backend().encode(&window).unwrap();
-        let logits = task.logits_after(f32_model.backend(), &a[..at]).unwrap();
-        let pick = |ids: &[u32]| ids.get(at).copied().unwrap_or(tokenizer.eot) as usize;
-        let gap = logits[pick(&a)] - logits[pick(&b)];
+        let (at, gap) = judge.gap(
+            &path,
+            seek,
+            &a,
+            &b,
+            &format!("{file}, window at frame {seek}"),
+        );
         println!(
             "{file}: window at frame {seek} differs at token {at}, f32 logit gap {gap:.3}; f32 {e32} / {ran} {e8} errors"
         );
-        if gap > NEAR_TIE {
-            failures.push(format!(
-                "{file}: window at frame {seek}, token {at}: gap {gap:.3}"
-            ));
-        }
     }
-    println!("word errors: f32 {errors_f32} / {ran} {errors_int8} of {words}");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        errors_int8 as f64 <= errors_f32 as f64 + 0.01 * words as f64,
-        "{ran} {errors_int8} errors vs f32 {errors_f32} of {words} words"
-    );
+    judge.assert_near_ties_and_error_rate(ran);
 }
